@@ -1,0 +1,422 @@
+"""Typed model of an IOS configuration, as cbac understands it.
+
+The parser (:mod:`cbac.config.parser`) turns IOS text into a :class:`Router`;
+the renderer (:mod:`cbac.config.render`) turns a :class:`Router` back into
+``show running-config`` text.  ``parse(render(model)) == model`` holds.
+
+Conventions:
+
+* Addresses are :class:`ipaddress.IPv4Address`; interface addresses
+  :class:`ipaddress.IPv4Interface`; prefixes :class:`ipaddress.IPv4Network`.
+* Ports and ICMP types are stored as integers; IOS names (``smtp``,
+  ``echo-reply``) are accepted by the parser and produced by the renderer.
+* Every field defaults to the IOS default, so ``Router()`` is the
+  configuration of a router with nothing configured.
+* ``lineno`` fields record where a thing was defined (for error messages);
+  they never take part in equality.
+* Everything here is plain data: no behaviour beyond small helpers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import Optional
+
+
+def _lineno():
+    return field(default=0, compare=False, repr=False)
+
+
+# --------------------------------------------------------------------------
+# Lines cbac accepts but does not act on
+
+@dataclass
+class Verbatim:
+    """An IOS command cbac keeps but does not act on (``voice-card 3``,
+    ``controller T1 3/0`` with its sub-commands).  Rendered back as is."""
+
+    text: str
+    children: tuple[str, ...] = ()
+    lineno: int = _lineno()
+
+
+# --------------------------------------------------------------------------
+# Users and secrets
+
+@dataclass
+class Secret:
+    """A password as configured.  ``kind`` is the IOS encryption type:
+    0 (clear text), 5 (MD5 crypt), 7 (Vigenere, reversible), 8/9 (PBKDF2 /
+    scrypt).  ``value`` is the text after the type digit as written."""
+
+    kind: int
+    value: str
+
+
+@dataclass
+class User:
+    name: str
+    privilege: int = 1
+    secret: Optional[Secret] = None      # "secret" keyword
+    password: Optional[Secret] = None    # "password" keyword
+    lineno: int = _lineno()
+
+
+# --------------------------------------------------------------------------
+# Inspection (CBAC)
+
+#: Protocols of ``ip inspect name``.
+INSPECT_PROTOCOLS = ("tcp", "udp", "icmp", "ftp", "http", "smtp", "esmtp")
+
+
+@dataclass
+class InspectGlobals:
+    """``ip inspect ...`` global commands, with IOS defaults."""
+
+    audit_trail: bool = False            # ip inspect audit-trail
+    alert_off: bool = False              # ip inspect alert-off
+    max_incomplete_high: int = 500
+    max_incomplete_low: int = 400
+    one_minute_high: int = 500
+    one_minute_low: int = 400
+    tcp_max_incomplete_host: int = 50
+    tcp_block_time: int = 0              # minutes
+    tcp_synwait_time: int = 30           # seconds
+    tcp_finwait_time: int = 5
+    tcp_idle_time: int = 3600
+    udp_idle_time: int = 30
+    dns_timeout: int = 5
+
+
+@dataclass
+class InspectProtocol:
+    """One ``ip inspect name NAME PROTOCOL ...`` line.
+
+    ``alert``/``audit_trail``/``timeout`` are None when not given: the
+    effective value then comes from the globals (see :func:`effective`).
+    """
+
+    protocol: str                        # one of INSPECT_PROTOCOLS
+    alert: Optional[bool] = None
+    audit_trail: Optional[bool] = None
+    timeout: Optional[int] = None
+    max_data: Optional[int] = None       # smtp / esmtp; IOS default 20000000
+    java_list: Optional[str] = None      # http: standard ACL name or number
+    lineno: int = _lineno()
+
+
+@dataclass
+class InspectRule:
+    name: str
+    protocols: list[InspectProtocol] = field(default_factory=list)
+    lineno: int = _lineno()
+
+    def get(self, protocol: str) -> Optional[InspectProtocol]:
+        for p in self.protocols:
+            if p.protocol == protocol:
+                return p
+        return None
+
+
+#: IOS default ``max-data`` for smtp/esmtp.
+SMTP_MAX_DATA_DEFAULT = 20000000
+
+
+def default_timeout(protocol: str, g: InspectGlobals) -> int:
+    """The timeout IOS prints for a protocol line without ``timeout``."""
+    if protocol == "udp":
+        return g.udp_idle_time
+    if protocol == "icmp":
+        return 10
+    return g.tcp_idle_time
+
+
+# --------------------------------------------------------------------------
+# Interfaces
+
+@dataclass
+class Interface:
+    name: str                                        # IOS name: Ethernet2/0
+    description: Optional[str] = None
+    address: Optional[IPv4Interface] = None          # ip address A M
+    secondary: list[IPv4Interface] = field(default_factory=list)
+    shutdown: bool = False
+    access_group_in: Optional[str] = None            # ACL name or number
+    access_group_out: Optional[str] = None
+    inspect_in: Optional[str] = None                 # inspection rule name
+    inspect_out: Optional[str] = None
+    nat: Optional[str] = None                        # "inside" / "outside"
+    arp_timeout: int = 14400                         # arp timeout S
+    unreachables: bool = True                        # ip unreachables
+    mtu: int = 1500                                  # ip mtu N
+    extra: list[Verbatim] = field(default_factory=list)  # half-duplex, ...
+    lineno: int = _lineno()
+
+
+# --------------------------------------------------------------------------
+# Access lists
+
+@dataclass
+class AddrMatch:
+    """Source or destination of an ACE.  ``any`` is 0.0.0.0/255.255.255.255,
+    ``host A`` is A/0.0.0.0.  Wildcard bits set to 1 are ignored."""
+
+    address: IPv4Address = IPv4Address(0)
+    wildcard: IPv4Address = IPv4Address(0xFFFFFFFF)
+
+    @property
+    def is_any(self) -> bool:
+        return int(self.wildcard) == 0xFFFFFFFF
+
+    @property
+    def is_host(self) -> bool:
+        return int(self.wildcard) == 0
+
+    def matches(self, addr: int) -> bool:
+        w = int(self.wildcard)
+        return (addr & ~w) == (int(self.address) & ~w)
+
+
+@dataclass
+class PortMatch:
+    """``eq P`` / ``neq P`` / ``lt P`` / ``gt P`` / ``range P1 P2``."""
+
+    op: str                                  # eq neq lt gt range
+    ports: tuple[int, ...]
+
+    def matches(self, port: int) -> bool:
+        op, p = self.op, self.ports
+        if op == "eq":
+            return port in p
+        if op == "neq":
+            return port not in p
+        if op == "lt":
+            return port < p[0]
+        if op == "gt":
+            return port > p[0]
+        return p[0] <= port <= p[1]
+
+
+@dataclass
+class AclEntry:
+    """One access-control entry (or a remark).
+
+    ``protocol`` is ``ip``, ``tcp``, ``udp``, ``icmp`` or an IP protocol
+    number (int).  Standard ACLs use only ``source`` (protocol ``ip``).
+    """
+
+    seq: int
+    action: str                                  # permit / deny / remark
+    protocol: object = "ip"
+    source: AddrMatch = field(default_factory=AddrMatch)
+    source_port: Optional[PortMatch] = None
+    destination: Optional[AddrMatch] = None      # None for standard ACLs
+    destination_port: Optional[PortMatch] = None
+    icmp_type: Optional[int] = None
+    icmp_code: Optional[int] = None
+    established: bool = False
+    fragments: bool = False
+    log: Optional[str] = None                    # None, "log", "log-input"
+    remark: Optional[str] = None
+    lineno: int = _lineno()
+
+
+@dataclass
+class AccessList:
+    name: str                                    # "101" or "OUTSIDE-IN"
+    kind: str                                    # standard / extended
+    numbered: bool = True                        # access-list N ... form
+    entries: list[AclEntry] = field(default_factory=list)
+    lineno: int = _lineno()
+
+
+# --------------------------------------------------------------------------
+# NAT
+
+@dataclass
+class NatPool:
+    name: str
+    start: IPv4Address
+    end: IPv4Address
+    prefix_length: int                           # from netmask or prefix-length
+    netmask_form: bool = True                    # rendered as "netmask M"
+    type: Optional[str] = None                   # match-host / rotary
+    lineno: int = _lineno()
+
+
+@dataclass
+class NatStatic:
+    """``ip nat {inside|outside} source static [tcp|udp] LOCAL [LP] GLOBAL [GP]``.
+
+    For ``outside source static`` IOS calls the fields outside-global and
+    outside-local; ``local`` here is always the address on the side named
+    by ``side`` and ``global_`` the translated one.
+    """
+
+    side: str                                    # inside / outside
+    local: IPv4Address
+    global_: Optional[IPv4Address] = None        # None with global_interface
+    protocol: Optional[str] = None               # None (address only), tcp, udp
+    local_port: Optional[int] = None
+    global_port: Optional[int] = None
+    global_interface: Optional[str] = None       # "... interface IF PORT"
+    extendable: bool = False
+    lineno: int = _lineno()
+
+
+@dataclass
+class NatDynamic:
+    """``ip nat inside source list ACL {pool NAME | interface IF} [overload]``."""
+
+    acl: str
+    pool: Optional[str] = None
+    interface: Optional[str] = None
+    overload: bool = False
+    lineno: int = _lineno()
+
+
+@dataclass
+class NatTimeouts:
+    """``ip nat translation ...`` timeouts in seconds (None = never)."""
+
+    timeout: Optional[int] = 86400
+    udp_timeout: Optional[int] = 300
+    dns_timeout: Optional[int] = 60
+    tcp_timeout: Optional[int] = 86400
+    finrst_timeout: Optional[int] = 60
+    icmp_timeout: Optional[int] = 60
+    syn_timeout: Optional[int] = 60
+    max_entries: Optional[int] = None
+
+
+@dataclass
+class NatService:
+    """``ip nat service list ACL ftp tcp port N``."""
+
+    acl: str
+    protocol: str                                # ftp
+    port: int
+    lineno: int = _lineno()
+
+
+@dataclass
+class NatConfig:
+    pools: dict[str, NatPool] = field(default_factory=dict)
+    statics: list[NatStatic] = field(default_factory=list)
+    dynamics: list[NatDynamic] = field(default_factory=list)
+    timeouts: NatTimeouts = field(default_factory=NatTimeouts)
+    services: list[NatService] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------
+# Routing
+
+@dataclass
+class Route:
+    """``ip route PREFIX MASK {NEXTHOP | INTERFACE [NEXTHOP]} [DISTANCE]``."""
+
+    prefix: IPv4Network
+    next_hop: Optional[IPv4Address] = None
+    interface: Optional[str] = None
+    distance: int = 1
+    lineno: int = _lineno()
+
+
+# --------------------------------------------------------------------------
+# Logging
+
+#: IOS severities, index = level.
+SEVERITIES = ("emergencies", "alerts", "critical", "errors", "warnings",
+              "notifications", "informational", "debugging")
+
+
+@dataclass
+class LogHost:
+    """``logging host A.B.C.D [transport udp|tls [port N]]``."""
+
+    address: IPv4Address
+    transport: str = "udp"                       # udp / tls
+    port: Optional[int] = None                   # default 514 / 6514
+    lineno: int = _lineno()
+
+
+@dataclass
+class LoggingConfig:
+    buffered: Optional[int] = None               # logging buffered [SIZE]; None = off
+    buffered_level: int = 7                      # logging buffered [SIZE] LEVEL
+    console_level: int = 7                       # logging console LEVEL
+    trap_level: int = 6                          # logging trap LEVEL (informational)
+    hosts: list[LogHost] = field(default_factory=list)
+    tls_ca: Optional[str] = None                 # cbac logging tls-ca FILE
+    rfc5424: bool = False                        # cbac logging format rfc5424
+
+
+# --------------------------------------------------------------------------
+# Console
+
+@dataclass
+class VtyConfig:
+    """``line vty 0 4`` and its sub-commands."""
+
+    first: int = 0
+    last: int = 4
+    access_class: Optional[str] = None           # access-class ACL in
+    transport_input: str = "ssh"                 # ssh / none / all / telnet
+    login_local: bool = True
+    exec_timeout: Optional[tuple[int, int]] = None   # minutes, seconds
+    lineno: int = _lineno()
+
+
+@dataclass
+class SshConfig:
+    port: int = 2222                             # ip ssh port N (cbac default)
+    authorized_keys: Optional[str] = None        # cbac ssh authorized-keys FILE
+
+
+# --------------------------------------------------------------------------
+# cbac extensions (all start with the keyword "cbac")
+
+@dataclass
+class SmtpOptions:
+    """``cbac smtp starttls {allow|strip}``, ``cbac smtp bare-lf {reject|allow}``."""
+
+    starttls: str = "allow"
+    bare_lf: str = "reject"
+
+
+@dataclass
+class PortBinding:
+    """``cbac port IOSNAME DEVICE``: bind a configured interface to a Linux device."""
+
+    interface: str
+    device: str
+    lineno: int = _lineno()
+
+
+# --------------------------------------------------------------------------
+# The whole router
+
+@dataclass
+class Router:
+    hostname: str = "Router"
+    version: Optional[str] = None                # "version 12.3"
+    password_encryption: bool = False            # service password-encryption
+    timestamps_log: Optional[str] = None         # service timestamps log ...: "datetime msec"
+    timestamps_debug: Optional[str] = None
+    enable_secret: Optional[Secret] = None
+    enable_password: Optional[Secret] = None
+    users: dict[str, User] = field(default_factory=dict)
+    inspect: InspectGlobals = field(default_factory=InspectGlobals)
+    inspect_rules: dict[str, InspectRule] = field(default_factory=dict)
+    interfaces: dict[str, Interface] = field(default_factory=dict)
+    acls: dict[str, AccessList] = field(default_factory=dict)
+    nat: NatConfig = field(default_factory=NatConfig)
+    routes: list[Route] = field(default_factory=list)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    ssh: SshConfig = field(default_factory=SshConfig)
+    vty: list[VtyConfig] = field(default_factory=list)
+    session_limit: int = 200000                  # cbac session-limit N
+    smtp: SmtpOptions = field(default_factory=SmtpOptions)
+    ports: dict[str, PortBinding] = field(default_factory=dict)
+    extra: list[Verbatim] = field(default_factory=list)   # accepted, not acted on

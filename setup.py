@@ -1,0 +1,40 @@
+"""cbac: a CBAC-style stateful firewall appliance on Twisted."""
+from setuptools import setup
+
+setup(
+    name="cbac",
+    version="0.1.0",
+    description="Stateful firewall appliance modelled on Cisco IOS Firewall CBAC",
+    license="MIT",
+    python_requires=">=3.11",
+    packages=[
+        "cbac",
+        "cbac.config",
+        "cbac.packet",
+        "cbac.acl",
+        "cbac.nat",
+        "cbac.inspect",
+        "cbac.dataplane",
+        "cbac.console",
+        "cbac.log",
+        "twisted.plugins",
+    ],
+    package_data={"twisted.plugins": ["cbac_plugin.py"]},
+    install_requires=[
+        "twisted>=22.4",
+        "zope.interface",
+        "pyopenssl",
+        "service-identity",
+        "cryptography",
+        "bcrypt",
+    ],
+    extras_require={
+        "test": ["hypothesis", "scapy", "aiosmtpd", "pyftpdlib"],
+    },
+    entry_points={
+        "console_scripts": [
+            "cbac-replay = cbac.replay:main",
+            "cbac-lab = cbac.lab:main",
+        ],
+    },
+)
