@@ -1,0 +1,117 @@
+"""Internet checksums: full (RFC 1071) and incremental (RFC 1624).
+
+Two kinds of checksum field exist on the data path:
+
+* a *complete* checksum (the usual case): the field holds ``~sum``.  A
+  change of a 16-bit word from ``m`` to ``m'`` updates it with RFC 1624
+  eqn. 3: ``HC' = ~(~HC + ~m + m')``  (:func:`update16`).
+* a *partial* checksum (virtio-net ``NEEDS_CSUM``, offloaded TCP/UDP on
+  veth and after GRO): the field holds the **non-inverted** folded sum of
+  the pseudo-header only; the kernel/NIC completes it on transmit.  An
+  address change updates it with ``S' = S + ~m + m'`` (no inversion,
+  :func:`update16_partial`).  Ports are not part of the pseudo-header, so
+  a port change leaves a partial checksum untouched.
+
+All functions work on Python ints; the ``*_at`` helpers patch a field in
+a bytearray in place.
+"""
+
+from __future__ import annotations
+
+
+def fold(s: int) -> int:
+    """Fold a ones'-complement sum to 16 bits."""
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return s
+
+
+def ones_sum(data, start: int = 0, end: int | None = None) -> int:
+    """Unfolded-then-folded ones'-complement sum of data[start:end]
+    (an odd trailing byte is padded with zero)."""
+    if end is None:
+        end = len(data)
+    b = bytes(data[start:end])
+    if len(b) & 1:
+        b += b"\0"
+    # int.from_bytes(...) % 0xFFFF is the ones'-complement sum (0 maps to 0,
+    # a sum of 0xFFFF also maps to 0: both are "zero" in ones' complement).
+    s = int.from_bytes(b, "big") % 0xFFFF
+    if s == 0 and b.strip(b"\0"):
+        s = 0xFFFF      # a non-zero sum that folds to all ones
+    return s
+
+
+def checksum(data, start: int = 0, end: int | None = None, initial: int = 0) -> int:
+    """The Internet checksum (the value to store in the field)."""
+    s = fold(ones_sum(data, start, end) + initial)
+    return (~s) & 0xFFFF
+
+
+def pseudo_header_sum(src: int, dst: int, proto: int, length: int) -> int:
+    """Folded sum of the IPv4 pseudo-header (addresses as ints)."""
+    return fold((src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF)
+                + proto + length)
+
+
+def update16(csum: int, old: int, new: int) -> int:
+    """RFC 1624 eqn. 3 for a complete checksum field."""
+    s = (~csum & 0xFFFF) + (~old & 0xFFFF) + new
+    s = (s & 0xFFFF) + (s >> 16)
+    s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def update32(csum: int, old: int, new: int) -> int:
+    """A 32-bit field (an IPv4 address) changed from old to new."""
+    s = ((~csum & 0xFFFF) + (~old >> 16 & 0xFFFF) + (~old & 0xFFFF)
+         + (new >> 16) + (new & 0xFFFF))
+    s = (s & 0xFFFF) + (s >> 16)
+    s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def delta32(old: int, new: int) -> int:
+    """Pre-computed ones'-complement delta for old->new (32-bit), to be
+    applied many times with :func:`apply_delta` (per-flow NAT rewrites)."""
+    return fold((~old >> 16 & 0xFFFF) + (~old & 0xFFFF) + (new >> 16) + (new & 0xFFFF))
+
+
+def delta16(old: int, new: int) -> int:
+    return fold((~old & 0xFFFF) + new)
+
+
+def apply_delta(csum: int, delta: int) -> int:
+    """Apply a pre-computed delta to a complete checksum field."""
+    s = (~csum & 0xFFFF) + delta
+    s = (s & 0xFFFF) + (s >> 16)
+    s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def apply_delta_partial(psum: int, delta: int) -> int:
+    """Apply a pre-computed delta to a partial (pseudo-header) sum."""
+    s = psum + delta
+    s = (s & 0xFFFF) + (s >> 16)
+    return (s & 0xFFFF) + (s >> 16)
+
+
+def update16_partial(psum: int, old: int, new: int) -> int:
+    return apply_delta_partial(psum, delta16(old, new))
+
+
+def update32_partial(psum: int, old: int, new: int) -> int:
+    return apply_delta_partial(psum, delta32(old, new))
+
+
+def get16(buf, off: int) -> int:
+    return (buf[off] << 8) | buf[off + 1]
+
+
+def put16(buf, off: int, value: int) -> None:
+    buf[off] = value >> 8
+    buf[off + 1] = value & 0xFF
+
+
+def ip_checksum_ok(buf, off: int, ihl_bytes: int) -> bool:
+    return fold(ones_sum(buf, off, off + ihl_bytes)) in (0xFFFF, 0)

@@ -1,0 +1,213 @@
+"""A parsed view of an Ethernet/IPv4 frame for the slow path.
+
+:func:`parse_frame` validates a frame and returns a :class:`Packet` that
+holds offsets into the frame and the header fields every stage needs
+(ACL, NAT, inspection, routing).  Addresses are ints.  The frame itself is
+not copied: stages that rewrite it patch ``pkt.frame`` in place and keep
+the fields they changed in sync.
+
+Established flows do not come here: the fast path looks the session up on
+a key sliced straight from the frame (see :func:`flow_key`).
+"""
+
+from __future__ import annotations
+
+from struct import Struct
+
+from cbac.packet.errors import MalformedPacket
+
+ETH_P_IP = 0x0800
+ETH_P_ARP = 0x0806
+ETH_P_8021Q = 0x8100
+ETH_P_IPV6 = 0x86DD
+
+PROTO_ICMP = 1
+PROTO_TCP = 6
+PROTO_UDP = 17
+
+# TCP flags
+FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 1, 2, 4, 8, 16, 32, 64, 128
+
+#: ICMP types that quote the offending datagram.
+ICMP_ERROR_TYPES = frozenset((3, 4, 5, 11, 12))
+
+_IP = Struct("!BBHHHBBH4s4s")
+_TCP = Struct("!HHIIBBH")
+_U16x2 = Struct("!HH")
+_U16 = Struct("!H")
+_U32 = Struct("!I")
+
+
+class Inner:
+    """The datagram quoted by an ICMP error (its first 8 L4 bytes)."""
+
+    __slots__ = ("l3", "ihl", "proto", "src", "dst", "sport", "dport",
+                 "icmp_type", "icmp_id", "l4")
+
+    def __repr__(self):
+        return "<Inner proto=%d %08x:%d -> %08x:%d>" % (
+            self.proto, self.src, self.sport, self.dst, self.dport)
+
+
+class Packet:
+    """Offsets and fields of one frame.  ``sport``/``dport`` are 0 when the
+    packet has no ports; ``icmp_type``/``icmp_code``/``icmp_id`` are -1 when
+    it is not ICMP; ``tcp_*`` are 0 when it is not TCP."""
+
+    __slots__ = (
+        "frame", "vnet", "vlan", "ethertype", "l3", "ihl", "ip_len", "ip_id",
+        "frag", "mf", "df", "ttl", "proto", "src", "dst", "l4", "sport",
+        "dport", "tcp_seq", "tcp_ack", "tcp_flags", "tcp_win", "tcp_doff",
+        "payload", "payload_len", "icmp_type", "icmp_code", "icmp_id",
+        "inner", "in_port", "out_port", "meta",
+    )
+
+    def __repr__(self):
+        return "<Packet proto=%d %s:%d -> %s:%d len=%d>" % (
+            self.proto, ip_str(self.src), self.sport, ip_str(self.dst),
+            self.dport, self.ip_len)
+
+    @property
+    def is_fragment(self) -> bool:
+        return bool(self.frag or self.mf)
+
+    @property
+    def is_noninitial_fragment(self) -> bool:
+        return self.frag != 0
+
+
+def ip_str(addr: int) -> str:
+    return "%d.%d.%d.%d" % (addr >> 24, (addr >> 16) & 255, (addr >> 8) & 255, addr & 255)
+
+
+def ip_int(text: str) -> int:
+    a, b, c, d = (int(x) for x in text.split("."))
+    return (a << 24) | (b << 16) | (c << 8) | d
+
+
+def parse_frame(frame, vnet: bytes = b"") -> Packet:
+    """Parse an Ethernet II frame carrying IPv4.  Raises
+    :class:`MalformedPacket` for anything that is not a well-formed IPv4
+    packet (ARP and other ethertypes are not handled here: the router
+    dispatches on the ethertype first)."""
+    n = len(frame)
+    if n < 14:
+        raise MalformedPacket("truncated", "ethernet")
+    et = (frame[12] << 8) | frame[13]
+    l3 = 14
+    vlan = False
+    if et == ETH_P_8021Q:
+        if n < 18:
+            raise MalformedPacket("truncated", "802.1Q")
+        et = (frame[16] << 8) | frame[17]
+        l3 = 18
+        vlan = True
+    if et != ETH_P_IP:
+        raise MalformedPacket("not-ipv4", "ethertype 0x%04x" % et)
+    p = Packet()
+    p.frame = frame
+    p.vnet = vnet
+    p.vlan = vlan
+    p.ethertype = et
+    p.l3 = l3
+    p.in_port = p.out_port = p.meta = None
+    _parse_ip(p, frame, l3, n)
+    return p
+
+
+def _parse_ip(p: Packet, frame, l3: int, n: int) -> None:
+    if n - l3 < 20:
+        raise MalformedPacket("truncated", "ip header")
+    vihl, _tos, tot, ipid, fo, ttl, proto, _ck, src, dst = _IP.unpack_from(frame, l3)
+    if vihl >> 4 != 4:
+        raise MalformedPacket("bad-version", str(vihl >> 4))
+    ihl = (vihl & 15) * 4
+    if ihl < 20:
+        raise MalformedPacket("bad-ihl", str(ihl))
+    if tot < ihl:
+        raise MalformedPacket("bad-length", "total %d < ihl %d" % (tot, ihl))
+    if l3 + tot > n:
+        raise MalformedPacket("truncated", "ip total length %d > %d" % (tot, n - l3))
+    p.ihl = ihl
+    p.ip_len = tot
+    p.ip_id = ipid
+    p.frag = (fo & 0x1FFF) * 8
+    p.mf = bool(fo & 0x2000)
+    p.df = bool(fo & 0x4000)
+    p.ttl = ttl
+    p.proto = proto
+    p.src = int.from_bytes(src, "big")
+    p.dst = int.from_bytes(dst, "big")
+    l4 = l3 + ihl
+    end = l3 + tot
+    p.l4 = l4
+    p.sport = p.dport = 0
+    p.tcp_seq = p.tcp_ack = p.tcp_flags = p.tcp_win = p.tcp_doff = 0
+    p.icmp_type = p.icmp_code = p.icmp_id = -1
+    p.inner = None
+    p.payload = l4
+    p.payload_len = end - l4
+    if p.frag:
+        return                        # non-initial fragment: no L4 header
+    avail = end - l4
+    if proto == PROTO_TCP:
+        if avail < 20:
+            raise MalformedPacket("truncated", "tcp header")
+        sport, dport, seq, ack, off, flags, win = _TCP.unpack_from(frame, l4)
+        doff = (off >> 4) * 4
+        if doff < 20 or doff > avail:
+            raise MalformedPacket("bad-tcp-offset", str(doff))
+        p.sport, p.dport = sport, dport
+        p.tcp_seq, p.tcp_ack, p.tcp_flags, p.tcp_win, p.tcp_doff = seq, ack, flags, win, doff
+        p.payload = l4 + doff
+        p.payload_len = avail - doff
+    elif proto == PROTO_UDP:
+        if avail < 8:
+            raise MalformedPacket("truncated", "udp header")
+        p.sport, p.dport = _U16x2.unpack_from(frame, l4)
+        ulen = _U16.unpack_from(frame, l4 + 4)[0]
+        if ulen < 8 or ulen > avail:
+            # GSO UDP super-frames carry the per-segment length; be lenient
+            # only when a vnet header says so.
+            if not (p.vnet and len(p.vnet) >= 2 and p.vnet[1] in (3, 5)):
+                raise MalformedPacket("bad-udp-length", str(ulen))
+        p.payload = l4 + 8
+        p.payload_len = avail - 8
+    elif proto == PROTO_ICMP:
+        if avail < 8:
+            raise MalformedPacket("truncated", "icmp header")
+        t, c = frame[l4], frame[l4 + 1]
+        p.icmp_type, p.icmp_code = t, c
+        p.payload = l4 + 8
+        p.payload_len = avail - 8
+        if t in ICMP_ERROR_TYPES:
+            p.icmp_id = 0
+            p.inner = _parse_inner(frame, l4 + 8, end)
+        else:
+            p.icmp_id = _U16.unpack_from(frame, l4 + 4)[0]
+
+
+def _parse_inner(frame, off: int, end: int):
+    """The quoted datagram of an ICMP error, or None when too short to
+    identify a flow (callers treat None as "belongs to nothing")."""
+    if end - off < 20:
+        return None
+    vihl = frame[off]
+    ihl = (vihl & 15) * 4
+    if vihl >> 4 != 4 or ihl < 20 or end - off < ihl + 8:
+        return None
+    q = Inner()
+    q.l3 = off
+    q.ihl = ihl
+    q.proto = frame[off + 9]
+    q.src = int.from_bytes(frame[off + 12:off + 16], "big")
+    q.dst = int.from_bytes(frame[off + 16:off + 20], "big")
+    q.l4 = off + ihl
+    q.sport = q.dport = 0
+    q.icmp_type = q.icmp_id = -1
+    if q.proto in (PROTO_TCP, PROTO_UDP):
+        q.sport, q.dport = _U16x2.unpack_from(frame, q.l4)
+    elif q.proto == PROTO_ICMP:
+        q.icmp_type = frame[q.l4]
+        q.icmp_id = _U16.unpack_from(frame, q.l4 + 4)[0]
+    return q
