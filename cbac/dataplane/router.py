@@ -1,0 +1,564 @@
+"""The router: interfaces, ARP, routing, ICMP, and the per-packet pipeline.
+
+The pipeline for an IPv4 packet is one explicit sequence of stages, in IOS
+order of operations (docs/nat-order.md, docs/briefs/pipeline.md):
+
+    ingress -> session lookup (ACL bypass) -> ICMP error association
+    -> pinhole -> input ACL -> NAT outside->inside -> local delivery
+    -> routing -> NAT inside->outside -> output ACL -> inspection
+    -> egress (TTL, MTU, ARP, MAC rewrite, send)
+
+The ACL (:mod:`cbac.acl`), NAT (:mod:`cbac.nat`) and session
+(:mod:`cbac.inspect`) engines are optional: a router built without them
+passes those stages, which is what the data-plane unit tests use.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import Counter
+from typing import Optional
+
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from cbac.dataplane.arp import ArpCache
+from cbac.dataplane.routes import RouteEntry, RouteTable
+from cbac.packet import checksum as ck
+from cbac.packet.errors import MalformedPacket
+from cbac.packet.view import (ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6,
+                              PROTO_ICMP, PROTO_TCP, PROTO_UDP, ip_str,
+                              parse_frame)
+
+log = Logger(namespace="cbac.router")
+
+BROADCAST = b"\xff" * 6
+ZERO_MAC = b"\0" * 6
+_ARP = struct.Struct("!HHBBH6s4s6s4s")
+_IPHDR = struct.Struct("!BBHHHBBH4s4s")
+
+#: ICMP error rate limit: a token bucket (IOS: ip icmp rate-limit
+#: unreachable 500 ms; cbac allows a small burst so traceroute's three
+#: probes per hop are all answered).
+ICMP_BURST = 10
+ICMP_RATE = 10.0          # tokens per second
+
+SWEEP_INTERVAL = 1.0
+
+
+class RouterInterface:
+    """Run-time state of one configured interface bound to a port."""
+
+    __slots__ = ("name", "port", "mac", "mtu", "address", "prefixlen",
+                 "addresses", "shutdown", "acl_in", "acl_out", "inspect_in",
+                 "inspect_out", "nat", "unreachables", "arp_timeout", "model",
+                 "drops")
+
+    def __init__(self, model, port):
+        self.model = model
+        self.name = model.name
+        self.port = port
+        self.mac = bytes(port.mac)
+        self.mtu = min(model.mtu, port.mtu or model.mtu)
+        self.address = int(model.address.ip) if model.address else None
+        self.prefixlen = model.address.network.prefixlen if model.address else None
+        self.addresses = set()
+        if model.address:
+            self.addresses.add(int(model.address.ip))
+        for sec in model.secondary:
+            self.addresses.add(int(sec.ip))
+        self.shutdown = model.shutdown
+        self.acl_in = self.acl_out = None      # compiled ACLs (set by the router)
+        self.inspect_in = model.inspect_in
+        self.inspect_out = model.inspect_out
+        self.nat = model.nat
+        self.unreachables = model.unreachables
+        self.arp_timeout = model.arp_timeout
+        self.drops: Counter = Counter()
+
+
+class Router:
+    """The data plane of one cbac appliance."""
+
+    def __init__(self, model, clock, ports: dict, acls=None, nat=None,
+                 sessions=None):
+        self.clock = clock
+        self.ports = ports                      # IOS name -> IPort
+        self.acls = acls
+        self.nat = nat
+        self.sessions = sessions
+        self.interfaces: dict[str, RouterInterface] = {}
+        self.routes = RouteTable()
+        self.arp = ArpCache(clock, self._send_arp_request)
+        self.local: dict[int, RouterInterface] = {}
+        self.drops: Counter = Counter()
+        self.forwarded = 0
+        self.received = 0
+        self._icmp_tokens = float(ICMP_BURST)
+        self._icmp_last = clock.seconds()
+        self._sweeper: Optional[LoopingCall] = None
+        self._ip_id = 0
+        self.apply_config(model)
+
+    # ------------------------------------------------------------------
+    # configuration
+
+    def apply_config(self, model) -> None:
+        """(Re)build interfaces, addresses and routes from the model.
+        ARP entries and sessions are kept."""
+        self.model = model
+        old = self.interfaces
+        self.interfaces = {}
+        for name, port in self.ports.items():
+            im = model.interfaces.get(name)
+            if im is None:
+                continue
+            ri = RouterInterface(im, port)
+            if name in old:
+                ri.drops = old[name].drops
+            if self.acls is not None:
+                ri.acl_in = self.acls.get(im.access_group_in) if im.access_group_in else None
+                ri.acl_out = self.acls.get(im.access_group_out) if im.access_group_out else None
+            self.interfaces[name] = ri
+        self.local = {}
+        self.routes.clear()
+        for ri in self.interfaces.values():
+            if ri.shutdown:
+                continue
+            for addr in ri.addresses:
+                self.local[addr] = ri
+                self.arp.add_static(ri.name, addr, ri.mac)
+            if ri.model.address is not None:
+                net = ri.model.address.network
+                self.routes.add(RouteEntry(int(net.network_address), net.prefixlen,
+                                           ri.name, None, 0, "C"))
+            for sec in ri.model.secondary:
+                self.routes.add(RouteEntry(int(sec.network.network_address),
+                                           sec.network.prefixlen, ri.name, None, 0, "C"))
+        for r in model.routes:
+            if r.interface is not None and r.interface not in self.interfaces:
+                continue
+            self.routes.add(RouteEntry(int(r.prefix.network_address), r.prefix.prefixlen,
+                                       r.interface,
+                                       int(r.next_hop) if r.next_hop is not None else None,
+                                       r.distance, "S"))
+
+    # ------------------------------------------------------------------
+    # life cycle
+
+    def start(self) -> None:
+        for ri in self.interfaces.values():
+            ri.port.attach(self.frameReceived)
+        for port in self.ports.values():
+            if port not in [ri.port for ri in self.interfaces.values()]:
+                port.attach(self.frameReceived)
+            port.start()
+        for ri in self.interfaces.values():
+            if not ri.shutdown:
+                for addr in ri.addresses:
+                    self._send_gratuitous_arp(ri, addr)
+        self._sweeper = LoopingCall(self.sweep)
+        self._sweeper.clock = self.clock
+        self._sweeper.start(SWEEP_INTERVAL, now=False)
+
+    def stop(self) -> None:
+        if self._sweeper is not None and self._sweeper.running:
+            self._sweeper.stop()
+        for port in self.ports.values():
+            port.stop()
+
+    def sweep(self) -> None:
+        self.arp.sweep()
+        self._drain_outbox()
+
+    # ------------------------------------------------------------------
+    # ingress
+
+    def frameReceived(self, port, frame, vnet=b"") -> None:
+        """Entry point for every frame from every port.  Never raises."""
+        self.received += 1
+        ri = self.interfaces.get(port.name)
+        if ri is None or ri.shutdown:
+            self.drops["interface-down"] += 1
+            return
+        try:
+            if len(frame) < 14:
+                self._drop(ri, "malformed-truncated")
+                return
+            et = (frame[12] << 8) | frame[13]
+            if et == ETH_P_8021Q and len(frame) >= 18:
+                et = (frame[16] << 8) | frame[17]
+            dst = bytes(frame[0:6])
+            if et == ETH_P_ARP:
+                self._arp_received(ri, frame)
+                return
+            if et == ETH_P_IPV6:
+                self._drop(ri, "ipv6")
+                return
+            if et != ETH_P_IP:
+                self._drop(ri, "unknown-ethertype")
+                return
+            if dst != ri.mac:
+                # Not addressed to us (broadcast/multicast IP is not routed).
+                self._drop(ri, "not-our-mac")
+                return
+            self._ip_received(ri, frame, vnet)
+        except MalformedPacket as e:
+            self._drop(ri, "malformed-" + e.reason)
+        except Exception:
+            # Never crash the daemon; never forward what we could not handle.
+            log.failure("internal error handling a frame on {ifname}", ifname=ri.name)
+            self._drop(ri, "internal-error")
+
+    def _drop(self, ri, reason: str) -> None:
+        self.drops[reason] += 1
+        ri.drops[reason] += 1
+
+    # ------------------------------------------------------------------
+    # the IPv4 pipeline
+
+    def _ip_received(self, ri: RouterInterface, frame, vnet) -> None:
+        pkt = parse_frame(frame, vnet)
+        l3 = pkt.l3
+        if not ck.ip_checksum_ok(frame, l3, pkt.ihl):
+            self._drop(ri, "malformed-ip-checksum")
+            return
+        pkt.in_port = ri
+        if pkt.dst == 0xFFFFFFFF or (pkt.dst >> 28) == 0xE:
+            self._drop(ri, "broadcast-multicast")
+            return
+        sessions = self.sessions
+
+        # 1. Session table (ACL bypass): one lookup, either side of NAT.
+        if sessions is not None:
+            hit = sessions.lookup(pkt)
+            if hit is not None:
+                session, direction = hit
+                if sessions.process(session, direction, pkt):
+                    self._route_out(ri, pkt, session, direction)
+                else:
+                    self._drop(ri, "inspect")
+                self._drain_outbox()
+                return
+            # 2. ICMP errors only for sessions they belong to.
+            if pkt.inner is not None:
+                hit = sessions.lookup_icmp_error(pkt)
+                if hit is not None:
+                    session, direction = hit
+                    if sessions.process(session, direction, pkt):
+                        self._route_out(ri, pkt, None, direction)
+                    else:
+                        self._drop(ri, "inspect")
+                    self._drain_outbox()
+                    return
+
+        # 3. Pinholes (FTP data) bypass the input ACL.
+        pinhole = sessions.expected(pkt) if sessions is not None else None
+
+        # 4. Input ACL (sees the addresses as they arrive).
+        if pinhole is None and ri.acl_in is not None and not ri.acl_in.check(pkt):
+            self._drop(ri, "acl-in")
+            self._icmp_unreachable(ri, pkt, 13)
+            return
+
+        arrival = (pkt.src, pkt.dst, pkt.sport, pkt.dport)
+        quote = None
+
+        # 5. NAT outside -> inside (before routing).
+        translation = None
+        if ri.nat == "outside" and self.nat is not None:
+            translation = self.nat.inbound(pkt, ri.name)
+            if translation is not None:
+                quote = bytes(frame[l3:l3 + pkt.ihl + 8])
+                self._rewrite(pkt, translation.reverse)
+
+        # Local delivery: the router's own addresses.
+        if pkt.dst in self.local:
+            self._local_received(ri, pkt)
+            return
+
+        # 6. Routing.
+        if pkt.ttl <= 1:
+            self._drop(ri, "ttl-exceeded")
+            self._icmp_error(ri, pkt, 11, 0, quote=quote)
+            return
+        hop = self.routes.lookup(pkt.dst)
+        if hop is None:
+            self._drop(ri, "no-route")
+            self._icmp_unreachable(ri, pkt, 0, quote=quote)
+            return
+        out = self.interfaces.get(hop[0])
+        if out is None or out.shutdown:
+            self._drop(ri, "no-route")
+            self._icmp_unreachable(ri, pkt, 1, quote=quote)
+            return
+
+        # 7. NAT inside -> outside (after routing).
+        if (translation is None and self.nat is not None and ri.nat == "inside"
+                and out.nat == "outside"):
+            translation = self.nat.outbound(pkt, ri.name, out.name)
+            if translation is not None:
+                self._rewrite(pkt, translation.forward)
+
+        # 8. Output ACL (sees translated addresses).
+        if out.acl_out is not None and not out.acl_out.check(pkt):
+            self._drop(ri, "acl-out")
+            self._icmp_unreachable(ri, pkt, 13, quote=quote)
+            return
+
+        # 9. Inspection: a rule applied in on the ingress interface or out
+        #    on the egress interface creates a session.
+        if sessions is not None:
+            rule = self._inspect_rule(ri, out, pkt, sessions)
+            if rule is not None or pinhole is not None:
+                session = sessions.create(pkt, ri.name, out.name, rule, translation,
+                                          pinhole, arrival=arrival)
+                if session is None:
+                    self._drop(ri, "inspect-refused")
+                    self._drain_outbox()
+                    return
+
+        # 10. Egress.
+        self._egress(out, pkt, hop[1])
+        if sessions is not None:
+            self._drain_outbox()
+
+    def _inspect_rule(self, ri, out, pkt, sessions):
+        for name in (ri.inspect_in, out.inspect_out):
+            if name is not None and sessions.rule_matches(name, pkt):
+                return name
+        return None
+
+    def _rewrite(self, pkt, rw) -> None:
+        if rw is None or rw.identity:
+            return
+        partial = bool(pkt.vnet) and bool(pkt.vnet[0] & 1)
+        rw.apply(pkt.frame, pkt.l3, pkt.l4, partial, pkt.frag == 0)
+        pkt.src, pkt.dst, sp, dp = rw.new
+        if pkt.proto == PROTO_ICMP:
+            if pkt.icmp_id >= 0 and pkt.inner is None:
+                pkt.icmp_id = sp
+        else:
+            pkt.sport, pkt.dport = sp, dp
+
+    def _route_out(self, ri, pkt, session, direction) -> None:
+        """Forward a packet the session engine accepted (already rewritten)."""
+        if pkt.ttl <= 1:
+            self._drop(ri, "ttl-exceeded")
+            self._icmp_error(ri, pkt, 11, 0)
+            return
+        hop = None
+        if session is not None:
+            hop = session.route[direction]
+        if hop is None:
+            r = self.routes.lookup(pkt.dst)
+            if r is None:
+                self._drop(ri, "no-route")
+                return
+            out = self.interfaces.get(r[0])
+            if out is None:
+                self._drop(ri, "no-route")
+                return
+            hop = (out, r[1])
+            if session is not None:
+                session.route[direction] = hop
+        self._egress(hop[0], pkt, hop[1])
+
+    # ------------------------------------------------------------------
+    # egress
+
+    def _egress(self, out: RouterInterface, pkt, next_hop: int) -> None:
+        frame = pkt.frame
+        l3 = pkt.l3
+        vnet = pkt.vnet
+        # MTU: a GSO super-frame is judged by its segment size.
+        size = pkt.ip_len
+        if vnet and vnet[1] & 0x7F:
+            size = (vnet[4] | (vnet[5] << 8)) + (pkt.payload - l3)
+        if size > out.mtu:
+            if pkt.df:
+                self._drop(pkt.in_port, "too-big")
+                self._icmp_error(pkt.in_port, pkt, 3, 4, mtu=out.mtu)
+                return
+            self._drop(pkt.in_port, "fragmentation-unsupported")
+            return
+        # TTL - 1 with an incremental checksum (RFC 1624).
+        ttl = frame[l3 + 8]
+        old = (ttl << 8) | frame[l3 + 9]
+        frame[l3 + 8] = ttl - 1
+        c = ck.update16((frame[l3 + 10] << 8) | frame[l3 + 11], old, old - 256)
+        frame[l3 + 10] = c >> 8
+        frame[l3 + 11] = c & 0xFF
+        self.forwarded += 1
+        self._send_ip(out, frame, vnet, next_hop)
+
+    def _send_ip(self, out: RouterInterface, frame, vnet, next_hop: int) -> None:
+        mac = self.arp.lookup(out.name, next_hop)
+        if mac is None:
+            if not self.arp.enqueue(out.name, next_hop, (frame, vnet)):
+                self._drop(out, "arp-queue-full")
+            return
+        frame[0:6] = mac
+        frame[6:12] = out.mac
+        out.port.send(frame, vnet)
+
+    def _send_packet(self, ip_packet, prefer: Optional[RouterInterface] = None) -> None:
+        """Route and send an IPv4 packet the router made (ICMP, RST)."""
+        dst = int.from_bytes(ip_packet[16:20], "big")
+        hop = self.routes.lookup(dst)
+        if hop is None:
+            self.drops["no-route-local"] += 1
+            return
+        out = self.interfaces.get(hop[0])
+        if out is None:
+            return
+        frame = bytearray(14) + ip_packet
+        frame[12:14] = b"\x08\x00"
+        self._send_ip(out, frame, b"", hop[1])
+
+    def _drain_outbox(self) -> None:
+        s = self.sessions
+        if s is None or not s.outbox:
+            return
+        box = s.outbox[:]
+        del s.outbox[:]
+        for ip_packet in box:
+            self._send_packet(bytearray(ip_packet))
+
+    # ------------------------------------------------------------------
+    # the router's own traffic
+
+    def _local_received(self, ri: RouterInterface, pkt) -> None:
+        if pkt.proto == PROTO_ICMP and pkt.icmp_type == 8 and pkt.frag == 0 and not pkt.mf:
+            self._echo_reply(ri, pkt)
+            return
+        if pkt.proto == PROTO_UDP:
+            self._drop(ri, "local-udp")
+            self._icmp_unreachable(ri, pkt, 3)
+            return
+        self._drop(ri, "local")
+
+    def _echo_reply(self, ri, pkt) -> None:
+        f = pkt.frame
+        l3, l4 = pkt.l3, pkt.l4
+        end = l3 + pkt.ip_len
+        ip = bytearray(f[l3:end])
+        ihl = pkt.ihl
+        ip[12:16], ip[16:20] = ip[16:20], ip[12:16]
+        ip[8] = 64
+        ip[10:12] = b"\0\0"
+        ip[10:12] = ck.checksum(ip, 0, ihl).to_bytes(2, "big")
+        o = l4 - l3
+        old = (ip[o] << 8) | ip[o + 1]
+        ip[o] = 0
+        c = ck.update16((ip[o + 2] << 8) | ip[o + 3], old, 0)
+        ip[o + 2:o + 4] = c.to_bytes(2, "big")
+        self._send_packet(ip)
+
+    def _icmp_allowed(self) -> bool:
+        now = self.clock.seconds()
+        self._icmp_tokens = min(ICMP_BURST, self._icmp_tokens + (now - self._icmp_last) * ICMP_RATE)
+        self._icmp_last = now
+        if self._icmp_tokens >= 1.0:
+            self._icmp_tokens -= 1.0
+            return True
+        self.drops["icmp-rate-limited"] += 1
+        return False
+
+    def _icmp_unreachable(self, ri, pkt, code: int, quote=None) -> None:
+        if not ri.unreachables:
+            return
+        self._icmp_error(ri, pkt, 3, code, quote=quote)
+
+    def _icmp_error(self, ri, pkt, icmp_type: int, code: int, mtu: int = 0,
+                    quote=None) -> None:
+        """Send an ICMP error about pkt back to its sender (RFC 1812):
+        never about an ICMP error, a non-initial fragment or a broadcast."""
+        if ri is None or ri.address is None:
+            return
+        if pkt.frag != 0 or (pkt.proto == PROTO_ICMP and pkt.inner is not None):
+            return
+        if not self._icmp_allowed():
+            return
+        l3 = pkt.l3
+        if quote is None:
+            quote = bytes(pkt.frame[l3:l3 + min(pkt.ip_len, pkt.ihl + 8)])
+        src = ri.address
+        dst = int.from_bytes(quote[12:16], "big")
+        icmp = bytearray(8) + quote
+        icmp[0] = icmp_type
+        icmp[1] = code
+        if mtu:
+            icmp[6:8] = mtu.to_bytes(2, "big")
+        icmp[2:4] = ck.checksum(icmp).to_bytes(2, "big")
+        self._send_packet(self._ip_header(src, dst, PROTO_ICMP, icmp))
+
+    def _ip_header(self, src: int, dst: int, proto: int, payload) -> bytearray:
+        self._ip_id = (self._ip_id + 1) & 0xFFFF
+        hdr = bytearray(_IPHDR.pack(0x45, 0xC0, 20 + len(payload), self._ip_id, 0,
+                                    255, proto, 0, src.to_bytes(4, "big"),
+                                    dst.to_bytes(4, "big")))
+        hdr[10:12] = ck.checksum(hdr).to_bytes(2, "big")
+        return hdr + payload
+
+    # ------------------------------------------------------------------
+    # ARP
+
+    def _arp_received(self, ri: RouterInterface, frame) -> None:
+        off = 14 if frame[12:14] != b"\x81\x00" else 18
+        if len(frame) < off + 28:
+            self._drop(ri, "malformed-arp")
+            return
+        htype, ptype, hlen, plen, op, sha, spa, tha, tpa = _ARP.unpack_from(frame, off)
+        if htype != 1 or ptype != ETH_P_IP or hlen != 6 or plen != 4:
+            self._drop(ri, "malformed-arp")
+            return
+        sender = int.from_bytes(spa, "big")
+        target = int.from_bytes(tpa, "big")
+        ours = target in ri.addresses or (
+            ri.nat == "outside" and self.nat is not None and self.nat.is_global_address(target))
+        # Learn from replies and from requests aimed at us (RFC 826 merge).
+        if sender != 0 and sender not in ri.addresses:
+            waiting = self.arp.learn(ri.name, sender, bytes(sha), ri.arp_timeout,
+                                     create=ours or op == 2)
+            for item in waiting:
+                f, v = item
+                f[0:6] = bytes(sha)
+                f[6:12] = ri.mac
+                ri.port.send(f, v)
+        if op == 1 and ours:
+            reply = bytearray(frame[0:off + 28])
+            reply[0:6] = sha
+            reply[6:12] = ri.mac
+            _ARP.pack_into(reply, off, 1, ETH_P_IP, 6, 4, 2, ri.mac, tpa, sha, spa)
+            if len(reply) < 60:
+                reply += bytes(60 - len(reply))
+            ri.port.send(reply, b"")
+
+    def _arp_frame(self, ri, op: int, tha: bytes, tpa: int, spa: int) -> bytearray:
+        f = bytearray(BROADCAST + ri.mac + b"\x08\x06")
+        f += _ARP.pack(1, ETH_P_IP, 6, 4, op, ri.mac, spa.to_bytes(4, "big"),
+                       tha, tpa.to_bytes(4, "big"))
+        f += bytes(60 - len(f))
+        return f
+
+    def _send_arp_request(self, ifname: str, ip: int) -> None:
+        ri = self.interfaces.get(ifname)
+        if ri is None or ri.address is None:
+            return
+        ri.port.send(self._arp_frame(ri, 1, ZERO_MAC, ip, ri.address), b"")
+
+    def _send_gratuitous_arp(self, ri, addr: int) -> None:
+        ri.port.send(self._arp_frame(ri, 1, ZERO_MAC, addr, addr), b"")
+
+    # ------------------------------------------------------------------
+    # show
+
+    def show_arp(self) -> str:
+        return self.arp.render()
+
+    def drop_counters(self) -> dict:
+        return dict(self.drops)
+
+
+__all__ = ["Router", "RouterInterface", "ip_str", "PROTO_TCP"]
