@@ -24,6 +24,7 @@ from twisted.logger import Logger
 
 from cbac.dataplane.arp import ArpCache
 from cbac.dataplane.routes import RouteEntry, RouteTable
+from cbac.dataplane.show import RateMeter
 from cbac.packet import checksum as ck
 from cbac.packet.errors import MalformedPacket
 from cbac.packet.view import (ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6,
@@ -98,6 +99,7 @@ class Router:
         self._icmp_last = clock.seconds()
         self._sweeper: Optional[LoopingCall] = None
         self._ip_id = 0
+        self.rates: dict = {}                   # ifname -> (RateMeter in, RateMeter out)
         self.apply_config(model)
 
     # ------------------------------------------------------------------
@@ -169,6 +171,12 @@ class Router:
 
     def sweep(self) -> None:
         self.arp.sweep()
+        now = self.clock.seconds()
+        for ri in self.interfaces.values():
+            rin, rout = self.rates.setdefault(ri.name, (RateMeter(), RateMeter()))
+            c = ri.port.counters
+            rin.sample(now, c.rx_bytes, c.rx_packets)
+            rout.sample(now, c.tx_bytes, c.tx_packets)
         self._drain_outbox()
 
     # ------------------------------------------------------------------

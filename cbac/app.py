@@ -1,0 +1,394 @@
+"""The one place that wires cbac together.
+
+:class:`Appliance` holds the running configuration and the engines (ACLs,
+NAT, sessions, router) built from it, and is the facade the console calls
+(docs/briefs/appliance.md).  :func:`makeApplianceService` is what
+``twistd cbac`` runs (via :mod:`cbac.tap`).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import signal
+import sys
+import time
+
+import twisted
+from twisted.application import service
+from twisted.logger import Logger
+
+import cbac
+from cbac.config import model as m
+from cbac.dataplane.arp import mac_dotted
+from cbac.dataplane.router import Router
+from cbac.dataplane.routes import render_show_ip_route
+from cbac.log import ios
+
+log = Logger(namespace="cbac")
+
+
+def _build_engines(model, clock):
+    """ACL set, NAT and session table for a configuration."""
+    from cbac.acl import AclSet
+    from cbac.inspect import app_factories, SessionTable
+    from cbac.nat import Nat
+    acls = AclSet(model, clock)
+    nat = Nat(model, clock, acls=acls)
+    sessions = SessionTable(clock, model, app_factories(model, acls))
+    return acls, nat, sessions
+
+
+class Appliance:
+    """Configuration + engines + router, and the console's facade."""
+
+    def __init__(self, model, clock, ports, config_path=None, state_dir=None,
+                 engines=True):
+        self.model = model
+        self.clock = clock
+        self.config_path = config_path
+        self.state_dir = state_dir
+        self.started = clock.seconds()
+        self.boot_time = time.time()
+        if engines:
+            self.acls, self.nat, self.sessions = _build_engines(model, clock)
+        else:
+            self.acls = self.nat = self.sessions = None
+        self.router = Router(model, clock, ports, self.acls, self.nat, self.sessions)
+        self.log_observers = []
+        self.logging_buffer = None
+
+    # -- identity and authentication ------------------------------------
+
+    @property
+    def hostname(self) -> str:
+        return self.model.hostname
+
+    def check_enable(self, password: str) -> bool:
+        from cbac.console.auth import verify_secret
+        secret = self.model.enable_secret or self.model.enable_password
+        if secret is None:
+            return False
+        return verify_secret(secret, password)
+
+    def check_login(self, user: str, password: str):
+        from cbac.console.auth import verify_secret
+        u = self.model.users.get(user)
+        if u is None:
+            return None
+        secret = u.secret or u.password
+        if secret is None or not verify_secret(secret, password):
+            return None
+        return u.privilege
+
+    def authorized_keys(self, user: str) -> list:
+        path = self.model.ssh.authorized_keys
+        if not path or user not in self.model.users:
+            return []
+        try:
+            with open(path, "rb") as f:
+                return [line.strip() for line in f
+                        if line.strip() and not line.startswith(b"#")]
+        except OSError:
+            return []
+
+    # -- show -------------------------------------------------------------
+
+    def show_running_config(self) -> str:
+        from cbac.config.render import render
+        return render(self.model)
+
+    def show_startup_config(self) -> str:
+        if not self.config_path:
+            return "startup-config is not present"
+        try:
+            with open(self.config_path) as f:
+                return f.read().rstrip("\n")
+        except OSError as e:
+            return "%% Error opening %s (%s)" % (self.config_path, e.strerror)
+
+    def show_version(self) -> str:
+        up = int(self.clock.seconds() - self.started)
+        days, rest = divmod(up, 86400)
+        hours, rest = divmod(rest, 3600)
+        minutes = rest // 60
+        lines = [
+            "cbac Software, Version %s (Python %s, Twisted %s)" % (
+                cbac.__version__, platform.python_version(), twisted.__version__),
+            "Stateful firewall modelled on Cisco IOS Firewall CBAC",
+            "",
+            "%s uptime is %d days, %d hours, %d minutes" % (self.hostname, days, hours, minutes),
+            "System image file is \"%s\"" % os.path.dirname(cbac.__file__),
+            "",
+            "%d Ethernet interfaces" % len(self.router.interfaces),
+            "Configuration file is %s" % (self.config_path or "(none)"),
+        ]
+        return "\n".join(lines)
+
+    def show_clock(self) -> str:
+        t = time.time()
+        return time.strftime("*%H:%M:%S.", time.gmtime(t)) + "%03d UTC " % (int(t * 1000) % 1000) \
+            + time.strftime("%a %b %d %Y", time.gmtime(t))
+
+    def show_ip_inspect(self, what: str, name=None) -> str:
+        from cbac.config import show as cshow
+        if what == "config":
+            return cshow.show_ip_inspect_config(self.model)
+        if what == "interfaces":
+            return cshow.show_ip_inspect_interfaces(self.model)
+        if what == "name":
+            return cshow.show_ip_inspect_name(self.model, name)
+        if what == "sessions":
+            return self.sessions.show_sessions(detail=False) if self.sessions else ""
+        if what == "sessions detail":
+            return self.sessions.show_sessions(detail=True) if self.sessions else ""
+        if what == "statistics":
+            return self.sessions.show_statistics() if self.sessions else ""
+        if what == "all":
+            text = cshow.show_ip_inspect_all_config(self.model)
+            if self.sessions:
+                sess = self.sessions.show_sessions(detail=False)
+                if sess:
+                    text += "\n\n" + sess
+            return text
+        return "% Invalid input"
+
+    def show_access_lists(self, name=None) -> str:
+        return self.acls.show(name) if self.acls else ""
+
+    def show_ip_nat_translations(self, verbose=False) -> str:
+        return self.nat.show_translations(verbose) if self.nat else ""
+
+    def show_ip_nat_statistics(self) -> str:
+        return self.nat.show_statistics() if self.nat else ""
+
+    def show_interfaces(self, name=None) -> str:
+        from cbac.dataplane.show import show_interfaces
+        return show_interfaces(self.router, name, self.clock)
+
+    def show_ip_interface_brief(self) -> str:
+        from cbac.dataplane.show import show_ip_interface_brief
+        return show_ip_interface_brief(self.router)
+
+    def show_ip_route(self) -> str:
+        return render_show_ip_route(self.router.routes)
+
+    def show_arp(self) -> str:
+        return self.router.show_arp()
+
+    def show_logging(self) -> str:
+        if self.logging_buffer is None:
+            return "Syslog logging: enabled\n    Buffer logging: disabled"
+        return self.logging_buffer.render()
+
+    def show_processes_cpu(self) -> str:
+        from cbac.dataplane.show import show_engine
+        return show_engine(self)
+
+    # -- clear / debug -----------------------------------------------------
+
+    def clear(self, what: str, arg=None) -> str:
+        if what == "access-list counters":
+            if self.acls:
+                self.acls.clear_counters(arg)
+            return ""
+        if what == "ip nat translation":
+            if self.nat:
+                self.nat.clear()
+            return ""
+        if what == "ip inspect sessions":
+            if self.sessions:
+                self.sessions.clear()
+                self.router._drain_outbox()
+            return ""
+        if what == "arp-cache":
+            self.router.arp.clear()
+            return ""
+        if what == "counters":
+            for ri in self.router.interfaces.values():
+                ri.port.counters.reset()
+                ri.drops.clear()
+            self.router.drops.clear()
+            return ""
+        if what == "logging":
+            if self.logging_buffer is not None:
+                self.logging_buffer.clear()
+            return ""
+        return "% Invalid input"
+
+    _DEBUG_NAMES = {
+        "smtp": "INSPECT SMTP Inspection", "ftp": "INSPECT FTP Inspection",
+        "http": "INSPECT HTTP Inspection", "tcp": "INSPECT TCP Inspection",
+        "udp": "INSPECT UDP Inspection", "icmp": "INSPECT ICMP Inspection",
+        "events": "INSPECT special events", "timers": "INSPECT Timers",
+        "detailed": "INSPECT detailed", "object-creation": "INSPECT Object Creations",
+        "object-deletion": "INSPECT Object Deletions", "ip nat": "IP NAT",
+        "ip packet": "IP packet",
+    }
+
+    def debug(self, category: str, on: bool) -> str:
+        name = self._DEBUG_NAMES.get(category)
+        if name is None:
+            return "% Invalid input"
+        ios.debugging.set(category, on)
+        return "%s debugging is %s" % (name, "on" if on else "off")
+
+    def undebug_all(self) -> str:
+        ios.debugging.clear()
+        return "All possible debugging has been turned off"
+
+    def show_debugging(self) -> str:
+        if not ios.debugging.enabled:
+            return ""
+        lines = ["INSPECT:"]
+        for c in sorted(ios.debugging.enabled):
+            lines.append("  %s debugging is on" % self._DEBUG_NAMES.get(c, c))
+        return "\n".join(lines)
+
+    # -- configuration -----------------------------------------------------
+
+    def copy_running_startup(self) -> str:
+        from cbac.config.render import render
+        if not self.config_path:
+            return "% No startup-config file"
+        text = render(self.model) + "\n"
+        tmp = self.config_path + ".tmp"
+        backup = self.config_path + ".bak"
+        try:
+            with open(tmp, "w") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            if os.path.exists(self.config_path):
+                try:
+                    os.replace(self.config_path, backup)
+                except OSError:
+                    pass
+            os.replace(tmp, self.config_path)
+        except OSError as e:
+            return "%% Error writing %s (%s)" % (self.config_path, e.strerror)
+        return "Building configuration...\n[OK]"
+
+    def configure_replace(self, path: str):
+        """Parse and check ``path``; if it has no errors, apply it without
+        dropping established sessions.  Returns (ok, text)."""
+        from cbac.config.check import check
+        from cbac.config.parser import parse_file
+        try:
+            new, diags = parse_file(path)
+        except OSError as e:
+            return False, "%% Error opening %s (%s)" % (path, e.strerror)
+        diags = list(diags) + list(check(new))
+        errors = [d for d in diags if d.severity == "error"]
+        text = "\n".join(str(d) for d in diags)
+        if errors:
+            return False, (text + "\n" if text else "") + \
+                "%% Configuration has %d errors; the running configuration is unchanged" % len(errors)
+        self.apply(new)
+        return True, (text + "\n" if text else "") + "The replace operation was completed successfully"
+
+    def reload_config(self):
+        if not self.config_path:
+            return False, "% No startup-config file"
+        return self.configure_replace(self.config_path)
+
+    def apply(self, new) -> None:
+        """Install a validated configuration: ACLs and NAT rules are rebuilt,
+        the session table keeps its sessions, the router keeps ARP."""
+        self.model = new
+        if self.acls is not None:
+            self.acls.reload(new)
+        if self.nat is not None:
+            self.nat.reload(new)
+        if self.sessions is not None:
+            self.sessions.reload(new)
+        self.router.apply_config(new)
+        log.info("configuration applied")
+
+    def manhole_namespace(self) -> dict:
+        return {"appliance": self, "router": self.router, "sessions": self.sessions,
+                "config": self.model, "acls": self.acls, "nat": self.nat}
+
+
+class RouterService(service.Service):
+    def __init__(self, appliance):
+        self.appliance = appliance
+
+    def startService(self):
+        service.Service.startService(self)
+        self.appliance.router.start()
+        ios.message("FW", 6, "INIT", "Firewall inspection startup completed; beginning operation.")
+
+    def stopService(self):
+        service.Service.stopService(self)
+        self.appliance.router.stop()
+
+
+def makeApplianceService(model, options):
+    """Build the whole appliance as a twisted MultiService."""
+    from twisted.internet import reactor
+    from cbac.dataplane.linux import LinuxPort
+    bindings = {b.interface: b.device for b in model.ports.values()}
+    bindings.update(dict(options.get("ports", {})))
+    ports = {}
+    for ifname, device in bindings.items():
+        ports[ifname] = LinuxPort(ifname, device, reactor)
+    try:
+        from cbac.dataplane.hostcheck import check_device
+        for ifname, device in bindings.items():
+            for warning in check_device(device):
+                log.warn("{ifname} ({device}): {warning}", ifname=ifname, device=device,
+                         warning=warning)
+    except ImportError:
+        pass
+    appliance = Appliance(model, reactor, ports, config_path=options.get("config"),
+                          state_dir=options.get("state-dir"))
+    top = service.MultiService()
+    RouterService(appliance).setServiceParent(top)
+    _add_logging(appliance, model, reactor, top)
+    _add_console(appliance, model, options, reactor, top)
+    _install_sighup(appliance, reactor)
+    return top
+
+
+def _add_logging(appliance, model, reactor, top):
+    try:
+        from cbac.log.observers import makeLogging
+    except ImportError:
+        return
+    observers, svc = makeLogging(model, reactor)
+    appliance.log_observers = observers
+    for o in observers:
+        if hasattr(o, "render"):
+            appliance.logging_buffer = o
+    if svc is not None:
+        svc.setServiceParent(top)
+
+
+def _add_console(appliance, model, options, reactor, top):
+    try:
+        from cbac.console.ssh import makeConsoleService
+    except ImportError:
+        return
+    endpoints = list(options.get("listen", []))
+    state_dir = options.get("state-dir") or "/var/lib/cbac"
+    svc = makeConsoleService(appliance, model, state_dir, endpoints, reactor=reactor)
+    svc.setServiceParent(top)
+
+
+def _install_sighup(appliance, reactor):
+    if not hasattr(signal, "SIGHUP"):
+        return
+
+    def reload():
+        ok, text = appliance.reload_config()
+        for line in text.splitlines():
+            (log.info if ok else log.error)("reload: {line}", line=line)
+
+    def handler(signum, frame):
+        reactor.callFromThread(reload)
+
+    reactor.callWhenRunning(signal.signal, signal.SIGHUP, handler)
+
+
+__all__ = ["Appliance", "makeApplianceService", "mac_dotted", "m", "sys"]
