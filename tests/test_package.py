@@ -1,0 +1,126 @@
+"""The Debian package: build, lint, install under Debian's Twisted, run, purge.
+
+Runs when the machine can build Debian packages as root (CI: `make test`
+installs debhelper and friends from requirements-apt.txt). It installs the
+package into the system Python with apt and purges it again at the end.
+"""
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+from twisted.trial import unittest
+
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8",
+             "DEBIAN_FRONTEND": "noninteractive", "HOME": "/root"}
+
+
+def _why_not():
+    if os.geteuid() != 0:
+        return "building and installing a .deb needs root"
+    for tool in ("dpkg-buildpackage", "dh", "apt-get"):
+        if shutil.which(tool, path=CLEAN_ENV["PATH"]) is None:
+            return "%s is not installed (make test installs it as root)" % tool
+    if not os.path.exists("/usr/bin/python3"):
+        return "no Debian python3"
+    if subprocess.run(["dpkg", "-s", "cbac"], capture_output=True).returncode == 0:
+        return "a cbac package is already installed on this machine; not touching it"
+    return None
+
+
+def run(argv, cwd=None, check=True, timeout=600, **kw):
+    r = subprocess.run(argv, cwd=cwd, env=CLEAN_ENV, capture_output=True, text=True,
+                       timeout=timeout, **kw)
+    if check and r.returncode != 0:
+        raise AssertionError("%s failed (%d):\n%s\n%s" % (" ".join(argv), r.returncode,
+                                                          r.stdout[-4000:], r.stderr[-4000:]))
+    return r
+
+
+class DebianPackageTests(unittest.TestCase):
+    skip = _why_not()
+
+    def test_build_install_run_purge(self):
+        tmp = tempfile.mkdtemp(prefix="cbac-deb-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        src = os.path.join(tmp, "cbac-0.1.0")
+        files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=HERE,
+                               capture_output=True, text=True, check=True).stdout.split("\n")
+        for f in files:
+            if not f or not os.path.isfile(os.path.join(HERE, f)):
+                continue
+            dst = os.path.join(src, f)
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            shutil.copy2(os.path.join(HERE, f), dst)
+
+        # Build from a clean tree with a clean PATH.
+        run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=src)
+        [deb] = glob.glob(os.path.join(tmp, "cbac_*_all.deb"))
+        contents = run(["dpkg-deb", "-c", deb]).stdout
+        self.assertNotIn("dropin.cache", contents)
+        self.assertNotIn("_trial_temp", contents)
+        self.assertIn("./usr/lib/python3/dist-packages/twisted/plugins/cbac_plugin.py", contents)
+        self.assertIn("./etc/cbac/router.conf", contents)
+        self.assertIn("cbac.service", contents)
+        self.assertIn("./usr/share/man/man8/cbac.8.gz", contents)
+        conffiles = run(["dpkg-deb", "-e", deb, os.path.join(tmp, "ctl")]) and \
+            open(os.path.join(tmp, "ctl", "conffiles")).read()
+        self.assertIn("/etc/cbac/router.conf", conffiles)
+        if shutil.which("lintian", path=CLEAN_ENV["PATH"]):
+            lint = run(["lintian", "--no-tag-display-limit", deb], check=False)
+            errors = [line for line in lint.stdout.splitlines() if line.startswith("E:")]
+            self.assertEqual(errors, [], lint.stdout)
+
+        # Install with apt: only Debian packages are pulled in.
+        self.addCleanup(run, ["apt-get", "purge", "-y", "-q", "cbac"], check=False)
+        run(["apt-get", "install", "-y", "-q", "--no-install-recommends", deb])
+        helptext = run(["/usr/bin/twistd3", "cbac", "--help"], cwd="/").stdout
+        self.assertIn("--config", helptext)
+        self.assertIn("--check", helptext)
+        check = run(["/usr/bin/twistd3", "-n", "cbac", "-c", "/etc/cbac/router.conf", "--check"],
+                    cwd="/", check=False)
+        self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
+        self.assertIn("accepted, not acted on", check.stdout + check.stderr)
+        if shutil.which("systemd-analyze", path=CLEAN_ENV["PATH"]):
+            r = run(["systemd-analyze", "verify", "/lib/systemd/system/cbac.service"], check=False)
+            self.assertNotIn("cbac.service:", r.stderr.replace("/lib/systemd/system/cbac.service:", ""),
+                             r.stderr)
+
+        self._forwarding_check()
+
+        # Purge leaves nothing behind.
+        run(["apt-get", "purge", "-y", "-q", "cbac"])
+        for path in ("/etc/cbac", "/var/lib/cbac", "/usr/lib/python3/dist-packages/cbac",
+                     "/usr/lib/python3/dist-packages/twisted/plugins/cbac_plugin.py",
+                     "/lib/systemd/system/cbac.service"):
+            self.assertFalse(os.path.exists(path), path)
+        r = run(["/usr/bin/twistd3", "--help"], cwd="/")
+        self.assertNotIn(" cbac ", r.stdout)
+
+    def _forwarding_check(self):
+        """The installed code, under Debian's Twisted, forwards in the lab."""
+        from cbac.lab import Lab, unavailable_reason
+        if unavailable_reason():
+            return
+        lab = Lab()
+        lab.up()
+        self.addCleanup(lab.down)
+        log = open(os.path.join(tempfile.gettempdir(), "cbac-deb-%s.log" % lab.suffix), "w")
+        self.addCleanup(log.close)
+        lab.popen("fw", ["/usr/bin/twistd3", "-n", "--pidfile=", "cbac", "-c", "/etc/cbac/router.conf",
+                         "--state-dir", tempfile.mkdtemp(prefix="cbac-state-")],
+                  env=CLEAN_ENV, cwd="/", stdout=log, stderr=subprocess.STDOUT)
+        ok = False
+        for _ in range(30):
+            r = lab.exec("in", ["ping", "-c", "1", "-W", "1", "172.22.1.1"])
+            if r.returncode == 0:
+                ok = True
+                break
+            time.sleep(0.5)
+        log.flush()
+        self.assertTrue(ok, "no ping through the installed cbac:\n" +
+                        open(log.name).read()[-3000:])
