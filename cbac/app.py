@@ -57,6 +57,7 @@ class Appliance:
         self.router = Router(model, clock, ports, self.acls, self.nat, self.sessions)
         self.log_observers = []
         self.logging_buffer = None
+        self.inband_addresses = []
 
     # -- identity and authentication ------------------------------------
 
@@ -251,7 +252,7 @@ class Appliance:
         from cbac.config.render import render
         if not self.config_path:
             return "% No startup-config file"
-        text = render(self.model) + "\n"
+        text = render(self.model)
         tmp = self.config_path + ".tmp"
         backup = self.config_path + ".bak"
         try:
@@ -278,7 +279,7 @@ class Appliance:
             new, diags = parse_file(path)
         except OSError as e:
             return False, "%% Error opening %s (%s)" % (path, e.strerror)
-        diags = list(diags) + list(check(new))
+        diags = list(diags) + list(check(new, filename=path))
         errors = [d for d in diags if d.severity == "error"]
         text = "\n".join(str(d) for d in diags)
         if errors:
@@ -311,16 +312,41 @@ class Appliance:
 
 
 class RouterService(service.Service):
-    def __init__(self, appliance):
+    """Starts the data plane and, when ``inband`` is set, the management
+    TUN that serves the console on the router's own addresses."""
+
+    def __init__(self, appliance, reactor=None, inband=False):
         self.appliance = appliance
+        self.reactor = reactor
+        self.inband = inband
+        self.tun = None
 
     def startService(self):
         service.Service.startService(self)
-        self.appliance.router.start()
+        router = self.appliance.router
+        router.start()
+        if self.inband:
+            self._start_tun(router)
         ios.message("FW", 6, "INIT", "Firewall inspection startup completed; beginning operation.")
+
+    def _start_tun(self, router):
+        from cbac.dataplane.tun import ManagementTun, TunError
+        addrs = sorted({str(ri.model.address.ip) for ri in router.interfaces.values()
+                        if ri.model.address is not None and not ri.shutdown})
+        tun = ManagementTun(self.reactor, addresses=addrs, deliver=router.send_local)
+        try:
+            tun.start()
+        except (OSError, TunError) as e:
+            log.error("in-band console unavailable: {error}", error=e)
+            return
+        self.tun = tun
+        router.local_services[(6, self.appliance.model.ssh.port)] = tun.write
+        self.appliance.inband_addresses = addrs
 
     def stopService(self):
         service.Service.stopService(self)
+        if self.tun is not None:
+            self.tun.stop()
         self.appliance.router.stop()
 
 
@@ -344,7 +370,7 @@ def makeApplianceService(model, options):
     appliance = Appliance(model, reactor, ports, config_path=options.get("config"),
                           state_dir=options.get("state-dir"))
     top = service.MultiService()
-    RouterService(appliance).setServiceParent(top)
+    RouterService(appliance, reactor, inband=bool(ports)).setServiceParent(top)
     _add_logging(appliance, model, reactor, top)
     _add_console(appliance, model, options, reactor, top)
     _install_sighup(appliance, reactor)
@@ -371,6 +397,12 @@ def _add_console(appliance, model, options, reactor, top):
     except ImportError:
         return
     endpoints = list(options.get("listen", []))
+    # In-band: the router's interface addresses (served through the
+    # management TUN, started before this service by RouterService).
+    if model.vty is None or all(v.transport_input in ("ssh", "all") for v in model.vty):
+        for ifm in model.interfaces.values():
+            if ifm.address is not None and not ifm.shutdown and ifm.name in appliance.router.interfaces:
+                endpoints.append("tcp:%d:interface=%s" % (model.ssh.port, ifm.address.ip))
     state_dir = options.get("state-dir") or "/var/lib/cbac"
     svc = makeConsoleService(appliance, model, state_dir, endpoints, reactor=reactor)
     svc.setServiceParent(top)

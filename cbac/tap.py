@@ -1,10 +1,115 @@
-"""twistd options and makeService (placeholder until the foundation lands)."""
+"""``twistd cbac``: command-line options and the service maker.
+
+    twistd -n cbac -c /etc/cbac/router.conf
+    twistd -n cbac -c etc/router.conf --check        # like nginx -t
+    twistd -n cbac --port Ethernet2/0=eth1 --port Ethernet2/1=eth2
+
+The configuration is read and checked in :meth:`Options.postOptions`, before
+twistd starts logging or the reactor: a configuration with errors never
+starts.  Errors and warnings are printed compiler-style::
+
+    etc/router.conf:23: warning: accepted, not acted on
+        voice-card 3
+    etc/router.conf: 0 errors, 16 warnings; configuration OK
+"""
+
+from __future__ import annotations
+
+import sys
+
 from twisted.python import usage
+
+from cbac.config.check import check
+from cbac.config.errors import errors, report, summary, warnings
+from cbac.config.model import PortBinding
+from cbac.config.parser import normalize_interface, parse_config
 
 
 class Options(usage.Options):
-    optParameters = [["config", "c", "/etc/cbac/router.conf", "IOS configuration file"]]
+    synopsis = "[options]"
+    longdesc = ("Run the cbac firewall appliance: a stateful firewall configured "
+                "in Cisco IOS language (ip inspect, access-list, ip nat) that "
+                "forwards, inspects, filters and translates between Linux network "
+                "devices, managed over SSH with IOS show/clear/debug commands.")
+
+    optFlags = [
+        ["check", None,
+         "Read and check the configuration, print every error and warning "
+         "with its line, and exit 0 (no errors) or 1; starts nothing."],
+    ]
+    optParameters = [
+        ["config", "c", "/etc/cbac/router.conf", "IOS configuration file."],
+        ["state-dir", None, "/var/lib/cbac",
+         "Directory for state (SSH host keys, saved startup configuration)."],
+    ]
+
+    compData = usage.Completions(
+        optActions={"config": usage.CompleteFiles("*.conf"),
+                    "state-dir": usage.CompleteDirs()})
+
+    #: where --check output and start-up errors go (tests replace them)
+    stdout = None
+    stderr = None
+
+    def __init__(self):
+        usage.Options.__init__(self)
+        self["port"] = {}
+        self["ports"] = self["port"]     # alias read by cbac.app
+        self["listen"] = []
+        self["router"] = None
+        self["diagnostics"] = []
+
+    def opt_port(self, value):
+        """Bind an IOS interface to a Linux device: IOSNAME=DEVICE (repeatable; overrides 'cbac port')."""
+        name, sep, dev = value.partition("=")
+        if not sep or not name or not dev:
+            raise usage.UsageError("--port takes IOSNAME=DEVICE, e.g. Ethernet2/0=eth1")
+        self["port"][normalize_interface(name)] = dev
+
+    def opt_listen(self, endpoint):
+        """Extra SSH console listener (Twisted endpoint, e.g. tcp:2222:interface=127.0.0.1; repeatable)."""
+        self["listen"].append(endpoint)
+
+    def _out(self, name):
+        return getattr(self, name) or getattr(sys, name)
+
+    def postOptions(self):
+        path = self["config"]
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                text = f.read()
+        except OSError as e:
+            stream = self._out("stdout" if self["check"] else "stderr")
+            stream.write("%s: error: cannot read configuration: %s\n"
+                         % (path, e.strerror or e))
+            stream.flush()
+            raise SystemExit(1)
+        router, diags = parse_config(text, path)
+        for iosname, dev in self["port"].items():
+            router.ports[iosname] = PortBinding(iosname, dev)
+        diags = diags + check(router, strict=not self["check"], filename=path)
+        diags.sort(key=lambda d: d.line)
+        self["router"] = router
+        self["diagnostics"] = diags
+        if self["check"]:
+            out = self._out("stdout")
+            out.write(report(path, diags))
+            out.flush()
+            raise SystemExit(1 if errors(diags) else 0)
+        if errors(diags):
+            err = self._out("stderr")
+            err.write("".join(d.format() + "\n" for d in errors(diags)))
+            err.write(summary(path, diags) + "\n")
+            err.flush()
+            raise SystemExit(1)
 
 
 def makeService(options):
-    raise NotImplementedError
+    """Log the configuration warnings, then build the appliance service."""
+    from twisted.logger import Logger
+
+    log = Logger(namespace="cbac.config")
+    for d in warnings(options["diagnostics"]):
+        log.warn("{diagnostic}", diagnostic=d.format().replace("\n    ", ": "))
+    from cbac.app import makeApplianceService
+    return makeApplianceService(options["router"], options)

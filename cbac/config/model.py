@@ -365,6 +365,7 @@ class VtyConfig:
     transport_input: str = "ssh"                 # ssh / none / all / telnet
     login_local: bool = True
     exec_timeout: Optional[tuple[int, int]] = None   # minutes, seconds
+    extra: list[Verbatim] = field(default_factory=list)  # password ..., kept verbatim
     lineno: int = _lineno()
 
 

@@ -1,0 +1,156 @@
+"""Semantic checks of a parsed configuration (cross references, overlaps,
+device bindings).  The parser checks each line alone; this module checks
+the lines against each other.
+
+``check(router, devices=None, strict=False)`` returns diagnostics.  With
+``strict`` (used when the appliance starts) a ``cbac port`` naming a Linux
+device that does not exist is an error; otherwise (``--check``) a warning,
+so a configuration can be checked on another machine.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable, Optional
+
+from cbac.config.errors import ERROR, WARNING, Diagnostic
+from cbac.config.model import Router
+
+__all__ = ["check", "system_devices"]
+
+
+def system_devices(path: str = "/sys/class/net") -> set[str]:
+    try:
+        return set(os.listdir(path))
+    except OSError:
+        return set()
+
+
+def check(router: Router, devices: Optional[Iterable[str]] = None, strict: bool = False,
+          filename: str = "<config>") -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+
+    def add(sev, lineno, msg, text=""):
+        out.append(Diagnostic(filename, lineno or 0, sev, msg, text))
+
+    r = router
+    itfs = r.interfaces
+    acls = r.acls
+    used_rules = set()
+
+    # -- interfaces: references ----------------------------------------------
+    for itf in itfs.values():
+        for d in ("in", "out"):
+            rule = getattr(itf, "inspect_" + d)
+            if rule is not None:
+                used_rules.add(rule)
+                if rule not in r.inspect_rules:
+                    add(WARNING, itf.lineno,
+                        "interface %s: inspection rule %s is not defined; nothing is inspected %s"
+                        % (itf.name, rule, "inbound" if d == "in" else "outbound"),
+                        "ip inspect %s %s" % (rule, d))
+            acl = getattr(itf, "access_group_" + d)
+            if acl is not None and acl not in acls:
+                add(WARNING, itf.lineno,
+                    "interface %s: access list %s is not defined; as on IOS, all traffic is "
+                    "permitted %s" % (itf.name, acl, "inbound" if d == "in" else "outbound"),
+                    "ip access-group %s %s" % (acl, d))
+
+    # -- inspection rules ----------------------------------------------------
+    for rule in r.inspect_rules.values():
+        if rule.name not in used_rules:
+            add(WARNING, rule.lineno, "inspection rule %s is not applied to any interface"
+                % rule.name)
+        for p in rule.protocols:
+            if p.java_list is not None:
+                acl = acls.get(p.java_list)
+                if acl is None:
+                    add(WARNING, p.lineno,
+                        "java-list %s is not defined: all Java applets are blocked" % p.java_list)
+                elif acl.kind != "standard":
+                    add(ERROR, p.lineno,
+                        "java-list %s must be a standard access list" % p.java_list)
+
+    g = r.inspect
+    if g.max_incomplete_low > g.max_incomplete_high:
+        add(ERROR, 0, "ip inspect max-incomplete low %d is above high %d"
+            % (g.max_incomplete_low, g.max_incomplete_high))
+    if g.one_minute_low > g.one_minute_high:
+        add(ERROR, 0, "ip inspect one-minute low %d is above high %d"
+            % (g.one_minute_low, g.one_minute_high))
+
+    # -- overlapping subnets -------------------------------------------------
+    nets = []
+    for itf in itfs.values():
+        for a in ([itf.address] if itf.address else []) + list(itf.secondary):
+            nets.append((itf, a))
+    for i, (ia, a) in enumerate(nets):
+        for ib, b in nets[i + 1:]:
+            if a.network.overlaps(b.network):
+                if ia is ib:
+                    msg = "interface %s: %s overlaps %s on the same interface" % (
+                        ia.name, b.with_netmask, a.with_netmask)
+                else:
+                    msg = "interface %s: %s overlaps with %s" % (ib.name, b.network, ia.name)
+                add(ERROR, ib.lineno, msg, "ip address %s %s" % (b.ip, b.netmask))
+
+    # -- NAT -----------------------------------------------------------------
+    nat = r.nat
+    for d in nat.dynamics:
+        if d.acl not in acls:
+            add(ERROR, d.lineno, "NAT: access list %s is not defined" % d.acl)
+        if d.pool is not None and d.pool not in nat.pools:
+            add(ERROR, d.lineno, "NAT: pool %s is not defined" % d.pool)
+        if d.interface is not None and d.interface not in itfs:
+            add(ERROR, d.lineno, "NAT: interface %s is not defined" % d.interface)
+        elif d.interface is not None and itfs[d.interface].address is None:
+            add(ERROR, d.lineno, "NAT: interface %s has no IP address" % d.interface)
+    for s in nat.statics:
+        if s.global_interface is not None and s.global_interface not in itfs:
+            add(ERROR, s.lineno, "NAT: interface %s is not defined" % s.global_interface)
+    for s in nat.services:
+        if s.acl not in acls:
+            add(ERROR, s.lineno, "NAT: access list %s is not defined" % s.acl)
+    if nat.statics or nat.dynamics:
+        sides = {i.nat for i in itfs.values()}
+        for side in ("inside", "outside"):
+            if side not in sides:
+                add(WARNING, 0, "NAT is configured but no interface has 'ip nat %s'" % side)
+
+    # -- routes --------------------------------------------------------------
+    for rt in r.routes:
+        if rt.interface is not None and rt.interface not in itfs:
+            add(ERROR, rt.lineno, "ip route: interface %s is not defined" % rt.interface)
+
+    # -- vty -------------------------------------------------------------------
+    for v in r.vty:
+        if v.access_class is not None and v.access_class not in acls:
+            add(WARNING, v.lineno, "line vty: access-class %s is not defined" % v.access_class)
+
+    # -- logging -------------------------------------------------------------
+    for h in r.logging.hosts:
+        if h.transport == "tls" and r.logging.tls_ca is None:
+            add(WARNING, h.lineno, "logging host %s transport tls without 'cbac logging tls-ca': "
+                "the server certificate is not verified" % h.address)
+
+    # -- port bindings -------------------------------------------------------
+    devs = None
+    for b in r.ports.values():
+        if b.interface not in itfs:
+            add(ERROR, b.lineno, "cbac port: interface %s is not defined" % b.interface,
+                "cbac port %s %s" % (b.interface, b.device))
+            continue
+        if devs is None:
+            devs = set(devices) if devices is not None else system_devices()
+        if b.device not in devs:
+            add(ERROR if strict else WARNING, b.lineno,
+                "cbac port: network device %s does not exist" % b.device,
+                "cbac port %s %s" % (b.interface, b.device))
+    if r.ports:
+        for itf in itfs.values():
+            if itf.address is not None and not itf.shutdown and itf.name not in r.ports:
+                add(WARNING, itf.lineno, "interface %s has an address but no 'cbac port' "
+                    "binding: it does not forward traffic" % itf.name)
+
+    out.sort(key=lambda d: d.line)
+    return out

@@ -1,0 +1,1381 @@
+"""IOS configuration text -> :class:`cbac.config.model.Router`.
+
+Usage::
+
+    router, diagnostics = parse_config(text, filename)
+    router = parse(text)            # diagnostics discarded
+
+The parser is line based and table driven: :data:`GLOBAL_COMMANDS` maps the
+leading keywords of a global command to a handler, and one table per block
+kind (``interface``, ``ip access-list``, ``line vty``) maps sub-command
+keywords to handlers.  Every line either changes the model, is a comment, or
+produces a diagnostic: commands cbac does not act on are kept verbatim and
+reported as warnings ("accepted, not acted on"), never silently.
+
+Block structure: indentation of sub-commands is optional (the Cisco document
+69309 mixes indented and unindented sub-commands).  A line belongs to the
+most recent block opener until a line that is recognisably a global command.
+An indented line inside a block is always a sub-command.
+"""
+
+from __future__ import annotations
+
+import re
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import Callable, Optional
+
+from cbac.config import names
+from cbac.config.errors import ERROR, WARNING, Diagnostic
+from cbac.config.model import (
+    INSPECT_PROTOCOLS, SEVERITIES, AccessList, AclEntry, AddrMatch,
+    InspectGlobals, InspectProtocol, InspectRule, Interface, LogHost,
+    NatDynamic, NatPool, NatService, NatStatic, NatTimeouts, PortBinding,
+    PortMatch, Route, Router, Secret, User, Verbatim, VtyConfig)
+
+__all__ = ["parse", "parse_config", "parse_file", "decode_type7",
+           "encode_type7", "normalize_interface", "verbatim_section",
+           "acl_kind_for_number"]
+
+
+# --------------------------------------------------------------------------
+# Type 7 "encryption" (public Cisco algorithm: XOR with a fixed key)
+
+_T7_KEY = "dsfd;kfoA,.iyewrkldJKDHSUBsgvca69834ncxv9873254k;fg87"
+
+
+def decode_type7(encoded: str) -> str:
+    """Decode a Cisco type 7 password (``02050D4808095E731F`` -> ``cisco123``
+    style).  Raises ValueError on malformed input."""
+    if len(encoded) < 4 or len(encoded) % 2 or not encoded[:2].isdigit():
+        raise ValueError("malformed type 7 password")
+    seed = int(encoded[:2])
+    data = bytes.fromhex(encoded[2:])
+    return "".join(chr(b ^ ord(_T7_KEY[(seed + i) % len(_T7_KEY)]))
+                   for i, b in enumerate(data))
+
+
+def encode_type7(plain: str, seed: int = 2) -> str:
+    out = "%02d" % seed
+    for i, ch in enumerate(plain):
+        out += "%02X" % (ord(ch) ^ ord(_T7_KEY[(seed + i) % len(_T7_KEY)]))
+    return out
+
+
+# --------------------------------------------------------------------------
+# Interface names
+
+_IF_TYPES = {
+    "ethernet": "Ethernet", "e": "Ethernet", "eth": "Ethernet",
+    "fastethernet": "FastEthernet", "fa": "FastEthernet", "f": "FastEthernet",
+    "gigabitethernet": "GigabitEthernet", "gi": "GigabitEthernet", "g": "GigabitEthernet",
+    "serial": "Serial", "s": "Serial", "se": "Serial",
+    "loopback": "Loopback", "lo": "Loopback",
+    "tunnel": "Tunnel", "tu": "Tunnel",
+    "dialer": "Dialer", "di": "Dialer",
+    "vlan": "Vlan", "vl": "Vlan",
+    "bvi": "BVI", "null": "Null", "virtual-template": "Virtual-Template",
+    "port-channel": "Port-channel", "po": "Port-channel",
+}
+_IF_RE = re.compile(r"^([A-Za-z][A-Za-z-]*?)\s*([0-9][0-9/.:]*)$")
+
+
+def normalize_interface(name: str) -> str:
+    """``ethernet 2/0``, ``e2/0``, ``Ethernet2/0`` -> ``Ethernet2/0``.
+    Unknown interface types keep their spelling (without inner spaces)."""
+    name = name.strip()
+    m = _IF_RE.match(name)
+    if not m:
+        return name.replace(" ", "")
+    kind, num = m.group(1), m.group(2)
+    return _IF_TYPES.get(kind.lower(), kind) + num
+
+
+# --------------------------------------------------------------------------
+# Where verbatim global lines go in show running-config
+
+S_SERVICE, S_BOOT, S_GLOBAL, S_SECURITY, S_TAIL, S_LINES = range(6)
+
+_SECTION_FIRST = {
+    "service": S_SERVICE,
+    "boot-start-marker": S_BOOT, "boot-end-marker": S_BOOT, "boot": S_BOOT,
+    "card": S_BOOT, "logging": S_BOOT,
+    "controller": S_SECURITY, "crypto": S_SECURITY, "ftp-server": S_SECURITY,
+    "class-map": S_SECURITY, "policy-map": S_SECURITY, "vpdn": S_SECURITY,
+    "isdn": S_SECURITY, "archive": S_SECURITY, "multilink": S_SECURITY,
+    "router": S_TAIL, "snmp-server": S_TAIL, "control-plane": S_TAIL,
+    "banner": S_TAIL, "dial-peer": S_TAIL, "mgcp": S_TAIL, "gatekeeper": S_TAIL,
+    "alias": S_TAIL, "radius-server": S_TAIL, "tacacs-server": S_TAIL,
+    "tftp-server": S_TAIL, "access-list": S_TAIL, "route-map": S_TAIL,
+    "line": S_LINES, "scheduler": S_LINES, "ntp": S_LINES, "webvpn": S_LINES,
+}
+_SECTION_IP = {
+    "ips": S_SECURITY, "inspect": S_SECURITY, "audit": S_SECURITY,
+    "auth-proxy": S_SECURITY, "urlfilter": S_SECURITY, "port-map": S_SECURITY,
+    "http": S_TAIL, "classless": S_TAIL, "forward-protocol": S_TAIL,
+    "nat": S_TAIL, "access-list": S_TAIL, "route": S_TAIL, "ssh": S_SECURITY,
+    "sla": S_TAIL, "flow-export": S_TAIL, "prefix-list": S_TAIL,
+}
+
+
+def verbatim_section(text: str) -> int:
+    """The section of ``show running-config`` a verbatim global line is
+    printed in (see :mod:`cbac.config.render`)."""
+    w = text.lower().split()
+    if w and w[0] == "no":
+        w = w[1:]
+    if not w:
+        return S_GLOBAL
+    if w[0] == "ip" and len(w) > 1:
+        return _SECTION_IP.get(w[1], S_GLOBAL)
+    return _SECTION_FIRST.get(w[0], S_GLOBAL)
+
+
+# Global commands cbac does not act on but recognises as global (they end a
+# block even when written without indentation).  First keyword, or "ip X".
+_KNOWN_GLOBAL_FIRST = {
+    "version", "service", "hostname", "boot-start-marker", "boot-end-marker",
+    "boot", "enable", "username", "aaa", "resource", "voice-card", "controller",
+    "interface", "line", "router", "access-list", "logging", "banner", "clock",
+    "ntp", "snmp-server", "crypto", "class-map", "policy-map", "control-plane",
+    "dial-peer", "cbac", "ftp-server", "memory-size", "mmi", "archive",
+    "license", "spanning-tree", "vlan", "key", "track", "alias", "scheduler",
+    "multilink", "privilege", "tftp-server", "voice", "card", "vpdn", "isdn",
+    "mgcp", "gatekeeper", "radius-server", "tacacs-server", "route-map",
+    "webvpn", "end", "security", "login", "ipv6", "mpls", "xconnect",
+    "redundancy", "diagnostic", "power", "errdisable", "vtp", "username",
+}
+# ("ip inspect", "ip nat", "ip route", "ip access-list", "ip ssh" are global
+# only in the forms GLOBAL_COMMANDS knows: "ip nat outside" is an interface
+# sub-command, "ip nat outside source ..." a global one.)
+_KNOWN_GLOBAL_IP = {
+    "cef", "subnet-zero", "dhcp", "domain", "domain-name", "domain-lookup",
+    "name-server", "http", "classless", "forward-protocol", "host", "finger", "bootp", "source-route",
+    "multicast-routing", "audit", "auth-proxy", "urlfilter", "port-map", "sla",
+    "flow-export", "prefix-list", "ips", "scp", "rcmd", "tftp", "ftp",
+    "options", "gratuitous-arps",
+}
+# Keywords that open a block of sub-commands (kept verbatim with children).
+_BLOCK_FIRST = {
+    "controller", "router", "crypto", "class-map", "policy-map",
+    "control-plane", "dial-peer", "voice-card", "line", "resource", "key",
+    "track", "archive", "gatekeeper", "mgcp", "route-map", "vpdn-group",
+    "webvpn", "redundancy", "voice", "interface",
+}
+_BLOCK_IP = {"sla", "dhcp", "access-list"}
+
+
+def _is_known_global(kw: list[str]) -> bool:
+    if kw and kw[0] == "no":
+        kw = kw[1:]
+    if not kw:
+        return False
+    if kw[0] == "ip":
+        return len(kw) > 1 and kw[1] in _KNOWN_GLOBAL_IP
+    return kw[0] in _KNOWN_GLOBAL_FIRST
+
+
+def _opens_block(kw: list[str]) -> bool:
+    if not kw or kw[0] == "no":
+        return False
+    if kw[0] == "ip":
+        # "ip dhcp pool X" opens a block, "ip dhcp use ..." does not.
+        return len(kw) > 2 and kw[1] in _BLOCK_IP and kw[2] in ("pool", "monitor", "standard", "extended")
+    if kw[0] == "crypto":
+        return len(kw) > 1 and kw[1] in ("isakmp", "map", "pki", "ipsec", "keyring") and not (
+            len(kw) > 2 and kw[2] in ("key", "enable", "identity", "keepalive", "security-association"))
+    if kw[0] == "voice":
+        return len(kw) > 1 and kw[1] in ("service", "class")
+    return kw[0] in _BLOCK_FIRST
+
+
+# --------------------------------------------------------------------------
+# Token helpers
+
+class _Bad(Exception):
+    """A user error in the current line."""
+
+
+def _int(tok: str, lo: int, hi: int, what: str) -> int:
+    if not re.fullmatch(r"\d+", tok):
+        raise _Bad("invalid %s '%s' (expected a number %d-%d)" % (what, tok, lo, hi))
+    n = int(tok)
+    if not lo <= n <= hi:
+        raise _Bad("%s %s out of range %d-%d" % (what, tok, lo, hi))
+    return n
+
+
+def _addr(tok: str, what: str = "address") -> IPv4Address:
+    if not re.fullmatch(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}", tok):
+        raise _Bad("invalid %s '%s'" % (what, tok))
+    try:
+        return IPv4Address(tok)
+    except ValueError:
+        raise _Bad("invalid %s '%s'" % (what, tok))
+
+
+def _is_addr(tok: str) -> bool:
+    try:
+        _addr(tok)
+        return True
+    except _Bad:
+        return False
+
+
+def _mask(tok: str) -> int:
+    """Netmask -> prefix length; non-contiguous masks are errors."""
+    m = int(_addr(tok, "netmask"))
+    inv = (~m) & 0xFFFFFFFF
+    if inv & (inv + 1):
+        raise _Bad("non-contiguous netmask %s" % tok)
+    return 32 - inv.bit_length()
+
+
+def _prefix_mask(prefix: int) -> IPv4Address:
+    return IPv4Address((0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF)
+
+
+def _level(tok: str) -> int:
+    t = tok.lower()
+    if t.isdigit():
+        return _int(t, 0, 7, "logging level")
+    for i, name in enumerate(SEVERITIES):
+        if name == t:
+            return i
+    raise _Bad("invalid logging level '%s'" % tok)
+
+
+def _onoff(tok: str, what: str) -> bool:
+    t = tok.lower()
+    if t not in ("on", "off"):
+        raise _Bad("%s takes 'on' or 'off', not '%s'" % (what, tok))
+    return t == "on"
+
+
+def _rest(raw: str, nwords: int) -> str:
+    """The raw text after the first ``nwords`` words (spacing kept)."""
+    parts = raw.strip().split(None, nwords)
+    return parts[nwords] if len(parts) > nwords else ""
+
+
+def acl_kind_for_number(n: int) -> Optional[str]:
+    if 1 <= n <= 99 or 1300 <= n <= 1999:
+        return "standard"
+    if 100 <= n <= 199 or 2000 <= n <= 2699:
+        return "extended"
+    return None
+
+
+_ACL_NAME_RE = re.compile(r"^[A-Za-z][^\s\"']*$")
+_HOSTNAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+def _acl_ref(tok: str) -> str:
+    """An ACL reference (number or name) as used by access-group etc."""
+    if tok.isdigit():
+        n = int(tok)
+        if acl_kind_for_number(n) is None:
+            raise _Bad("invalid access list number %s" % tok)
+        return str(n)
+    if not _ACL_NAME_RE.match(tok):
+        raise _Bad("invalid access list name '%s'" % tok)
+    return tok
+
+
+# --------------------------------------------------------------------------
+# Access-control entries
+
+_LOG_WORDS = ("log", "log-input")
+
+
+def _addr_match(w: list[str], i: int, what: str) -> tuple[AddrMatch, int]:
+    tok = w[i].lower()
+    if tok == "any":
+        return AddrMatch(), i + 1
+    if tok == "host":
+        return AddrMatch(_addr(w[i + 1], what + " address"), IPv4Address(0)), i + 2
+    a = _addr(w[i], what + " address")
+    wc = _addr(w[i + 1], what + " wildcard") if i + 1 < len(w) else None
+    if wc is None:
+        raise _Bad("%s wildcard missing after %s" % (what, w[i]))
+    return AddrMatch(IPv4Address(int(a) & ~int(wc) & 0xFFFFFFFF), wc), i + 2
+
+
+def _port(proto: str, tok: str) -> int:
+    p = names.port_number(proto, tok)
+    if p is None:
+        raise _Bad("invalid %s port '%s'" % (proto, tok))
+    return p
+
+
+def _port_match(w: list[str], i: int, proto: str) -> tuple[Optional[PortMatch], int]:
+    if i >= len(w):
+        return None, i
+    op = w[i].lower()
+    if op not in ("eq", "neq", "lt", "gt", "range"):
+        return None, i
+    if proto not in ("tcp", "udp"):
+        raise _Bad("port operator '%s' is only valid for tcp and udp" % op)
+    if i + 1 >= len(w):
+        raise _Bad("port missing after '%s'" % op)
+    if op == "range":
+        lo, hi = _port(proto, w[i + 1]), _port(proto, w[i + 2])
+        if lo > hi:
+            raise _Bad("port range %d %d is empty" % (lo, hi))
+        return PortMatch("range", (lo, hi)), i + 3
+    ports = [_port(proto, w[i + 1])]
+    i += 2
+    if op in ("eq", "neq"):
+        # IOS accepts several ports after eq/neq (up to 10).
+        while i < len(w) and names.port_number(proto, w[i]) is not None and len(ports) < 10:
+            ports.append(names.port_number(proto, w[i]))
+            i += 1
+    return PortMatch(op, tuple(ports)), i
+
+
+def _protocol(tok: str):
+    t = tok.lower()
+    if t in ("ip", "tcp", "udp", "icmp"):
+        return t
+    n = names.protocol_number(t)
+    if n is None:
+        raise _Bad("unknown protocol keyword '%s'" % tok)
+    return {1: "icmp", 6: "tcp", 17: "udp"}.get(n, n)
+
+
+def parse_ace(words: list[str], kind: str, acl_name: str = "") -> AclEntry:
+    """``permit tcp any host 1.2.3.4 eq smtp`` -> AclEntry (seq 0)."""
+    action = words[0].lower()
+    if action == "remark":
+        text = " ".join(words[1:])
+        if len(text) > 100:
+            raise _Bad("remark longer than 100 characters")
+        return AclEntry(seq=0, action="remark", remark=text)
+    if action not in ("permit", "deny"):
+        raise _Bad("expected permit, deny or remark, not '%s'" % words[0])
+    if len(words) < 2:
+        raise _Bad("incomplete command")
+    if kind == "standard":
+        w = words[1:]
+        tok = w[0].lower()
+        if tok == "any":
+            src, i = AddrMatch(), 1
+        elif tok == "host":
+            src, i = AddrMatch(_addr(w[1], "source address"), IPv4Address(0)), 2
+        elif _is_addr(w[0]):
+            a = _addr(w[0])
+            if len(w) > 1 and _is_addr(w[1]):
+                wc = _addr(w[1])
+                i = 2
+            else:
+                wc, i = IPv4Address(0), 1
+            src = AddrMatch(IPv4Address(int(a) & ~int(wc) & 0xFFFFFFFF), wc)
+        else:
+            raise _Bad("standard access list %s does not take extended syntax ('%s')"
+                       % (acl_name, w[0]))
+        e = AclEntry(seq=0, action=action, protocol="ip", source=src)
+        if i < len(w):
+            if w[i].lower() == "log" and i + 1 == len(w):
+                e.log = "log"
+            elif _protocol_or_none(w[0]) is not None and i == 1:
+                raise _Bad("standard access list %s does not take extended syntax" % acl_name)
+            else:
+                raise _Bad("invalid input '%s' in standard access list entry" % w[i])
+        return e
+    proto = _protocol(words[1])
+    w = words
+    src, i = _addr_match(w, 2, "source")
+    sport, i = _port_match(w, i, proto if isinstance(proto, str) else "")
+    if i >= len(w):
+        raise _Bad("destination missing")
+    dst, i = _addr_match(w, i, "destination")
+    dport, i = _port_match(w, i, proto if isinstance(proto, str) else "")
+    e = AclEntry(seq=0, action=action, protocol=proto, source=src, source_port=sport,
+                 destination=dst, destination_port=dport)
+    if proto == "icmp" and i < len(w):
+        tok = w[i]
+        if tok.isdigit():
+            e.icmp_type = _int(tok, 0, 255, "ICMP type")
+            i += 1
+            if i < len(w) and w[i].isdigit():
+                e.icmp_code = _int(w[i], 0, 255, "ICMP code")
+                i += 1
+        elif names.icmp_lookup(tok) is not None:
+            e.icmp_type, e.icmp_code = names.icmp_lookup(tok)
+            i += 1
+    while i < len(w):
+        tok = w[i].lower()
+        if tok == "established":
+            if proto != "tcp":
+                raise _Bad("'established' is only valid for tcp")
+            e.established = True
+        elif tok == "fragments":
+            e.fragments = True
+        elif tok in _LOG_WORDS and i == len(w) - 1:
+            e.log = tok
+        else:
+            raise _Bad("invalid or unsupported access list option '%s'" % w[i])
+        i += 1
+    return e
+
+
+def _protocol_or_none(tok):
+    try:
+        return _protocol(tok)
+    except _Bad:
+        return None
+
+
+# --------------------------------------------------------------------------
+# The parser
+
+class _Line:
+    __slots__ = ("no", "raw", "text", "indented", "words", "kw")
+
+    def __init__(self, no: int, raw: str):
+        self.no = no
+        self.raw = raw.rstrip("\r\n")
+        self.text = self.raw.strip()
+        self.indented = self.raw[:1].isspace()
+        self.words = self.text.split()
+        self.kw = [x.lower() for x in self.words]
+
+
+_PROMPT_RE = re.compile(r"^[\w.-]+#")        # "3640-123#show running-config"
+_COMMENT_RES = [
+    re.compile(r"^Building configuration\.\.\.\s*$"),
+    re.compile(r"^Current configuration\s*:\s*\d+ bytes\s*$"),
+    re.compile(r"^Using \d+ out of \d+ bytes\s*$"),
+]
+
+
+class Parser:
+    """Collects a :class:`Router` and diagnostics from IOS text."""
+
+    def __init__(self, filename: str = "<config>"):
+        self.filename = filename
+        self.router = Router()
+        self.diagnostics: list[Diagnostic] = []
+        self.block = None           # (kind, object) or None
+        self.ended = False
+        self._line: Optional[_Line] = None
+        self._after_comment = False
+
+    # -- diagnostics --------------------------------------------------------
+
+    def _diag(self, severity, message, line=None):
+        line = line or self._line
+        self.diagnostics.append(Diagnostic(
+            self.filename, line.no if line else 0, severity, message,
+            line.text if line else ""))
+
+    def error(self, message, line=None):
+        self._diag(ERROR, message, line)
+
+    def warn(self, message, line=None):
+        self._diag(WARNING, message, line)
+
+    # -- driving ------------------------------------------------------------
+
+    def feed(self, text: str) -> None:
+        for no, raw in enumerate(text.splitlines(), 1):
+            self.line(no, raw)
+
+    def line(self, no: int, raw: str) -> None:
+        ln = _Line(no, raw)
+        self._line = ln
+        if not ln.text or ln.text.startswith("!"):
+            if ln.text.startswith("!"):
+                self._after_comment = True
+            return
+        if any(r.match(ln.text) for r in _COMMENT_RES) or _PROMPT_RE.match(ln.text):
+            return
+        if self.ended:
+            self.warn("ignored: line after 'end'")
+            return
+        after_comment, self._after_comment = self._after_comment, False
+        try:
+            self._dispatch(ln, after_comment)
+        except _Bad as e:
+            self.error(str(e))
+        except (IndexError, KeyError):
+            self.error("incomplete command")
+        except Exception as e:       # never crash on bad input
+            self.error("cannot parse line (%s: %s)" % (type(e).__name__, e))
+
+    def _dispatch(self, ln: _Line, after_comment: bool) -> None:
+        kw = ln.kw
+        neg = kw[0] == "no"
+        body = kw[1:] if neg else kw
+        if ln.indented and self.block is not None:
+            return self._sub(ln, neg, body)
+        handler, n = self._global_handler(body)
+        if handler is not None:
+            self.block = None
+            return handler(self, ln, neg, ln.words[n + (1 if neg else 0):])
+        if _is_known_global(kw) or (
+                self.block is not None and self.block[0] == "verbatim" and after_comment):
+            self.block = None
+            return self._verbatim_global(ln)
+        if self.block is not None and not (
+                self.block[0] == "acl" and not _acl_line(body)):
+            return self._sub(ln, neg, body)
+        self.block = None
+        return self._verbatim_global(ln)
+
+    @staticmethod
+    def _global_handler(body):
+        if len(body) > 1 and body[0] == "logging" and _is_addr(body[1]):
+            return Parser.g_logging_addr, 1      # old form "logging A.B.C.D"
+        for n in (4, 3, 2, 1):
+            h = GLOBAL_COMMANDS.get(tuple(body[:n])) if len(body) >= n else None
+            if h is not None:
+                return h, n
+        return None, 0
+
+    def _verbatim_global(self, ln: _Line) -> None:
+        v = Verbatim(ln.text, (), ln.no)
+        self.router.extra.append(v)
+        self.warn("accepted, not acted on")
+        if _opens_block(ln.kw):
+            self.block = ("verbatim", v)
+
+    def _sub(self, ln: _Line, neg: bool, body: list[str]) -> None:
+        kind, obj = self.block
+        if kind == "verbatim":
+            obj.children = obj.children + (ln.text,)
+            self.warn("accepted, not acted on (in '%s')" % obj.text)
+            return
+        table = SUB_COMMANDS[kind]
+        for n in (3, 2, 1):
+            h = table.get(tuple(body[:n])) if len(body) >= n else None
+            if h is not None:
+                return h(self, obj, ln, neg, ln.words[n + (1 if neg else 0):])
+        fallback = table.get(None)
+        if fallback is not None:
+            return fallback(self, obj, ln, neg, ln.words)
+        obj.extra.append(Verbatim(ln.text, (), ln.no))
+        self.warn("accepted, not acted on")
+
+    def finish(self) -> Router:
+        r = self.router
+        # verbatim global lines are kept in running-config section order
+        r.extra.sort(key=lambda v: verbatim_section(v.text))
+        return r
+
+    # ======================================================================
+    # Global command handlers.  Signature: (self, ln, neg, args)
+
+    def g_hostname(self, ln, neg, a):
+        if neg:
+            self.router.hostname = "Router"
+            return
+        if len(a) != 1 or not _HOSTNAME_RE.match(a[0]) or a[0][0].isdigit() and False:
+            raise _Bad("invalid hostname (letters, digits and hyphens, at most 63)")
+        self.router.hostname = a[0]
+
+    def g_version(self, ln, neg, a):
+        self.router.version = None if neg else " ".join(a) or None
+
+    def g_service_pwenc(self, ln, neg, a):
+        self.router.password_encryption = not neg
+
+    def g_service_timestamps(self, ln, neg, a):
+        which = a[0].lower() if a else "debug"
+        if which not in ("log", "debug"):
+            raise _Bad("service timestamps takes 'log' or 'debug'")
+        opts = [x.lower() for x in a[1:]]
+        if neg:
+            value = None
+        else:
+            if not opts:
+                opts = ["uptime"]
+            if opts[0] not in ("datetime", "uptime"):
+                raise _Bad("service timestamps %s takes 'datetime' or 'uptime'" % which)
+            for o in opts[1:]:
+                if opts[0] != "datetime" or o not in ("msec", "localtime", "show-timezone", "year"):
+                    raise _Bad("invalid timestamp option '%s'" % o)
+            value = " ".join(opts)
+        if which == "log":
+            self.router.timestamps_log = value
+        else:
+            self.router.timestamps_debug = value
+
+    def _secret(self, ln, a, kinds, nwords):
+        """[TYPE] VALUE at the end of the line; value keeps its spelling."""
+        if not a:
+            raise _Bad("password missing")
+        if a[0] in kinds and len(a) > 1:
+            kind = int(a[0])
+            value = _rest(ln.raw, nwords + 1)
+        elif a[0].isdigit() and len(a[0]) == 1 and len(a) > 1:
+            raise _Bad("invalid password type %s (expected %s)" % (a[0], "|".join(kinds)))
+        else:
+            kind = 0
+            value = _rest(ln.raw, nwords)
+        if kind == 7:
+            try:
+                decode_type7(value)
+            except ValueError:
+                raise _Bad("invalid type 7 password")
+        if kind == 5 and not value.startswith("$1$"):
+            raise _Bad("invalid type 5 secret (expected $1$...)")
+        return Secret(kind, value)
+
+    def g_enable_secret(self, ln, neg, a):
+        if neg:
+            self.router.enable_secret = None
+            return
+        if a and a[0].lower() == "level":
+            raise _Bad("enable secret level is not supported")
+        self.router.enable_secret = self._secret(ln, a, ("0", "5", "8", "9"), 2)
+
+    def g_enable_password(self, ln, neg, a):
+        if neg:
+            self.router.enable_password = None
+            return
+        if a and a[0].lower() == "level":
+            raise _Bad("enable password level is not supported")
+        self.router.enable_password = self._secret(ln, a, ("0", "7"), 2)
+
+    def g_username(self, ln, neg, a):
+        name = a[0]
+        if neg:
+            self.router.users.pop(name, None)
+            return
+        user = self.router.users.get(name) or User(name, lineno=ln.no)
+        i = 1
+        priv = None
+        secret = password = None
+        nopassword = False
+        while i < len(a):
+            k = a[i].lower()
+            if k == "privilege":
+                priv = _int(a[i + 1], 0, 15, "privilege level")
+                i += 2
+            elif k in ("secret", "password"):
+                s = self._secret(ln, a[i + 1:], ("0", "5", "8", "9") if k == "secret" else ("0", "7"),
+                                 i + 2)
+                if k == "secret":
+                    secret = s
+                else:
+                    password = s
+                break
+            elif k == "nopassword":
+                nopassword = True
+                i += 1
+            else:
+                raise _Bad("invalid username option '%s'" % a[i])
+        if priv is not None:
+            user.privilege = priv
+        if secret or password or nopassword:
+            user.secret, user.password = secret, password
+        self.router.users[name] = user
+
+    # -- ip inspect ---------------------------------------------------------
+
+    def g_inspect_name(self, ln, neg, a):
+        name = a[0]
+        rules = self.router.inspect_rules
+        if neg:
+            if len(a) == 1:
+                rules.pop(name, None)
+            elif name in rules:
+                rules[name].protocols = [p for p in rules[name].protocols
+                                         if p.protocol != a[1].lower()]
+                if not rules[name].protocols:
+                    del rules[name]
+            return
+        if len(a) < 2:
+            raise _Bad("protocol missing after 'ip inspect name %s'" % name)
+        proto = a[1].lower()
+        if proto not in INSPECT_PROTOCOLS:
+            self.router.extra.append(Verbatim(ln.text, (), ln.no))
+            self.warn("accepted, not acted on: cbac does not inspect '%s'" % proto)
+            return
+        p = InspectProtocol(proto, lineno=ln.no)
+        i = 2
+        while i < len(a):
+            k = a[i].lower()
+            if k == "alert":
+                p.alert = _onoff(a[i + 1], "alert")
+            elif k == "audit-trail":
+                p.audit_trail = _onoff(a[i + 1], "audit-trail")
+            elif k == "timeout":
+                p.timeout = _int(a[i + 1], 1, 2147483, "timeout")
+            elif k == "max-data" and proto in ("smtp", "esmtp"):
+                p.max_data = _int(a[i + 1], 1, 2147483647, "max-data")
+            elif k == "java-list" and proto == "http":
+                ref = _acl_ref(a[i + 1])
+                if ref.isdigit() and acl_kind_for_number(int(ref)) != "standard":
+                    raise _Bad("java-list must be a standard access list (1-99, 1300-1999)")
+                p.java_list = ref
+            else:
+                raise _Bad("invalid option '%s' for ip inspect name ... %s" % (a[i], proto))
+            i += 2
+        rule = rules.get(name)
+        if rule is None:
+            rule = rules[name] = InspectRule(name, lineno=ln.no)
+        other = {"smtp": "esmtp", "esmtp": "smtp"}.get(proto)
+        if other and rule.get(other) is not None:
+            raise _Bad("%s and %s inspection cannot be configured in the same rule (%s)"
+                       % (other, proto, name))
+        for idx, old in enumerate(rule.protocols):
+            if old.protocol == proto:
+                rule.protocols[idx] = p
+                break
+        else:
+            rule.protocols.append(p)
+
+    def _g_inspect_set(attr, lo, hi, what):
+        def handler(self, ln, neg, a):
+            g = self.router.inspect
+            if neg:
+                setattr(g, attr, getattr(InspectGlobals(), attr))
+            else:
+                if len(a) != 1:
+                    raise _Bad("expected one number for %s" % what)
+                setattr(g, attr, _int(a[0], lo, hi, what))
+        return handler
+
+    def g_inspect_threshold(self, ln, neg, a, which):
+        hl = a[0].lower()
+        if hl not in ("high", "low"):
+            raise _Bad("expected 'high' or 'low'")
+        attr = "%s_%s" % (which, hl)
+        g = self.router.inspect
+        if neg:
+            setattr(g, attr, getattr(InspectGlobals(), attr))
+        else:
+            setattr(g, attr, _int(a[1], 1, 2147483647, "threshold"))
+
+    def g_inspect_max_incomplete(self, ln, neg, a):
+        self.g_inspect_threshold(ln, neg, a, "max_incomplete")
+
+    def g_inspect_one_minute(self, ln, neg, a):
+        self.g_inspect_threshold(ln, neg, a, "one_minute")
+
+    def g_inspect_host(self, ln, neg, a):
+        g = self.router.inspect
+        if neg:
+            g.tcp_max_incomplete_host = 50
+            g.tcp_block_time = 0
+            return
+        if a[0].lower() != "host":
+            raise _Bad("expected 'ip inspect tcp max-incomplete host N block-time M'")
+        g.tcp_max_incomplete_host = _int(a[1], 1, 250, "max-incomplete host")
+        if len(a) > 2:
+            if a[2].lower() != "block-time" or len(a) != 4:
+                raise _Bad("expected 'block-time MINUTES'")
+            g.tcp_block_time = _int(a[3], 0, 35791, "block-time")
+        else:
+            g.tcp_block_time = 0
+
+    def g_inspect_flag(attr):
+        def handler(self, ln, neg, a):
+            if a:
+                raise _Bad("unexpected '%s'" % a[0])
+            setattr(self.router.inspect, attr, not neg)
+        return handler
+
+    # -- interfaces ---------------------------------------------------------
+
+    def g_interface(self, ln, neg, a):
+        if not a:
+            raise _Bad("interface name missing")
+        if a[-1].lower() in ("point-to-point", "multipoint"):
+            raise _Bad("sub-interface types are not supported")
+        name = normalize_interface(" ".join(a))
+        if neg:
+            self.router.interfaces.pop(name, None)
+            return
+        itf = self.router.interfaces.get(name)
+        if itf is None:
+            itf = self.router.interfaces[name] = Interface(name, lineno=ln.no)
+        self.block = ("interface", itf)
+
+    def i_address(self, itf, ln, neg, a):
+        if neg:
+            if a and len(a) >= 2 and a[-1].lower() == "secondary":
+                addr = IPv4Interface("%s/%d" % (_addr(a[0]), _mask(a[1])))
+                itf.secondary = [s for s in itf.secondary if s != addr]
+            else:
+                itf.address = None
+                itf.secondary = []
+            return
+        if len(a) < 2:
+            raise _Bad("expected 'ip address ADDRESS MASK'")
+        if a[0].lower() in ("dhcp", "negotiated"):
+            raise _Bad("'ip address %s' is not supported; configure a static address" % a[0])
+        addr = _addr(a[0])
+        plen = _mask(a[1])
+        ifa = IPv4Interface("%s/%d" % (addr, plen))
+        if plen < 31 and plen > 0 and (addr == ifa.network.network_address
+                                      or addr == ifa.network.broadcast_address):
+            raise _Bad("bad mask /%d for address %s" % (plen, addr))
+        if plen == 0 or int(addr) == 0:
+            raise _Bad("bad address %s %s" % (a[0], a[1]))
+        if len(a) == 3 and a[2].lower() == "secondary":
+            if ifa not in itf.secondary:
+                itf.secondary.append(ifa)
+        elif len(a) == 2:
+            itf.address = ifa
+        else:
+            raise _Bad("invalid input '%s'" % a[2])
+
+    def i_description(self, itf, ln, neg, a):
+        itf.description = None if neg else _rest(ln.raw, 1)[:240] or None
+
+    def i_shutdown(self, itf, ln, neg, a):
+        itf.shutdown = not neg
+
+    def i_access_group(self, itf, ln, neg, a):
+        d = a[-1].lower() if a else ""
+        if d not in ("in", "out"):
+            raise _Bad("expected 'ip access-group ACL in|out'")
+        value = None if neg else _acl_ref(a[0])
+        if not neg and len(a) != 2:
+            raise _Bad("expected 'ip access-group ACL in|out'")
+        setattr(itf, "access_group_" + d, value)
+
+    def i_inspect(self, itf, ln, neg, a):
+        if len(a) != 2 or a[1].lower() not in ("in", "out"):
+            raise _Bad("expected 'ip inspect NAME in|out'")
+        setattr(itf, "inspect_" + a[1].lower(), None if neg else a[0])
+
+    def i_nat(self, itf, ln, neg, a):
+        if len(a) != 1 or a[0].lower() not in ("inside", "outside"):
+            raise _Bad("expected 'ip nat inside|outside'")
+        if neg:
+            if itf.nat == a[0].lower():
+                itf.nat = None
+        else:
+            itf.nat = a[0].lower()
+
+    def i_arp_timeout(self, itf, ln, neg, a):
+        itf.arp_timeout = 14400 if neg else _int(a[0], 0, 2147483, "arp timeout")
+
+    def i_unreachables(self, itf, ln, neg, a):
+        itf.unreachables = not neg
+
+    def i_mtu(self, itf, ln, neg, a):
+        itf.mtu = 1500 if neg else _int(a[0], 68, 9216, "ip mtu")
+
+    # -- access lists -------------------------------------------------------
+
+    def _acl(self, name: str, kind: str, ln) -> AccessList:
+        acl = self.router.acls.get(name)
+        if acl is None:
+            acl = self.router.acls[name] = AccessList(name, kind, name.isdigit(), lineno=ln.no)
+        elif acl.kind != kind:
+            raise _Bad("access list %s already exists as a %s list" % (name, acl.kind))
+        return acl
+
+    def _add_entry(self, acl: AccessList, e: AclEntry, seq: Optional[int]) -> None:
+        if seq is None:
+            seq = (max((x.seq for x in acl.entries), default=0) // 10 + 1) * 10
+        elif any(x.seq == seq for x in acl.entries):
+            raise _Bad("duplicate sequence number %d in access list %s" % (seq, acl.name))
+        e.seq = seq
+        acl.entries.append(e)
+        acl.entries.sort(key=lambda x: x.seq)
+
+    def g_access_list(self, ln, neg, a):
+        num = _int(a[0], 1, 2699, "access list number")
+        kind = acl_kind_for_number(num)
+        if kind is None:
+            raise _Bad("invalid access list number %d (standard 1-99, 1300-1999; "
+                       "extended 100-199, 2000-2699)" % num)
+        name = str(num)
+        if neg:
+            if len(a) == 1:
+                self.router.acls.pop(name, None)
+                return
+            raise _Bad("'no access-list N ...' removes the whole list; write 'no access-list %s'" % name)
+        if len(a) < 2:
+            raise _Bad("incomplete command")
+        if a[1].lower() in ("dynamic", "rate-limit"):
+            raise _Bad("access-list %s is not supported" % a[1])
+        e = parse_ace(a[1:], kind, name)
+        e.lineno = ln.no
+        acl = self._acl(name, kind, ln)
+        self._add_entry(acl, e, None)
+
+    def g_ip_access_list(self, ln, neg, a, kind):
+        if len(a) != 1:
+            raise _Bad("expected 'ip access-list %s NAME'" % kind)
+        tok = a[0]
+        if tok.isdigit():
+            n = int(tok)
+            if acl_kind_for_number(n) != kind:
+                raise _Bad("%s is not a %s access list number" % (tok, kind))
+            tok = str(n)
+        elif not _ACL_NAME_RE.match(tok):
+            raise _Bad("invalid access list name '%s' (must start with a letter)" % tok)
+        if neg:
+            self.router.acls.pop(tok, None)
+            return
+        self.block = ("acl", self._acl(tok, kind, ln))
+
+    def g_ip_access_list_standard(self, ln, neg, a):
+        self.g_ip_access_list(ln, neg, a, "standard")
+
+    def g_ip_access_list_extended(self, ln, neg, a):
+        self.g_ip_access_list(ln, neg, a, "extended")
+
+    def a_entry(self, acl, ln, neg, words):
+        w = list(words)
+        if neg:
+            w = w[1:]
+            if len(w) == 1 and w[0].isdigit():
+                n = int(w[0])
+                acl.entries = [x for x in acl.entries if x.seq != n]
+                return
+            e = parse_ace(w, acl.kind, acl.name)
+            for x in acl.entries:
+                if _same_ace(x, e):
+                    acl.entries.remove(x)
+                    return
+            return
+        seq = None
+        if w and w[0].isdigit():
+            seq = _int(w[0], 1, 2147483647, "sequence number")
+            w = w[1:]
+        if not w:
+            raise _Bad("incomplete command")
+        e = parse_ace(w, acl.kind, acl.name)
+        e.lineno = ln.no
+        self._add_entry(acl, e, seq)
+
+    # -- NAT ----------------------------------------------------------------
+
+    def g_nat_source(self, ln, neg, a, side):
+        # a: words after "ip nat inside|outside source"
+        k = a[0].lower()
+        nat = self.router.nat
+        if k == "static":
+            st = self._nat_static(a[1:], side, ln)
+            if neg:
+                nat.statics = [s for s in nat.statics if s != st]
+                return
+            for s in nat.statics:
+                if s.local == st.local and s.protocol == st.protocol and s.local_port == st.local_port \
+                        and not (st.extendable and s.extendable):
+                    raise _Bad("static translation for %s already exists (use 'extendable')" % st.local)
+            nat.statics.append(st)
+        elif k == "list":
+            if side != "inside":
+                raise _Bad("ip nat outside source list is not supported")
+            d = NatDynamic(_acl_ref(a[1]), lineno=ln.no)
+            i = 2
+            what = a[i].lower()
+            if what == "pool":
+                d.pool = a[i + 1]
+            elif what == "interface":
+                d.interface = normalize_interface(a[i + 1])
+            else:
+                raise _Bad("expected 'pool NAME' or 'interface IF'")
+            i += 2
+            if i < len(a) and a[i].lower() == "overload":
+                d.overload = True
+                i += 1
+            if i < len(a):
+                raise _Bad("invalid or unsupported NAT option '%s'" % a[i])
+            if neg:
+                nat.dynamics = [x for x in nat.dynamics if x.acl != d.acl]
+                return
+            nat.dynamics = [x for x in nat.dynamics if x.acl != d.acl]
+            nat.dynamics.append(d)
+        else:
+            raise _Bad("unsupported NAT source form '%s'" % a[0])
+
+    def _nat_static(self, a, side, ln) -> NatStatic:
+        proto = None
+        if a and a[0].lower() in ("tcp", "udp"):
+            proto = a[0].lower()
+            a = a[1:]
+        st = NatStatic(side, _addr(a[0], "local address"), protocol=proto, lineno=ln.no)
+        i = 1
+        if proto:
+            st.local_port = _int(a[i], 1, 65535, "local port") if a[i].isdigit() else _port(proto, a[i])
+            i += 1
+        if a[i].lower() == "interface":
+            if not proto:
+                raise _Bad("'interface' form requires tcp or udp with ports")
+            st.global_interface = normalize_interface(a[i + 1])
+            i += 2
+        else:
+            st.global_ = _addr(a[i], "global address")
+            i += 1
+        if proto:
+            st.global_port = _int(a[i], 1, 65535, "global port") if a[i].isdigit() else _port(proto, a[i])
+            i += 1
+        while i < len(a):
+            if a[i].lower() == "extendable":
+                st.extendable = True
+            else:
+                raise _Bad("invalid or unsupported NAT option '%s'" % a[i])
+            i += 1
+        return st
+
+    def g_nat_inside(self, ln, neg, a):
+        self.g_nat_source(ln, neg, a, "inside")
+
+    def g_nat_outside(self, ln, neg, a):
+        self.g_nat_source(ln, neg, a, "outside")
+
+    def g_nat_pool(self, ln, neg, a):
+        name = a[0]
+        if neg:
+            self.router.nat.pools.pop(name, None)
+            return
+        start, end = _addr(a[1], "start address"), _addr(a[2], "end address")
+        k = a[3].lower()
+        if k == "netmask":
+            plen, form = _mask(a[4]), True
+        elif k == "prefix-length":
+            plen, form = _int(a[4], 1, 32, "prefix-length"), False
+        else:
+            raise _Bad("expected 'netmask M' or 'prefix-length N'")
+        pool = NatPool(name, start, end, plen, form, lineno=ln.no)
+        i = 5
+        if i < len(a):
+            if a[i].lower() != "type" or len(a) != i + 2 or a[i + 1].lower() not in ("match-host", "rotary"):
+                raise _Bad("expected 'type match-host|rotary'")
+            pool.type = a[i + 1].lower()
+        if int(start) > int(end):
+            raise _Bad("pool start address %s is above end address %s" % (start, end))
+        net = IPv4Network("%s/%d" % (start, plen), strict=False)
+        if end not in net:
+            raise _Bad("pool %s: start and end are not in one /%d network" % (name, plen))
+        self.router.nat.pools[name] = pool
+
+    _NAT_TIMEOUTS = {"timeout", "udp-timeout", "dns-timeout", "tcp-timeout",
+                     "finrst-timeout", "icmp-timeout", "syn-timeout"}
+
+    def g_nat_translation(self, ln, neg, a):
+        k = a[0].lower()
+        t = self.router.nat.timeouts
+        if k == "max-entries":
+            t.max_entries = None if neg else _int(a[1], 1, 2147483647, "max-entries")
+            return
+        if k not in self._NAT_TIMEOUTS:
+            self.router.extra.append(Verbatim(ln.text, (), ln.no))
+            self.warn("accepted, not acted on")
+            return
+        attr = k.replace("-", "_")
+        if neg:
+            setattr(t, attr, getattr(NatTimeouts(), attr))
+        elif a[1].lower() == "never":
+            setattr(t, attr, None)
+        else:
+            setattr(t, attr, _int(a[1], 0, 536870, k))
+
+    def g_nat_service(self, ln, neg, a):
+        # list ACL ftp tcp port N
+        if len(a) != 6 or a[0].lower() != "list" or a[2].lower() != "ftp" or \
+                a[3].lower() != "tcp" or a[4].lower() != "port":
+            raise _Bad("expected 'ip nat service list ACL ftp tcp port N'")
+        s = NatService(_acl_ref(a[1]), "ftp", _int(a[5], 1, 65535, "port"), lineno=ln.no)
+        svcs = self.router.nat.services
+        svcs[:] = [x for x in svcs if x != s]
+        if not neg:
+            svcs.append(s)
+
+    # -- routes -------------------------------------------------------------
+
+    def g_route(self, ln, neg, a):
+        prefix_addr = _addr(a[0], "prefix")
+        plen = _mask(a[1])
+        try:
+            net = IPv4Network("%s/%d" % (prefix_addr, plen))
+        except ValueError:
+            raise _Bad("inconsistent address and mask %s %s" % (a[0], a[1]))
+        r = Route(net, lineno=ln.no)
+        i = 2
+        if i >= len(a):
+            raise _Bad("next hop or interface missing")
+        if _is_addr(a[i]):
+            r.next_hop = _addr(a[i], "next hop")
+            i += 1
+        else:
+            r.interface = normalize_interface(a[i])
+            i += 1
+            if i < len(a) and _is_addr(a[i]):
+                r.next_hop = _addr(a[i], "next hop")
+                i += 1
+        if i < len(a):
+            r.distance = _int(a[i], 1, 255, "distance")
+            i += 1
+        if i < len(a):
+            raise _Bad("invalid or unsupported route option '%s'" % a[i])
+        routes = self.router.routes
+        same = [x for x in routes if (x.prefix, x.next_hop, x.interface) == (r.prefix, r.next_hop, r.interface)]
+        for x in same:
+            routes.remove(x)
+        if not neg:
+            routes.append(r)
+
+    # -- logging ------------------------------------------------------------
+
+    def g_logging_host(self, ln, neg, a):
+        h = LogHost(_addr(a[0], "logging host"), lineno=ln.no)
+        i = 1
+        if i < len(a):
+            if a[i].lower() != "transport" or a[i + 1].lower() not in ("udp", "tls"):
+                raise _Bad("expected 'transport udp|tls [port N]'")
+            h.transport = a[i + 1].lower()
+            i += 2
+            if i < len(a):
+                if a[i].lower() != "port" or len(a) != i + 2:
+                    raise _Bad("expected 'port N'")
+                h.port = _int(a[i + 1], 1, 65535, "port")
+        hosts = self.router.logging.hosts
+        hosts[:] = [x for x in hosts if x.address != h.address]
+        if not neg:
+            hosts.append(h)
+
+    def g_logging_addr(self, ln, neg, a):
+        self.g_logging_host(ln, neg, a)
+
+    def g_logging_buffered(self, ln, neg, a):
+        lg = self.router.logging
+        if neg:
+            lg.buffered = None
+            lg.buffered_level = 7
+            return
+        size, level = 4096, 7
+        for tok in a:
+            if tok.isdigit() and int(tok) <= 7:
+                level = int(tok)
+            elif tok.isdigit():
+                size = _int(tok, 4096, 2147483647, "buffer size")
+            else:
+                level = _level(tok)
+        lg.buffered, lg.buffered_level = size, level
+
+    def g_logging_trap(self, ln, neg, a):
+        self.router.logging.trap_level = 6 if neg or not a else _level(a[0])
+
+    def g_logging_console(self, ln, neg, a):
+        self.router.logging.console_level = 7 if neg or not a else _level(a[0])
+
+    # -- ssh, vty -----------------------------------------------------------
+
+    def g_ssh_port(self, ln, neg, a):
+        if neg:
+            self.router.ssh.port = 2222
+            return
+        if len(a) > 1 and a[1].lower() != "rotary":
+            raise _Bad("invalid input '%s'" % a[1])
+        self.router.ssh.port = _int(a[0], 1, 65535, "ssh port")
+
+    def g_line_vty(self, ln, neg, a):
+        first = _int(a[0], 0, 15, "vty line")
+        last = _int(a[1], first, 15, "vty line") if len(a) > 1 else first
+        for v in self.router.vty:
+            if (v.first, v.last) == (first, last):
+                break
+        else:
+            v = VtyConfig(first, last, lineno=ln.no)
+            self.router.vty.append(v)
+        self.block = ("vty", v)
+
+    def v_access_class(self, vty, ln, neg, a):
+        if a and a[-1].lower() == "out":
+            vty.extra.append(Verbatim(ln.text, (), ln.no))
+            self.warn("accepted, not acted on")
+            return
+        if neg:
+            vty.access_class = None
+            return
+        if len(a) < 2 or a[1].lower() != "in":
+            raise _Bad("expected 'access-class ACL in'")
+        vty.access_class = _acl_ref(a[0])
+
+    def v_transport(self, vty, ln, neg, a):
+        if not a or a[0].lower() != "input":
+            vty.extra.append(Verbatim(ln.text, (), ln.no))
+            self.warn("accepted, not acted on")
+            return
+        kinds = {x.lower() for x in a[1:]}
+        if neg:
+            vty.transport_input = "ssh"
+            return
+        if not kinds or not kinds <= {"ssh", "telnet", "all", "none"}:
+            raise _Bad("expected 'transport input ssh|telnet|all|none'")
+        if "all" in kinds or {"ssh", "telnet"} <= kinds:
+            vty.transport_input = "all"
+        else:
+            vty.transport_input = kinds.pop()
+
+    def v_login(self, vty, ln, neg, a):
+        if neg:
+            vty.login_local = False
+        elif not a:
+            vty.login_local = False
+        elif a[0].lower() == "local" and len(a) == 1:
+            vty.login_local = True
+        else:
+            raise _Bad("expected 'login' or 'login local'")
+
+    def v_exec_timeout(self, vty, ln, neg, a):
+        if neg:
+            vty.exec_timeout = None
+            return
+        m = _int(a[0], 0, 35791, "exec-timeout minutes")
+        s = _int(a[1], 0, 2147483, "exec-timeout seconds") if len(a) > 1 else 0
+        vty.exec_timeout = (m, s)
+
+    # -- cbac extensions ----------------------------------------------------
+
+    def g_cbac_port(self, ln, neg, a):
+        if len(a) < 1 or (not neg and len(a) != 2):
+            raise _Bad("expected 'cbac port INTERFACE DEVICE'")
+        name = normalize_interface(a[0])
+        if neg:
+            self.router.ports.pop(name, None)
+            return
+        dev = a[1]
+        if not re.fullmatch(r"[A-Za-z0-9_.@:-]{1,15}", dev):
+            raise _Bad("invalid Linux device name '%s'" % dev)
+        for b in self.router.ports.values():
+            if b.device == dev and b.interface != name:
+                raise _Bad("device %s is already bound to %s" % (dev, b.interface))
+        self.router.ports[name] = PortBinding(name, dev, lineno=ln.no)
+
+    def g_cbac_session_limit(self, ln, neg, a):
+        self.router.session_limit = 200000 if neg else _int(a[0], 1, 100000000, "session-limit")
+
+    def g_cbac_authorized_keys(self, ln, neg, a):
+        self.router.ssh.authorized_keys = None if neg else _rest(ln.raw, 3)
+
+    def g_cbac_tls_ca(self, ln, neg, a):
+        self.router.logging.tls_ca = None if neg else _rest(ln.raw, 3)
+
+    def g_cbac_log_format(self, ln, neg, a):
+        if not neg and (len(a) != 1 or a[0].lower() != "rfc5424"):
+            raise _Bad("expected 'cbac logging format rfc5424'")
+        self.router.logging.rfc5424 = not neg
+
+    def g_cbac_starttls(self, ln, neg, a):
+        if neg:
+            self.router.smtp.starttls = "allow"
+        elif len(a) == 1 and a[0].lower() in ("allow", "strip"):
+            self.router.smtp.starttls = a[0].lower()
+        else:
+            raise _Bad("expected 'cbac smtp starttls allow|strip'")
+
+    def g_cbac_bare_lf(self, ln, neg, a):
+        if neg:
+            self.router.smtp.bare_lf = "reject"
+        elif len(a) == 1 and a[0].lower() in ("allow", "reject"):
+            self.router.smtp.bare_lf = a[0].lower()
+        else:
+            raise _Bad("expected 'cbac smtp bare-lf reject|allow'")
+
+    def g_end(self, ln, neg, a):
+        self.ended = True
+
+
+def _acl_line(body: list[str]) -> bool:
+    """Could this (unindented) line be an entry of an ip access-list block?"""
+    return bool(body) and (body[0] in ("permit", "deny", "remark") or body[0].isdigit())
+
+
+def _same_ace(x: AclEntry, e: AclEntry) -> bool:
+    keys = ("action", "protocol", "source", "source_port", "destination",
+            "destination_port", "icmp_type", "icmp_code", "established",
+            "fragments", "log", "remark")
+    return all(getattr(x, k) == getattr(e, k) for k in keys)
+
+
+P = Parser
+#: leading keywords (lower case, without "no") -> handler(parser, line, neg, args)
+GLOBAL_COMMANDS: dict[tuple[str, ...], Callable] = {
+    ("hostname",): P.g_hostname,
+    ("version",): P.g_version,
+    ("service", "password-encryption"): P.g_service_pwenc,
+    ("service", "timestamps"): P.g_service_timestamps,
+    ("enable", "secret"): P.g_enable_secret,
+    ("enable", "password"): P.g_enable_password,
+    ("username",): P.g_username,
+    ("ip", "inspect", "name"): P.g_inspect_name,
+    ("ip", "inspect", "max-incomplete"): P.g_inspect_max_incomplete,
+    ("ip", "inspect", "one-minute"): P.g_inspect_one_minute,
+    ("ip", "inspect", "tcp", "max-incomplete"): P.g_inspect_host,
+    ("ip", "inspect", "tcp", "synwait-time"): P._g_inspect_set("tcp_synwait_time", 1, 2147483, "synwait-time"),
+    ("ip", "inspect", "tcp", "finwait-time"): P._g_inspect_set("tcp_finwait_time", 1, 2147483, "finwait-time"),
+    ("ip", "inspect", "tcp", "idle-time"): P._g_inspect_set("tcp_idle_time", 1, 2147483, "idle-time"),
+    ("ip", "inspect", "udp", "idle-time"): P._g_inspect_set("udp_idle_time", 1, 2147483, "idle-time"),
+    ("ip", "inspect", "dns-timeout"): P._g_inspect_set("dns_timeout", 1, 2147483, "dns-timeout"),
+    ("ip", "inspect", "audit-trail"): P.g_inspect_flag("audit_trail"),
+    ("ip", "inspect", "alert-off"): P.g_inspect_flag("alert_off"),
+    ("interface",): P.g_interface,
+    ("access-list",): P.g_access_list,
+    ("ip", "access-list", "standard"): P.g_ip_access_list_standard,
+    ("ip", "access-list", "extended"): P.g_ip_access_list_extended,
+    ("ip", "nat", "inside", "source"): P.g_nat_inside,
+    ("ip", "nat", "outside", "source"): P.g_nat_outside,
+    ("ip", "nat", "pool"): P.g_nat_pool,
+    ("ip", "nat", "translation"): P.g_nat_translation,
+    ("ip", "nat", "service"): P.g_nat_service,
+    ("ip", "route"): P.g_route,
+    ("logging", "host"): P.g_logging_host,
+    ("logging", "buffered"): P.g_logging_buffered,
+    ("logging", "trap"): P.g_logging_trap,
+    ("logging", "console"): P.g_logging_console,
+    ("ip", "ssh", "port"): P.g_ssh_port,
+    ("line", "vty"): P.g_line_vty,
+    ("cbac", "port"): P.g_cbac_port,
+    ("cbac", "session-limit"): P.g_cbac_session_limit,
+    ("cbac", "ssh", "authorized-keys"): P.g_cbac_authorized_keys,
+    ("cbac", "logging", "tls-ca"): P.g_cbac_tls_ca,
+    ("cbac", "logging", "format"): P.g_cbac_log_format,
+    ("cbac", "smtp", "starttls"): P.g_cbac_starttls,
+    ("cbac", "smtp", "bare-lf"): P.g_cbac_bare_lf,
+    ("end",): P.g_end,
+}
+
+#: block kind -> {leading keywords: handler(parser, obj, line, neg, args)};
+#: key None is the fallback (gets all words, including "no").
+SUB_COMMANDS: dict[str, dict] = {
+    "interface": {
+        ("ip", "address"): Parser.i_address,
+        ("description",): Parser.i_description,
+        ("shutdown",): Parser.i_shutdown,
+        ("ip", "access-group"): Parser.i_access_group,
+        ("ip", "inspect"): Parser.i_inspect,
+        ("ip", "nat"): Parser.i_nat,
+        ("arp", "timeout"): Parser.i_arp_timeout,
+        ("ip", "unreachables"): Parser.i_unreachables,
+        ("ip", "mtu"): Parser.i_mtu,
+    },
+    "acl": {None: Parser.a_entry},
+    "vty": {
+        ("access-class",): Parser.v_access_class,
+        ("transport",): Parser.v_transport,
+        ("login",): Parser.v_login,
+        ("exec-timeout",): Parser.v_exec_timeout,
+    },
+}
+
+
+# --------------------------------------------------------------------------
+# Entry points
+
+def parse_config(text: str, filename: str = "<config>") -> tuple[Router, list[Diagnostic]]:
+    """Parse IOS text; return the model and every diagnostic (errors and
+    warnings, in line order)."""
+    p = Parser(filename)
+    p.feed(text)
+    return p.finish(), p.diagnostics
+
+
+def parse(text: str, filename: str = "<config>") -> Router:
+    """Parse IOS text into a :class:`Router` (diagnostics discarded)."""
+    return parse_config(text, filename)[0]
+
+
+def parse_file(path: str) -> tuple[Router, list[Diagnostic]]:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return parse_config(f.read(), path)

@@ -1,0 +1,393 @@
+""":class:`cbac.config.model.Router` -> ``show running-config`` text.
+
+IOS order and style: ``Building configuration...``, ``Current configuration
+: N bytes``, ``!`` separators, one-space indented sub-commands, ``end``.
+Only non-default values are printed, as IOS does.  Verbatim lines (commands
+cbac accepts but does not act on) are printed back in their section of the
+configuration.  ``parse(render(m)) == m`` holds for every model the parser
+can produce.
+"""
+
+from __future__ import annotations
+
+from cbac.config import names
+from cbac.config.model import (
+    SEVERITIES, AccessList, AclEntry, AddrMatch, InspectGlobals,
+    InspectProtocol, Interface, NatTimeouts, PortMatch, Router, Secret,
+    Verbatim)
+from cbac.config.parser import (
+    S_BOOT, S_GLOBAL, S_LINES, S_SECURITY, S_SERVICE, S_TAIL, _opens_block,
+    verbatim_section)
+
+__all__ = ["render", "render_body", "render_ace", "render_acl"]
+
+
+def _verbatim(v: Verbatim, indent: str = "") -> list[str]:
+    return [indent + v.text] + [indent + " " + c for c in v.children]
+
+
+def _section(r: Router, section: int) -> list[str]:
+    out = []
+    for v in r.extra:
+        if verbatim_section(v.text) == section:
+            out += _verbatim(v)
+            if v.children or _opens_block(v.text.lower().split()):
+                out.append("!")          # ends the block for the parser
+    return out
+
+
+def _secret(s: Secret) -> str:
+    return "%d %s" % (s.kind, s.value)
+
+
+# --------------------------------------------------------------------------
+# Access lists
+
+def _addr(a: AddrMatch) -> str:
+    if a.is_any:
+        return "any"
+    if a.is_host:
+        return "host %s" % a.address
+    return "%s %s" % (a.address, a.wildcard)
+
+
+def _ports(proto: str, p: PortMatch) -> str:
+    return "%s %s" % (p.op, " ".join(names.port_name(proto, x) for x in p.ports))
+
+
+def _proto(p) -> str:
+    return p if isinstance(p, str) else names.protocol_name(p)
+
+
+def render_ace(e: AclEntry, kind: str) -> str:
+    """The text of one entry after the sequence number / list number:
+    ``permit tcp any host 172.22.1.16 eq smtp``."""
+    if e.action == "remark":
+        return "remark %s" % (e.remark or "")
+    if kind == "standard":
+        a = e.source
+        if a.is_any:
+            s = "any"
+        elif a.is_host:
+            s = "host %s" % a.address
+        else:
+            s = "%s %s" % (a.address, a.wildcard)
+        return "%s %s%s" % (e.action, s, " log" if e.log else "")
+    proto = _proto(e.protocol)
+    parts = [e.action, proto, _addr(e.source)]
+    if e.source_port:
+        parts.append(_ports(proto, e.source_port))
+    parts.append(_addr(e.destination or AddrMatch()))
+    if e.destination_port:
+        parts.append(_ports(proto, e.destination_port))
+    if e.icmp_type is not None:
+        name = names.icmp_name(e.icmp_type, e.icmp_code)
+        if name:
+            parts.append(name)
+        else:
+            parts.append(str(e.icmp_type))
+            if e.icmp_code is not None:
+                parts.append(str(e.icmp_code))
+    if e.established:
+        parts.append("established")
+    if e.fragments:
+        parts.append("fragments")
+    if e.log:
+        parts.append(e.log)
+    return " ".join(parts)
+
+
+def _default_seqs(acl: AccessList) -> bool:
+    return [e.seq for e in acl.entries] == [10 * (i + 1) for i in range(len(acl.entries))]
+
+
+def render_acl(acl: AccessList) -> list[str]:
+    """Numbered lists with default sequence numbers print as ``access-list N``
+    lines; others as ``ip access-list`` blocks (sequence numbers shown only
+    when they are not the default 10, 20, ...)."""
+    plain = _default_seqs(acl)
+    if acl.numbered and plain and acl.entries:
+        return ["access-list %s %s" % (acl.name, render_ace(e, acl.kind)) for e in acl.entries]
+    out = ["ip access-list %s %s" % (acl.kind, acl.name)]
+    for e in acl.entries:
+        text = render_ace(e, acl.kind)
+        out.append(" " + text if plain else " %d %s" % (e.seq, text))
+    return out
+
+
+# --------------------------------------------------------------------------
+# Inspection
+
+def _inspect_globals(g: InspectGlobals) -> list[str]:
+    d = InspectGlobals()
+    out = []
+    if g.audit_trail:
+        out.append("ip inspect audit-trail")
+    if g.alert_off:
+        out.append("ip inspect alert-off")
+    for attr, text in (("max_incomplete_low", "max-incomplete low"),
+                       ("max_incomplete_high", "max-incomplete high"),
+                       ("one_minute_low", "one-minute low"),
+                       ("one_minute_high", "one-minute high"),
+                       ("tcp_synwait_time", "tcp synwait-time"),
+                       ("tcp_finwait_time", "tcp finwait-time"),
+                       ("tcp_idle_time", "tcp idle-time"),
+                       ("udp_idle_time", "udp idle-time"),
+                       ("dns_timeout", "dns-timeout")):
+        if getattr(g, attr) != getattr(d, attr):
+            out.append("ip inspect %s %d" % (text, getattr(g, attr)))
+    if (g.tcp_max_incomplete_host, g.tcp_block_time) != (d.tcp_max_incomplete_host, d.tcp_block_time):
+        out.append("ip inspect tcp max-incomplete host %d block-time %d"
+                   % (g.tcp_max_incomplete_host, g.tcp_block_time))
+    return out
+
+
+def inspect_line(rule_name: str, p: InspectProtocol) -> str:
+    parts = ["ip inspect name", rule_name, p.protocol]
+    if p.java_list is not None:
+        parts += ["java-list", p.java_list]
+    if p.alert is not None:
+        parts += ["alert", "on" if p.alert else "off"]
+    if p.audit_trail is not None:
+        parts += ["audit-trail", "on" if p.audit_trail else "off"]
+    if p.max_data is not None:
+        parts += ["max-data", str(p.max_data)]
+    if p.timeout is not None:
+        parts += ["timeout", str(p.timeout)]
+    return " ".join(parts)
+
+
+# --------------------------------------------------------------------------
+# Interfaces
+
+def _interface(i: Interface) -> list[str]:
+    out = ["interface %s" % i.name]
+    if i.description is not None:
+        out.append(" description %s" % i.description)
+    if i.address is not None:
+        out.append(" ip address %s %s" % (i.address.ip, i.address.netmask))
+    for s in i.secondary:
+        out.append(" ip address %s %s secondary" % (s.ip, s.netmask))
+    if i.address is None and not i.secondary:
+        out.append(" no ip address")
+    if not i.unreachables:
+        out.append(" no ip unreachables")
+    if i.mtu != 1500:
+        out.append(" ip mtu %d" % i.mtu)
+    if i.access_group_in is not None:
+        out.append(" ip access-group %s in" % i.access_group_in)
+    if i.access_group_out is not None:
+        out.append(" ip access-group %s out" % i.access_group_out)
+    if i.nat is not None:
+        out.append(" ip nat %s" % i.nat)
+    if i.inspect_in is not None:
+        out.append(" ip inspect %s in" % i.inspect_in)
+    if i.inspect_out is not None:
+        out.append(" ip inspect %s out" % i.inspect_out)
+    for v in i.extra:
+        out += _verbatim(v, " ")
+    if i.arp_timeout != 14400:
+        out.append(" arp timeout %d" % i.arp_timeout)
+    if i.shutdown:
+        out.append(" shutdown")
+    return out
+
+
+# --------------------------------------------------------------------------
+# NAT
+
+def _nat(r: Router) -> list[str]:
+    n = r.nat
+    out = []
+    for p in n.pools.values():
+        line = "ip nat pool %s %s %s " % (p.name, p.start, p.end)
+        if p.netmask_form:
+            line += "netmask %s" % _mask(p.prefix_length)
+        else:
+            line += "prefix-length %d" % p.prefix_length
+        if p.type:
+            line += " type %s" % p.type
+        out.append(line)
+    for d in n.dynamics:
+        line = "ip nat inside source list %s " % d.acl
+        line += ("pool %s" % d.pool) if d.pool is not None else ("interface %s" % d.interface)
+        if d.overload:
+            line += " overload"
+        out.append(line)
+    for s in n.statics:
+        parts = ["ip nat", s.side, "source static"]
+        if s.protocol:
+            parts.append(s.protocol)
+        parts.append(str(s.local))
+        if s.protocol:
+            parts.append(str(s.local_port))
+        if s.global_interface is not None:
+            parts += ["interface", s.global_interface]
+        else:
+            parts.append(str(s.global_))
+        if s.protocol:
+            parts.append(str(s.global_port))
+        if s.extendable:
+            parts.append("extendable")
+        out.append(" ".join(parts))
+    d = NatTimeouts()
+    for attr in ("timeout", "udp_timeout", "dns_timeout", "tcp_timeout",
+                 "finrst_timeout", "icmp_timeout", "syn_timeout"):
+        v = getattr(n.timeouts, attr)
+        if v != getattr(d, attr):
+            out.append("ip nat translation %s %s" % (attr.replace("_", "-"),
+                                                      "never" if v is None else v))
+    if n.timeouts.max_entries is not None:
+        out.append("ip nat translation max-entries %d" % n.timeouts.max_entries)
+    for s in n.services:
+        out.append("ip nat service list %s %s tcp port %d" % (s.acl, s.protocol, s.port))
+    return out
+
+
+def _mask(prefix: int) -> str:
+    from ipaddress import IPv4Address
+    return str(IPv4Address((0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF))
+
+
+# --------------------------------------------------------------------------
+# The whole configuration
+
+def render_body(r: Router) -> list[str]:
+    """The configuration lines from the first ``!`` through ``end``."""
+    out = ["!"]
+    head = ["version %s" % r.version] if r.version else []
+    head += _section(r, S_SERVICE)
+    if r.timestamps_debug:
+        head.append("service timestamps debug %s" % r.timestamps_debug)
+    if r.timestamps_log:
+        head.append("service timestamps log %s" % r.timestamps_log)
+    if r.password_encryption:
+        head.append("service password-encryption")
+    if head:
+        out += head + ["!"]
+    out += ["hostname %s" % r.hostname, "!"]
+    boot = _section(r, S_BOOT)
+    lg = r.logging
+    if lg.buffered is not None:
+        line = "logging buffered %d" % lg.buffered
+        if lg.buffered_level != 7:
+            line += " %s" % SEVERITIES[lg.buffered_level]
+        boot.append(line)
+    if lg.console_level != 7:
+        boot.append("logging console %s" % SEVERITIES[lg.console_level])
+    if boot:
+        out += boot + ["!"]
+    en = []
+    if r.enable_secret:
+        en.append("enable secret %s" % _secret(r.enable_secret))
+    if r.enable_password:
+        en.append("enable password %s" % _secret(r.enable_password))
+    if en:
+        out += en + ["!"]
+    g = _section(r, S_GLOBAL)
+    if g:
+        out += g + ["!"]
+    users = []
+    for u in r.users.values():
+        line = "username %s" % u.name
+        if u.privilege != 1:
+            line += " privilege %d" % u.privilege
+        if u.secret is not None:
+            line += " secret %s" % _secret(u.secret)
+        elif u.password is not None:
+            line += " password %s" % _secret(u.password)
+        else:
+            line += " nopassword"
+        users.append(line)
+    if users:
+        out += users + ["!"]
+    sec = []
+    if r.ssh.port != 2222:
+        sec.append("ip ssh port %d" % r.ssh.port)
+    sec += _inspect_globals(r.inspect)
+    for rule in r.inspect_rules.values():
+        for p in rule.protocols:
+            sec.append(inspect_line(rule.name, p))
+    if sec:
+        out += sec + ["!"]
+    s = _section(r, S_SECURITY)
+    if s:
+        out += s + ["!"]
+    for itf in r.interfaces.values():
+        out += _interface(itf) + ["!"]
+    tail = []
+    for rt in r.routes:
+        line = "ip route %s %s" % (rt.prefix.network_address, rt.prefix.netmask)
+        if rt.interface:
+            line += " %s" % rt.interface
+        if rt.next_hop is not None:
+            line += " %s" % rt.next_hop
+        if rt.distance != 1:
+            line += " %d" % rt.distance
+        tail.append(line)
+    tail += _nat(r)
+    if tail:
+        out += tail + ["!"]
+    named = [a for a in r.acls.values() if not (a.numbered and a.entries and _default_seqs(a))]
+    numbered = [a for a in r.acls.values() if a not in named]
+    for a in named:
+        out += render_acl(a)
+    if named:
+        out.append("!")
+    logs = []
+    if lg.trap_level != 6:
+        logs.append("logging trap %s" % SEVERITIES[lg.trap_level])
+    for h in lg.hosts:
+        line = "logging host %s" % h.address
+        if h.transport != "udp" or h.port is not None:
+            line += " transport %s" % h.transport
+            if h.port is not None:
+                line += " port %d" % h.port
+        logs.append(line)
+    for a in numbered:
+        logs += render_acl(a)
+    if logs:
+        out += logs + ["!"]
+    t = _section(r, S_TAIL)
+    if t:
+        out += t + ["!"]
+    lines = _section(r, S_LINES)
+    for v in r.vty:
+        lines.append("line vty %d %d" % (v.first, v.last) if v.last != v.first
+                     else "line vty %d" % v.first)
+        if v.access_class is not None:
+            lines.append(" access-class %s in" % v.access_class)
+        if v.exec_timeout is not None:
+            lines.append(" exec-timeout %d %d" % v.exec_timeout)
+        for x in v.extra:
+            lines += _verbatim(x, " ")
+        lines.append(" login local" if v.login_local else " login")
+        lines.append(" transport input %s" % v.transport_input)
+    if lines:
+        out += lines + ["!"]
+    cb = []
+    for b in r.ports.values():
+        cb.append("cbac port %s %s" % (b.interface, b.device))
+    if r.session_limit != 200000:
+        cb.append("cbac session-limit %d" % r.session_limit)
+    if r.ssh.authorized_keys is not None:
+        cb.append("cbac ssh authorized-keys %s" % r.ssh.authorized_keys)
+    if lg.tls_ca is not None:
+        cb.append("cbac logging tls-ca %s" % lg.tls_ca)
+    if lg.rfc5424:
+        cb.append("cbac logging format rfc5424")
+    if r.smtp.starttls != "allow":
+        cb.append("cbac smtp starttls %s" % r.smtp.starttls)
+    if r.smtp.bare_lf != "reject":
+        cb.append("cbac smtp bare-lf %s" % r.smtp.bare_lf)
+    if cb:
+        out += cb + ["!"]
+    out.append("end")
+    return out
+
+
+def render(r: Router) -> str:
+    """``show running-config`` output for the model."""
+    body = "\n".join(render_body(r)) + "\n"
+    return ("Building configuration...\n\nCurrent configuration : %d bytes\n"
+            % len(body.encode("utf-8"))) + body
