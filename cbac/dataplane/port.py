@@ -1,0 +1,229 @@
+"""Port building blocks: counters, the virtio-net header, the memory port.
+
+``MemoryPort`` is the port of the unit tests: what the router sends is kept
+in ``sent`` (and handed to a connected peer), what a test ``inject``\\ s is
+delivered to the attached receiver.  It behaves like the Linux port where a
+test can see it: a plain frame longer than the MTU is refused (``EMSGSIZE``,
+counted in ``tx_errors``) instead of silently passing.
+"""
+
+import struct
+
+from zope.interface import implementer
+
+from cbac.interfaces import IPort
+
+# struct virtio_net_hdr (include/uapi/linux/virtio_net.h), native byte order
+# as AF_PACKET PACKET_VNET_HDR uses it on little-endian hosts.
+VNET_HDR = struct.Struct("=BBHHHH")  # flags, gso_type, hdr_len, gso_size, csum_start, csum_offset
+VNET_HDR_LEN = VNET_HDR.size  # 10
+ZERO_VNET = bytes(VNET_HDR_LEN)
+
+VIRTIO_NET_HDR_F_NEEDS_CSUM = 1
+VIRTIO_NET_HDR_F_DATA_VALID = 2
+VIRTIO_NET_HDR_GSO_NONE = 0
+VIRTIO_NET_HDR_GSO_TCPV4 = 1
+VIRTIO_NET_HDR_GSO_UDP = 3
+VIRTIO_NET_HDR_GSO_TCPV6 = 4
+VIRTIO_NET_HDR_GSO_UDP_L4 = 5
+VIRTIO_NET_HDR_GSO_ECN = 0x80
+
+ETH_HLEN = 14
+VLAN_HLEN = 4
+
+
+def is_plain_vnet(vnet):
+    """True if ``vnet`` says nothing a sender must honour: empty, or no GSO
+    and no partial checksum (DATA_VALID alone is a receive-side hint)."""
+    return (not vnet) or ((vnet[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM) == 0 and vnet[1] == 0)
+
+
+def parse_vnet(vnet):
+    """``(flags, gso_type, hdr_len, gso_size, csum_start, csum_offset)`` or
+    all zeros for ``b""``."""
+    if not vnet:
+        return (0, 0, 0, 0, 0, 0)
+    return VNET_HDR.unpack_from(vnet)
+
+
+def make_vnet(flags=0, gso_type=0, hdr_len=0, gso_size=0, csum_start=0, csum_offset=0):
+    return VNET_HDR.pack(flags, gso_type, hdr_len, gso_size, csum_start, csum_offset)
+
+
+def max_plain_frame(mtu, frame):
+    """Largest frame length the kernel accepts without GSO: MTU + Ethernet
+    header (+ 4 for an 802.1Q tag)."""
+    limit = mtu + ETH_HLEN
+    if len(frame) >= 14 and frame[12] == 0x81 and frame[13] == 0x00:
+        limit += VLAN_HLEN
+    return limit
+
+
+def mac_bytes(mac):
+    """6-byte MAC from bytes or ``"02:00:0a:0a:0a:01"`` / ``"0200.0a0a.0a01"``."""
+    if isinstance(mac, (bytes, bytearray)):
+        if len(mac) != 6:
+            raise ValueError("MAC must be 6 bytes, got %d" % len(mac))
+        return bytes(mac)
+    text = str(mac).strip().lower().replace(":", "").replace("-", "").replace(".", "")
+    if len(text) != 12:
+        raise ValueError("bad MAC address %r" % (mac,))
+    return bytes.fromhex(text)
+
+
+def mac_text(mac):
+    return ":".join("%02x" % b for b in mac)
+
+
+class PortCounters:
+    """Per-port counters (IOS ``show interfaces``: input/output packets and
+    bytes, drops, errors).
+
+    - ``rx_dropped``: frames the kernel dropped before we read them
+      (``PACKET_STATISTICS`` tp_drops, socket buffer full).
+    - ``tx_dropped``: frames we could not queue (EAGAIN, ENOBUFS, queue full).
+    - ``tx_errors``: frames the kernel refused (EMSGSIZE, device down, ...).
+    - ``drops``: named drop reasons, incremented by the port or the router
+      with :meth:`drop` (e.g. ``"emsgsize"``, ``"no-route"``, ``"acl"``).
+    """
+
+    __slots__ = (
+        "rx_packets",
+        "rx_bytes",
+        "tx_packets",
+        "tx_bytes",
+        "rx_dropped",
+        "rx_errors",
+        "tx_dropped",
+        "tx_errors",
+        "drops",
+    )
+
+    _NUMBERS = (
+        "rx_packets",
+        "rx_bytes",
+        "tx_packets",
+        "tx_bytes",
+        "rx_dropped",
+        "rx_errors",
+        "tx_dropped",
+        "tx_errors",
+    )
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        """``clear counters``."""
+        for attr in self._NUMBERS:
+            setattr(self, attr, 0)
+        self.drops = {}
+
+    def drop(self, reason, n=1):
+        """Count ``n`` frames dropped for ``reason`` (a short string)."""
+        self.drops[reason] = self.drops.get(reason, 0) + n
+
+    def as_dict(self):
+        d = {attr: getattr(self, attr) for attr in self._NUMBERS}
+        d["drops"] = dict(self.drops)
+        return d
+
+    def __repr__(self):
+        return "<PortCounters %s>" % " ".join(
+            "%s=%s" % (k, v) for k, v in self.as_dict().items() if v
+        )
+
+
+@implementer(IPort)
+class MemoryPort:
+    """An in-memory port.
+
+    - ``send(frame, vnet)`` copies the frame, appends ``(bytes(frame),
+      bytes(vnet))`` to ``sent`` and hands a fresh ``bytearray`` copy to the
+      connected peer's receiver (if any).
+    - ``inject(frame, vnet=b"")`` delivers a copy of ``frame`` to the attached
+      receiver as if it had arrived on the wire.
+    - A plain frame (``vnet`` empty or without GSO) longer than MTU + 14 (+4
+      with an 802.1Q tag) is refused like Linux does: ``tx_errors`` and
+      ``drops["emsgsize"]`` go up, nothing is sent.
+    - Frames are delivered whenever a receiver is attached, unless
+      :meth:`stop` was called (``start`` re-enables delivery), so tests need
+      not call ``start``.
+    - ``keep_sent=False`` stops recording into ``sent`` (long runs).
+    """
+
+    def __init__(self, name, mac=b"\x02\x00\x00\x00\x00\x01", mtu=1500, device=None, keep_sent=True):
+        self.name = name
+        self.device = device if device is not None else "memory:%s" % name
+        self.mac = mac_bytes(mac)
+        self.mtu = mtu
+        self.counters = PortCounters()
+        self.sent = []
+        self.keep_sent = keep_sent
+        self.peer = None
+        self.receiver = None
+        self.stopped = False
+
+    @classmethod
+    def pair(cls, name_a="a", name_b="b", mac_a=b"\x02\x00\x00\x00\x00\x0a", mac_b=b"\x02\x00\x00\x00\x00\x0b", mtu=1500):
+        """Two ports connected back to back: what one sends the other receives."""
+        a = cls(name_a, mac_a, mtu)
+        b = cls(name_b, mac_b, mtu)
+        a.connect(b)
+        return a, b
+
+    def connect(self, other):
+        self.peer = other
+        other.peer = self
+
+    # IPort
+
+    def attach(self, receiver):
+        self.receiver = receiver
+
+    def start(self):
+        self.stopped = False
+
+    def stop(self):
+        self.stopped = True
+
+    def send(self, frame, vnet=b""):
+        if self.stopped:
+            self.counters.tx_dropped += 1
+            self.counters.drop("port-stopped")
+            return
+        if is_plain_vnet(vnet) and len(frame) > max_plain_frame(self.mtu, frame):
+            self.counters.tx_errors += 1
+            self.counters.drop("emsgsize")
+            return
+        data = bytes(frame)
+        vnet = bytes(vnet)
+        self.counters.tx_packets += 1
+        self.counters.tx_bytes += len(data)
+        if self.keep_sent:
+            self.sent.append((data, vnet))
+        if self.peer is not None:
+            self.peer._deliver(data, vnet)
+
+    # test side
+
+    def inject(self, frame, vnet=b""):
+        """Deliver ``frame`` to the receiver as if received from the wire."""
+        self._deliver(frame, bytes(vnet))
+
+    def _deliver(self, frame, vnet):
+        if self.stopped or self.receiver is None:
+            self.counters.rx_dropped += 1
+            return
+        self.counters.rx_packets += 1
+        self.counters.rx_bytes += len(frame)
+        self.receiver(self, bytearray(frame), vnet)
+
+    def take(self):
+        """Return and forget the frames sent so far (list of ``bytes``)."""
+        frames = [f for f, _ in self.sent]
+        del self.sent[:]
+        return frames
+
+    def __repr__(self):
+        return "<MemoryPort %s %s mtu=%d>" % (self.name, mac_text(self.mac), self.mtu)

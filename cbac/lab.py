@@ -1,0 +1,563 @@
+"""The namespace lab: the seed's topology in three network namespaces.
+
+::
+
+    cbac-in-X                       cbac-fw-X                         cbac-out-X
+    eth0 10.10.10.2/24   <veth>  inside        outside   <veth>  eth0 172.22.1.1/24
+         10.10.10.25/24          (Ethernet2/1) (Ethernet2/0)          172.22.1.2-5/24
+    02:00:0a:0a:0a:02     02:00:0a:0a:0a:01    02:00:ac:16:01:10   02:00:ac:16:01:01
+    default via 10.10.10.1                                         default via 172.22.1.16
+
+Modes:
+
+- ``"cbac"``: the fw namespace's kernel is isolated from the ports (no
+  addresses, ``ip_forward=0``, IPv6 off, an nftables netdev ingress chain
+  with ``policy drop`` on each port: AF_PACKET still sees every frame, the
+  kernel nothing), GRO on at ingress; cbac does ARP, routing, NAT.
+- ``"kernel"``: the benchmark reference.  The ports get 10.10.10.1/24 and
+  172.22.1.16/24, ``ip_forward=1`` and nftables does what cbac does:
+  conntrack, PAT on outside (masquerade), ``ct state established,related``
+  return traffic, static NAT of 172.22.1.16:25 to 10.10.10.25:25.
+
+Only namespaces this module creates (``cbac-{in,fw,out}-SUFFIX``) are
+touched; the host's interfaces never are.  Usage from Python::
+
+    with Lab(mode="kernel") as lab:
+        lab.run("in", ["ping", "-c1", "172.22.1.1"], check=True)
+
+From the shell: ``python -m cbac.lab {up,down,list,run,shell} ...``
+(``--help``).
+"""
+
+import argparse
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+IN_MAC = "02:00:0a:0a:0a:02"
+INSIDE_MAC = "02:00:0a:0a:0a:01"
+OUTSIDE_MAC = "02:00:ac:16:01:10"
+OUT_MAC = "02:00:ac:16:01:01"
+
+INSIDE_GW = "10.10.10.1"
+CLIENT_IP = "10.10.10.2"
+MAIL_IP = "10.10.10.25"
+OUTSIDE_IP = "172.22.1.16"
+OUT_HOST_IP = "172.22.1.1"
+OUT_EXTRA_IPS = ("172.22.1.2", "172.22.1.3", "172.22.1.4", "172.22.1.5")
+
+CONSOLE_PORT = 2222
+PORT_ARGS = ("--port", "Ethernet2/1=inside", "--port", "Ethernet2/0=outside")
+
+MODES = ("cbac", "kernel")
+
+NFT_CBAC = """
+table netdev cbac_lab {
+    chain inside_ingress {
+        type filter hook ingress device "inside" priority -500; policy drop;
+    }
+    chain outside_ingress {
+        type filter hook ingress device "outside" priority -500; policy drop;
+    }
+}
+"""
+
+NFT_KERNEL = """
+table ip cbac_lab {
+    chain prerouting {
+        type nat hook prerouting priority dstnat; policy accept;
+        iifname "outside" ip daddr 172.22.1.16 tcp dport 25 dnat to 10.10.10.25:25
+    }
+    chain postrouting {
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname "outside" masquerade
+    }
+    chain forward {
+        type filter hook forward priority filter; policy drop;
+        ct state established,related accept
+        ct state invalid drop
+        iifname "inside" oifname "outside" accept
+        iifname "outside" oifname "inside" ct status dnat accept
+    }
+}
+"""
+
+
+class LabError(Exception):
+    pass
+
+
+def _ip_netns_available():
+    """``None`` if the lab can run here, else the reason it cannot."""
+    if os.geteuid() != 0:
+        return "the namespace lab needs root (network namespaces, veth, nftables)"
+    if shutil.which("ip") is None:
+        return "iproute2 ('ip') is not installed"
+    try:
+        r = subprocess.run(["ip", "netns", "list"], capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError) as e:
+        return "'ip netns' does not work: %s" % (e,)
+    if r.returncode != 0:
+        return "'ip netns' does not work: %s" % r.stderr.decode(errors="replace").strip()
+    return None
+
+
+def unavailable_reason():
+    """Why the lab cannot run on this machine, or ``None``."""
+    reason = _ip_netns_available()
+    if reason is None and shutil.which("nft") is None:
+        reason = "nftables ('nft') is not installed"
+    return reason
+
+
+def list_labs():
+    """Suffixes of the cbac labs that exist now (any owner)."""
+    r = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+    suffixes = set()
+    for line in r.stdout.splitlines():
+        name = line.split()[0] if line.split() else ""
+        for role in ("in", "fw", "out"):
+            prefix = "cbac-%s-" % role
+            if name.startswith(prefix):
+                suffixes.add(name[len(prefix):])
+    return sorted(suffixes)
+
+
+class CbacProcess:
+    """A cbac daemon started by :meth:`Lab.spawn_cbac`."""
+
+    def __init__(self, popen, argv):
+        self.popen = popen
+        self.argv = argv
+
+    @property
+    def pid(self):
+        return self.popen.pid
+
+    def poll(self):
+        return self.popen.poll()
+
+    def wait(self, timeout=None):
+        return self.popen.wait(timeout)
+
+    def stop(self, timeout=5.0):
+        """SIGTERM (twistd shuts down cleanly), SIGKILL after ``timeout``.
+        Returns the exit status."""
+        if self.popen.poll() is None:
+            try:
+                self.popen.send_signal(signal.SIGTERM)
+                return self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+        return self.popen.wait()
+
+
+class Lab:
+    """The three-namespace lab (see the module docstring)."""
+
+    def __init__(self, suffix=None, mode="cbac", gro=True):
+        if mode not in MODES:
+            raise ValueError("mode must be one of %s" % (MODES,))
+        if suffix is None:
+            suffix = secrets.token_hex(3)
+        # "cbac-out-" + suffix must fit a netns name comfortably; keep short.
+        if not suffix or len(suffix) > 12 or not all(c.isalnum() or c in "_" for c in suffix):
+            raise ValueError("lab suffix must be 1-12 letters/digits: %r" % (suffix,))
+        self.suffix = suffix
+        self.mode = mode
+        self.gro = gro
+        self.in_ns = "cbac-in-" + suffix
+        self.fw_ns = "cbac-fw-" + suffix
+        self.out_ns = "cbac-out-" + suffix
+        self.namespaces = (self.in_ns, self.fw_ns, self.out_ns)
+        self.is_up = False
+        self._children = []
+
+    # --- helpers -----------------------------------------------------------
+
+    def ns(self, which):
+        """Full namespace name from ``"in"``, ``"fw"``, ``"out"`` or a full name."""
+        short = {"in": self.in_ns, "fw": self.fw_ns, "out": self.out_ns}
+        if which in short:
+            return short[which]
+        if which in self.namespaces:
+            return which
+        raise ValueError("not a namespace of this lab: %r" % (which,))
+
+    def argv(self, ns, argv):
+        return ["ip", "netns", "exec", self.ns(ns)] + list(argv)
+
+    def exec(self, ns, argv, **kw):
+        """Run ``argv`` in namespace ``ns``; ``subprocess.run`` keywords;
+        returns the ``CompletedProcess``."""
+        kw.setdefault("capture_output", True)
+        kw.setdefault("text", True)
+        return subprocess.run(self.argv(ns, argv), **kw)
+
+    run = exec
+
+    def sh(self, ns, script, **kw):
+        """Run a shell script in namespace ``ns``."""
+        return self.exec(ns, ["sh", "-ec", script], **kw)
+
+    def popen(self, ns, argv, **kw):
+        """Start a server in namespace ``ns`` (``subprocess.Popen``); it is
+        stopped by :meth:`down` if still running."""
+        p = subprocess.Popen(self.argv(ns, argv), **kw)
+        self._children.append(p)
+        return p
+
+    def _must(self, argv, what):
+        r = subprocess.run(argv, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise LabError("%s failed (%s): %s" % (what, " ".join(argv), (r.stderr or r.stdout).strip()))
+        return r
+
+    def _ip(self, ns, *args):
+        return self._must(["ip", "-n", self.ns(ns)] + list(args), "ip " + " ".join(args))
+
+    def _sysctl(self, ns, **values):
+        script = "; ".join(
+            "echo %s > /proc/sys/%s" % (v, k.replace("__", "/").replace(".", "/")) for k, v in values.items()
+        )
+        self._must(self.argv(ns, ["sh", "-ec", script]), "sysctl in %s" % ns)
+
+    def _nft(self, ns, ruleset):
+        r = subprocess.run(self.argv(ns, ["nft", "-f", "-"]), input=ruleset, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise LabError("nft in %s failed: %s" % (ns, r.stderr.strip()))
+
+    # --- life cycle --------------------------------------------------------
+
+    def up(self):
+        """Create the lab (removing leftovers of the same suffix first).
+        On failure everything created is removed again and the error raised."""
+        self.down()
+        try:
+            self._build()
+        except BaseException:
+            self.down()
+            raise
+        self.is_up = True
+        return self
+
+    def _build(self):
+        for ns in self.namespaces:
+            self._must(["ip", "netns", "add", ns], "ip netns add")
+            # before any device exists, so no device ever gets an IPv6 address
+            self._sysctl(
+                ns,
+                **{
+                    "net.ipv6.conf.all.disable_ipv6": 1,
+                    "net.ipv6.conf.default.disable_ipv6": 1,
+                },
+            )
+            self._ip(ns, "link", "set", "lo", "up")
+        self._ip("fw", "link", "add", "inside", "address", INSIDE_MAC, "type", "veth",
+                 "peer", "name", "eth0", "address", IN_MAC, "netns", self.in_ns)
+        self._ip("fw", "link", "add", "outside", "address", OUTSIDE_MAC, "type", "veth",
+                 "peer", "name", "eth0", "address", OUT_MAC, "netns", self.out_ns)
+
+        self._ip("in", "addr", "add", CLIENT_IP + "/24", "dev", "eth0")
+        self._ip("in", "addr", "add", MAIL_IP + "/24", "dev", "eth0")
+        self._ip("in", "link", "set", "eth0", "up")
+        self._ip("in", "route", "add", "default", "via", INSIDE_GW)
+
+        self._ip("out", "addr", "add", OUT_HOST_IP + "/24", "dev", "eth0")
+        for extra in OUT_EXTRA_IPS:
+            self._ip("out", "addr", "add", extra + "/24", "dev", "eth0")
+        self._ip("out", "link", "set", "eth0", "up")
+        self._ip("out", "route", "add", "default", "via", OUTSIDE_IP)
+
+        if self.mode == "cbac":
+            self._sysctl("fw", **{"net.ipv4.ip_forward": 0})
+            self._nft("fw", NFT_CBAC)
+            if self.gro:
+                self.set_gro(True)
+        else:
+            self._ip("fw", "addr", "add", INSIDE_GW + "/24", "dev", "inside")
+            self._ip("fw", "addr", "add", OUTSIDE_IP + "/24", "dev", "outside")
+            self._sysctl("fw", **{"net.ipv4.ip_forward": 1})
+            self._nft("fw", NFT_KERNEL)
+        self._ip("fw", "link", "set", "inside", "up")
+        self._ip("fw", "link", "set", "outside", "up")
+        self._wait_carrier()
+
+    def _wait_carrier(self, timeout=5.0):
+        """Wait until all four veth ends report carrier (linkwatch is lazy),
+        so the first packet of a test is not lost."""
+        ends = [("fw", "inside"), ("fw", "outside"), ("in", "eth0"), ("out", "eth0")]
+        deadline = time.monotonic() + timeout
+        while ends:
+            ends = [
+                (ns, dev)
+                for ns, dev in ends
+                if " state UP " not in subprocess.run(
+                    ["ip", "-n", self.ns(ns), "-o", "link", "show", "dev", dev], capture_output=True, text=True
+                ).stdout
+            ]
+            if ends and time.monotonic() > deadline:
+                raise LabError("no carrier on %s after %.0f s" % (ends, timeout))
+            if ends:
+                time.sleep(0.02)
+
+    def set_gro(self, on=True):
+        """GRO on the firewall's ingress ports (``ethtool -K dev gro on``):
+        the kernel hands AF_PACKET 64 KiB super-frames (reference, gotcha 3)."""
+        if shutil.which("ethtool") is None:
+            return False
+        ok = True
+        for dev in ("inside", "outside"):
+            r = self.exec("fw", ["ethtool", "-K", dev, "gro", "on" if on else "off"])
+            ok = ok and r.returncode == 0
+        return ok
+
+    def down(self):
+        """Remove the lab: stop our processes in it, delete the namespaces
+        (the veths go with them).  Idempotent; never raises."""
+        for p in self._children:
+            _terminate(p)
+        self._children = []
+        for ns in self.namespaces:
+            try:
+                r = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
+                pids = [int(x) for x in r.stdout.split() if x.isdigit()] if r.returncode == 0 else []
+                for pid in pids:
+                    _kill(pid, signal.SIGTERM)
+                deadline = time.monotonic() + 2.0
+                while pids and time.monotonic() < deadline:
+                    pids = [pid for pid in pids if _alive(pid)]
+                    if pids:
+                        time.sleep(0.02)
+                for pid in pids:
+                    _kill(pid, signal.SIGKILL)
+                if os.path.exists("/run/netns/" + ns):
+                    subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+            except Exception:  # noqa: BLE001 - down always works
+                pass
+        self.is_up = False
+
+    def exists(self):
+        """Which of the lab's namespaces exist now."""
+        return [ns for ns in self.namespaces if os.path.exists("/run/netns/" + ns)]
+
+    def __enter__(self):
+        return self.up()
+
+    def __exit__(self, *exc):
+        self.down()
+        return False
+
+    # --- cbac --------------------------------------------------------------
+
+    def cbac_argv(self, config_path, extra_args=()):
+        """``twistd -n --pidfile= cbac -c CONFIG --port ...`` with this
+        Python (the venv's), run inside the fw namespace."""
+        twistd = [sys.executable, "-c",
+                  "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"]
+        return self.argv("fw", twistd + ["-n", "--pidfile=", "cbac", "-c", os.path.abspath(config_path)]
+                         + list(PORT_ARGS) + list(extra_args))
+
+    def spawn_cbac(self, config_path, extra_args=(), **popen_kw):
+        """Start cbac in the fw namespace; returns a :class:`CbacProcess`
+        (``stop()``, ``wait()``, ``poll()``)."""
+        argv = self.cbac_argv(config_path, extra_args)
+        p = subprocess.Popen(argv, **popen_kw)
+        self._children.append(p)
+        return CbacProcess(p, argv)
+
+    def describe(self):
+        """How to use the lab (printed by ``python -m cbac.lab up/run``)."""
+        lines = [
+            "cbac lab %s (mode %s)" % (self.suffix, self.mode),
+            "  inside  host  %s: eth0 %s, %s (mail)  default via %s"
+            % (self.in_ns, CLIENT_IP, MAIL_IP, INSIDE_GW),
+            "  firewall      %s: inside (Ethernet2/1) %s, outside (Ethernet2/0) %s"
+            % (self.fw_ns, INSIDE_GW if self.mode == "kernel" else "no address",
+               OUTSIDE_IP if self.mode == "kernel" else "no address"),
+            "  outside host  %s: eth0 %s (+ %s)  default via %s"
+            % (self.out_ns, OUT_HOST_IP, ", ".join(OUT_EXTRA_IPS), OUTSIDE_IP),
+            "",
+            "Traffic:",
+            "  ip netns exec %s ping -c3 %s" % (self.in_ns, OUT_HOST_IP),
+            "  ip netns exec %s python3 -m http.server -b %s 8080 &" % (self.out_ns, OUT_HOST_IP),
+            "  ip netns exec %s curl http://%s:8080/" % (self.in_ns, OUT_HOST_IP),
+            "  ip netns exec %s swaks --server %s --to user@example.com   # static NAT -> %s:25"
+            % (self.out_ns, OUTSIDE_IP, MAIL_IP),
+            "Console:",
+            "  ip netns exec %s ssh -p %d admin@127.0.0.1" % (self.fw_ns, CONSOLE_PORT),
+            "Shell in a namespace:",
+            "  python -m cbac.lab shell %s {in,fw,out}" % self.suffix,
+            "Remove:",
+            "  python -m cbac.lab down %s" % self.suffix,
+        ]
+        return "\n".join(lines)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie of ours counts as gone
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _kill(pid, sig):
+    try:
+        os.kill(pid, sig)
+    except OSError:
+        pass
+
+
+def _terminate(p, timeout=2.0):
+    if p.poll() is not None:
+        return
+    try:
+        p.terminate()
+        p.wait(timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    except OSError:
+        pass
+
+
+# --- trial helper ----------------------------------------------------------
+
+
+def lab_fixture(testcase, mode="cbac", **kw):
+    """Create a lab for a trial ``TestCase``: ``addCleanup(lab.down)`` is
+    registered before anything is created; skips (``SkipTest``) with the
+    reason only when this machine cannot run namespaces at all."""
+    from twisted.trial.unittest import SkipTest
+
+    reason = unavailable_reason()
+    if reason is not None:
+        raise SkipTest(reason)
+    lab = Lab(mode=mode, **kw)
+    testcase.addCleanup(lab.down)
+    lab.up()
+    return lab
+
+
+# --- command line ----------------------------------------------------------
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m cbac.lab",
+        description="The cbac namespace lab (inside host, firewall, outside host).",
+    )
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    p_up = sub.add_parser("up", help="create a lab and leave it up")
+    p_up.add_argument("--mode", choices=MODES, default="cbac")
+    p_up.add_argument("--suffix", help="namespace suffix (default: random)")
+    p_up.add_argument("--no-gro", action="store_true", help="leave GRO off on the firewall ports")
+
+    p_down = sub.add_parser("down", help="remove a lab")
+    p_down.add_argument("suffix")
+
+    sub.add_parser("list", help="list existing labs (suffixes)")
+
+    p_run = sub.add_parser("run", help="create a lab, run cbac in it in the foreground; Ctrl-C removes it")
+    p_run.add_argument("-c", "--config", default="etc/router.conf")
+    p_run.add_argument("--suffix")
+    p_run.add_argument("--no-gro", action="store_true")
+    p_run.add_argument("extra", nargs="*", help="more cbac plugin options (after --)")
+
+    p_shell = sub.add_parser("shell", help="a shell in one of a lab's namespaces")
+    p_shell.add_argument("suffix")
+    p_shell.add_argument("ns", choices=("in", "fw", "out"))
+
+    args = parser.parse_args(argv)
+
+    if args.cmd == "list":
+        for s in list_labs():
+            print(s)
+        return 0
+
+    reason = unavailable_reason()
+    if reason is not None:
+        print("cbac.lab: %s" % reason, file=sys.stderr)
+        return 2
+
+    if args.cmd == "down":
+        Lab(args.suffix).down()
+        print("lab %s removed" % args.suffix)
+        return 0
+
+    if args.cmd == "shell":
+        lab = Lab(args.suffix)
+        if lab.ns(args.ns) not in lab.exists():
+            print("no namespace %s" % lab.ns(args.ns), file=sys.stderr)
+            return 1
+        shell = os.environ.get("SHELL", "/bin/bash")
+        os.execvp("ip", lab.argv(args.ns, [shell]))
+
+    if args.cmd == "up":
+        lab = Lab(args.suffix, mode=args.mode, gro=not args.no_gro)
+        try:
+            lab.up()
+        except LabError as e:
+            print("cbac.lab: %s" % e, file=sys.stderr)
+            return 1
+        print(lab.describe())
+        return 0
+
+    # run
+    if not os.path.exists(args.config):
+        print("cbac.lab: no such config file: %s" % args.config, file=sys.stderr)
+        return 1
+    lab = Lab(args.suffix, mode="cbac", gro=not args.no_gro)
+    status = 1
+
+    def interrupted(signum, frame):
+        raise KeyboardInterrupt()
+
+    # Ctrl-C, and also SIGTERM (kill, systemd), tear the lab down, even
+    # while it is being built
+    signal.signal(signal.SIGINT, interrupted)
+    signal.signal(signal.SIGTERM, interrupted)
+    try:
+        try:
+            lab.up()
+        except LabError as e:
+            print("cbac.lab: %s" % e, file=sys.stderr)
+            return 1
+        print(lab.describe())
+        print("\nStarting cbac in %s (Ctrl-C stops it and removes the lab) ...\n" % lab.fw_ns, flush=True)
+        proc = lab.spawn_cbac(args.config, args.extra, start_new_session=True)
+        try:
+            status = proc.wait()
+            print("\ncbac exited with status %s" % status, file=sys.stderr)
+        except KeyboardInterrupt:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            proc.stop()
+            status = 0
+    except KeyboardInterrupt:
+        status = 0
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        lab.down()
+        print("lab %s removed" % lab.suffix, file=sys.stderr)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
