@@ -55,30 +55,34 @@ class Appliance:
         else:
             self.acls = self.nat = self.sessions = None
         self.router = Router(model, clock, ports, self.acls, self.nat, self.sessions)
-        self.log_observers = []
-        self.logging_buffer = None
+        self.log_observers = None          # cbac.log.observers.LogObservers
         self.inband_addresses = []
 
     # -- identity and authentication ------------------------------------
+
+    @property
+    def router_model(self):
+        """The running configuration (the console reads it after reloads)."""
+        return self.model
 
     @property
     def hostname(self) -> str:
         return self.model.hostname
 
     def check_enable(self, password: str) -> bool:
-        from cbac.console.auth import verify_secret
+        from cbac.console.auth import verify
         secret = self.model.enable_secret or self.model.enable_password
         if secret is None:
             return False
-        return verify_secret(secret, password)
+        return verify(secret, password)
 
     def check_login(self, user: str, password: str):
-        from cbac.console.auth import verify_secret
+        from cbac.console.auth import verify
         u = self.model.users.get(user)
         if u is None:
             return None
         secret = u.secret or u.password
-        if secret is None or not verify_secret(secret, password):
+        if secret is None or not verify(secret, password):
             return None
         return u.privilege
 
@@ -178,9 +182,9 @@ class Appliance:
         return self.router.show_arp()
 
     def show_logging(self) -> str:
-        if self.logging_buffer is None:
+        if self.log_observers is None:
             return "Syslog logging: enabled\n    Buffer logging: disabled"
-        return self.logging_buffer.render()
+        return self.log_observers.show_logging()
 
     def show_processes_cpu(self) -> str:
         from cbac.dataplane.show import show_engine
@@ -212,8 +216,8 @@ class Appliance:
             self.router.drops.clear()
             return ""
         if what == "logging":
-            if self.logging_buffer is not None:
-                self.logging_buffer.clear()
+            if self.log_observers is not None:
+                self.log_observers.clear()
             return ""
         return "% Invalid input"
 
@@ -304,6 +308,8 @@ class Appliance:
         if self.sessions is not None:
             self.sessions.reload(new)
         self.router.apply_config(new)
+        if self.log_observers is not None:
+            self.log_observers.configure(new)
         log.info("configuration applied")
 
     def manhole_namespace(self) -> dict:
@@ -378,24 +384,36 @@ def makeApplianceService(model, options):
 
 
 def _add_logging(appliance, model, reactor, top):
-    try:
-        from cbac.log.observers import makeLogging
-    except ImportError:
-        return
+    from twisted.logger import globalLogPublisher
+    from cbac.log.observers import makeLogging
     observers, svc = makeLogging(model, reactor)
     appliance.log_observers = observers
-    for o in observers:
-        if hasattr(o, "render"):
-            appliance.logging_buffer = o
-    if svc is not None:
-        svc.setServiceParent(top)
+    globalLogPublisher.addObserver(observers)
+    svc.setServiceParent(top)
+
+
+def _vty_permits(appliance):
+    """``line vty ... access-class ACL in``: a standard ACL on the source."""
+    from cbac.packet.view import ip_int
+
+    def permits(source: str) -> bool:
+        names = [v.access_class for v in appliance.model.vty if v.access_class]
+        if not names or appliance.acls is None:
+            return True
+        try:
+            addr = ip_int(source)
+        except ValueError:
+            return False
+        for name in names:
+            acl = appliance.acls.get(name)
+            if acl is not None and not acl.check_fields(6, addr):
+                return False
+        return True
+    return permits
 
 
 def _add_console(appliance, model, options, reactor, top):
-    try:
-        from cbac.console.ssh import makeConsoleService
-    except ImportError:
-        return
+    from cbac.console.ssh import makeConsoleService
     endpoints = list(options.get("listen", []))
     # In-band: the router's interface addresses (served through the
     # management TUN, started before this service by RouterService).
@@ -404,7 +422,8 @@ def _add_console(appliance, model, options, reactor, top):
             if ifm.address is not None and not ifm.shutdown and ifm.name in appliance.router.interfaces:
                 endpoints.append("tcp:%d:interface=%s" % (model.ssh.port, ifm.address.ip))
     state_dir = options.get("state-dir") or "/var/lib/cbac"
-    svc = makeConsoleService(appliance, model, state_dir, endpoints, reactor=reactor)
+    svc = makeConsoleService(appliance, model, state_dir, endpoints, reactor=reactor,
+                             vty_permits=_vty_permits(appliance))
     svc.setServiceParent(top)
 
 

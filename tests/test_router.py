@@ -218,3 +218,30 @@ class MalformedTests(RouterTestMixin, unittest.TestCase):
         # Whatever random bytes did, nothing reached the outside except ARP.
         for f in self.sent(self.pout):
             self.assertEqual(f.type, 0x0806)
+
+
+class LocalServiceTests(RouterTestMixin, unittest.TestCase):
+    def test_closed_tcp_port_gets_reset(self):
+        self.make_router()
+        self.learn(self.pin, H_IN, "10.10.10.2", "10.10.10.1")
+        self.pin.inject(bytearray(raw(Ether(src=H_IN, dst=R_IN) /
+                                      IP(src="10.10.10.2", dst="10.10.10.1") /
+                                      TCP(sport=5555, dport=23, flags="S", seq=1000))))
+        [r] = self.sent(self.pin)
+        self.assertEqual((r[TCP].sport, r[TCP].dport, str(r[TCP].flags), r[TCP].ack), (23, 5555, "RA", 1001))
+        c = r[TCP].chksum
+        del r[TCP].chksum
+        self.assertEqual(Ether(raw(r))[TCP].chksum, c)
+
+    def test_console_port_is_handed_to_the_local_service(self):
+        self.make_router()
+        got = []
+        self.router.local_services[(6, 2222)] = got.append
+        p = IP(src="10.10.10.2", dst="10.10.10.1") / TCP(sport=5555, dport=2222, flags="S")
+        self.pin.inject(bytearray(raw(Ether(src=H_IN, dst=R_IN) / p)))
+        self.assertEqual(got, [raw(p)])
+        # and what the local stack answers goes out through the data plane
+        self.learn(self.pin, H_IN, "10.10.10.2", "10.10.10.1")
+        self.router.send_local(raw(IP(src="10.10.10.1", dst="10.10.10.2") / TCP(sport=2222, dport=5555, flags="SA")))
+        [r] = self.sent(self.pin)
+        self.assertEqual((r.dst, r[TCP].flags), (H_IN, "SA"))

@@ -100,6 +100,9 @@ class Router:
         self._sweeper: Optional[LoopingCall] = None
         self._ip_id = 0
         self.rates: dict = {}                   # ifname -> (RateMeter in, RateMeter out)
+        # (IP protocol, port) -> callable(ip packet bytes): the router's own
+        # services (the in-band console through the management TUN).
+        self.local_services: dict = {}
         self.apply_config(model)
 
     # ------------------------------------------------------------------
@@ -269,7 +272,6 @@ class Router:
             self._icmp_unreachable(ri, pkt, 13)
             return
 
-        arrival = (pkt.src, pkt.dst, pkt.sport, pkt.dport)
         quote = None
 
         # 5. NAT outside -> inside (before routing).
@@ -320,7 +322,7 @@ class Router:
             rule = self._inspect_rule(ri, out, pkt, sessions)
             if rule is not None or pinhole is not None:
                 session = sessions.create(pkt, ri.name, out.name, rule, translation,
-                                          pinhole, arrival=arrival)
+                                          pinhole)
                 if session is None:
                     self._drop(ri, "inspect-refused")
                     self._drain_outbox()
@@ -410,6 +412,11 @@ class Router:
         frame[6:12] = out.mac
         out.port.send(frame, vnet)
 
+    def send_local(self, ip_packet) -> None:
+        """Send an IPv4 packet the router's own stack made (console replies)."""
+        if len(ip_packet) >= 20 and ip_packet[0] >> 4 == 4:
+            self._send_packet(bytearray(ip_packet))
+
     def _send_packet(self, ip_packet, prefer: Optional[RouterInterface] = None) -> None:
         """Route and send an IPv4 packet the router made (ICMP, RST)."""
         dst = int.from_bytes(ip_packet[16:20], "big")
@@ -440,11 +447,35 @@ class Router:
         if pkt.proto == PROTO_ICMP and pkt.icmp_type == 8 and pkt.frag == 0 and not pkt.mf:
             self._echo_reply(ri, pkt)
             return
+        sink = self.local_services.get((pkt.proto, pkt.dport)) if pkt.frag == 0 else None
+        if sink is not None:
+            sink(bytes(pkt.frame[pkt.l3:pkt.l3 + pkt.ip_len]))
+            return
         if pkt.proto == PROTO_UDP:
             self._drop(ri, "local-udp")
             self._icmp_unreachable(ri, pkt, 3)
             return
+        if pkt.proto == PROTO_TCP and not pkt.tcp_flags & 4:
+            self._drop(ri, "local-tcp")
+            self._tcp_reset(pkt)
+            return
         self._drop(ri, "local")
+
+    def _tcp_reset(self, pkt) -> None:
+        """Answer a segment to a closed port of the router (RFC 793)."""
+        if not self._icmp_allowed():
+            return
+        f = pkt.frame
+        if pkt.tcp_flags & 16:                       # ACK set: RST seq=ack
+            seq, ack, flags = pkt.tcp_ack, 0, 4
+        else:
+            seglen = pkt.payload_len + (1 if pkt.tcp_flags & 2 else 0) + (1 if pkt.tcp_flags & 1 else 0)
+            seq, ack, flags = 0, (pkt.tcp_seq + seglen) & 0xFFFFFFFF, 0x14
+        tcp = bytearray(struct.pack("!HHIIBBHHH", pkt.dport, pkt.sport, seq, ack, 0x50, flags, 0, 0, 0))
+        src, dst = pkt.dst, pkt.src
+        tcp[16:18] = ck.checksum(tcp, initial=ck.pseudo_header_sum(src, dst, PROTO_TCP, 20)).to_bytes(2, "big")
+        self._send_packet(self._ip_header(src, dst, PROTO_TCP, tcp))
+        del f
 
     def _echo_reply(self, ri, pkt) -> None:
         f = pkt.frame

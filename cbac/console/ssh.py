@@ -1,0 +1,647 @@
+"""The SSH server of the cbac console (twisted.conch).
+
+:func:`makeConsoleService` builds a service listening on endpoint strings.
+Users log in with a password (``appliance.check_login``) or a public key
+(``appliance.authorized_keys``); failed logins are logged IOS style
+(``%SEC_LOGIN-4-LOGIN_FAILED``) and answered after a delay growing per
+source address.  A session is an interactive IOS-style CLI (with a pty), an
+exec request (``ssh router 'show ip inspect all'``, exit status 0, or 1 for
+invalid input), or a batch of commands read from stdin (shell without pty).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from zope.interface import implementer
+
+from twisted.application import service
+from twisted.conch import avatar
+from twisted.conch.checkers import SSHPublicKeyChecker
+from twisted.conch.error import IgnoreAuthentication, ValidPublicKey
+from twisted.conch.insults import insults
+from twisted.conch.interfaces import IConchUser, ISession
+from twisted.conch.ssh import connection, factory, keys, session, transport, userauth
+from twisted.cred import credentials, portal
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet import defer, endpoints, error
+from twisted.logger import Logger
+from twisted.python import failure
+
+from cbac.console.cli import CLIProtocol, Context, Result, run_line
+from cbac.console.commands import build_tree
+from cbac.log import ios
+
+_log = Logger(namespace="cbac.console.ssh")
+
+#: seconds before the answer to the first failed password from a source;
+#: doubled for each further failure from that source, up to MAX_DELAY.
+FAIL_DELAY = 1.0
+MAX_DELAY = 30.0
+#: a source's failure count is forgotten after this many quiet seconds
+FAIL_MEMORY = 900.0
+#: failed passwords per connection before disconnecting (ip ssh authentication-retries)
+AUTH_RETRIES = 3
+#: IOS default exec-timeout (10 minutes)
+EXEC_TIMEOUT = 600
+
+
+def _ios_time(t: float) -> str:
+    return time.strftime("%H:%M:%S UTC %a %b %d %Y", time.gmtime(t))
+
+
+# ---------------------------------------------------------------------------
+# Host keys
+
+
+def load_host_key(state_dir: str) -> keys.Key:
+    """The SSH host key kept in ``state_dir``; made on first start
+    (ed25519, or RSA 3072 if ed25519 is not available)."""
+    for name in ("ssh_host_ed25519_key", "ssh_host_rsa_key"):
+        path = os.path.join(state_dir, name)
+        if os.path.exists(path):
+            return keys.Key.fromFile(path)
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    from cryptography.hazmat.primitives import serialization
+    try:
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+        priv = ed25519.Ed25519PrivateKey.generate()
+        data = priv.private_bytes(serialization.Encoding.PEM,
+                                  serialization.PrivateFormat.OpenSSH,
+                                  serialization.NoEncryption())
+        key = keys.Key(priv)
+        key.sshType()
+        name = "ssh_host_ed25519_key"
+    except Exception:
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        priv = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+        data = priv.private_bytes(serialization.Encoding.PEM,
+                                  serialization.PrivateFormat.TraditionalOpenSSL,
+                                  serialization.NoEncryption())
+        key = keys.Key(priv)
+        name = "ssh_host_rsa_key"
+    path = os.path.join(state_dir, name)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    with open(path + ".pub", "wb") as f:
+        f.write(key.public().toString("openssh") + b" cbac\n")
+    _log.info("generated SSH host key {path}", path=path)
+    return keys.Key.fromFile(path)
+
+
+# ---------------------------------------------------------------------------
+# The console: shared state of all sessions
+
+
+class Console:
+    def __init__(self, appliance, router_model, reactor, vty_permits=None, tree=None):
+        self.app = appliance
+        self._model = router_model
+        self.reactor = reactor
+        self.vty_permits = vty_permits
+        self.tree = tree if tree is not None else build_tree()
+        self.lines: dict[int, dict] = {}          # vty number -> info
+        self.failures: dict[str, tuple[int, float]] = {}
+        self.fail_delay = FAIL_DELAY
+        self.max_delay = MAX_DELAY
+
+    @property
+    def model(self):
+        m = getattr(self.app, "router_model", None)
+        return m if m is not None else self._model
+
+    # -- access -------------------------------------------------------------
+    def permits(self, host: str) -> bool:
+        vty = getattr(self.model, "vty", None) or []
+        if vty and all(v.transport_input in ("none", "telnet") for v in vty):
+            return False
+        if self.vty_permits is None:
+            return True
+        try:
+            return bool(self.vty_permits(host))
+        except Exception:
+            _log.failure("vty access-class check failed for {host}", host=host)
+            return False
+
+    def max_lines(self) -> int:
+        vty = getattr(self.model, "vty", None) or []
+        return sum(v.last - v.first + 1 for v in vty) if vty else 5
+
+    def idle_timeout(self):
+        vty = getattr(self.model, "vty", None) or []
+        t = vty[0].exec_timeout if vty else None
+        if t is None:
+            return EXEC_TIMEOUT
+        return (t[0] * 60 + t[1]) or None
+
+    def privilege_of(self, user: str) -> int:
+        u = (getattr(self.model, "users", None) or {}).get(user)
+        return u.privilege if u is not None else 1
+
+    # -- failed logins ------------------------------------------------------------
+    def failure_delay(self, source: str) -> float:
+        """Record a failed login from ``source``; return the delay before
+        answering it."""
+        now = self.reactor.seconds()
+        n, last = self.failures.get(source, (0, now))
+        if now - last > FAIL_MEMORY:
+            n = 0
+        n += 1
+        self.failures[source] = (n, now)
+        if len(self.failures) > 10000:       # bounded memory
+            oldest = min(self.failures, key=lambda k: self.failures[k][1])
+            del self.failures[oldest]
+        return min(self.fail_delay * 2 ** (n - 1), self.max_delay)
+
+    def login_ok(self, source: str) -> None:
+        self.failures.pop(source, None)
+
+    # -- lines ------------------------------------------------------------------
+    def open_line(self, user: str, privilege: int, peer: str):
+        for n in range(self.max_lines()):
+            if n not in self.lines:
+                ctx = Context(self.app, user, privilege, peer, console=self)
+                ctx.line = "vty%d" % n
+                self.lines[n] = {"ctx": ctx, "since": self.reactor.seconds()}
+                return n, ctx
+        return None, None
+
+    def close_line(self, n) -> None:
+        self.lines.pop(n, None)
+
+    def show_users(self, me: Context) -> str:
+        out = ["    Line       User       Host(s)              Idle       Location"]
+        now = self.reactor.seconds()
+        for n in sorted(self.lines):
+            ctx = self.lines[n]["ctx"]
+            s = ctx.session
+            idle = int(now - getattr(s, "last_input", self.lines[n]["since"]))
+            out.append("%s%3d vty %-5d %-10s %-20s %02d:%02d:%02d %s" % (
+                "*" if ctx is me else " ", n + 2, n, ctx.user[:10], "idle",
+                idle // 3600, idle // 60 % 60, idle % 60, ctx.peer))
+        return "\n".join(out)
+
+    def monitors(self):
+        for info in self.lines.values():
+            s = info["ctx"].session
+            if s is not None and getattr(s, "monitor", False):
+                yield s
+
+
+# ---------------------------------------------------------------------------
+# Authentication
+
+
+@implementer(ICredentialsChecker)
+class PasswordChecker:
+    credentialInterfaces = (credentials.IUsernamePassword,)
+
+    def __init__(self, console: Console):
+        self.console = console
+
+    def requestAvatarId(self, creds):
+        user = creds.username.decode("utf-8", "replace")
+        pw = creds.password.decode("utf-8", "replace")
+        d = defer.maybeDeferred(self.console.app.check_login, user, pw)
+
+        def check(priv):
+            if priv is None:
+                raise UnauthorizedLogin("bad password")
+            return (user, int(priv))
+        return d.addCallback(check)
+
+
+class _KeyDB:
+    def __init__(self, console: Console):
+        self.console = console
+
+    def getAuthorizedKeys(self, username):
+        user = username.decode("utf-8", "replace")
+        try:
+            lines = self.console.app.authorized_keys(user) or []
+        except Exception:
+            _log.failure("authorized_keys({user})", user=user)
+            return []
+        out = []
+        for line in lines:
+            if isinstance(line, str):
+                line = line.encode()
+            line = line.strip()
+            if not line or line.startswith(b"#"):
+                continue
+            try:
+                out.append(keys.Key.fromString(line))
+            except Exception:
+                _log.warn("ignoring bad public key for {user}", user=user)
+        return out
+
+
+@implementer(ICredentialsChecker)
+class PublicKeyChecker:
+    credentialInterfaces = (credentials.ISSHPrivateKey,)
+
+    def __init__(self, console: Console):
+        self.console = console
+        self._inner = SSHPublicKeyChecker(_KeyDB(console))
+
+    def requestAvatarId(self, creds):
+        d = defer.maybeDeferred(self._inner.requestAvatarId, creds)
+
+        def ok(username):
+            user = username.decode("utf-8", "replace")
+            return (user, self.console.privilege_of(user))
+        return d.addCallback(ok)
+
+
+class CbacUserAuth(userauth.SSHUserAuthServer):
+    """Logs logins IOS style and slows down failed passwords per source."""
+
+    passwordDelay = 0
+    loginTimeout = 120          # IOS ip ssh time-out 120
+
+    def serviceStarted(self):
+        self.clock = self.transport.factory.console.reactor
+        userauth.SSHUserAuthServer.serviceStarted(self)
+        self._bad_passwords = 0
+
+    def tryAuth(self, kind, user, data):
+        d = userauth.SSHUserAuthServer.tryAuth(self, kind, user, data)
+        console = self.transport.factory.console
+        peer = self.transport.transport.getPeer()
+        host = self.transport.transport.getHost()
+        src = getattr(peer, "host", str(peer))
+        uname = user.decode("utf-8", "replace")
+        where = "[user: %s] [Source: %s] [localport: %s]" % (uname, src, getattr(host, "port", "?"))
+
+        def ok(result):
+            console.login_ok(src)
+            ios.message("SEC_LOGIN", 5, "LOGIN_SUCCESS", "Login Success %s at %s"
+                        % (where, _ios_time(console.reactor.seconds())))
+            return result
+
+        def bad(f):
+            if kind != b"password" or f.check(ValidPublicKey):
+                return f
+            ios.message("SEC_LOGIN", 4, "LOGIN_FAILED",
+                        "Login failed %s [Reason: Login Authentication Failed] at %s"
+                        % (where, _ios_time(console.reactor.seconds())))
+            self._bad_passwords += 1
+            delay = console.failure_delay(src)
+            d2 = defer.Deferred()
+            if self._bad_passwords >= AUTH_RETRIES:
+                def bye():
+                    self.transport.sendDisconnect(
+                        transport.DISCONNECT_NO_MORE_AUTH_METHODS_AVAILABLE,
+                        b"too many authentication failures")
+                    d2.errback(failure.Failure(IgnoreAuthentication()))
+                self.clock.callLater(delay, bye)
+            else:
+                self.clock.callLater(delay, d2.errback, f)
+            return d2
+
+        if kind in (b"password", b"publickey"):
+            d.addCallbacks(ok, bad)
+        return d
+
+
+class CbacRealm:
+    def __init__(self, console: Console):
+        self.console = console
+
+    def requestAvatar(self, avatarId, mind, *interfaces):
+        if IConchUser not in interfaces:
+            raise NotImplementedError()
+        user, priv = avatarId
+        av = CbacAvatar(self.console, user, priv)
+        return IConchUser, av, av.logout
+
+
+@implementer(IConchUser)
+class CbacAvatar(avatar.ConchUser):
+    def __init__(self, console: Console, user: str, privilege: int):
+        avatar.ConchUser.__init__(self)
+        self.console = console
+        self.username = user
+        self.privilege = privilege
+        self.channelLookup[b"session"] = session.SSHSession
+
+    def __conform__(self, iface):
+        if iface is ISession:
+            return CbacSession(self)
+        return None
+
+    def peer(self) -> str:
+        try:
+            return self.conn.transport.transport.getPeer().host
+        except Exception:
+            return ""
+
+    def logout(self):
+        pass
+
+
+# ---------------------------------------------------------------------------
+# Sessions
+
+
+class _Sink:
+    """Transport given to conch's process protocol: client data goes to
+    ``write``; ``loseConnection`` when the channel closes."""
+
+    def __init__(self, write=None, lose=None):
+        self._write, self._lose = write, lose
+
+    def write(self, data):
+        if self._write is not None:
+            self._write(data)
+
+    def writeSequence(self, seq):
+        self.write(b"".join(seq))
+
+    def loseConnection(self):
+        lose, self._lose = self._lose, None
+        if lose is not None:
+            lose()
+
+
+class _TermTransport:
+    """Transport of the insults ServerProtocol: output to the channel."""
+
+    def __init__(self, proto, on_close):
+        self.proto = proto
+        self.on_close = on_close
+        self.closed = False
+
+    def write(self, data):
+        if not self.closed:
+            self.proto.write(data)
+
+    def writeSequence(self, seq):
+        self.write(b"".join(seq))
+
+    def loseConnection(self):
+        if not self.closed:
+            self.closed = True
+            self.on_close()
+            self.proto.processEnded(failure.Failure(error.ProcessDone(0)))
+
+    def getPeer(self):
+        return self.proto.getPeer()
+
+    def getHost(self):
+        return self.proto.getHost()
+
+
+def _ended(status: int):
+    if status == 0:
+        return failure.Failure(error.ProcessDone(0))
+    return failure.Failure(error.ProcessTerminated(exitCode=status))
+
+
+@implementer(ISession)
+class CbacSession:
+    def __init__(self, av: CbacAvatar):
+        self.avatar = av
+        self.console = av.console
+        self.pty = None
+        self.server = None
+        self.batch = None
+        self.vty = None
+        self._done = False
+
+    def _open(self, proto):
+        vty, ctx = self.console.open_line(self.avatar.username, self.avatar.privilege,
+                                          self.avatar.peer())
+        if ctx is None:
+            proto.write(b"% All lines are busy\r\n")
+            proto.processEnded(_ended(1))
+        self.vty = vty
+        return ctx
+
+    def getPty(self, term, windowSize, modes):
+        self.pty = (term, windowSize)
+
+    def openShell(self, proto):
+        ctx = self._open(proto)
+        if ctx is None:
+            return
+        if self.pty is None:
+            self.batch = _Batch(self.console, ctx, proto, self._release)
+            proto.makeConnection(_Sink(self.batch.dataReceived, self._release))
+            return
+        rows, cols = self.pty[1][0], self.pty[1][1]
+        app = self.console.app
+        ns = getattr(app, "manhole_namespace", None)
+        server = insults.ServerProtocol(
+            CLIProtocol, self.console.tree, ctx, reactor=self.console.reactor,
+            namespace_factory=ns, idle_timeout=self.console.idle_timeout())
+        self.server = server
+        proto.makeConnection(_Sink(server.dataReceived, self._client_gone))
+        server.makeConnection(_TermTransport(proto, self._release))
+        if cols and rows:
+            server.terminalProtocol.terminalSize(cols, rows)
+
+    def _client_gone(self):
+        if self.server is not None:
+            s, self.server = self.server, None
+            s.connectionLost(failure.Failure(error.ConnectionDone()))
+        self._release()
+
+    def _release(self):
+        if self.vty is not None:
+            self.console.close_line(self.vty)
+            self.vty = None
+
+    def execCommand(self, proto, cmd):
+        proto.makeConnection(_Sink())          # Twisted 22.4 needs a transport here
+        ctx = self._open(proto)
+        if ctx is None:
+            return
+        line = cmd.decode("utf-8", "replace").strip()
+        nl = "\r\n" if self.pty else "\n"
+        d = run_line(self.console.tree, ctx, line, echo=True)
+
+        def done(r: Result):
+            self._release()
+            if r.text:
+                proto.write((r.text + "\n").replace("\n", nl).encode("utf-8", "replace"))
+            proto.processEnded(_ended(r.status))
+        d.addCallback(done)
+        d.addErrback(lambda f: _log.failure("exec", failure=f))
+
+    def windowChanged(self, newWindowSize):
+        rows, cols = newWindowSize[0], newWindowSize[1]
+        if self.server is not None and self.server.terminalProtocol is not None:
+            self.server.terminalProtocol.terminalSize(cols, rows)
+
+    def eofReceived(self):
+        if self.batch is not None:
+            self.batch.eof()
+        elif self.server is not None and isinstance(self.server.terminalProtocol, CLIProtocol):
+            self.server.terminalProtocol.eof()
+
+    def closed(self):
+        self._client_gone()
+
+
+class _Batch:
+    """Shell without a pty (``echo 'show version' | ssh router``): run the
+    lines read from stdin one after another, then exit."""
+
+    def __init__(self, console, ctx, proto, release):
+        self.console, self.ctx, self.proto, self.release = console, ctx, proto, release
+        self.buf = b""
+        self.queue: list[str] = []
+        self.busy = False
+        self.at_eof = False
+        self.status = 0
+        self.finished = False
+
+    def prompt(self):
+        host = getattr(self.console.app, "hostname", "Router") or "Router"
+        return host + ("#" if self.ctx.privilege >= 15 else ">")
+
+    def dataReceived(self, data):
+        self.buf += data
+        *lines, self.buf = self.buf.split(b"\n")
+        self.queue += [l.decode("utf-8", "replace").strip() for l in lines]
+        self._next()
+
+    def eof(self):
+        self.at_eof = True
+        if self.buf.strip():
+            self.queue.append(self.buf.decode("utf-8", "replace").strip())
+        self.buf = b""
+        self._next()
+
+    def _next(self):
+        if self.busy or self.finished:
+            return
+        while self.queue:
+            line = self.queue.pop(0)
+            if not line:
+                continue
+            if line.split()[0].lower() in ("exit", "logout", "quit"):
+                return self._finish()
+            self.busy = True
+            self.proto.write(("%s%s\n" % (self.prompt(), line)).encode("utf-8", "replace"))
+            d = run_line(self.console.tree, self.ctx, line, prompt_len=len(self.prompt()))
+            d.addCallback(self._done)
+            return
+        if self.at_eof:
+            self._finish()
+
+    def _done(self, r):
+        self.busy = False
+        if r.status:
+            self.status = r.status
+        if r.text:
+            self.proto.write((r.text + "\n").encode("utf-8", "replace"))
+        self._next()
+
+    def _finish(self):
+        if not self.finished:
+            self.finished = True
+            self.release()
+            self.proto.processEnded(_ended(self.status))
+
+
+# ---------------------------------------------------------------------------
+# Factory and service
+
+
+class CbacSSHFactory(factory.SSHFactory):
+    services = {b"ssh-userauth": CbacUserAuth, b"ssh-connection": connection.SSHConnection}
+
+    def __init__(self, console: Console, host_key: keys.Key):
+        self.console = console
+        self.portal = portal.Portal(CbacRealm(console),
+                                    [PasswordChecker(console), PublicKeyChecker(console)])
+        self.privateKeys = {host_key.sshType(): host_key}
+        self.publicKeys = {host_key.sshType(): host_key.public()}
+        if os.path.exists("/etc/ssh/moduli"):
+            try:
+                from twisted.conch.openssh_compat import primes
+                self.primes = primes.parseModuliFile("/etc/ssh/moduli")
+            except Exception:
+                pass
+
+    def getPrimes(self):
+        return getattr(self, "primes", None)
+
+    def buildProtocol(self, addr):
+        host = getattr(addr, "host", "")
+        if not self.console.permits(host):
+            _log.info("vty access-class refused SSH connection from {host}", host=host)
+            return None
+        return factory.SSHFactory.buildProtocol(self, addr)
+
+
+class ConsoleService(service.MultiService):
+    """Listens on the endpoint strings; ``ports`` are the listening ports
+    once started (``whenListening()`` fires with them)."""
+
+    def __init__(self, console: Console, sshfactory: CbacSSHFactory, listen_endpoints, reactor):
+        service.MultiService.__init__(self)
+        self.console = console
+        self.factory = sshfactory
+        self.endpoints = list(listen_endpoints)
+        self.reactor = reactor
+        self.ports = []
+        self._listening = None
+
+    def startService(self):
+        service.MultiService.startService(self)
+        ds = []
+        for desc in self.endpoints:
+            ep = endpoints.serverFromString(self.reactor, desc)
+            d = ep.listen(self.factory)
+            d.addCallback(self._listened, desc)
+            ds.append(d)
+        self._listening = defer.gatherResults(ds, consumeErrors=True)
+        self._listening.addErrback(self._listen_failed)
+
+    def _listened(self, port, desc):
+        self.ports.append(port)
+        ios.message("SSH", 5, "ENABLED", "SSH 2.0 has been enabled")
+        _log.info("cbac console listening on {desc}", desc=desc)
+        return port
+
+    def _listen_failed(self, f):
+        _log.failure("cbac console could not listen", failure=f)
+        return f
+
+    def whenListening(self):
+        """Deferred firing with the list of listening ports."""
+        d = defer.Deferred()
+
+        def cb(r):
+            d.callback(list(self.ports))
+            return r
+
+        def eb(f):
+            d.errback(f)
+        self._listening.addCallbacks(cb, eb)
+        return d
+
+    def stopService(self):
+        service.MultiService.stopService(self)
+        ports, self.ports = self.ports, []
+        return defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in ports])
+
+
+def makeConsoleService(appliance, router_model, state_dir, listen_endpoints,
+                       reactor=None, vty_permits=None):
+    """The SSH console service.  ``listen_endpoints``: endpoint strings such
+    as ``tcp:2222:interface=192.0.2.1``; ``vty_permits(source) -> bool``
+    implements ``line vty ... access-class ACL in``."""
+    if reactor is None:
+        from twisted.internet import reactor
+    console = Console(appliance, router_model, reactor, vty_permits)
+    f = CbacSSHFactory(console, load_host_key(state_dir))
+    svc = ConsoleService(console, f, listen_endpoints, reactor)
+    svc.setName("console")
+    return svc

@@ -1,0 +1,306 @@
+"""The IOS-style CLI driven through an insults terminal in memory."""
+
+import re
+
+from twisted.conch.insults import insults
+from twisted.internet import task
+from twisted.internet.testing import StringTransport
+from twisted.logger import globalLogPublisher
+from twisted.trial import unittest
+
+from cbac.config.model import LoggingConfig, Router
+from cbac.console.cli import CLIProtocol, Context, run_line
+from cbac.console.commands import build_tree
+from cbac.log import ios
+from cbac.log.observers import LogObservers
+from tests.fakeappliance import FakeAppliance
+
+_ANSI = re.compile(rb"\x1b(\[[0-9;?]*[A-Za-z@]|[()][A-Z0-9]|[=>c78DEHM])")
+
+UP = b"\x1b[A"
+
+
+def clean(data: bytes) -> str:
+    return _ANSI.sub(b"", data).replace(b"\r", b"").decode("utf-8", "replace")
+
+
+class Term:
+    def __init__(self, app, priv=1, user="oper", length=24, clock=None, idle=None):
+        self.app = app
+        self.ctx = Context(app, user, priv, "127.0.0.1")
+        self.transport = StringTransport()
+        self.server = insults.ServerProtocol(
+            CLIProtocol, build_tree(), self.ctx, reactor=clock,
+            namespace_factory=app.manhole_namespace, idle_timeout=idle)
+        self.server.makeConnection(self.transport)
+        self.cli = self.server.terminalProtocol
+        self.cli.terminalSize(80, length)
+        self.out()
+
+    def type(self, s) -> str:
+        if isinstance(s, str):
+            s = s.encode()
+        self.server.dataReceived(s)
+        return self.out()
+
+    def out(self) -> str:
+        v = self.transport.value()
+        self.transport.clear()
+        return clean(v)
+
+
+class CLITests(unittest.TestCase):
+    def setUp(self):
+        self.app = FakeAppliance()
+        self.t = Term(self.app)
+
+    def test_prompt_and_abbreviation(self):
+        out = self.t.type("sh ip insp sess\r")
+        self.assertIn("SIS_OPEN", out)
+        self.assertIn(("show_ip_inspect", "sessions", None), self.app.calls)
+        self.assertTrue(out.endswith("fw1>"), out)
+
+    def test_ambiguous(self):
+        out = self.t.type("s\r")
+        self.assertIn('% Ambiguous command:  "s"', out)
+        out = self.t.type("sh ip i\r")
+        self.assertIn('% Ambiguous command:  "sh ip i"', out)
+
+    def test_invalid_caret(self):
+        out = self.t.type("sh ip insp sessionz\r")
+        lines = out.split("\n")
+        i = lines.index("% Invalid input detected at '^' marker.")
+        # caret under the first character that matches no keyword ("z")
+        self.assertEqual(lines[i - 1], " " * len("fw1>sh ip insp session") + "^")
+
+    def test_incomplete(self):
+        self.assertIn("% Incomplete command.", self.t.type("sh ip insp\r"))
+        self.assertIn('% Type "show ?" for a list of subcommands', self.t.type("show\r"))
+
+    def test_help_lists_keywords(self):
+        out = self.t.type("show ip inspect ?")
+        self.assertRegex(out, r"\n  all +Inspection all available information\n")
+        self.assertRegex(out, r"\n  sessions +Inspection sessions")
+        # the typed line is kept after the help
+        self.assertTrue(out.endswith("fw1>show ip inspect "), repr(out))
+        out = self.t.type("all ?")
+        self.assertIn("Output modifiers", out)
+        self.assertIn("<cr>", out)
+
+    def test_help_completions(self):
+        out = self.t.type("s?")
+        self.assertIn("show  systat", out)
+        out = self.t.type("\x15sh?")
+        self.assertIn("\nshow\n", out)
+
+    def test_help_unknown(self):
+        self.assertIn("% Unrecognized command", self.t.type("foo ?"))
+
+    def test_tab_completion(self):
+        out = self.t.type("sh ip insp\t")
+        self.assertTrue(out.endswith("ect "), repr(out))
+        self.t.type("se\t")
+        out = self.t.type("\r")
+        self.assertIn(("show_ip_inspect", "sessions", None), self.app.calls)
+
+    def test_pipe_include_exclude_begin(self):
+        self.t.type("terminal length 0\r")
+        out = self.t.type("sh ip insp all | inc 01[0-2]\r")
+        got = [l for l in out.split("\n") if l.startswith("inspect line")]
+        self.assertEqual(got, ["inspect line 010", "inspect line 011", "inspect line 012"])
+        out = self.t.type("sh ip insp all | begin 058\r")
+        got = [l for l in out.split("\n") if l.startswith("inspect line")]
+        self.assertEqual(got, ["inspect line 058", "inspect line 059"])
+        out = self.t.type("sh ip insp all | ex line 0[0-5]\r")
+        got = [l for l in out.split("\n") if l.startswith("inspect line")]
+        self.assertEqual(len(got), 0)
+        out = self.t.type("sh ip insp all | count 00\r")
+        self.assertIn("Number of lines which match regexp = 10", out)
+
+    def test_pipe_not_on_exec_commands(self):
+        out = self.t.type("terminal length 0 | inc x\r")
+        self.assertIn("% Invalid input detected", out)
+
+    def test_paging(self):
+        out = self.t.type("show ip inspect all\r")
+        self.assertIn("inspect line 022", out)
+        self.assertNotIn("inspect line 023", out)
+        self.assertTrue(out.endswith(" --More-- "), repr(out[-40:]))
+        out = self.t.type(" ")
+        self.assertIn("inspect line 023", out)
+        self.assertIn("inspect line 045", out)
+        self.assertNotIn("inspect line 046", out)
+        out = self.t.type("\r")
+        self.assertIn("inspect line 046", out)
+        self.assertNotIn("inspect line 047", out)
+        out = self.t.type("q")
+        self.assertNotIn("inspect line 047", out)
+        self.assertTrue(out.endswith("fw1>"), repr(out))
+        # terminal length 0: no paging
+        self.t.type("terminal length 0\r")
+        out = self.t.type("show ip inspect all\r")
+        self.assertIn("inspect line 059", out)
+        self.assertNotIn("--More--", out)
+
+    def test_enable_right_password(self):
+        out = self.t.type("enable\r")
+        self.assertTrue(out.endswith("Password: "), repr(out))
+        out = self.t.type("cisco\r")
+        self.assertNotIn("cisco", out)                 # not echoed
+        self.assertTrue(out.endswith("fw1#"), repr(out))
+        self.assertIn("Current privilege level is 15", self.t.type("show privilege\r"))
+        out = self.t.type("disable\r")
+        self.assertTrue(out.endswith("fw1>"), repr(out))
+
+    def test_enable_wrong_password(self):
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        self.t.type("enable\r")
+        out = self.t.type("nope\r")
+        self.assertTrue(out.endswith("Password: "))
+        self.t.type("nope\r")
+        out = self.t.type("nope\r")
+        self.assertIn("% Bad secrets", out)
+        self.assertTrue(out.endswith("fw1>"), repr(out))
+        msgs = [e.get("ios_message", "") for e in events]
+        self.assertTrue(any(m.startswith("%SYS-5-PRIV_AUTH_FAIL: Authentication to Privilege "
+                                         "level 15 failed by oper") for m in msgs), msgs)
+
+    def test_privilege_levels(self):
+        out = self.t.type("show running-config\r")
+        self.assertIn("% Invalid input detected", out)
+        self.assertNotIn("show_running_config", [c[0] for c in self.app.calls])
+        self.assertIn("% Invalid input detected", self.t.type("clear counters\r"))
+        self.assertIn("% Invalid input detected", self.t.type("debug ip inspect smtp\r"))
+        self.assertIn("% Invalid input detected", self.t.type("manhole\r"))
+        self.assertNotIn("running-config", self.t.type("show ?"))
+        self.t.type("\x15enable\r")
+        self.t.type("cisco\r")
+        self.assertIn("running-config", self.t.type("show ?"))
+        self.t.type("\x15terminal length 0\r")
+        self.assertIn("hostname fw1", self.t.type("show running-config\r"))
+        out = self.t.type("debug ip inspect smtp\r")
+        self.assertIn("INSPECT SMTP Inspection debugging is on", out)
+        self.assertIn("All possible debugging has been turned off", self.t.type("undebug all\r"))
+
+    def test_show_running_config_include(self):
+        t = Term(self.app, priv=15, user="admin", length=0)
+        t.type("terminal length 0\r")
+        out = t.type("show run | include ^hostname\r")
+        self.assertIn("hostname fw1", out)
+        self.assertNotIn("Building", out)
+
+    def test_clear_with_confirm(self):
+        t = Term(self.app, priv=15, user="admin")
+        out = t.type("clear counters\r")
+        self.assertIn('Clear "show interface" counters on all interfaces [confirm]', out)
+        t.type("\r")
+        self.assertIn(("clear", "counters", None), self.app.calls)
+        t.type("clear ip nat translation *\r")
+        self.assertIn(("clear", "ip nat translation", "*"), self.app.calls)
+        t.type("clear access-list counters 101\r")
+        self.assertIn(("clear", "access-list counters", "101"), self.app.calls)
+
+    def test_copy_and_configure_replace(self):
+        t = Term(self.app, priv=15, user="admin")
+        out = t.type("copy running-config startup-config\r")
+        self.assertIn("Destination filename [startup-config]? ", out)
+        out = t.type("\r")
+        self.assertIn("[OK]", out)
+        out = t.type("configure replace /tmp/bad.conf\r")
+        self.assertIn("Enter Y if you are sure", out)
+        out = t.type("y\r")
+        self.assertIn("% configuration not replaced", out)
+        self.assertIn(("configure_replace", "/tmp/bad.conf"), self.app.calls)
+        n = len(self.app.calls)
+        t.type("configure replace /tmp/x.conf\r")
+        t.type("\r")                                   # default is no
+        self.assertEqual(len(self.app.calls), n)
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        self.assertIn("Rollback Done", t.type("configure replace /tmp/x.conf force\r"))
+        self.assertIn("%SYS-5-CONFIG_I: Configured from /tmp/x.conf by admin on vty0 (127.0.0.1)",
+                      [e.get("ios_message") for e in events])
+        self.assertIn("[OK]", t.type("wr mem\r"))
+
+    def test_history(self):
+        self.t.type("show version\r")
+        out = self.t.type(UP)
+        self.assertIn("show version", out)
+        out = self.t.type("\r")
+        self.assertIn("cbac Software", out)
+
+    def test_exit(self):
+        self.t.type("exit\r")
+        self.assertTrue(self.t.transport.disconnecting)
+
+    def test_manhole_enter_and_leave(self):
+        t = Term(self.app, priv=15, user="admin")
+        t.type("manhole\r")
+        out = t.type("answer * 2\r")
+        self.assertIn("84", out)
+        t.type("appliance.hostname = 'fw9'\r")
+        t.type("\x04")                                 # Ctrl-D: back to the CLI
+        out = t.type("show version\r")
+        self.assertIn("cbac Software", out)
+        self.assertTrue(out.endswith("fw9#"), repr(out))
+        self.assertFalse(t.transport.disconnecting)
+
+    def test_terminal_monitor(self):
+        obs = LogObservers(Router(hostname="fw1", logging=LoggingConfig(buffered=4096)))
+        self.app.log_observers = obs
+        globalLogPublisher.addObserver(obs)
+        self.addCleanup(globalLogPublisher.removeObserver, obs)
+        self.t.type("terminal monitor\r")
+        self.t.type("sh ver")                         # a half-typed line
+        ios.message("FW", 3, "SMTP_INVALID_COMMAND",
+                    "Invalid SMTP command from initiator (10.10.10.3:35013)")
+        out = self.t.out()
+        self.assertRegex(out, r"\*\w{3} [ \d]\d \d\d:\d\d:\d\d\.\d{3}: %FW-3-SMTP_INVALID_COMMAND: "
+                              r"Invalid SMTP command from initiator \(10\.10\.10\.3:35013\)\n")
+        self.assertTrue(out.endswith("fw1>sh ver"), repr(out))   # line redrawn
+        self.t.type("\x15terminal no monitor\r")
+        ios.message("FW", 3, "SMTP_INVALID_COMMAND", "second")
+        self.assertNotIn("second", self.t.out())
+        self.assertIn("second", obs.show_logging())
+
+    def test_idle_timeout(self):
+        clock = task.Clock()
+        t = Term(self.app, clock=clock, idle=600)
+        clock.advance(599)
+        t.type("show version\r")
+        clock.advance(599)
+        self.assertFalse(t.transport.disconnecting)
+        clock.advance(2)
+        self.assertTrue(t.transport.disconnecting)
+
+
+class ExecTests(unittest.TestCase):
+    def run_line(self, line, priv=15):
+        ctx = Context(FakeAppliance(), "admin", priv)
+        results = []
+        run_line(build_tree(), ctx, line, echo=True).addCallback(results.append)
+        return results[0]
+
+    def test_exec_ok(self):
+        r = self.run_line("show ip inspect all")
+        self.assertEqual(r.status, 0)
+        self.assertIn("inspect line 059", r.text)
+
+    def test_exec_invalid(self):
+        r = self.run_line("show ip inspect foo")
+        self.assertEqual(r.status, 1)
+        self.assertEqual(r.text.split("\n"), [
+            "show ip inspect foo", " " * len("show ip inspect ") + "^",
+            "% Invalid input detected at '^' marker."])
+
+    def test_exec_privilege(self):
+        self.assertEqual(self.run_line("show running-config", priv=1).status, 1)
+        self.assertEqual(self.run_line("show running-config", priv=15).status, 0)
+
+    def test_exec_failed_command(self):
+        r = self.run_line("configure replace /tmp/bad.conf")
+        self.assertEqual(r.status, 1)
+        self.assertIn("not replaced", r.text)

@@ -1,0 +1,257 @@
+"""The SSH console against the real OpenSSH client on 127.0.0.1."""
+
+import os
+import shutil
+import stat
+
+from twisted.internet import defer, protocol, reactor, task
+from twisted.logger import globalLogPublisher
+from twisted.trial import unittest
+
+from cbac.console import ssh as cssh
+from tests.fakeappliance import FakeAppliance
+
+SSH = shutil.which("ssh")
+SSH_KEYGEN = shutil.which("ssh-keygen")
+
+
+class _Proc(protocol.ProcessProtocol):
+    def __init__(self, stdin):
+        self.stdin = stdin
+        self.out = b""
+        self.err = b""
+        self.done = defer.Deferred()
+
+    def connectionMade(self):
+        if self.stdin is not None:
+            self.transport.write(self.stdin)
+            if not self.stdin.endswith(b"exit\n"):
+                self.transport.closeStdin()
+
+    def outReceived(self, data):
+        self.out += data
+
+    def errReceived(self, data):
+        self.err += data
+
+    def processEnded(self, reason):
+        self.done.callback((self.out, self.err, reason.value.exitCode))
+
+
+def run(argv, env=None, stdin=None, timeout=20):
+    p = _Proc(stdin)
+    reactor.spawnProcess(p, argv[0], argv, env=env or {})
+    call = reactor.callLater(timeout, lambda: p.transport.signalProcess("KILL"))
+
+    def stop(r):
+        if call.active():
+            call.cancel()
+        return r
+    return p.done.addBoth(stop)
+
+
+class SSHTests(unittest.TestCase):
+    timeout = 45
+
+    def setUp(self):
+        if SSH is None:
+            raise unittest.SkipTest("no ssh client")
+        self.tmp = self.mktemp()
+        os.makedirs(self.tmp)
+        self.app = FakeAppliance()
+        self.permit = True
+        self.svc = cssh.makeConsoleService(self.app, self.app.router_model,
+                                           os.path.join(self.tmp, "state"),
+                                           ["tcp:0:interface=127.0.0.1"], reactor=reactor,
+                                           vty_permits=lambda src: self.permit)
+        self.svc.console.fail_delay = 0.2
+        self.svc.startService()
+        self.addCleanup(self.svc.stopService)
+        self.events = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+        askpass = os.path.join(self.tmp, "askpass")
+        with open(askpass, "w") as f:
+            f.write("#!/bin/sh\ncat %s\n" % os.path.join(self.tmp, "pw"))
+        os.chmod(askpass, stat.S_IRWXU)
+        self.env = {"SSH_ASKPASS": askpass, "SSH_ASKPASS_REQUIRE": "force",
+                    "DISPLAY": ":0", "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                    "HOME": self.tmp}
+        return self.svc.whenListening().addCallback(self._port)
+
+    def _port(self, ports):
+        self.port = ports[0].getHost().port
+
+    def ssh(self, user, *args, password="secret", key=None, stdin=None, tty=False, prompts=1):
+        with open(os.path.join(self.tmp, "pw"), "w") as f:
+            f.write(password + "\n")
+        argv = [SSH, "-F", "/dev/null", "-p", str(self.port),
+                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "LogLevel=ERROR", "-o", "NumberOfPasswordPrompts=%d" % prompts,
+                "-o", "ConnectTimeout=10"]
+        if key:
+            argv += ["-i", key, "-o", "IdentitiesOnly=yes", "-o", "PasswordAuthentication=no",
+                     "-o", "KbdInteractiveAuthentication=no"]
+        else:
+            argv += ["-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password"]
+        if tty:
+            argv.append("-tt")
+        argv.append("%s@127.0.0.1" % user)
+        argv += list(args)
+        return run(argv, self.env, stdin)
+
+    def messages(self):
+        return [e.get("ios_message", "") for e in self.events]
+
+    @defer.inlineCallbacks
+    def test_exec_command(self):
+        out, err, code = yield self.ssh("admin", "show ip inspect all")
+        self.assertEqual(code, 0, err)
+        self.assertTrue(out.startswith(b"inspect line 000\ninspect line 001\n"), out[:40])
+        self.assertTrue(out.endswith(b"inspect line 059\n"), out[-40:])
+        self.assertEqual(out.count(b"\n"), 60)
+        self.assertTrue(any(m.startswith("%%SEC_LOGIN-5-LOGIN_SUCCESS: Login Success [user: admin] "
+                                         "[Source: 127.0.0.1] [localport: %d] at " % self.port)
+                            for m in self.messages()), self.messages())
+        out, err, code = yield self.ssh("admin", "show ip inspect bogus")
+        self.assertEqual(code, 1)
+        self.assertIn(b"% Invalid input detected at '^' marker.", out)
+
+    @defer.inlineCallbacks
+    def test_exec_privilege_1(self):
+        out, err, code = yield self.ssh("oper", "show running-config", password="operpw")
+        self.assertEqual(code, 1)
+        self.assertIn(b"% Invalid input", out)
+        out, err, code = yield self.ssh("oper", "show privilege", password="operpw")
+        self.assertEqual((code, out), (0, b"Current privilege level is 1\n"))
+
+    @defer.inlineCallbacks
+    def test_interactive_tty(self):
+        out, err, code = yield self.ssh(
+            "admin", tty=True,
+            stdin=b"terminal length 0\nsh ip insp sess\nshow ip inspect foo\nexit\n")
+        self.assertEqual(code, 0, (out, err))
+        text = out.decode("utf-8", "replace")
+        self.assertIn("fw1#", text)
+        self.assertIn("SIS_OPEN", text)
+        self.assertIn("% Invalid input detected at '^' marker.", text)
+        self.assertNotIn("\x1bc", text)               # the screen is not reset on exit
+
+    @defer.inlineCallbacks
+    def test_interactive_tty_eof_ends_session(self):
+        out, err, code = yield self.ssh("admin", tty=True, stdin=b"show clock\n")
+        self.assertEqual(code, 0, (out, err))
+        self.assertIn(b"*15:20:01.123 UTC", out)
+
+    @defer.inlineCallbacks
+    def test_batch_without_pty(self):
+        out, err, code = yield self.ssh("admin", stdin=b"show version\nshow clock\n")
+        self.assertEqual(code, 0, err)
+        self.assertIn(b"fw1#show version\ncbac Software", out)
+        self.assertIn(b"fw1#show clock\n*15:20:01.123", out)
+
+    @defer.inlineCallbacks
+    def test_wrong_password(self):
+        out, err, code = yield self.ssh("admin", "show version", password="wrong")
+        self.assertEqual(code, 255)
+        self.assertNotIn(b"cbac Software", out)
+        self.assertTrue(any(m.startswith("%%SEC_LOGIN-4-LOGIN_FAILED: Login failed [user: admin] "
+                                         "[Source: 127.0.0.1] [localport: %d] [Reason: Login "
+                                         "Authentication Failed] at " % self.port)
+                            for m in self.messages()), self.messages())
+
+    @defer.inlineCallbacks
+    def test_three_wrong_passwords_disconnect(self):
+        start = reactor.seconds()
+        out, err, code = yield self.ssh("admin", "show version", password="wrong", prompts=5)
+        self.assertEqual(code, 255)
+        fails = [m for m in self.messages() if m.startswith("%SEC_LOGIN-4-LOGIN_FAILED")]
+        self.assertEqual(len(fails), 3)
+        # answers delayed 0.2 + 0.4 + 0.8 s (growing per source)
+        self.assertGreaterEqual(reactor.seconds() - start, 1.4)
+
+    @defer.inlineCallbacks
+    def test_public_key(self):
+        key = os.path.join(self.tmp, "id_ed25519")
+        out, err, code = yield run([SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-f", key],
+                                   {"PATH": "/usr/bin:/bin"})
+        self.assertEqual(code, 0, err)
+        with open(key + ".pub", "rb") as f:
+            self.app.keys = {"admin": [f.read()]}
+        out, err, code = yield self.ssh("admin", "show privilege", key=key)
+        self.assertEqual((code, out), (0, b"Current privilege level is 15\n"), err)
+        out, err, code = yield self.ssh("oper", "show privilege", key=key)
+        self.assertEqual(code, 255)
+
+    @defer.inlineCallbacks
+    def test_vty_access_class(self):
+        self.permit = False
+        out, err, code = yield self.ssh("admin", "show version")
+        self.assertEqual(code, 255)
+        self.assertNotIn(b"cbac", out)
+
+
+class UnitTests(unittest.TestCase):
+    def test_host_key_kept(self):
+        d = self.mktemp()
+        k1 = cssh.load_host_key(d)
+        k2 = cssh.load_host_key(d)
+        self.assertEqual(k1.fingerprint(), k2.fingerprint())
+        self.assertEqual(k1.sshType(), b"ssh-ed25519")
+        mode = os.stat(os.path.join(d, "ssh_host_ed25519_key")).st_mode & 0o777
+        self.assertEqual(mode, 0o600)
+
+    def test_vty_lines_limit_sessions(self):
+        from cbac.config.model import VtyConfig
+        app = FakeAppliance()
+        app.router_model.vty = [VtyConfig(first=0, last=1, exec_timeout=(0, 0))]
+        c = cssh.Console(app, None, task.Clock())
+        self.assertEqual(c.open_line("admin", 15, "10.0.0.1")[0], 0)
+        n, ctx = c.open_line("admin", 15, "10.0.0.2")
+        self.assertEqual((n, ctx.line), (1, "vty1"))
+        self.assertEqual(c.open_line("admin", 15, "10.0.0.3"), (None, None))
+        c.close_line(0)
+        self.assertEqual(c.open_line("admin", 15, "10.0.0.3")[0], 0)
+        self.assertIsNone(c.idle_timeout())              # exec-timeout 0 0
+        app.router_model.vty[0].transport_input = "none"
+        self.assertFalse(c.permits("10.0.0.1"))
+
+    def test_failure_delay_grows_per_source(self):
+        clock = task.Clock()
+        c = cssh.Console(FakeAppliance(), None, clock)
+        self.assertEqual([c.failure_delay("10.0.0.1") for _ in range(4)], [1, 2, 4, 8])
+        self.assertEqual(c.failure_delay("10.0.0.2"), 1)
+        for _ in range(10):
+            c.failure_delay("10.0.0.1")
+        self.assertEqual(c.failure_delay("10.0.0.1"), cssh.MAX_DELAY)
+        clock.advance(cssh.FAIL_MEMORY + 1)
+        self.assertEqual(c.failure_delay("10.0.0.1"), 1)
+        c.login_ok("10.0.0.2")
+        self.assertEqual(c.failure_delay("10.0.0.2"), 1)
+
+
+class PasswordTypeTests(unittest.TestCase):
+    """IOS password types against published vectors (openssl, hashcat)."""
+
+    def test_vectors(self):
+        from cbac.config.model import Secret
+        from cbac.console import auth
+        self.assertEqual(auth.md5_crypt("cisco", "abcd"), "$1$abcd$2hDGYdE0UrwK2pqoiF6BB1")
+        self.assertEqual(auth.type7_decode("02050D4808095E731F"), "cisco123")
+        self.assertTrue(auth.verify(Secret(8, "$8$TnGX/fE4KGHOVU$pEhnEvxrvaynpi8j4f.EMHr6M."
+                                              "FzU8xnZnBr/tJdFWk"), "hashcat"))
+        self.assertTrue(auth.verify(Secret(9, "$9$2MJBozw/9R3UsU$2lFhcKvpghcyw8deP25GOfyZaagy"
+                                              "UOGBymkryvOdfo6"), "hashcat"))
+        self.assertFalse(auth.verify(Secret(9, "$9$2MJBozw/9R3UsU$2lFhcKvpghcyw8deP25GOfyZaagy"
+                                               "UOGBymkryvOdfo6"), "hashcaT"))
+        self.assertFalse(auth.verify(Secret(5, "garbage"), "x"))
+        self.assertFalse(auth.verify(Secret(4, "x"), "x"))
+        self.assertFalse(auth.verify(None, ""))
+
+    def test_roundtrip(self):
+        from cbac.config.model import Secret
+        from cbac.console import auth
+        for kind in (0, 5, 7, 8, 9):
+            v = auth.encode(kind, "s3cr3t pw")
+            self.assertTrue(auth.verify(Secret(kind, v), "s3cr3t pw"), kind)
+            self.assertFalse(auth.verify(Secret(kind, v), "s3cr3t"), kind)
