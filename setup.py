@@ -34,7 +34,6 @@ setup(
     entry_points={
         "console_scripts": [
             "cbac-replay = cbac.replay:main",
-            "cbac-lab = cbac.lab:main",
         ],
     },
 )
