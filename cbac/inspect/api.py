@@ -114,6 +114,9 @@ class InspectContext:
     # an endpoint announced by `direction`'s sender as the receiver must
     # see it; creates the translation if needed.  Identity without NAT.
     nat_map: Callable = lambda direction, proto, addr, port: (addr, port)
+    # The server's own address (behind NAT: its inside-local address), for
+    # FTP active-mode pinholes whose SYN comes from the server itself.
+    server_own_addr: Optional[int] = None
 
 
 class IStreamInspector(Interface):
