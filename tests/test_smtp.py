@@ -1,0 +1,467 @@
+"""Tests of the SMTP/ESMTP inspector (cbac.inspect.smtp), driven directly.
+
+A small harness plays the stream engine: it applies each Verdict
+(release, edits) to build what the server receives and what the client
+receives, and after each call pokes the other direction with
+``data_received(other, b"")`` (how an unblocking reply releases held
+client bytes).  Every conversation of tests/smtp_corpus.py is played whole,
+one byte at a time, and in random segmentations (hypothesis): the bytes
+each side receives, the alerts and the final verdict must be the same.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from hypothesis import given, settings, strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from cbac.config.model import InspectProtocol, SmtpOptions
+from cbac.inspect import smtp
+from cbac.inspect.api import (CLIENT, SERVER, IInspectorFactory,
+                              IStreamInspector, InspectContext)
+from cbac.log.ios import format_message
+from tests.smtp_corpus import BODY, BY_NAME, CORPUS
+
+CLIENT_ADDR = (192 << 24) | (168 << 16) | (12 << 8) | 3     # 192.168.12.3
+SERVER_ADDR = (10 << 24) | (10 << 16) | (10 << 8) | 25      # 10.10.10.25
+
+
+def make(proto="esmtp", max_data=None, starttls="allow", bare_lf="reject", debug=False):
+    ctx = InspectContext(client_addr=CLIENT_ADDR, client_port=52419,
+                         server_addr=SERVER_ADDR, server_port=25,
+                         rule=InspectProtocol(proto, max_data=max_data),
+                         options=SmtpOptions(starttls=starttls, bare_lf=bare_lf),
+                         debug=debug)
+    return smtp.FACTORIES[proto](ctx)
+
+
+class Wire:
+    """Applies verdicts the way the stream engine does."""
+
+    def __init__(self, insp):
+        self.insp = insp
+        self.fed = [bytearray(), bytearray()]
+        self.work = [bytearray(), bytearray()]
+        self.rel = [0, 0]
+        self.logs = []
+        self.debug = []
+        self.reset = False
+        self.opaque = False
+        self.verdicts = 0
+
+    def received_by(self, side):
+        """Bytes that reached ``side`` ("server" or "client")."""
+        d = CLIENT if side == "server" else SERVER
+        return bytes(self.work[d][:self.rel[d]])
+
+    def feed(self, d, data):
+        if self.reset:
+            return              # the engine has deleted the session
+        self.fed[d] += data
+        self.work[d] += data
+        if self.opaque:
+            self.rel[d] = len(self.fed[d])
+            return
+        self.apply(d, self.insp.data_received(d, data))
+        if not (self.reset or self.opaque):
+            self.apply(1 - d, self.insp.data_received(1 - d, b""))
+
+    def apply(self, d, v):
+        self.verdicts += 1
+        for e in v.edits:
+            assert e.offset >= self.rel[d], (e, self.rel[d])
+            assert len(e.data) == e.length
+            assert e.offset + e.length <= len(self.fed[d])
+            self.work[d][e.offset:e.offset + e.length] = e.data
+        rel = len(self.fed[d]) if v.release is None else v.release
+        assert self.rel[d] <= rel <= len(self.fed[d]), (self.rel[d], rel, len(self.fed[d]))
+        self.rel[d] = rel
+        self.logs.extend(v.log)
+        self.debug.extend(v.debug)
+        if v.reset:
+            self.reset = True
+        if v.opaque:
+            self.opaque = True
+            other = 1 - d
+            assert self.rel[other] == len(self.fed[other]), "bytes held at opaque"
+
+    def mnemonics(self):
+        return [m[2] for m in self.logs]
+
+
+def play(conv, chunks):
+    insp = make(conv.proto, conv.max_data, conv.starttls, conv.bare_lf)
+    w = Wire(insp)
+    for d, data in chunks:
+        w.feed(d, data)
+    return w
+
+
+def expected(conv):
+    to_server = b"".join(out for d, _, out in conv.events if d == CLIENT)
+    to_client = b"".join(out for d, _, out in conv.events if d == SERVER)
+    return to_server, to_client
+
+
+def whole(conv):
+    return [(d, data) for d, data, _ in conv.events]
+
+
+def bytewise(conv):
+    return [(d, data[i:i + 1]) for d, data, _ in conv.events for i in range(len(data))]
+
+
+class CorpusMixin:
+    def check(self, conv, chunks):
+        w = play(conv, chunks)
+        to_server, to_client = expected(conv)
+        self.assertEqual(w.received_by("server"), to_server, conv.name)
+        self.assertEqual(w.received_by("client"), to_client, conv.name)
+        self.assertEqual(w.mnemonics(), conv.logs, conv.name)
+        self.assertEqual(w.reset, conv.reset, conv.name)
+        self.assertEqual(w.opaque, conv.opaque, conv.name)
+        if not conv.reset:
+            # nothing left held at the end of a finished conversation
+            self.assertEqual(w.rel, [len(w.fed[0]), len(w.fed[1])], conv.name)
+        return w
+
+
+class CorpusTests(CorpusMixin, SynchronousTestCase):
+
+    def test_whole_events(self):
+        for conv in CORPUS:
+            self.check(conv, whole(conv))
+
+    def test_one_byte_at_a_time(self):
+        """Telnet-style input: one byte per segment, in both directions."""
+        for conv in CORPUS:
+            self.check(conv, bytewise(conv))
+
+    def test_all_pipelined(self):
+        """Every run of client events sent in one segment."""
+        for conv in CORPUS:
+            chunks = []
+            for d, data in whole(conv):
+                if chunks and chunks[-1][0] == d:
+                    chunks[-1] = (d, chunks[-1][1] + data)
+                else:
+                    chunks.append((d, data))
+            self.check(conv, chunks)
+
+    @settings(max_examples=250, deadline=None)
+    @given(st.data())
+    def test_random_segmentation(self, data):
+        conv = data.draw(st.sampled_from(CORPUS), label="conversation")
+        groups = []
+        for d, blob in whole(conv):
+            if groups and groups[-1][0] == d and data.draw(st.booleans(), label="merge"):
+                groups[-1] = (d, groups[-1][1] + blob)
+            else:
+                groups.append((d, blob))
+        chunks = []
+        for d, blob in groups:
+            if len(blob) > 1:
+                cuts = data.draw(st.lists(st.integers(1, len(blob) - 1), max_size=10,
+                                          unique=True), label="cuts")
+            else:
+                cuts = []
+            prev = 0
+            for c in sorted(cuts) + [len(blob)]:
+                chunks.append((d, blob[prev:c]))
+                prev = c
+        self.check(conv, chunks)
+
+    def test_legal_conversations_have_no_edits(self):
+        """A legal conversation passes byte-identical: no edit at all."""
+        for name in ("plain_smtp", "esmtp_postfix_pipelining_dsn", "body_pipelined_before_354",
+                     "empty_message_and_dot_lines", "reply_to_in_body_is_fine",
+                     "max_data_exact_fit"):
+            conv = BY_NAME[name]
+            insp = make(conv.proto, conv.max_data)
+            for d, data, _ in conv.events:
+                for v, vd in ((insp.data_received(d, data), d),
+                              (insp.data_received(1 - d, b""), 1 - d)):
+                    if conv.proto == "smtp" or vd == CLIENT:
+                        self.assertEqual(v.edits, [], name)
+                    self.assertEqual(v.log, [], name)
+
+
+class LogTextTests(SynchronousTestCase):
+
+    def texts(self, conv_name):
+        conv = BY_NAME[conv_name]
+        w = play(conv, whole(conv))
+        return [format_message(*m) for m in w.logs]
+
+    def test_invalid_command(self):
+        self.assertEqual(
+            self.texts("bdat_without_chunking"),
+            ["%FW-3-SMTP_INVALID_COMMAND: Invalid SMTP command from initiator (192.168.12.3:52419)"] * 2)
+
+    def test_sendmail_signatures(self):
+        self.assertEqual(self.texts("sendmail_signatures"), [
+            "%FW-4-TCP_SENDMAIL_BAD_FROM_SIG: Sendmail Invalid Sender - from 192.168.12.3 to 10.10.10.25",
+            "%FW-4-TCP_SENDMAIL_BAD_TO_SIG: Sendmail Invalid Recipient - from 192.168.12.3 to 10.10.10.25",
+            "%FW-4-TCP_SENDMAIL_DECODE: Sendmail Decode Alias - from 192.168.12.3 to 10.10.10.25",
+            "%FW-4-TCP_SENDMAIL_DECODE: Sendmail Decode Alias - from 192.168.12.3 to 10.10.10.25",
+        ])
+        self.assertIn("%FW-4-TCP_SENDMAIL_OLD_SIG: Archaic Sendmail Attacks - from 192.168.12.3 to "
+                      "10.10.10.25", self.texts("illegal_commands"))
+        self.assertEqual(self.texts("majordomo"), [
+            "%FW-4-TCP_MAJORDOMO_EXEC_BUG: Majordomo Execute Attack - from 192.168.12.3 to 10.10.10.25"])
+
+    def test_max_data_and_size(self):
+        self.assertEqual(self.texts("max_data_overflow"), [
+            "%FW-4-SMTP_MAX_DATA: max-data 46 bytes exceeded by initiator (192.168.12.3:52419)"
+            " -- session reset"])
+        self.assertEqual(self.texts("size_over_max_data")[0],
+                         "%FW-4-SMTP_MAX_DATA: Declared SIZE 30000000 exceeds max-data 20000000"
+                         " from initiator (192.168.12.3:52419)")
+
+    def test_smuggling_starttls_reply(self):
+        self.assertEqual(self.texts("smuggling_0"), [
+            "%FW-4-SMTP_BARE_LF: Bare CR or LF next to end of data (SMTP smuggling) from initiator"
+            " (192.168.12.3:52419) -- session reset"])
+        self.assertEqual(self.texts("starttls_allow"), [
+            "%FW-6-SMTP_STARTTLS: STARTTLS from initiator (192.168.12.3:52419) to responder"
+            " (10.10.10.25:25), inspection stopped"])
+        self.assertEqual(self.texts("starttls_injection"), [
+            "%FW-4-SMTP_STARTTLS_INJECTION: Plain-text data pipelined after STARTTLS from"
+            " initiator (192.168.12.3:52419) -- session reset"])
+        self.assertEqual(self.texts("malformed_replies")[0],
+                         "%FW-4-SMTP_INVALID_REPLY: Invalid SMTP reply from responder (10.10.10.25:25)")
+
+    def test_reply_alerts_are_capped(self):
+        insp = make()
+        w = Wire(insp)
+        w.feed(SERVER, b"junk\r\n" * 50)
+        self.assertEqual(w.mnemonics(), ["SMTP_INVALID_REPLY"] * smtp.MAX_REPLY_ALERTS)
+        self.assertEqual(w.received_by("client"), b"junk\r\n" * 50)
+
+
+class DebugTests(SynchronousTestCase):
+
+    def test_debug_line_shapes(self):
+        insp = make("smtp", debug=True)
+        w = Wire(insp)
+        w.feed(SERVER, b"220 mail.example.com ESMTP\r\n")
+        w.feed(CLIENT, b"HELO cisco.com\r\n")
+        w.feed(SERVER, b"250 Hello\r\n")
+        w.feed(CLIENT, b"VRFY root\r\n")
+        w.feed(SERVER, b"500 no\r\n")
+        self.assertEqual(w.debug, [
+            "CBAC SMTP: reply_type OTHERS",
+            "CBAC SMTP: OTHER REPLY - Reply len: 28, match_len:28, reply_code:220",
+            "CBAC SMTP: End Of Reply Line - index:0 ,len:28",
+            "CBAC SMTP: VERB - Cmd len:4, match_len:4, verb:HELO",
+            "CBAC SMTP: CMD PARAM - Cmd len:14, match_len:10",
+            "CBAC SMTP: End Of Command Line - index:1, len:16",
+            "CBAC SMTP: reply_type OTHERS",
+            "CBAC SMTP: OTHER REPLY - Reply len: 11, match_len:11, reply_code:250",
+            "CBAC SMTP: End Of Reply Line - index:1 ,len:11",
+            "CBAC SMTP: VERB - Cmd len:4, match_len:4, verb:VRFY",
+            "CBAC SMTP: CMD PARAM - Cmd len:9, match_len:5",
+            "CBAC SMTP: End Of Command Line - index:2, len:11",
+            "CBAC SMTP: INVALID COMMAND - verb:VRFY, masked len:9",
+            "CBAC SMTP: reply_type OTHERS",
+            "CBAC SMTP: OTHER REPLY - Reply len: 8, match_len:8, reply_code:500",
+            "CBAC SMTP: End Of Reply Line - index:2 ,len:8",
+        ])
+
+    def test_all_debug_lines_have_the_prefix(self):
+        for conv in CORPUS:
+            insp = make(conv.proto, conv.max_data, conv.starttls, conv.bare_lf, debug=True)
+            w = Wire(insp)
+            for d, data in whole(conv):
+                w.feed(d, data)
+            self.assertTrue(w.debug)
+            for line in w.debug:
+                self.assertTrue(re.match(r"CBAC SMTP: [A-Za-z_]", line), line)
+
+    def test_no_debug_when_off(self):
+        conv = BY_NAME["plain_smtp"]
+        self.assertEqual(play(conv, whole(conv)).debug, [])
+
+
+class BehaviourTests(SynchronousTestCase):
+
+    def test_interfaces(self):
+        for name in ("smtp", "esmtp"):
+            f = smtp.FACTORIES[name]
+            self.assertTrue(IInspectorFactory.providedBy(f))
+            self.assertEqual(f.name, name)
+            insp = make(name)
+            verifyObject(IStreamInspector, insp)
+            self.assertEqual(insp.name, name)
+
+    def test_defaults_without_rule_or_options(self):
+        insp = smtp.esmtp_factory(InspectContext(CLIENT_ADDR, 1025, SERVER_ADDR, 25))
+        self.assertEqual(insp.max_data, 20000000)
+        self.assertTrue(insp.starttls_allow)
+        self.assertTrue(insp.bare_lf_reject)
+
+    def test_incomplete_command_is_held_not_masked(self):
+        """The PIX complaint: one-character telnet segments must not turn into X."""
+        insp = make()
+        insp.data_received(SERVER, b"220 hi\r\n")
+        for i, ch in enumerate(b"HELO x\r"):
+            v = insp.data_received(CLIENT, bytes([ch]))
+            self.assertEqual((v.release, v.edits), (0, []))
+        v = insp.data_received(CLIENT, b"\n")
+        self.assertEqual((v.release, v.edits), (8, []))
+
+    def test_body_streams(self):
+        """Bulk mail: at most 2 trailing bytes held, and fast."""
+        insp = make("esmtp")
+        w = Wire(insp)
+        w.feed(SERVER, b"220 hi\r\n")
+        w.feed(CLIENT, b"HELO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n")
+        w.feed(SERVER, b"250 a\r\n250 b\r\n250 c\r\n354 go\r\n")
+        w.feed(CLIENT, b"Subject: big\r\n\r\n")
+        line = b"0123456789abcdef ." * 4 + b"\r\n.." + b"z" * 30 + b"\r\n"
+        block = line * (65536 // len(line))
+        start = time.process_time()
+        for _ in range(160):                  # about 10 MB
+            w.feed(CLIENT, block)
+            self.assertLessEqual(len(w.fed[CLIENT]) - w.rel[CLIENT], 2)
+        elapsed = time.process_time() - start
+        w.feed(CLIENT, b".\r\n")
+        w.feed(SERVER, b"250 queued\r\n")
+        self.assertEqual(w.rel[CLIENT], len(w.fed[CLIENT]))
+        self.assertFalse(w.reset)
+        self.assertIn("body bytes %d" % (160 * len(block) + 16), insp.state_summary())
+        self.assertLess(elapsed, 5.0)
+
+    def test_undecided_dot_is_held(self):
+        insp = make("smtp")
+        w = Wire(insp)
+        w.feed(SERVER, b"220 hi\r\n")
+        w.feed(CLIENT, b"DATA\r\n")
+        w.feed(SERVER, b"354 go\r\n")
+        w.feed(CLIENT, b"hello\r\n.")
+        self.assertEqual(w.received_by("server"), b"DATA\r\nhello\r\n")
+        w.feed(CLIENT, b"\r")
+        self.assertEqual(w.received_by("server"), b"DATA\r\nhello\r\n")
+        w.feed(CLIENT, b"\nVRFY x\r\n")
+        self.assertEqual(w.received_by("server"), b"DATA\r\nhello\r\n.\r\nxxxxxx\r\n")
+
+    def test_state_summary(self):
+        conv = BY_NAME["esmtp_postfix_pipelining_dsn"]
+        insp = make("esmtp")
+        w = Wire(insp)
+        self.assertEqual(insp.state_summary(),
+                         "SMTP state: COMMAND, commands 0, replies 0, body bytes 0, masked 0")
+        events = whole(conv)
+        for d, data in events[:7]:
+            w.feed(d, data)
+        self.assertEqual(insp.state_summary(),
+                         "SMTP state: DATA, commands 5, replies 6, body bytes 0, masked 0")
+        for d, data in events[7:]:
+            w.feed(d, data)
+        self.assertEqual(insp.state_summary(),
+                         "SMTP state: COMMAND, commands 11, replies 12, body bytes %d, masked 0"
+                         % (len(BODY) + 2))
+
+    def test_state_summary_pending_and_reset(self):
+        insp = make("esmtp")
+        w = Wire(insp)
+        w.feed(SERVER, b"220 hi\r\n")
+        w.feed(CLIENT, b"DATA\r\n\r\nbody")
+        self.assertIn("SMTP state: DATA PENDING", insp.state_summary())
+        self.assertEqual(w.received_by("server"), b"DATA\r\n")
+        w.feed(SERVER, b"354 go\r\n")
+        self.assertEqual(w.received_by("server"), b"DATA\r\n\r\nbody")
+        w.feed(CLIENT, b"\n.\n")
+        self.assertTrue(w.reset)
+        self.assertIn("SMTP state: RESET", insp.state_summary())
+
+    def test_client_close_judges_partial_line(self):
+        insp = make("esmtp")
+        insp.data_received(SERVER, b"220 hi\r\n")
+        v = insp.data_received(CLIENT, b"QUIT\r\nVRFY root")
+        self.assertEqual(v.release, 6)
+        v = insp.connection_closed(CLIENT)
+        self.assertEqual(v.release, 15)
+        self.assertEqual([(e.offset, e.data) for e in v.edits], [(6, b"x" * 9)])
+
+    def test_hold_before_reply_is_bounded(self):
+        insp = make("esmtp")
+        insp.data_received(SERVER, b"220 hi\r\n")
+        v = insp.data_received(CLIENT, b"DATA\r\n" + b"a" * (smtp.MAX_PENDING_HOLD + 1))
+        self.assertTrue(v.reset)
+        self.assertEqual(v.release, 6)
+        self.assertEqual([m[2] for m in v.log], ["SMTP_PENDING_OVERFLOW"])
+
+    def test_after_opaque_everything_passes(self):
+        conv = BY_NAME["starttls_allow"]
+        insp = make("esmtp")
+        for d, data in whole(conv)[:-3]:
+            insp.data_received(d, data)
+        v = insp.data_received(SERVER, b"220 2.0.0 Ready\r\n")
+        self.assertTrue(v.opaque)
+        self.assertIsNone(v.release)
+        v = insp.data_received(CLIENT, b"\x16\x03\x01VRFY\r\n")
+        self.assertTrue(v.opaque)
+        self.assertEqual(v.edits, [])
+
+    def test_long_reply_line_is_released(self):
+        insp = make("esmtp")
+        w = Wire(insp)
+        w.feed(SERVER, b"220 " + b"b" * 5000)
+        self.assertEqual(w.rel[SERVER], 5004)
+        w.feed(SERVER, b"\r\n250 ok\r\n")
+        self.assertEqual(w.mnemonics(), ["SMTP_INVALID_REPLY"])
+        self.assertEqual(w.received_by("client"), b"220 " + b"b" * 5000 + b"\r\n250 ok\r\n")
+
+
+_TOKENS = [b"DATA\r\n", b"354 go\r\n", b"250 ok\r\n", b"250-", b"CHUNKING\r\n", b"STARTTLS\r\n",
+           b"220 ready\r\n", b"334 x\r\n", b"AUTH LOGIN\r\n", b"EHLO x\r\n", b"BDAT 5\r\n",
+           b"BDAT 3 LAST\r\n", b"MAIL FROM:<a|b> SIZE=99\r\n", b"RCPT TO:<c@d>\r\n", b"VRFY x\r\n",
+           b".", b"\r", b"\n", b"\r\n", b"\r\n.\r\n", b"..", b"Reply-To: `x`\r\n", b"x" * 7,
+           b"500 no\r\n", b"\x00", b"QUIT\r\n"]
+
+
+def _events():
+    token_runs = st.lists(st.sampled_from(_TOKENS), min_size=1, max_size=6).map(b"".join)
+    return st.lists(st.tuples(st.sampled_from((CLIENT, SERVER)), token_runs), max_size=14)
+
+
+def _outcome(proto, events, split, max_data=60):
+    insp = make(proto, max_data=max_data)
+    w = Wire(insp)
+    for d, data in events:
+        for piece in split(data):
+            w.feed(d, piece)
+    if not w.reset:
+        # nothing held beyond one incomplete line / the pending data
+        held = len(w.fed[CLIENT]) - w.rel[CLIENT]
+        assert held <= smtp.MAX_PENDING_HOLD, held
+    return (w.received_by("server"), w.received_by("client"), w.mnemonics(), w.reset,
+            w.opaque, insp.state_summary())
+
+
+class RandomConversationTests(SynchronousTestCase):
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.sampled_from(("smtp", "esmtp")), _events())
+    def test_segmentation_never_changes_the_outcome(self, proto, events):
+        """Arbitrary (mostly nonsensical) conversations: never a crash, and
+        whole segments and one byte at a time give the same result."""
+        a = _outcome(proto, events, lambda b: [b])
+        b = _outcome(proto, events, lambda b: [b[i:i + 1] for i in range(len(b))])
+        self.assertEqual(a, b)
+
+
+class DebugToggleTests(SynchronousTestCase):
+
+    def test_debug_follows_ctx_during_a_session(self):
+        """``debug ip inspect smtp`` turned on mid-session takes effect."""
+        insp = make("smtp")
+        self.assertEqual(insp.data_received(SERVER, b"220 hi\r\n").debug, [])
+        insp.ctx.debug = True
+        v = insp.data_received(CLIENT, b"NOOP\r\n")
+        self.assertEqual(v.debug, ["CBAC SMTP: VERB - Cmd len:4, match_len:4, verb:NOOP",
+                                   "CBAC SMTP: End Of Command Line - index:1, len:6"])
