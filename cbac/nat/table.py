@@ -1,0 +1,1117 @@
+"""IOS NAT: static, dynamic pool, PAT (overload), outside static.
+
+The router calls :meth:`Nat.outbound` for a packet routed from an ``ip nat
+inside`` interface to an ``ip nat outside`` interface (after routing) and
+:meth:`Nat.inbound` for a packet arriving on an ``ip nat outside``
+interface (before routing); see docs/nat-order.md.
+
+Every flow through NAT has one :class:`Translation` (an IOS "extended"
+entry) holding inside local/global and outside local/global; it is
+registered under two keys, the flow's packets as they arrive on the inside
+and as they arrive on the outside, so a packet from either side finds it
+with one dict lookup.  Static and dynamic simple (address-only) entries
+are templates from which flow entries are made, as IOS makes extended
+entries under a simple one.
+
+Timeouts (IOS ``ip nat translation ...`` defaults in
+:class:`cbac.config.model.NatTimeouts`): entries are put in one-second
+buckets at their deadline; one timer fires at the earliest bucket and
+re-buckets entries that were used since (so a packet only writes
+``last_use``: no per-packet rescheduling).  A TCP FIN or RST shortens the
+timeout to ``finrst-timeout`` and re-buckets the entry once.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+
+from cbac.nat.translation import (BINDING, DOOR, FLOW, STATIC, T_EST, T_FINRST, T_SYN,
+                                  Translation, ios_duration, make_rewrites)
+from cbac.log.ios import debugging
+from cbac.packet.checksum import checksum, update16, update32
+from cbac.packet.rewrite import Rewrite
+from cbac.packet.view import ACK, FIN, RST, SYN, ip_str
+
+#: returned by inbound/outbound when the packet must be dropped (it matched
+#: a NAT rule but cannot be translated: pool or ports exhausted, max-entries
+#: reached, a non-initial fragment whose first fragment was not seen).
+DROP = object()
+
+#: translate_icmp_error directions
+OUTBOUND = 0        # the error arrived on the inside, goes outside
+INBOUND = 1         # the error arrived on the outside, goes inside
+
+#: IOS PAT port ranges: a port is replaced by one from the same range.
+PORT_RANGES = ((0, 511), (512, 1023), (1024, 65535))
+
+_FRAG_LIFETIME = 30.0
+_ICMP_ERRORS = frozenset((3, 4, 5, 11, 12))
+
+
+def _range_of(port):
+    for lo, hi in PORT_RANGES:
+        if port <= hi:
+            return lo, hi
+    return PORT_RANGES[-1]
+
+
+class _Rule:
+    """One ``ip nat inside source list ACL {pool P | interface IF} [overload]``."""
+
+    __slots__ = ("id", "acl", "pool", "interface", "overload", "addresses", "refcount",
+                 "misses", "allocated", "cursor")
+
+    def __init__(self, rid, cfg, addresses):
+        self.id = rid
+        self.acl = cfg.acl
+        self.pool = cfg.pool
+        self.interface = cfg.interface
+        self.overload = cfg.overload or cfg.interface is not None
+        self.addresses = addresses      # list of ints (may be empty)
+        self.refcount = 0
+        self.misses = 0
+        self.allocated = 0
+        self.cursor = 0
+
+
+class Nat:
+    def __init__(self, router_model, clock, acls=None):
+        from cbac.acl import AclSet
+        self.clock = clock
+        self.model = router_model
+        self.acls = acls if acls is not None else AclSet(router_model, clock)
+        self.started = clock.seconds()
+        # counters
+        self.hits = 0
+        self.misses = 0
+        self.expired = 0
+        # flow entries
+        self.flows_in: dict[tuple, Translation] = {}
+        self.flows_out: dict[tuple, Translation] = {}
+        self.entries: dict[int, Translation] = {}        # id -> flow/binding, creation order
+        self.doors: dict[tuple, Translation] = {}        # (proto, IG, IGp) -> door
+        self.frags: dict[tuple, tuple] = {}              # first-fragment map
+        # PAT ports: (proto, IG, IGp) -> [IL, ILp, refs]; statics hold refs=-1
+        self.ports: dict[tuple, list] = {}
+        self.pat_by_local: dict[tuple, tuple] = {}       # (proto, IL, ILp, rule id) -> (IG, IGp)
+        self.cursors: dict[tuple, int] = {}
+        # dynamic simple bindings
+        self.bind_by_local: dict[int, Translation] = {}
+        self.bind_by_global: dict[int, Translation] = {}
+        # timers
+        self.buckets: dict[int, list] = {}
+        self.heap: list[int] = []
+        self.timer = None
+        self.timer_at = None
+        self._sweeping = False
+        self.listeners = []            # callables(translation) on removal
+        self._own_acls = acls is None
+        self.rules = []
+        self.update(router_model)
+
+    def update(self, router_model) -> None:
+        """Apply a new configuration.  Existing dynamic entries are kept
+        (as IOS keeps them) and time out normally; new flows use the new
+        rules.  A ``source list`` rule that did not change keeps its
+        counters."""
+        self.model = router_model
+        self.timeouts = router_model.nat.timeouts
+        if self._own_acls:
+            self.acls.update(router_model)
+        for k in [k for k, v in self.ports.items() if v[2] < 0]:
+            del self.ports[k]
+        self._load_statics(router_model)
+        old = {(r.acl, r.pool, r.interface, r.overload): r for r in self.rules}
+        rules = []
+        for i, d in enumerate(router_model.nat.dynamics, 1):
+            addrs = self._rule_addresses(router_model, d)
+            r = old.pop((d.acl, d.pool, d.interface, d.overload or d.interface is not None),
+                        None)
+            if r is None:
+                r = _Rule(i, d, addrs)
+            else:
+                r.id, r.addresses, r.cursor = i, addrs, 0
+            rules.append(r)
+        self.rules = rules
+        self.inside_ifs = sorted(n for n, i in router_model.interfaces.items() if i.nat == "inside")
+        self.outside_ifs = sorted(n for n, i in router_model.interfaces.items()
+                                  if i.nat == "outside")
+
+    # ------------------------------------------------------------------
+    # configuration
+
+    @staticmethod
+    def _if_addr(model, name):
+        i = model.interfaces.get(name) if name else None
+        if i is None or i.address is None:
+            return None
+        return int(i.address.ip)
+
+    def _rule_addresses(self, model, d):
+        if d.interface is not None:
+            a = self._if_addr(model, d.interface)
+            return [] if a is None else [a]
+        p = model.nat.pools.get(d.pool)
+        if p is None:
+            return []
+        lo, hi = int(p.start), int(p.end)
+        return list(range(lo, hi + 1)) if hi >= lo else []
+
+    def _load_statics(self, model):
+        now = self.clock.seconds()
+        self.statics: list[Translation] = []
+        self.st_in_by_local: dict[int, int] = {}
+        self.st_in_by_global: dict[int, int] = {}
+        self.st_port_by_local: dict[tuple, tuple] = {}
+        self.st_port_by_global: dict[tuple, tuple] = {}
+        self.st_out_by_global: dict[int, int] = {}
+        self.st_out_by_local: dict[int, int] = {}
+        self.global_addrs: set[int] = set()
+        self.pool_ranges = []
+        for s in model.nat.statics:
+            local = int(s.local)
+            if s.global_interface is not None:
+                g = self._if_addr(model, s.global_interface)
+                if g is None:
+                    continue
+            elif s.global_ is not None:
+                g = int(s.global_)
+            else:
+                continue
+            if s.side == "outside":
+                # local = outside global address as configured? IOS:
+                # "ip nat outside source static OUTSIDE-GLOBAL OUTSIDE-LOCAL"
+                og, ol = local, g
+                self.st_out_by_global[og] = ol
+                self.st_out_by_local[ol] = og
+                t = Translation(STATIC, 0, None, None, (ol, None), (og, None), now)
+                t.static_cfg = s
+                self.statics.append(t)
+                continue
+            if s.protocol in ("tcp", "udp"):
+                proto = 6 if s.protocol == "tcp" else 17
+                lp, gp = s.local_port, s.global_port
+                if lp is None or gp is None:
+                    continue
+                self.st_port_by_local[(proto, local, lp)] = (g, gp)
+                self.st_port_by_global[(proto, g, gp)] = (local, lp)
+                self.ports[(proto, g, gp)] = [local, lp, -1]
+                t = Translation(STATIC, proto, (local, lp), (g, gp), None, None, now)
+            else:
+                self.st_in_by_local.setdefault(local, g)
+                self.st_in_by_global.setdefault(g, local)
+                t = Translation(STATIC, 0, (local, None), (g, None), None, None, now)
+            t.static_cfg = s
+            if s.global_interface is None:
+                self.global_addrs.add(g)
+            self.statics.append(t)
+        for d in model.nat.dynamics:
+            p = model.nat.pools.get(d.pool) if d.pool else None
+            if p is not None:
+                self.pool_ranges.append((int(p.start), int(p.end)))
+
+    # ------------------------------------------------------------------
+    # queries for the router
+
+    def is_global_address(self, addr: int) -> bool:
+        """True for inside global addresses of static entries and for the
+        addresses of pools in use (the router answers ARP for them on the
+        outside, as IOS does)."""
+        if addr in self.global_addrs:
+            return True
+        for lo, hi in self.pool_ranges:
+            if lo <= addr <= hi:
+                return True
+        return False
+
+    def is_outside_local_address(self, addr: int) -> bool:
+        """True for outside local addresses of ``ip nat outside source
+        static`` (the router answers ARP for them on the inside)."""
+        return addr in self.st_out_by_local
+
+    # ------------------------------------------------------------------
+    # the packet path
+
+    def outbound(self, pkt, in_if=None, out_if=None, rewrite=True):
+        """A packet from an inside interface routed to an outside one.
+        Returns the Translation (the packet is rewritten to global
+        addresses when ``rewrite``), None (no NAT applies: forward as is)
+        or :data:`DROP`."""
+        proto = pkt.proto
+        if pkt.frag:
+            return self._fragment(pkt, True, rewrite)
+        if proto == 1:
+            if pkt.icmp_type in _ICMP_ERRORS:
+                if pkt.inner is None:
+                    return DROP         # a truncated error: identifies nothing
+                return self.translate_icmp_error(pkt, OUTBOUND)
+            sp, dp = pkt.icmp_id, 0
+        else:
+            sp, dp = pkt.sport, pkt.dport
+        t = self.flows_in.get((proto, pkt.src, sp, pkt.dst, dp))
+        if t is None:
+            self.misses += 1
+            t = self._create_outbound(pkt, proto, sp, dp)
+            if t is None or t is DROP:
+                return t
+            self._touch(t, pkt.tcp_flags)
+        else:
+            self.hits += 1
+            self._touch(t, pkt.tcp_flags)
+        if rewrite:
+            if "nat" in debugging.enabled:
+                self._debug(pkt, t.forward)
+            self._apply(pkt, t.forward)
+        if pkt.mf:
+            self._note_fragment(True, pkt, t)
+        return t
+
+    def inbound(self, pkt, in_if=None, rewrite=True):
+        """A packet arriving on an outside interface (before routing).
+        Returns the Translation (the packet is rewritten to local addresses
+        when ``rewrite``), None (no entry, no static: not translated) or
+        :data:`DROP`."""
+        proto = pkt.proto
+        if pkt.frag:
+            return self._fragment(pkt, False, rewrite)
+        if proto == 1:
+            if pkt.icmp_type in _ICMP_ERRORS:
+                if pkt.inner is None:
+                    return DROP         # a truncated error: identifies nothing
+                return self.translate_icmp_error(pkt, INBOUND)
+            sp, dp = pkt.icmp_id, 0
+        else:
+            sp, dp = pkt.sport, pkt.dport
+        t = self.flows_out.get((proto, pkt.src, sp, pkt.dst, dp))
+        if t is None:
+            self.misses += 1
+            t = self._create_inbound(pkt, proto, sp, dp)
+            if t is None or t is DROP:
+                return t
+            self._touch(t, pkt.tcp_flags)
+        else:
+            self.hits += 1
+            self._touch(t, pkt.tcp_flags)
+        if rewrite:
+            if "nat" in debugging.enabled:
+                self._debug(pkt, t.reverse)
+            self._apply(pkt, t.reverse)
+        if pkt.mf:
+            self._note_fragment(False, pkt, t)
+        return t
+
+    @staticmethod
+    def _debug(pkt, rw):
+        """``debug ip nat``: ``NAT: s=10.0.0.2->203.0.113.1, d=192.0.2.9 [4242]``."""
+        os_, od, _a, _b = rw.old
+        ns, nd, _c, _d = rw.new
+        debugging.line("nat", "NAT: s=%s%s, d=%s%s [%d]" % (
+            ip_str(os_), "->" + ip_str(ns) if ns != os_ else "",
+            ip_str(od), "->" + ip_str(nd) if nd != od else "", pkt.ip_id))
+
+    def touch(self, t, now=None, tcp_flags=None):
+        """A packet of ``t``'s flow went through (session fast path).
+
+        Pass the packet's ``tcp_flags`` so the TCP timeouts follow the
+        handshake and FIN/RST as IOS does.  Without them (None) the caller
+        is taken to track the TCP state itself: a TCP entry still waiting
+        for its handshake is moved to ``tcp-timeout`` so that it never
+        expires under a live session."""
+        self.hits += 1
+        if tcp_flags is None:
+            if t.proto == 6 and t.tcp_state == T_SYN:
+                tcp_flags = ACK
+            else:
+                tcp_flags = 0
+        self._touch(t, tcp_flags, now)
+
+    def _touch(self, t, flags, now=None):
+        now = self.clock.seconds() if now is None else now
+        t.last_use = now
+        p = t.parent
+        if p is not None:
+            p.last_use = now
+        if t.proto == 6 and flags:
+            if flags & (FIN | RST):
+                if t.tcp_state != T_FINRST:
+                    t.tcp_state = T_FINRST
+                    t.timeout = self.timeouts.finrst_timeout
+                    self._schedule(t)
+            elif t.tcp_state == T_SYN and flags & ACK and not flags & SYN:
+                t.tcp_state = T_EST
+                t.timeout = self.timeouts.tcp_timeout
+                if t.bucket is None:
+                    self._schedule(t)
+
+    @staticmethod
+    def _apply(pkt, rw):
+        first = pkt.frag == 0
+        proto = pkt.proto
+        partial = proto in (6, 17) and bool(pkt.vnet) and bool(pkt.vnet[0] & 1)
+        rw.apply(pkt.frame, pkt.l3, pkt.l4, partial, first)
+        src, dst, sp, dp = rw.new
+        pkt.src = src
+        pkt.dst = dst
+        if first:
+            if proto == 1:
+                pkt.icmp_id = sp
+            elif proto in (6, 17):
+                pkt.sport = sp
+                pkt.dport = dp
+
+    # -- fragments -------------------------------------------------------
+
+    def _note_fragment(self, inside, pkt, t):
+        # key on the packet as it arrived (before the rewrite)
+        rw = t.forward if inside else t.reverse
+        src, dst = rw.old[0], rw.old[1]
+        fr = self.frags
+        if len(fr) > 4096:
+            now = self.clock.seconds()
+            for k in [k for k, v in fr.items() if v[1] < now]:
+                del fr[k]
+        fr[(inside, pkt.proto, src, dst, pkt.ip_id)] = (t, self.clock.seconds() + _FRAG_LIFETIME)
+
+    def _fragment(self, pkt, inside, rewrite):
+        k = (inside, pkt.proto, pkt.src, pkt.dst, pkt.ip_id)
+        v = self.frags.get(k)
+        if v is not None and v[0].dead:
+            v = None
+        if v is not None:
+            t = v[0]
+            if not pkt.mf:
+                del self.frags[k]
+            self.hits += 1
+            if rewrite:
+                self._apply(pkt, t.forward if inside else t.reverse)
+            return t
+        # No first fragment seen: address-only entries still apply.
+        if inside:
+            g = self.st_in_by_local.get(pkt.src)
+            if g is None:
+                b = self.bind_by_local.get(pkt.src)
+                g = b.inside_global[0] if b is not None else None
+            og = self.st_out_by_local.get(pkt.dst, pkt.dst)
+            if g is None:
+                for r in self.rules:
+                    acl = self.acls.get(r.acl)
+                    if acl is not None and acl.permits_fields(pkt.proto, pkt.src, pkt.dst,
+                                                              nonfirst=True):
+                        return DROP
+                if og == pkt.dst:
+                    return None
+                g = pkt.src
+            rw = Rewrite(pkt.proto, (pkt.src, pkt.dst, 0, 0), (g, og, 0, 0))
+        else:
+            loc = self.st_in_by_global.get(pkt.dst)
+            if loc is None:
+                b = self.bind_by_global.get(pkt.dst)
+                loc = b.inside_local[0] if b is not None else None
+            ol = self.st_out_by_global.get(pkt.src, pkt.src)
+            if loc is None:
+                if self._in_pool(pkt.dst):
+                    return DROP
+                if ol == pkt.src or self._is_pat_address(pkt.dst):
+                    return None
+                loc = pkt.dst
+            rw = Rewrite(pkt.proto, (pkt.src, pkt.dst, 0, 0), (ol, loc, 0, 0))
+        if rewrite:
+            self._apply(pkt, rw)
+        return None
+
+    def _in_pool(self, a):
+        for lo, hi in self.pool_ranges:
+            if lo <= a <= hi:
+                return True
+        return False
+
+    def _is_pat_address(self, a):
+        for r in self.rules:
+            if r.overload and a in r.addresses:
+                return True
+        return False
+
+    # -- creation ----------------------------------------------------------
+
+    def _create_outbound(self, pkt, proto, sp, dp):
+        src, dst = pkt.src, pkt.dst
+        og = self.st_out_by_local.get(dst, dst)
+        ig = None
+        igp = sp
+        parent = rule = pat_key = None
+        if proto in (6, 17):
+            s = self.st_port_by_local.get((proto, src, sp))
+            if s is not None:
+                ig, igp = s
+        if ig is None:
+            g = self.st_in_by_local.get(src)
+            if g is not None:
+                ig = g
+        if ig is None:
+            b = self.bind_by_local.get(src)
+            if b is not None:
+                ig, parent, rule = b.inside_global[0], b, b.rule
+        if ig is None:
+            for r in self.rules:
+                acl = self.acls.get(r.acl)
+                if acl is None or not acl.check(pkt):
+                    continue
+                if not self._room():
+                    r.misses += 1
+                    return DROP
+                if r.overload:
+                    a = self._pat_alloc(r, proto, src, sp, og, dp)
+                    if a is None:
+                        r.misses += 1
+                        return DROP
+                    ig, igp, pat_key = a
+                else:
+                    b = self._bind(r, src)
+                    if b is None:
+                        r.misses += 1
+                        return DROP
+                    ig, parent = b.inside_global[0], b
+                rule = r
+                break
+        if ig is None:
+            if og == dst:
+                return None
+            ig = src
+        elif not self._room() and rule is None:
+            return DROP
+        return self._make(proto, src, sp, ig, igp, dst, dp, og, dp, parent, rule, pat_key)
+
+    def _create_inbound(self, pkt, proto, sp, dp):
+        src, dst = pkt.src, pkt.dst
+        ol = self.st_out_by_global.get(src, src)
+        il = None
+        ilp = dp if proto != 1 else sp
+        parent = rule = pat_key = None
+        if proto in (6, 17):
+            s = self.st_port_by_global.get((proto, dst, dp))
+            if s is not None:
+                il, ilp = s
+        if il is None:
+            loc = self.st_in_by_global.get(dst)
+            if loc is not None:
+                il = loc
+        if il is None:
+            b = self.bind_by_global.get(dst)
+            if b is not None:
+                il, parent, rule = b.inside_local[0], b, b.rule
+        if il is None and self.doors:
+            d = self.doors.get((proto, dst, dp))
+            if d is not None and not d.dead and (d.remote is None or d.remote == src):
+                self._drop_door(d, keep_port=True)
+                il, ilp = d.inside_local
+                pat_key, rule, parent = d.pat_key, d.rule, d.parent
+                if parent is not None:
+                    parent.refcount -= 1       # _make takes it again
+                if rule is not None:
+                    rule.refcount -= 1
+        if il is None:
+            if self._in_pool(dst):
+                return DROP         # a pool address nobody holds: not ours to forward
+            if ol == src or self._is_pat_address(dst):
+                return None
+            il = dst
+        if not self._room():
+            return DROP
+        if proto == 1:
+            # ICMP: id unchanged for non-PAT entries
+            return self._make(1, il, ilp, dst, sp, ol, 0, src, 0, parent, rule, pat_key)
+        return self._make(proto, il, ilp, dst, dp, ol, sp, src, sp, parent, rule, pat_key)
+
+    def _room(self):
+        m = self.timeouts.max_entries
+        return m is None or len(self.entries) < m
+
+    def _make(self, proto, il, ilp, ig, igp, ol, olp, og, ogp, parent, rule, pat_key):
+        now = self.clock.seconds()
+        if proto == 1:
+            in_key = (1, il, ilp, ol, 0)
+            out_key = (1, og, igp, ig, 0)
+            cols = ((il, ilp), (ig, igp), (ol, ilp), (og, igp))
+        elif proto in (6, 17):
+            in_key = (proto, il, ilp, ol, olp)
+            out_key = (proto, og, ogp, ig, igp)
+            cols = ((il, ilp), (ig, igp), (ol, olp), (og, ogp))
+        else:
+            ilp = igp = olp = ogp = 0
+            in_key = (proto, il, 0, ol, 0)
+            out_key = (proto, og, 0, ig, 0)
+            cols = ((il, None), (ig, None), (ol, None), (og, None))
+        if out_key in self.flows_out or in_key in self.flows_in:
+            # the global side is taken by another flow (a static port or an
+            # address-only translation of another host): cannot translate.
+            if pat_key is not None:
+                self._port_release(proto, ig, igp, pat_key)
+            return DROP
+        t = Translation(FLOW, proto, cols[0], cols[1], cols[2], cols[3], now)
+        t.forward, t.reverse = make_rewrites(proto, il, ilp, ig, igp, ol, olp, og, ogp)
+        t.in_key, t.out_key = in_key, out_key
+        t.outside_xlat = ol != og
+        t.parent = parent
+        t.rule = rule
+        t.pat_key = pat_key
+        if parent is not None:
+            parent.refcount += 1
+            parent.last_use = now
+        if rule is not None:
+            rule.refcount += 1
+        t.timeout = self._timeout_for(proto, ilp, olp)
+        self.flows_in[in_key] = t
+        self.flows_out[out_key] = t
+        self.entries[id(t)] = t
+        self._schedule(t)
+        return t
+
+    def _timeout_for(self, proto, p1, p2):
+        to = self.timeouts
+        if proto == 6:
+            return to.syn_timeout
+        if proto == 17:
+            return to.dns_timeout if 53 in (p1, p2) else to.udp_timeout
+        if proto == 1:
+            return to.icmp_timeout
+        return to.timeout
+
+    # -- PAT ports ---------------------------------------------------------
+
+    def _pat_alloc(self, rule, proto, il, ilp, og=0, ogp=0):
+        """(IG, IGp, pat_key) or None.  Endpoint-independent: an inside
+        (address, port) keeps its global port for every destination while
+        it is in use.  The original port is kept when free; else the next
+        free port of the same IOS range (1-511, 512-1023, 1024-65535)."""
+        if proto not in (1, 6, 17):
+            # no ports: address-only, one inside host per (global, remote)
+            for ig in rule.addresses:
+                if (proto, og, 0, ig, 0) not in self.flows_out:
+                    return ig, 0, None
+            return None
+        pk = (proto, il, ilp, rule.id)
+        m = self.pat_by_local.get(pk)
+        if m is not None:
+            self.ports[(proto, m[0], m[1])][2] += 1
+            return m[0], m[1], pk
+        for ig in rule.addresses:
+            p = self._free_port(proto, ig, ilp)
+            if p is not None:
+                self.ports[(proto, ig, p)] = [il, ilp, 1]
+                self.pat_by_local[pk] = (ig, p)
+                return ig, p, pk
+        return None
+
+    def _free_port(self, proto, ig, want):
+        ports = self.ports
+        if (proto, ig, want) not in ports:
+            return want
+        lo, hi = _range_of(want)
+        if lo == 0 and proto != 1:
+            lo = 1
+        ck = (proto, ig, lo)
+        start = self.cursors.get(ck, want)
+        n = hi - lo + 1
+        p = start
+        for _ in range(n):
+            p += 1
+            if p > hi:
+                p = lo
+            if (proto, ig, p) not in ports:
+                self.cursors[ck] = p
+                return p
+        return None
+
+    def _port_release(self, proto, ig, igp, pk):
+        k = (proto, ig, igp)
+        v = self.ports.get(k)
+        if v is None or v[2] < 0:
+            return
+        v[2] -= 1
+        if v[2] <= 0:
+            del self.ports[k]
+            if self.pat_by_local.get(pk) == (ig, igp):
+                del self.pat_by_local[pk]
+
+    # -- dynamic simple bindings --------------------------------------------
+
+    def _bind(self, rule, il):
+        addrs = rule.addresses
+        n = len(addrs)
+        if not n:
+            return None
+        i = rule.cursor
+        for _ in range(n):
+            a = addrs[i]
+            if a not in self.bind_by_global and a not in self.st_in_by_global:
+                rule.cursor = 0        # IOS hands out the lowest free address
+                now = self.clock.seconds()
+                b = Translation(BINDING, 0, (il, None), (a, None), None, None, now)
+                b.rule = rule
+                b.timeout = self.timeouts.timeout
+                self.bind_by_local[il] = b
+                self.bind_by_global[a] = b
+                self.entries[id(b)] = b
+                rule.allocated += 1
+                rule.refcount += 1
+                self._schedule(b)
+                return b
+            i = (i + 1) % n
+        return None
+
+    # -- reservations (FTP data through PAT) -------------------------------------
+
+    def reserve(self, proto, local_addr, local_port, out_if_name=None, remote=None,
+                like=None):
+        """A connection to ``local_addr:local_port`` will arrive from the
+        outside (``remote`` if given): returns the ``(global_addr,
+        global_port)`` to announce (FTP ``PORT``).  ``like``: the
+        Translation of the control connection (its global address is used).
+        Without a rule that applies, ``(local_addr, local_port)``."""
+        if isinstance(proto, str):
+            proto = {"tcp": 6, "udp": 17}[proto]
+        s = self.st_port_by_local.get((proto, local_addr, local_port))
+        if s is not None:
+            return s
+        g = self.st_in_by_local.get(local_addr)
+        if g is not None:
+            return g, local_port
+        b = self.bind_by_local.get(local_addr)
+        if b is not None:
+            return b.inside_global[0], local_port
+        rule = None
+        if like is not None and like.rule is not None and like.rule.overload \
+                and like.inside_local[0] == local_addr:
+            rule = like.rule
+        else:
+            for r in self.rules:
+                acl = self.acls.get(r.acl)
+                if acl is not None and acl.permits_fields(proto, local_addr, remote or 0,
+                                                          local_port, 0):
+                    rule = r
+                    break
+        if rule is None:
+            return local_addr, local_port
+        if not rule.overload:
+            b = self._bind(rule, local_addr)
+            return (b.inside_global[0], local_port) if b is not None else (local_addr, local_port)
+        if like is not None and like.inside_global[0] in rule.addresses:
+            # same global address as the control connection
+            addrs = rule.addresses
+            rule.addresses = [like.inside_global[0]] + [a for a in addrs if a != like.inside_global[0]]
+            try:
+                a = self._pat_alloc(rule, proto, local_addr, local_port)
+            finally:
+                rule.addresses = addrs
+        else:
+            a = self._pat_alloc(rule, proto, local_addr, local_port)
+        if a is None:
+            rule.misses += 1
+            return local_addr, local_port
+        ig, igp, pk = a
+        now = self.clock.seconds()
+        d = Translation(DOOR, proto, (local_addr, local_port), (ig, igp), None, None, now)
+        d.remote = remote
+        d.rule = rule
+        d.pat_key = pk
+        d.timeout = self.timeouts.syn_timeout
+        d.door_key = (proto, ig, igp)
+        old = self.doors.get(d.door_key)
+        if old is not None:
+            self._drop_door(old, keep_port=False)
+        self.doors[d.door_key] = d
+        rule.refcount += 1
+        self._schedule(d)
+        return ig, igp
+
+    def _drop_door(self, d, keep_port):
+        if self.doors.get(d.door_key) is d:
+            del self.doors[d.door_key]
+        d.dead = True
+        if not keep_port:
+            if d.pat_key is not None:
+                self._port_release(d.proto, d.inside_global[0], d.inside_global[1], d.pat_key)
+            if d.rule is not None:
+                d.rule.refcount -= 1
+
+    # -- timers -------------------------------------------------------------
+
+    def _schedule(self, t):
+        to = t.timeout
+        if to is None:
+            t.bucket = None
+            return
+        b = int(math.ceil(t.last_use + to))
+        t.bucket = b
+        lst = self.buckets.get(b)
+        if lst is None:
+            self.buckets[b] = [t]
+            heapq.heappush(self.heap, b)
+            if not self._sweeping and (self.timer_at is None or b < self.timer_at):
+                self._arm(b)
+        else:
+            lst.append(t)
+
+    def _arm(self, at):
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        self.timer_at = at
+        self.timer = self.clock.callLater(max(0.0, at - self.clock.seconds()), self._sweep)
+
+    def _sweep(self):
+        self.timer = None
+        self.timer_at = None
+        self._sweeping = True
+        try:
+            self._sweep_due()
+        finally:
+            self._sweeping = False
+        if not self.entries and not self.doors:
+            # only stale bucket slots left (entries re-bucketed or removed)
+            self.buckets.clear()
+            del self.heap[:]
+        if self.heap:
+            self._arm(self.heap[0])
+
+    def _sweep_due(self):
+        now = self.clock.seconds()
+        heap = self.heap
+        while heap and heap[0] <= now + 1e-9:
+            b = heapq.heappop(heap)
+            for t in self.buckets.pop(b, ()):
+                if t.dead or t.bucket != b:
+                    continue
+                to = t.timeout
+                if to is None:
+                    t.bucket = None
+                    continue
+                if t.last_use + to <= now + 1e-9:
+                    if t.kind == BINDING and t.refcount > 0:
+                        t.last_use = now
+                        self._schedule(t)
+                        continue
+                    self._expire(t)
+                else:
+                    self._schedule(t)
+
+    def _expire(self, t):
+        if t.kind != DOOR:
+            self.expired += 1
+        self._remove(t)
+
+    def _remove(self, t):
+        if t.dead:
+            return
+        if t.kind == DOOR:
+            self._drop_door(t, keep_port=False)
+            return
+        t.dead = True
+        self.entries.pop(id(t), None)
+        if t.kind == FLOW:
+            if self.flows_in.get(t.in_key) is t:
+                del self.flows_in[t.in_key]
+            if self.flows_out.get(t.out_key) is t:
+                del self.flows_out[t.out_key]
+            if t.pat_key is not None:
+                self._port_release(t.proto, t.inside_global[0], t.inside_global[1], t.pat_key)
+            p = t.parent
+            if p is not None:
+                p.refcount -= 1
+                if t.last_use > p.last_use:
+                    p.last_use = t.last_use
+        elif t.kind == BINDING:
+            a = t.inside_local[0]
+            if self.bind_by_local.get(a) is t:
+                del self.bind_by_local[a]
+            g = t.inside_global[0]
+            if self.bind_by_global.get(g) is t:
+                del self.bind_by_global[g]
+            if t.rule is not None:
+                t.rule.allocated -= 1
+        if t.rule is not None:
+            t.rule.refcount -= 1
+        for fn in self.listeners:
+            try:
+                fn(t)
+            except Exception:
+                from twisted.logger import Logger
+                Logger(namespace="cbac.nat").failure("NAT removal listener failed")
+
+    def stop(self):
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        self.timer = None
+        self.timer_at = None
+
+    # ------------------------------------------------------------------
+    # ICMP errors
+
+    def translate_icmp_error(self, pkt, direction, translation=None):
+        """Rewrite an ICMP error (outer header and quoted datagram) of a
+        translated flow.  ``direction``: :data:`INBOUND` (arrived on the
+        outside, goes to the inside) or :data:`OUTBOUND`.  Returns the
+        Translation, or None (the quote belongs to no translation: the
+        packet is left untouched)."""
+        q = pkt.inner
+        if q is None:
+            return None
+        qp = q.proto
+        if qp == 1:
+            key = (1, q.dst, q.icmp_id, q.src, 0)
+        elif qp in (6, 17):
+            key = (qp, q.dst, q.dport, q.src, q.sport)
+        else:
+            key = (qp, q.dst, 0, q.src, 0)
+        t = translation
+        if t is None:
+            t = (self.flows_out if direction == INBOUND else self.flows_in).get(key)
+        if t is None or t.dead:
+            return None
+        il, ilp = t.inside_local
+        ig, igp = t.inside_global
+        ol, olp = t.outside_local
+        og, ogp = t.outside_global
+        if direction == INBOUND:
+            # quote: IG:IGp -> OG:OGp  becomes  IL:ILp -> OL:OLp
+            nsrc, nsp, ndst, ndp = il, ilp, ol, olp
+            osrc = ol if pkt.src == og else self.st_out_by_global.get(pkt.src, pkt.src)
+            odst = il if pkt.dst == ig else pkt.dst
+        else:
+            # quote: OL:OLp -> IL:ILp  becomes  OG:OGp -> IG:IGp
+            nsrc, nsp, ndst, ndp = og, ogp, ig, igp
+            if pkt.src == il:
+                osrc = ig
+            else:
+                osrc = self.st_in_by_local.get(pkt.src)
+                if osrc is None:
+                    b = self.bind_by_local.get(pkt.src)
+                    osrc = b.inside_global[0] if b is not None else pkt.src
+            odst = og if pkt.dst == ol else self.st_out_by_local.get(pkt.dst, pkt.dst)
+        f = pkt.frame
+        end = pkt.l3 + pkt.ip_len
+        # quoted datagram
+        ql3, ql4 = q.l3, q.l4
+        old_src, old_dst = q.src, q.dst
+        f[ql3 + 12:ql3 + 16] = nsrc.to_bytes(4, "big")
+        f[ql3 + 16:ql3 + 20] = ndst.to_bytes(4, "big")
+        f[ql3 + 10:ql3 + 12] = b"\0\0"
+        f[ql3 + 10:ql3 + 12] = checksum(f, ql3, ql3 + q.ihl).to_bytes(2, "big")
+        if qp in (6, 17):
+            osp, odp = q.sport, q.dport
+            f[ql4:ql4 + 2] = nsp.to_bytes(2, "big")
+            f[ql4 + 2:ql4 + 4] = ndp.to_bytes(2, "big")
+            c = ql4 + (16 if qp == 6 else 6)
+            if c + 2 <= end:
+                v = (f[c] << 8) | f[c + 1]
+                if not (qp == 17 and v == 0):
+                    v = update32(v, old_src, nsrc)
+                    v = update32(v, old_dst, ndst)
+                    v = update16(v, osp, nsp)
+                    v = update16(v, odp, ndp)
+                    if qp == 17 and v == 0:
+                        v = 0xFFFF
+                    f[c:c + 2] = v.to_bytes(2, "big")
+            q.sport, q.dport = nsp, ndp
+        elif qp == 1:
+            # the quoted ICMP query: its identifier is the inside/global id
+            new_id = nsp if direction == INBOUND else ndp
+            old_id = q.icmp_id
+            if new_id is not None and new_id != old_id:
+                f[ql4 + 4:ql4 + 6] = new_id.to_bytes(2, "big")
+                c = ql4 + 2
+                if c + 2 <= end:
+                    v = (f[c] << 8) | f[c + 1]
+                    f[c:c + 2] = update16(v, old_id, new_id).to_bytes(2, "big")
+                q.icmp_id = new_id
+        q.src, q.dst = nsrc, ndst
+        # outer ICMP checksum: full (the whole message is here)
+        l4 = pkt.l4
+        f[l4 + 2:l4 + 4] = b"\0\0"
+        f[l4 + 2:l4 + 4] = checksum(f, l4, end).to_bytes(2, "big")
+        # outer IP header
+        l3 = pkt.l3
+        f[l3 + 12:l3 + 16] = osrc.to_bytes(4, "big")
+        f[l3 + 16:l3 + 20] = odst.to_bytes(4, "big")
+        f[l3 + 10:l3 + 12] = b"\0\0"
+        f[l3 + 10:l3 + 12] = checksum(f, l3, l3 + pkt.ihl).to_bytes(2, "big")
+        pkt.src, pkt.dst = osrc, odst
+        return t
+
+    # ------------------------------------------------------------------
+    # show / clear
+
+    def show_translations(self, verbose=False) -> str:
+        """``show ip nat translations [verbose]``."""
+        fmt = "%-3s %-18s %-18s %-18s %s"
+        lines = [fmt % ("Pro", "Inside global", "Inside local", "Outside local",
+                        "Outside global")]
+        now = self.clock.seconds()
+        for t in list(self.statics) + list(self.entries.values()):
+            if t.dead:
+                continue
+            lines.append(fmt % ((t.pro(),) + t.columns()))
+            if verbose:
+                lines.extend(self._verbose(t, now))
+        return "\n".join(lines) + "\n"
+
+    def _verbose(self, t, now):
+        if t.kind == STATIC:
+            flags = "static"
+            if t.outside_local is not None:
+                flags += ", outside"
+            if t.proto and t.static_cfg is not None and t.static_cfg.extendable:
+                flags += ", extendable"
+            use = "use_count: %d" % self._static_use(t)
+            return ["    create %s, use %s, flags: %s, %s"
+                    % (ios_duration(now - t.created), ios_duration(now - t.last_use), flags, use)]
+        flags = []
+        if t.kind == FLOW:
+            if t.extended:
+                flags.append("extended")
+            if t.outside_xlat:
+                flags.append("outside")
+            if t.tcp_state == T_FINRST:
+                flags.append("timing out")
+        if not flags:
+            flags.append("none")
+        if t.timeout is None:
+            tl = "timeout:never, left never"
+        else:
+            tl = "timeout:%d, left %s" % (t.timeout, ios_duration(t.last_use + t.timeout - now))
+        return ["    create %s, use %s, %s, flags: %s, use_count: %d"
+                % (ios_duration(now - t.created), ios_duration(now - t.last_use), tl,
+                   ", ".join(flags), t.refcount)]
+
+    def _static_use(self, t):
+        n = 0
+        for f in self.entries.values():
+            if f.kind == FLOW and f.parent is None and f.rule is None and \
+                    t.inside_local is not None and f.inside_local[0] == t.inside_local[0]:
+                n += 1
+        return n
+
+    def counts(self):
+        """(total, static, dynamic, extended) as ``show ip nat statistics``."""
+        static = len(self.statics)
+        dyn = len(self.entries)
+        ext = sum(1 for t in self.statics if t.extended) + \
+            sum(1 for t in self.entries.values() if t.extended)
+        return static + dyn, static, dyn, ext
+
+    def show_statistics(self) -> str:
+        """``show ip nat statistics``."""
+        total, st, dyn, ext = self.counts()
+        out = ["Total active translations: %d (%d static, %d dynamic; %d extended)"
+               % (total, st, dyn, ext),
+               "Outside interfaces:"]
+        if self.outside_ifs:
+            out.append("  " + ", ".join(self.outside_ifs))
+        out.append("Inside interfaces:")
+        if self.inside_ifs:
+            out.append("  " + ", ".join(self.inside_ifs))
+        out.append("Hits: %d  Misses: %d" % (self.hits, self.misses))
+        out.append("Expired translations: %d" % self.expired)
+        out.append("Dynamic mappings:")
+        if self.rules:
+            out.append("-- Inside Source")
+        for r in self.rules:
+            if r.interface is not None:
+                out.append("[Id: %d] access-list %s interface %s refcount %d"
+                           % (r.id, r.acl, r.interface, r.refcount))
+                continue
+            out.append("[Id: %d] access-list %s pool %s%s refcount %d"
+                       % (r.id, r.acl, r.pool, " overload" if r.overload else "", r.refcount))
+            p = self.model.nat.pools.get(r.pool)
+            if p is None:
+                continue
+            mask = (0xFFFFFFFF << (32 - p.prefix_length)) & 0xFFFFFFFF
+            total_a = len(r.addresses)
+            if r.overload:
+                mine = set(r.addresses)
+                used = len({k[1] for k, v in self.ports.items()
+                            if v[2] > 0 and k[1] in mine})
+            else:
+                used = r.allocated
+            pct = (used * 100 // total_a) if total_a else 0
+            out.append(" pool %s: netmask %s" % (p.name, ip_str(mask)))
+            out.append("\tstart %s end %s" % (p.start, p.end))
+            out.append("\ttype %s, total addresses %d, allocated %d (%d%%), misses %d"
+                       % (p.type or "generic", total_a, used, pct, r.misses))
+        out.append("Appl doors: 0")
+        out.append("Normal doors: %d" % len(self.doors))
+        out.append("Queued Packets: 0")
+        return "\n".join(out) + "\n"
+
+    def clear(self) -> int:
+        """``clear ip nat translation *``: remove every dynamic entry
+        (static entries stay).  Returns the number removed."""
+        n = 0
+        for t in list(self.entries.values()):
+            if t.kind == FLOW:
+                self._remove(t)
+                n += 1
+        for t in list(self.entries.values()):
+            self._remove(t)
+            n += 1
+        for d in list(self.doors.values()):
+            self._drop_door(d, keep_port=False)
+        self.frags.clear()
+        return n
+
+    def clear_translation(self, proto=None, inside=None, outside=None) -> int:
+        """``clear ip nat translation [tcp|udp] inside GLOBAL [GPORT] LOCAL
+        [LPORT] [outside LOCAL [LPORT] GLOBAL [GPORT]]`` and ``clear ip nat
+        translation outside LOCAL GLOBAL``.
+
+        ``proto``: None, "tcp", "udp" (or a number); ``inside``:
+        ``(global, gport, local, lport)``; ``outside``: ``(local, lport,
+        global, gport)``; ports may be None (any).  Removes the dynamic
+        entries that match every given field (static entries cannot be
+        cleared, as in IOS).  Returns the number removed."""
+        if isinstance(proto, str):
+            proto = {"tcp": 6, "udp": 17, "icmp": 1}.get(proto.lower())
+
+        def same(pair, addr, port):
+            if pair is None:
+                return False
+            return pair[0] == addr and (port is None or pair[1] == port)
+
+        victims = []
+        for t in self.entries.values():
+            if proto is not None and t.proto != proto:
+                continue
+            if inside is not None:
+                g, gp, loc, lp = inside
+                if not (same(t.inside_global, g, gp) and same(t.inside_local, loc, lp)):
+                    continue
+            if outside is not None:
+                loc, lp, g, gp = outside
+                if not (same(t.outside_local, loc, lp) and same(t.outside_global, g, gp)):
+                    continue
+            if inside is None and outside is None:
+                continue
+            victims.append(t)
+        # children of a cleared binding go with it
+        for b in [v for v in victims if v.kind == BINDING]:
+            victims.extend(t for t in self.entries.values() if t.parent is b)
+        n = 0
+        for t in victims:
+            if not t.dead:
+                self._remove(t)
+                n += 1
+        return n
+
+    def clear_statistics(self) -> None:
+        """``clear ip nat statistics``."""
+        self.hits = self.misses = self.expired = 0
+        for r in self.rules:
+            r.misses = 0
+
+    def lookup(self, pkt, inside: bool):
+        """The flow entry for a packet as it arrives (no creation, no
+        counting), or None."""
+        proto = pkt.proto
+        sp, dp = (pkt.icmp_id, 0) if proto == 1 else (pkt.sport, pkt.dport)
+        d = self.flows_in if inside else self.flows_out
+        return d.get((proto, pkt.src, sp, pkt.dst, dp))
