@@ -52,9 +52,13 @@ class Rewrite:
         return self.old == self.new
 
     def inverse(self) -> "Rewrite":
-        """The rewrite for the opposite direction of the same flow."""
+        """The rewrite for the opposite direction of the same flow.  For
+        ICMP queries the identifier stays in the ``sport`` slot: a reply
+        carries the request's identifier in the same field."""
         osrc, odst, osp, odp = self.old
         nsrc, ndst, nsp, ndp = self.new
+        if self.proto == 1:
+            return Rewrite(1, (ndst, nsrc, nsp, ndp), (odst, osrc, osp, odp))
         return Rewrite(self.proto, (ndst, nsrc, ndp, nsp), (odst, osrc, odp, osp))
 
     def apply(self, frame, l3: int, l4: int, partial: bool = False,

@@ -6,8 +6,17 @@ holds offsets into the frame and the header fields every stage needs
 not copied: stages that rewrite it patch ``pkt.frame`` in place and keep
 the fields they changed in sync.
 
-Established flows do not come here: the fast path looks the session up on
-a key sliced straight from the frame (see :func:`flow_key`).
+Established flows may skip this: a fast path can look the session up on
+a key sliced straight from the frame.
+
+:func:`parse_ip_packet` parses a bare IPv4 packet (``l3 == 0``), e.g. one
+an engine put in an outbox.  ``verify_ip=True`` also checks the IP header
+checksum (RFC 1812 5.2.2: a router MUST); a bad one raises
+``MalformedPacket("bad-ip-checksum")``.
+
+Besides structural checks, a TCP fragment with offset 8 (FO=1) is refused
+(``bad-fragment``, RFC 1858: it can overwrite the TCP flags of the first
+fragment after the filter has looked at them).
 """
 
 from __future__ import annotations
@@ -42,7 +51,7 @@ class Inner:
     """The datagram quoted by an ICMP error (its first 8 L4 bytes)."""
 
     __slots__ = ("l3", "ihl", "proto", "src", "dst", "sport", "dport",
-                 "icmp_type", "icmp_id", "l4")
+                 "icmp_type", "icmp_id", "l4", "frag")
 
     def __repr__(self):
         return "<Inner proto=%d %08x:%d -> %08x:%d>" % (
@@ -85,7 +94,7 @@ def ip_int(text: str) -> int:
     return (a << 24) | (b << 16) | (c << 8) | d
 
 
-def parse_frame(frame, vnet: bytes = b"") -> Packet:
+def parse_frame(frame, vnet: bytes = b"", verify_ip: bool = False) -> Packet:
     """Parse an Ethernet II frame carrying IPv4.  Raises
     :class:`MalformedPacket` for anything that is not a well-formed IPv4
     packet (ARP and other ethertypes are not handled here: the router
@@ -111,11 +120,25 @@ def parse_frame(frame, vnet: bytes = b"") -> Packet:
     p.ethertype = et
     p.l3 = l3
     p.in_port = p.out_port = p.meta = None
-    _parse_ip(p, frame, l3, n)
+    _parse_ip(p, frame, l3, n, verify_ip)
     return p
 
 
-def _parse_ip(p: Packet, frame, l3: int, n: int) -> None:
+def parse_ip_packet(packet, vnet: bytes = b"", verify_ip: bool = False) -> Packet:
+    """Parse a bare IPv4 packet (no Ethernet header; ``l3 == 0``,
+    ``vlan`` False).  Same checks and exception as :func:`parse_frame`."""
+    p = Packet()
+    p.frame = packet
+    p.vnet = vnet
+    p.vlan = False
+    p.ethertype = ETH_P_IP
+    p.l3 = 0
+    p.in_port = p.out_port = p.meta = None
+    _parse_ip(p, packet, 0, len(packet), verify_ip)
+    return p
+
+
+def _parse_ip(p: Packet, frame, l3: int, n: int, verify_ip: bool = False) -> None:
     if n - l3 < 20:
         raise MalformedPacket("truncated", "ip header")
     vihl, _tos, tot, ipid, fo, ttl, proto, _ck, src, dst = _IP.unpack_from(frame, l3)
@@ -128,6 +151,8 @@ def _parse_ip(p: Packet, frame, l3: int, n: int) -> None:
         raise MalformedPacket("bad-length", "total %d < ihl %d" % (tot, ihl))
     if l3 + tot > n:
         raise MalformedPacket("truncated", "ip total length %d > %d" % (tot, n - l3))
+    if verify_ip and int.from_bytes(frame[l3:l3 + ihl], "big") % 0xFFFF:
+        raise MalformedPacket("bad-ip-checksum")
     p.ihl = ihl
     p.ip_len = tot
     p.ip_id = ipid
@@ -148,6 +173,8 @@ def _parse_ip(p: Packet, frame, l3: int, n: int) -> None:
     p.payload = l4
     p.payload_len = end - l4
     if p.frag:
+        if p.frag == 8 and proto == PROTO_TCP:
+            raise MalformedPacket("bad-fragment", "tcp fragment offset 8 (RFC 1858)")
         return                        # non-initial fragment: no L4 header
     avail = end - l4
     if proto == PROTO_TCP:
@@ -205,6 +232,9 @@ def _parse_inner(frame, off: int, end: int):
     q.l4 = off + ihl
     q.sport = q.dport = 0
     q.icmp_type = q.icmp_id = -1
+    q.frag = (((frame[off + 6] << 8) | frame[off + 7]) & 0x1FFF) * 8
+    if q.frag:
+        return q                      # a non-initial fragment: no L4 header
     if q.proto in (PROTO_TCP, PROTO_UDP):
         q.sport, q.dport = _U16x2.unpack_from(frame, q.l4)
     elif q.proto == PROTO_ICMP:
