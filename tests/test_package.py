@@ -76,8 +76,8 @@ class DebianPackageTests(unittest.TestCase):
             self.assertEqual(errors, [], lint.stdout)
 
         # Install with apt: only Debian packages are pulled in.
-        self.addCleanup(run, ["apt-get", "purge", "-y", "-q", "cbac"], check=False)
-        run(["apt-get", "install", "-y", "-q", "--no-install-recommends", deb])
+        self.addCleanup(run, ["apt-get", "-o", "DPkg::Lock::Timeout=300", "purge", "-y", "-q", "cbac"], check=False)
+        run(["apt-get", "-o", "DPkg::Lock::Timeout=300", "install", "-y", "-q", "--no-install-recommends", deb])
         helptext = run(["/usr/bin/twistd3", "cbac", "--help"], cwd="/").stdout
         self.assertIn("--config", helptext)
         self.assertIn("--check", helptext)
@@ -93,7 +93,7 @@ class DebianPackageTests(unittest.TestCase):
         self._forwarding_check()
 
         # Purge leaves nothing behind.
-        run(["apt-get", "purge", "-y", "-q", "cbac"])
+        run(["apt-get", "-o", "DPkg::Lock::Timeout=300", "purge", "-y", "-q", "cbac"])
         for path in ("/etc/cbac", "/var/lib/cbac", "/usr/lib/python3/dist-packages/cbac",
                      "/usr/lib/python3/dist-packages/twisted/plugins/cbac_plugin.py",
                      "/lib/systemd/system/cbac.service"):

@@ -266,3 +266,13 @@ class Ipv4Helpers(unittest.TestCase):
     def test_udp_builder_lengths(self):
         p = udp.build_udp("1.1.1.1", "2.2.2.2", 1, 2, b"abc")
         self.assertEqual((len(p), p[25]), (31, 11))
+
+
+class FragmentedUdpTests(__import__("twisted.trial.unittest", fromlist=["TestCase"]).TestCase):
+    def test_first_fragment_of_a_large_udp_datagram_parses(self):
+        from scapy.all import IP, UDP, Ether, fragment, raw
+        from cbac.packet.view import parse_frame
+        frags = fragment(IP(src="172.22.1.1", dst="10.10.10.2") / UDP(sport=53, dport=4000) / (b"a" * 3000),
+                         fragsize=1400)
+        p = parse_frame(bytearray(raw(Ether() / frags[0])))
+        self.assertEqual((p.sport, p.dport, p.mf), (53, 4000, True))

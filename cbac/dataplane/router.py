@@ -25,6 +25,7 @@ from twisted.logger import Logger
 from cbac.dataplane.arp import ArpCache
 from cbac.dataplane.routes import RouteEntry, RouteTable
 from cbac.dataplane.show import RateMeter
+from cbac.nat import DROP as NAT_DROP
 from cbac.packet import checksum as ck
 from cbac.packet.errors import MalformedPacket
 from cbac.packet.view import (ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6,
@@ -32,6 +33,8 @@ from cbac.packet.view import (ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6,
                               parse_frame)
 
 log = Logger(namespace="cbac.router")
+
+
 
 BROADCAST = b"\xff" * 6
 ZERO_MAC = b"\0" * 6
@@ -277,10 +280,13 @@ class Router:
         # 5. NAT outside -> inside (before routing).
         translation = None
         if ri.nat == "outside" and self.nat is not None:
-            translation = self.nat.inbound(pkt, ri.name)
-            if translation is not None:
-                quote = bytes(frame[l3:l3 + pkt.ihl + 8])
-                self._rewrite(pkt, translation.reverse)
+            quote = bytes(frame[l3:l3 + pkt.ihl + 8])
+            translation = self.nat.inbound(pkt, ri.name)        # rewrites pkt
+            if translation is NAT_DROP:
+                self._drop(ri, "nat")
+                return
+            if translation is None:
+                quote = None
 
         # Local delivery: the router's own addresses.
         if pkt.dst in self.local:
@@ -306,9 +312,10 @@ class Router:
         # 7. NAT inside -> outside (after routing).
         if (translation is None and self.nat is not None and ri.nat == "inside"
                 and out.nat == "outside"):
-            translation = self.nat.outbound(pkt, ri.name, out.name)
-            if translation is not None:
-                self._rewrite(pkt, translation.forward)
+            translation = self.nat.outbound(pkt, ri.name, out.name)   # rewrites pkt
+            if translation is NAT_DROP:
+                self._drop(ri, "nat")
+                return
 
         # 8. Output ACL (sees translated addresses).
         if out.acl_out is not None and not out.acl_out.check(pkt):
@@ -338,18 +345,6 @@ class Router:
             if name is not None and sessions.rule_matches(name, pkt):
                 return name
         return None
-
-    def _rewrite(self, pkt, rw) -> None:
-        if rw is None or rw.identity:
-            return
-        partial = bool(pkt.vnet) and bool(pkt.vnet[0] & 1)
-        rw.apply(pkt.frame, pkt.l3, pkt.l4, partial, pkt.frag == 0)
-        pkt.src, pkt.dst, sp, dp = rw.new
-        if pkt.proto == PROTO_ICMP:
-            if pkt.icmp_id >= 0 and pkt.inner is None:
-                pkt.icmp_id = sp
-        else:
-            pkt.sport, pkt.dport = sp, dp
 
     def _route_out(self, ri, pkt, session, direction) -> None:
         """Forward a packet the session engine accepted (already rewritten)."""
@@ -555,7 +550,9 @@ class Router:
         sender = int.from_bytes(spa, "big")
         target = int.from_bytes(tpa, "big")
         ours = target in ri.addresses or (
-            ri.nat == "outside" and self.nat is not None and self.nat.is_global_address(target))
+            self.nat is not None and (
+                (ri.nat == "outside" and self.nat.is_global_address(target)) or
+                (ri.nat == "inside" and self.nat.is_outside_local_address(target))))
         # Learn from replies and from requests aimed at us (RFC 826 merge).
         if sender != 0 and sender not in ri.addresses:
             waiting = self.arp.learn(ri.name, sender, bytes(sha), ri.arp_timeout,

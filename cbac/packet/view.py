@@ -193,9 +193,10 @@ def _parse_ip(p: Packet, frame, l3: int, n: int, verify_ip: bool = False) -> Non
             raise MalformedPacket("truncated", "udp header")
         p.sport, p.dport = _U16x2.unpack_from(frame, l4)
         ulen = _U16.unpack_from(frame, l4 + 4)[0]
-        if ulen < 8 or ulen > avail:
-            # GSO UDP super-frames carry the per-segment length; be lenient
-            # only when a vnet header says so.
+        if ulen < 8 or (ulen > avail and not p.mf):
+            # The first fragment of a fragmented datagram carries the length
+            # of the whole datagram; GSO UDP super-frames carry the
+            # per-segment length: be lenient only when a vnet header says so.
             if not (p.vnet and len(p.vnet) >= 2 and p.vnet[1] in (3, 5)):
                 raise MalformedPacket("bad-udp-length", str(ulen))
         p.payload = l4 + 8
