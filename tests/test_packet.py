@@ -268,7 +268,7 @@ class Ipv4Helpers(unittest.TestCase):
         self.assertEqual((len(p), p[25]), (31, 11))
 
 
-class FragmentedUdpTests(__import__("twisted.trial.unittest", fromlist=["TestCase"]).TestCase):
+class FragmentedUdpTests(unittest.TestCase):
     def test_first_fragment_of_a_large_udp_datagram_parses(self):
         from scapy.all import IP, UDP, Ether, fragment, raw
         from cbac.packet.view import parse_frame
