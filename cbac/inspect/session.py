@@ -1,0 +1,1105 @@
+"""The CBAC session table: keys, timers, thresholds, audit trail.
+
+See ``docs/inspection.md`` for the behaviour; the router's contract is in
+``docs/briefs/pipeline.md``.  Summary:
+
+* One :class:`Session` per flow.  Each session registers one key per side,
+  as packets *arrive* at the firewall on that side (pre-NAT form of that
+  side): ``src(4) + dst(4) + sport(2) + dport(2)`` for TCP/UDP (the bytes
+  ``frame[l3+12:l3+20] + frame[l4:l4+4]``, i.e. ``frame[26:38]`` for an
+  untagged IHL=5 frame) in :attr:`SessionTable.tcp` / :attr:`SessionTable.udp`,
+  and ``src + dst + identifier`` for ICMP queries in
+  :attr:`SessionTable.icmp`.  A dict value is ``(session, direction)``, so
+  one dict lookup finds the session and the direction from either side.
+* Timers come from the injected clock.  Per packet the engine only stores
+  ``now`` in ``session.last``; a lazy timing wheel (one-second slots)
+  checks the real deadline when a slot comes due and re-files sessions
+  that were heard from since.
+* Thresholds: ``max-incomplete``/``one-minute`` (aggressive mode),
+  ``tcp max-incomplete host N block-time M`` and the table cap
+  ``cbac session-limit``.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+
+from cbac.inspect.api import CLIENT, SERVER, InspectContext
+from cbac.inspect.icmp import NAMES as ICMP_NAMES
+from cbac.inspect.icmp import error_lookup, icmp_process
+from cbac.inspect.stream import Stream
+from cbac.inspect.tcp import (CLOSING, ESTABLISHED, M32, SYN_RECV, TcpTrack, build_tcp,
+                              fix_ip_header, fix_tcp_checksum, init_client, new_bytes,
+                              parse_options, track)
+from cbac.inspect.udp import udp_process
+from cbac.log import ios
+from cbac.packet.rewrite import Rewrite
+from cbac.packet.view import ACK, FIN, RST, SYN, ip_str
+
+SIS_OPENING = "SIS_OPENING"
+SIS_OPEN = "SIS_OPEN"
+SIS_CLOSING = "SIS_CLOSING"
+
+#: application inspectors by responder port, in order of preference
+APP_BY_PORT = {25: ("esmtp", "smtp"), 21: ("ftp",), 80: ("http",)}
+#: debug category of an application protocol
+DEBUG_CATEGORY = {"esmtp": "smtp", "smtp": "smtp", "ftp": "ftp", "http": "http"}
+
+_debug_enabled = ios.debugging.enabled
+_EMPTY = ()
+_NO_REWRITE = (None, None)
+
+
+def _k(src: int, dst: int, a: int, b: int) -> bytes:
+    return (src.to_bytes(4, "big") + dst.to_bytes(4, "big") + a.to_bytes(2, "big")
+            + b.to_bytes(2, "big"))
+
+
+def _ki(src: int, dst: int, ident: int) -> bytes:
+    return src.to_bytes(4, "big") + dst.to_bytes(4, "big") + ident.to_bytes(2, "big")
+
+
+def hms(seconds: float) -> str:
+    s = int(max(seconds, 0))
+    return "%02d:%02d:%02d" % (s // 3600, (s // 60) % 60, s % 60)
+
+
+class Stats:
+    """Counters for ``show ip inspect statistics``."""
+
+    def __init__(self):
+        self.drops = {}
+        self.created = {}
+        self.deleted = {}
+        self.peak = 0
+        self.aggressive_entered = 0
+        self.hosts_blocked = 0
+
+    def drop(self, reason: str) -> None:
+        self.drops[reason] = self.drops.get(reason, 0) + 1
+
+    def clear(self) -> None:
+        self.__init__()
+
+
+class Session:
+    """One inspected flow.  ``c_in``/``c_out`` are the client->server
+    packet's 4-tuple as it arrives and as it leaves the firewall;
+    ``s_in``/``s_out`` the same for server->client packets.  For ICMP the
+    tuple is (src, dst, identifier, 0).  ``initiator``/``responder`` are
+    ``(addr, port)`` as the initiator sent them (shown in ``show``)."""
+
+    __slots__ = (
+        "sid", "_hexid", "proto", "protocol", "rule_name", "rule", "alert", "audit",
+        "idle", "sis", "created", "last", "fixed", "slot", "bytes", "pkts",
+        "c_in", "c_out", "s_in", "s_out", "rw", "keys",
+        "entries", "route", "translation", "tcp", "stream", "app_state", "half_open",
+        "host", "parent", "pinholes", "dead", "in_if", "out_if", "dns", "icmp_req",
+        "inspector",
+    )
+
+    @property
+    def initiator(self):
+        """(address, port) of the initiator as it sent the first packet
+        (ICMP: the request type as the port)."""
+        c = self.c_in
+        return (c[0], self.icmp_req if self.proto == 1 else c[2])
+
+    @property
+    def responder(self):
+        c = self.c_in
+        return (c[1], 0 if self.proto == 1 else c[3])
+
+    @property
+    def hexid(self) -> str:
+        """The session id shown by ``show ip inspect sessions`` (IOS shows a
+        memory address; cbac a stable pseudo-address derived from the
+        creation number)."""
+        h = self._hexid
+        if h is None:
+            h = self._hexid = "%X" % ((0x62000000 + self.sid * 0x1C8) & 0xFFFFFFFF)
+        return h
+
+    def __repr__(self):
+        return "<Session %s %s %s>" % (self.hexid, self.protocol, self.flow_text())
+
+    def flow_text(self) -> str:
+        return "(%s:%d)=>(%s:%d)" % (ip_str(self.initiator[0]), self.initiator[1],
+                                     ip_str(self.responder[0]), self.responder[1])
+
+    @property
+    def state(self) -> str:
+        return self.sis
+
+
+class Pinhole:
+    """An expected connection (child of an inspected session)."""
+
+    __slots__ = ("proto", "src", "sport", "dst", "dport", "deadline", "parent", "label",
+                 "used", "rule", "key")
+
+    def matches(self, pkt) -> bool:
+        return ((self.src is None or self.src == pkt.src)
+                and (self.sport is None or self.sport == pkt.sport))
+
+
+class SessionTable:
+    """The CBAC session engine (see the module docstring and pipeline.md).
+
+    ``clock`` is an ``IReactorTime``; ``router_model`` a
+    :class:`cbac.config.model.Router`; ``app_factories`` maps ``smtp``,
+    ``esmtp``, ``ftp``, ``http`` to ``f(ctx) -> IStreamInspector``.
+
+    Optional hooks the router may set: ``nat`` (the NAT engine: used for
+    ``nat.reserve`` in the inspectors' ``nat_map`` and ``nat.touch``),
+    ``icmp_error_hook(pkt, session, direction)`` (replaces the built-in
+    rewrite of translated ICMP errors).
+    """
+
+    #: timer slot granularity (seconds)
+    TICK = 1.0
+    #: sessions expired per timer run at most (the rest follow BACKLOG_TICK later)
+    EXPIRE_BUDGET = 10000
+    BACKLOG_TICK = 0.05
+
+    def __init__(self, clock, router_model, app_factories=None):
+        self.clock = clock
+        self.model = router_model
+        self.factories = dict(app_factories or {})
+        self.tcp = {}
+        self.udp = {}
+        self.icmp = {}
+        self._by_proto = {6: self.tcp, 17: self.udp, 1: self.icmp}
+        self.sessions = {}               # sid -> Session, creation order
+        self.outbox = []
+        self.stats = Stats()
+        self.nat = None
+        self.icmp_error_hook = None
+        self.debug_enabled = _debug_enabled
+        self._seq = 0
+        self._half = {}                  # half-open TCP+UDP sessions, oldest first
+        self._host_half = {}             # host -> {session: None} (TCP)
+        self._host_alerted = set()
+        self._blocked = {}               # host -> unblock time
+        self._aggressive = False
+        self._rate_buckets = [0] * 60
+        self._rate_sec = None
+        self._rate = 0
+        self._wheel = {}
+        self._next_slot = None
+        self._timer = None
+        self._pinholes = {}              # (proto, dst, dport) -> [Pinhole]
+        self._npinholes = 0
+        self._last_full_log = None
+        self._pcache = {}
+        self._backlog = False
+
+    # ------------------------------------------------------------------
+    # configuration
+
+    def reconfigure(self, router_model) -> None:
+        """Use a new configuration (existing sessions keep their settings;
+        thresholds, timers and the cap of the new one apply from now on)."""
+        self.model = router_model
+        self._pcache.clear()
+
+    reload = reconfigure
+
+    def _protocol_for(self, rule_name, pkt):
+        """(protocol keyword, InspectProtocol) the rule inspects this packet
+        with, or (None, None).  Cached per (rule, IP protocol, port/type);
+        a cached answer is used while the rule object and its number of
+        protocol lines are unchanged."""
+        proto = pkt.proto
+        ck = (rule_name, proto, pkt.dport if proto != 1 else pkt.icmp_type)
+        rule = self.model.inspect_rules.get(rule_name) if rule_name is not None else None
+        hit = self._pcache.get(ck)
+        if hit is not None and hit[1] is rule and (rule is None or hit[2] == len(rule.protocols)):
+            return hit[0]
+        res = self._protocol_for_uncached(rule_name, pkt)
+        if len(self._pcache) > 20000:
+            self._pcache.clear()
+        self._pcache[ck] = (res, rule, len(rule.protocols) if rule is not None else 0)
+        return res
+
+    def _protocol_for_uncached(self, rule_name, pkt):
+        rules = self.model.inspect_rules
+        rule = rules.get(rule_name) if rule_name is not None else None
+        if rule is None:
+            return None, None
+        proto = pkt.proto
+        if proto == 6:
+            for name in APP_BY_PORT.get(pkt.dport, ()):
+                rp = rule.get(name)
+                if rp is not None and name in self.factories:
+                    return name, rp
+            rp = rule.get("tcp")
+            return ("tcp", rp) if rp is not None else (None, None)
+        if proto == 17:
+            rp = rule.get("udp")
+            return ("udp", rp) if rp is not None else (None, None)
+        if proto == 1 and pkt.icmp_type in (8, 13):
+            rp = rule.get("icmp")
+            return ("icmp", rp) if rp is not None else (None, None)
+        return None, None
+
+    def rule_matches(self, rule_name, pkt) -> bool:
+        """True when the inspection rule ``rule_name`` inspects this packet's
+        protocol (then ``create`` returning None means: drop).  ICMP
+        matches only for echo and timestamp requests."""
+        return self._protocol_for(rule_name, pkt)[0] is not None
+
+    # ------------------------------------------------------------------
+    # lookups
+
+    def lookup(self, pkt):
+        """``(session, direction)`` for a packet of an existing session, or None."""
+        frame = pkt.frame
+        l3 = pkt.l3
+        proto = pkt.proto
+        if pkt.frag:
+            return None
+        if proto == 6:
+            l4 = pkt.l4
+            return self.tcp.get(bytes(frame[l3 + 12:l3 + 20] + frame[l4:l4 + 4]))
+        if proto == 17:
+            l4 = pkt.l4
+            return self.udp.get(bytes(frame[l3 + 12:l3 + 20] + frame[l4:l4 + 4]))
+        if proto == 1 and pkt.inner is None and pkt.icmp_type in (0, 8, 13, 14):
+            l4 = pkt.l4
+            return self.icmp.get(bytes(frame[l3 + 12:l3 + 20] + frame[l4 + 4:l4 + 6]))
+        return None
+
+    def lookup_icmp_error(self, pkt):
+        """For an ICMP error: ``(session, direction)`` when the quoted header
+        belongs to a session (the packet has been rewritten for NAT and may
+        be forwarded as is; do not call :meth:`process`), else None."""
+        if pkt.proto != 1 or pkt.inner is None:
+            return None
+        return error_lookup(self, pkt)
+
+    def expected(self, pkt):
+        """A pinhole token admitting this packet (pass it to ``create``), or None."""
+        if not self._npinholes:
+            return None
+        lst = self._pinholes.get((pkt.proto, pkt.dst, pkt.dport))
+        if not lst:
+            return None
+        now = self.clock.seconds()
+        for ph in lst:
+            if not ph.used and ph.deadline > now and ph.matches(pkt):
+                return ph
+        return None
+
+    # ------------------------------------------------------------------
+    # creation
+
+    def _arrival_form(self, translation, c_out, proto):
+        if translation is None:
+            return c_out
+        for name in ("forward", "reverse"):
+            rw = getattr(translation, name, None)
+            if rw is None:
+                continue
+            if tuple(rw.new) == c_out:
+                return tuple(rw.old)
+        return c_out
+
+    @staticmethod
+    def _rev(t, proto):
+        if proto == 1:
+            return (t[1], t[0], t[2], 0)
+        return (t[1], t[0], t[3], t[2])
+
+    def create(self, pkt, in_if, out_if, rule_name, translation=None, pinhole=None):
+        """Create a session for the first packet of a flow (the packet has
+        already been translated by NAT).  Returns the Session, or None: no
+        session (thresholds, blocking, table full, not a SYN, or the rule
+        does not inspect this protocol; see :meth:`rule_matches`)."""
+        now = self.clock.seconds()
+        proto = pkt.proto
+        stats = self.stats
+        if pkt.frag:
+            stats.drop("fragment")
+            return None
+        parent = None
+        if pinhole is not None:
+            if pinhole.used or pinhole.deadline <= now or pinhole.parent.dead:
+                stats.drop("pinhole-expired")
+                return None
+            parent = pinhole.parent
+            protocol = pinhole.label or ("tcp" if proto == 6 else "udp")
+            rp = pinhole.rule
+        else:
+            protocol, rp = self._protocol_for(rule_name, pkt)
+            if protocol is None:
+                stats.drop("no-inspect-protocol")
+                return None
+        if proto == 6:
+            if pkt.tcp_flags & (SYN | ACK | RST | FIN) != SYN:
+                stats.drop("tcp-no-syn")
+                return None
+            c_out = (pkt.src, pkt.dst, pkt.sport, pkt.dport)
+        elif proto == 17:
+            c_out = (pkt.src, pkt.dst, pkt.sport, pkt.dport)
+        elif proto == 1:
+            if pkt.icmp_type not in (8, 13):
+                stats.drop("icmp-not-request")
+                return None
+            c_out = (pkt.src, pkt.dst, pkt.icmp_id, 0)
+        else:
+            return None
+        g = self.model.inspect
+        counts = proto != 1
+        if counts:
+            # the one-minute rate counts connection attempts, refused ones too
+            self._rate_add(now)
+        c_in = self._arrival_form(translation, c_out, proto)
+        table = self._by_proto[proto]
+        if proto == 1:
+            kc = _ki(c_in[0], c_in[1], c_in[2])
+            ks = _ki(c_out[1], c_out[0], c_out[2])
+        else:
+            kc = _k(*c_in)
+            ks = _k(c_out[1], c_out[0], c_out[3], c_out[2])
+        if kc in table or ks in table:
+            stats.drop("key-collision")
+            return None
+        host = c_in[1]
+        # per-host half-open limit (TCP)
+        if proto == 6 and not self._host_check(host, now, g):
+            self._check_aggressive(None, g)
+            return None
+        # table cap
+        if len(self.sessions) >= self.model.session_limit:
+            if self._half:
+                victim = next(iter(self._half))
+                self.stats.drop("evicted-table-full")
+                self._delete(victim, "table-full", rst=True)
+            else:
+                stats.drop("table-full")
+                self._log_full(rule_name, in_if, out_if)
+                return None
+        # aggressive mode: keep half-open at most max-incomplete low
+        if counts and self._aggressive:
+            low = g.max_incomplete_low
+            while self._half and len(self._half) >= low:
+                victim = next(iter(self._half))
+                stats.drop("aggressive-delete")
+                self._delete(victim, "aggressive", rst=True)
+        s = Session()
+        self._seq += 1
+        s.sid = self._seq
+        s._hexid = None
+        s.proto = proto
+        s.protocol = protocol
+        s.rule_name = rule_name if pinhole is None else parent.rule_name
+        s.rule = rp
+        alert = rp.alert if rp is not None else None
+        audit = rp.audit_trail if rp is not None else None
+        s.alert = (not g.alert_off) if alert is None else alert
+        s.audit = g.audit_trail if audit is None else audit
+        s.created = s.last = now
+        s.bytes = [0, 0]
+        s.pkts = [1, 0]
+        s.route = [None, None]
+        s.translation = translation
+        s.c_in = c_in
+        s.c_out = c_out
+        s.s_in = self._rev(c_out, proto)
+        s.s_out = self._rev(c_in, proto) if c_in != c_out else s.s_in
+        if c_in != c_out:
+            s.rw = [Rewrite(proto, c_in, c_out), Rewrite(proto, s.s_in, s.s_out)]
+        else:
+            s.rw = _NO_REWRITE
+        s.keys = (kc, ks)
+        s.entries = ((s, CLIENT), (s, SERVER))
+        s.tcp = None
+        s.stream = None
+        s.inspector = None
+        s.app_state = ""
+        s.host = host
+        s.parent = parent
+        s.pinholes = None
+        s.dead = False
+        s.slot = None
+        s.in_if = in_if
+        s.out_if = out_if
+        s.dns = False
+        s.icmp_req = 0
+        s.fixed = None
+        if proto == 1:
+            s.icmp_req = pkt.icmp_type
+            s.idle = rp.timeout if (rp is not None and rp.timeout is not None) else 10
+            s.sis = SIS_OPEN
+            s.half_open = False
+            s.app_state = ICMP_NAMES[pkt.icmp_type]
+            s.bytes[0] = pkt.payload_len
+        else:
+            s.sis = SIS_OPENING
+            s.half_open = True
+            if proto == 6:
+                s.idle = rp.timeout if (rp is not None and rp.timeout is not None) \
+                    else g.tcp_idle_time
+                t = s.tcp = TcpTrack()
+                init_client(t, pkt)
+                s.fixed = now + g.tcp_synwait_time
+                s.bytes[0] = 0
+                if protocol in self.factories and pinhole is None:
+                    if pkt.payload_len:
+                        stats.drop("syn-with-data")
+                        return None
+                    if not self._attach_inspector(s, protocol, rp, t):
+                        stats.drop("inspector-error")
+                        return None
+            else:
+                if c_out[3] == 53 or c_in[3] == 53:
+                    s.dns = True
+                    s.idle = g.dns_timeout
+                else:
+                    s.idle = rp.timeout if (rp is not None and rp.timeout is not None) \
+                        else g.udp_idle_time
+                s.bytes[0] = pkt.payload_len
+        table[kc] = s.entries[0]
+        table[ks] = s.entries[1]
+        self.sessions[s.sid] = s
+        n = len(self.sessions)
+        if n > stats.peak:
+            stats.peak = n
+        stats.created[protocol] = stats.created.get(protocol, 0) + 1
+        if pinhole is not None:
+            self._consume_pinhole(pinhole)
+        if s.half_open:
+            self._half[s] = None
+            if proto == 6:
+                hh = self._host_half.get(host)
+                if hh is None:
+                    hh = self._host_half[host] = {}
+                hh[s] = None
+        if counts:
+            self._check_aggressive(s, g)
+        self._schedule(s, self._deadline(s))
+        if s.audit:
+            ios.message("FW", 6, "SESS_AUDIT_TRAIL_START",
+                        "Start %s session: initiator (%s:%d) -- responder (%s:%d)" % (
+                            protocol, ip_str(s.initiator[0]), s.initiator[1],
+                            ip_str(s.responder[0]), s.responder[1]))
+        if self.debug_enabled:
+            self.debug_line("object-creation", "CBAC OBJ_CREATE: create sis %s %s %s" % (
+                s.hexid, protocol, s.flow_text()))
+            self.debug_line("timers", "CBAC Timer Start: sis %s Timer Time: %d milliseconds" % (
+                s.hexid, int((self._deadline(s) - now) * 1000)))
+            if proto == 6:
+                self.debug_line("tcp", "CBAC sis %s SIS_CLOSED TCP SYN SEQ %d LEN %d %s" % (
+                    s.hexid, pkt.tcp_seq, pkt.payload_len, s.flow_text()))
+            elif proto == 17:
+                self.debug_line("udp", "CBAC sis %s SIS_CLOSED UDP packet LEN %d %s" % (
+                    s.hexid, pkt.payload_len, s.flow_text()))
+            else:
+                self.debug_line("icmp", "CBAC sis %s ICMP type %d id %d %s" % (
+                    s.hexid, pkt.icmp_type, pkt.icmp_id, s.flow_text()))
+        return s
+
+    def _attach_inspector(self, s, protocol, rp, t) -> None:
+        c_in = s.c_in
+        category = DEBUG_CATEGORY.get(protocol, protocol)
+        ctx = InspectContext(
+            client_addr=c_in[0], client_port=c_in[2], server_addr=c_in[1],
+            server_port=c_in[3], rule=rp, server_own_addr=s.c_out[1],
+            options=self.model.smtp if protocol in ("smtp", "esmtp") else None,
+            debug=category in self.debug_enabled, now=self.clock.seconds,
+            nat_map=lambda direction, proto, addr, port, _s=s: self._nat_map(
+                _s, direction, proto, addr, port))
+        try:
+            insp = self.factories[protocol](ctx)
+        except Exception:
+            # fail closed: no uninspected application session
+            ios.log.failure("cbac: {protocol} inspector factory failed", protocol=protocol)
+            return False
+        st = s.stream = Stream(self, s, insp, ctx, category)
+        st.dirs[CLIENT].isn = t.isn[0]
+        st.dirs[SERVER].mss = t.mss
+        s.inspector = insp
+        return True
+
+    def _nat_map(self, s, direction, proto, addr, port):
+        nat = self.nat
+        if nat is None or (s.rw[0] is None and s.rw[1] is None):
+            return (addr, port)
+        try:
+            if direction == CLIENT:
+                if addr == s.c_in[0] and s.c_in[0] != s.c_out[0]:
+                    return tuple(nat.reserve(proto, addr, port, s.out_if,
+                                             remote=s.c_out[1], like=s.translation))
+            else:
+                if addr == s.c_out[1] and s.c_out[1] != s.c_in[1]:
+                    return tuple(nat.reserve(proto, addr, port, s.in_if,
+                                             remote=s.c_out[0], like=s.translation))
+        except Exception:
+            ios.log.failure("cbac: nat_map failed")
+        return (addr, port)
+
+    # ------------------------------------------------------------------
+    # thresholds
+
+    def _host_check(self, host, now, g) -> bool:
+        until = self._blocked.get(host)
+        if until is not None:
+            if now < until:
+                self.stats.drop("host-blocked")
+                return False
+            self._unblock(host)
+        hh = self._host_half.get(host)
+        n = len(hh) if hh else 0
+        limit = g.tcp_max_incomplete_host
+        if n < limit:
+            return True
+        if host not in self._host_alerted:
+            self._host_alerted.add(host)
+            if not g.alert_off:
+                ios.message("FW", 4, "HOST_TCP_ALERT_ON",
+                            "Max tcp half-open connections (%d) exceeded for host %s." % (
+                                limit, ip_str(host)))
+        if g.tcp_block_time > 0:
+            for victim in list(hh):
+                self.stats.drop("host-limit-delete")
+                self._delete(victim, "host-block", rst=True)
+            self._blocked[host] = now + 60 * g.tcp_block_time
+            self.stats.hosts_blocked += 1
+            ios.message("FW", 2, "BLOCK_HOST",
+                        "Blocking new TCP connections to host %s for %d minute%s "
+                        "(half-open count %d exceeded)." % (
+                            ip_str(host), g.tcp_block_time,
+                            "" if g.tcp_block_time == 1 else "s", limit))
+            self.stats.drop("host-blocked")
+            self._ensure_timer()
+            return False
+        while hh and len(hh) >= limit:
+            victim = next(iter(hh))
+            self.stats.drop("host-limit-delete")
+            self._delete(victim, "host-limit", rst=True)
+        return True
+
+    def _unblock(self, host) -> None:
+        del self._blocked[host]
+        self._host_alerted.discard(host)
+        ios.message("FW", 4, "UNBLOCK_HOST",
+                    "New TCP connections to host %s no longer blocked" % ip_str(host))
+
+    def _rate_advance(self, now) -> None:
+        sec = int(now)
+        last = self._rate_sec
+        if last is None:
+            self._rate_sec = sec
+            return
+        if sec == last:
+            return
+        b = self._rate_buckets
+        if sec - last >= 60 or sec < last:
+            for i in range(60):
+                b[i] = 0
+            self._rate = 0
+        else:
+            for i in range(last + 1, sec + 1):
+                j = i % 60
+                self._rate -= b[j]
+                b[j] = 0
+        self._rate_sec = sec
+
+    def _rate_add(self, now) -> None:
+        self._rate_advance(now)
+        self._rate_buckets[int(now) % 60] += 1
+        self._rate += 1
+
+    def one_minute_rate(self) -> int:
+        """TCP/UDP connection attempts (first packets the rules inspect,
+        including refused ones) in the last 60 seconds."""
+        self._rate_advance(self.clock.seconds())
+        return self._rate
+
+    @property
+    def half_open_count(self) -> int:
+        return len(self._half)
+
+    @property
+    def aggressive(self) -> bool:
+        return self._aggressive
+
+    def _check_aggressive(self, newest, g) -> None:
+        half = len(self._half)
+        rate = self._rate
+        if not self._aggressive:
+            if half > g.max_incomplete_high or rate > g.one_minute_high:
+                self._aggressive = True
+                self.stats.aggressive_entered += 1
+                if not g.alert_off:
+                    ios.message("FW", 4, "ALERT_ON",
+                                "getting aggressive, count (%d/%d) current 1-min rate: %d" % (
+                                    half, g.max_incomplete_high, rate))
+                # cut back to the low mark, oldest first
+                low = g.max_incomplete_low
+                while len(self._half) > low:
+                    victim = next(iter(self._half))
+                    if victim is newest:
+                        break
+                    self.stats.drop("aggressive-delete")
+                    self._delete(victim, "aggressive", rst=True)
+                self._ensure_timer()
+        else:
+            self._check_calm(g)
+
+    def _check_calm(self, g) -> None:
+        if not self._aggressive:
+            return
+        half = len(self._half)
+        rate = self.one_minute_rate()
+        if half < g.max_incomplete_low and rate < g.one_minute_low:
+            self._aggressive = False
+            if not g.alert_off:
+                ios.message("FW", 4, "ALERT_OFF",
+                            "calming down, count (%d/%d) current 1-min rate: %d" % (
+                                half, g.max_incomplete_low, rate))
+
+    def _log_full(self, rule_name, in_if, out_if) -> None:
+        now = self.clock.seconds()
+        if self._last_full_log is not None and now - self._last_full_log < 60:
+            return
+        self._last_full_log = now
+        iface = in_if
+        intf = self.model.interfaces.get(out_if) if out_if else None
+        if intf is not None and intf.inspect_out == rule_name:
+            iface = out_if
+        ios.message("FW", 4, "SESSIONS_MAXIMUM",
+                    "Number of sessions for the firewall rule '%s' applied on interface '%s' "
+                    "exceeds the configured maximum value %d" % (
+                        rule_name, iface, self.model.session_limit))
+
+    def set_open(self, s) -> None:
+        """The session is no longer half-open."""
+        if s.half_open:
+            s.half_open = False
+            self._half.pop(s, None)
+            if s.proto == 6:
+                hh = self._host_half.get(s.host)
+                if hh is not None:
+                    hh.pop(s, None)
+                    if not hh:
+                        del self._host_half[s.host]
+                        self._host_alerted.discard(s.host)
+        if s.sis == SIS_OPENING:
+            s.sis = SIS_OPEN
+
+    # ------------------------------------------------------------------
+    # per packet
+
+    def process(self, s, direction, pkt) -> bool:
+        """Inspect a packet of an existing session; True = forward (the
+        packet has been rewritten for NAT and stream edits), False = drop."""
+        if s.dead:
+            return False
+        proto = pkt.proto
+        if proto == 1 and pkt.inner is not None:
+            # an ICMP error lookup_icmp_error() already checked and rewrote
+            return True
+        now = self.clock.seconds()
+        extras = None
+        if proto == 6:
+            extras = self._tcp(s, direction, pkt, now)
+            if extras is None:
+                return False
+        elif proto == 17:
+            udp_process(self, s, direction, pkt)
+        elif not icmp_process(self, s, direction, pkt):
+            return False
+        s.last = now
+        s.pkts[direction] += 1
+        rw = s.rw[direction]
+        if rw is not None:
+            v = pkt.vnet
+            rw.apply(pkt.frame, pkt.l3, pkt.l4, bool(v) and (v[0] & 1) == 1, True)
+            t = rw.new
+            pkt.src, pkt.dst = t[0], t[1]
+            if proto == 1:
+                pkt.icmp_id = t[2]
+            else:
+                pkt.sport, pkt.dport = t[2], t[3]
+        if extras:
+            for seq, data, fin in extras:
+                self.outbox.append(self._clone_segment(pkt, seq, data, fin))
+        if self.nat is not None and s.translation is not None:
+            try:
+                self.nat.touch(s.translation, now, pkt.tcp_flags if proto == 6 else None)
+            except Exception:
+                pass
+        return True
+
+    def _tcp(self, s, d, pkt, now):
+        t = s.tcp
+        st = s.stream
+        flags = pkt.tcp_flags
+        ack = pkt.tcp_ack
+        if st is not None and flags & ACK:
+            ack = st.ack_translate(d, ack)
+        old = t.state
+        if d == CLIENT and flags & (SYN | ACK | RST | FIN) == SYN and old >= CLOSING:
+            # a new connection on the same 4-tuple: drop the old session; the
+            # client's retransmitted SYN creates a new one
+            self.stats.drop("tcp-reopen")
+            self._delete(s, "reopen")
+            return None
+        plen = pkt.payload_len
+        nb = new_bytes(t, d, pkt.tcp_seq, plen) if plen else 0
+        r = track(t, d, pkt, ack)
+        if r is not None:
+            self.drop(s, r, pkt)
+            return None
+        if self.debug_enabled:
+            self._debug_tcp(s, d, pkt)
+        new = t.state
+        if new != old:
+            self._tcp_transition(s, old, new, now)
+        extras = _EMPTY
+        if st is not None:
+            if flags & SYN and flags & ACK:
+                mss = parse_options(pkt.frame, pkt.l4, pkt.tcp_doff)[0] or 536
+                st.dirs[CLIENT].mss = mss
+            extras = st.segment(d, pkt)
+            if extras is None or s.dead:
+                return None
+            if st.inspector is None and not extras and st.plain:
+                s.stream = None          # opaque and nothing pending: plain TCP
+        s.bytes[d] += nb
+        return extras
+
+    def _tcp_transition(self, s, old, new, now) -> None:
+        g = self.model.inspect
+        if new == ESTABLISHED:
+            self.set_open(s)
+            s.fixed = None
+            self._schedule(s, s.last + s.idle)
+            if self.debug_enabled:
+                self.debug_line("events", "CBAC sis %s SIS_OPEN: established %s" % (
+                    s.hexid, s.flow_text()))
+        elif new >= CLOSING:
+            if s.half_open:
+                self.set_open(s)
+            s.sis = SIS_CLOSING
+            s.fixed = now + g.tcp_finwait_time
+            self._schedule(s, s.fixed)
+            if self.debug_enabled:
+                self.debug_line("events", "CBAC sis %s SIS_CLOSING: %s %s" % (
+                    s.hexid, "FIN exchange" if new == CLOSING else "RST", s.flow_text()))
+        elif new == SYN_RECV and self.debug_enabled:
+            self.debug_line("events", "CBAC sis %s SIS_OPENING: SYN/ACK seen %s" % (
+                s.hexid, s.flow_text()))
+
+    def _debug_tcp(self, s, d, pkt) -> None:
+        if "tcp" not in self.debug_enabled:
+            return
+        f = pkt.tcp_flags
+        names = [n for bit, n in ((SYN, "SYN"), (FIN, "FIN"), (RST, "RST"), (ACK, "ACK"))
+                 if f & bit]
+        a = s.initiator
+        b = s.responder
+        if d == CLIENT:
+            flow = "(%s:%d) => (%s:%d)" % (ip_str(a[0]), a[1], ip_str(b[0]), b[1])
+        else:
+            flow = "(%s:%d) <= (%s:%d)" % (ip_str(a[0]), a[1], ip_str(b[0]), b[1])
+        self.debug_line("tcp", "CBAC sis %s %s TCP %s SEQ %d ACK %d LEN %d %s" % (
+            s.hexid, s.sis, " ".join(names) or "-", pkt.tcp_seq, pkt.tcp_ack,
+            pkt.payload_len, flow))
+
+    def drop(self, s, reason, pkt=None) -> None:
+        """Count a drop of a packet of session s."""
+        self.stats.drop(reason)
+        if self.debug_enabled:
+            self.debug_line("detailed", "CBAC* sis %s pak dropped: %s %s" % (
+                s.hexid, reason, s.flow_text()))
+
+    def _clone_segment(self, pkt, seq, data, fin):
+        frame = pkt.frame
+        l3 = pkt.l3
+        p = pkt.payload
+        out = bytearray(frame[l3:p])
+        out += data
+        l4 = pkt.l4 - l3
+        out[l4 + 4:l4 + 8] = (seq & M32).to_bytes(4, "big")
+        if fin:
+            out[l4 + 13] |= FIN
+        else:
+            out[l4 + 13] &= ~FIN & 0xFF
+        fix_ip_header(out, 0, pkt.ihl, len(out))
+        fix_tcp_checksum(out, 0, l4, len(out), False)
+        return out
+
+    # ------------------------------------------------------------------
+    # deletion, resets
+
+    def _rsts(self, s):
+        t = s.tcp
+        st = s.stream
+        out = []
+        cs, cd, csp, cdp = s.c_out
+        ss, sd, ssp, sdp = s.s_out
+        if st is not None and st.dirs[SERVER].isn is not None:
+            ack_s = st.ack_for(SERVER)
+            ack_c = st.ack_for(CLIENT)
+            for seq in st.rst_seqs(CLIENT):
+                out.append(build_tcp(cs, cd, csp, cdp, seq, ack_s, RST | ACK))
+            for seq in st.rst_seqs(SERVER):
+                out.append(build_tcp(ss, sd, ssp, sdp, seq, ack_c, RST | ACK))
+            return out
+        if t.state >= SYN_RECV:
+            out.append(build_tcp(cs, cd, csp, cdp, t.end[0], t.end[1], RST | ACK))
+            out.append(build_tcp(ss, sd, ssp, sdp, t.end[1], t.end[0], RST | ACK))
+        else:
+            out.append(build_tcp(cs, cd, csp, cdp, t.end[0], 0, RST))
+            out.append(build_tcp(ss, sd, ssp, sdp, 0, t.end[0], RST | ACK))
+        return out
+
+    def reset_session(self, s, reason: str = "reset") -> None:
+        """Reset both ends of a TCP session (RSTs in the outbox) and delete it."""
+        self._delete(s, reason, rst=True)
+
+    def inspector_failed(self, s) -> None:
+        ios.log.failure("cbac: {protocol} inspector failed; resetting session",
+                        protocol=s.protocol)
+        self.stats.drop("inspector-error")
+        self.reset_session(s, "inspector-error")
+
+    def delete(self, s, reason: str = "deleted") -> None:
+        """Delete a session without resets."""
+        self._delete(s, reason)
+
+    def _delete(self, s, reason, rst=False) -> None:
+        if s.dead:
+            return
+        if rst and s.proto == 6 and s.tcp.state < CLOSING:
+            self.outbox.extend(self._rsts(s))
+        s.dead = True
+        table = self._by_proto[s.proto]
+        kc, ks = s.keys
+        if table.get(kc) is s.entries[0]:
+            del table[kc]
+        if table.get(ks) is s.entries[1]:
+            del table[ks]
+        self.sessions.pop(s.sid, None)
+        if s.half_open:
+            self.set_open(s)
+        if s.pinholes:
+            for ph in s.pinholes:
+                self._consume_pinhole(ph)
+            s.pinholes = None
+        st = self.stats
+        st.deleted[reason] = st.deleted.get(reason, 0) + 1
+        if s.audit:
+            ios.message("FW", 6, "SESS_AUDIT_TRAIL",
+                        "Stop %s session: initiator (%s:%d) sent %d bytes -- responder "
+                        "(%s:%d) sent %d bytes" % (
+                            s.protocol, ip_str(s.initiator[0]), s.initiator[1], s.bytes[0],
+                            ip_str(s.responder[0]), s.responder[1], s.bytes[1]))
+        if self.debug_enabled:
+            self.debug_line("object-deletion", "CBAC OBJ_DELETE: delete sis %s (%s)" % (
+                s.hexid, reason))
+
+    def clear(self) -> int:
+        """``clear ip inspect sessions`` (cbac extension): delete every
+        session (TCP ones not yet closing are reset at both ends) and every
+        pinhole.  Returns the number of sessions deleted."""
+        n = 0
+        for s in list(self.sessions.values()):
+            self._delete(s, "clear", rst=True)
+            n += 1
+        self._pinholes.clear()
+        self._npinholes = 0
+        return n
+
+    # ------------------------------------------------------------------
+    # pinholes
+
+    def add_pinhole(self, parent, e) -> None:
+        proto = {"tcp": 6, "udp": 17}.get(e.protocol)
+        if proto is None or parent.dead:
+            return
+        ph = Pinhole()
+        ph.proto = proto
+        ph.src = e.src
+        ph.sport = e.src_port
+        ph.dst = e.dst
+        ph.dport = e.dst_port
+        ph.deadline = self.clock.seconds() + e.timeout
+        ph.parent = parent
+        ph.label = e.label or e.protocol
+        ph.used = False
+        ph.rule = parent.rule
+        ph.key = (proto, e.dst, e.dst_port)
+        self._pinholes.setdefault(ph.key, []).append(ph)
+        self._npinholes += 1
+        if parent.pinholes is None:
+            parent.pinholes = []
+        parent.pinholes.append(ph)
+        self._ensure_timer()
+        if self.debug_enabled:
+            self.debug_line("object-creation",
+                            "CBAC OBJ_CREATE: create pre-gen sis %s %s (%s:%s)=>(%s:%d)" % (
+                                parent.hexid, ph.label,
+                                ip_str(e.src) if e.src is not None else "*",
+                                e.src_port if e.src_port is not None else "*",
+                                ip_str(e.dst), e.dst_port))
+
+    def _consume_pinhole(self, ph) -> None:
+        if ph.used:
+            return
+        ph.used = True
+        lst = self._pinholes.get(ph.key)
+        if lst is not None:
+            try:
+                lst.remove(ph)
+                self._npinholes -= 1
+            except ValueError:
+                pass
+            if not lst:
+                del self._pinholes[ph.key]
+
+    @property
+    def pinholes(self):
+        return [ph for lst in self._pinholes.values() for ph in lst]
+
+    # ------------------------------------------------------------------
+    # logging helpers
+
+    def emit_log(self, s, facility, severity, mnemonic, text, *rest) -> None:
+        """Emit an inspector's IOS message honouring alert / audit-trail."""
+        if facility == "FW":
+            if mnemonic.startswith("SESS_AUDIT_TRAIL"):
+                if not s.audit:
+                    return
+            elif not s.alert:
+                return
+        ios.message(facility, severity, mnemonic, text)
+
+    def debug_line(self, category, text) -> None:
+        ios.debugging.line(category, text)
+
+    # ------------------------------------------------------------------
+    # timers: a lazy timing wheel
+
+    def _deadline(self, s) -> float:
+        f = s.fixed
+        if f is not None:
+            return f
+        return s.last + s.idle
+
+    def _schedule(self, s, deadline) -> None:
+        slot = int(deadline) + 1
+        if s.slot is not None and s.slot <= slot:
+            return
+        s.slot = slot
+        b = self._wheel.get(slot)
+        if b is None:
+            self._wheel[slot] = [s]
+        else:
+            b.append(s)
+        if self._next_slot is None or slot < self._next_slot:
+            self._next_slot = slot
+        self._ensure_timer()
+
+    def _ensure_timer(self) -> None:
+        if self._timer is None or not self._timer.active():
+            self._timer = self.clock.callLater(self.TICK, self._tick)
+
+    def stop(self) -> None:
+        """Cancel the timer (shutdown, tests)."""
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _tick(self) -> None:
+        self._timer = None
+        try:
+            self.expire(self.clock.seconds())
+        finally:
+            if self._backlog:
+                self._timer = self.clock.callLater(self.BACKLOG_TICK, self._tick)
+            elif self._wheel or self._blocked or self._npinholes or self._aggressive:
+                self._ensure_timer()
+
+    def expire(self, now) -> None:
+        """Run the timers up to ``now`` (called every second by the clock)."""
+        wheel = self._wheel
+        if wheel and self._next_slot is not None and self._next_slot <= now:
+            cur = int(now)
+            if cur - self._next_slot < 4096:
+                slots = range(self._next_slot, cur + 1)
+            else:
+                slots = sorted(k for k in wheel if k <= cur)
+            budget = self.EXPIRE_BUDGET
+            self._backlog = False
+            for slot in slots:
+                bucket = wheel.pop(slot, None)
+                if not bucket:
+                    continue
+                for i, s in enumerate(bucket):
+                    if s.dead or s.slot != slot:
+                        continue
+                    dl = self._deadline(s)
+                    if dl > now:
+                        s.slot = None
+                        self._schedule(s, dl)
+                        continue
+                    if budget <= 0:
+                        # too much for one tick: the rest waits for the next one
+                        rest = bucket[i:]
+                        old = wheel.get(slot)
+                        wheel[slot] = rest + old if old else rest
+                        self._backlog = True
+                        break
+                    budget -= 1
+                    s.slot = None
+                    self._expire_session(s, now)
+                if self._backlog:
+                    break
+            self._next_slot = min(wheel) if wheel else None
+        if self._blocked:
+            for host, until in list(self._blocked.items()):
+                if until <= now:
+                    self._unblock(host)
+        if self._npinholes:
+            for key, lst in list(self._pinholes.items()):
+                for ph in list(lst):
+                    if ph.deadline <= now:
+                        self._consume_pinhole(ph)
+        if self._aggressive:
+            self._check_calm(self.model.inspect)
+
+    def _expire_session(self, s, now) -> None:
+        if self.debug_enabled:
+            self.debug_line("timers", "CBAC Timer Expire: sis %s %s %s" % (
+                s.hexid, s.sis, s.flow_text()))
+        if s.sis == SIS_OPENING:
+            reason = "synwait" if s.proto == 6 else "idle"
+        elif s.sis == SIS_CLOSING:
+            reason = "finwait" if s.proto == 6 else "idle"
+        else:
+            reason = "idle"
+        self._delete(s, reason, rst=(s.proto == 6))
+
+    # ------------------------------------------------------------------
+    # show
+
+    def show_sessions(self, detail: bool = False) -> str:
+        from cbac.inspect.show import show_sessions
+        return show_sessions(self, detail)
+
+    def show_statistics(self) -> str:
+        from cbac.inspect.show import show_statistics
+        return show_statistics(self)
+
+
+def addr(text: str) -> int:
+    """Helper: dotted quad -> int."""
+    return int(IPv4Address(text))
+
+
+__all__ = ["SessionTable", "Session", "Pinhole", "Stats", "SIS_OPENING", "SIS_OPEN",
+           "SIS_CLOSING", "APP_BY_PORT", "hms"]

@@ -1,0 +1,325 @@
+"""TCP state and window tracking for CBAC sessions.
+
+Modelled on netfilter's ``nf_conntrack_proto_tcp`` (Guido van Rooij's
+"Real Stateful TCP Packet Filtering") and pf:
+
+* per direction the tracker keeps ``end`` (highest seq + len sent),
+  ``maxend`` (highest ack + window the peer advertised), ``maxwin``
+  (largest window the sender advertised, scaled) and the window scale
+  (parsed from the SYN options, honoured only when both SYNs carry it,
+  capped at 14);
+* a segment is accepted when (I) seq <= sender.maxend,
+  (II) seq + len >= sender.end - receiver.maxwin,
+  (III) ack <= receiver.end and (IV) ack >= receiver.end - max(66000,
+  sender.maxwin); every failure is a named drop reason;
+* an RST is accepted only when its sequence number lies within the
+  window (I and II with length 0; RFC 5961 spirit): a forged RST outside
+  the window never tears down a live session;
+* invalid flag combinations (NULL, SYN+FIN, SYN+RST, FIN without ACK,
+  ...) are dropped (netfilter's ``tcp_valid_flags`` table).
+
+A GSO super-frame is one segment with one sequence range; nothing here
+depends on the segment size.
+
+Sequence numbers of both directions are in the *sender's* numbering
+("input" numbering): when the stream engine has made length-changing
+edits, it translates the acknowledgement numbers before calling
+:func:`track`.
+"""
+
+from __future__ import annotations
+
+from struct import Struct
+
+from cbac.packet.checksum import checksum, fold, ones_sum, pseudo_header_sum
+from cbac.packet.view import ACK, FIN, PSH, RST, SYN, URG
+
+M32 = 0xFFFFFFFF
+H32 = 0x80000000
+MAXACKWINCONST = 66000
+
+# Tracker states (IOS names in show output: SIS_OPENING / SIS_OPEN / SIS_CLOSING)
+SYN_SENT = 1
+SYN_RECV = 2
+ESTABLISHED = 3
+CLOSING = 4          # both FINs seen
+CLOSED = 5           # RST seen
+
+STATE_NAMES = {SYN_SENT: "SYN_SENT", SYN_RECV: "SYN_RECV", ESTABLISHED: "ESTABLISHED",
+               CLOSING: "CLOSING", CLOSED: "CLOSED"}
+
+_FLAG_MASK = FIN | SYN | RST | ACK | URG      # PSH, ECE, CWR do not matter
+
+#: VALID[flags & _FLAG_MASK] (netfilter tcp_valid_flags)
+VALID = [False] * 64
+for _f in (SYN, SYN | URG, SYN | ACK, RST, RST | ACK, FIN | ACK, FIN | ACK | URG, ACK,
+           ACK | URG):
+    VALID[_f] = True
+del _f
+
+
+# indexes into TcpTrack.v (add the direction 0/1)
+ISN, END, MAXEND, MAXWIN, SCALE = 0, 2, 4, 6, 8
+
+
+class TcpTrack:
+    """Per-session TCP tracking state in one flat list ``v`` (memory):
+    ``v[ISN + d]``, ``v[END + d]`` (highest seq + len sent),
+    ``v[MAXEND + d]`` (highest ack + window the peer advertised),
+    ``v[MAXWIN + d]`` (largest window d advertised, scaled), ``v[SCALE + d]``
+    (window scale; -1 until d's SYN showed whether it carries the option).
+    d = 0 client, 1 server.  ``fin`` has bit d set once d sent a FIN."""
+
+    __slots__ = ("state", "v", "fin", "mss")
+
+    def __init__(self):
+        self.state = SYN_SENT
+        self.v = [0] * 10
+        self.fin = 0
+        self.mss = 536          # the initiator's MSS (for the stream engine)
+
+    # read-only views for the slow path and tests
+    @property
+    def isn(self):
+        return self.v[0:2]
+
+    @property
+    def end(self):
+        return self.v[2:4]
+
+    @property
+    def maxend(self):
+        return self.v[4:6]
+
+    @property
+    def maxwin(self):
+        return self.v[6:8]
+
+    @property
+    def scale(self):
+        return self.v[8:10]
+
+
+def parse_options(frame, l4: int, doff: int):
+    """(mss, wscale or None, sack_permitted) from the TCP options."""
+    mss, ws, sack = None, None, False
+    i = l4 + 20
+    end = l4 + doff
+    while i < end:
+        kind = frame[i]
+        if kind == 0:
+            break
+        if kind == 1:
+            i += 1
+            continue
+        if i + 1 >= end:
+            break
+        ln = frame[i + 1]
+        if ln < 2 or i + ln > end:
+            break
+        if kind == 2 and ln == 4:
+            mss = (frame[i + 2] << 8) | frame[i + 3]
+        elif kind == 3 and ln == 3:
+            ws = min(frame[i + 2], 14)
+        elif kind == 4 and ln == 2:
+            sack = True
+        i += ln
+    return mss, ws, sack
+
+
+def init_client(t: TcpTrack, pkt) -> None:
+    """Seed the tracker from the initiator's SYN."""
+    v = t.v
+    seq = pkt.tcp_seq
+    v[ISN] = seq
+    v[END] = v[MAXEND] = (seq + 1 + pkt.payload_len) & M32
+    v[MAXWIN] = pkt.tcp_win or 1
+    if pkt.tcp_doff > 20:
+        mss, ws, _sack = parse_options(pkt.frame, pkt.l4, pkt.tcp_doff)
+        t.mss = mss or 536
+        v[SCALE] = -1 if ws is None else ws
+    else:
+        v[SCALE] = -1
+
+
+def _init_server(t: TcpTrack, pkt) -> None:
+    v = t.v
+    seq = pkt.tcp_seq
+    v[ISN + 1] = seq
+    v[END + 1] = v[MAXEND + 1] = (seq + 1) & M32
+    v[MAXWIN + 1] = pkt.tcp_win or 1
+    ws = None
+    if pkt.tcp_doff > 20:
+        ws = parse_options(pkt.frame, pkt.l4, pkt.tcp_doff)[1]
+    if ws is None or v[SCALE] < 0:
+        v[SCALE] = v[SCALE + 1] = 0
+    else:
+        v[SCALE + 1] = ws
+    # the SYN/ACK tells what the client may send (SYN windows are unscaled)
+    v[MAXEND] = (pkt.tcp_ack + (pkt.tcp_win or 1)) & M32
+
+
+def track(t: TcpTrack, d: int, pkt, ack: int):
+    """Check one segment of direction ``d`` and update the state.
+
+    Returns None (accept) or a drop reason.  ``ack`` is the packet's
+    acknowledgement number in the other direction's input numbering.
+    Possible new states are read back from ``t.state`` by the caller.
+    """
+    flags = pkt.tcp_flags
+    f = flags & _FLAG_MASK
+    if not VALID[f]:
+        return "invalid-flags"
+    state = t.state
+    v = t.v
+    o = 1 - d
+    seq = pkt.tcp_seq
+    if f & SYN:
+        if f & ACK:
+            if d != 1:
+                return "synack-from-initiator"
+            if state == SYN_SENT:
+                if ack != v[END]:
+                    return "synack-bad-ack"
+                _init_server(t, pkt)
+                t.state = SYN_RECV
+                return None
+            if seq == v[ISN + 1] and state < CLOSING:
+                return None                 # retransmitted SYN/ACK
+            return "unexpected-synack"
+        if d == 0:
+            if state == SYN_SENT:
+                if seq != v[ISN]:
+                    init_client(t, pkt)     # the client restarted with a new ISN
+                return None
+            if state == SYN_RECV and seq == v[ISN]:
+                return None                 # retransmitted SYN (the SYN/ACK got lost)
+        return "unexpected-syn"
+    if f & RST:
+        if state == SYN_SENT:
+            if d == 1:
+                if not (f & ACK) or ack != v[END]:
+                    return "rst-bad-ack"
+            elif seq != v[END]:
+                return "rst-out-of-window"
+            t.state = CLOSED
+            return None
+        # within [sender.end - receiver.maxwin, sender.maxend]
+        if ((v[MAXEND + d] - seq) & M32) >= H32 or \
+                ((seq - ((v[END + d] - v[MAXWIN + o]) & M32)) & M32) >= H32:
+            return "rst-out-of-window"
+        t.state = CLOSED
+        return None
+    # ACK (with data and/or FIN)
+    if state == SYN_SENT:
+        return "ack-before-synack"
+    end = (seq + pkt.payload_len + (1 if f & FIN else 0)) & M32
+    s_end = v[END + d]
+    r_end = v[END + o]
+    # (I) seq <= sender.maxend
+    if ((v[MAXEND + d] - seq) & M32) >= H32:
+        return "seq-above-window"
+    # (II) end >= sender.end - receiver.maxwin
+    if ((end - ((s_end - v[MAXWIN + o]) & M32)) & M32) >= H32:
+        return "seq-below-window"
+    # (III) ack <= receiver.end
+    if ((r_end - ack) & M32) >= H32:
+        return "ack-above-window"
+    # (IV) ack >= receiver.end - max(66000, sender.maxwin)
+    mw = v[MAXWIN + d]
+    maxack = mw if mw > MAXACKWINCONST else MAXACKWINCONST
+    if ((ack - ((r_end - maxack) & M32)) & M32) >= H32:
+        return "ack-below-window"
+    sc = v[SCALE + d]
+    win = pkt.tcp_win << sc if sc > 0 else pkt.tcp_win
+    if mw < win:
+        v[MAXWIN + d] = win
+    if ((end - s_end) & M32) < H32:
+        v[END + d] = end
+    right = (ack + (win or 1)) & M32
+    if ((right - v[MAXEND + o]) & M32) < H32:
+        v[MAXEND + o] = right
+    if state == SYN_RECV and d == 0 and ack == v[END + 1]:
+        t.state = state = ESTABLISHED
+    if f & FIN:
+        t.fin |= 1 << d
+        if t.fin == 3 and state < CLOSING:
+            t.state = CLOSING
+    return None
+
+
+def new_bytes(t: TcpTrack, d: int, seq: int, plen: int) -> int:
+    """Payload bytes of a segment beyond what direction d sent before
+    (call before :func:`track` updates ``end``)."""
+    if not plen:
+        return 0
+    adv = (seq + plen - t.v[END + d]) & M32
+    if adv >= H32:
+        return 0
+    return plen if adv > plen else adv
+
+
+# --------------------------------------------------------------------------
+# Packet construction and checksum helpers (slow path)
+
+_IPH = Struct("!BBHHHBBH4s4s")
+_TCPH = Struct("!HHIIBBHHH")
+
+
+def build_tcp(src: int, dst: int, sport: int, dport: int, seq: int, ack: int,
+              flags: int, payload: bytes = b"", window: int = 0) -> bytearray:
+    """An IPv4 + TCP packet (no options) with complete checksums."""
+    tot = 40 + len(payload)
+    ip = bytearray(_IPH.pack(0x45, 0, tot, 0, 0x4000, 64, 6, 0,
+                             src.to_bytes(4, "big"), dst.to_bytes(4, "big")))
+    c = checksum(ip)
+    ip[10] = c >> 8
+    ip[11] = c & 0xFF
+    tcp = bytearray(_TCPH.pack(sport, dport, seq & M32, ack & M32, 5 << 4, flags,
+                               window, 0, 0))
+    tcp += payload
+    c = tcp_checksum(src, dst, tcp, 0, len(tcp))
+    tcp[16] = c >> 8
+    tcp[17] = c & 0xFF
+    return ip + tcp
+
+
+def tcp_checksum(src: int, dst: int, buf, start: int, end: int) -> int:
+    """The complete TCP checksum of buf[start:end] (field treated as is:
+    zero it first)."""
+    return (~fold(ones_sum(buf, start, end) + pseudo_header_sum(src, dst, 6, end - start))) & 0xFFFF
+
+
+def fix_tcp_checksum(frame, l3: int, l4: int, end: int, partial: bool) -> None:
+    """Recompute the TCP checksum of the segment frame[l4:end] in place
+    (partial: store the NEEDS_CSUM pseudo-header sum instead)."""
+    src = int.from_bytes(frame[l3 + 12:l3 + 16], "big")
+    dst = int.from_bytes(frame[l3 + 16:l3 + 20], "big")
+    if partial:
+        v = pseudo_header_sum(src, dst, 6, end - l4)
+    else:
+        frame[l4 + 16] = frame[l4 + 17] = 0
+        v = tcp_checksum(src, dst, frame, l4, end)
+    frame[l4 + 16] = v >> 8
+    frame[l4 + 17] = v & 0xFF
+
+
+def fix_ip_header(frame, l3: int, ihl: int, total: int) -> None:
+    """Store a new IP total length and recompute the header checksum."""
+    frame[l3 + 2] = total >> 8
+    frame[l3 + 3] = total & 0xFF
+    frame[l3 + 10] = frame[l3 + 11] = 0
+    c = checksum(frame, l3, l3 + ihl)
+    frame[l3 + 10] = c >> 8
+    frame[l3 + 11] = c & 0xFF
+
+
+def is_partial(pkt) -> bool:
+    """True when the frame's L4 checksum is a NEEDS_CSUM partial sum."""
+    v = pkt.vnet
+    return bool(v) and (v[0] & 1) == 1
+
+
+__all__ = ["TcpTrack", "track", "init_client", "new_bytes", "parse_options", "build_tcp",
+           "fix_tcp_checksum", "fix_ip_header", "is_partial", "VALID", "SYN_SENT", "SYN_RECV",
+           "ESTABLISHED", "CLOSING", "CLOSED", "STATE_NAMES", "PSH"]
