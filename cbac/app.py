@@ -36,6 +36,7 @@ def _build_engines(model, clock):
     acls = AclSet(model, clock)
     nat = Nat(model, clock, acls=acls)
     sessions = SessionTable(clock, model, app_factories(model, acls))
+    sessions.nat = nat
     return acls, nat, sessions
 
 
@@ -302,9 +303,9 @@ class Appliance:
         the session table keeps its sessions, the router keeps ARP."""
         self.model = new
         if self.acls is not None:
-            self.acls.reload(new)
+            self.acls.update(new)
         if self.nat is not None:
-            self.nat.reload(new)
+            self.nat.update(new)
         if self.sessions is not None:
             self.sessions.reload(new)
         self.router.apply_config(new)

@@ -1,17 +1,15 @@
 """cbac as a plain router in the namespace lab, with real clients and servers.
 
-One lab and one cbac process for the whole class (set up in setUpClass,
-always torn down in tearDownClass).
+One lab and one cbac process for the whole class (tests.labrun.LabCase:
+started by the first test, always torn down after the last).
 """
 
 import hashlib
 import os
-import sys
-import time
 
 from twisted.trial import unittest
 
-from tests.labrun import ROUTED_CONFIG, RunningLab, skip_reason
+from tests.labrun import ROUTED_CONFIG, LabCase, skip_reason
 
 SEND_GARBAGE = r"""
 import os, random, socket, sys
@@ -36,24 +34,19 @@ print("sent")
 """
 
 
-class RoutedLabTests(unittest.TestCase):
+class RoutedLabTests(LabCase, unittest.TestCase):
     skip = skip_reason()
+    config = ROUTED_CONFIG
 
     @classmethod
-    def setUpClass(cls):
-        cls.env = RunningLab.start(config_text=ROUTED_CONFIG)
+    def setUpLab(cls):
         cls.www = os.path.join(cls.env.tmp, "www")
         os.makedirs(cls.www)
         cls.blob = os.urandom(5 * 1024 * 1024)
         with open(os.path.join(cls.www, "blob.bin"), "wb") as f:
             f.write(cls.blob)
         for ns, addr in (("out", "172.22.1.1"), ("in", "10.10.10.2")):
-            cls.env.server(ns, [sys.executable, "-m", "http.server", "-b", addr, "-d", cls.www, "8080"])
-        time.sleep(1.0)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.env.stop()
+            cls.env.labserver(ns, "web", addr, 8080, cls.www)
 
     def fetch(self, ns, url):
         r = self.env.exec(ns, ["curl", "-sS", "--max-time", "20", url], text=False)
