@@ -441,6 +441,26 @@ class RealInspectorTests(unittest.TestCase):
         self.assertNotIn(b"XYZZ", outs[3])
         self.assertEqual(outs[5], b"QUIT\r\n")
 
+    def test_body_sent_before_354_goes_out_after_the_reply(self):
+        """A client that sends its body right after DATA: the inspector holds
+        it until the server's 354 says it is a body; the client's
+        retransmission then carries it through unchanged."""
+        t, s, outs = self.converse(25, "smtp", [
+            (False, b"220 mail ESMTP\r\n"), (True, b"HELO x\r\n"), (False, b"250 hi\r\n"),
+            (True, b"MAIL FROM:<a@b>\r\n"), (False, b"250 ok\r\n"),
+            (True, b"RCPT TO:<c@d>\r\n"), (False, b"250 ok\r\n")])
+        co = len(b"HELO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n")
+        so = len(b"220 mail ESMTP\r\n250 hi\r\n250 ok\r\n250 ok\r\n")
+        early = b"DATA\r\nSubject: x\r\n\r\nVRFY is body text\r\n.\r\n"
+        p = tcp(A, B, 40000, 25, "PA", C0 + co, S0 + so, early)
+        self.assertTrue(send(t, p))
+        self.assertEqual(out(p)[1], b"DATA\r\n")             # body held
+        r = tcp(B, A, 25, 40000, "PA", S0 + so, C0 + co + 6, b"354 go\r\n")
+        self.assertTrue(send(t, r))
+        again = tcp(A, B, 40000, 25, "PA", C0 + co, S0 + so + 8, early)
+        self.assertTrue(send(t, again))
+        self.assertEqual(out(again)[1], early[6:])            # body, unmasked
+
     def test_ftp_port_opens_one_pinhole(self):
         t, s, outs = self.converse(21, "ftp", [
             (False, b"220 ftp\r\n"), (True, b"USER a\r\n"), (False, b"331 pw\r\n"),

@@ -18,7 +18,10 @@ of one TCP connection and applies what the inspector returns:
   forwarded; the engine keeps them; the sender will retransmit and the
   engine forwards them, as inspected, once released).  An inspector must
   release bytes it holds as soon as it can decide (e.g. when the line is
-  complete).  ``None`` means "everything fed so far".
+  complete).  ``None`` means "everything fed so far".  After a verdict
+  for one direction, the engine calls ``data_received(other, b"")`` when
+  the other direction has held bytes, since a reply can decide what held
+  bytes are (SMTP: body or commands after DATA).
 * ``edits``: :class:`Edit` replacements in the stream of that direction,
   at offsets >= the release point before this call (bytes already
   forwarded cannot change).  Same-length edits (SMTP masking) never move

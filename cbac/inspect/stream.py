@@ -275,6 +275,25 @@ class Stream:
         except Exception:
             self.table.inspector_failed(self.session)
             return False
+        if not self._apply(d, v):
+            return False
+        return self._repoll(1 - d)
+
+    def _repoll(self, d: int) -> bool:
+        """Bytes of direction d held by the inspector may have been freed by
+        what the other direction just said (a server reply decides whether
+        pipelined client bytes are commands or body): ask again with no new
+        data.  The freed bytes go out with the sender's next segment
+        (usually its retransmission of them)."""
+        sd = self.dirs[d]
+        insp = self.inspector
+        if insp is None or sd.fed <= sd.released:
+            return True
+        try:
+            v = insp.data_received(d, b"")
+        except Exception:
+            self.table.inspector_failed(self.session)
+            return False
         return self._apply(d, v)
 
     def _closed(self, d: int) -> bool:
