@@ -187,6 +187,22 @@ class ForwardingTests(RouterTestMixin, unittest.TestCase):
         self.assertEqual((e[ICMP].type, e[ICMP].code, e[ICMP].nexthopmtu), (3, 4, 1400))
         self.assertEqual(self.sent(self.pout), [])
 
+    def test_oversize_without_df_is_fragmented(self):
+        model = seed_model()
+        model.interfaces["Ethernet2/0"].mtu = 1000
+        self.make_router(model)
+        self.learn(self.pout, H_OUT, "172.22.1.1", "172.22.1.16")
+        payload = bytes(range(256)) * 10
+        self.pin.inject(bytearray(raw(Ether(src=H_IN, dst=R_IN) /
+                                      IP(src="10.10.10.2", dst="172.22.1.1", id=77) /
+                                      UDP(sport=1, dport=2) / payload)))
+        frags = self.sent(self.pout)
+        self.assertEqual(len(frags), 3)
+        self.assertTrue(all(len(f[IP]) <= 1000 and f[IP].ttl == 63 and f[IP].id == 77 for f in frags))
+        from scapy.all import defragment
+        [whole] = defragment([f[IP] for f in frags])
+        self.assertEqual(bytes(whole[UDP].payload), payload)
+
     def test_show_ip_route(self):
         self.make_router()
         text = render_show_ip_route(self.router.routes)

@@ -28,6 +28,9 @@ from cbac.dataplane.show import RateMeter
 from cbac.nat import DROP as NAT_DROP
 from cbac.packet import checksum as ck
 from cbac.packet.errors import MalformedPacket
+from cbac.packet.ipv4 import fragment as ipv4_fragment
+from cbac.packet.vnet import finish_checksum
+from cbac.packet.vnet import segment as vnet_segment
 from cbac.packet.view import (ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6,
                               PROTO_ICMP, PROTO_TCP, PROTO_UDP, ip_str,
                               parse_frame)
@@ -115,6 +118,10 @@ class Router:
         """(Re)build interfaces, addresses and routes from the model.
         ARP entries and sessions are kept."""
         self.model = model
+        self._fast_tables = {6: self.sessions.tcp, 17: self.sessions.udp} if self.sessions else {}
+        if self.sessions is not None:
+            for sess in self.sessions.sessions.values():
+                sess.route = [None, None]          # interfaces are rebuilt below
         old = self.interfaces
         self.interfaces = {}
         for name, port in self.ports.items():
@@ -196,6 +203,13 @@ class Router:
             self.drops["interface-down"] += 1
             return
         try:
+            # Fast path: an untagged IPv4 frame with a 20-byte header, not a
+            # fragment, of a known session (docs/performance.md).
+            if (self.sessions is not None and len(frame) >= 54 and frame[14] == 0x45
+                    and frame[12] == 8 and frame[13] == 0
+                    and not (frame[20] & 0x3F or frame[21])
+                    and self._fast(ri, frame, vnet)):
+                return
             if len(frame) < 14:
                 self._drop(ri, "malformed-truncated")
                 return
@@ -224,6 +238,47 @@ class Router:
             log.failure("internal error handling a frame on {ifname}", ifname=ri.name)
             self._drop(ri, "internal-error")
 
+    def _fast(self, ri, frame, vnet) -> bool:
+        """Forward a packet of an established session with one dict lookup
+        on a key sliced from the frame, the session's pre-computed NAT
+        rewrite and its cached route.  False (nothing changed): take the
+        slow path.  The IPv4 header checksum is not verified here: the
+        incremental updates keep a wrong checksum wrong (RFC 1624), so the
+        receiver still discards a damaged header."""
+        table = self._fast_tables.get(frame[23])
+        if table is None:
+            return False
+        entry = table.get(bytes(frame[26:38]))
+        if entry is None:
+            return False
+        s, d = entry
+        hop = s.route[d]
+        if hop is None or frame[22] <= 1 or frame[0:6] != ri.mac:
+            return False
+        out, nh = hop
+        mac = self.arp.lookup(out.name, nh)
+        if mac is None:
+            return False
+        if vnet and vnet[1]:
+            if (vnet[4] | (vnet[5] << 8)) + 20 + ((frame[46] >> 4) << 2 if frame[23] == 6 else 8) > out.mtu:
+                return False
+        elif ((frame[16] << 8) | frame[17]) > out.mtu:
+            return False
+        if not self.sessions.fast_process(s, d, frame, vnet, self.clock.seconds()):
+            return False
+        # TTL - 1 with RFC 1624 eqn. 3: ~(~HC + ~m + m') = ~(~HC + 0xFEFF)
+        frame[22] -= 1
+        c = (~((frame[24] << 8) | frame[25]) & 0xFFFF) + 0xFEFF
+        c = (c & 0xFFFF) + (c >> 16)
+        c = ~c & 0xFFFF
+        frame[24] = c >> 8
+        frame[25] = c & 0xFF
+        frame[0:6] = mac
+        frame[6:12] = out.mac
+        self.forwarded += 1
+        out.port.send(frame, vnet)
+        return True
+
     def _drop(self, ri, reason: str) -> None:
         self.drops[reason] += 1
         ri.drops[reason] += 1
@@ -248,6 +303,11 @@ class Router:
             hit = sessions.lookup(pkt)
             if hit is not None:
                 session, direction = hit
+                if pkt.ttl <= 1:
+                    # before any rewrite: the error quotes what the sender sent
+                    self._drop(ri, "ttl-exceeded")
+                    self._icmp_error(ri, pkt, 11, 0)
+                    return
                 if sessions.process(session, direction, pkt):
                     self._route_out(ri, pkt, session, direction)
                 else:
@@ -348,10 +408,6 @@ class Router:
 
     def _route_out(self, ri, pkt, session, direction) -> None:
         """Forward a packet the session engine accepted (already rewritten)."""
-        if pkt.ttl <= 1:
-            self._drop(ri, "ttl-exceeded")
-            self._icmp_error(ri, pkt, 11, 0)
-            return
         hop = None
         if session is not None:
             hop = session.route[direction]
@@ -380,13 +436,6 @@ class Router:
         size = pkt.ip_len
         if vnet and vnet[1] & 0x7F:
             size = (vnet[4] | (vnet[5] << 8)) + (pkt.payload - l3)
-        if size > out.mtu:
-            if pkt.df:
-                self._drop(pkt.in_port, "too-big")
-                self._icmp_error(pkt.in_port, pkt, 3, 4, mtu=out.mtu)
-                return
-            self._drop(pkt.in_port, "fragmentation-unsupported")
-            return
         # TTL - 1 with an incremental checksum (RFC 1624).
         ttl = frame[l3 + 8]
         old = (ttl << 8) | frame[l3 + 9]
@@ -394,8 +443,35 @@ class Router:
         c = ck.update16((frame[l3 + 10] << 8) | frame[l3 + 11], old, old - 256)
         frame[l3 + 10] = c >> 8
         frame[l3 + 11] = c & 0xFF
+        if size > out.mtu:
+            if pkt.df:
+                self._drop(pkt.in_port, "too-big")
+                self._icmp_error(pkt.in_port, pkt, 3, 4, mtu=out.mtu)
+                return
+            self._fragment(out, pkt, next_hop)
+            return
         self.forwarded += 1
         self._send_ip(out, frame, vnet, next_hop)
+
+    def _fragment(self, out, pkt, next_hop) -> None:
+        """Forward a packet larger than the egress MTU without DF as
+        fragments (RFC 791); an offloaded frame is finished first."""
+        frame = pkt.frame
+        l3 = pkt.l3
+        try:
+            if pkt.vnet and pkt.vnet[1]:
+                pieces = [bytes(f[l3:]) for f in vnet_segment(frame, pkt.vnet, out.mtu)]
+            else:
+                finish_checksum(frame, pkt.vnet)
+                pieces = ipv4_fragment(bytes(frame[l3:l3 + pkt.ip_len]), out.mtu)
+        except (MalformedPacket, ValueError):
+            self._drop(pkt.in_port, "fragmentation-failed")
+            return
+        head = bytes(frame[0:l3])
+        self.forwarded += 1
+        for piece in pieces:
+            f = bytearray(head) + piece
+            self._send_ip(out, f, b"", next_hop)
 
     def _send_ip(self, out: RouterInterface, frame, vnet, next_hop: int) -> None:
         mac = self.arp.lookup(out.name, next_hop)

@@ -1,0 +1,135 @@
+"""The established-flow fast path keeps every check of the slow path.
+
+The appliance runs the seed configuration on memory ports; a TCP flow from
+the inside is established through PAT, then data segments take the fast
+path.  What leaves the router is checked with scapy (addresses, ports,
+checksums), and the checks that must still hold on the fast path are
+exercised: window, flags, counters, NAT in both directions.
+"""
+
+from scapy.all import ARP, IP, TCP, UDP, Ether, raw
+from twisted.internet.task import Clock
+from twisted.trial import unittest
+
+from cbac.app import Appliance
+from cbac.config.parser import parse_file
+from cbac.dataplane.port import MemoryPort
+from tests.labrun import SEED_CONFIG
+
+R_IN, R_OUT = "02:00:0a:0a:0a:01", "02:00:ac:16:01:10"
+H_IN, H_OUT = "02:00:0a:0a:0a:02", "02:00:ac:16:01:01"
+
+
+def checksums_ok(frame: bytes) -> bool:
+    p = Ether(frame)
+    ip_c, l4 = p[IP].chksum, p[IP].payload
+    l4_c = l4.chksum
+    del p[IP].chksum
+    del l4.chksum
+    q = Ether(raw(p))
+    return q[IP].chksum == ip_c and q[IP].payload.chksum == l4_c
+
+
+class FastPathTests(unittest.TestCase):
+    def setUp(self):
+        model, diags = parse_file(SEED_CONFIG)
+        self.clock = Clock()
+        self.pin = MemoryPort("Ethernet2/1", R_IN)
+        self.pout = MemoryPort("Ethernet2/0", R_OUT)
+        self.app = Appliance(model, self.clock, {"Ethernet2/1": self.pin, "Ethernet2/0": self.pout})
+        self.r = self.app.router
+        self.r.start()
+        self.addCleanup(self.r.stop)
+        self.inject(self.pin, Ether(src=H_IN, dst="ff:ff:ff:ff:ff:ff") /
+                    ARP(op=1, hwsrc=H_IN, psrc="10.10.10.2", pdst="10.10.10.1"))
+        self.inject(self.pout, Ether(src=H_OUT, dst="ff:ff:ff:ff:ff:ff") /
+                    ARP(op=1, hwsrc=H_OUT, psrc="172.22.1.1", pdst="172.22.1.16"))
+        self.pin.sent.clear()
+        self.pout.sent.clear()
+
+    def inject(self, port, p):
+        self.r.frameReceived(port, bytearray(raw(p)), b"")
+
+    def c2s(self, flags, seq, ack, data=b""):
+        return Ether(src=H_IN, dst=R_IN) / IP(src="10.10.10.2", dst="172.22.1.1") / \
+            TCP(sport=40000, dport=8080, flags=flags, seq=seq, ack=ack, window=65535) / data
+
+    def s2c(self, flags, seq, ack, data=b""):
+        return Ether(src=H_OUT, dst=R_OUT) / IP(src="172.22.1.1", dst="172.22.1.16") / \
+            TCP(sport=8080, dport=40000, flags=flags, seq=seq, ack=ack, window=65535) / data
+
+    def establish(self):
+        self.inject(self.pin, self.c2s("S", 100, 0))
+        self.inject(self.pout, self.s2c("SA", 5000, 101))
+        self.inject(self.pin, self.c2s("A", 101, 5001))
+        self.pin.sent.clear()
+        self.pout.sent.clear()
+
+    def sent(self, port):
+        out = [f for f, v in port.sent]
+        port.sent.clear()
+        return out
+
+    def test_data_is_translated_with_valid_checksums_both_ways(self):
+        self.establish()
+        fast_before = self.r.forwarded
+        self.inject(self.pin, self.c2s("PA", 101, 5001, b"hello"))
+        [f] = self.sent(self.pout)
+        p = Ether(f)
+        self.assertEqual((p[IP].src, p[TCP].sport, p[IP].ttl), ("172.22.1.16", 40000, 63))
+        self.assertEqual((p.src, p.dst), (R_OUT, H_OUT))
+        self.assertEqual(bytes(p[TCP].payload), b"hello")
+        self.assertTrue(checksums_ok(f))
+        self.inject(self.pout, self.s2c("PA", 5001, 106, b"world!"))
+        [f] = self.sent(self.pin)
+        p = Ether(f)
+        self.assertEqual((p[IP].dst, p[TCP].dport), ("10.10.10.2", 40000))
+        self.assertTrue(checksums_ok(f))
+        self.assertEqual(self.r.forwarded - fast_before, 2)
+        self.assertIn("Bytes sent (initiator:responder) [5:6]",
+                      self.app.show_ip_inspect("sessions detail"))
+
+    def test_out_of_window_segment_is_dropped_on_the_fast_path_too(self):
+        self.establish()
+        self.inject(self.pin, self.c2s("PA", 101 + 10_000_000, 5001, b"x"))
+        self.assertEqual(self.sent(self.pout), [])
+        self.assertIn("seq-above-window", self.app.show_ip_inspect("statistics"))
+
+    def test_forged_rst_outside_window_does_not_kill_the_session(self):
+        self.establish()
+        self.inject(self.pout, self.s2c("R", 5001 + 3_000_000, 0))
+        self.assertEqual(self.sent(self.pin), [])
+        self.inject(self.pin, self.c2s("PA", 101, 5001, b"still"))
+        self.assertEqual(len(self.sent(self.pout)), 1)
+
+    def test_fin_goes_through_the_slow_path_and_closes(self):
+        self.establish()
+        self.inject(self.pin, self.c2s("FA", 101, 5001))
+        self.inject(self.pout, self.s2c("FA", 5001, 102))
+        self.inject(self.pin, self.c2s("A", 102, 5002))
+        self.assertEqual(len(self.sent(self.pout)), 2)
+        self.assertIn("Terminating Sessions\n Session 620001C8 (10.10.10.2:40000)=>(172.22.1.1:8080) tcp SIS_CLOSING",
+                      self.app.show_ip_inspect("sessions"))
+
+    def test_ttl_one_is_not_forwarded(self):
+        self.establish()
+        p = self.c2s("PA", 101, 5001, b"x")
+        p[IP].ttl = 1
+        self.inject(self.pin, p)
+        self.assertEqual(self.sent(self.pout), [])
+        [e] = [Ether(f) for f in self.sent(self.pin)]
+        self.assertEqual((e[IP].src, e[IP].dst, e[IP].payload.type), ("10.10.10.1", "10.10.10.2", 11))
+        self.assertEqual(e[IP].payload.payload.src, "10.10.10.2")     # the quote as sent
+
+    def test_udp_reply_opens_then_fast_path(self):
+        for i in range(3):
+            self.inject(self.pin, Ether(src=H_IN, dst=R_IN) / IP(src="10.10.10.2", dst="172.22.1.1") /
+                        UDP(sport=5000, dport=7000) / b"q")
+            self.inject(self.pout, Ether(src=H_OUT, dst=R_OUT) / IP(src="172.22.1.1", dst="172.22.1.16") /
+                        UDP(sport=7000, dport=5000) / b"answer")
+        back = self.sent(self.pin)
+        self.assertEqual(len(back), 3)
+        for f in back:
+            p = Ether(f)
+            self.assertEqual((p[IP].dst, p[UDP].dport), ("10.10.10.2", 5000))
+            self.assertTrue(checksums_ok(f))
