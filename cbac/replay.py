@@ -61,6 +61,9 @@ def build_parser():
     p.add_argument("--topspeed", action="store_true", help="with --realtime: as fast as possible")
     p.add_argument("--show", action="append", default=[], metavar="CMD",
                    help='print "show CMD" at the end, e.g. "ip inspect sessions"')
+    p.add_argument("--mac", action="append", metavar="IOSNAME=MAC",
+                   help="the MAC address of an interface (default 02:00:cb:ac:00:N, "
+                        "N = position of the interface in the configuration, from 1)")
     p.add_argument("--no-engines", action="store_true",
                    help="routing only: no ACLs, NAT or inspection")
     return p
@@ -92,11 +95,12 @@ def run(argv=None, stdout=sys.stdout):
     else:
         clock = Clock()
         clock.advance(_first_timestamp(inputs.values()))
+    macs = _pairs(args.mac, "--mac")
     ports = {}
     for i, name in enumerate(model.interfaces):
         if name not in inputs and name not in outputs:
             continue
-        mac = bytes([2, 0, 0xCB, 0xAC, 0, i + 1])
+        mac = macs.get(name) or bytes([2, 0, 0xCB, 0xAC, 0, i + 1])
         kw = {}
         if args.realtime:
             kw = dict(multiplier=args.multiplier, pps=args.pps, mbps=args.mbps,
