@@ -248,6 +248,13 @@ class Lab:
     def _build(self):
         for ns in self.namespaces:
             self._must(["ip", "netns", "add", ns], "ip netns add")
+            # "ip netns exec" bind-mounts /etc/netns/NS/resolv.conf: no DNS
+            # server is reachable from the lab, so name lookups (Python's
+            # http.server does a reverse lookup at start) fail at once
+            # against 127.0.0.1 instead of waiting for the host's resolver.
+            os.makedirs("/etc/netns/" + ns, exist_ok=True)
+            with open("/etc/netns/%s/resolv.conf" % ns, "w") as f:
+                f.write("# cbac lab: no DNS in the lab\nnameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
             # before any device exists, so no device ever gets an IPv6 address
             self._sysctl(
                 ns,
@@ -337,6 +344,7 @@ class Lab:
                     _kill(pid, signal.SIGKILL)
                 if os.path.exists("/run/netns/" + ns):
                     subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+                shutil.rmtree("/etc/netns/" + ns, ignore_errors=True)
             except Exception:  # noqa: BLE001 - down always works
                 pass
         self.is_up = False
