@@ -132,6 +132,17 @@ class InspectMixin(_LabBase):
         for line in requests:
             self.assertIn("172.22.1.16 > 172.22.1.1", line)
 
+    def test_traceroute_through_pat(self):
+        """UDP and ICMP traceroute from the inside: the router is hop 1, the
+        outside host hop 2 (its port-unreachable / echo reply comes back
+        through PAT and the UDP/ICMP sessions)."""
+        for extra in ([], ["-I"], ["-T", "-p", "81"]):
+            r = self.env.exec("in", ["traceroute", "-n", "-q", "1", "-w", "2", "-m", "4"] + extra +
+                              ["172.22.1.1"], timeout=30)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            hops = [line.split()[1] for line in r.stdout.splitlines()[1:]]
+            self.assertEqual(hops[:2], ["10.10.10.1", "172.22.1.1"], (extra, r.stdout))
+
     def test_unsolicited_inbound_dropped(self):
         """A SYN, a UDP datagram and an echo reply nobody asked for, sent
         from outside to the global address and to an inside address, never

@@ -8,6 +8,7 @@ from zope.interface import implementer
 
 from cbac.config.model import InspectProtocol
 from cbac.inspect.api import Edit, Expectation, IStreamInspector, Verdict
+from cbac.inspect.engine import app_factories
 from cbac.packet.checksum import pseudo_header_sum
 from cbac.packet.view import ip_int, parse_frame
 from tests.test_sessions import (A, B, capture_logs, frame_of, full_checksums_ok, handshake,
@@ -460,6 +461,19 @@ class RealInspectorTests(unittest.TestCase):
         again = tcp(A, B, 40000, 25, "PA", C0 + co, S0 + so + 8, early)
         self.assertTrue(send(t, again))
         self.assertEqual(out(again)[1], early[6:])            # body, unmasked
+
+    def test_refused_connection_rst_reaches_the_client(self):
+        """A server port that is closed answers the SYN with RST/ACK: the
+        client must see it (curl: connection refused, not a time-out)."""
+        m = model(InspectProtocol("http"), "tcp")
+        clock, t = table(m, app_factories(m), testcase=self)
+        syn = tcp(A, B, 40000, 80, "S", seq=CISN)
+        s = t.create(syn, "in", "out", "R", None, None)
+        rst = tcp(B, A, 80, 40000, "RA", seq=0, ack=CISN + 1)
+        hit = t.lookup(rst)
+        self.assertIsNotNone(hit)
+        self.assertTrue(t.process(hit[0], hit[1], rst))
+        self.assertEqual(out(rst), (0, b"", "RA"))
 
     def test_ftp_port_opens_one_pinhole(self):
         t, s, outs = self.converse(21, "ftp", [

@@ -44,7 +44,7 @@ from struct import Struct
 
 from cbac.inspect.api import CLIENT, SERVER, Edit, Verdict
 from cbac.inspect.tcp import M32, fix_ip_header, fix_tcp_checksum, is_partial
-from cbac.packet.view import ACK, FIN, PSH, SYN
+from cbac.packet.view import ACK, FIN, PSH, RST, SYN
 
 #: bytes per direction (in_buf + out_buf) the engine buffers at most
 BUFFER_CAP = 1 << 20
@@ -331,6 +331,8 @@ class Stream:
             # a SYN/ACK acknowledges offset 0 of the client: nothing to map
             return []
         if sd.isn is None:
+            if flags & RST and not pkt.payload_len:
+                return []                # a refused connection: RST to the SYN
             table.stats.drop("stream-no-syn")
             return None
         # acknowledgement of the other direction
