@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+from cbac.packet.ethernet import mac_str as mac_dotted   # IOS form 0200.ac16.0110
 from cbac.packet.view import ip_str
 
 QUEUE_PER_HOP = 8
@@ -128,9 +129,3 @@ class ArpCache:
             lines.append("Internet  %-16s %8s   %-14s  ARPA   %s" % (
                 ip_str(e.ip), age, mac_dotted(e.mac), e.ifname))
         return "\n".join(lines)
-
-
-def mac_dotted(mac: bytes) -> str:
-    """IOS MAC format: 0200.ac16.0110"""
-    h = mac.hex()
-    return "%s.%s.%s" % (h[0:4], h[4:8], h[8:12])

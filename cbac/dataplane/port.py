@@ -7,47 +7,26 @@ test can see it: a plain frame longer than the MTU is refused (``EMSGSIZE``,
 counted in ``tx_errors``) instead of silently passing.
 """
 
-import struct
-
 from zope.interface import implementer
 
 from cbac.interfaces import IPort
-
-# struct virtio_net_hdr (include/uapi/linux/virtio_net.h), native byte order
-# as AF_PACKET PACKET_VNET_HDR uses it on little-endian hosts.
-VNET_HDR = struct.Struct("=BBHHHH")  # flags, gso_type, hdr_len, gso_size, csum_start, csum_offset
-VNET_HDR_LEN = VNET_HDR.size  # 10
-ZERO_VNET = bytes(VNET_HDR_LEN)
-
-VIRTIO_NET_HDR_F_NEEDS_CSUM = 1
-VIRTIO_NET_HDR_F_DATA_VALID = 2
-VIRTIO_NET_HDR_GSO_NONE = 0
-VIRTIO_NET_HDR_GSO_TCPV4 = 1
-VIRTIO_NET_HDR_GSO_UDP = 3
-VIRTIO_NET_HDR_GSO_TCPV6 = 4
-VIRTIO_NET_HDR_GSO_UDP_L4 = 5
-VIRTIO_NET_HDR_GSO_ECN = 0x80
-
-ETH_HLEN = 14
-VLAN_HLEN = 4
-
-
-def is_plain_vnet(vnet):
-    """True if ``vnet`` says nothing a sender must honour: empty, or no GSO
-    and no partial checksum (DATA_VALID alone is a receive-side hint)."""
-    return (not vnet) or ((vnet[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM) == 0 and vnet[1] == 0)
-
-
-def parse_vnet(vnet):
-    """``(flags, gso_type, hdr_len, gso_size, csum_start, csum_offset)`` or
-    all zeros for ``b""``."""
-    if not vnet:
-        return (0, 0, 0, 0, 0, 0)
-    return VNET_HDR.unpack_from(vnet)
-
-
-def make_vnet(flags=0, gso_type=0, hdr_len=0, gso_size=0, csum_start=0, csum_offset=0):
-    return VNET_HDR.pack(flags, gso_type, hdr_len, gso_size, csum_start, csum_offset)
+# The virtio-net header and MAC helpers live with the packet codecs; these
+# names are the ports' vocabulary for them.
+from cbac.packet.ethernet import ETH_HLEN, VLAN_HLEN, mac_bytes
+from cbac.packet.vnet import F_DATA_VALID as VIRTIO_NET_HDR_F_DATA_VALID
+from cbac.packet.vnet import F_NEEDS_CSUM as VIRTIO_NET_HDR_F_NEEDS_CSUM
+from cbac.packet.vnet import GSO_ECN as VIRTIO_NET_HDR_GSO_ECN
+from cbac.packet.vnet import GSO_NONE as VIRTIO_NET_HDR_GSO_NONE
+from cbac.packet.vnet import GSO_TCPV4 as VIRTIO_NET_HDR_GSO_TCPV4
+from cbac.packet.vnet import GSO_TCPV6 as VIRTIO_NET_HDR_GSO_TCPV6
+from cbac.packet.vnet import GSO_UDP as VIRTIO_NET_HDR_GSO_UDP
+from cbac.packet.vnet import GSO_UDP_L4 as VIRTIO_NET_HDR_GSO_UDP_L4
+from cbac.packet.vnet import HDR as VNET_HDR
+from cbac.packet.vnet import HDR_LEN as VNET_HDR_LEN
+from cbac.packet.vnet import ZERO as ZERO_VNET
+from cbac.packet.vnet import build as make_vnet
+from cbac.packet.vnet import is_plain as is_plain_vnet
+from cbac.packet.vnet import parse as parse_vnet
 
 
 def max_plain_frame(mtu, frame):
@@ -57,18 +36,6 @@ def max_plain_frame(mtu, frame):
     if len(frame) >= 14 and frame[12] == 0x81 and frame[13] == 0x00:
         limit += VLAN_HLEN
     return limit
-
-
-def mac_bytes(mac):
-    """6-byte MAC from bytes or ``"02:00:0a:0a:0a:01"`` / ``"0200.0a0a.0a01"``."""
-    if isinstance(mac, (bytes, bytearray)):
-        if len(mac) != 6:
-            raise ValueError("MAC must be 6 bytes, got %d" % len(mac))
-        return bytes(mac)
-    text = str(mac).strip().lower().replace(":", "").replace("-", "").replace(".", "")
-    if len(text) != 12:
-        raise ValueError("bad MAC address %r" % (mac,))
-    return bytes.fromhex(text)
 
 
 def mac_text(mac):

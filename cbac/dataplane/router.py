@@ -27,6 +27,11 @@ from cbac.dataplane.routes import RouteEntry, RouteTable
 from cbac.dataplane.show import RateMeter
 from cbac.nat import DROP as NAT_DROP
 from cbac.packet import checksum as ck
+from cbac.packet.arp import build_gratuitous as arp_gratuitous
+from cbac.packet.arp import build_reply
+from cbac.packet.arp import build_request as arp_request
+from cbac.packet.icmp import build_echo_reply, build_error, may_send_error
+from cbac.packet.tcp import rst_for
 from cbac.packet.errors import MalformedPacket
 from cbac.packet.ipv4 import fragment as ipv4_fragment
 from cbac.packet.vnet import finish_checksum
@@ -39,10 +44,7 @@ log = Logger(namespace="cbac.router")
 
 
 
-BROADCAST = b"\xff" * 6
-ZERO_MAC = b"\0" * 6
 _ARP = struct.Struct("!HHBBH6s4s6s4s")
-_IPHDR = struct.Struct("!BBHHHBBH4s4s")
 
 #: ICMP error rate limit: a token bucket (IOS: ip icmp rate-limit
 #: unreachable 500 ms; cbac allows a small burst so traceroute's three
@@ -534,36 +536,11 @@ class Router:
 
     def _tcp_reset(self, pkt) -> None:
         """Answer a segment to a closed port of the router (RFC 793)."""
-        if not self._icmp_allowed():
-            return
-        f = pkt.frame
-        if pkt.tcp_flags & 16:                       # ACK set: RST seq=ack
-            seq, ack, flags = pkt.tcp_ack, 0, 4
-        else:
-            seglen = pkt.payload_len + (1 if pkt.tcp_flags & 2 else 0) + (1 if pkt.tcp_flags & 1 else 0)
-            seq, ack, flags = 0, (pkt.tcp_seq + seglen) & 0xFFFFFFFF, 0x14
-        tcp = bytearray(struct.pack("!HHIIBBHHH", pkt.dport, pkt.sport, seq, ack, 0x50, flags, 0, 0, 0))
-        src, dst = pkt.dst, pkt.src
-        tcp[16:18] = ck.checksum(tcp, initial=ck.pseudo_header_sum(src, dst, PROTO_TCP, 20)).to_bytes(2, "big")
-        self._send_packet(self._ip_header(src, dst, PROTO_TCP, tcp))
-        del f
+        if self._icmp_allowed():
+            self._send_packet(rst_for(pkt))
 
     def _echo_reply(self, ri, pkt) -> None:
-        f = pkt.frame
-        l3, l4 = pkt.l3, pkt.l4
-        end = l3 + pkt.ip_len
-        ip = bytearray(f[l3:end])
-        ihl = pkt.ihl
-        ip[12:16], ip[16:20] = ip[16:20], ip[12:16]
-        ip[8] = 64
-        ip[10:12] = b"\0\0"
-        ip[10:12] = ck.checksum(ip, 0, ihl).to_bytes(2, "big")
-        o = l4 - l3
-        old = (ip[o] << 8) | ip[o + 1]
-        ip[o] = 0
-        c = ck.update16((ip[o + 2] << 8) | ip[o + 3], old, 0)
-        ip[o + 2:o + 4] = c.to_bytes(2, "big")
-        self._send_packet(ip)
+        self._send_packet(build_echo_reply(pkt, ttl=64, ip_id=self._next_ip_id()))
 
     def _icmp_allowed(self) -> bool:
         now = self.clock.seconds()
@@ -582,34 +559,22 @@ class Router:
 
     def _icmp_error(self, ri, pkt, icmp_type: int, code: int, mtu: int = 0,
                     quote=None) -> None:
-        """Send an ICMP error about pkt back to its sender (RFC 1812):
-        never about an ICMP error, a non-initial fragment or a broadcast."""
-        if ri is None or ri.address is None:
-            return
-        if pkt.frag != 0 or (pkt.proto == PROTO_ICMP and pkt.inner is not None):
+        """Send an ICMP error about pkt back to its sender, within RFC
+        1812's rules (never about an ICMP error, a non-initial fragment, a
+        broadcast; the quote is up to 576 bytes).  ``quote``: the packet as
+        it arrived when pkt has since been rewritten by NAT."""
+        if ri is None or ri.address is None or not may_send_error(pkt):
             return
         if not self._icmp_allowed():
             return
-        l3 = pkt.l3
-        if quote is None:
-            quote = bytes(pkt.frame[l3:l3 + min(pkt.ip_len, pkt.ihl + 8)])
-        src = ri.address
-        dst = int.from_bytes(quote[12:16], "big")
-        icmp = bytearray(8) + quote
-        icmp[0] = icmp_type
-        icmp[1] = code
-        if mtu:
-            icmp[6:8] = mtu.to_bytes(2, "big")
-        icmp[2:4] = ck.checksum(icmp).to_bytes(2, "big")
-        self._send_packet(self._ip_header(src, dst, PROTO_ICMP, icmp))
+        offending = quote if quote is not None else pkt
+        self._send_packet(build_error(ri.address, icmp_type, code, offending, rest=mtu,
+                                      ip_id=self._next_ip_id()))
 
-    def _ip_header(self, src: int, dst: int, proto: int, payload) -> bytearray:
+    def _next_ip_id(self) -> int:
         self._ip_id = (self._ip_id + 1) & 0xFFFF
-        hdr = bytearray(_IPHDR.pack(0x45, 0xC0, 20 + len(payload), self._ip_id, 0,
-                                    255, proto, 0, src.to_bytes(4, "big"),
-                                    dst.to_bytes(4, "big")))
-        hdr[10:12] = ck.checksum(hdr).to_bytes(2, "big")
-        return hdr + payload
+        return self._ip_id
+
 
     # ------------------------------------------------------------------
     # ARP
@@ -639,29 +604,17 @@ class Router:
                 f[6:12] = ri.mac
                 ri.port.send(f, v)
         if op == 1 and ours:
-            reply = bytearray(frame[0:off + 28])
-            reply[0:6] = sha
-            reply[6:12] = ri.mac
-            _ARP.pack_into(reply, off, 1, ETH_P_IP, 6, 4, 2, ri.mac, tpa, sha, spa)
-            if len(reply) < 60:
-                reply += bytes(60 - len(reply))
-            ri.port.send(reply, b"")
-
-    def _arp_frame(self, ri, op: int, tha: bytes, tpa: int, spa: int) -> bytearray:
-        f = bytearray(BROADCAST + ri.mac + b"\x08\x06")
-        f += _ARP.pack(1, ETH_P_IP, 6, 4, op, ri.mac, spa.to_bytes(4, "big"),
-                       tha, tpa.to_bytes(4, "big"))
-        f += bytes(60 - len(f))
-        return f
+            vlan = ((frame[14] << 8) | frame[15]) if off == 18 else None
+            ri.port.send(build_reply(ri.mac, target, bytes(sha), sender, vlan), b"")
 
     def _send_arp_request(self, ifname: str, ip: int) -> None:
         ri = self.interfaces.get(ifname)
         if ri is None or ri.address is None:
             return
-        ri.port.send(self._arp_frame(ri, 1, ZERO_MAC, ip, ri.address), b"")
+        ri.port.send(arp_request(ri.mac, ri.address, ip), b"")
 
     def _send_gratuitous_arp(self, ri, addr: int) -> None:
-        ri.port.send(self._arp_frame(ri, 1, ZERO_MAC, addr, addr), b"")
+        ri.port.send(arp_gratuitous(ri.mac, addr), b"")
 
     # ------------------------------------------------------------------
     # show
