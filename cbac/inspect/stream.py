@@ -44,6 +44,8 @@ from struct import Struct
 
 from cbac.inspect.api import CLIENT, SERVER, Edit, Verdict
 from cbac.inspect.tcp import M32, fix_ip_header, fix_tcp_checksum, is_partial
+from cbac.packet.errors import MalformedPacket
+from cbac.packet.tcp import parse_options
 from cbac.packet.view import ACK, FIN, PSH, RST, SYN
 
 #: bytes per direction (in_buf + out_buf) the engine buffers at most
@@ -367,7 +369,6 @@ class Stream:
             table.stats.drop("stream-out-of-order")
             return None
         end = off + plen
-        fed_before = sd.fed
         if end > sd.fed:
             if len(sd.in_buf) + len(sd.out_buf) + (end - sd.fed) > BUFFER_CAP:
                 table.stats.drop("stream-buffer-full")
@@ -462,32 +463,21 @@ class Stream:
 
     @staticmethod
     def _fix_sack(frame, l4: int, doff: int, od: StreamDir) -> bool:
-        i = l4 + 20
-        stop = l4 + doff
+        """Map the SACK edges of a segment into the output numbering of the
+        direction they acknowledge."""
+        try:
+            o = parse_options(frame, l4, doff)
+        except MalformedPacket:
+            return False
         changed = False
-        while i < stop:
-            kind = frame[i]
-            if kind == 0:
-                break
-            if kind == 1:
-                i += 1
-                continue
-            if i + 1 >= stop:
-                break
-            ln = frame[i + 1]
-            if ln < 2 or i + ln > stop:
-                break
-            if kind == 5:
-                j = i + 2
-                while j + 8 <= i + ln:
-                    for k in (j, j + 4):
-                        v = _U32.unpack_from(frame, k)[0]
-                        nv = od.seq_of(od.unmap(od.out_abs(v)))
-                        if nv != v:
-                            frame[k:k + 4] = _U32.pack(nv)
-                            changed = True
-                    j += 8
-            i += ln
+        if o.sack_off is not None:
+            for i in range(2 * len(o.sack)):
+                k = o.sack_off + 4 * i
+                v = _U32.unpack_from(frame, k)[0]
+                nv = od.seq_of(od.unmap(od.out_abs(v)))
+                if nv != v:
+                    frame[k:k + 4] = _U32.pack(nv)
+                    changed = True
         return changed
 
     def rst_seqs(self, d: int):

@@ -29,6 +29,9 @@ edits, it translates the acknowledgement numbers before calling
 
 from __future__ import annotations
 
+from cbac.packet.errors import MalformedPacket
+from cbac.packet.tcp import parse_options as _parse_options
+
 from struct import Struct
 
 from cbac.packet.checksum import checksum, fold, ones_sum, pseudo_header_sum
@@ -101,31 +104,14 @@ class TcpTrack:
 
 
 def parse_options(frame, l4: int, doff: int):
-    """(mss, wscale or None, sack_permitted) from the TCP options."""
-    mss, ws, sack = None, None, False
-    i = l4 + 20
-    end = l4 + doff
-    while i < end:
-        kind = frame[i]
-        if kind == 0:
-            break
-        if kind == 1:
-            i += 1
-            continue
-        if i + 1 >= end:
-            break
-        ln = frame[i + 1]
-        if ln < 2 or i + ln > end:
-            break
-        if kind == 2 and ln == 4:
-            mss = (frame[i + 2] << 8) | frame[i + 3]
-        elif kind == 3 and ln == 3:
-            ws = min(frame[i + 2], 14)
-        elif kind == 4 and ln == 2:
-            sack = True
-        i += ln
-    return mss, ws, sack
-
+    """(mss, wscale or None, sack_permitted) from the TCP options; options
+    that do not parse count as absent (the segment is judged on its
+    sequence numbers, not refused for them)."""
+    try:
+        o = _parse_options(frame, l4, doff)
+    except MalformedPacket:
+        return None, None, False
+    return o.mss, (None if o.wscale is None else min(o.wscale, 14)), o.sack_permitted
 
 def init_client(t: TcpTrack, pkt) -> None:
     """Seed the tracker from the initiator's SYN."""
