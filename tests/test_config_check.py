@@ -77,3 +77,15 @@ class CheckTests(unittest.TestCase):
         e = _msgs(d, ERROR)
         self.assertIn("ip inspect max-incomplete low 600 is above high 500", e)
         self.assertIn("ip inspect one-minute low 900 is above high 800", e)
+
+
+class NotActedOnTests(unittest.TestCase):
+    def test_nat_service_and_pool_type_are_reported(self):
+        diags = _check("""\
+access-list 1 permit 10.0.0.0 0.0.0.255
+ip nat pool P 172.22.1.20 172.22.1.30 netmask 255.255.255.0 type rotary
+ip nat service list 1 ftp tcp port 2121
+""")
+        warnings = _msgs(diags, WARNING)
+        self.assertTrue(any("type rotary is accepted, not acted on" in w for w in warnings), warnings)
+        self.assertTrue(any("ip nat service is accepted, not acted on" in w for w in warnings), warnings)

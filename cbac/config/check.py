@@ -108,7 +108,13 @@ def check(router: Router, devices: Optional[Iterable[str]] = None, strict: bool 
     for s in nat.statics:
         if s.global_interface is not None and s.global_interface not in itfs:
             add(ERROR, s.lineno, "NAT: interface %s is not defined" % s.global_interface)
+    for pool in nat.pools.values():
+        if pool.type is not None:
+            add(WARNING, pool.lineno, "NAT: pool %s: type %s is accepted, not acted on; "
+                "the pool is used as a plain pool" % (pool.name, pool.type))
     for s in nat.services:
+        add(WARNING, s.lineno, "NAT: ip nat service is accepted, not acted on: FTP is "
+            "inspected and translated on port 21 only")
         if s.acl not in acls:
             add(ERROR, s.lineno, "NAT: access list %s is not defined" % s.acl)
     if nat.statics or nat.dynamics:
