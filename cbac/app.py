@@ -327,6 +327,7 @@ class RouterService(service.Service):
         self.reactor = reactor
         self.inband = inband
         self.tun = None
+        self._tls_ports = {}
 
     def startService(self):
         service.Service.startService(self)
@@ -349,6 +350,46 @@ class RouterService(service.Service):
         self.tun = tun
         router.local_services[(6, self.appliance.model.ssh.port)] = tun.write
         self.appliance.inband_addresses = addrs
+        obs = getattr(self.appliance, "log_observers", None)
+        if obs is not None:
+            obs.source_for = self._syslog_source
+
+    #: Local TCP ports of TLS syslog connections (one per collector; the
+    #: data plane hands segments to these ports to the TUN).
+    SYSLOG_TLS_PORTS = range(61514, 61530)
+
+    def _syslog_source(self, address, transport):
+        """The router's own address toward a syslog host: the address of
+        the egress interface (IOS's default ``logging source-interface``).
+        Bound to it, the daemon's socket is routed by the kernel into the
+        management TUN (policy rule ``from ADDR``) and leaves through the
+        data plane; ACLs and inspection do not see it, like IOS's own
+        traffic.  TLS: a fixed local port that the data plane hands back
+        to the TUN."""
+        from cbac.packet.view import ip_int
+        router = self.appliance.router
+        if self.tun is None:
+            return None
+        hop = router.routes.lookup(ip_int(address))
+        if hop is None:
+            return None
+        ri = router.interfaces.get(hop[0])
+        if ri is None or ri.model.address is None:
+            return None
+        src = str(ri.model.address.ip)
+        if src not in self.tun.addresses:
+            return None
+        if transport != "tls":
+            return (src, 0)
+        port = self._tls_ports.get(address)
+        if port is None:
+            free = [p for p in self.SYSLOG_TLS_PORTS
+                    if p not in self._tls_ports.values() and (6, p) not in router.local_services]
+            if not free:
+                return None
+            port = self._tls_ports[address] = free[0]
+            router.local_services[(6, port)] = self.tun.write
+        return (src, port)
 
     def stopService(self):
         service.Service.stopService(self)

@@ -27,6 +27,8 @@ import struct
 import subprocess
 
 from twisted.internet.interfaces import IReadDescriptor
+
+from cbac.packet.checksum import checksum, pseudo_header_sum
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -46,6 +48,49 @@ def _ip(*args):
     r = subprocess.run(["ip"] + list(args), capture_output=True, text=True)
     if r.returncode != 0:
         raise TunError("ip %s: %s" % (" ".join(args), r.stderr.strip()))
+
+
+def finish_checksum(ip_packet):
+    """The packet with a complete TCP/UDP checksum, or ``None`` if the
+    checksum is wrong.
+
+    Frames from a veth peer with tx checksumming on (the lab; containers)
+    arrive CHECKSUM_PARTIAL: the field holds only the pseudo-header sum.
+    Forwarded frames keep that state on the way out, but a TUN device
+    is a receiver: the kernel verifies the checksum and silently drops the
+    segment (the in-band console timed out).  Console traffic is a few
+    packets, so finishing the sum here in full costs nothing that matters.
+    A checksum that is neither complete nor partial is dropped, as a host
+    would drop it.
+    """
+    b = bytes(ip_packet)
+    if len(b) < 20:
+        return None
+    ihl = (b[0] & 0x0F) * 4
+    proto = b[9]
+    if proto not in (6, 17) or (int.from_bytes(b[6:8], "big") & 0x3FFF) or len(b) < ihl + 8:
+        return b
+    off = ihl + (16 if proto == 6 else 6)
+    if len(b) < off + 2:
+        return None
+    field = int.from_bytes(b[off:off + 2], "big")
+    if proto == 17 and field == 0:
+        return b                                  # UDP without a checksum
+    src = int.from_bytes(b[12:16], "big")
+    dst = int.from_bytes(b[16:20], "big")
+    length = len(b) - ihl
+    pseudo = pseudo_header_sum(src, dst, proto, length)
+    if checksum(b, ihl, None, pseudo) == 0:
+        return b                                  # complete and correct
+    if field != pseudo and field != (~pseudo & 0xFFFF):
+        return None                               # corrupt
+    seg = bytearray(b)
+    seg[off:off + 2] = b"\0\0"
+    c = checksum(seg, ihl, None, pseudo)
+    if proto == 17 and c == 0:
+        c = 0xFFFF
+    seg[off:off + 2] = c.to_bytes(2, "big")
+    return bytes(seg)
 
 
 @implementer(IReadDescriptor)
@@ -110,6 +155,10 @@ class ManagementTun:
     def write(self, ip_packet) -> None:
         """Hand a packet from the data plane to the kernel."""
         if self.fd is None:
+            return
+        ip_packet = finish_checksum(ip_packet)
+        if ip_packet is None:
+            self.errors += 1
             return
         try:
             os.write(self.fd, ip_packet)

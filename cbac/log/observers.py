@@ -136,6 +136,11 @@ class Formatter:
                          event.get("ios_mnemonic", "-"))
         level = event.get("log_level")
         sev = _TWISTED_SEVERITY.get(level)
+        if event.get("code") == 11 and str(event.get("log_format", "")).startswith("Got remote error"):
+            # conch logs every client's normal SSH_DISCONNECT_BY_APPLICATION
+            # ("disconnected by user", what OpenSSH sends on exit) as an
+            # error: not worth a %SYS-3 line in the log and on syslog hosts.
+            return None
         f = event.get("log_failure")
         if f is None and event.get("isError") and event.get("failure") is not None:
             f = event.get("failure")
@@ -362,6 +367,21 @@ class SyslogObserver(_Observer, service.Service):
         self._last_error = None
         self._was_up = False
         self._stopped = None
+        #: ``source_for(address, transport) -> (ip, port) | None``: the
+        #: local address to send from (set by the appliance: the router's
+        #: egress interface address, so the packets leave through the
+        #: management TUN and the data plane, like IOS).  ``None``: the
+        #: host's own routing decides.
+        self.source_for = None
+
+    def _bind(self):
+        if self.source_for is None:
+            return None
+        try:
+            return self.source_for(self.address, self.transport)
+        except Exception:
+            _log.failure("syslog: choosing a source address")
+            return None
 
     @property
     def link_up(self) -> bool:
@@ -413,8 +433,11 @@ class SyslogObserver(_Observer, service.Service):
             self._connect()
         else:
             try:
-                self._udp = r.listenUDP(0, _UDPSender(self), interface="")
-                self._udp = self._udp
+                bind = self._bind()
+                if bind is not None:
+                    self._udp = r.listenUDP(bind[1], _UDPSender(self), interface=bind[0])
+                else:
+                    self._udp = r.listenUDP(0, _UDPSender(self), interface="")
                 self._flush()
             except Exception:
                 _log.failure("syslog: cannot open a UDP socket")
@@ -454,7 +477,7 @@ class SyslogObserver(_Observer, service.Service):
             return
         self._connecting = True
         ep = wrapClientTLS(opts, TCP4ClientEndpoint(self._reactor(), self.address, self.port,
-                                                    timeout=10))
+                                                    timeout=10, bindAddress=self._bind()))
         d = ep.connect(protocol.Factory.forProtocol(lambda: _TLSProtocol(self)))
 
         def eb(f):
@@ -552,11 +575,24 @@ class LogObservers:
         self.trap_level = 6
         self.trap_count = 0
         self.service = service.MultiService()
+        self._source_for = None
         if router_model is not None:
             self.configure(router_model)
 
     def __iter__(self):
         return iter([self])
+
+    @property
+    def source_for(self):
+        """``source_for(address, transport) -> (ip, port) | None``: where
+        the syslog hosts send from (see :attr:`SyslogObserver.source_for`)."""
+        return self._source_for
+
+    @source_for.setter
+    def source_for(self, f):
+        self._source_for = f
+        for h in self.hosts:
+            h.source_for = f
 
     def __call__(self, event) -> None:
         entry = self.formatter.format(event)
@@ -603,6 +639,7 @@ class LogObservers:
                 h = SyslogObserver(addr, port, tr, level=lg.trap_level, rfc5424=lg.rfc5424,
                                    hostname=m.hostname, tls_ca=lg.tls_ca, reactor=self.reactor,
                                    formatter=self.formatter)
+                h.source_for = self._source_for
                 h.setServiceParent(self.service)
                 self.hosts.append(h)
 
