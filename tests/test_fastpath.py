@@ -133,3 +133,14 @@ class FastPathTests(unittest.TestCase):
             p = Ether(f)
             self.assertEqual((p[IP].dst, p[UDP].dport), ("10.10.10.2", 5000))
             self.assertTrue(checksums_ok(f))
+
+    def test_permitted_non_syn_is_forwarded_without_a_session(self):
+        """A packet that cannot open a session but that the ACLs permit is
+        forwarded without one (IOS), e.g. an inside server's SYN/ACK for a
+        connection whose SYN came in through an interface whose rule did
+        not inspect it."""
+        self.inject(self.pin, Ether(src=H_IN, dst=R_IN) / IP(src="10.10.10.2", dst="172.22.1.1") /
+                    TCP(sport=40000, dport=8080, flags="SA", seq=1, ack=2))
+        [f] = self.sent(self.pout)
+        self.assertEqual(Ether(f)[TCP].flags, "SA")
+        self.assertEqual(self.app.show_ip_inspect("sessions"), "")

@@ -55,6 +55,17 @@ ICMP_RATE = 10.0          # tokens per second
 SWEEP_INTERVAL = 1.0
 
 
+def _starts_session(pkt) -> bool:
+    """Can this packet open an inspection session?"""
+    if pkt.frag or pkt.mf:
+        return False
+    if pkt.proto == PROTO_TCP:
+        return pkt.tcp_flags & 0x17 == 0x02        # SYN without ACK/RST/FIN
+    if pkt.proto == PROTO_ICMP:
+        return pkt.icmp_type in (8, 13)
+    return pkt.proto == PROTO_UDP
+
+
 class RouterInterface:
     """Run-time state of one configured interface bound to a port."""
 
@@ -389,6 +400,12 @@ class Router:
         #    on the egress interface creates a session.
         if sessions is not None:
             rule = self._inspect_rule(ri, out, pkt, sessions)
+            if rule is not None and pinhole is None and not _starts_session(pkt):
+                # Only a SYN, a UDP datagram or an ICMP request opens a
+                # session; any other packet the ACLs let through is
+                # forwarded as it is (IOS), e.g. a server's SYN/ACK to a
+                # connection the other side's rule did not inspect.
+                rule = None
             if rule is not None or pinhole is not None:
                 session = sessions.create(pkt, ri.name, out.name, rule, translation,
                                           pinhole)
