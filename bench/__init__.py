@@ -1,0 +1,1 @@
+"""cbac benchmarks (run with ``python -m bench``; see docs/performance.md)."""
