@@ -178,6 +178,21 @@ class Bench:
         rate, fail = r.stdout.split()
         return {"conn_per_s": float(rate), "failed": int(fail)}
 
+    def flood_throughput(self):
+        """Bulk TCP alone, then with a spoofed SYN flood from the outside
+        (hping3 --flood --rand-source to 172.22.1.16:25, bounded by
+        ``timeout``) running at the same time: the fraction kept."""
+        alone = self.iperf(1)["gbps"]
+        flood = self.lab.popen("out", ["timeout", str(self.secs + 2), "hping3", "-q", "-S", "--flood",
+                                       "--rand-source", "-p", "25", "172.22.1.16"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(0.5)
+            during = self.iperf(1)["gbps"]
+        finally:
+            flood.wait(timeout=self.secs + 10)
+        return {"alone_gbps": alone, "flood_gbps": during, "kept": during / alone if alone else 0}
+
     def session_memory(self, n=100000):
         pid = _twistd_pid(self.lab) if self.mode == "cbac" else None
         before = _rss_kb(pid) if pid else 0
@@ -208,6 +223,7 @@ def run(quick=False, secs=None):
             res["ping"] = b.ping_latency()
             res["tcp_rr"] = b.tcp_rr()
             res["connect"] = b.connect_rate()
+            res["flood"] = b.flood_throughput()
             res["memory"] = b.session_memory(20000 if quick else 100000)
     return results
 
@@ -231,6 +247,8 @@ def table(results) -> str:
     lines.append(row("ping RTT p99", k["ping"]["p99_us"], c["ping"]["p99_us"], "us"))
     lines.append(row("TCP round trip median", k["tcp_rr"]["median_us"], c["tcp_rr"]["median_us"], "us"))
     lines.append(row("TCP round trip p99", k["tcp_rr"]["p99_us"], c["tcp_rr"]["p99_us"], "us"))
+    lines.append(row("bulk TCP during a SYN flood, kept", k["flood"]["kept"] * 100,
+                     c["flood"]["kept"] * 100, "% of alone"))
     lines.append("latency added by cbac (median): ping %.0f us, TCP round trip %.0f us" % (
         (c["ping"]["median_us"] or 0) - (k["ping"]["median_us"] or 0),
         (c["tcp_rr"]["median_us"] or 0) - (k["tcp_rr"]["median_us"] or 0)))
