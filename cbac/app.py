@@ -2,7 +2,7 @@
 
 :class:`Appliance` holds the running configuration and the engines (ACLs,
 NAT, sessions, router) built from it, and is the facade the console calls
-(docs/briefs/appliance.md).  :func:`makeApplianceService` is what
+(docs/architecture.md, "The console's facade").  :func:`makeApplianceService` is what
 ``twistd cbac`` runs (via :mod:`cbac.tap`).
 """
 

@@ -1,4 +1,4 @@
-"""A fake of the appliance facade (docs/briefs/appliance.md) for console tests.
+"""A fake of the appliance facade (docs/architecture.md, "The console's facade") for console tests.
 
 Records every call in ``calls``; texts are recognisable fixed strings.
 """

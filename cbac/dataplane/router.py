@@ -1,7 +1,7 @@
 """The router: interfaces, ARP, routing, ICMP, and the per-packet pipeline.
 
 The pipeline for an IPv4 packet is one explicit sequence of stages, in IOS
-order of operations (docs/nat-order.md, docs/briefs/pipeline.md):
+order of operations (docs/nat-order.md):
 
     ingress -> session lookup (ACL bypass) -> ICMP error association
     -> pinhole -> input ACL -> NAT outside->inside -> local delivery

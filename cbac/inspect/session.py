@@ -1,7 +1,7 @@
 """The CBAC session table: keys, timers, thresholds, audit trail.
 
 See ``docs/inspection.md`` for the behaviour; the router's contract is in
-``docs/briefs/pipeline.md``.  Summary:
+``docs/nat-order.md`` and ``cbac/dataplane/router.py``.  Summary:
 
 * One :class:`Session` per flow.  Each session registers one key per side,
   as packets *arrive* at the firewall on that side (pre-NAT form of that
