@@ -238,67 +238,45 @@ class Nat:
         Returns the Translation (the packet is rewritten to global
         addresses when ``rewrite``), None (no NAT applies: forward as is)
         or :data:`DROP`."""
-        proto = pkt.proto
-        if pkt.frag:
-            return self._fragment(pkt, True, rewrite)
-        if proto == 1:
-            if pkt.icmp_type in _ICMP_ERRORS:
-                if pkt.inner is None:
-                    return DROP         # a truncated error: identifies nothing
-                return self.translate_icmp_error(pkt, OUTBOUND)
-            sp, dp = pkt.icmp_id, 0
-        else:
-            sp, dp = pkt.sport, pkt.dport
-        t = self.flows_in.get((proto, pkt.src, sp, pkt.dst, dp))
-        if t is None:
-            self.misses += 1
-            t = self._create_outbound(pkt, proto, sp, dp)
-            if t is None or t is DROP:
-                return t
-            self._touch(t, pkt.tcp_flags)
-        else:
-            self.hits += 1
-            self._touch(t, pkt.tcp_flags)
-        if rewrite:
-            if "nat" in debugging.enabled:
-                self._debug(pkt, t.forward)
-            self._apply(pkt, t.forward)
-        if pkt.mf:
-            self._note_fragment(True, pkt, t)
-        return t
+        return self._translate(pkt, True, rewrite)
 
     def inbound(self, pkt, in_if=None, rewrite=True):
         """A packet arriving on an outside interface (before routing).
         Returns the Translation (the packet is rewritten to local addresses
         when ``rewrite``), None (no entry, no static: not translated) or
         :data:`DROP`."""
+        return self._translate(pkt, False, rewrite)
+
+    def _translate(self, pkt, outbound: bool, rewrite: bool):
         proto = pkt.proto
         if pkt.frag:
-            return self._fragment(pkt, False, rewrite)
+            return self._fragment(pkt, outbound, rewrite)
         if proto == 1:
             if pkt.icmp_type in _ICMP_ERRORS:
                 if pkt.inner is None:
                     return DROP         # a truncated error: identifies nothing
-                return self.translate_icmp_error(pkt, INBOUND)
+                return self.translate_icmp_error(pkt, OUTBOUND if outbound else INBOUND)
             sp, dp = pkt.icmp_id, 0
         else:
             sp, dp = pkt.sport, pkt.dport
-        t = self.flows_out.get((proto, pkt.src, sp, pkt.dst, dp))
+        flows = self.flows_in if outbound else self.flows_out
+        t = flows.get((proto, pkt.src, sp, pkt.dst, dp))
         if t is None:
             self.misses += 1
-            t = self._create_inbound(pkt, proto, sp, dp)
+            create = self._create_outbound if outbound else self._create_inbound
+            t = create(pkt, proto, sp, dp)
             if t is None or t is DROP:
                 return t
-            self._touch(t, pkt.tcp_flags)
         else:
             self.hits += 1
-            self._touch(t, pkt.tcp_flags)
+        self._touch(t, pkt.tcp_flags)
         if rewrite:
+            rw = t.forward if outbound else t.reverse
             if "nat" in debugging.enabled:
-                self._debug(pkt, t.reverse)
-            self._apply(pkt, t.reverse)
+                self._debug(pkt, rw)
+            self._apply(pkt, rw)
         if pkt.mf:
-            self._note_fragment(False, pkt, t)
+            self._note_fragment(outbound, pkt, t)
         return t
 
     @staticmethod
