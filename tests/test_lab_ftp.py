@@ -142,6 +142,7 @@ class _FtpBase(LabCase):
 
 
 class FtpMixin(_FtpBase):
+    announced_client = "172.22.1.16"      # what PORT says after PAT
     @classmethod
     def setUpLab(cls):
         cls.makeRoot()
@@ -229,11 +230,12 @@ class FtpMixin(_FtpBase):
             self.assertIsNotNone(m, port_line)
             addr = ".".join(m.group(1, 2, 3, 4))
             gport = int(m.group(5)) * 256 + int(m.group(6))
-            self.assertEqual(addr, "172.22.1.16")
+            self.assertEqual(addr, self.announced_client)
             probe = self.env.python("out", "import socket,sys\ns=socket.socket();s.settimeout(2)\n"
                                     "s.bind(('172.22.1.2',0))\n"
-                                    "try:\n s.connect(('172.22.1.16',%d));print('connected')\n"
-                                    "except OSError as e:\n print('failed', e)\n" % gport, timeout=15)
+                                    "try:\n s.connect(('%s',%d));print('connected')\n"
+                                    "except OSError as e:\n print('failed', e)\n" % (addr, gport),
+                                    timeout=15)
             self.assertTrue(probe.stdout.startswith("failed"), probe.stdout + probe.stderr)
             p.stdin.write("go\n")
             p.stdin.flush()
@@ -275,6 +277,24 @@ class FtpCbac(FtpMixin, unittest.TestCase):
         self.assertRegex(log, r"%FW-3-FTP_NON_MATCHING_IP_ADDR: Non-matching address 172\.22\.1\.3 used in PORT")
         self.assertRegex(log, r"%FW-3-FTP_PRIV_PORT: Privileged port 21 used in PORT")
         self.assertIn("-- FTP client 10.10.10.2 FTP server 172.22.1.1", log)
+
+
+class FtpCbacWithoutNat(FtpMixin, unittest.TestCase):
+    """The same transfers through cbac without PAT: the inside address is
+    routed, PORT/EPRT pass unchanged and still open the data pinholes."""
+
+    skip = skip_reason()
+    mode = "cbac"
+    config = seed_variant(replace=[("ip nat inside source list 1 interface Ethernet2/0 overload\n", "")])
+    announced_client = "10.10.10.2"
+
+    def test_curl_eprt(self):
+        self.assertEqual(sha(self.fetch("--ftp-port", "-")), sha(BLOB))
+        self.assertRegex(self.lines("EPRT")[-1], r"^EPRT \|1\|10\.10\.10\.2\|\d+\|$")
+
+    def test_curl_port_rewrite_changes_length(self):
+        self.assertEqual(sha(self.fetch("--ftp-port", "-", "--disable-eprt")), sha(BLOB))
+        self.assertRegex(self.lines("PORT")[-1], r"^PORT 10,10,10,2,\d+,\d+$")
 
 
 # ---------------------------------------------------------------------------
