@@ -237,11 +237,13 @@ def table(results) -> str:
         ratio = cv / kv if kv else float("nan")
         return "%-38s %12.3f %12.3f %8.2f  %s" % (name, kv, cv, ratio, unit)
 
-    lines = ["%-38s %12s %12s %8s" % ("benchmark", "kernel", "cbac", "ratio")]
+    lines = ["no CPU pinning; cbac and the kernel reference measured in the same run",
+             "%-38s %12s %12s %8s" % ("benchmark", "kernel", "cbac", "ratio")]
     lines.append(row("bulk TCP, 1 flow", k["tcp_1"]["gbps"], c["tcp_1"]["gbps"], "Gbit/s"))
     lines.append(row("bulk TCP, 8 flows", k["tcp_8"]["gbps"], c["tcp_8"]["gbps"], "Gbit/s"))
     lines.append(row("64-byte UDP forwarded", k["udp64"]["pps"] / 1e3, c["udp64"]["pps"] / 1e3, "kpps"))
-    lines.append(row("64-byte UDP loss", k["udp64"]["loss"], c["udp64"]["loss"], "%"))
+    lines.append("%-38s %12.3f %12.3f %8s  %%" % ("64-byte UDP loss", k["udp64"]["loss"],
+                                                  c["udp64"]["loss"], "-"))
     lines.append(row("new TCP sessions", k["connect"]["conn_per_s"], c["connect"]["conn_per_s"], "per s"))
     lines.append(row("ping RTT median", k["ping"]["median_us"], c["ping"]["median_us"], "us"))
     lines.append(row("ping RTT p99", k["ping"]["p99_us"], c["ping"]["p99_us"], "us"))
