@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import platform
 import signal
-import sys
 import time
 
 import twisted
@@ -19,8 +18,6 @@ from twisted.application import service
 from twisted.logger import Logger
 
 import cbac
-from cbac.config import model as m
-from cbac.dataplane.arp import mac_dotted
 from cbac.dataplane.router import Router
 from cbac.dataplane.routes import render_show_ip_route
 from cbac.log import ios
@@ -484,4 +481,4 @@ def _install_sighup(appliance, reactor):
     reactor.callWhenRunning(signal.signal, signal.SIGHUP, handler)
 
 
-__all__ = ["Appliance", "makeApplianceService", "mac_dotted", "m", "sys"]
+__all__ = ["Appliance", "makeApplianceService"]

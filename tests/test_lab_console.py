@@ -19,6 +19,8 @@ import time
 
 from twisted.trial import unittest
 
+from tests.pki import make_pki as _make_pki
+
 from tests.labrun import LabCase, records, seed_variant, skip_reason, wait_for
 
 SSH_OPTS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
@@ -331,51 +333,15 @@ while True:
 
 def make_pki(tmp):
     """A CA, a collector certificate for 172.22.1.1 and one that names
-    another host (presented by 172.22.1.2)."""
-    import datetime
-    import ipaddress
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-
-    def name(cn):
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(name("cbac lab CA")).issuer_name(name("cbac lab CA"))
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(days=1))
-          .not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-
-    def leaf(path, cn, sans):
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (x509.CertificateBuilder().subject_name(name(cn)).issuer_name(ca.subject)
-                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(days=1))
-                .not_valid_after(now + datetime.timedelta(days=1))
-                .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-                .sign(ca_key, hashes.SHA256()))
+    another host (presented by 172.22.1.2); the certificates as files."""
+    ca_file, good, bad = _make_pki(tmp, "172.22.1.1", "172.22.1.3")
+    paths = []
+    for fname, pem in (("good.pem", good), ("bad.pem", bad)):
+        path = os.path.join(tmp, fname)
         with open(path, "wb") as f:
-            f.write(key.private_bytes(serialization.Encoding.PEM,
-                                      serialization.PrivateFormat.TraditionalOpenSSL,
-                                      serialization.NoEncryption()))
-            f.write(cert.public_bytes(serialization.Encoding.PEM))
-        return path
-
-    os.makedirs(tmp, exist_ok=True)
-    ca_file = os.path.join(tmp, "ca.pem")
-    with open(ca_file, "wb") as f:
-        f.write(ca.public_bytes(serialization.Encoding.PEM))
-    good = leaf(os.path.join(tmp, "good.pem"), "172.22.1.1",
-                [x509.IPAddress(ipaddress.IPv4Address("172.22.1.1"))])
-    bad = leaf(os.path.join(tmp, "bad.pem"), "other.example",
-               [x509.DNSName("other.example"), x509.IPAddress(ipaddress.IPv4Address("172.22.1.3"))])
-    return ca_file, good, bad
+            f.write(pem)
+        paths.append(path)
+    return (ca_file, *paths)
 
 
 class SyslogLabTests(LabCase, unittest.TestCase):

@@ -8,6 +8,8 @@ from twisted.internet import defer, protocol, reactor, ssl, task
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial import unittest
 
+from tests.pki import make_pki
+
 from cbac.config.model import LogHost, LoggingConfig, Router
 from cbac.log import ios
 from cbac.log.observers import (BufferObserver, Formatter, LogObservers, format_rfc5424,
@@ -159,44 +161,7 @@ class UDPSyslogTests(unittest.TestCase):
 
 
 def _make_pki(tmp):
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-
-    def name(cn):
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(name("cbac test CA")).issuer_name(name("cbac test CA"))
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(days=1))
-          .not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-
-    def leaf(cn, sans):
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (x509.CertificateBuilder().subject_name(name(cn)).issuer_name(ca.subject)
-                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(days=1))
-                .not_valid_after(now + datetime.timedelta(days=1))
-                .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-                .sign(ca_key, hashes.SHA256()))
-        return (key.private_bytes(serialization.Encoding.PEM,
-                                  serialization.PrivateFormat.TraditionalOpenSSL,
-                                  serialization.NoEncryption())
-                + cert.public_bytes(serialization.Encoding.PEM))
-
-    ca_file = os.path.join(tmp, "ca.pem")
-    with open(ca_file, "wb") as f:
-        f.write(ca.public_bytes(serialization.Encoding.PEM))
-    good = leaf("127.0.0.1", [x509.IPAddress(ipaddress.IPv4Address("127.0.0.1"))])
-    bad = leaf("other.example", [x509.DNSName("other.example"),
-                                 x509.IPAddress(ipaddress.IPv4Address("127.0.0.2"))])
-    return ca_file, good, bad
+    return make_pki(tmp, "127.0.0.1", "127.0.0.2")
 
 
 class _Collector(protocol.Protocol):

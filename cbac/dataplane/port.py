@@ -54,28 +54,9 @@ class PortCounters:
       with :meth:`drop` (e.g. ``"emsgsize"``, ``"no-route"``, ``"acl"``).
     """
 
-    __slots__ = (
-        "rx_packets",
-        "rx_bytes",
-        "tx_packets",
-        "tx_bytes",
-        "rx_dropped",
-        "rx_errors",
-        "tx_dropped",
-        "tx_errors",
-        "drops",
-    )
-
-    _NUMBERS = (
-        "rx_packets",
-        "rx_bytes",
-        "tx_packets",
-        "tx_bytes",
-        "rx_dropped",
-        "rx_errors",
-        "tx_dropped",
-        "tx_errors",
-    )
+    _NUMBERS = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes",
+                "rx_dropped", "rx_errors", "tx_dropped", "tx_errors")
+    __slots__ = _NUMBERS + ("drops",)
 
     def __init__(self):
         self.reset()

@@ -507,7 +507,7 @@ class Router:
         if len(ip_packet) >= 20 and ip_packet[0] >> 4 == 4:
             self._send_packet(bytearray(ip_packet))
 
-    def _send_packet(self, ip_packet, prefer: Optional[RouterInterface] = None) -> None:
+    def _send_packet(self, ip_packet) -> None:
         """Route and send an IPv4 packet the router made (ICMP, RST)."""
         dst = int.from_bytes(ip_packet[16:20], "big")
         hop = self.routes.lookup(dst)
