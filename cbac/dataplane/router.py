@@ -164,8 +164,9 @@ class Router:
                 self.routes.add(RouteEntry(int(sec.network.network_address),
                                            sec.network.prefixlen, ri.name, None, 0, "C"))
         for r in model.routes:
-            if r.interface is not None and r.interface not in self.interfaces:
-                continue
+            # A route to Null0, or via an interface this box does not
+            # forward on, is kept: its destinations are discarded (skipping
+            # it would send them along a shorter prefix, e.g. the default).
             self.routes.add(RouteEntry(int(r.prefix.network_address), r.prefix.prefixlen,
                                        r.interface,
                                        int(r.next_hop) if r.next_hop is not None else None,
