@@ -8,9 +8,11 @@ The configuration is read and checked in :meth:`Options.postOptions`, before
 twistd starts logging or the reactor: a configuration with errors never
 starts.  Errors and warnings are printed compiler-style::
 
-    etc/router.conf:23: warning: accepted, not acted on
-        voice-card 3
-    etc/router.conf: 0 errors, 16 warnings; configuration OK
+    etc/router.conf:140: warning: cbac port: network device outside does not exist
+        cbac port Ethernet2/0 outside
+    etc/router.conf: harmless lines, not acted on:
+        5 lines of system settings (...), not acted on (first: line 7)
+    etc/router.conf: 0 errors, 18 warnings; configuration OK
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ import sys
 from twisted.python import usage
 
 from cbac.config.check import check
-from cbac.config.errors import errors, report, summary, warnings
+from cbac.config.errors import errors, log_lines, report, summary
 from cbac.config.model import PortBinding
-from cbac.config.parser import normalize_interface, parse_config
+from cbac.config.parser import normalize_interface, parse_bytes
 
 
 class Options(usage.Options):
@@ -36,6 +38,9 @@ class Options(usage.Options):
         ["check", None,
          "Read and check the configuration, print every error and warning "
          "with its line, and exit 0 (no errors) or 1; starts nothing."],
+        ["verbose", "v",
+         "With --check: list every harmless not-acted-on line too, instead of a "
+         "count per kind."],
     ]
     optParameters = [
         ["config", "c", "/etc/cbac/router.conf", "IOS configuration file."],
@@ -76,15 +81,15 @@ class Options(usage.Options):
     def postOptions(self):
         path = self["config"]
         try:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                text = f.read()
+            with open(path, "rb") as f:
+                data = f.read()
         except OSError as e:
             stream = self._out("stdout" if self["check"] else "stderr")
             stream.write("%s: error: cannot read configuration: %s\n"
                          % (path, e.strerror or e))
             stream.flush()
             raise SystemExit(1)
-        router, diags = parse_config(text, path)
+        router, diags = parse_bytes(data, path)
         for iosname, dev in self["port"].items():
             router.ports[iosname] = PortBinding(iosname, dev)
         diags = diags + check(router, strict=not self["check"], filename=path)
@@ -93,7 +98,7 @@ class Options(usage.Options):
         self["diagnostics"] = diags
         if self["check"]:
             out = self._out("stdout")
-            out.write(report(path, diags))
+            out.write(report(path, diags, verbose=self["verbose"]))
             out.flush()
             raise SystemExit(1 if errors(diags) else 0)
         if errors(diags):
@@ -109,7 +114,8 @@ def makeService(options):
     from twisted.logger import Logger
 
     log = Logger(namespace="cbac.config")
-    for d in warnings(options["diagnostics"]):
-        log.warn("{diagnostic}", diagnostic=d.format().replace("\n    ", ": "))
+    diags = [d for d in options["diagnostics"] if not d.is_error]
+    for line in log_lines(options["config"], diags):
+        log.warn("{diagnostic}", diagnostic=line)
     from cbac.app import makeApplianceService
     return makeApplianceService(options["router"], options)

@@ -27,12 +27,16 @@ class CheckTests(unittest.TestCase):
                    "cbac port e0 eth0\ncbac port e1 eth1\n")
         self.assertEqual([x.format() for x in d], [])
 
-    def test_undefined_rule_and_acl_are_warnings(self):
+    def test_undefined_rule_is_a_warning_and_undefined_acl_an_error(self):
+        # An undefined inspection rule only inspects less (less permissive);
+        # an undefined access list would permit everything on IOS: refused.
         d = _check("interface e0\n ip inspect NOPE in\n ip access-group 150 out\n")
         w = _msgs(d, WARNING)
         self.assertTrue(any("inspection rule NOPE is not defined" in m for m in w))
-        self.assertTrue(any("access list 150 is not defined" in m and "permitted" in m for m in w))
-        self.assertEqual(_msgs(d, ERROR), [])
+        e = _msgs(d, ERROR)
+        self.assertEqual(len(e), 1)
+        self.assertIn("access list 150 is not defined", e[0])
+        self.assertIn("cbac refuses the configuration", e[0])
         self.assertEqual(d[0].line, 1)
 
     def test_java_list_missing(self):

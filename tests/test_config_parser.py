@@ -352,7 +352,7 @@ class ErrorTests(unittest.TestCase):
         self.assertError("ip inspect tcp synwait-time 0\n", 1, "out of range")
         self.assertError("ip inspect name X smtp max-data lots\n", 1, "invalid max-data")
         self.assertError("ip route 10.0.0.1 255.0.0.0 1.1.1.1\n", 1, "inconsistent address and mask")
-        self.assertError("line vty 0 99\n", 1, "out of range")
+        self.assertError("line vty 0 1870\n", 1, "out of range")
         self.assertError("enable password 7 ZZZ\n", 1, "invalid type 7")
         self.assertError("hostname bad_name!\n", 1, "invalid hostname")
         self.assertError("ip nat pool P 1.1.1.9 1.1.1.1 netmask 255.255.255.0\n", 1, "above end")

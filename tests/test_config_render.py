@@ -256,7 +256,7 @@ def routers(draw):
         r.acls[name] = draw(access_list(name))
     nat = NatConfig()
     for name in draw(st.lists(st.sampled_from(["P1", "POOL-2"]), max_size=2, unique=True)):
-        plen = draw(st.integers(8, 30))
+        plen = draw(st.integers(16, 30))
         base = draw(st.integers(1, 0xDFFFFFFF)) >> (32 - plen) << (32 - plen)
         a, b = sorted(draw(st.lists(st.integers(0, 2 ** (32 - plen) - 1), min_size=2, max_size=2)))
         nat.pools[name] = NatPool(name, IPv4Address(base + a), IPv4Address(base + b), plen,

@@ -51,9 +51,12 @@ def check(router: Router, devices: Optional[Iterable[str]] = None, strict: bool 
                         "ip inspect %s %s" % (rule, d))
             acl = getattr(itf, "access_group_" + d)
             if acl is not None and acl not in acls:
-                add(WARNING, itf.lineno,
-                    "interface %s: access list %s is not defined; as on IOS, all traffic is "
-                    "permitted %s" % (itf.name, acl, "inbound" if d == "in" else "outbound"),
+                # IOS permits everything through a missing list; cbac refuses
+                # the configuration instead (a typo must not open the box).
+                add(ERROR, itf.lineno,
+                    "interface %s: access list %s is not defined (IOS would permit all "
+                    "traffic %s; cbac refuses the configuration)"
+                    % (itf.name, acl, "inbound" if d == "in" else "outbound"),
                     "ip access-group %s %s" % (acl, d))
 
     # -- inspection rules ----------------------------------------------------
@@ -62,6 +65,11 @@ def check(router: Router, devices: Optional[Iterable[str]] = None, strict: bool 
             add(WARNING, rule.lineno, "inspection rule %s is not applied to any interface"
                 % rule.name)
         for p in rule.protocols:
+            if p.router_traffic:
+                add(WARNING, p.lineno,
+                    "inspection rule %s: %s router-traffic is not acted on yet: the router's "
+                    "own %s traffic is not inspected (its replies are refused by the ACLs, "
+                    "never let in)" % (rule.name, p.protocol, p.protocol))
             if p.java_list is not None:
                 acl = acls.get(p.java_list)
                 if acl is None:
@@ -103,7 +111,8 @@ def check(router: Router, devices: Optional[Iterable[str]] = None, strict: bool 
             add(ERROR, d.lineno, "NAT: pool %s is not defined" % d.pool)
         if d.interface is not None and d.interface not in itfs:
             add(ERROR, d.lineno, "NAT: interface %s is not defined" % d.interface)
-        elif d.interface is not None and itfs[d.interface].address is None:
+        elif d.interface is not None and itfs[d.interface].address is None \
+                and not itfs[d.interface].dhcp:
             add(ERROR, d.lineno, "NAT: interface %s has no IP address" % d.interface)
     for s in nat.statics:
         if s.global_interface is not None and s.global_interface not in itfs:
@@ -125,13 +134,33 @@ def check(router: Router, devices: Optional[Iterable[str]] = None, strict: bool 
 
     # -- routes --------------------------------------------------------------
     for rt in r.routes:
+        if rt.interface is not None and rt.interface.startswith("Null"):
+            if rt.interface != "Null0":
+                add(ERROR, rt.lineno, "ip route: interface %s does not exist (only Null0)"
+                    % rt.interface)
+            continue                       # a discard route
         if rt.interface is not None and rt.interface not in itfs:
             add(ERROR, rt.lineno, "ip route: interface %s is not defined" % rt.interface)
+        elif rt.interface is not None and r.ports and rt.interface not in r.ports:
+            add(WARNING, rt.lineno, "ip route %s via %s: the interface has no 'cbac port' "
+                "binding; traffic to %s is discarded" % (rt.prefix, rt.interface, rt.prefix))
 
     # -- vty -------------------------------------------------------------------
+    aaa = any(x.text.lower().split()[:2] == ["aaa", "new-model"] for x in r.extra)
     for v in r.vty:
         if v.access_class is not None and v.access_class not in acls:
-            add(WARNING, v.lineno, "line vty: access-class %s is not defined" % v.access_class)
+            add(ERROR, v.lineno, "line vty %d %d: access-class %s is not defined (IOS would "
+                "let every address connect; cbac refuses the configuration)"
+                % (v.first, v.last, v.access_class))
+        if v.login_authentication is not None:
+            if aaa:
+                add(ERROR, v.lineno, "line vty %d %d: login authentication %s: AAA method "
+                    "lists are not implemented by cbac (use login local)"
+                    % (v.first, v.last, v.login_authentication))
+            else:
+                add(WARNING, v.lineno, "line vty %d %d: login authentication %s has no effect "
+                    "without 'aaa new-model' (as on IOS); the line's login setting is used"
+                    % (v.first, v.last, v.login_authentication))
 
     # -- logging -------------------------------------------------------------
     for h in r.logging.hosts:

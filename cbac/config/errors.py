@@ -12,7 +12,7 @@ collect :class:`Diagnostic` objects.  ``twistd cbac --check`` prints them as
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Optional
 
 ERROR = "error"
 WARNING = "warning"
@@ -27,6 +27,7 @@ class Diagnostic:
     severity: str             # ERROR or WARNING
     message: str
     text: str = ""            # the offending line as written
+    group: Optional[str] = None   # harmless not-acted-on lines: their kind (counted, not listed)
 
     @property
     def is_error(self) -> bool:
@@ -73,9 +74,49 @@ def summary(filename: str, diagnostics: Iterable[Diagnostic]) -> str:
         filename, ne, "" if ne == 1 else "s", nw, "" if nw == 1 else "s", verdict)
 
 
-def report(filename: str, diagnostics: Iterable[Diagnostic]) -> str:
-    """Every diagnostic (sorted by line) followed by the summary line."""
+def grouped(diagnostics: Iterable[Diagnostic]) -> tuple[list[Diagnostic], list[str]]:
+    """(diagnostics printed in full, one line per group of harmless ones).
+
+    Errors and every warning that concerns what traffic passes are printed
+    in full, in line order; warnings about harmless, not-acted-on lines
+    (their ``group`` is set) are counted per group:
+    ``12 lines of line/aux/console settings, not acted on (first: line 40)``.
+    """
+    full: list[Diagnostic] = []
+    groups: dict[str, list[Diagnostic]] = {}
+    for d in sorted(diagnostics, key=lambda d: (d.file, d.line)):
+        if d.group and not d.is_error:
+            groups.setdefault(d.group, []).append(d)
+        else:
+            full.append(d)
+    counts = []
+    for g, ds in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        counts.append("%d line%s of %s, not acted on (first: line %d)"
+                      % (len(ds), "" if len(ds) == 1 else "s", g, ds[0].line))
+    return full, counts
+
+
+def report(filename: str, diagnostics: Iterable[Diagnostic], verbose: bool = False) -> str:
+    """Every error and every warning that matters, in full and sorted by
+    line; then the harmless not-acted-on lines counted by kind (each in
+    full with ``verbose``); then the summary line."""
     diagnostics = sorted(diagnostics, key=lambda d: (d.file, d.line))
-    lines = [d.format() for d in diagnostics]
+    if verbose:
+        lines = [d.format() for d in diagnostics]
+    else:
+        full, counts = grouped(diagnostics)
+        lines = [d.format() for d in full]
+        if counts:
+            lines.append("%s: harmless lines, not acted on:" % filename)
+            lines += ["    " + c for c in counts]
     lines.append(summary(filename, diagnostics))
     return "\n".join(lines) + "\n"
+
+
+def log_lines(filename: str, diagnostics: Iterable[Diagnostic]) -> list[str]:
+    """The same summary as :func:`report`, one log message per line
+    (diagnostics on one line each)."""
+    full, counts = grouped(diagnostics)
+    out = [d.format().replace("\n    ", ": ") for d in full]
+    out += ["%s: %s" % (filename, c) for c in counts]
+    return out

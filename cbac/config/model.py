@@ -103,6 +103,7 @@ class InspectProtocol:
     timeout: Optional[int] = None
     max_data: Optional[int] = None       # smtp / esmtp; IOS default 20000000
     java_list: Optional[str] = None      # http: standard ACL name or number
+    router_traffic: bool = False         # tcp/udp/icmp: "router-traffic" (inspect the router's own traffic)
     lineno: int = _lineno()
 
 
@@ -150,6 +151,8 @@ class Interface:
     arp_timeout: int = 14400                         # arp timeout S
     unreachables: bool = True                        # ip unreachables
     mtu: int = 1500                                  # ip mtu N
+    dhcp: bool = False                               # ip address dhcp (address from a DHCP lease)
+    subif_type: Optional[str] = None                 # interface X.N point-to-point|multipoint
     extra: list[Verbatim] = field(default_factory=list)  # half-duplex, ...
     lineno: int = _lineno()
 
@@ -314,12 +317,16 @@ class NatConfig:
 
 @dataclass
 class Route:
-    """``ip route PREFIX MASK {NEXTHOP | INTERFACE [NEXTHOP]} [DISTANCE]``."""
+    """``ip route PREFIX MASK {NEXTHOP | INTERFACE [NEXTHOP]} [DISTANCE]
+    [name NAME] [tag N] [permanent]``.  A route to ``Null0`` discards."""
 
     prefix: IPv4Network
     next_hop: Optional[IPv4Address] = None
     interface: Optional[str] = None
     distance: int = 1
+    name: Optional[str] = None
+    tag: Optional[int] = None
+    permanent: bool = False
     lineno: int = _lineno()
 
 
@@ -366,6 +373,7 @@ class VtyConfig:
     login_local: bool = True
     exec_timeout: Optional[tuple[int, int]] = None   # minutes, seconds
     extra: list[Verbatim] = field(default_factory=list)  # password ..., kept verbatim
+    login_authentication: Optional[str] = None   # login authentication LIST (AAA method list)
     lineno: int = _lineno()
 
 
@@ -396,6 +404,20 @@ class PortBinding:
 
 
 # --------------------------------------------------------------------------
+# Banners
+
+@dataclass
+class Banner:
+    """``banner [motd|login|exec|...] DELIM text DELIM``: the text is kept
+    exactly; it never ends or opens a block, whatever it contains."""
+
+    kind: str                                    # motd, login, exec, incoming, ...
+    text: str                                    # lines joined with "\n"
+    delimiter: str = "^C"
+    lineno: int = _lineno()
+
+
+# --------------------------------------------------------------------------
 # The whole router
 
 @dataclass
@@ -421,3 +443,4 @@ class Router:
     smtp: SmtpOptions = field(default_factory=SmtpOptions)
     ports: dict[str, PortBinding] = field(default_factory=dict)
     extra: list[Verbatim] = field(default_factory=list)   # accepted, not acted on
+    banners: dict[str, "Banner"] = field(default_factory=dict)   # kind -> banner

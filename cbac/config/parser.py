@@ -24,15 +24,15 @@ import re
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Callable, Optional
 
-from cbac.config import names
+from cbac.config import modes, names
 from cbac.config.errors import ERROR, WARNING, Diagnostic
 from cbac.config.model import (
-    INSPECT_PROTOCOLS, SEVERITIES, AccessList, AclEntry, AddrMatch,
+    INSPECT_PROTOCOLS, SEVERITIES, AccessList, AclEntry, AddrMatch, Banner,
     InspectGlobals, InspectProtocol, InspectRule, Interface, LogHost,
     NatDynamic, NatPool, NatService, NatStatic, NatTimeouts, PortBinding,
     PortMatch, Route, Router, Secret, User, Verbatim, VtyConfig)
 
-__all__ = ["parse", "parse_config", "parse_file", "decode_type7",
+__all__ = ["parse", "parse_config", "parse_file", "parse_bytes", "decode_type7",
            "encode_type7", "normalize_interface", "verbatim_section",
            "acl_kind_for_number"]
 
@@ -189,6 +189,64 @@ def _opens_block(kw: list[str]) -> bool:
 
 
 # --------------------------------------------------------------------------
+# Limits: every resource a configuration asks for is bounded before it is built
+
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
+MAX_LINES = 500000
+MAX_ACES = 200000              # access-list entries, all lists together
+MAX_ROUTES = 100000
+MAX_INTERFACES = 4096
+MAX_POOL_ADDRESSES = 65536     # addresses in one NAT pool
+
+#: characters that never occur in a configuration file: C0 controls except
+#: TAB and ETX (^C, a banner delimiter), DEL, and U+FFFD (bytes that were
+#: not UTF-8 when the file was read with errors="replace").
+_NOT_TEXT = re.compile("[\x00-\x02\x04-\x08\x0b-\x1f\x7f\ufffd]")
+
+BANNER_KINDS = ("motd", "login", "exec", "incoming", "slip-ppp", "prompt-timeout",
+                "config-save")
+
+
+# --------------------------------------------------------------------------
+# Zone-based firewall.  cbac does not implement it (yet): every command of
+# it is an ERROR naming its line, because a zone-based policy restricts what
+# passes and cbac would otherwise pass the traffic.  This table and the two
+# functions below are the one place that knows about zone-based commands;
+# cbac.config.zbf replaces them when the zone-based firewall lands.
+
+ZBF_GLOBAL = {
+    ("zone", "security"), ("zone-pair", "security"), ("class-map", "type", "inspect"),
+    ("policy-map", "type", "inspect"), ("parameter-map", "type", "inspect"),
+    ("parameter-map", "type", "inspect-global"), ("zone",), ("zone-pair",),
+}
+ZBF_INTERFACE = {("zone-member", "security"), ("zone-member",)}
+
+
+def _zbf_refuse(parser, ln, neg, body, *rest):
+    if not neg:
+        parser.block = ("refused", ln)
+    raise _Bad("zone-based policy firewall commands are not implemented by cbac "
+               "(use ip inspect / ip access-group); refusing rather than passing traffic "
+               "the policy would stop")
+
+
+def _zone_based(body: list[str]):
+    """The handler of a global zone-based firewall command, or None."""
+    for n in (3, 2, 1):
+        if len(body) >= n and tuple(body[:n]) in ZBF_GLOBAL:
+            return _zbf_refuse
+    return None
+
+
+def _zone_based_interface(body: list[str]):
+    """The handler of an interface zone-based firewall command, or None."""
+    for n in (2, 1):
+        if len(body) >= n and tuple(body[:n]) in ZBF_INTERFACE:
+            return lambda parser, itf, ln, neg, body: _zbf_refuse(parser, ln, True, body)
+    return None
+
+
+# --------------------------------------------------------------------------
 # Token helpers
 
 class _Bad(Exception):
@@ -266,6 +324,10 @@ def acl_kind_for_number(n: int) -> Optional[str]:
 
 
 _ACL_NAME_RE = re.compile(r"^[A-Za-z][^\s\"']*$")
+# IOS: a hostname starts with a letter, ends with a letter or digit, has only
+# letters, digits and hyphens inside, and is at most 63 characters long.
+# IOS accepts a leading digit (the seed router is "3640-123"; old releases
+# only warn that it is not a legal LAT node name), and so does cbac, with a warning.
 _HOSTNAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
 
@@ -459,28 +521,62 @@ class Parser:
         self.ended = False
         self._line: Optional[_Line] = None
         self._after_comment = False
+        self._banner = None         # (Banner, closing regex, first line) while reading a body
+        self._banner_lines: list[str] = []
+        self._acl_seqs: dict[int, set] = {}          # id(AccessList) -> its sequence numbers
+        self._routes: dict[tuple, Route] = {}        # (prefix, next hop, interface) -> route
+        self._aces = 0
 
     # -- diagnostics --------------------------------------------------------
 
-    def _diag(self, severity, message, line=None):
+    def _diag(self, severity, message, line=None, group=None):
         line = line or self._line
         self.diagnostics.append(Diagnostic(
             self.filename, line.no if line else 0, severity, message,
-            line.text if line else ""))
+            line.text if line else "", group))
 
     def error(self, message, line=None):
         self._diag(ERROR, message, line)
 
-    def warn(self, message, line=None):
-        self._diag(WARNING, message, line)
+    def warn(self, message, line=None, group=None):
+        self._diag(WARNING, message, line, group)
 
     # -- driving ------------------------------------------------------------
 
     def feed(self, text: str) -> None:
-        for no, raw in enumerate(text.splitlines(), 1):
+        if text.startswith("\ufeff"):
+            text = text[1:]
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        if len(lines) > MAX_LINES:
+            self.diagnostics.append(Diagnostic(
+                self.filename, MAX_LINES + 1, ERROR,
+                "configuration has %d lines; cbac reads at most %d" % (len(lines), MAX_LINES)))
+            return
+        for no, raw in enumerate(lines, 1):
+            if raw.endswith("\r"):
+                raw = raw[:-1]
+            bad = _NOT_TEXT.search(raw)
+            if bad is not None:
+                ch = bad.group()
+                what = ("bytes that are not valid UTF-8" if ch == "\ufffd"
+                        else "control character 0x%02X" % ord(ch))
+                self.diagnostics.append(Diagnostic(
+                    self.filename, no, ERROR,
+                    "line is not configuration text (%s); the file is not read further" % what))
+                return
             self.line(no, raw)
+        if self._banner is not None:
+            b, _, first = self._banner
+            self._banner = None
+            self.error("banner %s is not terminated: no closing '%s' before the end of the "
+                       "file (everything after it would be banner text)"
+                       % (b.kind, b.delimiter), first)
 
     def line(self, no: int, raw: str) -> None:
+        if self._banner is not None:
+            return self._banner_line(raw)
         ln = _Line(no, raw)
         self._line = ln
         if not ln.text or ln.text.startswith("!"):
@@ -494,6 +590,9 @@ class Parser:
             return
         after_comment, self._after_comment = self._after_comment, False
         try:
+            if ln.kw[0] == "banner":
+                self.block = None
+                return self._banner_start(ln)
             self._dispatch(ln, after_comment)
         except _Bad as e:
             self.error(str(e))
@@ -502,25 +601,101 @@ class Parser:
         except Exception as e:       # never crash on bad input
             self.error("cannot parse line (%s: %s)" % (type(e).__name__, e))
 
+    # -- banners: the body is text, whatever it contains ----------------------
+
+    def _banner_start(self, ln: _Line) -> None:
+        rest = ln.raw.strip()[len(ln.words[0]):].lstrip()
+        kind = "motd"
+        w = rest.split(None, 1)
+        if w and w[0].lower() in BANNER_KINDS:
+            kind = w[0].lower()
+            rest = w[1] if len(w) > 1 else ""
+        rest = rest.lstrip()
+        if not rest:
+            raise _Bad("banner delimiter missing (e.g. 'banner %s ^C')" % kind)
+        if rest.startswith("^C") or rest[0] == "\x03":
+            delim, pat = "^C", re.compile(r"\^C|\x03")
+            body = rest[2:] if rest.startswith("^C") else rest[1:]
+        else:
+            delim = rest[0]
+            pat = re.compile(re.escape(delim))
+            body = rest[1:]
+        b = Banner(kind, "", delim, lineno=ln.no)
+        self._banner_lines = []
+        self._banner = (b, pat, ln)
+        m = pat.search(body)
+        if m is not None:                      # banner motd #text#
+            self._banner_lines.append(body[:m.start()])
+            return self._banner_end()
+        if body.strip():
+            self._banner_lines.append(body)
+
+    def _banner_line(self, raw: str) -> None:
+        b, pat, first = self._banner
+        m = pat.search(raw)
+        if m is None:
+            self._banner_lines.append(raw)
+            return
+        if raw[:m.start()]:
+            self._banner_lines.append(raw[:m.start()])
+        self._banner_end()
+
+    def _banner_end(self) -> None:
+        b, pat, first = self._banner
+        self._banner = None
+        b.text = "\n".join(self._banner_lines)
+        self.router.banners[b.kind] = b
+        self.warn("banner %s, not acted on: the console does not print banners" % b.kind,
+                  first, group=modes.G_BANNER)
+
+    # -- modes ----------------------------------------------------------------
+
+    def _valid_in_block(self, ln: _Line, body: list[str], after_comment: bool) -> bool:
+        """IOS reads a command in the current mode if it is valid there and
+        only otherwise in the parent mode.  For blocks whose commands cbac
+        does not know (``router ospf``, ``controller``), a line stays in the
+        block unless it is a known global command or follows a comment."""
+        kind, obj = self.block
+        if kind == "interface":
+            if modes.interface_command(body):
+                return True
+        elif kind == "vty":
+            if modes.line_command(body):
+                return True
+        elif kind == "acl":
+            return _acl_line(body)
+        elif kind == "refused":
+            pass
+        elif kind == "verbatim" and obj.text.lower().startswith("line "):
+            if modes.line_command(body):
+                return True
+        if self._global_handler(body)[0] is not None or _is_known_global(ln.kw) \
+                or body[:1] == ["banner"] or _zone_based(body) is not None:
+            return False
+        if kind in ("verbatim", "refused") and after_comment:
+            return False
+        return True
+
     def _dispatch(self, ln: _Line, after_comment: bool) -> None:
         kw = ln.kw
         neg = kw[0] == "no"
         body = kw[1:] if neg else kw
-        if ln.indented and self.block is not None:
-            return self._sub(ln, neg, body)
-        handler, n = self._global_handler(body)
-        if handler is not None:
+        if body == ["exit"] or (body == ["quit"] and self.block is not None):
+            if self.block is None:
+                self.warn("'exit' at global level ignored", group=modes.G_MISC)
             self.block = None
-            return handler(self, ln, neg, ln.words[n + (1 if neg else 0):])
-        if _is_known_global(kw) or (
-                self.block is not None and self.block[0] == "verbatim" and after_comment):
-            self.block = None
-            return self._verbatim_global(ln)
-        if self.block is not None and not (
-                self.block[0] == "acl" and not _acl_line(body)):
+            return
+        if self.block is not None and (ln.indented or self._valid_in_block(ln, body, after_comment)):
             return self._sub(ln, neg, body)
         self.block = None
-        return self._verbatim_global(ln)
+        # -- the global (parent) mode --
+        zbf = _zone_based(body)
+        if zbf is not None:
+            return zbf(self, ln, neg, body)
+        handler, n = self._global_handler(body)
+        if handler is not None:
+            return handler(self, ln, neg, ln.words[n + (1 if neg else 0):])
+        return self._verbatim_global(ln, neg, body)
 
     @staticmethod
     def _global_handler(body):
@@ -532,19 +707,41 @@ class Parser:
                 return h, n
         return None, 0
 
-    def _verbatim_global(self, ln: _Line) -> None:
+    def _verbatim_global(self, ln: _Line, neg: bool = False, body=None) -> None:
+        if body is None:
+            body = ln.kw[1:] if ln.kw[0] == "no" else ln.kw
+        why = modes.refused_global(body, neg)
+        if why is not None:
+            self.error(why)
+            if _opens_block(ln.kw):
+                self.block = ("refused", ln)
+            return
         v = Verbatim(ln.text, (), ln.no)
         self.router.extra.append(v)
-        self.warn("accepted, not acted on")
+        group = modes.global_group(body)
+        self.warn("accepted, not acted on", group=group)
         if _opens_block(ln.kw):
             self.block = ("verbatim", v)
 
     def _sub(self, ln: _Line, neg: bool, body: list[str]) -> None:
         kind, obj = self.block
-        if kind == "verbatim":
-            obj.children = obj.children + (ln.text,)
-            self.warn("accepted, not acted on (in '%s')" % obj.text)
+        if kind == "refused":
+            self.error("part of a refused block (line %d)" % obj.no)
             return
+        if kind == "verbatim":
+            why = modes.block_child_refused(obj.text.lower().split(), body)
+            if why is not None:
+                self.error(why)
+                return
+            obj.children = obj.children + (ln.text,)
+            opener = obj.text.lower().split()
+            self.warn("accepted, not acted on (in '%s')" % obj.text,
+                      group=modes.global_group(opener[1:] if opener[0] == "no" else opener))
+            return
+        if kind == "interface" and not neg:
+            why = modes.interface_refused(body)
+            if why is not None:
+                raise _Bad("%s (interface %s)" % (why, obj.name))
         table = SUB_COMMANDS[kind]
         for n in (3, 2, 1):
             h = table.get(tuple(body[:n])) if len(body) >= n else None
@@ -553,8 +750,16 @@ class Parser:
         fallback = table.get(None)
         if fallback is not None:
             return fallback(self, obj, ln, neg, ln.words)
+        group = None
+        if kind == "interface":
+            zbf = _zone_based_interface(body)
+            if zbf is not None:
+                return zbf(self, obj, ln, neg, body)
+            group = modes.interface_harmless(body)
+        elif kind == "vty":
+            group = modes.G_LINE
         obj.extra.append(Verbatim(ln.text, (), ln.no))
-        self.warn("accepted, not acted on")
+        self.warn("accepted, not acted on", group=group)
 
     def finish(self) -> Router:
         r = self.router
@@ -569,8 +774,10 @@ class Parser:
         if neg:
             self.router.hostname = "Router"
             return
-        if len(a) != 1 or not _HOSTNAME_RE.match(a[0]) or a[0][0].isdigit() and False:
-            raise _Bad("invalid hostname (letters, digits and hyphens, at most 63)")
+        if len(a) != 1 or not _HOSTNAME_RE.match(a[0]):
+            raise _Bad("invalid hostname (IOS: letters, digits and hyphens, starting and "
+                       "ending with a letter or digit, at most 63 characters)")
+
         self.router.hostname = a[0]
 
     def g_version(self, ln, neg, a):
@@ -704,6 +911,10 @@ class Parser:
                 p.timeout = _int(a[i + 1], 1, 2147483, "timeout")
             elif k == "max-data" and proto in ("smtp", "esmtp"):
                 p.max_data = _int(a[i + 1], 1, 2147483647, "max-data")
+            elif k == "router-traffic" and proto in ("tcp", "udp", "icmp"):
+                p.router_traffic = True
+                i += 1
+                continue
             elif k == "java-list" and proto == "http":
                 ref = _acl_ref(a[i + 1])
                 if ref.isdigit() and acl_kind_for_number(int(ref)) != "standard":
@@ -782,15 +993,23 @@ class Parser:
     def g_interface(self, ln, neg, a):
         if not a:
             raise _Bad("interface name missing")
-        if a[-1].lower() in ("point-to-point", "multipoint"):
-            raise _Bad("sub-interface types are not supported")
+        subif = None
+        if len(a) > 1 and a[-1].lower() in ("point-to-point", "multipoint"):
+            subif = a[-1].lower()
+            a = a[:-1]
         name = normalize_interface(" ".join(a))
+        if subif is not None and "." not in name:
+            raise _Bad("'%s' is only valid for a sub-interface (NAME.N)" % subif)
         if neg:
             self.router.interfaces.pop(name, None)
             return
         itf = self.router.interfaces.get(name)
         if itf is None:
+            if len(self.router.interfaces) >= MAX_INTERFACES:
+                raise _Bad("more than %d interfaces" % MAX_INTERFACES)
             itf = self.router.interfaces[name] = Interface(name, lineno=ln.no)
+        if subif is not None:
+            itf.subif_type = subif
         self.block = ("interface", itf)
 
     def i_address(self, itf, ln, neg, a):
@@ -801,11 +1020,25 @@ class Parser:
             else:
                 itf.address = None
                 itf.secondary = []
+                itf.dhcp = False
+            return
+        if a and a[0].lower() == "negotiated":
+            raise _Bad("'ip address negotiated' (PPP/IPCP) is not supported: a two-port "
+                       "Ethernet appliance has no PPP; configure a static address or dhcp")
+        if a and a[0].lower() == "dhcp":
+            i = 1
+            while i < len(a):          # [client-id IF] [hostname NAME]
+                if a[i].lower() in ("client-id", "hostname") and i + 1 < len(a):
+                    i += 2
+                else:
+                    raise _Bad("invalid input '%s' after 'ip address dhcp'" % a[i])
+            if len(a) > 1:
+                self.warn("ip address dhcp: options %s not acted on" % " ".join(a[1:]))
+            itf.dhcp = True
+            itf.address = None
             return
         if len(a) < 2:
             raise _Bad("expected 'ip address ADDRESS MASK'")
-        if a[0].lower() in ("dhcp", "negotiated"):
-            raise _Bad("'ip address %s' is not supported; configure a static address" % a[0])
         addr = _addr(a[0])
         plen = _mask(a[1])
         ifa = IPv4Interface("%s/%d" % (addr, plen))
@@ -819,6 +1052,7 @@ class Parser:
                 itf.secondary.append(ifa)
         elif len(a) == 2:
             itf.address = ifa
+            itf.dhcp = False
         else:
             raise _Bad("invalid input '%s'" % a[2])
 
@@ -870,14 +1104,29 @@ class Parser:
             raise _Bad("access list %s already exists as a %s list" % (name, acl.kind))
         return acl
 
+    def _seqs(self, acl: AccessList) -> set:
+        seqs = self._acl_seqs.get(id(acl))
+        if seqs is None or len(seqs) != len(acl.entries):
+            seqs = self._acl_seqs[id(acl)] = {x.seq for x in acl.entries}
+        return seqs
+
     def _add_entry(self, acl: AccessList, e: AclEntry, seq: Optional[int]) -> None:
+        # Linear in the number of entries: a set of sequence numbers per list,
+        # and a sort only when an entry goes before the last one.
+        seqs = self._seqs(acl)
+        last = acl.entries[-1].seq if acl.entries else 0
         if seq is None:
-            seq = (max((x.seq for x in acl.entries), default=0) // 10 + 1) * 10
-        elif any(x.seq == seq for x in acl.entries):
+            seq = (last // 10 + 1) * 10
+        elif seq in seqs:
             raise _Bad("duplicate sequence number %d in access list %s" % (seq, acl.name))
+        if self._aces >= MAX_ACES:
+            raise _Bad("more than %d access list entries" % MAX_ACES)
+        self._aces += 1
         e.seq = seq
+        seqs.add(seq)
         acl.entries.append(e)
-        acl.entries.sort(key=lambda x: x.seq)
+        if seq < last:
+            acl.entries.sort(key=lambda x: x.seq)
 
     def g_access_list(self, ln, neg, a):
         num = _int(a[0], 1, 2699, "access list number")
@@ -929,11 +1178,13 @@ class Parser:
             if len(w) == 1 and w[0].isdigit():
                 n = int(w[0])
                 acl.entries = [x for x in acl.entries if x.seq != n]
+                self._acl_seqs.pop(id(acl), None)
                 return
             e = parse_ace(w, acl.kind, acl.name)
             for x in acl.entries:
                 if _same_ace(x, e):
                     acl.entries.remove(x)
+                    self._acl_seqs.pop(id(acl), None)
                     return
             return
         seq = None
@@ -964,7 +1215,8 @@ class Parser:
             nat.statics.append(st)
         elif k == "list":
             if side != "inside":
-                raise _Bad("ip nat outside source list is not supported")
+                raise _Bad("ip nat outside source list (dynamic outside translation) is not "
+                           "implemented by cbac")
             d = NatDynamic(_acl_ref(a[1]), lineno=ln.no)
             i = 2
             what = a[i].lower()
@@ -985,10 +1237,15 @@ class Parser:
                 return
             nat.dynamics = [x for x in nat.dynamics if x.acl != d.acl]
             nat.dynamics.append(d)
+        elif k == "route-map":
+            raise _Bad("NAT with a route-map is not implemented by cbac")
         else:
             raise _Bad("unsupported NAT source form '%s'" % a[0])
 
     def _nat_static(self, a, side, ln) -> NatStatic:
+        if a and a[0].lower() == "network":
+            raise _Bad("static network translation (ip nat %s source static network) is not "
+                       "implemented by cbac; write one static line per address" % side)
         proto = None
         if a and a[0].lower() in ("tcp", "udp"):
             proto = a[0].lower()
@@ -1012,6 +1269,11 @@ class Parser:
         while i < len(a):
             if a[i].lower() == "extendable":
                 st.extendable = True
+            elif a[i].lower() == "add-route":
+                raise _Bad("'add-route' is not implemented by cbac; add the ip route yourself")
+            elif a[i].lower() in ("no-alias", "no-payload", "route-map", "redundancy",
+                                  "mapping-id", "vrf", "match-in-vrf", "reversible"):
+                raise _Bad("NAT option '%s' is not implemented by cbac" % a[i])
             else:
                 raise _Bad("invalid or unsupported NAT option '%s'" % a[i])
             i += 1
@@ -1047,6 +1309,10 @@ class Parser:
         net = IPv4Network("%s/%d" % (start, plen), strict=False)
         if end not in net:
             raise _Bad("pool %s: start and end are not in one /%d network" % (name, plen))
+        size = int(end) - int(start) + 1
+        if size > MAX_POOL_ADDRESSES:
+            raise _Bad("pool %s has %d addresses; cbac allows at most %d in one pool"
+                       % (name, size, MAX_POOL_ADDRESSES))
         self.router.nat.pools[name] = pool
 
     _NAT_TIMEOUTS = {"timeout", "udp-timeout", "dns-timeout", "tcp-timeout",
@@ -1103,17 +1369,39 @@ class Parser:
             if i < len(a) and _is_addr(a[i]):
                 r.next_hop = _addr(a[i], "next hop")
                 i += 1
-        if i < len(a):
+        if r.interface is not None and r.interface.lower() == "dhcp":
+            raise _Bad("'ip route ... dhcp' is not implemented: with 'ip address dhcp' the "
+                       "default route comes from the lease")
+        if i < len(a) and a[i].isdigit():
             r.distance = _int(a[i], 1, 255, "distance")
             i += 1
-        if i < len(a):
-            raise _Bad("invalid or unsupported route option '%s'" % a[i])
-        routes = self.router.routes
-        same = [x for x in routes if (x.prefix, x.next_hop, x.interface) == (r.prefix, r.next_hop, r.interface)]
-        for x in same:
-            routes.remove(x)
+        while i < len(a):
+            k = a[i].lower()
+            if k == "name" and i + 1 < len(a):
+                r.name = a[i + 1]
+                i += 2
+            elif k == "tag" and i + 1 < len(a):
+                r.tag = _int(a[i + 1], 1, 4294967295, "tag")
+                i += 2
+            elif k == "permanent":
+                r.permanent = True
+                i += 1
+            elif k == "track":
+                raise _Bad("'track' on a static route is not implemented by cbac: the route "
+                           "would stay installed when the tracked object goes down")
+            elif k in ("multicast", "global", "vrf"):
+                raise _Bad("route option '%s' is not implemented by cbac" % a[i])
+            else:
+                raise _Bad("invalid route option '%s'" % a[i])
+        key = (r.prefix, r.next_hop, r.interface)
+        old = self._routes.pop(key, None)
+        if old is not None:
+            self.router.routes.remove(old)
         if not neg:
-            routes.append(r)
+            if len(self._routes) >= MAX_ROUTES:
+                raise _Bad("more than %d static routes" % MAX_ROUTES)
+            self._routes[key] = r
+            self.router.routes.append(r)
 
     # -- logging ------------------------------------------------------------
 
@@ -1144,6 +1432,16 @@ class Parser:
             lg.buffered_level = 7
             return
         size, level = 4096, 7
+        if any(t.lower() in ("discriminator", "xml", "filtered") for t in a):
+            self.warn("logging buffered %s is not acted on" % " ".join(
+                t for t in a if not t.isdigit() and t.lower() not in SEVERITIES),
+                group=modes.G_LOGGING)
+            a = list(a)
+            for k in ("discriminator",):
+                while k in [t.lower() for t in a]:
+                    i = [t.lower() for t in a].index(k)
+                    del a[i:i + 2]
+            a = [t for t in a if t.lower() not in ("xml", "filtered")]
         for tok in a:
             if tok.isdigit() and int(tok) <= 7:
                 level = int(tok)
@@ -1170,8 +1468,8 @@ class Parser:
         self.router.ssh.port = _int(a[0], 1, 65535, "ssh port")
 
     def g_line_vty(self, ln, neg, a):
-        first = _int(a[0], 0, 15, "vty line")
-        last = _int(a[1], first, 15, "vty line") if len(a) > 1 else first
+        first = _int(a[0], 0, 1869, "vty line")
+        last = _int(a[1], first, 1869, "vty line") if len(a) > 1 else first
         for v in self.router.vty:
             if (v.first, v.last) == (first, last):
                 break
@@ -1209,14 +1507,20 @@ class Parser:
             vty.transport_input = kinds.pop()
 
     def v_login(self, vty, ln, neg, a):
-        if neg:
+        if neg and a and a[0].lower() == "authentication":
+            vty.login_authentication = None
+        elif neg:
             vty.login_local = False
         elif not a:
             vty.login_local = False
         elif a[0].lower() == "local" and len(a) == 1:
             vty.login_local = True
+        elif a[0].lower() == "authentication" and len(a) == 2:
+            # An AAA method list.  Without 'aaa new-model' IOS does not use
+            # it either; with it, cbac refuses (see check.py).
+            vty.login_authentication = a[1]
         else:
-            raise _Bad("expected 'login' or 'login local'")
+            raise _Bad("expected 'login', 'login local' or 'login authentication LIST'")
 
     def v_exec_timeout(self, vty, ln, neg, a):
         if neg:
@@ -1376,6 +1680,30 @@ def parse(text: str, filename: str = "<config>") -> Router:
     return parse_config(text, filename)[0]
 
 
+def parse_bytes(data: bytes, filename: str = "<config>") -> tuple[Router, list[Diagnostic]]:
+    """Parse a configuration file's bytes.  The file must be text: ASCII or
+    UTF-8 (a UTF-8 byte order mark is allowed).  UTF-16/32, NUL bytes, other
+    control characters or bytes that are not UTF-8 are an error naming the
+    first bad line, and nothing of the file is used."""
+    def refuse(line, msg):
+        return Router(), [Diagnostic(filename, line, ERROR, msg)]
+    if len(data) > MAX_CONFIG_BYTES:
+        return refuse(0, "configuration is %d bytes; cbac reads at most %d"
+                      % (len(data), MAX_CONFIG_BYTES))
+    for bom, name in ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
+                      (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16")):
+        if data.startswith(bom):
+            return refuse(1, "the file is %s text; cbac reads ASCII or UTF-8 "
+                          "configurations" % name)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        return refuse(line, "line is not configuration text (bytes that are not valid "
+                      "UTF-8 at byte %d); the file is not read further" % e.start)
+    return parse_config(text, filename)
+
+
 def parse_file(path: str) -> tuple[Router, list[Diagnostic]]:
-    with open(path, encoding="utf-8", errors="replace") as f:
-        return parse_config(f.read(), path)
+    with open(path, "rb") as f:
+        return parse_bytes(f.read(), path)

@@ -154,6 +154,8 @@ def inspect_line(rule_name: str, p: InspectProtocol) -> str:
         parts += ["max-data", str(p.max_data)]
     if p.timeout is not None:
         parts += ["timeout", str(p.timeout)]
+    if p.router_traffic:
+        parts.append("router-traffic")
     return " ".join(parts)
 
 
@@ -161,14 +163,16 @@ def inspect_line(rule_name: str, p: InspectProtocol) -> str:
 # Interfaces
 
 def _interface(i: Interface) -> list[str]:
-    out = ["interface %s" % i.name]
+    out = ["interface %s" % i.name + (" " + i.subif_type if i.subif_type else "")]
     if i.description is not None:
         out.append(" description %s" % i.description)
+    if i.dhcp:
+        out.append(" ip address dhcp")
     if i.address is not None:
         out.append(" ip address %s %s" % (i.address.ip, i.address.netmask))
     for s in i.secondary:
         out.append(" ip address %s %s secondary" % (s.ip, s.netmask))
-    if i.address is None and not i.secondary:
+    if i.address is None and not i.secondary and not i.dhcp:
         out.append(" no ip address")
     if not i.unreachables:
         out.append(" no ip unreachables")
@@ -324,6 +328,12 @@ def render_body(r: Router) -> list[str]:
             line += " %s" % rt.next_hop
         if rt.distance != 1:
             line += " %d" % rt.distance
+        if rt.name is not None:
+            line += " name %s" % rt.name
+        if rt.permanent:
+            line += " permanent"
+        if rt.tag is not None:
+            line += " tag %d" % rt.tag
         tail.append(line)
     tail += _nat(r)
     if tail:
@@ -349,6 +359,12 @@ def render_body(r: Router) -> list[str]:
     if logs:
         out += logs + ["!"]
     t = _section(r, S_TAIL)
+    for b in r.banners.values():
+        # IOS layout: delimiter, the text on its own lines, delimiter.
+        t.append("banner %s %s" % (b.kind, b.delimiter))
+        if b.text:
+            t += b.text.split("\n")
+        t.append(b.delimiter)
     if t:
         out += t + ["!"]
     lines = _section(r, S_LINES)
@@ -362,6 +378,8 @@ def render_body(r: Router) -> list[str]:
         for x in v.extra:
             lines += _verbatim(x, " ")
         lines.append(" login local" if v.login_local else " login")
+        if v.login_authentication is not None:
+            lines.append(" login authentication %s" % v.login_authentication)
         lines.append(" transport input %s" % v.transport_input)
     if lines:
         out += lines + ["!"]
