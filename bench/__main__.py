@@ -1,6 +1,6 @@
 """Run the benchmarks, print a table, keep the results in bench/results/.
 
-    python -m bench [--quick] [engine] [lab] [acl] [sessions]
+    python -m bench [--quick] [engine] [lab] [acl] [sessions] [config]
 
 With no names, all run.  Each result file starts with a description of the
 machine, since figures only compare within one machine and one run.
@@ -40,7 +40,7 @@ def machine() -> str:
 
 def main(argv):
     quick = "--quick" in argv
-    names = [a for a in argv if not a.startswith("-")] or ["engine", "acl", "sessions", "lab"]
+    names = [a for a in argv if not a.startswith("-")] or ["engine", "acl", "sessions", "config", "lab"]
     out = io.StringIO()
     print(machine(), file=out)
     for name in names:
@@ -56,6 +56,9 @@ def main(argv):
             elif name == "acl":
                 from bench import bench_acl
                 bench_acl.main(["--seconds", "0.2" if quick else "0.5"])
+            elif name == "config":
+                from bench import bench_config
+                bench_config.main(quick=quick)
             elif name == "sessions":
                 from bench import bench_sessions
                 bench_sessions.main(quick=quick)

@@ -255,6 +255,16 @@ class Appliance:
         if not self.config_path:
             return "% No startup-config file"
         text = render(self.model)
+        # Never save what would not load: the saved text goes through the
+        # same parser and checker as a start or a reload.
+        from cbac.config.check import check
+        from cbac.config.parser import parse_config
+        saved, diags = parse_config(text, self.config_path)
+        errors = [d for d in list(diags) + list(check(saved, filename=self.config_path))
+                  if d.is_error]
+        if errors:
+            return "\n".join(["% The running configuration would not load; not saved:"]
+                             + [d.format() for d in errors])
         tmp = self.config_path + ".tmp"
         backup = self.config_path + ".bak"
         try:
@@ -281,9 +291,10 @@ class Appliance:
             new, diags = parse_file(path)
         except OSError as e:
             return False, "%% Error opening %s (%s)" % (path, e.strerror)
+        from cbac.config.errors import log_lines
         diags = list(diags) + list(check(new, filename=path))
         errors = [d for d in diags if d.severity == "error"]
-        text = "\n".join(str(d) for d in diags)
+        text = "\n".join(log_lines(path, diags))
         if errors:
             return False, (text + "\n" if text else "") + \
                 "%% Configuration has %d errors; the running configuration is unchanged" % len(errors)

@@ -409,3 +409,74 @@ class EncodingAndBoundsTests(unittest.TestCase):
         self.assertEqual((len(r.routes), len(r.acls["BIG"].entries)), (30000, 20000))
         # ten times the input costs about ten times the time, not a hundred
         self.assertLess(big, small * 25 + 1.0, (small, big))
+
+
+class WriteMemoryTests(unittest.TestCase):
+    def test_refuses_to_save_what_would_not_load(self):
+        import os
+        from twisted.internet.task import Clock
+        from cbac.app import Appliance
+        d = self.mktemp()
+        os.makedirs(d)
+        path = os.path.join(d, "router.conf")
+        with open(path, "w") as f:
+            f.write(BASE)
+        model, diags = run(BASE)
+        app = Appliance(model, Clock(), {}, config_path=path, engines=False)
+        self.assertIn("[OK]", app.copy_running_startup())
+        good = open(path).read()
+        self.assertEqual(parse_config(good)[0], model)
+        # a running configuration that names a list that does not exist
+        model.interfaces["Ethernet0"].access_group_in = "199"
+        out = app.copy_running_startup()
+        self.assertIn("would not load; not saved", out)
+        self.assertIn("access list 199 is not defined", out)
+        self.assertEqual(open(path).read(), good)
+
+
+def flatten(text):
+    """Remove all indentation, except inside banner bodies (text)."""
+    out, delim = [], None
+    for line in text.splitlines():
+        if delim is not None:
+            out.append(line)
+            if delim in line:
+                delim = None
+            continue
+        w = line.split()
+        if w[:1] == ["banner"] and len(w) == 3:
+            delim = w[2]
+        out.append(line.lstrip())
+    return "\n".join(out) + "\n"
+
+
+class IndentationPropertyTests(unittest.TestCase):
+    """Indenting or un-indenting a valid configuration changes nothing about
+    the model: every configuration the renderer can print (hypothesis draws
+    the models), read flat, is the same configuration."""
+
+    def test_flat_equals_indented(self):
+        from hypothesis import HealthCheck, given, settings
+
+        from tests.test_config_render import routers
+
+        @settings(max_examples=150, deadline=None,
+                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+        @given(routers())
+        def prop(router):
+            text = render(router)
+            flat = flatten(text)
+            for t in (text, flat):
+                parsed, diags = parse_config(t)
+                self.assertEqual([d.format() for d in diags if d.is_error], [], t)
+                self.assertEqual(parsed, router, t)
+        prop()
+
+    def test_flat_branch_with_banners_both_ways(self):
+        text = "banner motd ^C\ninterface Ethernet9\nEND OF NOTICE\n^C\n" + FLAT_BRANCH
+        a, da = run(text)
+        b, db = run(indent(FLAT_BRANCH).replace("hostname branch\n", "hostname branch\n"
+                    "banner motd ^C\ninterface Ethernet9\nEND OF NOTICE\n^C\n"))
+        self.assertEqual([d.format() for d in da + db if d.is_error], [])
+        self.assertEqual(a, b)
+        self.assertNotIn("Ethernet9", a.interfaces)

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from cbac.config.model import (
-    AccessList, AclEntry, AddrMatch, InspectProtocol,
+    AccessList, AclEntry, AddrMatch, Banner, InspectProtocol,
     InspectRule, Interface, LogHost, LoggingConfig, NatConfig, NatDynamic,
     NatPool, NatService, NatStatic, PortBinding, PortMatch,
     Route, Router, Secret, SmtpOptions, SshConfig, User, Verbatim, VtyConfig)
@@ -179,6 +179,8 @@ def inspect_rule(draw, name):
             ip.max_data = draw(st.none() | st.integers(1, 2 ** 31 - 1))
         if p == "http":
             ip.java_list = draw(st.none() | st.sampled_from(["1", "1300", "JAVAOK"]))
+        if p in ("tcp", "udp", "icmp"):
+            ip.router_traffic = draw(st.booleans())
         out.append(ip)
     return InspectRule(name, out)
 
@@ -205,7 +207,13 @@ def interface(draw, name):
     i.mtu = draw(st.sampled_from([1500, 68, 1400, 9000]))
     i.extra = [Verbatim(t) for t in draw(st.lists(st.sampled_from(
         ["half-duplex", "ip virtual-reassembly", "duplex full", "no cdp enable",
-         "ip route-cache flow", "speed 100"]), max_size=3))]
+         "ip route-cache flow", "speed 100", "logging event link-status", "ntp disable",
+         "ip dhcp relay information trusted", "ip virtual-reassembly in", "no ip redirects",
+         "ip tcp adjust-mss 1452", "snmp trap link-status"]), max_size=4))]
+    if i.address is None and not i.secondary:
+        i.dhcp = draw(st.booleans())
+    if "." in name:
+        i.subif_type = draw(st.sampled_from([None, "point-to-point", "multipoint"]))
     return i
 
 
@@ -219,6 +227,9 @@ VERBATIM_GLOBALS = [
     Verbatim("line con 0", ("exec-timeout 0 0",)), Verbatim("ntp server 192.0.2.1"),
     Verbatim("router ospf 1", ("network 10.0.0.0 0.0.0.255 area 0",)),
     Verbatim("ip inspect name X tftp"), Verbatim("mystery-command 42"),
+    Verbatim("line aux 0", ("logging synchronous", "privilege level 15", "no exec")),
+    Verbatim("ip dhcp pool LAN", ("network 10.0.0.0 255.255.255.0", "default-router 10.0.0.1")),
+    Verbatim("logging discriminator D severity drops 6"),
 ]
 
 
@@ -295,7 +306,10 @@ def routers(draw):
         plen = draw(st.integers(0, 32))
         net = IPv4Network((draw(st.integers(0, 0xFFFFFFFF)) >> (32 - plen) << (32 - plen)
                            if plen else 0, plen))
-        rt = Route(net, distance=draw(st.integers(1, 255)))
+        rt = Route(net, distance=draw(st.integers(1, 255)),
+                   name=draw(st.none() | st.sampled_from(["DEFAULT", "to-lab"])),
+                   tag=draw(st.none() | st.integers(1, 4294967295)),
+                   permanent=draw(st.booleans()))
         if draw(st.booleans()):
             rt.next_hop = draw(ADDR)
         else:
@@ -328,6 +342,14 @@ def routers(draw):
                                [Verbatim(x) for x in draw(st.lists(st.sampled_from(
                                    ["password 7 02050D4808095E731F", "length 0", "privilege level 15"]),
                                    max_size=2))]))
+    for v in r.vty:
+        v.login_authentication = draw(st.none() | st.sampled_from(["VTY", "default"]))
+    for kind in draw(st.lists(st.sampled_from(["motd", "login", "exec"]), unique=True, max_size=2)):
+        delim = draw(st.sampled_from(["^C", "#", "%"]))
+        body = draw(st.lists(st.sampled_from(
+            ["Authorized access only", "END OF NOTICE", "interface Ethernet0", "ip access-group 1 in",
+             "Access-list violations are reported.", "", "  indented text", "end", "!"]), max_size=4))
+        r.banners[kind] = Banner(kind, "\n".join(body), delim)
     r.session_limit = draw(st.sampled_from([200000, 1, 5000]))
     r.smtp = SmtpOptions(draw(st.sampled_from(["allow", "strip"])),
                          draw(st.sampled_from(["reject", "allow"])))
