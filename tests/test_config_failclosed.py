@@ -82,6 +82,8 @@ class FailClosedTests(unittest.TestCase):
         ("access-list 102 permit tcp any any reflect R\n", "reflect"),
         ("access-list 102 dynamic D permit ip any any\n", "dynamic"),
         ("control-plane\n service-policy input COPP\n", "service-policy"),
+        ("ip inspect name FW fragment maximum 256 timeout 1\n", "fragment"),
+        ("ip inspect name FW appfw POLICY\n", "appfw"),
     ]
 
     def test_each_refused_with_its_line(self):
@@ -119,6 +121,12 @@ class FailClosedTests(unittest.TestCase):
                         "ip ips name IPS-1\n", "crypto map VPN 10 ipsec-isakmp\n set peer 1.2.3.4\n"):
             r, diags = run(BASE + snippet)
             self.assertEqual([d.format() for d in diags if d.is_error], [], snippet)
+
+    def test_source_route_warning_printed_in_full(self):
+        r, diags = run(BASE + "no ip source-route\nip cef\n")
+        full, counts = grouped(diags)
+        self.assertEqual([d.line for d in full], [len(BASE.splitlines()) + 1])
+        self.assertIn("source-routed", full[0].message)
 
     def test_undefined_references_are_errors(self):
         # issue 17: a reload naming a list that does not exist must not open the box

@@ -413,7 +413,7 @@ class Banner:
 
     kind: str                                    # motd, login, exec, incoming, ...
     text: str                                    # lines joined with "\n"
-    delimiter: str = "^C"
+    delimiter: str = field(default="^C", compare=False)   # as written; IOS shows ^C
     lineno: int = _lineno()
 
 

@@ -322,6 +322,17 @@ def global_group(body: list[str]) -> Optional[str]:
     return _GROUP_FIRST.get(body[0])
 
 
+def notable_global(body: list[str], neg: bool) -> Optional[str]:
+    """A warning printed in full (never grouped) for a not-acted-on global
+    line whose IOS behaviour cbac does not reproduce, or None."""
+    if body[:2] == ["ip", "source-route"] and neg:
+        return ("accepted, not acted on: cbac does not drop source-routed packets as IOS does "
+                "with 'no ip source-route' (it forwards on the destination address only)")
+    if body[:3] == ["ip", "options", "drop"] and not neg:
+        return "accepted, not acted on: cbac does not drop packets with IP options"
+    return None
+
+
 def block_child_refused(opener: list[str], body: list[str]) -> Optional[str]:
     """A line inside a not-acted-on block that cbac must refuse anyway
     (``service-policy`` under ``control-plane`` polices the router's own

@@ -718,8 +718,11 @@ class Parser:
             return
         v = Verbatim(ln.text, (), ln.no)
         self.router.extra.append(v)
-        group = modes.global_group(body)
-        self.warn("accepted, not acted on", group=group)
+        notable = modes.notable_global(body, neg)
+        if notable is not None:
+            self.warn(notable)
+        else:
+            self.warn("accepted, not acted on", group=modes.global_group(body))
         if _opens_block(ln.kw):
             self.block = ("verbatim", v)
 
@@ -895,6 +898,9 @@ class Parser:
         if len(a) < 2:
             raise _Bad("protocol missing after 'ip inspect name %s'" % name)
         proto = a[1].lower()
+        if proto in ("fragment", "appfw"):
+            raise _Bad("ip inspect name ... %s is not implemented by cbac: it restricts what "
+                       "passes, and cbac would pass the traffic" % proto)
         if proto not in INSPECT_PROTOCOLS:
             self.router.extra.append(Verbatim(ln.text, (), ln.no))
             self.warn("accepted, not acted on: cbac does not inspect '%s'" % proto)

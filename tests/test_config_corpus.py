@@ -1,0 +1,153 @@
+"""A corpus of real-looking router configurations (tests/configs/): for each,
+the exact model cbac enforces or the exact lines it refuses.
+
+* ``branch-flat.conf``: a branch router pasted flat from a terminal:
+  banners whose text looks like commands, interface settings IOS keeps in
+  interface mode, PAT, a published server, a Null0 discard route.
+* ``branch-running.conf``: the same router as ``show running-config``
+  prints it (prompt, ``Building configuration...``, ``Current
+  configuration``, ``!`` lines, indentation, ``end``): the same model.
+* ``lab-export-zbf.conf``: a zone-based firewall lab export: refused, every
+  zone-based line named.
+* ``vpn-branch.conf``: a crypto-map VPN branch: refused (the tunnel would
+  pass unencrypted; a tracked route would stay up).
+
+The lab test (tests/test_lab_config_corpus.py) runs branch-flat.conf in
+the namespace lab and checks that it filters.
+"""
+
+import os
+from ipaddress import IPv4Address, IPv4Network
+
+from twisted.trial import unittest
+
+from cbac.config.check import check
+from cbac.config.errors import grouped, report
+from cbac.config.parser import parse_file
+from cbac.config.render import render
+from cbac.config.parser import parse_config
+
+HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+
+
+def load(name):
+    path = os.path.join(HERE, name)
+    router, diags = parse_file(path)
+    return router, diags + check(router, filename=path)
+
+
+def error_lines(diags):
+    return sorted({d.line for d in diags if d.is_error})
+
+
+def line_of(name, text, start=1):
+    with open(os.path.join(HERE, name)) as f:
+        for no, line in enumerate(f, 1):
+            if no >= start and line.strip() == text:
+                return no
+    raise AssertionError("%s not in %s" % (text, name))
+
+
+class BranchTests(unittest.TestCase):
+    def check_branch(self, r, diags):
+        self.assertEqual([d.format() for d in diags if d.is_error], [])
+        self.assertEqual(r.hostname, "branch-lab")
+        wan, lan = r.interfaces["Ethernet2/0"], r.interfaces["Ethernet2/1"]
+        # every security-relevant line landed where IOS puts it
+        self.assertEqual((wan.address.with_prefixlen, wan.access_group_in, wan.access_group_out,
+                          wan.nat, wan.inspect_in, wan.inspect_out, wan.unreachables),
+                         ("172.22.1.16/24", "OUTSIDE-IN", None, "outside", None, None, False))
+        self.assertEqual((lan.address.with_prefixlen, lan.access_group_in, lan.nat,
+                          lan.inspect_in), ("10.10.10.1/24", None, "inside", "FW"))
+        self.assertEqual(set(r.interfaces), {"Ethernet2/0", "Ethernet2/1", "Null0"})
+        self.assertEqual([p.protocol for p in r.inspect_rules["FW"].protocols],
+                         ["tcp", "udp", "icmp"])
+        acl = r.acls["OUTSIDE-IN"]
+        self.assertEqual([(e.seq, e.action) for e in acl.entries],
+                         [(10, "remark"), (20, "permit"), (30, "deny")])
+        self.assertEqual(acl.entries[1].destination.address, IPv4Address("172.22.1.16"))
+        self.assertEqual(acl.entries[1].destination_port.ports, (8025,))
+        self.assertEqual([e.action for e in r.acls["1"].entries], ["remark", "permit"])
+        self.assertEqual(len(r.acls), 2)
+        nat = r.nat
+        self.assertEqual([(d.acl, d.interface, d.overload) for d in nat.dynamics],
+                         [("1", "Ethernet2/0", True)])
+        self.assertEqual([(str(s.local), s.local_port, str(s.global_), s.global_port)
+                          for s in nat.statics], [("10.10.10.25", 8025, "172.22.1.16", 8025)])
+        self.assertEqual([(str(x.prefix), x.interface, str(x.next_hop), x.distance, x.name)
+                          for x in r.routes],
+                         [("0.0.0.0/0", None, "172.22.1.1", 1, "ISP"),
+                          ("192.168.0.0/16", "Null0", "None", 254, None)])
+        self.assertEqual((r.vty[0].access_class, r.vty[0].login_local, r.vty[0].transport_input),
+                         ("1", True, "ssh"))
+        self.assertIn("END OF NOTICE", r.banners["motd"].text)
+        self.assertIn("ip nat inside source static tcp 10.10.10.2 8080", r.banners["login"].text)
+        # what the user reads: only lines that matter, in full
+        full, counts = grouped(diags)
+        msgs = [d.message for d in full]
+        self.assertTrue(any("cbac does not inspect 'tftp'" in m for m in msgs), msgs)
+        self.assertTrue(any("source-routed" in m for m in msgs), msgs)
+        self.assertLessEqual(len(full), 4, [d.format() for d in full])
+        self.assertTrue(any("line/aux/console" in c for c in counts), counts)
+
+    def test_flat_paste(self):
+        r, diags = load("branch-flat.conf")
+        self.check_branch(r, diags)
+
+    def test_show_running_config_listing(self):
+        r, diags = load("branch-running.conf")
+        self.check_branch(r, diags)
+
+    def test_flat_and_listing_are_the_same_configuration(self):
+        a, _ = load("branch-flat.conf")
+        b, _ = load("branch-running.conf")
+        a.extra.sort(key=lambda v: v.text)
+        b.extra.sort(key=lambda v: v.text)
+        self.assertEqual(a, b)
+
+    def test_render_reads_back(self):
+        r, _ = load("branch-flat.conf")
+        r2, d2 = parse_config(render(r))
+        self.assertEqual([d.format() for d in d2 if d.is_error], [])
+        self.assertEqual(r2, r)
+
+
+class RefusedTests(unittest.TestCase):
+    def test_zone_based_export_refused_line_by_line(self):
+        name = "lab-export-zbf.conf"
+        r, diags = load(name)
+        expect = [line_of(name, t) for t in (
+            "class-map type inspect match-any INSIDE-PROTOCOLS", "match protocol tcp",
+            "match protocol udp", "match protocol icmp",
+            "policy-map type inspect INSIDE-TO-OUTSIDE", "class type inspect INSIDE-PROTOCOLS",
+            "inspect", "class class-default", "drop", "zone security INSIDE",
+            "zone security OUTSIDE",
+            "zone-pair security IN-TO-OUT source INSIDE destination OUTSIDE",
+            "service-policy type inspect INSIDE-TO-OUTSIDE")]
+        expect += [line_of(name, "zone-member security OUTSIDE"),
+                   line_of(name, "zone-member security INSIDE")]
+        self.assertEqual(error_lines(diags), sorted(expect), report(name, diags))
+        # the lines after the refused blocks are still read normally
+        self.assertEqual(r.interfaces["GigabitEthernet0/0"].nat, "outside")
+        self.assertEqual(len(r.routes), 1)
+        out = report(name, diags)
+        self.assertIn("configuration has errors", out.splitlines()[-1])
+
+    def test_vpn_branch_refused(self):
+        name = "vpn-branch.conf"
+        r, diags = load(name)
+        errs = {d.line: d.message for d in diags if d.is_error}
+        self.assertEqual(sorted(errs), [line_of(name, "crypto map VPN"),
+                                        line_of(name, "ip route 10.30.0.0 255.255.0.0 "
+                                                "203.0.113.1 track 10")])
+        self.assertIn("unencrypted", errs[line_of(name, "crypto map VPN")])
+        # the rest is read as IOS reads it: the unindented interface keeps
+        # its access-group after the refused line; port names, vty 0 15
+        self.assertEqual(r.interfaces["FastEthernet0/0"].access_group_in, "101")
+        self.assertEqual([e.destination_port.ports for e in r.acls["101"].entries[:2]],
+                         [(500,), (4500,)])
+        self.assertEqual((r.vty[0].first, r.vty[0].last, r.vty[0].login_authentication),
+                         (0, 15, "VTY"))
+        # crypto definitions not applied anywhere are harmless and counted
+        full, counts = grouped(diags)
+        self.assertTrue(any("crypto" in c for c in counts), counts)
