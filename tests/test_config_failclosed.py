@@ -72,12 +72,12 @@ class FailClosedTests(unittest.TestCase):
         ("ip inspect tcp block-non-session\n", "ip inspect"),
         ("ip nat source list 1 interface Ethernet0 overload\n", "NAT"),
         ("ip nat inside source route-map RM interface Ethernet0 overload\n", "route-map"),
-        ("ip nat inside source static network 10.0.0.0 192.0.2.0 /24\n", "network"),
-        ("ip nat inside source static network 10.0.0.0 192.0.2.0 255.255.255.0\n", "network"),
         ("ip nat outside source list 1 pool P\n", "outside source list"),
-        ("ip nat inside source static tcp 10.0.0.5 80 192.0.2.1 80 add-route\n", "add-route"),
-        ("ip nat outside source static 198.51.100.1 10.0.0.99 add-route\n", "add-route"),
         ("ip route 10.9.0.0 255.255.0.0 192.0.2.2 track 3\n", "track"),
+        ("ip nat inside source static tcp 10.0.0.5 80 192.0.2.1 80 add-route\n", "add-route"),
+        ("ip nat inside source static network 10.0.0.0 192.0.2.0 /16\n", "at most 4096"),
+        ("ip nat inside source static network 10.0.0.1 192.0.2.0 /24\n", "inconsistent"),
+        ("ip nat outside source static network 10.0.0.0 192.0.2.0 /24\n", "inside"),
         ("access-list 102 permit tcp any any time-range WORK\n", "time-range"),
         ("access-list 102 permit tcp any any reflect R\n", "reflect"),
         ("access-list 102 dynamic D permit ip any any\n", "dynamic"),
@@ -488,3 +488,42 @@ class IndentationPropertyTests(unittest.TestCase):
         self.assertEqual([d.format() for d in da + db if d.is_error], [])
         self.assertEqual(a, b)
         self.assertNotIn("Ethernet9", a.interfaces)
+
+
+class NatFormsTests(unittest.TestCase):
+    def test_static_network_translates_each_address(self):
+        from twisted.internet.task import Clock
+        from cbac.nat.table import Nat
+        from tests.test_nat import tcp
+        text = BASE + "ip nat inside source static network 10.0.0.0 198.51.100.0 /24\n"
+        r, diags = run(text)
+        self.assertEqual([d.format() for d in diags if d.is_error], [])
+        self.assertEqual(len(r.nat.statics), 256)
+        self.assertEqual(render(r).count("source static"), 1)
+        self.assertIn("ip nat inside source static network 10.0.0.0 198.51.100.0 /24\n", render(r))
+        self.assertEqual(parse_config(render(r))[0], r)
+        nat = Nat(r, Clock())
+        p = tcp("10.0.0.77", "192.0.2.99", 40000, 80)
+        self.assertIsNotNone(nat.outbound(p, "Ethernet1", "Ethernet0"))
+        self.assertEqual(IPv4Address(p.src), IPv4Address("198.51.100.77"))
+        p = tcp("192.0.2.99", "198.51.100.9", 5555, 22)
+        self.assertIsNotNone(nat.inbound(p, "Ethernet0"))
+        self.assertEqual(IPv4Address(p.dst), IPv4Address("10.0.0.9"))
+        # removed as a whole
+        r2, _ = run(text + "no ip nat inside source static network 10.0.0.0 198.51.100.0 /24\n")
+        self.assertEqual(r2.nat.statics, [])
+
+    def test_outside_static_add_route(self):
+        from twisted.internet.task import Clock
+        from cbac.dataplane.router import Router as DataRouter
+        r, diags = run(BASE + "ip route 0.0.0.0 0.0.0.0 192.0.2.254\n"
+                       "ip nat outside source static 198.51.100.8 10.0.0.99 add-route\n")
+        self.assertEqual([d.format() for d in diags if d.is_error], [])
+        self.assertTrue(r.nat.statics[0].add_route)
+        self.assertIn("ip nat outside source static 198.51.100.8 10.0.0.99 add-route", render(r))
+        self.assertEqual(parse_config(render(r))[0], r)
+        dr = DataRouter(r, Clock(), {}, None, None, None)
+        # 10.0.0.99 (inside the inside subnet) now routes towards the outside global
+        e = [x for x in dr.routes.entries() if x.prefixlen == 32]
+        self.assertEqual([(IPv4Address(x.network), IPv4Address(x.next_hop)) for x in e],
+                         [(IPv4Address("10.0.0.99"), IPv4Address("198.51.100.8"))])

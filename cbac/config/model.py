@@ -265,6 +265,8 @@ class NatStatic:
     global_port: Optional[int] = None
     global_interface: Optional[str] = None       # "... interface IF PORT"
     extendable: bool = False
+    network: Optional[int] = None                # "static network L G /N": prefix length
+    add_route: bool = False                      # outside static: route to outside local
     lineno: int = _lineno()
 
 

@@ -197,6 +197,7 @@ MAX_ACES = 200000              # access-list entries, all lists together
 MAX_ROUTES = 100000
 MAX_INTERFACES = 4096
 MAX_POOL_ADDRESSES = 65536     # addresses in one NAT pool
+MAX_STATIC_NETWORK = 4096      # addresses of one "static network" translation
 
 #: characters that never occur in a configuration file: C0 controls except
 #: TAB and ETX (^C, a banner delimiter), DEL, and U+FFFD (bytes that were
@@ -1210,15 +1211,27 @@ class Parser:
         k = a[0].lower()
         nat = self.router.nat
         if k == "static":
-            st = self._nat_static(a[1:], side, ln)
+            if len(a) > 1 and a[1].lower() == "network":
+                new = self._nat_static_network(a[2:], side, ln)
+            else:
+                new = [self._nat_static(a[1:], side, ln)]
             if neg:
-                nat.statics = [s for s in nat.statics if s != st]
+                drop = {(s.side, s.local, s.protocol, s.local_port, s.global_, s.global_port,
+                         s.global_interface, s.network) for s in new}
+                nat.statics = [s for s in nat.statics if (
+                    s.side, s.local, s.protocol, s.local_port, s.global_, s.global_port,
+                    s.global_interface, s.network) not in drop]
+                self._static_keys = None
                 return
-            for s in nat.statics:
-                if s.local == st.local and s.protocol == st.protocol and s.local_port == st.local_port \
-                        and not (st.extendable and s.extendable):
-                    raise _Bad("static translation for %s already exists (use 'extendable')" % st.local)
-            nat.statics.append(st)
+            keys = self._static_index()
+            for st in new:
+                for s in keys.get((st.side, st.local, st.protocol, st.local_port), ()):
+                    if not (st.extendable and s.extendable):
+                        raise _Bad("static translation for %s already exists (use 'extendable')"
+                                   % st.local)
+            for st in new:
+                keys.setdefault((st.side, st.local, st.protocol, st.local_port), []).append(st)
+                nat.statics.append(st)
         elif k == "list":
             if side != "inside":
                 raise _Bad("ip nat outside source list (dynamic outside translation) is not "
@@ -1248,10 +1261,47 @@ class Parser:
         else:
             raise _Bad("unsupported NAT source form '%s'" % a[0])
 
+    def _static_index(self) -> dict:
+        if getattr(self, "_static_keys", None) is None:
+            self._static_keys = {}
+            for s in self.router.nat.statics:
+                self._static_keys.setdefault((s.side, s.local, s.protocol, s.local_port),
+                                             []).append(s)
+        return self._static_keys
+
+    def _nat_static_network(self, a, side, ln) -> list:
+        """``static network LOCAL GLOBAL {/N | MASK} [extendable]``: one
+        address translation per address of the network (host part kept)."""
+        if side != "inside":
+            raise _Bad("static network translation is only implemented for "
+                       "'ip nat inside source static network'")
+        local, glob = _addr(a[0], "local network"), _addr(a[1], "global network")
+        m = a[2]
+        if m.startswith("/"):
+            plen = _int(m[1:], 1, 32, "prefix length")
+        elif _is_addr(m):
+            plen = _mask(m)
+        else:
+            raise _Bad("expected '/N' or a netmask after the networks")
+        size = 1 << (32 - plen)
+        if size > MAX_STATIC_NETWORK:
+            raise _Bad("static network of %d addresses; cbac allows at most %d (/%d)"
+                       % (size, MAX_STATIC_NETWORK, 32 - (MAX_STATIC_NETWORK.bit_length() - 1)))
+        hostmask = size - 1
+        if int(local) & hostmask or int(glob) & hostmask:
+            raise _Bad("inconsistent network and mask: %s / %s /%d" % (local, glob, plen))
+        ext = False
+        for t in a[3:]:
+            if t.lower() == "extendable":
+                ext = True
+            elif t.lower() == "no-alias":
+                raise _Bad("NAT option 'no-alias' is not implemented by cbac")
+            else:
+                raise _Bad("invalid or unsupported NAT option '%s'" % t)
+        return [NatStatic(side, IPv4Address(int(local) + h), IPv4Address(int(glob) + h),
+                          extendable=ext, network=plen, lineno=ln.no) for h in range(size)]
+
     def _nat_static(self, a, side, ln) -> NatStatic:
-        if a and a[0].lower() == "network":
-            raise _Bad("static network translation (ip nat %s source static network) is not "
-                       "implemented by cbac; write one static line per address" % side)
         proto = None
         if a and a[0].lower() in ("tcp", "udp"):
             proto = a[0].lower()
@@ -1276,7 +1326,9 @@ class Parser:
             if a[i].lower() == "extendable":
                 st.extendable = True
             elif a[i].lower() == "add-route":
-                raise _Bad("'add-route' is not implemented by cbac; add the ip route yourself")
+                if side != "outside":
+                    raise _Bad("'add-route' is only valid with 'ip nat outside source static'")
+                st.add_route = True
             elif a[i].lower() in ("no-alias", "no-payload", "route-map", "redundancy",
                                   "mapping-id", "vrf", "match-in-vrf", "reversible"):
                 raise _Bad("NAT option '%s' is not implemented by cbac" % a[i])

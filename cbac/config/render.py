@@ -219,6 +219,12 @@ def _nat(r: Router) -> list[str]:
             line += " overload"
         out.append(line)
     for s in n.statics:
+        if s.network is not None:
+            # one line for the whole network, at its first address
+            if int(s.local) & ((1 << (32 - s.network)) - 1) == 0:
+                out.append("ip nat %s source static network %s %s /%d%s" % (
+                    s.side, s.local, s.global_, s.network, " extendable" if s.extendable else ""))
+            continue
         parts = ["ip nat", s.side, "source static"]
         if s.protocol:
             parts.append(s.protocol)
@@ -233,6 +239,8 @@ def _nat(r: Router) -> list[str]:
             parts.append(str(s.global_port))
         if s.extendable:
             parts.append("extendable")
+        if s.add_route:
+            parts.append("add-route")
         out.append(" ".join(parts))
     d = NatTimeouts()
     for attr in ("timeout", "udp_timeout", "dns_timeout", "tcp_timeout",

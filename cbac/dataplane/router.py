@@ -171,6 +171,11 @@ class Router:
                                        r.interface,
                                        int(r.next_hop) if r.next_hop is not None else None,
                                        r.distance, "S"))
+        for s in model.nat.statics:
+            # ip nat outside source static OG OL add-route: a host route to
+            # the outside local address via the outside global one.
+            if s.side == "outside" and s.add_route and s.global_ is not None:
+                self.routes.add(RouteEntry(int(s.global_), 32, None, int(s.local), 1, "S"))
 
     # ------------------------------------------------------------------
     # life cycle
