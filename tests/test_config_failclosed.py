@@ -527,3 +527,57 @@ class NatFormsTests(unittest.TestCase):
         e = [x for x in dr.routes.entries() if x.prefixlen == 32]
         self.assertEqual([(IPv4Address(x.network), IPv4Address(x.next_hop)) for x in e],
                          [(IPv4Address("10.0.0.99"), IPv4Address("198.51.100.8"))])
+
+
+class MisplacedTests(unittest.TestCase):
+    def test_interface_commands_outside_an_interface_are_errors(self):
+        # after an ACL block (not valid there) or at the top: IOS says
+        # "% Invalid input"; keeping it as a global line would drop the filter
+        for snippet in ("ip access-list extended X\npermit ip any any\nip access-group X in\n",
+                        "ip access-group 101 in\n", "ip inspect FW in\n", "ip nat outside\n",
+                        "line vty 0 4\nexit\naccess-class 1 in\n",
+                        "ip access-list standard S\npermit any\nip address 1.2.3.4 255.0.0.0\n"):
+            r, diags = run(BASE + snippet)
+            errs = [d for d in diags if d.is_error]
+            self.assertEqual([d.line for d in errs], [len((BASE + snippet).splitlines())],
+                             (snippet, [d.format() for d in diags]))
+            self.assertIn("no interface or line block is open", errs[0].message)
+
+
+class ReloadTests(unittest.TestCase):
+    """configure replace / SIGHUP: a configuration with errors is refused
+    and the running configuration stays (issue 17)."""
+
+    def appliance(self):
+        import os
+        from twisted.internet.task import Clock
+        from cbac.app import Appliance
+        model, diags = run(BASE)
+        self.dir = self.mktemp()
+        os.makedirs(self.dir)
+        return Appliance(model, Clock(), {}, config_path=None, engines=False), model
+
+    def replace(self, app, data):
+        import os
+        path = os.path.join(self.dir, "new.conf")
+        with open(path, "wb") as f:
+            f.write(data)
+        return app.configure_replace(path)
+
+    def test_undefined_acl_junk_utf16_and_huge_pool_refused(self):
+        app, model = self.appliance()
+        for data, why in (
+                ((BASE + "interface Ethernet0\n ip access-group 110 in\n").encode(),
+                 "access list 110 is not defined"),
+                (bytes(range(256)) * 64, "not configuration text"),
+                (BASE.encode("utf-16"), "UTF-16"),
+                ((BASE + "ip nat pool P 10.0.0.0 10.255.255.255 prefix-length 8\n").encode(),
+                 "at most 65536")):
+            ok, text = self.replace(app, data)
+            self.assertFalse(ok, text)
+            self.assertIn(why, text)
+            self.assertIn("the running configuration is unchanged", text)
+            self.assertIs(app.model, model)
+        ok, text = self.replace(app, (BASE + "ip route 0.0.0.0 0.0.0.0 192.0.2.254\n").encode())
+        self.assertTrue(ok, text)
+        self.assertEqual(len(app.model.routes), 1)

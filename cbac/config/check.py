@@ -183,7 +183,8 @@ def check(router: Router, devices: Optional[Iterable[str]] = None, strict: bool 
                 "cbac port %s %s" % (b.interface, b.device))
     if r.ports:
         for itf in itfs.values():
-            if itf.address is not None and not itf.shutdown and itf.name not in r.ports:
+            if (itf.address is not None or itf.dhcp) and not itf.shutdown \
+                    and itf.name not in r.ports:
                 add(WARNING, itf.lineno, "interface %s has an address but no 'cbac port' "
                     "binding: it does not forward traffic" % itf.name)
 

@@ -61,7 +61,7 @@ def _match(table, body: list[str]):
 #: police traffic with them; cbac would pass it unchanged.
 INTERFACE_REFUSED: dict[tuple[str, ...], str] = {
     ("crypto", "map"): "crypto map (IPsec) is not implemented: the traffic would pass unencrypted",
-    ("crypto", "ipsec"): "IPsec (Easy VPN) is not implemented: the traffic would pass unencrypted",
+    ("crypto", "ipsec", "client"): "IPsec (Easy VPN) is not implemented: the traffic would pass unencrypted",
     ("tunnel", "protection"): "tunnel protection (IPsec) is not implemented",
     ("service-policy",): "service-policy (QoS, policing, inspection policy) is not implemented",
     ("ip", "ips"): "ip ips (intrusion prevention) is not implemented",
@@ -78,8 +78,6 @@ INTERFACE_REFUSED: dict[tuple[str, ...], str] = {
     ("traffic-shape",): "traffic shaping is not implemented",
     ("storm-control",): "storm-control is not implemented",
     ("switchport", "port-security"): "port security is not implemented",
-    ("ip", "urlfilter"): "URL filtering is not implemented",
-    ("ip", "port-map"): "port-to-application mapping (PAM) is not implemented",
 }
 
 #: interface commands that change nothing about what passes.
@@ -153,12 +151,15 @@ def interface_command(body: list[str]) -> bool:
             return len(body) > 3 and body[3] in ("in", "out")
         if b1 == "auth-proxy" or b1 == "admission":
             return len(body) == 3
+        if b1 == "wccp":
+            return "redirect" in body
     if b0 == "logging":
         return len(body) > 1 and body[1] == "event"
     if b0 == "ntp":
         return len(body) > 1 and body[1] in ("disable", "broadcast", "multicast")
     if b0 == "crypto":
-        return len(body) > 1 and (body[1] == "map" and len(body) <= 3 or body[1] == "ipsec")
+        return len(body) > 1 and (body[1] == "map" and len(body) <= 3 or
+                                  body[1:3] == ["ipsec", "client"])
     if b0 == "snmp":
         return len(body) > 1 and body[1] in ("trap", "ifindex")
     if b0 == "clock":
@@ -320,6 +321,25 @@ def global_group(body: list[str]) -> Optional[str]:
     if body[0] == "ip":
         return _GROUP_IP.get(body[1]) if len(body) > 1 else None
     return _GROUP_FIRST.get(body[0])
+
+
+#: commands that filter, inspect or translate only on an interface or a
+#: line: written where no interface (or line) is open, they would do nothing.
+_MISPLACED = {("ip", "address"), ("ip", "access-group"), ("access-class",),
+              ("zone-member",), ("ip", "unreachables")}
+
+
+def misplaced(body: list[str]) -> Optional[str]:
+    """An error for an interface/line command written in global mode (IOS:
+    ``% Invalid input``), where cbac would otherwise keep it as a global
+    line that does nothing; or None."""
+    if _match({k: True for k in _MISPLACED}, body) or (
+            body[:2] == ["ip", "inspect"] and len(body) == 4 and body[3] in ("in", "out")) or (
+            body[:2] == ["ip", "nat"] and len(body) == 3 and body[2] in ("inside", "outside")) or \
+            (interface_refused(body) and interface_command(body)):
+        return ("'%s' is an interface or line command, but no interface or line block is open "
+                "here (IOS: %% Invalid input); it would do nothing" % " ".join(body[:3]))
+    return None
 
 
 def notable_global(body: list[str], neg: bool) -> Optional[str]:

@@ -711,7 +711,7 @@ class Parser:
     def _verbatim_global(self, ln: _Line, neg: bool = False, body=None) -> None:
         if body is None:
             body = ln.kw[1:] if ln.kw[0] == "no" else ln.kw
-        why = modes.refused_global(body, neg)
+        why = modes.misplaced(body) or modes.refused_global(body, neg)
         if why is not None:
             self.error(why)
             if _opens_block(ln.kw):
