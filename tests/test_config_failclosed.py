@@ -581,3 +581,18 @@ class ReloadTests(unittest.TestCase):
         ok, text = self.replace(app, (BASE + "ip route 0.0.0.0 0.0.0.0 192.0.2.254\n").encode())
         self.assertTrue(ok, text)
         self.assertEqual(len(app.model.routes), 1)
+
+
+class LogSummaryTests(unittest.TestCase):
+    def test_log_lines_group_harmless_and_keep_the_rest(self):
+        from cbac.config.errors import log_lines
+        r, diags = run(BASE + "line con 0\n exec-timeout 0 0\n logging synchronous\n"
+                       "ip inspect name X h323\nservice tcp-keepalives-in\n")
+        lines = log_lines("t.conf", diags)
+        self.assertEqual(lines[0], "t.conf:13: warning: accepted, not acted on: cbac does not "
+                         "inspect 'h323': ip inspect name X h323")
+        self.assertIn("t.conf: 3 lines of line/aux/console settings, not acted on (first: line 10)",
+                      lines)
+        self.assertIn("t.conf: 1 line of system settings (services, boot, clock, NTP, licences, "
+                      "hardware cards), not acted on (first: line 14)", lines)
+        self.assertEqual(len(lines), 3)

@@ -74,6 +74,20 @@ class TapTests(unittest.TestCase):
         self.assertIn("%s: 2 errors" % path, out.splitlines()[-1])
         self.assertIn("configuration has errors", out.splitlines()[-1])
 
+    def test_check_refuses_bytes_that_are_not_text(self):
+        import random
+        rnd = random.Random(3)
+        for name, data, line in (
+                ("junk.conf", b"hostname fw\n" + bytes(rnd.randrange(256) for _ in range(1 << 20)), 2),
+                ("u16.conf", "hostname fw\ninterface e0\n".encode("utf-16"), 1)):
+            path = os.path.join(self.tmp, name)
+            with open(path, "wb") as f:
+                f.write(data)
+            rc, out, err = twistd("-n", "cbac", "-c", path, "--check")
+            self.assertEqual(rc, 1, out + err)
+            self.assertIn("%s:%d: error: " % (path, line), out)
+            self.assertIn("configuration has errors", out.splitlines()[-1])
+
     def test_start_refused_on_errors(self):
         path = self.write("access-list 1 permit tcp any any\n")
         rc, out, err = twistd("-n", "--pidfile=", "cbac", "-c", path)
