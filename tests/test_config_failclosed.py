@@ -583,6 +583,21 @@ class ReloadTests(unittest.TestCase):
         self.assertEqual(len(app.model.routes), 1)
 
 
+class OverlapScaleTests(unittest.TestCase):
+    def test_many_interfaces_overlap_check_is_not_quadratic(self):
+        lines = []
+        for i in range(4000):
+            lines.append("interface Loopback%d\n ip address 10.%d.%d.1 255.255.255.0\n"
+                         % (i, i >> 8, i & 255))
+        lines.append("interface Loopback9999\n ip address 10.0.5.9 255.255.0.0\n")
+        t0 = time.perf_counter()
+        r, diags = run("".join(lines))
+        self.assertLess(time.perf_counter() - t0, 10)
+        errs = [d for d in diags if d.is_error]
+        self.assertEqual(len(errs), 1, [d.format() for d in errs[:5]])
+        self.assertIn("Loopback9999: 10.0.0.0/16 overlaps with Loopback0", errs[0].message)
+
+
 class LogSummaryTests(unittest.TestCase):
     def test_log_lines_group_harmless_and_keep_the_rest(self):
         from cbac.config.errors import log_lines

@@ -45,7 +45,7 @@ def check(router: Router, devices: Optional[Iterable[str]] = None, strict: bool 
             if rule is not None:
                 used_rules.add(rule)
                 if rule not in r.inspect_rules:
-                    add(WARNING, itf.lineno,
+                    add(WARNING, itf.lines.get("inspect_" + d, itf.lineno),
                         "interface %s: inspection rule %s is not defined; nothing is inspected %s"
                         % (itf.name, rule, "inbound" if d == "in" else "outbound"),
                         "ip inspect %s %s" % (rule, d))
@@ -53,7 +53,7 @@ def check(router: Router, devices: Optional[Iterable[str]] = None, strict: bool 
             if acl is not None and acl not in acls:
                 # IOS permits everything through a missing list; cbac refuses
                 # the configuration instead (a typo must not open the box).
-                add(ERROR, itf.lineno,
+                add(ERROR, itf.lines.get("access_group_" + d, itf.lineno),
                     "interface %s: access list %s is not defined (IOS would permit all "
                     "traffic %s; cbac refuses the configuration)"
                     % (itf.name, acl, "inbound" if d == "in" else "outbound"),
@@ -88,19 +88,37 @@ def check(router: Router, devices: Optional[Iterable[str]] = None, strict: bool 
             % (g.one_minute_low, g.one_minute_high))
 
     # -- overlapping subnets -------------------------------------------------
+    # Sorted by (first address, larger first): a network overlaps an earlier
+    # one exactly when it starts before the furthest end seen so far
+    # (O(n log n), not every pair).
     nets = []
-    for itf in itfs.values():
-        for a in ([itf.address] if itf.address else []) + list(itf.secondary):
-            nets.append((itf, a))
-    for i, (ia, a) in enumerate(nets):
-        for ib, b in nets[i + 1:]:
-            if a.network.overlaps(b.network):
-                if ia is ib:
-                    msg = "interface %s: %s overlaps %s on the same interface" % (
-                        ia.name, b.with_netmask, a.with_netmask)
-                else:
-                    msg = "interface %s: %s overlaps with %s" % (ib.name, b.network, ia.name)
-                add(ERROR, ib.lineno, msg, "ip address %s %s" % (b.ip, b.netmask))
+    for n, itf in enumerate(itfs.values()):
+        for k, a in enumerate(([itf.address] if itf.address else []) + list(itf.secondary)):
+            nets.append((int(a.network.network_address), -a.network.num_addresses,
+                         (n, k), itf, a))
+    order = {key: i for i, (_, _, key, _, _) in enumerate(sorted(nets, key=lambda x: x[2]))}
+    nets.sort(key=lambda x: (x[0], x[1]))
+    end, holder = -1, None
+    found = []
+    seen = set()
+    for start, negsize, key, itf, a in nets:
+        if start <= end:
+            ha, hitf, hkey = holder
+            # report on the one written later, as before
+            (ia, x), (ib, b), kb = ((hitf, ha), (itf, a), key) if order[hkey] < order[key] \
+                else ((itf, a), (hitf, ha), hkey)
+            if ia is ib:
+                msg = "interface %s: %s overlaps %s on the same interface" % (
+                    ia.name, b.with_netmask, x.with_netmask)
+            else:
+                msg = "interface %s: %s overlaps with %s" % (ib.name, b.network, ia.name)
+            if kb not in seen:          # one error per address line
+                seen.add(kb)
+                found.append((order[kb], ib.lineno, msg, "ip address %s %s" % (b.ip, b.netmask)))
+        if start - negsize - 1 > end:
+            end, holder = start - negsize - 1, (a, itf, key)
+    for _, lineno, msg, text in sorted(found):
+        add(ERROR, lineno, msg, text)
 
     # -- NAT -----------------------------------------------------------------
     nat = r.nat
@@ -149,16 +167,18 @@ def check(router: Router, devices: Optional[Iterable[str]] = None, strict: bool 
     aaa = any(x.text.lower().split()[:2] == ["aaa", "new-model"] for x in r.extra)
     for v in r.vty:
         if v.access_class is not None and v.access_class not in acls:
-            add(ERROR, v.lineno, "line vty %d %d: access-class %s is not defined (IOS would "
+            add(ERROR, v.lines.get("access_class", v.lineno),
+                "line vty %d %d: access-class %s is not defined (IOS would "
                 "let every address connect; cbac refuses the configuration)"
                 % (v.first, v.last, v.access_class))
         if v.login_authentication is not None:
+            at = v.lines.get("login_authentication", v.lineno)
             if aaa:
-                add(ERROR, v.lineno, "line vty %d %d: login authentication %s: AAA method "
+                add(ERROR, at, "line vty %d %d: login authentication %s: AAA method "
                     "lists are not implemented by cbac (use login local)"
                     % (v.first, v.last, v.login_authentication))
             else:
-                add(WARNING, v.lineno, "line vty %d %d: login authentication %s has no effect "
+                add(WARNING, at, "line vty %d %d: login authentication %s has no effect "
                     "without 'aaa new-model' (as on IOS); the line's login setting is used"
                     % (v.first, v.last, v.login_authentication))
 

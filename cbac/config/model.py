@@ -155,6 +155,8 @@ class Interface:
     subif_type: Optional[str] = None                 # interface X.N point-to-point|multipoint
     extra: list[Verbatim] = field(default_factory=list)  # half-duplex, ...
     lineno: int = _lineno()
+    #: where each sub-command was written (attribute -> line), for diagnostics
+    lines: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 # --------------------------------------------------------------------------
@@ -377,6 +379,7 @@ class VtyConfig:
     extra: list[Verbatim] = field(default_factory=list)  # password ..., kept verbatim
     login_authentication: Optional[str] = None   # login authentication LIST (AAA method list)
     lineno: int = _lineno()
+    lines: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass

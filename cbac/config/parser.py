@@ -1077,11 +1077,13 @@ class Parser:
         if not neg and len(a) != 2:
             raise _Bad("expected 'ip access-group ACL in|out'")
         setattr(itf, "access_group_" + d, value)
+        itf.lines["access_group_" + d] = ln.no
 
     def i_inspect(self, itf, ln, neg, a):
         if len(a) != 2 or a[1].lower() not in ("in", "out"):
             raise _Bad("expected 'ip inspect NAME in|out'")
         setattr(itf, "inspect_" + a[1].lower(), None if neg else a[0])
+        itf.lines["inspect_" + a[1].lower()] = ln.no
 
     def i_nat(self, itf, ln, neg, a):
         if len(a) != 1 or a[0].lower() not in ("inside", "outside"):
@@ -1112,10 +1114,10 @@ class Parser:
         return acl
 
     def _seqs(self, acl: AccessList) -> set:
-        seqs = self._acl_seqs.get(id(acl))
-        if seqs is None or len(seqs) != len(acl.entries):
-            seqs = self._acl_seqs[id(acl)] = {x.seq for x in acl.entries}
-        return seqs
+        known = self._acl_seqs.get(id(acl))
+        if known is None or known[0] is not acl or len(known[1]) != len(acl.entries):
+            known = self._acl_seqs[id(acl)] = (acl, {x.seq for x in acl.entries})
+        return known[1]
 
     def _add_entry(self, acl: AccessList, e: AclEntry, seq: Optional[int]) -> None:
         # Linear in the number of entries: a set of sequence numbers per list,
@@ -1547,6 +1549,7 @@ class Parser:
         if len(a) < 2 or a[1].lower() != "in":
             raise _Bad("expected 'access-class ACL in'")
         vty.access_class = _acl_ref(a[0])
+        vty.lines["access_class"] = ln.no
 
     def v_transport(self, vty, ln, neg, a):
         if not a or a[0].lower() != "input":
@@ -1577,6 +1580,7 @@ class Parser:
             # An AAA method list.  Without 'aaa new-model' IOS does not use
             # it either; with it, cbac refuses (see check.py).
             vty.login_authentication = a[1]
+            vty.lines["login_authentication"] = ln.no
         else:
             raise _Bad("expected 'login', 'login local' or 'login authentication LIST'")
 
