@@ -151,3 +151,73 @@ class RefusedTests(unittest.TestCase):
         # crypto definitions not applied anywhere are harmless and counted
         full, counts = grouped(diags)
         self.assertTrue(any("crypto" in c for c in counts), counts)
+
+
+REFUSED_LINES = [
+    "crypto map VPN", "zone-member security INSIDE", "service-policy input QOS",
+    "ip verify unicast source reachable-via rx", "ip ips IPS-1 in", "ip port-map http port 8080",
+    "ip tcp intercept list 101", "zone security Z", "ip policy route-map PBR",
+    "ip route 10.50.0.0 255.255.0.0 172.22.1.1 track 1", "tunnel protection ipsec profile P",
+    "ip nat outside source list 1 pool P", "ip inspect tcp block-non-session",
+    "ip access-group NOSUCH in", "no ip routing",
+]
+
+
+def banner_lines(lines):
+    """Indexes of lines that are banner text (or its closing delimiter)."""
+    inside, out, delim = False, set(), None
+    for i, line in enumerate(lines):
+        if inside:
+            out.add(i)
+            if delim in line:
+                inside = False
+            continue
+        w = line.split()
+        if w[:1] == ["banner"] and len(w) == 3:
+            inside, delim = True, "^C" if w[2].startswith("^C") else w[2]
+    return out
+
+
+class MutationTests(unittest.TestCase):
+    """Attack the reading of a real config: move indentation around at
+    random, insert a refused line anywhere (outside banner text). The model
+    never changes silently: either it is the same, or there is an error at
+    the inserted line."""
+
+    def test_random_indentation_and_inserted_refused_lines(self):
+        import random
+        with open(os.path.join(HERE, "branch-flat.conf")) as f:
+            lines = f.read().splitlines()
+        base, d0 = parse_config("\n".join(lines) + "\n")
+        self.assertEqual([d for d in d0 if d.is_error], [])
+        text_lines = banner_lines(lines)
+        rnd = random.Random(13)
+        for trial in range(300):
+            mutated = [line if i in text_lines or line.split()[0] in (
+                "interface", "line", "ip", "access-list", "banner", "end", "control-plane",
+                "hostname", "version", "service", "boot-start-marker", "boot-end-marker",
+                "logging", "enable", "no", "username", "scheduler") and not (
+                line.startswith("ip address") or line.startswith("ip access-group")
+                or line.startswith("ip nat inside") and len(line.split()) == 3
+                or line.startswith("ip nat outside") and len(line.split()) == 3
+                or line.startswith("ip inspect FW") or line.startswith("ip virtual")
+                or line.startswith("ip dhcp relay") or line.startswith("no ip ")
+                and i > 30 and i < 60)
+                else (" " * rnd.randrange(0, 3)) + line for i, line in enumerate(lines)]
+            r, d = parse_config("\n".join(mutated) + "\n")
+            if [x for x in d if x.is_error]:
+                self.fail("indentation alone made errors:\n%s" % report("m", d))
+            self.assertEqual(r, base, "\n".join(mutated))
+            # now insert a refused line somewhere outside banner text
+            pos = rnd.choice([i for i in range(1, len(mutated))
+                              if i not in text_lines and i - 1 not in text_lines
+                              or i - 1 in text_lines and i not in text_lines
+                              and mutated[i - 1].strip() in ("^C", "#")])
+            bad = rnd.choice(REFUSED_LINES)
+            m2 = mutated[:pos] + [bad] + mutated[pos:]
+            r2, d2 = parse_config("\n".join(m2) + "\n")
+            d2 = d2 + check(r2)
+            errs = {x.line for x in d2 if x.is_error}
+            if pos + 1 not in errs and bad.startswith("ip access-group") and r2 == base:
+                continue        # inserted before the interface's own access-group: replaced
+            self.assertIn(pos + 1, errs, "%r at line %d:\n%s" % (bad, pos + 1, report("m", d2)))

@@ -675,6 +675,11 @@ class Parser:
             return False
         if kind in ("verbatim", "refused") and after_comment:
             return False
+        # A line cbac would refuse in global mode is never swallowed by a
+        # block it is not valid in (it would become a harmless warning).
+        neg = ln.kw[0] == "no"
+        if modes.refused_global(body, neg) is not None or modes.misplaced(body) is not None:
+            return False
         return True
 
     def _dispatch(self, ln: _Line, after_comment: bool) -> None:
