@@ -59,6 +59,19 @@ def check(router: Router, devices: Optional[Iterable[str]] = None, strict: bool 
                     % (itf.name, acl, "inbound" if d == "in" else "outbound"),
                     "ip access-group %s %s" % (acl, d))
 
+    # -- VRFs: cbac has one routing table ------------------------------------
+    for itf in itfs.values():
+        for v in itf.extra:
+            w = v.text.lower().split()
+            if w[:2] == ["vrf", "forwarding"] or w[:3] == ["ip", "vrf", "forwarding"]:
+                if itf.shutdown:
+                    add(WARNING, v.lineno, "interface %s: VRFs are not implemented; the "
+                        "interface is shut down" % itf.name, v.text)
+                else:
+                    add(ERROR, v.lineno, "interface %s: VRFs are not implemented: cbac has one "
+                        "routing table and would route between this interface and the others"
+                        % itf.name, v.text)
+
     # -- inspection rules ----------------------------------------------------
     for rule in r.inspect_rules.values():
         if rule.name not in used_rules:

@@ -194,6 +194,8 @@ def interface_harmless(body: list[str]) -> Optional[str]:
     """The group label of a harmless interface command, or None."""
     if body[:1] == ["ipv6"]:
         return G_IPV6
+    if body[:1] == ["vrf"] or body[:2] == ["ip", "vrf"]:
+        return G_ROUTING             # check.py reports the VRF itself, in full
     v = _match(_IFACE_KIND, body)
     return v or None
 
@@ -291,7 +293,7 @@ _GROUP_FIRST = {
     "file": G_SYSTEM, "control-plane": G_SYSTEM, "exit": G_MISC, "end": G_MISC,
     "access-session": G_MISC, "event": G_MISC, "wsma": G_SERVICES, "http": G_SERVICES,
     "username": G_CRYPTO, "enable": G_CRYPTO, "ipc": G_SYSTEM, "dot11": G_MISC,
-    "route-map": G_ROUTING,
+    "route-map": G_ROUTING, "vrf": G_ROUTING,
 }
 _GROUP_IP = {
     "cef": G_SERVICES, "subnet-zero": G_SERVICES, "domain": G_SERVICES,

@@ -143,6 +143,7 @@ _KNOWN_GLOBAL_FIRST = {
     "mgcp", "gatekeeper", "radius-server", "tacacs-server", "route-map",
     "webvpn", "end", "security", "login", "ipv6", "mpls", "xconnect",
     "redundancy", "diagnostic", "power", "errdisable", "vtp", "username",
+    "vrf", "platform", "license", "subscriber", "call-home", "object-group",
 }
 # ("ip inspect", "ip nat", "ip route", "ip access-list", "ip ssh" are global
 # only in the forms GLOBAL_COMMANDS knows: "ip nat outside" is an interface
@@ -159,7 +160,7 @@ _BLOCK_FIRST = {
     "controller", "router", "crypto", "class-map", "policy-map",
     "control-plane", "dial-peer", "voice-card", "line", "resource", "key",
     "track", "archive", "gatekeeper", "mgcp", "route-map", "vpdn-group",
-    "webvpn", "redundancy", "voice", "interface",
+    "webvpn", "redundancy", "voice", "interface", "vrf", "object-group", "call-home",
 }
 _BLOCK_IP = {"sla", "dhcp", "access-list"}
 
