@@ -1,5 +1,6 @@
 """Configuration size benchmark: parse, check and render time for large
-configurations (issue 17: parsing was quadratic, 30,000 routes took 156 s).
+configurations (issue 17: parsing was quadratic, 30,000 routes took 156 s),
+and the time to build the engines from it and to apply it again (a reload).
 
     python -m bench config [--quick]
 """
@@ -27,6 +28,8 @@ def config(n_routes: int, n_aces: int) -> str:
     for i in range(n_aces):
         lines.append("access-list 101 permit udp host 10.2.%d.%d any eq %d\n"
                      % (i >> 8 & 255, i & 255, 1 + i % 60000))
+    lines.append("interface Ethernet0\n ip access-group BIG in\n"
+                 "interface Ethernet1\n ip access-group 101 out\n")
     return "".join(lines)
 
 
@@ -39,20 +42,28 @@ def measure(n_routes: int, n_aces: int) -> dict:
     t2 = time.perf_counter()
     out = render(router)
     t3 = time.perf_counter()
+    from twisted.internet.task import Clock
+    from cbac.app import Appliance
+    app = Appliance(router, Clock(), {}, engines=True)
+    t4 = time.perf_counter()
+    app.apply(router)                    # what a reload does with it
+    t5 = time.perf_counter()
     assert not [d for d in diags if d.is_error], diags[:3]
     assert len(router.routes) == n_routes
     return {"routes": n_routes, "aces": 2 * n_aces, "lines": text.count("\n"),
-            "parse": t1 - t0, "check": t2 - t1, "render": t3 - t2, "bytes": len(out)}
+            "parse": t1 - t0, "check": t2 - t1, "render": t3 - t2, "bytes": len(out),
+            "build": t4 - t3, "apply": t5 - t4}
 
 
 def main(quick: bool = False) -> None:
     sizes = [(1000, 500), (8000, 4000)] + ([] if quick else [(30000, 10000), (30000, 20000)])
-    print("%8s %8s %8s %9s %9s %9s  (seconds)" % ("routes", "ACEs", "lines", "parse", "check",
-                                                   "render"))
+    print("%8s %8s %8s %9s %9s %9s %9s %9s  (seconds)" % (
+        "routes", "ACEs", "lines", "parse", "check", "render", "build", "apply"))
     for nr, na in sizes:
         m = measure(nr, na)
-        print("%8d %8d %8d %9.2f %9.2f %9.2f" % (m["routes"], m["aces"], m["lines"], m["parse"],
-                                                 m["check"], m["render"]))
+        print("%8d %8d %8d %9.2f %9.2f %9.2f %9.2f %9.2f" % (
+            m["routes"], m["aces"], m["lines"], m["parse"], m["check"], m["render"],
+            m["build"], m["apply"]))
 
 
 if __name__ == "__main__":
