@@ -611,3 +611,10 @@ class LogSummaryTests(unittest.TestCase):
         self.assertIn("t.conf: 1 line of system settings (services, boot, clock, NTP, licences, "
                       "hardware cards), not acted on (first: line 14)", lines)
         self.assertEqual(len(lines), 3)
+
+
+class NoBannerTests(unittest.TestCase):
+    def test_no_banner_removes_it(self):
+        r, diags = run(BASE + "banner motd #hi#\nbanner login #x#\nno banner motd\n")
+        self.assertEqual(set(r.banners), {"login"})
+        self.assertEqual([d.format() for d in diags if d.is_error], [])

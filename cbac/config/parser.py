@@ -13,9 +13,16 @@ produces a diagnostic: commands cbac does not act on are kept verbatim and
 reported as warnings ("accepted, not acted on"), never silently.
 
 Block structure: indentation of sub-commands is optional (the Cisco document
-69309 mixes indented and unindented sub-commands).  A line belongs to the
-most recent block opener until a line that is recognisably a global command.
-An indented line inside a block is always a sub-command.
+69309 mixes indented and unindented sub-commands).  As IOS does, an
+unindented line stays in the current mode when it is valid there
+(:mod:`cbac.config.modes` knows interface and line mode) and only otherwise
+is read in global mode; in blocks whose commands cbac does not know, a line
+stays until a recognisably global command.  An indented line inside a block
+is always a sub-command.  Banner bodies are text, never commands.
+
+Fail closed: commands that IOS would use to restrict, encrypt or police
+traffic and that cbac does not enforce are errors (tables in
+:mod:`cbac.config.modes`; the zone-based firewall in :data:`ZBF_GLOBAL`).
 """
 
 from __future__ import annotations
@@ -696,6 +703,12 @@ class Parser:
             return self._sub(ln, neg, body)
         self.block = None
         # -- the global (parent) mode --
+        if neg and body[:1] == ["banner"]:
+            kind = body[1] if len(body) > 1 else "motd"
+            if kind not in BANNER_KINDS:
+                raise _Bad("unknown banner '%s'" % kind)
+            self.router.banners.pop(kind, None)
+            return
         zbf = _zone_based(body)
         if zbf is not None:
             return zbf(self, ln, neg, body)
