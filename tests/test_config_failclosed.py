@@ -618,3 +618,10 @@ class NoBannerTests(unittest.TestCase):
         r, diags = run(BASE + "banner motd #hi#\nbanner login #x#\nno banner motd\n")
         self.assertEqual(set(r.banners), {"login"})
         self.assertEqual([d.format() for d in diags if d.is_error], [])
+
+    def test_no_ip_inspect_removes_all_inspection(self):
+        r, diags = run(BASE + "ip inspect name FW tcp\nip inspect audit-trail\n"
+                       "interface Ethernet1\n ip inspect FW in\nno ip inspect\n")
+        self.assertEqual(r.inspect_rules, {})
+        self.assertFalse(r.inspect.audit_trail)
+        self.assertIsNone(r.interfaces["Ethernet1"].inspect_in)

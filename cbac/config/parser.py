@@ -1007,6 +1007,21 @@ class Parser:
         else:
             g.tcp_block_time = 0
 
+    def g_inspect_other(self, ln, neg, a):
+        """``no ip inspect`` (IOS: removes all inspection configuration) and
+        every other ``ip inspect ...`` form no other handler takes."""
+        if neg and not a:
+            self.router.inspect = InspectGlobals()
+            self.router.inspect_rules.clear()
+            for itf in self.router.interfaces.values():
+                itf.inspect_in = itf.inspect_out = None
+            return
+        body = ["ip", "inspect"] + [x.lower() for x in a]
+        why = modes.misplaced(body) or modes.refused_global(body, neg)
+        if why is not None:
+            raise _Bad(why)
+        self._verbatim_global(ln, neg, body)
+
     def g_inspect_flag(attr):
         def handler(self, ln, neg, a):
             if a:
@@ -1695,6 +1710,7 @@ GLOBAL_COMMANDS: dict[tuple[str, ...], Callable] = {
     ("ip", "inspect", "dns-timeout"): P._g_inspect_set("dns_timeout", 1, 2147483, "dns-timeout"),
     ("ip", "inspect", "audit-trail"): P.g_inspect_flag("audit_trail"),
     ("ip", "inspect", "alert-off"): P.g_inspect_flag("alert_off"),
+    ("ip", "inspect"): P.g_inspect_other,
     ("interface",): P.g_interface,
     ("access-list",): P.g_access_list,
     ("ip", "access-list", "standard"): P.g_ip_access_list_standard,
