@@ -346,6 +346,13 @@ class AcceptValidIosTests(unittest.TestCase):
         self.assertIn(" ip address dhcp\n", render(r))
         self.assertEqual(parse_config(render(r))[0], r)
 
+    def test_route_via_dhcp_warns(self):
+        r, diags = run(BASE + "ip route 0.0.0.0 0.0.0.0 dhcp 200\n")
+        self.assertEqual([d.format() for d in diags if d.is_error], [])
+        self.assertEqual(r.routes, [])
+        self.assertTrue(any("DHCP" in d.message for d in grouped(diags)[0]))
+        self.assertEqual(parse_config(render(r))[0], r)
+
     def test_router_traffic_parsed(self):
         r, diags = run(BASE + "ip inspect name FW tcp router-traffic timeout 300\n"
                        "interface Ethernet0\n ip inspect FW out\n")

@@ -1464,8 +1464,12 @@ class Parser:
                 r.next_hop = _addr(a[i], "next hop")
                 i += 1
         if r.interface is not None and r.interface.lower() == "dhcp":
-            raise _Bad("'ip route ... dhcp' is not implemented: with 'ip address dhcp' the "
-                       "default route comes from the lease")
+            if not (i == len(a) or i + 1 == len(a) and a[i].isdigit()):
+                raise _Bad("expected 'ip route PREFIX MASK dhcp [DISTANCE]'")
+            self.router.extra.append(Verbatim(ln.text, (), ln.no))
+            self.warn("accepted, not acted on: the route via the DHCP server's router is the "
+                      "default route of the lease ('ip address dhcp')")
+            return
         if i < len(a) and a[i].isdigit():
             r.distance = _int(a[i], 1, 255, "distance")
             i += 1
