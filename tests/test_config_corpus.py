@@ -17,7 +17,7 @@ the namespace lab and checks that it filters.
 """
 
 import os
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address
 
 from twisted.trial import unittest
 
