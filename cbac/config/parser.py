@@ -1799,9 +1799,17 @@ def parse_bytes(data: bytes, filename: str = "<config>") -> tuple[Router, list[D
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
+        # the first bad line: invalid UTF-8 or, earlier, a control byte
         line = data.count(b"\n", 0, e.start) + 1
-        return refuse(line, "line is not configuration text (bytes that are not valid "
-                      "UTF-8 at byte %d); the file is not read further" % e.start)
+        what = "bytes that are not valid UTF-8"
+        for no, raw in enumerate(data[:e.end].decode("utf-8", "replace").split("\n"), 1):
+            m = _NOT_TEXT.search(raw.rstrip("\r"))
+            if m is not None:
+                if m.group() != "\ufffd":
+                    line, what = no, "control character 0x%02X" % ord(m.group())
+                break
+        return refuse(line, "line is not configuration text (%s); the file is not read "
+                      "further" % what)
     return parse_config(text, filename)
 
 
