@@ -308,6 +308,7 @@ class AcceptValidIosTests(unittest.TestCase):
         d = r.routes[0]
         self.assertEqual((d.distance, d.name, d.tag, d.permanent), (250, "DEFAULT", 5, True))
         self.assertEqual(r.routes[1].interface, "Null0")
+        self.assertIn("interface Null0\n no ip unreachables\n!", render(r))   # as IOS prints it
         self.assertIn("ip route 0.0.0.0 0.0.0.0 192.0.2.254 250 name DEFAULT permanent tag 5",
                       render(r))
         self.assertEqual(parse_config(render(r))[0], r)

@@ -172,7 +172,7 @@ def _interface(i: Interface) -> list[str]:
         out.append(" ip address %s %s" % (i.address.ip, i.address.netmask))
     for s in i.secondary:
         out.append(" ip address %s %s secondary" % (s.ip, s.netmask))
-    if i.address is None and not i.secondary and not i.dhcp:
+    if i.address is None and not i.secondary and not i.dhcp and not i.name.startswith("Null"):
         out.append(" no ip address")
     if not i.unreachables:
         out.append(" no ip unreachables")
