@@ -641,3 +641,28 @@ class NoBannerTests(unittest.TestCase):
         self.assertEqual(r.inspect_rules, {})
         self.assertFalse(r.inspect.audit_trail)
         self.assertIsNone(r.interfaces["Ethernet1"].inspect_in)
+
+
+class AaaTests(unittest.TestCase):
+    def vty_diags(self, extra):
+        r, diags = run(BASE + extra)
+        return [(d.severity, d.message) for d in diags if "line vty" in d.message]
+
+    def test_method_lists(self):
+        # no aaa: IOS ignores login authentication (warning)
+        d = self.vty_diags("line vty 0 4\n login authentication VTY\n")
+        self.assertEqual([s for s, m in d], ["warning"])
+        # aaa with local lists or none at all: as cbac does, silent
+        self.assertEqual(self.vty_diags("aaa new-model\nline vty 0 4\n login local\n"), [])
+        self.assertEqual(self.vty_diags("aaa new-model\naaa authentication login VTY local\n"
+                                        "line vty 0 4\n login authentication VTY\n"), [])
+        # servers: refused, named list or default
+        d = self.vty_diags("aaa new-model\naaa authentication login default group tacacs+ local\n"
+                           "line vty 0 4\n transport input ssh\n")
+        self.assertEqual([s for s, m in d], ["error"])
+        self.assertIn("authentication servers", d[0][1])
+        d = self.vty_diags("aaa new-model\naaa authentication login VTY group radius local\n"
+                           "line vty 0 15\n login authentication VTY\n")
+        self.assertEqual([s for s, m in d], ["error"])
+        d = self.vty_diags("aaa new-model\nline vty 0 4\n login authentication NOPE\n")
+        self.assertEqual([s for s, m in d], ["error"])

@@ -177,23 +177,48 @@ def check(router: Router, devices: Optional[Iterable[str]] = None, strict: bool 
                 "binding; traffic to %s is discarded" % (rt.prefix, rt.interface, rt.prefix))
 
     # -- vty -------------------------------------------------------------------
+    # With 'aaa new-model' IOS authenticates vty logins with a method list
+    # (the named one, else 'default', else the local users); cbac always
+    # uses the local users.  Lists that name servers (RADIUS, TACACS+) would
+    # be replaced by local accounts: refused.
     aaa = any(x.text.lower().split()[:2] == ["aaa", "new-model"] for x in r.extra)
+    lists = {}
+    for x in r.extra:
+        w = x.text.split()
+        if [t.lower() for t in w[:3]] == ["aaa", "authentication", "login"] and len(w) > 4:
+            lists[w[3]] = ([t.lower() for t in w[4:]], x.lineno)
     for v in r.vty:
         if v.access_class is not None and v.access_class not in acls:
             add(ERROR, v.lines.get("access_class", v.lineno),
                 "line vty %d %d: access-class %s is not defined (IOS would "
                 "let every address connect; cbac refuses the configuration)"
                 % (v.first, v.last, v.access_class))
-        if v.login_authentication is not None:
-            at = v.lines.get("login_authentication", v.lineno)
-            if aaa:
-                add(ERROR, at, "line vty %d %d: login authentication %s: AAA method "
-                    "lists are not implemented by cbac (use login local)"
-                    % (v.first, v.last, v.login_authentication))
-            else:
+        at = v.lines.get("login_authentication", v.lineno)
+        if not aaa:
+            if v.login_authentication is not None:
                 add(WARNING, at, "line vty %d %d: login authentication %s has no effect "
                     "without 'aaa new-model' (as on IOS); the line's login setting is used"
                     % (v.first, v.last, v.login_authentication))
+            continue
+        name = v.login_authentication or "default"
+        if name not in lists:
+            if v.login_authentication is not None and name != "default":
+                add(ERROR, at, "line vty %d %d: login authentication %s: method list not "
+                    "defined (aaa authentication login %s ...)" % (v.first, v.last, name, name))
+            continue                       # IOS: the local users, as cbac
+        methods, lineno = lists[name]
+        if all(m in ("local", "local-case") for m in methods):
+            continue
+        if any(m.startswith("group") or m in ("radius", "tacacs+", "krb5", "krb5-telnet",
+                                              "ldap", "cache") for m in methods):
+            add(ERROR, at if v.login_authentication else lineno,
+                "line vty %d %d: login method list %s uses authentication servers (%s); cbac "
+                "only authenticates local users and would accept them instead"
+                % (v.first, v.last, name, " ".join(methods)))
+        else:
+            add(WARNING, at if v.login_authentication else lineno,
+                "line vty %d %d: login method list %s (%s): cbac authenticates local users "
+                "instead" % (v.first, v.last, name, " ".join(methods)))
 
     # -- logging -------------------------------------------------------------
     for h in r.logging.hosts:
