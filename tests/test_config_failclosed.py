@@ -415,6 +415,12 @@ class EncodingAndBoundsTests(unittest.TestCase):
         r, diags = run(BASE + "ip nat pool OK 10.8.0.1 10.8.255.254 prefix-length 16\n")
         self.assertEqual([d.format() for d in diags if d.is_error], [])
 
+    def test_log_buffer_bounded(self):
+        r, diags = run(BASE + "logging buffered 2147483647\n")
+        self.assertIn("at most 67108864", errors_at(diags)[len(BASE.splitlines()) + 1])
+        r, diags = run(BASE + "logging buffered 1000000 informational\n")
+        self.assertEqual((r.logging.buffered, r.logging.buffered_level), (1000000, 6))
+
     def test_large_config_is_linear(self):
         def config(n_routes, n_aces):
             lines = [BASE]

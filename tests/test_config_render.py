@@ -321,7 +321,7 @@ def routers(draw):
             r.routes.append(rt)
     lg = LoggingConfig()
     if draw(st.booleans()):
-        lg.buffered = draw(st.integers(4096, 2 ** 31 - 1))
+        lg.buffered = draw(st.integers(4096, 64 * 1024 * 1024))
         lg.buffered_level = draw(st.integers(0, 7))
     lg.console_level = draw(st.integers(0, 7))
     lg.trap_level = draw(st.integers(0, 7))

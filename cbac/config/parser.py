@@ -206,6 +206,7 @@ MAX_ROUTES = 100000
 MAX_INTERFACES = 4096
 MAX_POOL_ADDRESSES = 65536     # addresses in one NAT pool
 MAX_STATIC_NETWORK = 4096      # addresses of one "static network" translation
+MAX_LOG_BUFFER = 64 * 1024 * 1024   # logging buffered SIZE
 
 #: characters that never occur in a configuration file: C0 controls except
 #: TAB and ETX (^C, a banner delimiter), DEL, and U+FFFD (bytes that were
@@ -1545,6 +1546,9 @@ class Parser:
                 level = int(tok)
             elif tok.isdigit():
                 size = _int(tok, 4096, 2147483647, "buffer size")
+                if size > MAX_LOG_BUFFER:
+                    raise _Bad("logging buffer of %d bytes; cbac allows at most %d (the "
+                               "appliance's memory is bounded)" % (size, MAX_LOG_BUFFER))
             else:
                 level = _level(tok)
         lg.buffered, lg.buffered_level = size, level
