@@ -134,11 +134,20 @@ class FastPathTests(unittest.TestCase):
             self.assertEqual((p[IP].dst, p[UDP].dport), ("10.10.10.2", 5000))
             self.assertTrue(checksums_ok(f))
 
-    def test_permitted_non_syn_is_forwarded_without_a_session(self):
-        """A packet that cannot open a session but that the ACLs permit is
-        forwarded without one (IOS), e.g. an inside server's SYN/ACK for a
-        connection whose SYN came in through an interface whose rule did
-        not inspect it."""
+    def test_permitted_non_syn_without_a_session_is_dropped(self):
+        """A TCP segment that cannot open a session, on traffic a rule
+        inspects, is dropped by default (cbac is stricter than IOS here)."""
+        self.inject(self.pin, Ether(src=H_IN, dst=R_IN) / IP(src="10.10.10.2", dst="172.22.1.1") /
+                    TCP(sport=40000, dport=8080, flags="SA", seq=1, ack=2))
+        self.assertEqual(self.sent(self.pout), [])
+        self.assertIn("tcp-no-session", self.app.show_ip_inspect("statistics"))
+
+    def test_permitted_non_syn_is_forwarded_without_a_session_in_ios_mode(self):
+        """With "cbac inspect tcp no-session forward", a packet that cannot
+        open a session but that the ACLs permit is forwarded without one
+        (IOS), e.g. an inside server's SYN/ACK for a connection whose SYN
+        came in through an interface whose rule did not inspect it."""
+        self.app.router.model.inspect.tcp_no_session = "forward"
         self.inject(self.pin, Ether(src=H_IN, dst=R_IN) / IP(src="10.10.10.2", dst="172.22.1.1") /
                     TCP(sport=40000, dport=8080, flags="SA", seq=1, ack=2))
         [f] = self.sent(self.pout)

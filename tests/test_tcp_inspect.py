@@ -86,13 +86,31 @@ class WindowTests(unittest.TestCase):
         self.assertTrue(send(t, tcp(A, B, 40000, 23, "PA", 1001, 9001, b"still here")))
         self.assertRegex(t.show_statistics(), r"rst-out-of-window +3")
 
-    def test_rst_in_window_closes(self):
+    def test_rst_in_window_is_challenged(self):
+        """RFC 5961: an in-window RST not at the expected sequence number is
+        forwarded unchanged; the session lives on while the receiver may
+        answer with a challenge ACK, and closes when it stays silent."""
+        c, t = table(testcase=self)
+        s = handshake(t)
+        p = tcp(B, A, 23, 40000, "R", 9001 + 100)
+        self.assertTrue(send(t, p))
+        self.assertEqual(p.tcp_seq, 9001 + 100)          # never sharpened
+        self.assertEqual(s.sis, "SIS_OPEN")
+        c.advance(6)
+        self.assertEqual(s.sis, "SIS_CLOSING")           # nobody answered
+        c.advance(6)
+        self.assertTrue(s.dead)
+
+    def test_rst_challenge_answered_keeps_the_session(self):
         c, t = table(testcase=self)
         s = handshake(t)
         self.assertTrue(send(t, tcp(B, A, 23, 40000, "R", 9001 + 100)))
-        self.assertEqual(s.sis, "SIS_CLOSING")
-        c.advance(6)
-        self.assertTrue(s.dead)
+        # the client's challenge ACK
+        self.assertTrue(send(t, tcp(A, B, 40000, 23, "A", 1001, 9001)))
+        c.advance(20)
+        self.assertEqual(s.sis, "SIS_OPEN")
+        self.assertFalse(s.dead)
+        self.assertRegex(t.show_statistics(), r"rst-challenge +1")
 
     def test_rst_exactly_at_next_seq(self):
         c, t = table(testcase=self)

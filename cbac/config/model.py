@@ -87,6 +87,7 @@ class InspectGlobals:
     tcp_idle_time: int = 3600
     udp_idle_time: int = 30
     dns_timeout: int = 5
+    tcp_no_session: str = "drop"         # cbac inspect tcp no-session {drop|forward}
 
 
 @dataclass

@@ -1665,6 +1665,16 @@ class Parser:
             raise _Bad("expected 'cbac logging format rfc5424'")
         self.router.logging.rfc5424 = not neg
 
+    def g_cbac_inspect_tcp(self, ln, neg, a):
+        # cbac extension: what to do with a TCP segment that is not a SYN
+        # and has no session, on traffic an inspection rule covers
+        if neg and a and a[0].lower() == "no-session":
+            self.router.inspect.tcp_no_session = "drop"
+        elif len(a) == 2 and a[0].lower() == "no-session" and a[1].lower() in ("drop", "forward"):
+            self.router.inspect.tcp_no_session = a[1].lower()
+        else:
+            raise _Bad("expected 'cbac inspect tcp no-session drop|forward'")
+
     def g_cbac_starttls(self, ln, neg, a):
         if neg:
             self.router.smtp.starttls = "allow"
@@ -1740,6 +1750,7 @@ GLOBAL_COMMANDS: dict[tuple[str, ...], Callable] = {
     ("cbac", "ssh", "authorized-keys"): P.g_cbac_authorized_keys,
     ("cbac", "logging", "tls-ca"): P.g_cbac_tls_ca,
     ("cbac", "logging", "format"): P.g_cbac_log_format,
+    ("cbac", "inspect", "tcp"): P.g_cbac_inspect_tcp,
     ("cbac", "smtp", "starttls"): P.g_cbac_starttls,
     ("cbac", "smtp", "bare-lf"): P.g_cbac_bare_lf,
     ("end",): P.g_end,

@@ -402,6 +402,8 @@ def render_body(r: Router) -> list[str]:
         cb.append("cbac logging tls-ca %s" % lg.tls_ca)
     if lg.rfc5424:
         cb.append("cbac logging format rfc5424")
+    if r.inspect.tcp_no_session != "drop":
+        cb.append("cbac inspect tcp no-session %s" % r.inspect.tcp_no_session)
     if r.smtp.starttls != "allow":
         cb.append("cbac smtp starttls %s" % r.smtp.starttls)
     if r.smtp.bare_lf != "reject":

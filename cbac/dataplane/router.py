@@ -25,6 +25,7 @@ from twisted.logger import Logger
 from cbac.dataplane.arp import ArpCache
 from cbac.dataplane.routes import RouteEntry, RouteTable
 from cbac.dataplane.show import RateMeter
+from cbac.inspect.normalise import no_session as inspect_no_session
 from cbac.nat import DROP as NAT_DROP
 from cbac.packet import checksum as ck
 from cbac.packet.arp import build_gratuitous as arp_gratuitous
@@ -311,6 +312,13 @@ class Router:
         if not ck.ip_checksum_ok(frame, l3, pkt.ihl):
             self._drop(ri, "malformed-ip-checksum")
             return
+        # Verify before you believe: no state from a damaged packet
+        # (cbac/inspect/normalise.py).
+        if not (pkt.frag or pkt.mf) and not ck.l4_checksum_ok(pkt):
+            self._drop(ri, "bad-l4-checksum")
+            if self.sessions is not None:
+                self.sessions.stats.drop("bad-checksum")
+            return
         pkt.in_port = ri
         if pkt.dst == 0xFFFFFFFF or (pkt.dst >> 28) == 0xE:
             self._drop(ri, "broadcast-multicast")
@@ -408,9 +416,13 @@ class Router:
             rule = self._inspect_rule(ri, out, pkt, sessions)
             if rule is not None and pinhole is None and not _starts_session(pkt):
                 # Only a SYN, a UDP datagram or an ICMP request opens a
-                # session; any other packet the ACLs let through is
-                # forwarded as it is (IOS), e.g. a server's SYN/ACK to a
-                # connection the other side's rule did not inspect.
+                # session.  A TCP segment without a session that a rule
+                # covers is dropped (cbac/inspect/normalise.py: stricter
+                # than IOS, which forwards what the ACLs let through;
+                # "cbac inspect tcp no-session forward" restores that).
+                if inspect_no_session(sessions, pkt, rule, ri.name):
+                    self._drop(ri, "inspect-no-session")
+                    return
                 rule = None
             if rule is not None or pinhole is not None:
                 session = sessions.create(pkt, ri.name, out.name, rule, translation,
@@ -540,6 +552,10 @@ class Router:
     # the router's own traffic
 
     def _local_received(self, ri: RouterInterface, pkt) -> None:
+        if pkt.frag or pkt.mf:
+            # never answered: a fragment has no (or not all of its) L4 header
+            self._drop(ri, "local-fragment")
+            return
         if pkt.proto == PROTO_ICMP and pkt.icmp_type == 8 and pkt.frag == 0 and not pkt.mf:
             self._echo_reply(ri, pkt)
             return

@@ -30,7 +30,9 @@ from cbac.inspect.api import CLIENT, SERVER, InspectContext
 from cbac.inspect.icmp import NAMES as ICMP_NAMES
 from cbac.inspect.icmp import error_lookup, icmp_process
 from cbac.inspect.stream import Stream
-from cbac.inspect.tcp import (CLOSING, ESTABLISHED, M32, SYN_RECV, TcpTrack, build_tcp,
+from cbac.inspect import normalise
+from cbac.inspect.tcp import (CLOSED, CLOSING, ESTABLISHED, M32, RST_CHALLENGE, RST_EXACT,
+                              SYN_RECV, TcpTrack, build_tcp,
                               fix_ip_header, fix_tcp_checksum, init_client, new_bytes,
                               parse_options, track)
 from cbac.inspect.udp import udp_process
@@ -82,6 +84,7 @@ class Stats:
 
     def __init__(self):
         self.drops = {}
+        self.normalised = {}             # the normaliser's rewrites (normalise.py)
         self.created = {}
         self.deleted = {}
         self.peak = 0
@@ -722,7 +725,7 @@ class SessionTable:
         proto = s.proto
         if proto == 6:
             t = s.tcp
-            if s.stream is not None or t.state != ESTABLISHED:
+            if s.stream is not None or t.state != ESTABLISHED or t.chal:
                 return False
             seq, ack, off, flags, win = _FAST_TCP.unpack_from(frame, 38)
             if flags & _NO_FAST or not flags & ACK:
@@ -812,8 +815,19 @@ class SessionTable:
         nb = new_bytes(t, d, pkt.tcp_seq, plen) if plen else 0
         r = track(t, d, pkt, ack)
         if r is not None:
-            self.drop(s, r, pkt)
-            return None
+            if r is RST_EXACT or r is RST_CHALLENGE:
+                # RFC 5961: forwarded unchanged; closes only when the
+                # receiver could have accepted it (normalise.py)
+                if normalise.rst_verdict(s, d, pkt, r is RST_EXACT):
+                    t.state = CLOSED
+                    t.chal = 0
+                else:
+                    normalise.challenge(self, s, d, now)
+            else:
+                self.drop(s, r, pkt)
+                return None
+        elif t.chal and d != t.chald:
+            t.chal = 0                   # the receiver answered the challenge
         if self.debug_enabled:
             self._debug_tcp(s, d, pkt)
         new = t.state
@@ -1047,9 +1061,10 @@ class SessionTable:
 
     def _deadline(self, s) -> float:
         f = s.fixed
-        if f is not None:
-            return f
-        return s.last + s.idle
+        dl = f if f is not None else s.last + s.idle
+        if s.proto == 6 and s.tcp.chal and s.tcp.chal < dl:
+            return s.tcp.chal
+        return dl
 
     def _schedule(self, s, deadline) -> None:
         slot = int(deadline) + 1
@@ -1134,6 +1149,20 @@ class SessionTable:
             self._check_calm(self.model.inspect)
 
     def _expire_session(self, s, now) -> None:
+        t = s.tcp if s.proto == 6 else None
+        if t is not None and t.chal:
+            chal = t.chal
+            t.chal = 0
+            if chal <= now and self._deadline(s) > now:
+                # the receiver never answered the RST challenge: it took
+                # the RST (normalise.py)
+                old = t.state
+                if old < CLOSING:
+                    t.state = CLOSED
+                    self._tcp_transition(s, old, CLOSED, now)
+                else:
+                    self._schedule(s, self._deadline(s))
+                return
         if self.debug_enabled:
             self.debug_line("timers", "CBAC Timer Expire: sis %s %s %s" % (
                 s.hexid, s.sis, s.flow_text()))

@@ -119,4 +119,9 @@ def show_statistics(table) -> str:
             out.append("  %-28s %d" % (reason, st.drops[reason]))
     else:
         out.append("  none")
+    norm = getattr(st, "normalised", None)
+    if norm:
+        out.append("Packets normalised:")
+        for reason in sorted(norm):
+            out.append("  %-28s %d" % (reason, norm[reason]))
     return "\n".join(out)

@@ -42,11 +42,12 @@ from __future__ import annotations
 
 from struct import Struct
 
+from cbac.inspect import normalise
 from cbac.inspect.api import CLIENT, SERVER, Edit, Verdict
 from cbac.inspect.tcp import M32, fix_ip_header, fix_tcp_checksum, is_partial
 from cbac.packet.errors import MalformedPacket
 from cbac.packet.tcp import parse_options
-from cbac.packet.view import ACK, FIN, PSH, RST, SYN
+from cbac.packet.view import ACK, FIN, PSH, RST, SYN, URG
 
 #: bytes per direction (in_buf + out_buf) the engine buffers at most
 BUFFER_CAP = 1 << 20
@@ -337,6 +338,12 @@ class Stream:
                 return []                # a refused connection: RST to the SYN
             table.stats.drop("stream-no-syn")
             return None
+        if flags & URG or frame[l4 + 18] or frame[l4 + 19]:
+            # urgent data is ordinary data here, so it must be for the
+            # receiver too, whatever its SO_OOBINLINE (normalise.py)
+            if normalise.urgent(table, pkt):
+                changed = True
+                flags = pkt.tcp_flags
         # acknowledgement of the other direction
         if flags & ACK and od.isn is not None:
             ack = pkt.tcp_ack
@@ -355,14 +362,23 @@ class Stream:
         fin = flags & FIN
         off = sd.in_abs(seq)
         extras = []
-        if not plen and not fin:
-            y = sd.map_start(off if off < sd.fwd else sd.fwd)
+        if flags & RST or (not plen and not fin):
+            if flags & RST:
+                # mapped through edits, never moved to the exact point
+                # (RFC 5961: a blind RST stays blind)
+                y = sd.map_start(off)
+            else:
+                y = sd.map_start(off if off < sd.fwd else sd.fwd)
             nseq = sd.seq_of(y)
             if nseq != seq:
                 frame[l4 + 4:l4 + 8] = _U32.pack(nseq)
                 pkt.tcp_seq = nseq
                 changed = True
-            if changed:
+            if plen:
+                # RST payload is never data (RFC 1122 4.2.2.12)
+                normalise.count(table, "rst-data-stripped")
+                self._finish(pkt, b"", True)
+            elif changed:
                 self._finish(pkt, None, False)
             return extras
         if off > sd.fed:

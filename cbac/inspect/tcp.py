@@ -62,7 +62,14 @@ del _f
 
 
 # indexes into TcpTrack.v (add the direction 0/1)
-ISN, END, MAXEND, MAXWIN, SCALE = 0, 2, 4, 6, 8
+ISN, END, MAXEND, MAXWIN, SCALE, RCVD = 0, 2, 4, 6, 8, 10
+
+#: :func:`track` verdicts for an RST inside the window (not drop reasons):
+#: EXACT: at a sequence number the receiver could accept (between what it
+#: acknowledged and what the sender sent); CHALLENGE: anywhere else in the
+#: window, where an RFC 5961 receiver answers with a challenge ACK.
+RST_EXACT = "rst-exact"
+RST_CHALLENGE = "rst-challenge"
 
 
 class TcpTrack:
@@ -70,16 +77,21 @@ class TcpTrack:
     ``v[ISN + d]``, ``v[END + d]`` (highest seq + len sent),
     ``v[MAXEND + d]`` (highest ack + window the peer advertised),
     ``v[MAXWIN + d]`` (largest window d advertised, scaled), ``v[SCALE + d]``
-    (window scale; -1 until d's SYN showed whether it carries the option).
-    d = 0 client, 1 server.  ``fin`` has bit d set once d sent a FIN."""
+    (window scale; -1 until d's SYN showed whether it carries the option),
+    ``v[RCVD + d]`` (highest acknowledgement the peer sent for d's bytes).
+    d = 0 client, 1 server.  ``fin`` has bit d set once d sent a FIN.
+    ``chal`` is the deadline of an RST challenge (0: none), ``chald`` the
+    direction the challenged RST came from."""
 
-    __slots__ = ("state", "v", "fin", "mss")
+    __slots__ = ("state", "v", "fin", "mss", "chal", "chald")
 
     def __init__(self):
         self.state = SYN_SENT
-        self.v = [0] * 10
+        self.v = [0] * 12
         self.fin = 0
         self.mss = 536          # the initiator's MSS (for the stream engine)
+        self.chal = 0
+        self.chald = 0
 
     # read-only views for the slow path and tests
     @property
@@ -119,6 +131,7 @@ def init_client(t: TcpTrack, pkt) -> None:
     seq = pkt.tcp_seq
     v[ISN] = seq
     v[END] = v[MAXEND] = (seq + 1 + pkt.payload_len) & M32
+    v[RCVD] = (seq + 1) & M32
     v[MAXWIN] = pkt.tcp_win or 1
     if pkt.tcp_doff > 20:
         mss, ws, _sack = parse_options(pkt.frame, pkt.l4, pkt.tcp_doff)
@@ -132,7 +145,7 @@ def _init_server(t: TcpTrack, pkt) -> None:
     v = t.v
     seq = pkt.tcp_seq
     v[ISN + 1] = seq
-    v[END + 1] = v[MAXEND + 1] = (seq + 1) & M32
+    v[END + 1] = v[MAXEND + 1] = v[RCVD + 1] = (seq + 1) & M32
     v[MAXWIN + 1] = pkt.tcp_win or 1
     ws = None
     if pkt.tcp_doff > 20:
@@ -194,8 +207,12 @@ def track(t: TcpTrack, d: int, pkt, ack: int):
         if ((v[MAXEND + d] - seq) & M32) >= H32 or \
                 ((seq - ((v[END + d] - v[MAXWIN + o]) & M32)) & M32) >= H32:
             return "rst-out-of-window"
-        t.state = CLOSED
-        return None
+        # RFC 5961 3.2: the receiver accepts only seq == RCV.NXT, which
+        # lies between what it acknowledged and what the sender sent; the
+        # caller decides (the state is not changed here)
+        if ((seq - v[RCVD + d]) & M32) < H32 and ((v[END + d] - seq) & M32) < H32:
+            return RST_EXACT
+        return RST_CHALLENGE
     # ACK (with data and/or FIN)
     if state == SYN_SENT:
         return "ack-before-synack"
@@ -222,6 +239,8 @@ def track(t: TcpTrack, d: int, pkt, ack: int):
         v[MAXWIN + d] = win
     if ((end - s_end) & M32) < H32:
         v[END + d] = end
+    if ((ack - v[RCVD + o]) & M32) < H32:
+        v[RCVD + o] = ack
     right = (ack + (win or 1)) & M32
     if ((right - v[MAXEND + o]) & M32) < H32:
         v[MAXEND + o] = right
@@ -306,6 +325,6 @@ def is_partial(pkt) -> bool:
     return bool(v) and (v[0] & 1) == 1
 
 
-__all__ = ["TcpTrack", "track", "init_client", "new_bytes", "parse_options", "build_tcp",
+__all__ = ["TcpTrack", "track", "RST_EXACT", "RST_CHALLENGE", "init_client", "new_bytes", "parse_options", "build_tcp",
            "fix_tcp_checksum", "fix_ip_header", "is_partial", "VALID", "SYN_SENT", "SYN_RECV",
            "ESTABLISHED", "CLOSING", "CLOSED", "STATE_NAMES", "PSH"]

@@ -115,3 +115,33 @@ def put16(buf, off: int, value: int) -> None:
 
 def ip_checksum_ok(buf, off: int, ihl_bytes: int) -> bool:
     return fold(ones_sum(buf, off, off + ihl_bytes)) in (0xFFFF, 0)
+
+
+def l4_checksum_ok(pkt) -> bool:
+    """Verify the TCP/UDP/ICMP checksum of a parsed, unfragmented packet
+    (:class:`cbac.packet.view.Packet`).  What a virtio-net header says is
+    trusted, and only that: ``NEEDS_CSUM`` with ``csum_start`` at this
+    packet's L4 header (the field holds the pseudo-header sum of a packet
+    the local kernel built; there is nothing to verify yet) and
+    ``DATA_VALID`` (the kernel or NIC verified it).  A UDP checksum of 0
+    means "none".  Other protocols are not checked (True)."""
+    v = pkt.vnet
+    l4 = pkt.l4
+    if v:
+        if v[0] & 2:                                   # VIRTIO_NET_HDR_F_DATA_VALID
+            return True
+        if v[0] & 1 and (v[6] | (v[7] << 8)) == l4:    # NEEDS_CSUM at this L4 header
+            return True
+    proto = pkt.proto
+    frame = pkt.frame
+    end = pkt.l3 + pkt.ip_len
+    if proto == 6 or proto == 17:
+        if proto == 17 and frame[l4 + 6] == 0 and frame[l4 + 7] == 0:
+            return True
+        src = pkt.src
+        dst = pkt.dst
+        s = fold(ones_sum(frame, l4, end) + pseudo_header_sum(src, dst, proto, end - l4))
+        return s == 0xFFFF
+    if proto == 1:
+        return fold(ones_sum(frame, l4, end)) in (0xFFFF, 0)
+    return True
