@@ -181,6 +181,7 @@ class Conn:
         self.rcv_wnd = 65535
         self.app = None
         self.unacked = []                  # (seq, data, flags) for retransmission
+        self.options = []                  # TCP options of every non-SYN segment
         self.received_segments = []        # (seq, len, flags) as they arrived
 
     # -- sending --------------------------------------------------------------
@@ -195,7 +196,7 @@ class Conn:
             ack = self.rcv_nxt or 0
         t = TCP(sport=self.lport, dport=self.rport, flags=flags, seq=seq & 0xFFFFFFFF,
                 ack=ack & 0xFFFFFFFF, window=self.rcv_wnd if window is None else window,
-                urgptr=urg, options=options or [])
+                urgptr=urg, options=options if options is not None else self.options)
         pkt = IP(src=h.ip, dst=self.raddr, id=h.next_id(), flags=0 if frags else "DF") / t / data
         b = bytearray(raw(pkt))
         if bad_checksum:
@@ -208,12 +209,13 @@ class Conn:
         retransmission and not advancing snd_nxt."""
         self.segment(flags, seq=self.snd_nxt + off, data=data, **kw)
 
-    def send(self, data, flags="PA", mss=None):
-        mss = mss or min(self.peer_mss, 1460)
+    def send(self, data, flags="PA", mss=None, frags=None):
+        opts = len(raw(TCP(options=self.options))) - 20
+        mss = mss or min(self.peer_mss, 1460) - opts
         while data:
             chunk, data = data[:mss], data[mss:]
             self.unacked.append((self.snd_nxt, bytes(chunk), flags))
-            self.segment(flags, data=chunk)
+            self.segment(flags, data=chunk, frags=frags)
             self.snd_nxt += len(chunk)
 
     def retransmit(self):

@@ -249,3 +249,167 @@ class UrgentNoNatTests(NoNat, UrgentTests, unittest.TestCase):
 
 class UrgentOobInlineTests(UrgentTests, unittest.TestCase):
     oobinline = True
+
+
+# ---------------------------------------------------------------------------
+# 5. Virtual reassembly
+
+class FragmentTests(SmtpCase):
+
+    def test_verb_in_the_second_fragment(self):
+        """The first fragment holds the TCP header and a harmless line;
+        the forbidden verb is in the second."""
+        self.c.send(b"NOOP 12345\r\nWIZ\r\n", frags=[(0, 32), (32, 100)])
+        self.net.pump()
+        self.assertIn("NOOP", self.executed)
+        self.assertNotIn("WIZ", self.executed)
+
+    def test_fragments_in_reverse_order(self):
+        self.c.send(b"NOOP 12345\r\nWIZ\r\n", frags=[(32, 100), (0, 32)])
+        self.net.pump()
+        self.assertIn("NOOP", self.executed)
+        self.assertNotIn("WIZ", self.executed)
+
+    def test_overlapping_fragments_are_refused(self):
+        self.c.send(b"NOOP 12345\r\nWIZ\r\n", frags=[(0, 32), (24, 100)])
+        self.net.pump()
+        self.assertEqual(self.executed, ["HELO"])
+        self.assertIn("vfr-overlap", self.net.app.show_interfaces())
+        # the later fragments of the refused datagram are refused too
+        self.c.retransmit()
+        self.net.pump()
+        self.assertIn("NOOP", self.executed)
+        self.assertNotIn("WIZ", self.executed)
+
+    def test_tiny_first_fragment_is_refused(self):
+        """Control: a first fragment without the whole TCP header."""
+        self.c.send(b"NOOP 12345\r\nWIZ\r\n", frags=[(0, 16), (16, 100)])
+        self.net.pump()
+        self.assertEqual(self.executed, ["HELO"])
+
+    def test_incomplete_datagram_times_out_and_the_table_is_bounded(self):
+        for i in range(20):
+            self.c.raw(b"NOOP 12345\r\nWIZ\r\n", frags=[(0, 32)])
+        self.net.pump()
+        self.assertEqual(self.net.router.reassembly.in_progress(), 16)
+        drops = self.net.app.show_interfaces()
+        self.assertRegex(drops, r"vfr-table-full +4")
+        self.net.advance(4)
+        self.assertEqual(self.net.router.reassembly.in_progress(), 0)
+        self.assertRegex(self.net.app.show_interfaces(), r"vfr-timeout +16")
+        self.assertEqual(self.executed, ["HELO"])
+
+class FragmentNatTests(FragmentTests, unittest.TestCase):
+
+    def test_tcp_fragment_to_the_router_is_not_answered(self):
+        self.cli.send_ip(bytes(IP(src=CLIENT_IP, dst="172.22.1.16", id=77, flags=0) /
+                               TCP(sport=1234, dport=7777, flags="A") / (b"x" * 64)),
+                         frags=[(24, 60)])
+        self.net.pump()
+        self.net.advance(4)
+        sent = [Ether(f) for f in self.net.frames[OUTSIDE]]
+        self.assertFalse([p for p in sent if TCP in p and p[TCP].sport == 0])
+        self.assertFalse([p for p in sent if TCP in p and p[TCP].dport == 1234])
+
+
+class FragmentNoNatTests(NoNat, FragmentTests, unittest.TestCase):
+    pass
+
+
+class DropFragmentsTests(unittest.TestCase):
+
+    def test_drop_fragments(self):
+        from tests.hosts import NAT_CONFIG
+        net = Net(config=NAT_CONFIG.replace(" ip virtual-reassembly",
+                                            " ip virtual-reassembly drop-fragments"
+                                            ).format(extra=""))
+        self.addCleanup(net.stop)
+        log = []
+        srv = net.host(INSIDE, SERVER_IP, 25)
+        srv.listen(25, smtp_server(log))
+        cli = net.host(OUTSIDE, CLIENT_IP, 1)
+        c = cli.connect(net.server_addr, 25)
+        net.pump()
+        c.send(b"NOOP 12345\r\nWIZ\r\n", frags=[(0, 32), (32, 100)])
+        net.pump()
+        self.assertEqual([x[1] for x in log if x[0] == "CMD"], [])
+        self.assertRegex(net.app.show_interfaces(), r"vfr-drop-fragments +2")
+
+
+class UdpFragmentTests(unittest.TestCase):
+    """A 3,000-byte DNS-like reply, fragmented, through PAT and without NAT."""
+
+    nat = True
+
+    def test_big_udp_reply_arrives_whole(self):
+        net = Net(nat=self.nat)
+        self.addCleanup(net.stop)
+        inside = net.host(INSIDE, INSIDE_CLIENT_IP, 2)
+        outside = net.host(OUTSIDE, CLIENT_IP, 1)
+        inside.send_udp(CLIENT_IP, 5353, 53, b"query")
+        net.pump()
+        [(src, sport, dport, data)] = outside.udp
+        self.assertEqual(data, b"query")
+        reply = bytes(range(256)) * 11 + b"end"
+        outside.send_udp(src, 53, sport, reply)
+        net.pump()
+        [(src2, sport2, dport2, data2)] = inside.udp
+        self.assertEqual((src2, sport2, dport2), (CLIENT_IP, 53, 5353))
+        self.assertEqual(data2, reply)
+        for f in net.frames[INSIDE]:
+            self.assertLessEqual(len(f), 1514)
+
+
+class UdpFragmentNoNatTests(UdpFragmentTests):
+    nat = False
+
+
+# ---------------------------------------------------------------------------
+# 6. Segments cbac builds respect the path
+
+class HttpCase:
+    nat = True
+
+    def setUp(self):
+        self.net = Net(nat=self.nat)
+        self.addCleanup(self.net.stop)
+        self.srv = self.net.host(INSIDE, SERVER_IP, 25)
+        self.app = Recorder()
+        self.srv.listen(80, lambda: self.app)
+        self.cli = self.net.host(OUTSIDE, CLIENT_IP, 1)
+
+
+class SegmentSizeTests(HttpCase):
+
+    def test_released_head_with_timestamps_fits_mss_and_mtu(self):
+        """A request head with a large cookie, held until complete, then
+        released: every segment cbac builds carries at most MSS minus the
+        12 bytes of timestamps, and fits the 1,500-byte MTU with DF."""
+        c = self.cli.connect(self.net.server_addr, 80,
+                             options=[("MSS", 1460), ("NOP", None), ("NOP", None),
+                                      ("Timestamp", (100, 0))])
+        c.options = [("NOP", None), ("NOP", None), ("Timestamp", (101, 0))]
+        self.net.pump()
+        self.assertEqual(c.state, "ESTABLISHED")
+        [sconn] = self.srv.conns.values()
+        head = (b"GET / HTTP/1.1\r\nHost: x\r\nCookie: " + b"c" * 3000 + b"\r\n\r\n")
+        c.send(head)
+        self.net.pump()
+        self.assertEqual(bytes(self.app.data), head)
+        sizes = []
+        for f in self.net.frames[INSIDE]:
+            p = Ether(f)
+            if TCP in p and p[TCP].dport == 80 and len(p[TCP].payload):
+                sizes.append((p[IP].len, len(p[TCP].payload)))
+        self.assertTrue(sizes)
+        for iplen, plen in sizes:
+            self.assertLessEqual(iplen, 1500)
+            self.assertLessEqual(plen, 1448)
+
+
+class SegmentSizeNatTests(SegmentSizeTests, unittest.TestCase):
+    pass
+
+
+class SegmentSizeNoNatTests(NoNat, SegmentSizeTests, unittest.TestCase):
+    pass

@@ -24,6 +24,7 @@ from twisted.logger import Logger
 
 from cbac.dataplane.arp import ArpCache
 from cbac.dataplane.routes import RouteEntry, RouteTable
+from cbac.dataplane.reassembly import Reassembly, settings_from_interface
 from cbac.dataplane.show import RateMeter
 from cbac.inspect.normalise import no_session as inspect_no_session
 from cbac.nat import DROP as NAT_DROP
@@ -123,6 +124,11 @@ class Router:
         # (IP protocol, port) -> callable(ip packet bytes): the router's own
         # services (the in-band console through the management TUN).
         self.local_services: dict = {}
+        # Virtual reassembly: whenever a stage needs whole datagrams (ACLs,
+        # NAT, inspection), every fragment is reassembled first
+        # (cbac/dataplane/reassembly.py).
+        self.reassembly = Reassembly(clock) if (acls is not None or nat is not None
+                                                or sessions is not None) else None
         self.apply_config(model)
 
     # ------------------------------------------------------------------
@@ -149,6 +155,11 @@ class Router:
                 ri.acl_in = self.acls.get(im.access_group_in) if im.access_group_in else None
                 ri.acl_out = self.acls.get(im.access_group_out) if im.access_group_out else None
             self.interfaces[name] = ri
+            if self.reassembly is not None:
+                self.reassembly.configure(name, settings_from_interface(im))
+        if self.sessions is not None:
+            # the stream engine keeps the segments it builds within the MTU
+            self.sessions.if_mtu = {n: ri.mtu for n, ri in self.interfaces.items()}
         self.local = {}
         self.routes.clear()
         for ri in self.interfaces.values():
@@ -205,6 +216,12 @@ class Router:
     def sweep(self) -> None:
         self.arp.sweep()
         now = self.clock.seconds()
+        if self.reassembly is not None:
+            for name, n in self.reassembly.expire(now).items():
+                self.drops["vfr-timeout"] += n
+                ri = self.interfaces.get(name)
+                if ri is not None:
+                    ri.drops["vfr-timeout"] += n
         for ri in self.interfaces.values():
             rin, rout = self.rates.setdefault(ri.name, (RateMeter(), RateMeter()))
             c = ri.port.counters
@@ -312,6 +329,15 @@ class Router:
         if not ck.ip_checksum_ok(frame, l3, pkt.ihl):
             self._drop(ri, "malformed-ip-checksum")
             return
+        if (pkt.frag or pkt.mf) and self.reassembly is not None:
+            whole = self.reassembly.add(ri.name, pkt)
+            if whole is None:
+                return                      # held until the datagram is complete
+            if isinstance(whole, str):
+                self._drop(ri, whole)
+                return
+            frame = bytearray(frame[0:l3]) + whole
+            pkt = parse_frame(frame, b"")
         # Verify before you believe: no state from a damaged packet
         # (cbac/inspect/normalise.py).
         if not (pkt.frag or pkt.mf) and not ck.l4_checksum_ok(pkt):

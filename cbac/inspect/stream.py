@@ -429,7 +429,9 @@ class Stream:
             p = pkt.payload
             if frame[p:p + plen] == data:
                 return extras
-        maxseg = plen if plen > sd.mss else sd.mss
+        maxseg = self._max_payload(d, pkt)
+        if plen > maxseg:
+            maxseg = plen                # GSO, or a segment the sender made larger
         if len(data) > maxseg:
             rest = data[maxseg:]
             data = data[:maxseg]
@@ -457,6 +459,22 @@ class Stream:
         if fin and not fin_out and sd.fwd < sd.fed:
             table.stats.drop("fin-held")
         return extras
+
+    def _max_payload(self, d: int, pkt) -> int:
+        """The most payload a segment cbac builds may carry towards d's
+        receiver: its MSS less the options this segment carries (RFC 6691),
+        and what fits the egress interface's MTU."""
+        sd = self.dirs[d]
+        cap = sd.mss - (pkt.tcp_doff - 20)
+        s = self.session
+        mtus = getattr(self.table, "if_mtu", None)
+        if mtus and s is not None:
+            mtu = mtus.get(s.out_if if d == CLIENT else s.in_if)
+            if mtu:
+                room = mtu - pkt.ihl - pkt.tcp_doff
+                if room < cap:
+                    cap = room
+        return cap if cap > 0 else 1
 
     def _finish(self, pkt, data, replace: bool) -> None:
         """Write data as the payload (when replace) and fix lengths and
