@@ -544,3 +544,48 @@ class Recorder:
 
     def received(self, conn, data):
         self.data += data
+
+
+class FtpServer:
+    """A tiny FTP control channel: records the verbs it executes; PASV
+    answers with ``pasv`` (address, port) of the server; ``lpsv_reply``
+    makes it answer PASV with a 228 (RFC 1639) reply instead."""
+
+    def __init__(self, log, pasv=("10.10.10.25", 50000), lpsv_reply=False):
+        self.log = log
+        self.buf = bytearray()
+        self.pasv = pasv
+        self.lpsv_reply = lpsv_reply
+
+    def connected(self, conn):
+        conn.send(b"220 ftp ready\r\n")
+
+    def received(self, conn, data):
+        self.buf += data
+        while True:
+            i = self.buf.find(b"\n")
+            if i < 0:
+                return
+            line = bytes(self.buf[:i + 1])
+            del self.buf[:i + 1]
+            verb = line.split(b" ", 1)[0].strip().upper().decode("latin-1")
+            self.log.append((verb, line.strip().decode("latin-1")))
+            a, p = self.pasv
+            nums = a.split(".") + [str(p >> 8), str(p & 255)]
+            if verb == "USER":
+                conn.send(b"331 password please\r\n")
+            elif verb == "PASS":
+                conn.send(b"230 logged in\r\n")
+            elif verb == "PASV" and self.lpsv_reply:
+                conn.send(("228 Entering Long Passive Mode (4,4,%s,2,%s,%s)\r\n"
+                           % (",".join(a.split(".")), p >> 8, p & 255)).encode())
+            elif verb == "PASV":
+                conn.send(("227 Entering Passive Mode (%s)\r\n" % ",".join(nums)).encode())
+            elif verb in ("PORT", "EPRT", "LPRT", "LPSV", "TYPE", "NOOP"):
+                conn.send(b"200 ok\r\n")
+            else:
+                conn.send(b"500 unknown\r\n")
+
+
+def ftp_server(log, **kw):
+    return lambda: FtpServer(log, **kw)

@@ -413,3 +413,168 @@ class SegmentSizeNatTests(SegmentSizeTests, unittest.TestCase):
 
 class SegmentSizeNoNatTests(NoNat, SegmentSizeTests, unittest.TestCase):
     pass
+
+
+# ---------------------------------------------------------------------------
+# 7. FTP: long-address forms, urgent data, pinholes of dead sessions
+
+class FtpCase:
+    nat = True
+    oobinline = False
+
+    def setUp(self):
+        from tests.hosts import ftp_server
+        self.logs = capture_logs(self)
+        self.net = Net(nat=self.nat)
+        self.addCleanup(self.net.stop)
+        self.log = []
+        self.srv = self.net.host(INSIDE, SERVER_IP, 25, oobinline=self.oobinline)
+        self.srv.listen(21, ftp_server(self.log, **self.server_kw()))
+        self.data_app = Recorder()
+        self.srv.listen(50000, lambda: self.data_app)
+        self.cli = self.net.host(OUTSIDE, CLIENT_IP, 1)
+        self.c = self.cli.connect(self.net.server_addr, 21, sport=40021)
+        self.net.pump()
+        self.say(b"USER ftp\r\n")
+        self.say(b"PASS x\r\n")
+        self.assertEqual([x[0] for x in self.log], ["USER", "PASS"])
+
+    def server_kw(self):
+        return {}
+
+    def say(self, data):
+        self.c.send(data)
+        self.net.pump()
+
+    @property
+    def verbs(self):
+        return [x[0] for x in self.log]
+
+
+class FtpTests(FtpCase):
+
+    def test_lprt_is_refused_with_an_alert(self):
+        self.say(b"LPRT 4,4,172,22,1,1,2,195,80\r\n")
+        self.assertNotIn("LPRT", self.verbs)
+        self.assertTrue([x for x in self.logs if "FTP_MALFORMED" in x and "LPRT" in x])
+
+    def test_lpsv_is_refused(self):
+        self.say(b"LPSV\r\n")
+        self.assertNotIn("LPSV", self.verbs)
+
+    def test_urgent_byte_cannot_make_a_port_command(self):
+        """``PORXT`` with URG on X: the server would run PORT (an FTP
+        bounce to a third host) that the inspector never saw."""
+        data = b"PORXT 192,0,2,99,0,25\r\n"
+        self.c.unacked.append((self.c.snd_nxt, data, "PAU"))
+        self.c.segment("PAU", data=data, urg=4)
+        self.c.snd_nxt += len(data)
+        self.net.pump()
+        self.assertNotIn("PORT", self.verbs)
+
+    def test_pinhole_dies_with_its_control_session(self):
+        self.say(b"PASV\r\n")
+        self.assertIn(b"227 ", bytes(self.c.data))
+        self.c.raw(flags="R")                    # exact: the server accepts it
+        self.net.pump()
+        d = self.cli.connect(self.net.server_addr, 50000, sport=40022)
+        self.net.pump()
+        self.assertEqual(d.state, "SYN_SENT")
+        self.assertFalse([c for c in self.srv.conns.values() if c.lport == 50000])
+
+    def test_pasv_data_channel_control(self):
+        """Control: with a live control session the data channel opens."""
+        self.say(b"PASV\r\n")
+        d = self.cli.connect(self.net.server_addr, 50000, sport=40022)
+        self.net.pump()
+        self.assertEqual(d.state, "ESTABLISHED")
+
+
+class FtpNatTests(FtpTests, unittest.TestCase):
+    pass
+
+
+class FtpNoNatTests(NoNat, FtpTests, unittest.TestCase):
+    pass
+
+
+class FtpLpsvReplyTests(FtpCase, unittest.TestCase):
+    """A server answering with a 228 (long passive) reply: refused."""
+
+    def server_kw(self):
+        return {"lpsv_reply": True}
+
+    def test_228_reply_is_refused(self):
+        self.say(b"PASV\r\n")
+        self.assertNotIn(b"228", bytes(self.c.data))
+        self.assertIn(b"425", bytes(self.c.data))
+
+
+# ---------------------------------------------------------------------------
+# Urgent data in the other direction and in HTTP
+
+class ServerUrgentTests(SmtpCase):
+
+    def test_urgent_reply_byte_reaches_the_client_as_data(self):
+        """The inspector reads replies as data: the client must too."""
+        s = self.sconn
+        data = b"250 okX\r\n"
+        s.segment("PAU", data=data, urg=7)
+        s.snd_nxt += len(data)
+        self.net.pump()
+        self.assertTrue(bytes(self.c.data).endswith(b"250 okX\r\n"))
+        self.assertFalse([x for x in self.c.received_segments if x[2] & 0x20])
+
+
+class ServerUrgentNatTests(ServerUrgentTests, unittest.TestCase):
+    pass
+
+
+class ServerUrgentNoNatTests(NoNat, ServerUrgentTests, unittest.TestCase):
+    pass
+
+
+class HttpUrgentTests(HttpCase):
+
+    def test_urgent_byte_cannot_make_a_transfer_encoding(self):
+        """``Transfer-EncodingX`` with URG on X next to a Content-Length:
+        the server would see both (request smuggling) where the inspector
+        saw an unknown field."""
+        c = self.cli.connect(self.net.server_addr, 80)
+        self.net.pump()
+        head = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                b"Transfer-EncodingX: chunked\r\n\r\nhello")
+        i = head.index(b"X:")
+        c.unacked.append((c.snd_nxt, head, "PAU"))
+        c.segment("PAU", data=head, urg=i + 1)
+        c.snd_nxt += len(head)
+        self.net.pump()
+        self.assertNotIn(b"\r\nTransfer-Encoding:", bytes(self.app.data))
+
+
+class HttpUrgentNatTests(HttpUrgentTests, unittest.TestCase):
+    pass
+
+
+class HttpUrgentNoNatTests(NoNat, HttpUrgentTests, unittest.TestCase):
+    pass
+
+
+class HttpUrgentOobInlineTests(HttpUrgentTests, unittest.TestCase):
+    """SO_OOBINLINE on: the byte stays in the stream either way; cbac
+    clears URG so the server never sees urgent data."""
+
+    def setUp(self):
+        HttpUrgentTests.setUp(self)
+        self.srv.oobinline = True
+
+    def test_no_urgent_flag_reaches_the_server(self):
+        c = self.cli.connect(self.net.server_addr, 80)
+        self.net.pump()
+        head = b"GET / HTTP/1.1\r\nHost: xX\r\n\r\n"
+        c.segment("PAU", data=head, urg=head.index(b"X") + 1)
+        c.snd_nxt += len(head)
+        self.net.pump()
+        self.assertEqual(bytes(self.app.data), head)
+        [s] = self.srv.conns.values()
+        self.assertFalse([x for x in s.received_segments if x[2] & 0x20])

@@ -44,7 +44,10 @@ _KEEP_LIMIT = 1024
 _KEEP = 64
 
 _DATA_VERBS = (b"PORT", b"EPRT", b"PASV", b"EPSV")
-_REPLY_CANDIDATES = (b"227", b"229")
+#: RFC 1639 long-address forms: not inspected, so refused (masked, alert)
+_LONG_VERBS = (b"LPRT", b"LPSV")
+_HELD_VERBS = _DATA_VERBS + _LONG_VERBS
+_REPLY_CANDIDATES = (b"227", b"228", b"229")
 
 _PORT_ARG = re.compile(rb"(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3})\Z")
 _PASV_NUMS = re.compile(rb"(\d+),(\d+),(\d+),(\d+),(\d+),(\d+)")
@@ -204,8 +207,8 @@ class FtpInspector:
         if direction == CLIENT:
             norm = _normalize(bytes(buf[:64]))
             # a Telnet sequence still incomplete may be followed by anything
-            return norm[:1] == b"\xff" or _could_be(norm, _DATA_VERBS)
-        if self._multiline is not None and self._multiline not in (227, 229):
+            return norm[:1] == b"\xff" or _could_be(norm, _HELD_VERBS)
+        if self._multiline is not None and self._multiline not in (227, 228, 229):
             return False
         return _could_be(bytes(buf[:3]), _REPLY_CANDIDATES)
 
@@ -312,6 +315,13 @@ class FtpInspector:
             self.authenticated = False
             self.login = "not authenticated"
             return
+        if verb in _LONG_VERBS:
+            # RFC 1639 (LPRT/LPSV) opens data channels cbac does not
+            # inspect: refused, so the client falls back to PORT/PASV
+            self._alert(v, "FTP_MALFORMED", "Unsupported %s command" % verb.decode())
+            self._debug(v, "%s command refused (not inspected)" % verb.decode())
+            self._mask(CLIENT, content, off, v)
+            return
         if verb not in _DATA_VERBS:
             return
         vs = verb.decode()
@@ -415,6 +425,11 @@ class FtpInspector:
             self._login_pending = False
         elif code == 227:
             self._pasv(content, off, v)
+        elif code == 228:
+            # LPSV reply (RFC 1639): not inspected, refused
+            self._alert(v, "FTP_MALFORMED", "Unsupported LPSV reply")
+            self._debug(v, "228 reply refused (not inspected)")
+            self._mask(SERVER, content, off, v)
         elif code == 229:
             self._epsv(content, off, v)
 

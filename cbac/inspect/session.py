@@ -305,6 +305,9 @@ class SessionTable:
         now = self.clock.seconds()
         for ph in lst:
             if not ph.used and ph.deadline > now and ph.matches(pkt):
+                p = ph.parent
+                if p.dead or (p.tcp is not None and p.tcp.state == CLOSED):
+                    continue             # only a live control session opens a channel
                 return ph
         return None
 
