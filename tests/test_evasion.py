@@ -578,3 +578,98 @@ class HttpUrgentOobInlineTests(HttpUrgentTests, unittest.TestCase):
         self.assertEqual(bytes(self.app.data), head)
         [s] = self.srv.conns.values()
         self.assertFalse([x for x in s.received_segments if x[2] & 0x20])
+
+
+# ---------------------------------------------------------------------------
+# Every offset, every split
+
+class RstOffsetSweepTests(SmtpCase):
+    """Every RST offset inside the window, from either side: only the exact
+    one tears the connection down, at the host and at cbac alike; the
+    rest leave inspection in place."""
+
+    def test_every_offset_from_the_client(self):
+        for off in (-40, -9, -2, -1, 1, 2, 7, 100, 4000, 60000):
+            self.c.raw(flags="R", off=off)
+            self.c.raw(flags="RA", off=off)
+            self.net.pump()
+            self.assertFalse(self.sconn.reset, off)
+        self.net.advance(10)
+        self.assertIn("smtp", self.net.show("sessions"))
+        self.assert_not_executed()
+
+    def test_every_offset_from_the_server(self):
+        s = self.sconn
+        for off in (-40, -1, 1, 3, 100, 60000):
+            s.raw(flags="RA", off=off)
+            self.net.pump()
+            self.assertFalse(self.c.reset, off)
+        self.net.advance(10)
+        self.assertIn("smtp", self.net.show("sessions"))
+        self.assert_not_executed()
+
+
+class RstOffsetSweepNatTests(RstOffsetSweepTests, unittest.TestCase):
+    pass
+
+
+class RstOffsetSweepNoNatTests(NoNat, RstOffsetSweepTests, unittest.TestCase):
+    pass
+
+
+class UrgentSplitTests(SmtpCase):
+    """The urgent ``.X`` body line cut at every point, the urgent segment
+    alone or with its neighbours."""
+
+    def body_in_pieces(self, cut1, cut2):
+        body = b"hello\r\n.X\r\nWIZ\r\n"
+        x = body.index(b"X")
+        pieces = [(0, cut1), (cut1, cut2), (cut2, len(body))]
+        for a, b in pieces:
+            if a == b:
+                continue
+            chunk = body[a:b]
+            seq = self.c.snd_nxt
+            self.c.unacked.append((seq, chunk, "PA"))
+            if a <= x < b:
+                self.c.segment("PAU", data=chunk, urg=x - a + 1)
+            else:
+                self.c.segment("PA", data=chunk)
+            self.c.snd_nxt += len(chunk)
+            self.net.pump()
+
+    def test_every_split(self):
+        self.say(b"MAIL FROM:<a@b>\r\n")
+        self.say(b"RCPT TO:<c@d>\r\n")
+        n = 0
+        for cut1 in (0, 7, 8, 9):
+            for cut2 in (9, 10, 11, 16):
+                self.say(b"DATA\r\n")
+                self.body_in_pieces(cut1, cut2)
+                self.c.retransmit()
+                self.net.pump()
+                self.say(b".\r\n")
+                n += 1
+                self.assertNotIn("WIZ", self.executed, (cut1, cut2))
+                self.assertEqual(self.log[-1], ("BODY", b"hello\r\n.X\r\nWIZ\r\n"), (cut1, cut2))
+
+
+class UrgentSplitNatTests(UrgentSplitTests, unittest.TestCase):
+    pass
+
+
+class UrgentSplitNoNatTests(NoNat, UrgentSplitTests, unittest.TestCase):
+    pass
+
+
+class NoSessionServerSideTests(SmtpCase, unittest.TestCase):
+    """The server's side of a lost session is dropped too."""
+
+    def test_server_data_without_session_is_dropped(self):
+        [s] = list(self.net.app.sessions.sessions.values())
+        self.net.app.sessions.delete(s, "test")
+        before = len(self.c.data)
+        self.sconn.send(b"250 sneaky\r\n")
+        self.net.pump()
+        self.assertEqual(len(self.c.data), before)
+        self.assertIn("tcp-no-session", self.stats())
