@@ -9,6 +9,7 @@ executes.  Each family runs with and without NAT.
 from __future__ import annotations
 
 from scapy.all import IP, TCP, UDP, Ether
+from scapy.all import raw as raw_ip
 from twisted.trial import unittest
 
 from tests.hosts import (CLIENT_IP, INSIDE, INSIDE_CLIENT_IP, OUTSIDE, SERVER_IP, Net,
@@ -673,3 +674,21 @@ class NoSessionServerSideTests(SmtpCase, unittest.TestCase):
         self.net.pump()
         self.assertEqual(len(self.c.data), before)
         self.assertIn("tcp-no-session", self.stats())
+
+
+class BigPingToRouterTests(unittest.TestCase):
+
+    def test_fragmented_ping_to_the_router_is_answered_in_fragments(self):
+        net = Net()
+        self.addCleanup(net.stop)
+        h = net.host(INSIDE, INSIDE_CLIENT_IP, 2)
+        from scapy.all import ICMP
+        b = bytearray(raw_ip(IP(src=INSIDE_CLIENT_IP, dst="10.10.10.1", id=9, flags=0) /
+                             ICMP(type=8, id=1, seq=1) / (b"p" * 3000)))
+        h.send_ip(b, [(0, 1480), (1480, 1480), (2960, 100)])
+        net.pump()
+        replies = [p for p in h.ip_packets if p[9] == 1]
+        self.assertEqual(len(replies), 1)
+        self.assertEqual(len(replies[0]), 3028)
+        for f in net.frames[INSIDE]:
+            self.assertLessEqual(len(f), 1514)

@@ -561,9 +561,18 @@ class Router:
         out = self.interfaces.get(hop[0])
         if out is None:
             return
-        frame = bytearray(14) + ip_packet
-        frame[12:14] = b"\x08\x00"
-        self._send_ip(out, frame, b"", hop[1])
+        pieces = (ip_packet,)
+        if len(ip_packet) > out.mtu:
+            # e.g. the echo reply to a reassembled large ping
+            try:
+                pieces = ipv4_fragment(bytes(ip_packet), out.mtu)
+            except (MalformedPacket, ValueError):
+                self.drops["fragmentation-failed"] += 1
+                return
+        for piece in pieces:
+            frame = bytearray(14) + piece
+            frame[12:14] = b"\x08\x00"
+            self._send_ip(out, frame, b"", hop[1])
 
     def _drain_outbox(self) -> None:
         s = self.sessions

@@ -348,7 +348,8 @@ class Stream:
         if flags & ACK and od.isn is not None:
             ack = pkt.tcp_ack
             y = od.out_abs(ack)
-            od.acked(y)
+            if not flags & RST:          # an RST's ACK field acknowledges nothing
+                od.acked(y)
             if od.regions or od.shift:
                 nack = od.seq_of(od.unmap(y))
                 if nack != ack:
