@@ -483,6 +483,18 @@ class FtpTests(FtpCase):
         self.assertEqual(d.state, "SYN_SENT")
         self.assertFalse([c for c in self.srv.conns.values() if c.lport == 50000])
 
+    def test_no_bounce_after_a_teardown_attempt(self):
+        """RSTs the server ignores (damaged, a few bytes off), then the
+        finwait: the PORT bounce to a third host must still be refused."""
+        self.c.raw(flags="R", bad_checksum=True)
+        self.c.raw(flags="R", off=-3)
+        self.net.pump()
+        self.net.advance(10)
+        self.say(b"PORT 192,0,2,99,0,25\r\n")
+        self.c.retransmit()
+        self.net.pump()
+        self.assertNotIn("PORT", self.verbs)
+
     def test_pasv_data_channel_control(self):
         """Control: with a live control session the data channel opens."""
         self.say(b"PASV\r\n")
