@@ -162,3 +162,62 @@ class UrgentCbac(_UrgentMixin, unittest.TestCase):
     def check(self, cmds, body, inline):
         self.assertNotIn("WIZ", cmds)
         self.assertEqual(body, ["hello\r\n", ".X\r\n", "WIZ\r\n"])
+
+
+UDP_SERVER = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("172.22.1.1", 5300))
+print("READY", flush=True)
+while True:
+    data, peer = s.recvfrom(65535)
+    s.sendto(b"r" * 2995 + data, peer)
+"""
+
+UDP_CLIENT = r"""
+import json, socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+s.sendto(b"query", ("172.22.1.1", 5300))
+try:
+    data, peer = s.recvfrom(65535)
+    print(json.dumps({"ok": True, "len": len(data), "good": data == b"r" * 2995 + b"query"}))
+except Exception as e:
+    print(json.dumps({"ok": False, "error": str(e)}))
+"""
+
+
+class _BigUdpMixin(LabCase):
+    """A 3,000-byte DNS-like UDP reply, fragmented by the sender's kernel
+    on the outside link, through PAT (inside source list overload)."""
+
+    @classmethod
+    def setUpLab(cls):
+        import subprocess
+        import time
+        p = cls.env.lab.popen("out", [sys.executable, "-c", UDP_SERVER],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        os.set_blocking(p.stdout.fileno(), False)
+        deadline = time.monotonic() + 10
+        buf = b""
+        while time.monotonic() < deadline and b"READY" not in buf:
+            buf += p.stdout.read() or b""
+            time.sleep(0.05)
+
+    def test_big_udp_reply_arrives_whole(self):
+        r = self.env.python("in", UDP_CLIENT, timeout=20)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        res = json.loads(r.stdout)
+        self.assertTrue(res["ok"], (res, self.env.log()[-2000:]))
+        self.assertEqual(res["len"], 3000)
+        self.assertTrue(res["good"])
+
+
+class BigUdpKernelReference(_BigUdpMixin, unittest.TestCase):
+    skip = skip_reason()
+    mode = "kernel"
+
+
+class BigUdpCbac(_BigUdpMixin, unittest.TestCase):
+    skip = skip_reason()
+    mode = "cbac"
