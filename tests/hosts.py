@@ -27,7 +27,6 @@ Tests craft hostile segments with :meth:`Conn.raw`.
 from __future__ import annotations
 
 from scapy.all import ARP, IP, TCP, UDP, Ether, raw
-from scapy.layers.inet import fragment as _scapy_fragment  # noqa: F401
 from twisted.internet.task import Clock
 
 from cbac.app import Appliance
@@ -487,8 +486,6 @@ def socket_ip(b):
 class SmtpServer:
     """A tiny SMTP server: records every command it executes (lines
     outside DATA) and every message body."""
-
-    executed_all = None
 
     def __init__(self, log):
         self.log = log
