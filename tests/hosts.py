@@ -147,7 +147,7 @@ class Net:
                 return
         raise AssertionError("network never quiet")
 
-    def advance(self, seconds, step=0.5):
+    def advance(self, seconds, step=1.0):
         t = 0.0
         while t < seconds:
             self.clock.advance(step)

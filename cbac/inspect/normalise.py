@@ -10,10 +10,12 @@ Rules, each with a counter in ``show ip inspect statistics``
   path, which changes no state but the window of a flow without an
   application inspector, does not verify (docs/performance.md).
 * **RST** (RFC 5961 as the firewall sees it): an RST inside the window is
-  forwarded unchanged, never moved to the exact sequence number.  When
-  the receiver could have accepted it (its sequence number lies between
-  what the receiver acknowledged and what it was sent) the session closes
-  (finwait); otherwise the session enters a challenge (``rst-challenge``):
+  forwarded unchanged, never moved to the exact sequence number.  Below
+  what the receiver acknowledged it cannot be accepted and is dropped
+  (``rst-below-ack``).  When the receiver could have accepted it (its
+  sequence number lies between what the receiver acknowledged and what
+  it was sent) the session closes (finwait); beyond what was sent the
+  session enters a challenge (``rst-challenge``):
   it lives on, and any segment from the receiver (its challenge ACK) ends
   the challenge; when the receiver says nothing for
   :data:`CHALLENGE_TIME` seconds the RST is taken as accepted.  For an
@@ -32,6 +34,7 @@ Rules, each with a counter in ``show ip inspect statistics``
 
 from __future__ import annotations
 
+from cbac.inspect.tcp import RST_CHALLENGE, RST_EXACT
 from cbac.log import ios
 from cbac.packet.view import URG, ip_str
 
@@ -47,17 +50,22 @@ def count(table, reason: str) -> None:
     n[reason] = n.get(reason, 0) + 1
 
 
-def rst_verdict(s, d: int, pkt, exact: bool) -> bool:
-    """Could the receiver of direction d have accepted this RST?  For a
-    stream session the judgement uses what was forwarded to it."""
+def rst_verdict(s, d: int, pkt, verdict):
+    """Refine the tracker's verdict on an in-window RST for a stream
+    session: judged on what was forwarded to the receiver (held bytes do
+    not count).  Returns RST_EXACT, RST_CHALLENGE or a drop reason."""
     st = s.stream
-    if not exact or st is None:
-        return exact
+    if st is None or verdict is not RST_EXACT:
+        return verdict
     sd = st.dirs[d]
     if sd.isn is None:
-        return exact
+        return verdict
     y = sd.map_start(sd.in_abs(pkt.tcp_seq))
-    return sd.out_base <= y <= sd.out_fwd
+    if y < sd.out_base:
+        return "rst-below-ack"
+    if y > sd.out_fwd:
+        return RST_CHALLENGE
+    return RST_EXACT
 
 
 def challenge(table, s, d: int, now: float) -> None:

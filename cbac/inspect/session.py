@@ -821,11 +821,12 @@ class SessionTable:
             if r is RST_EXACT or r is RST_CHALLENGE:
                 # RFC 5961: forwarded unchanged; closes only when the
                 # receiver could have accepted it (normalise.py)
-                if normalise.rst_verdict(s, d, pkt, r is RST_EXACT):
-                    t.state = CLOSED
-                    t.chal = 0
-                else:
-                    normalise.challenge(self, s, d, now)
+                r = normalise.rst_verdict(s, d, pkt, r)
+            if r is RST_EXACT:
+                t.state = CLOSED
+                t.chal = 0
+            elif r is RST_CHALLENGE:
+                normalise.challenge(self, s, d, now)
             else:
                 self.drop(s, r, pkt)
                 return None

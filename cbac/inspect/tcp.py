@@ -208,9 +208,13 @@ def track(t: TcpTrack, d: int, pkt, ack: int):
                 ((seq - ((v[END + d] - v[MAXWIN + o]) & M32)) & M32) >= H32:
             return "rst-out-of-window"
         # RFC 5961 3.2: the receiver accepts only seq == RCV.NXT, which
-        # lies between what it acknowledged and what the sender sent; the
-        # caller decides (the state is not changed here)
-        if ((seq - v[RCVD + d]) & M32) < H32 and ((v[END + d] - seq) & M32) < H32:
+        # lies between what it acknowledged and what the sender sent; below
+        # what it acknowledged it drops the RST without a word; above what
+        # was sent it answers with a challenge ACK.  The caller decides
+        # (the state is not changed here).
+        if ((seq - v[RCVD + d]) & M32) >= H32:
+            return "rst-below-ack"
+        if ((v[END + d] - seq) & M32) < H32:
             return RST_EXACT
         return RST_CHALLENGE
     # ACK (with data and/or FIN)
