@@ -108,6 +108,10 @@ def no_session(table, pkt, rule_name, ifname) -> bool:
     if getattr(table.model.inspect, "tcp_no_session", "drop") == "forward":
         return False
     table.stats.drop("tcp-no-session")
+    if table.debug_enabled:
+        table.debug_line("detailed", "CBAC* pak dropped: no session (not a SYN) "
+                         "(%s:%d) => (%s:%d)" % (ip_str(pkt.src), pkt.sport, ip_str(pkt.dst),
+                                                 pkt.dport))
     now = table.clock.seconds()
     last = getattr(table, "_drop_log_last", None)
     if last is None or now - last >= DROP_LOG_INTERVAL:
