@@ -163,8 +163,12 @@ class SeedConfigTests(unittest.TestCase):
                            (19, "no aaa new-model"), (23, "voice-card 3"),
                            (28, "ip cef"), (50, "no ip ips deny-action ips-interface"),
                            (57, "controller T1 3/0"), (58, "framing sf"),
-                           (82, "ip virtual-reassembly"), (83, "half-duplex")]:
+                           (83, "half-duplex")]:
             self.assertIn((line, text), warned)
+        # acted on (fragment reassembly limits): kept, printed back, no warning
+        self.assertNotIn((82, "ip virtual-reassembly"), warned)
+        self.assertIn("ip virtual-reassembly",
+                      [v.text for v in self.router.interfaces["Ethernet2/0"].extra])
         for d in self.diags:
             self.assertIn("accepted, not acted on", d.message)
 

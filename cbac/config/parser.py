@@ -1138,6 +1138,25 @@ class Parser:
     def i_mtu(self, itf, ln, neg, a):
         itf.mtu = 1500 if neg else _int(a[0], 68, 9216, "ip mtu")
 
+    def i_virtual_reassembly(self, itf, ln, neg, a):
+        # acted on by cbac/dataplane/reassembly.py, which reads the line
+        # back from itf.extra; checked here so a typo is an error
+        i = 0
+        while i < len(a):
+            k = a[i].lower()
+            lim = {"max-reassemblies": 8192, "max-fragments": 64, "timeout": 30}.get(k)
+            if lim is not None and i + 1 < len(a):
+                _int(a[i + 1], 1, lim, k)
+                i += 2
+            elif k in ("in", "out", "drop-fragments"):
+                i += 1
+            else:
+                raise _Bad("expected 'ip virtual-reassembly [in|out] [max-reassemblies N] "
+                           "[max-fragments N] [timeout S] [drop-fragments]'")
+        itf.extra.append(Verbatim(ln.text, (), ln.no))
+        if neg:
+            self.warn("cbac reassembles fragments whenever ACLs, NAT or inspection need them")
+
     # -- access lists -------------------------------------------------------
 
     def _acl(self, name: str, kind: str, ln) -> AccessList:
@@ -1769,6 +1788,7 @@ SUB_COMMANDS: dict[str, dict] = {
         ("arp", "timeout"): Parser.i_arp_timeout,
         ("ip", "unreachables"): Parser.i_unreachables,
         ("ip", "mtu"): Parser.i_mtu,
+        ("ip", "virtual-reassembly"): Parser.i_virtual_reassembly,
     },
     "acl": {None: Parser.a_entry},
     "vty": {
