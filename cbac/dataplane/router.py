@@ -356,9 +356,14 @@ class Router:
 
         quote = None
 
-        # 5. NAT outside -> inside (before routing).
+        # 5. NAT outside -> inside (before routing).  A translation the
+        #    packet creates is discarded again if the packet is dropped
+        #    before it leaves (no state before proof).
         translation = None
-        if ri.nat == "outside" and self.nat is not None:
+        nat = self.nat
+        if nat is not None:
+            nat.created = None
+        if ri.nat == "outside" and nat is not None:
             quote = bytes(frame[l3:l3 + pkt.ihl + 8])
             translation = self.nat.inbound(pkt, ri.name)        # rewrites pkt
             if translation is NAT_DROP:
@@ -375,30 +380,38 @@ class Router:
         # 6. Routing.
         if pkt.ttl <= 1:
             self._drop(ri, "ttl-exceeded")
+            self._nat_discard(translation)
             self._icmp_error(ri, pkt, 11, 0, quote=quote)
             return
         hop = self.routes.lookup(pkt.dst)
         if hop is None:
             self._drop(ri, "no-route")
+            self._nat_discard(translation)
             self._icmp_unreachable(ri, pkt, 0, quote=quote)
             return
         out = self.interfaces.get(hop[0])
         if out is None or out.shutdown:
             self._drop(ri, "no-route")
+            self._nat_discard(translation)
             self._icmp_unreachable(ri, pkt, 1, quote=quote)
             return
 
         # 7. NAT inside -> outside (after routing).
-        if (translation is None and self.nat is not None and ri.nat == "inside"
+        if (translation is None and nat is not None and ri.nat == "inside"
                 and out.nat == "outside"):
-            translation = self.nat.outbound(pkt, ri.name, out.name)   # rewrites pkt
+            # an error about the packet quotes (and goes to) its inside form
+            quote = bytes(frame[l3:l3 + pkt.ihl + 8])
+            translation = nat.outbound(pkt, ri.name, out.name)   # rewrites pkt
             if translation is NAT_DROP:
                 self._drop(ri, "nat")
                 return
+            if translation is None:
+                quote = None
 
         # 8. Output ACL (sees translated addresses).
         if out.acl_out is not None and not out.acl_out.check(pkt):
             self._drop(ri, "acl-out")
+            self._nat_discard(translation)
             self._icmp_unreachable(ri, pkt, 13, quote=quote)
             return
 
@@ -417,6 +430,7 @@ class Router:
                                           pinhole)
                 if session is None:
                     self._drop(ri, "inspect-refused")
+                    self._nat_discard(translation)
                     self._drain_outbox()
                     return
 
@@ -424,6 +438,11 @@ class Router:
         self._egress(out, pkt, hop[1])
         if sessions is not None:
             self._drain_outbox()
+
+    def _nat_discard(self, translation) -> None:
+        """The packet is dropped: a NAT entry it created goes too."""
+        if translation is not None and self.nat is not None:
+            self.nat.discard(translation)
 
     def _inspect_rule(self, ri, out, pkt, sessions):
         for name in (ri.inspect_in, out.inspect_out):

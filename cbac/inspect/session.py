@@ -483,6 +483,9 @@ class SessionTable:
         stats.created[protocol] = stats.created.get(protocol, 0) + 1
         if pinhole is not None:
             self._consume_pinhole(pinhole)
+        nat = self.nat
+        if nat is not None and translation is not None and nat.created is translation:
+            nat.adopt(translation, s)        # made for this session: dies with it
         if s.half_open:
             self._half[s] = None
             if proto == 6:
@@ -945,6 +948,9 @@ class SessionTable:
         if table.get(ks) is s.entries[1]:
             del table[ks]
         self.sessions.pop(s.sid, None)
+        tr = s.translation
+        if tr is not None and tr.owner is s and self.nat is not None:
+            self.nat.release(tr, s)
         if s.half_open:
             self.set_open(s)
         if s.pinholes:

@@ -108,6 +108,12 @@ class Nat:
         self.listeners = []            # callables(translation) on removal
         self._own_acls = acls is None
         self.rules = []
+        #: the flow entry the last inbound/outbound call created (the router
+        #: resets it per packet; see :meth:`discard` and :meth:`adopt`)
+        self.created = None
+        #: address-only rewrites of protocols without ports through static
+        #: entries: no per-flow state, a small bounded cache
+        self._stateless: dict[tuple, Translation] = {}
         self.update(router_model)
 
     def update(self, router_model) -> None:
@@ -117,6 +123,7 @@ class Nat:
         counters."""
         self.model = router_model
         self.timeouts = router_model.nat.timeouts
+        self._stateless.clear()
         if self._own_acls:
             self.acls.update(router_model)
         for k in [k for k, v in self.ports.items() if v[2] < 0]:
@@ -304,12 +311,40 @@ class Nat:
                 tcp_flags = 0
         self._touch(t, tcp_flags, now)
 
+    # -- no state before proof ---------------------------------------------
+
+    def discard(self, t) -> None:
+        """The packet that just created ``t`` (``self.created``) was
+        dropped after NAT (output ACL, inspection thresholds, no route,
+        ...): remove the entry, as if it had never been made."""
+        if t is not None and t is not DROP and t is self.created and not t.dead \
+                and t.owner is None:
+            self.created = None
+            self._remove(t)
+
+    def adopt(self, t, owner) -> None:
+        """``t`` lives and dies with ``owner`` (the inspection session made
+        for the packet that created it): its NAT timeouts no longer apply;
+        :meth:`release` removes it when the session goes, so a half-open
+        session's translation dies with it at synwait."""
+        t.owner = owner
+        t.timeout = None
+
+    def release(self, t, owner) -> None:
+        """``owner``, which adopted ``t``, is gone: so is ``t``."""
+        if t.owner is owner and not t.dead:
+            t.owner = None
+            self.expired += 1
+            self._remove(t)
+
     def _touch(self, t, flags, now=None):
         now = self.clock.seconds() if now is None else now
         t.last_use = now
         p = t.parent
         if p is not None:
             p.last_use = now
+        if t.owner is not None:
+            return          # lives and dies with its session
         if t.proto == 6 and flags:
             if flags & (FIN | RST):
                 if t.tcp_state != T_FINRST:
@@ -456,8 +491,10 @@ class Nat:
             if og == dst:
                 return None
             ig = src
-        elif not self._room() and rule is None:
+        elif not self._room() and rule is None and proto in (1, 6, 17):
             return DROP
+        if proto not in (1, 6, 17) and (rule is None or not rule.overload):
+            return self._portless(proto, src, ig, dst, og, parent)
         return self._make(proto, src, sp, ig, igp, dst, dp, og, dp, parent, rule, pat_key)
 
     def _create_inbound(self, pkt, proto, sp, dp):
@@ -494,12 +531,38 @@ class Nat:
             if ol == src or self._is_pat_address(dst):
                 return None
             il = dst
+        if proto not in (1, 6, 17):
+            return self._portless(proto, il, dst, ol, src, parent)
         if not self._room():
             return DROP
         if proto == 1:
             # ICMP: id unchanged for non-PAT entries
             return self._make(1, il, ilp, dst, sp, ol, 0, src, 0, parent, rule, pat_key)
         return self._make(proto, il, ilp, dst, dp, ol, sp, src, sp, parent, rule, pat_key)
+
+    def _portless(self, proto, il, ig, ol, og, parent):
+        """A protocol without ports (GRE, ESP, IP 253, ...) through a
+        static or a dynamic simple entry: the address rewrite is all there
+        is, so no flow entry is kept (IOS would keep one per destination
+        for ``timeout``, 24 h: a sweep of destinations fills the table).
+        Returns an unregistered Translation (cached for statics)."""
+        now = self.clock.seconds()
+        key = None
+        if parent is not None:
+            parent.last_use = now        # keeps the binding alive
+        else:
+            key = (proto, il, ig, ol, og)
+            t = self._stateless.get(key)
+            if t is not None:
+                return t
+        t = Translation(FLOW, proto, (il, None), (ig, None), (ol, None), (og, None), now)
+        t.forward, t.reverse = make_rewrites(proto, il, 0, ig, 0, ol, 0, og, 0)
+        t.outside_xlat = ol != og
+        if key is not None:
+            if len(self._stateless) >= 4096:
+                self._stateless.clear()
+            self._stateless[key] = t
+        return t
 
     def _room(self):
         m = self.timeouts.max_entries
@@ -543,6 +606,7 @@ class Nat:
         self.flows_out[out_key] = t
         self.entries[id(t)] = t
         self._schedule(t)
+        self.created = t
         return t
 
     def _timeout_for(self, proto, p1, p2):
@@ -553,7 +617,10 @@ class Nat:
             return to.dns_timeout if 53 in (p1, p2) else to.udp_timeout
         if proto == 1:
             return to.icmp_timeout
-        return to.timeout
+        # protocols without ports (PAT address-only entries): IOS keeps them
+        # ``timeout`` (24 h); cbac at most ``udp-timeout`` (300 s) idle
+        short = to.udp_timeout if to.udp_timeout is not None else 300
+        return short if to.timeout is None else min(to.timeout, short)
 
     # -- PAT ports ---------------------------------------------------------
 

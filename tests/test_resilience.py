@@ -1,0 +1,167 @@
+"""Bounded state under attack (issue 17): through the whole appliance on
+memory ports with the seed configuration (PAT for the inside, the mail
+server 10.10.10.25 published on 172.22.1.16:25 with ``ip inspect OUT-IN
+in`` on the outside)."""
+
+from scapy.all import ARP, IP, TCP, UDP, Ether, raw
+from twisted.internet.task import Clock
+from twisted.logger import globalLogPublisher
+from twisted.trial import unittest
+
+from cbac.app import Appliance
+from cbac.config.parser import parse_config as parse
+from cbac.dataplane.port import MemoryPort
+from tests.labrun import SEED_CONFIG
+
+R_IN, R_OUT = "02:00:0a:0a:0a:01", "02:00:ac:16:01:10"
+H_IN, H_OUT, H_SRV = "02:00:0a:0a:0a:02", "02:00:ac:16:01:01", "02:00:0a:0a:0a:19"
+
+
+def seed_text(extra=""):
+    with open(SEED_CONFIG) as f:
+        text = f.read()
+    return text.replace("\nend", "\n" + extra + "\nend") if extra else text
+
+
+class ApplianceCase(unittest.TestCase):
+    """The seed configuration on memory ports; ``self.logs`` collects the
+    IOS messages."""
+
+    extra = ""
+
+    def setUp(self):
+        model, diags = parse(seed_text(self.extra))
+        errors = [d for d in diags if d.severity == "error"]
+        self.assertEqual(errors, [])
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.pin = MemoryPort("Ethernet2/1", R_IN)
+        self.pout = MemoryPort("Ethernet2/0", R_OUT)
+        self.app = Appliance(model, self.clock, {"Ethernet2/1": self.pin,
+                                                 "Ethernet2/0": self.pout})
+        self.r = self.app.router
+        self.r.start()
+        self.addCleanup(self.r.stop)
+        self.addCleanup(self.app.sessions.stop)
+        self.addCleanup(self.app.nat.stop)
+        self.logs = []
+
+        def obs(event):
+            m = event.get("ios_message")
+            if m is not None:
+                self.logs.append(str(m))
+        globalLogPublisher.addObserver(obs)
+        self.addCleanup(globalLogPublisher.removeObserver, obs)
+        for mac, ip in ((H_IN, "10.10.10.2"), (H_SRV, "10.10.10.25"), (H_SRV, "10.10.10.30")):
+            self.inject(self.pin, Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") /
+                        ARP(op=1, hwsrc=mac, psrc=ip, pdst="10.10.10.1"))
+        self.inject(self.pout, Ether(src=H_OUT, dst="ff:ff:ff:ff:ff:ff") /
+                    ARP(op=1, hwsrc=H_OUT, psrc="172.22.1.1", pdst="172.22.1.16"))
+        self.pin.sent.clear()
+        self.pout.sent.clear()
+
+    def inject(self, port, p):
+        self.r.frameReceived(port, bytearray(raw(p)), b"")
+
+    def outside(self, l3):
+        self.inject(self.pout, Ether(src=H_OUT, dst=R_OUT) / l3)
+
+    def inside(self, l3, mac=H_IN):
+        self.inject(self.pin, Ether(src=mac, dst=R_IN) / l3)
+
+    def sent(self, port):
+        out = [Ether(bytes(f)) for f, v in port.sent]
+        port.sent.clear()
+        return out
+
+    def nat_dynamic(self):
+        return self.app.nat.counts()[2]
+
+    def sessions(self):
+        return len(self.app.sessions.sessions)
+
+    def advance(self, seconds, step=1.0):
+        while seconds > 0:
+            self.clock.advance(min(step, seconds))
+            seconds -= step
+
+
+def spoofed_syn(i, dport=25, dst="172.22.1.16"):
+    return IP(src="198.18.%d.%d" % ((i >> 8) & 255, i & 255), dst=dst) / \
+        TCP(sport=1024 + i % 60000, dport=dport, flags="S", seq=i)
+
+
+class NoStateBeforeProofTests(ApplianceCase):
+    """A translation for a TCP session is made with the session and dies
+    with it; a packet refused by the ACL or the thresholds leaves none."""
+
+    def test_spoofed_syn_flood_to_published_server_stays_bounded(self):
+        limit = self.app.model.inspect.tcp_max_incomplete_host
+        for i in range(600):
+            self.outside(spoofed_syn(i))
+            self.assertLessEqual(self.sessions(), limit)
+            self.assertLessEqual(self.nat_dynamic(), limit)
+        # SYNs were forwarded to the server (translated)
+        fwd = [p for p in self.sent(self.pin) if TCP in p]
+        self.assertTrue(fwd)
+        self.assertEqual(fwd[-1][IP].dst, "10.10.10.25")
+        # synwait (30 s): the half-open sessions go, and their translations with them
+        self.advance(32)
+        self.assertEqual(self.sessions(), 0)
+        self.assertEqual(self.nat_dynamic(), 0)
+        self.assertIn("Total active translations: 1 (1 static, 0 dynamic; 1 extended)",
+                      self.app.show_ip_nat_statistics())
+
+    def test_syn_refused_by_a_blocked_host_leaves_no_translation(self):
+        self.app.model.inspect.tcp_block_time = 1
+        limit = self.app.model.inspect.tcp_max_incomplete_host
+        for i in range(limit + 200):
+            self.outside(spoofed_syn(i))
+        self.assertEqual(self.sessions(), 0)
+        self.assertEqual(self.nat_dynamic(), 0)
+        self.assertTrue(any("BLOCK_HOST" in m for m in self.logs))
+
+    def test_packet_refused_by_the_output_acl_leaves_no_translation(self):
+        model, _ = parse(seed_text("access-list 120 deny udp any any eq 9\n"
+                                   "access-list 120 permit ip any any\n"
+                                   "interface Ethernet2/0\n ip access-group 120 out"))
+        self.app.apply(model)
+        self.inside(IP(src="10.10.10.2", dst="172.22.1.1") / UDP(sport=5000, dport=9) / b"x")
+        self.assertEqual(self.sent(self.pout), [])
+        self.assertEqual(self.nat_dynamic(), 0)
+        # the unreachable goes back to the inside host and quotes what it sent
+        [e] = self.sent(self.pin)
+        self.assertEqual((e[IP].dst, e[IP].payload.type, e[IP].payload.code),
+                         ("10.10.10.2", 3, 13))
+        self.assertEqual(e[IP].payload.payload.src, "10.10.10.2")
+        self.inside(IP(src="10.10.10.2", dst="172.22.1.1") / UDP(sport=5000, dport=10) / b"x")
+        self.assertEqual(len(self.sent(self.pout)), 1)
+        self.assertEqual(self.nat_dynamic(), 1)
+
+    def test_established_session_keeps_its_translation_and_both_go_together(self):
+        self.outside(IP(src="192.0.2.7", dst="172.22.1.16") /
+                     TCP(sport=40000, dport=25, flags="S", seq=100))
+        self.inside(IP(src="10.10.10.25", dst="192.0.2.7") /
+                    TCP(sport=25, dport=40000, flags="SA", seq=900, ack=101), mac=H_SRV)
+        self.outside(IP(src="192.0.2.7", dst="172.22.1.16") /
+                     TCP(sport=40000, dport=25, flags="A", seq=101, ack=901))
+        self.assertEqual((self.sessions(), self.nat_dynamic()), (1, 1))
+        self.advance(120)                   # past syn-timeout (60 s) of IOS NAT
+        self.assertEqual((self.sessions(), self.nat_dynamic()), (1, 1))
+        self.app.sessions.clear()
+        self.assertEqual((self.sessions(), self.nat_dynamic()), (0, 0))
+
+    def test_portless_protocol_sweep_keeps_no_entry_per_destination(self):
+        model, _ = parse(seed_text("ip nat inside source static 10.10.10.30 172.22.1.30\n"
+                                   "access-list 101 permit 253 any any"))
+        self.app.apply(model)
+        for i in range(300):
+            self.outside(IP(src="198.18.1.%d" % (i % 250 + 1), dst="172.22.1.30", proto=253)
+                         / (b"p%d" % i))
+            self.inside(IP(src="10.10.10.30", dst="198.19.%d.%d" % (i >> 8, i & 255),
+                           proto=253) / b"q")
+        out = self.sent(self.pout)
+        self.assertEqual(len(out), 300)
+        self.assertEqual({p[IP].src for p in out}, {"172.22.1.30"})
+        self.assertEqual(len([p for p in self.sent(self.pin) if p[IP].dst == "10.10.10.30"]), 300)
+        self.assertLessEqual(self.nat_dynamic(), 0)
