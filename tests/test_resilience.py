@@ -165,3 +165,133 @@ class NoStateBeforeProofTests(ApplianceCase):
         self.assertEqual({p[IP].src for p in out}, {"172.22.1.30"})
         self.assertEqual(len([p for p in self.sent(self.pin) if p[IP].dst == "10.10.10.30"]), 300)
         self.assertLessEqual(self.nat_dynamic(), 0)
+
+
+# ---------------------------------------------------------------------------
+# PAT port allocation
+
+import time  # noqa: E402
+from ipaddress import IPv4Address as IPv4  # noqa: E402
+
+from cbac.nat import DROP, Nat  # noqa: E402
+from cbac.packet.view import parse_frame  # noqa: E402
+
+NAT_CONFIG = """\
+interface Ethernet0/0
+ ip address 203.0.113.1 255.255.255.0
+ ip nat outside
+interface Ethernet0/1
+ ip address 10.0.0.1 255.255.0.0
+ ip nat inside
+access-list 1 permit 10.0.0.0 0.0.0.255
+ip nat inside source list 1 interface Ethernet0/0 overload
+ip nat inside source static tcp 10.0.0.6 25 interface Ethernet0/0 25
+"""
+
+
+class UdpFrames:
+    """Fast UDP frames from one inside host: a scapy template, the source
+    port patched in (UDP checksum 0: none)."""
+
+    def __init__(self, src, dst="192.0.2.9", dport=9999):
+        t = bytearray(raw(Ether(src="00:11:22:33:44:55", dst="02:00:00:00:00:01") /
+                          IP(src=src, dst=dst) / UDP(sport=1, dport=dport, chksum=0) / b"x"))
+        self.t = bytes(t)
+
+    def __call__(self, sport):
+        f = bytearray(self.t)
+        f[34] = sport >> 8
+        f[35] = sport & 255
+        return parse_frame(f)
+
+
+class PatAllocationTests(unittest.TestCase):
+    extra = ""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(1000)
+        model, diags = parse(NAT_CONFIG + self.extra)
+        self.assertEqual([d for d in diags if d.severity == "error"], [])
+        self.nat = Nat(model, self.clock)
+        self.addCleanup(self.nat.stop)
+        self.logs = []
+
+        def obs(event):
+            m = event.get("ios_message")
+            if m is not None:
+                self.logs.append(str(m))
+        globalLogPublisher.addObserver(obs)
+        self.addCleanup(globalLogPublisher.removeObserver, obs)
+
+    def out(self, pkt):
+        return self.nat.outbound(pkt, "Ethernet0/1", "Ethernet0/0")
+
+    def port_of(self, t):
+        self.assertIsNot(t, DROP)
+        self.assertIsNotNone(t)
+        return t.inside_global[1]
+
+    def test_range_boundaries_last_port_and_wrap(self):
+        a, b, c = UdpFrames("10.0.0.2"), UdpFrames("10.0.0.3"), UdpFrames("10.0.0.4")
+        held = {p: self.out(a(p)) for p in range(512, 1023)}       # all but 1023
+        self.assertEqual({self.port_of(t) for t in held.values()}, set(range(512, 1023)))
+        self.assertEqual(self.port_of(self.out(b(600))), 1023)      # the last port of the range
+        self.assertIs(self.out(c(600)), DROP)                       # range full: not another range
+        self.assertEqual(self.port_of(self.out(c(2000))), 2000)     # other ranges unaffected
+        self.assertEqual(self.nat.clear_translation(
+            "udp", inside=(int(IPv4("203.0.113.1")), 700, int(IPv4("10.0.0.2")), 700)), 1)
+        self.assertEqual(self.port_of(self.out(c(600))), 700)       # wrapped back into the range
+        # the low range never hands out port 0 for UDP/TCP
+        held = [self.out(a(p)) for p in range(1, 512)]
+        self.assertNotIn(0, {self.port_of(t) for t in held})
+        self.assertIs(self.out(b(5)), DROP)
+
+    def test_exhaustion_by_one_host_is_logged_counted_cheap_and_recovers(self):
+        a, b = UdpFrames("10.0.0.2"), UdpFrames("10.0.0.3")
+        for p in range(1024, 65536):
+            self.assertIsNot(self.out(a(p)), DROP)
+        self.assertEqual(len(self.nat.entries), 64512)
+        t0 = time.perf_counter()
+        for p in range(1024, 3024):
+            self.assertIs(self.out(b(p)), DROP)
+        spent = time.perf_counter() - t0
+        # a linear scan cost 27-49 ms per drop: 2000 drops took a minute
+        self.assertLess(spent, 2.0)
+        fails = [m for m in self.logs if "%IPNAT-4-ADDR_ALLOC_FAILURE" in m]
+        self.assertEqual(fails, ["%IPNAT-4-ADDR_ALLOC_FAILURE: Address allocation failed; "
+                                 "pool Ethernet0/0 may be exhausted [1]"])     # rate-limited
+        self.assertIn("Address allocation failures: 2000\n", self.nat.show_statistics())
+        self.clock.advance(61)
+        self.assertIs(self.out(b(5000)), DROP)
+        self.assertIn("may be exhausted [2000]", self.logs[-1])
+        # udp-timeout: everything expires, allocation works again
+        for _ in range(300):
+            self.clock.advance(1)
+        self.assertEqual(len(self.nat.entries), 0)
+        self.assertEqual(self.port_of(self.out(b(5000))), 5000)
+
+
+class PatExhaustionThroughTheApplianceTests(ApplianceCase):
+    extra = ("ip inspect max-incomplete high 2000\nip inspect max-incomplete low 1800\n"
+             "ip inspect one-minute high 2000\nip inspect one-minute low 1800")
+
+    def test_low_range_exhausted_by_one_host_logged_and_recovers(self):
+        h2 = IP(src="10.10.10.2", dst="172.22.1.1")
+        for p in range(1, 512):
+            self.inside(h2 / UDP(sport=p, dport=9999) / b"x")
+        self.assertEqual(len(self.sent(self.pout)), 511)
+        self.inside(IP(src="10.10.10.3", dst="172.22.1.1") / UDP(sport=100, dport=9999) / b"y",
+                    mac="02:00:0a:0a:0a:03")
+        self.assertEqual(self.sent(self.pout), [])
+        self.assertIn("%IPNAT-4-ADDR_ALLOC_FAILURE: Address allocation failed; pool Ethernet2/0 "
+                      "may be exhausted [1]", self.logs)
+        self.assertIn("Address allocation failures: 1\n", self.app.show_ip_nat_statistics())
+        self.assertEqual(self.sessions(), 511)
+        # the UDP sessions idle out (30 s) and their translations with them
+        self.advance(32)
+        self.assertEqual((self.sessions(), self.nat_dynamic()), (0, 0))
+        self.inside(IP(src="10.10.10.3", dst="172.22.1.1") / UDP(sport=100, dport=9999) / b"y",
+                    mac="02:00:0a:0a:0a:03")
+        [p] = self.sent(self.pout)
+        self.assertEqual((p[IP].src, p[UDP].sport), ("172.22.1.16", 100))

@@ -28,6 +28,7 @@ import math
 
 from cbac.nat.translation import (BINDING, DOOR, FLOW, STATIC, T_EST, T_FINRST, T_SYN,
                                   Translation, ios_duration, make_rewrites)
+from cbac.log import ios
 from cbac.log.ios import debugging
 from cbac.packet.checksum import checksum, update16, update32
 from cbac.packet.rewrite import Rewrite
@@ -56,11 +57,70 @@ def _range_of(port):
     return PORT_RANGES[-1]
 
 
+class _PortMap:
+    """The ports of one (protocol, global address) that PAT may hand out:
+    one byte per port (1 = in use: a flow, a static, an FTP door) and a
+    free count and a cursor per IOS range.  An exhausted range is known in
+    O(1) from its count; otherwise the next free port is found with one
+    ``bytearray.find`` from the cursor (C memchr; amortised O(1), as the
+    cursor moves on).  64 KB per address and protocol, made only for the
+    addresses PAT actually tries."""
+
+    __slots__ = ("used", "free", "cursor", "first")
+
+    def __init__(self, proto, taken):
+        self.used = bytearray(65536)
+        self.first = 0 if proto == 1 else 1       # TCP/UDP port 0 is never handed out
+        lo0 = self.first
+        self.free = [512 - lo0, 512, 64512]
+        self.cursor = [lo0, 512, 1024]
+        for p in taken:
+            self.take(p)
+
+    @staticmethod
+    def _r(p):
+        return 0 if p < 512 else (1 if p < 1024 else 2)
+
+    def take(self, p):
+        if not self.used[p]:
+            self.used[p] = 1
+            if p >= self.first:
+                self.free[self._r(p)] -= 1
+
+    def give(self, p):
+        if self.used[p]:
+            self.used[p] = 0
+            if p >= self.first:
+                self.free[self._r(p)] += 1
+
+    def alloc(self, want):
+        """``want`` if free, else the next free port of its range, or None."""
+        used = self.used
+        if not used[want]:
+            self.take(want)
+            return want
+        r = self._r(want)
+        if self.free[r] <= 0:
+            return None
+        lo, hi = PORT_RANGES[r]
+        if lo < self.first:
+            lo = self.first
+        c = self.cursor[r]
+        p = used.find(0, c, hi + 1)
+        if p < 0:
+            p = used.find(0, lo, c)
+            if p < 0:               # cannot happen while free[r] > 0
+                return None
+        self.cursor[r] = p + 1 if p < hi else lo
+        self.take(p)
+        return p
+
+
 class _Rule:
     """One ``ip nat inside source list ACL {pool P | interface IF} [overload]``."""
 
     __slots__ = ("id", "acl", "pool", "interface", "overload", "addresses", "refcount",
-                 "misses", "allocated", "cursor")
+                 "misses", "allocated", "cursor", "unlogged", "logged_at")
 
     def __init__(self, rid, cfg, addresses):
         self.id = rid
@@ -73,6 +133,8 @@ class _Rule:
         self.misses = 0
         self.allocated = 0
         self.cursor = 0
+        self.unlogged = 0           # allocation failures since the last log line
+        self.logged_at = None
 
 
 class Nat:
@@ -86,6 +148,9 @@ class Nat:
         self.hits = 0
         self.misses = 0
         self.expired = 0
+        self.alloc_failures = 0        # address/port exhaustion drops
+        self.peak = 0
+        self.peak_at = None
         # flow entries
         self.flows_in: dict[tuple, Translation] = {}
         self.flows_out: dict[tuple, Translation] = {}
@@ -95,7 +160,7 @@ class Nat:
         # PAT ports: (proto, IG, IGp) -> [IL, ILp, refs]; statics hold refs=-1
         self.ports: dict[tuple, list] = {}
         self.pat_by_local: dict[tuple, tuple] = {}       # (proto, IL, ILp, rule id) -> (IG, IGp)
-        self.cursors: dict[tuple, int] = {}
+        self.portmaps: dict[tuple, _PortMap] = {}          # (proto, IG) -> _PortMap
         # dynamic simple bindings
         self.bind_by_local: dict[int, Translation] = {}
         self.bind_by_global: dict[int, Translation] = {}
@@ -129,6 +194,7 @@ class Nat:
         for k in [k for k, v in self.ports.items() if v[2] < 0]:
             del self.ports[k]
         self._load_statics(router_model)
+        self.portmaps.clear()              # rebuilt from self.ports when next used
         old = {(r.acl, r.pool, r.interface, r.overload): r for r in self.rules}
         rules = []
         for i, d in enumerate(router_model.nat.dynamics, 1):
@@ -476,13 +542,13 @@ class Nat:
                 if r.overload:
                     a = self._pat_alloc(r, proto, src, sp, og, dp)
                     if a is None:
-                        r.misses += 1
+                        self._alloc_failed(r)
                         return DROP
                     ig, igp, pat_key = a
                 else:
                     b = self._bind(r, src)
                     if b is None:
-                        r.misses += 1
+                        self._alloc_failed(r)
                         return DROP
                     ig, parent = b.inside_global[0], b
                 rule = r
@@ -607,7 +673,14 @@ class Nat:
         self.entries[id(t)] = t
         self._schedule(t)
         self.created = t
+        self._note_peak(now)
         return t
+
+    def _note_peak(self, now):
+        n = len(self.entries) + len(self.statics)
+        if n > self.peak:
+            self.peak = n
+            self.peak_at = now
 
     def _timeout_for(self, proto, p1, p2):
         to = self.timeouts
@@ -641,32 +714,39 @@ class Nat:
             self.ports[(proto, m[0], m[1])][2] += 1
             return m[0], m[1], pk
         for ig in rule.addresses:
-            p = self._free_port(proto, ig, ilp)
+            p = self._portmap(proto, ig).alloc(ilp)
             if p is not None:
                 self.ports[(proto, ig, p)] = [il, ilp, 1]
                 self.pat_by_local[pk] = (ig, p)
                 return ig, p, pk
         return None
 
-    def _free_port(self, proto, ig, want):
-        ports = self.ports
-        if (proto, ig, want) not in ports:
-            return want
-        lo, hi = _range_of(want)
-        if lo == 0 and proto != 1:
-            lo = 1
-        ck = (proto, ig, lo)
-        start = self.cursors.get(ck, want)
-        n = hi - lo + 1
-        p = start
-        for _ in range(n):
-            p += 1
-            if p > hi:
-                p = lo
-            if (proto, ig, p) not in ports:
-                self.cursors[ck] = p
-                return p
-        return None
+    #: seconds between two %IPNAT-4-ADDR_ALLOC_FAILURE lines of one rule
+    ALLOC_LOG_INTERVAL = 60.0
+
+    def _alloc_failed(self, rule):
+        """No address or port left for ``rule``: counted (the rule's
+        ``misses`` and ``show ip nat statistics``) and logged as IOS does,
+        at most once a minute per rule with the number of failures since
+        the last line."""
+        rule.misses += 1
+        self.alloc_failures += 1
+        rule.unlogged += 1
+        now = self.clock.seconds()
+        if rule.logged_at is not None and now - rule.logged_at < self.ALLOC_LOG_INTERVAL:
+            return
+        rule.logged_at = now
+        n, rule.unlogged = rule.unlogged, 0
+        ios.message("IPNAT", 4, "ADDR_ALLOC_FAILURE",
+                    "Address allocation failed; pool %s may be exhausted [%d]"
+                    % (rule.pool if rule.pool is not None else rule.interface, n))
+
+    def _portmap(self, proto, ig):
+        m = self.portmaps.get((proto, ig))
+        if m is None:
+            m = self.portmaps[(proto, ig)] = _PortMap(
+                proto, [k[2] for k in self.ports if k[0] == proto and k[1] == ig])
+        return m
 
     def _port_release(self, proto, ig, igp, pk):
         k = (proto, ig, igp)
@@ -676,6 +756,9 @@ class Nat:
         v[2] -= 1
         if v[2] <= 0:
             del self.ports[k]
+            m = self.portmaps.get((proto, ig))
+            if m is not None:
+                m.give(igp)
             if self.pat_by_local.get(pk) == (ig, igp):
                 del self.pat_by_local[pk]
 
@@ -698,6 +781,7 @@ class Nat:
                 self.bind_by_local[il] = b
                 self.bind_by_global[a] = b
                 self.entries[id(b)] = b
+                self._note_peak(now)
                 rule.allocated += 1
                 rule.refcount += 1
                 self._schedule(b)
@@ -752,7 +836,7 @@ class Nat:
         else:
             a = self._pat_alloc(rule, proto, local_addr, local_port)
         if a is None:
-            rule.misses += 1
+            self._alloc_failed(rule)
             return local_addr, local_port
         ig, igp, pk = a
         now = self.clock.seconds()
@@ -1048,8 +1132,11 @@ class Nat:
         """``show ip nat statistics``."""
         total, st, dyn, ext = self.counts()
         out = ["Total active translations: %d (%d static, %d dynamic; %d extended)"
-               % (total, st, dyn, ext),
-               "Outside interfaces:"]
+               % (total, st, dyn, ext)]
+        if self.peak_at is not None:
+            out.append("Peak translations: %d, occurred %s ago"
+                       % (self.peak, ios_duration(self.clock.seconds() - self.peak_at)))
+        out.append("Outside interfaces:")
         if self.outside_ifs:
             out.append("  " + ", ".join(self.outside_ifs))
         out.append("Inside interfaces:")
@@ -1057,6 +1144,7 @@ class Nat:
             out.append("  " + ", ".join(self.inside_ifs))
         out.append("Hits: %d  Misses: %d" % (self.hits, self.misses))
         out.append("Expired translations: %d" % self.expired)
+        out.append("Address allocation failures: %d" % self.alloc_failures)
         out.append("Dynamic mappings:")
         if self.rules:
             out.append("-- Inside Source")
@@ -1149,7 +1237,8 @@ class Nat:
 
     def clear_statistics(self) -> None:
         """``clear ip nat statistics``."""
-        self.hits = self.misses = self.expired = 0
+        self.hits = self.misses = self.expired = self.alloc_failures = 0
+        self.peak, self.peak_at = 0, None
         for r in self.rules:
             r.misses = 0
 
