@@ -422,6 +422,8 @@ class NatTestCase(unittest.TestCase):
             "Hits: 0  Misses: 1\n"
             "Expired translations: 0\n"
             "Address allocation failures: 0\n"
+            "max entry: max allowed 32768, used 1, missed 0\n"
+            "max entry per host: max allowed 4096 (default), missed 0\n"
             "Dynamic mappings:\n"
             "-- Inside Source\n"
             "[Id: 1] access-list 1 interface Ethernet0/0 refcount 1\n"

@@ -205,7 +205,7 @@ class UdpFrames:
         return parse_frame(f)
 
 
-class PatAllocationTests(unittest.TestCase):
+class NatCase(unittest.TestCase):
     extra = ""
 
     def setUp(self):
@@ -227,11 +227,19 @@ class PatAllocationTests(unittest.TestCase):
     def out(self, pkt):
         return self.nat.outbound(pkt, "Ethernet0/1", "Ethernet0/0")
 
+    def reconfigure(self, extra):
+        model, diags = parse(NAT_CONFIG + extra)
+        self.assertEqual([d for d in diags if d.severity == "error"], [])
+        self.nat.update(model)
+
     def port_of(self, t):
         self.assertIsNot(t, DROP)
         self.assertIsNotNone(t)
         return t.inside_global[1]
 
+
+
+class PatAllocationTests(NatCase):
     def test_range_boundaries_last_port_and_wrap(self):
         a, b, c = UdpFrames("10.0.0.2"), UdpFrames("10.0.0.3"), UdpFrames("10.0.0.4")
         held = {p: self.out(a(p)) for p in range(512, 1023)}       # all but 1023
@@ -248,6 +256,8 @@ class PatAllocationTests(unittest.TestCase):
         self.assertIs(self.out(b(5)), DROP)
 
     def test_exhaustion_by_one_host_is_logged_counted_cheap_and_recovers(self):
+        self.reconfigure("ip nat translation max-entries 200000\n"
+                         "ip nat translation max-entries all-host 100000")
         a, b = UdpFrames("10.0.0.2"), UdpFrames("10.0.0.3")
         for p in range(1024, 65536):
             self.assertIsNot(self.out(a(p)), DROP)
@@ -295,3 +305,101 @@ class PatExhaustionThroughTheApplianceTests(ApplianceCase):
                     mac="02:00:0a:0a:0a:03")
         [p] = self.sent(self.pout)
         self.assertEqual((p[IP].src, p[UDP].sport), ("172.22.1.16", 100))
+
+
+class NatLimitTests(NatCase):
+    def test_default_per_host_cap_keeps_ports_for_the_others(self):
+        a, b = UdpFrames("10.0.0.2"), UdpFrames("10.0.0.3")
+        cap = Nat.DEFAULT_HOST_MAX
+        for p in range(2000, 2000 + cap):
+            self.assertIsNot(self.out(a(p)), DROP)
+        self.assertIs(self.out(a(40000)), DROP)
+        self.assertIs(self.out(a(40001)), DROP)
+        self.assertEqual(self.port_of(self.out(b(40000))), 40000)
+        self.assertEqual([m for m in self.logs if "ENTRY_LIMIT" in m], [
+            "%%IPNAT-4-ENTRY_LIMIT_REACHED: Reached the max-entries limit of %d translations "
+            "for host 10.0.0.2" % cap])
+        st = self.nat.show_statistics()
+        self.assertIn("max entry per host: max allowed %d (default), missed 2\n" % cap, st)
+
+    def test_host_list_and_all_host_limits(self):
+        self.reconfigure("access-list 7 permit 10.0.0.4\n"
+                         "ip nat translation max-entries all-host 5\n"
+                         "ip nat translation max-entries host 10.0.0.2 3\n"
+                         "ip nat translation max-entries list 7 2\n")
+        for host, limit in (("10.0.0.2", 3), ("10.0.0.4", 2), ("10.0.0.5", 5)):
+            f = UdpFrames(host)
+            got = [self.out(f(p)) for p in range(3000, 3010)]
+            self.assertEqual(sum(1 for t in got if t is not DROP), limit, host)
+        self.assertIn("%IPNAT-4-ENTRY_LIMIT_REACHED: Reached the max-entries limit of 2 "
+                      "translations for host 10.0.0.4", self.logs)
+        # static entries are not an inside host's: not limited per host
+        for p in range(1000, 1010):
+            t = self.nat.inbound(UdpFrames("192.0.2.7", dst="203.0.113.1", dport=25)(p))
+            self.assertIsNone(t)     # (UDP to the TCP static: no entry at all)
+
+    def test_table_limit(self):
+        self.reconfigure("ip nat translation max-entries 10")
+        for i, host in enumerate(("10.0.0.2", "10.0.0.3", "10.0.0.4")):
+            f = UdpFrames(host)
+            for p in range(3000, 3004):
+                self.out(f(p))
+        self.assertEqual(len(self.nat.entries), 10)
+        self.assertIn("%IPNAT-4-ENTRY_LIMIT_REACHED: Reached the max-entries limit of 10 "
+                      "translations", self.logs)
+        self.assertIn("max entry: max allowed 10, used 10, missed 2\n",
+                      self.nat.show_statistics())
+
+
+class InsideExhaustionThroughTheApplianceTests(ApplianceCase):
+    # thresholds out of the way: the NAT per-host limit is what is tested
+    extra = ("ip inspect max-incomplete high 20000\nip inspect max-incomplete low 18000\n"
+             "ip inspect one-minute high 20000\nip inspect one-minute low 18000")
+
+    def test_one_host_cannot_take_every_port(self):
+        frames = UdpFrames("10.10.10.2", dst="172.22.1.1")
+        for p in range(1024, 1024 + 6000):
+            f = frames(p).frame
+            f[0:6] = bytes.fromhex(R_IN.replace(":", ""))
+            f[6:12] = bytes.fromhex(H_IN.replace(":", ""))
+            self.r.frameReceived(self.pin, f, b"")
+        self.assertEqual(len(self.sent(self.pout)), Nat.DEFAULT_HOST_MAX)
+        # another inside host still gets through, on its own port
+        self.inside(IP(src="10.10.10.3", dst="172.22.1.1") / UDP(sport=2000, dport=9999) / b"y",
+                    mac="02:00:0a:0a:0a:03")
+        [p] = self.sent(self.pout)
+        self.assertEqual(p[IP].src, "172.22.1.16")
+        self.assertEqual(p[UDP].sport, 1024 + Nat.DEFAULT_HOST_MAX)   # 2000 is .2's: next free
+        self.assertIn("%%IPNAT-4-ENTRY_LIMIT_REACHED: Reached the max-entries limit of %d "
+                      "translations for host 10.10.10.2" % Nat.DEFAULT_HOST_MAX, self.logs)
+
+
+class AdaptiveTimeoutTests(ApplianceCase):
+    extra = "cbac session-limit 100"
+
+    def test_sessions_and_translations_time_out_sooner_as_the_table_fills(self):
+        h2 = IP(src="10.10.10.2", dst="172.22.1.1")
+        for p in range(2000, 2100):
+            self.inside(h2 / UDP(sport=p, dport=9999) / b"x")
+        self.assertEqual((self.sessions(), self.nat_dynamic()), (100, 100))
+        # UDP idle is 30 s; the sessions made above 60% of the limit got less
+        self.advance(16)
+        n = self.sessions()
+        self.assertLess(n, 100)
+        self.assertGreater(n, 50)
+        self.assertEqual(self.nat_dynamic(), n)       # translations went with them
+        self.advance(15)
+        self.assertEqual((self.sessions(), self.nat_dynamic()), (0, 0))
+
+    def test_nat_timeouts_scale_with_the_nat_table(self):
+        model, _ = parse(seed_text("ip nat translation max-entries 100\n"
+                                   "no ip inspect name IN-OUT udp"))
+        self.app.apply(model)
+        h2 = IP(src="10.10.10.2", dst="172.22.1.1")
+        for p in range(2000, 2100):
+            self.inside(h2 / UDP(sport=p, dport=9999) / b"x")
+        self.assertEqual((self.sessions(), self.nat_dynamic()), (0, 100))
+        self.advance(101)                 # a third of udp-timeout (300 s) at the limit
+        self.assertLess(self.nat_dynamic(), 100)
+        self.inside(h2 / UDP(sport=5000, dport=9999) / b"x")
+        self.assertEqual(len(self.sent(self.pout)), 101)

@@ -295,6 +295,10 @@ class NatTimeouts:
     icmp_timeout: Optional[int] = 60
     syn_timeout: Optional[int] = 60
     max_entries: Optional[int] = None
+    # ip nat translation max-entries {all-host N | host ADDR N | list ACL N}
+    max_entries_all_host: Optional[int] = None
+    max_entries_host: dict = field(default_factory=dict)      # IPv4Address -> N
+    max_entries_list: list = field(default_factory=list)      # [(acl, N)] in order
 
 
 @dataclass

@@ -1417,7 +1417,25 @@ class Parser:
         k = a[0].lower()
         t = self.router.nat.timeouts
         if k == "max-entries":
-            t.max_entries = None if neg else _int(a[1], 1, 2147483647, "max-entries")
+            kind = a[1].lower() if len(a) > 1 else ""
+            want = {"all-host": 3, "host": 4, "list": 4}.get(kind, 2)
+            if len(a) != want and not (neg and len(a) == want - 1):
+                raise _Bad("expected 'max-entries {N | all-host N | host ADDR N | list ACL N}'")
+            n = None if neg else _int(a[-1], 1, 2147483647, "max-entries")
+            if kind == "all-host":
+                t.max_entries_all_host = n
+            elif kind == "host":
+                h = _addr(a[2], "host address")
+                if n is None:
+                    t.max_entries_host.pop(h, None)
+                else:
+                    t.max_entries_host[h] = n
+            elif kind == "list":
+                t.max_entries_list = [(acl, m) for acl, m in t.max_entries_list if acl != a[2]]
+                if n is not None:
+                    t.max_entries_list.append((a[2], n))
+            else:
+                t.max_entries = n
             return
         if k not in self._NAT_TIMEOUTS:
             self.router.extra.append(Verbatim(ln.text, (), ln.no))

@@ -457,7 +457,7 @@ class SessionTable:
                     else g.tcp_idle_time
                 t = s.tcp = TcpTrack()
                 init_client(t, pkt)
-                s.fixed = now + g.tcp_synwait_time
+                s.fixed = now + g.tcp_synwait_time * self.adaptive()
                 s.bytes[0] = 0
                 if protocol in self.factories and pinhole is None:
                     if pkt.payload_len:
@@ -1055,7 +1055,22 @@ class SessionTable:
         f = s.fixed
         if f is not None:
             return f
-        return s.last + s.idle
+        return s.last + s.idle * self.adaptive()
+
+    #: adaptive timeouts (pf's adaptive.start/end): above 60% of
+    #: ``cbac session-limit`` the idle and synwait times are scaled by
+    #: (120% - n) / (120% - 60%): a third of them at the limit.
+    ADAPTIVE_START = 0.6
+    ADAPTIVE_END = 1.2
+
+    def adaptive(self) -> float:
+        lim = self.model.session_limit
+        n = len(self.sessions)
+        start = lim * self.ADAPTIVE_START
+        if n <= start:
+            return 1.0
+        end = lim * self.ADAPTIVE_END
+        return max(0.0, (end - n) / (end - start))
 
     def _schedule(self, s, deadline) -> None:
         slot = int(deadline) + 1

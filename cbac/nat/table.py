@@ -149,6 +149,10 @@ class Nat:
         self.misses = 0
         self.expired = 0
         self.alloc_failures = 0        # address/port exhaustion drops
+        self.limit_misses = 0          # refused: max-entries
+        self.host_misses = 0           # refused: a per-host limit
+        self.host_count: dict[int, int] = {}     # inside local -> dynamic entries
+        self._limit_logged: dict = {}
         self.peak = 0
         self.peak_at = None
         # flow entries
@@ -519,6 +523,7 @@ class Nat:
         ig = None
         igp = sp
         parent = rule = pat_key = None
+        ported = proto in (1, 6, 17)
         if proto in (6, 17):
             s = self.st_port_by_local.get((proto, src, sp))
             if s is not None:
@@ -530,13 +535,15 @@ class Nat:
         if ig is None:
             b = self.bind_by_local.get(src)
             if b is not None:
+                if ported and not self._limits_ok(src, True):
+                    return DROP
                 ig, parent, rule = b.inside_global[0], b, b.rule
         if ig is None:
             for r in self.rules:
                 acl = self.acls.get(r.acl)
                 if acl is None or not acl.check(pkt):
                     continue
-                if not self._room():
+                if (ported or r.overload) and not self._limits_ok(src, True):
                     r.misses += 1
                     return DROP
                 if r.overload:
@@ -553,14 +560,15 @@ class Nat:
                     ig, parent = b.inside_global[0], b
                 rule = r
                 break
+            else:
+                if ig is None and og == dst:
+                    return None
+        if not ported and (rule is None or not rule.overload):
+            return self._portless(proto, src, ig if ig is not None else src, dst, og, parent)
         if ig is None:
-            if og == dst:
-                return None
             ig = src
-        elif not self._room() and rule is None and proto in (1, 6, 17):
+        if rule is None and not self._limits_ok(src, False):
             return DROP
-        if proto not in (1, 6, 17) and (rule is None or not rule.overload):
-            return self._portless(proto, src, ig, dst, og, parent)
         return self._make(proto, src, sp, ig, igp, dst, dp, og, dp, parent, rule, pat_key)
 
     def _create_inbound(self, pkt, proto, sp, dp):
@@ -599,7 +607,9 @@ class Nat:
             il = dst
         if proto not in (1, 6, 17):
             return self._portless(proto, il, dst, ol, src, parent)
-        if not self._room():
+        if not self._limits_ok(il, parent is not None or rule is not None):
+            if pat_key is not None:          # an FTP door's port
+                self._port_release(proto, dst, dp, pat_key)
             return DROP
         if proto == 1:
             # ICMP: id unchanged for non-PAT entries
@@ -630,9 +640,93 @@ class Nat:
             self._stateless[key] = t
         return t
 
-    def _room(self):
+    # -- limits --------------------------------------------------------------
+
+    #: ``ip nat translation max-entries`` when none is configured (IOS: no
+    #: limit).  About 2 KB per entry: 64 MB at most (docs/nat-order.md).
+    DEFAULT_MAX_ENTRIES = 32768
+    #: ``ip nat translation max-entries all-host`` when none is configured:
+    #: entries one inside host may hold through the dynamic rules (IOS: no
+    #: limit), so one host cannot take every PAT port from the others.
+    DEFAULT_HOST_MAX = 4096
+    LIMIT_LOG_INTERVAL = 60.0
+
+    def max_entries(self) -> int:
         m = self.timeouts.max_entries
-        return m is None or len(self.entries) < m
+        return self.DEFAULT_MAX_ENTRIES if m is None else m
+
+    def host_max(self, host: int) -> int:
+        """The per-host limit of inside local ``host``: ``max-entries host``,
+        else the first ``max-entries list`` whose ACL permits it, else
+        ``all-host`` (default :data:`DEFAULT_HOST_MAX`)."""
+        to = self.timeouts
+        if to.max_entries_host:
+            from ipaddress import IPv4Address
+            n = to.max_entries_host.get(IPv4Address(host))
+            if n is not None:
+                return n
+        for name, n in to.max_entries_list:
+            acl = self.acls.get(name)
+            if acl is not None and acl.check_fields(0, host):
+                return n
+        m = to.max_entries_all_host
+        return self.DEFAULT_HOST_MAX if m is None else m
+
+    #: adaptive timeouts (as pf's adaptive.start/end): above START of the
+    #: table limit every timeout is scaled by (END - n) / (END - START), so
+    #: at the limit entries live a third of their timeout.
+    ADAPTIVE_START = 0.6
+    ADAPTIVE_END = 1.2
+
+    def adaptive(self) -> float:
+        """The factor applied to timeouts now (1.0 below 60% of the limit)."""
+        lim = self.max_entries()
+        n = len(self.entries)
+        start = lim * self.ADAPTIVE_START
+        if n <= start:
+            return 1.0
+        end = lim * self.ADAPTIVE_END
+        return max(0.0, (end - n) / (end - start))
+
+    def _room(self):
+        return len(self.entries) < self.max_entries()
+
+    def _limits_ok(self, host, dynamic) -> bool:
+        """Room for one more entry: the table (``max-entries``) and, for an
+        entry an inside host makes through a dynamic rule, that host's
+        limit.  A refusal is counted and logged (once a minute per limit
+        and host)."""
+        if len(self.entries) >= self.max_entries():
+            self.limit_misses += 1
+            self._limit_log(None, self.max_entries())
+            return False
+        if dynamic:
+            n = self.host_count.get(host, 0)
+            if n >= self.DEFAULT_HOST_MAX or self.timeouts.max_entries_all_host is not None \
+                    or self.timeouts.max_entries_host or self.timeouts.max_entries_list:
+                m = self.host_max(host)
+                if n >= m:
+                    self.host_misses += 1
+                    self._limit_log(host, m)
+                    return False
+        return True
+
+    def _limit_log(self, host, limit):
+        now = self.clock.seconds()
+        last = self._limit_logged.get(host)
+        if last is not None and now - last < self.LIMIT_LOG_INTERVAL:
+            return
+        if len(self._limit_logged) > 1024:
+            self._limit_logged = {h: t for h, t in self._limit_logged.items()
+                                  if now - t < self.LIMIT_LOG_INTERVAL}
+        self._limit_logged[host] = now
+        if host is None:
+            ios.message("IPNAT", 4, "ENTRY_LIMIT_REACHED",
+                        "Reached the max-entries limit of %d translations" % limit)
+        else:
+            ios.message("IPNAT", 4, "ENTRY_LIMIT_REACHED",
+                        "Reached the max-entries limit of %d translations for host %s"
+                        % (limit, ip_str(host)))
 
     def _make(self, proto, il, ilp, ig, igp, ol, olp, og, ogp, parent, rule, pat_key):
         now = self.clock.seconds()
@@ -662,6 +756,9 @@ class Nat:
         t.parent = parent
         t.rule = rule
         t.pat_key = pat_key
+        if rule is not None:
+            t.host = il
+            self.host_count[il] = self.host_count.get(il, 0) + 1
         if parent is not None:
             parent.refcount += 1
             parent.last_use = now
@@ -871,7 +968,7 @@ class Nat:
         if to is None:
             t.bucket = None
             return
-        b = int(math.ceil(t.last_use + to))
+        b = int(math.ceil(t.last_use + to * self.adaptive()))
         t.bucket = b
         lst = self.buckets.get(b)
         if lst is None:
@@ -905,6 +1002,7 @@ class Nat:
 
     def _sweep_due(self):
         now = self.clock.seconds()
+        f = self.adaptive()
         heap = self.heap
         while heap and heap[0] <= now + 1e-9:
             b = heapq.heappop(heap)
@@ -915,7 +1013,7 @@ class Nat:
                 if to is None:
                     t.bucket = None
                     continue
-                if t.last_use + to <= now + 1e-9:
+                if t.last_use + to * f <= now + 1e-9:
                     if t.kind == BINDING and t.refcount > 0:
                         t.last_use = now
                         self._schedule(t)
@@ -944,6 +1042,13 @@ class Nat:
                 del self.flows_out[t.out_key]
             if t.pat_key is not None:
                 self._port_release(t.proto, t.inside_global[0], t.inside_global[1], t.pat_key)
+            h = t.host
+            if h is not None:
+                n = self.host_count.get(h, 0) - 1
+                if n > 0:
+                    self.host_count[h] = n
+                else:
+                    self.host_count.pop(h, None)
             p = t.parent
             if p is not None:
                 p.refcount -= 1
@@ -1145,6 +1250,12 @@ class Nat:
         out.append("Hits: %d  Misses: %d" % (self.hits, self.misses))
         out.append("Expired translations: %d" % self.expired)
         out.append("Address allocation failures: %d" % self.alloc_failures)
+        out.append("max entry: max allowed %d, used %d, missed %d"
+                   % (self.max_entries(), len(self.entries), self.limit_misses))
+        m = self.timeouts.max_entries_all_host
+        out.append("max entry per host: max allowed %d%s, missed %d"
+                   % (self.DEFAULT_HOST_MAX if m is None else m,
+                      " (default)" if m is None else "", self.host_misses))
         out.append("Dynamic mappings:")
         if self.rules:
             out.append("-- Inside Source")
@@ -1238,6 +1349,7 @@ class Nat:
     def clear_statistics(self) -> None:
         """``clear ip nat statistics``."""
         self.hits = self.misses = self.expired = self.alloc_failures = 0
+        self.limit_misses = self.host_misses = 0
         self.peak, self.peak_at = 0, None
         for r in self.rules:
             r.misses = 0
