@@ -422,7 +422,7 @@ class NatTestCase(unittest.TestCase):
             "Hits: 0  Misses: 1\n"
             "Expired translations: 0\n"
             "Address allocation failures: 0\n"
-            "max entry: max allowed 32768, used 1, missed 0\n"
+            "max entry: max allowed 25000, used 1, missed 0\n"
             "max entry per host: max allowed 4096 (default), missed 0\n"
             "Dynamic mappings:\n"
             "-- Inside Source\n"

@@ -98,9 +98,22 @@ class NoStateBeforeProofTests(ApplianceCase):
     def test_spoofed_syn_flood_to_published_server_stays_bounded(self):
         limit = self.app.model.inspect.tcp_max_incomplete_host
         for i in range(600):
-            self.outside(spoofed_syn(i))
+            syn = spoofed_syn(i)
+            self.outside(syn)
             self.assertLessEqual(self.sessions(), limit)
             self.assertLessEqual(self.nat_dynamic(), limit)
+            if i >= 100:
+                # the server answers a SYN whose session the per-host limit
+                # already deleted: the SYN/ACK goes out without an entry
+                old = spoofed_syn(i - 100)
+                self.inside(IP(src="10.10.10.25", dst=old[IP].src) /
+                            TCP(sport=25, dport=old[TCP].sport, flags="SA", seq=7, ack=old[TCP].seq + 1),
+                            mac=H_SRV)
+                self.assertLessEqual(self.nat_dynamic(), limit)
+        # the SYN/ACKs were translated to the published address
+        synacks = [p for p in self.sent(self.pout) if TCP in p and p[TCP].flags == "SA"]
+        self.assertEqual(len(synacks), 500)
+        self.assertEqual({(p[IP].src, p[TCP].sport) for p in synacks}, {("172.22.1.16", 25)})
         # SYNs were forwarded to the server (translated)
         fwd = [p for p in self.sent(self.pin) if TCP in p]
         self.assertTrue(fwd)
@@ -403,3 +416,26 @@ class AdaptiveTimeoutTests(ApplianceCase):
         self.assertLess(self.nat_dynamic(), 100)
         self.inside(h2 / UDP(sport=5000, dport=9999) / b"x")
         self.assertEqual(len(self.sent(self.pout)), 101)
+
+
+class FairEvictionTests(ApplianceCase):
+    extra = ("ip inspect max-incomplete high 50\nip inspect max-incomplete low 30\n"
+             "ip inspect one-minute high 100000\nip inspect one-minute low 90000")
+
+    def test_a_flood_evicts_its_own_half_open_sessions_not_a_bystanders(self):
+        # a legitimate connection from 10.10.10.25 waits for its SYN/ACK ...
+        self.inside(IP(src="10.10.10.25", dst="172.22.1.1") /
+                    TCP(sport=33333, dport=8080, flags="S", seq=100), mac=H_SRV)
+        [syn] = self.sent(self.pout)
+        gport = syn[TCP].sport
+        # ... while 10.10.10.2 opens 200 UDP flows to one address
+        for p in range(2000, 2200):
+            self.inside(IP(src="10.10.10.2", dst="172.22.1.1") / UDP(sport=p, dport=9999) / b"x")
+        self.assertTrue(self.app.sessions.aggressive)
+        self.assertLessEqual(self.app.sessions.half_open_count, 50)
+        self.sent(self.pout)
+        self.outside(IP(src="172.22.1.1", dst="172.22.1.16") /
+                     TCP(sport=8080, dport=gport, flags="SA", seq=900, ack=101))
+        [sa] = self.sent(self.pin)
+        self.assertEqual((sa[IP].dst, sa[TCP].dport, sa[TCP].flags), ("10.10.10.25", 33333, "SA"))
+        self.assertTrue(any("%FW-4-ALERT_ON" in m for m in self.logs))

@@ -123,6 +123,12 @@ class InspectRule:
 #: IOS default ``max-data`` for smtp/esmtp.
 SMTP_MAX_DATA_DEFAULT = 20000000
 
+#: ``cbac session-limit`` when not configured: with the NAT table's default
+#: limit (cbac.nat.Nat.DEFAULT_MAX_ENTRIES) it keeps the whole appliance
+#: under 256 MB with every session an HTTP-inspected connection through
+#: PAT (about 7.5 KB each; docs/performance.md, "Memory under attack").
+SESSION_LIMIT_DEFAULT = 25000
+
 
 def default_timeout(protocol: str, g: InspectGlobals) -> int:
     """The timeout IOS prints for a protocol line without ``timeout``."""
@@ -448,7 +454,7 @@ class Router:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     ssh: SshConfig = field(default_factory=SshConfig)
     vty: list[VtyConfig] = field(default_factory=list)
-    session_limit: int = 200000                  # cbac session-limit N
+    session_limit: int = 25000                   # cbac session-limit N (SESSION_LIMIT_DEFAULT)
     smtp: SmtpOptions = field(default_factory=SmtpOptions)
     ports: dict[str, PortBinding] = field(default_factory=dict)
     extra: list[Verbatim] = field(default_factory=list)   # accepted, not acted on

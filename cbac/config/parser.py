@@ -1670,7 +1670,9 @@ class Parser:
         self.router.ports[name] = PortBinding(name, dev, lineno=ln.no)
 
     def g_cbac_session_limit(self, ln, neg, a):
-        self.router.session_limit = 200000 if neg else _int(a[0], 1, 100000000, "session-limit")
+        from cbac.config.model import SESSION_LIMIT_DEFAULT
+        self.router.session_limit = SESSION_LIMIT_DEFAULT if neg else \
+            _int(a[0], 1, 100000000, "session-limit")
 
     def g_cbac_authorized_keys(self, ln, neg, a):
         self.router.ssh.authorized_keys = None if neg else _rest(ln.raw, 3)

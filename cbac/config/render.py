@@ -400,7 +400,8 @@ def render_body(r: Router) -> list[str]:
     cb = []
     for b in r.ports.values():
         cb.append("cbac port %s %s" % (b.interface, b.device))
-    if r.session_limit != 200000:
+    from cbac.config.model import SESSION_LIMIT_DEFAULT
+    if r.session_limit != SESSION_LIMIT_DEFAULT:
         cb.append("cbac session-limit %d" % r.session_limit)
     if r.ssh.authorized_keys is not None:
         cb.append("cbac ssh authorized-keys %s" % r.ssh.authorized_keys)

@@ -193,6 +193,8 @@ class SessionTable:
         self._seq = 0
         self._half = {}                  # half-open TCP+UDP sessions, oldest first
         self._host_half = {}             # host -> {session: None} (TCP)
+        self._group_half = {}            # (proto, responder) -> {session: None} (TCP+UDP)
+        self._heavy = None               # the group that grew largest last
         self._host_alerted = set()
         self._blocked = {}               # host -> unblock time
         self._aggressive = False
@@ -387,7 +389,7 @@ class SessionTable:
         # table cap
         if len(self.sessions) >= self.model.session_limit:
             if self._half:
-                victim = next(iter(self._half))
+                victim = self._victim()
                 self.stats.drop("evicted-table-full")
                 self._delete(victim, "table-full", rst=True)
             else:
@@ -398,7 +400,7 @@ class SessionTable:
         if counts and self._aggressive:
             low = g.max_incomplete_low
             while self._half and len(self._half) >= low:
-                victim = next(iter(self._half))
+                victim = self._victim()
                 stats.drop("aggressive-delete")
                 self._delete(victim, "aggressive", rst=True)
         s = Session()
@@ -488,6 +490,14 @@ class SessionTable:
             nat.adopt(translation, s)        # made for this session: dies with it
         if s.half_open:
             self._half[s] = None
+            gk = (proto, host)
+            gh = self._group_half.get(gk)
+            if gh is None:
+                gh = self._group_half[gk] = {}
+            gh[s] = None
+            heavy = self._group_half.get(self._heavy)
+            if heavy is None or len(gh) > len(heavy):
+                self._heavy = gk
             if proto == 6:
                 hh = self._host_half.get(host)
                 if hh is None:
@@ -656,7 +666,7 @@ class SessionTable:
                 # cut back to the low mark, oldest first
                 low = g.max_incomplete_low
                 while len(self._half) > low:
-                    victim = next(iter(self._half))
+                    victim = self._victim()
                     if victim is newest:
                         break
                     self.stats.drop("aggressive-delete")
@@ -691,11 +701,31 @@ class SessionTable:
                     "exceeds the configured maximum value %d" % (
                         rule_name, iface, self.model.session_limit))
 
+    def _victim(self):
+        """The half-open session to delete when the table or aggressive
+        mode needs room: the oldest of the flood, not of everyone.  When
+        one (protocol, responder) group holds at least a quarter of the
+        half-open sessions (a SYN flood to one server, one host's UDP
+        sweep to one address), its oldest session goes; otherwise the
+        oldest half-open session (IOS).  So a legitimate connection
+        waiting for its SYN/ACK is not pushed out by a flood aimed
+        elsewhere."""
+        g = self._group_half.get(self._heavy)
+        if g and 4 * len(g) >= len(self._half):
+            return next(iter(g))
+        return next(iter(self._half))
+
     def set_open(self, s) -> None:
         """The session is no longer half-open."""
         if s.half_open:
             s.half_open = False
             self._half.pop(s, None)
+            gk = (s.proto, s.host)
+            gh = self._group_half.get(gk)
+            if gh is not None:
+                gh.pop(s, None)
+                if not gh:
+                    del self._group_half[gk]
             if s.proto == 6:
                 hh = self._host_half.get(s.host)
                 if hh is not None:
@@ -948,6 +978,14 @@ class SessionTable:
         if table.get(ks) is s.entries[1]:
             del table[ks]
         self.sessions.pop(s.sid, None)
+        if s.slot is not None:
+            # out of the timer wheel now (O(1)): a deleted session must not
+            # stay referenced until its old deadline (a SYN flood's victims
+            # would pile up for synwait, an idle session's for an hour)
+            b = self._wheel.get(s.slot)
+            if b is not None:
+                b.pop(s, None)
+            s.slot = None
         tr = s.translation
         if tr is not None and tr.owner is s and self.nat is not None:
             self.nat.release(tr, s)
@@ -1074,14 +1112,19 @@ class SessionTable:
 
     def _schedule(self, s, deadline) -> None:
         slot = int(deadline) + 1
-        if s.slot is not None and s.slot <= slot:
-            return
+        old = s.slot
+        if old is not None:
+            if old <= slot:
+                return
+            b = self._wheel.get(old)
+            if b is not None:
+                b.pop(s, None)
         s.slot = slot
         b = self._wheel.get(slot)
         if b is None:
-            self._wheel[slot] = [s]
+            self._wheel[slot] = {s: None}
         else:
-            b.append(s)
+            b[s] = None
         if self._next_slot is None or slot < self._next_slot:
             self._next_slot = slot
         self._ensure_timer()
@@ -1121,6 +1164,7 @@ class SessionTable:
                 bucket = wheel.pop(slot, None)
                 if not bucket:
                     continue
+                bucket = list(bucket)
                 for i, s in enumerate(bucket):
                     if s.dead or s.slot != slot:
                         continue
@@ -1131,9 +1175,11 @@ class SessionTable:
                         continue
                     if budget <= 0:
                         # too much for one tick: the rest waits for the next one
-                        rest = bucket[i:]
+                        rest = dict.fromkeys(bucket[i:])
                         old = wheel.get(slot)
-                        wheel[slot] = rest + old if old else rest
+                        if old:
+                            rest.update(old)
+                        wheel[slot] = rest
                         self._backlog = True
                         break
                     budget -= 1

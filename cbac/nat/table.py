@@ -47,6 +47,7 @@ INBOUND = 1         # the error arrived on the outside, goes inside
 PORT_RANGES = ((0, 511), (512, 1023), (1024, 65535))
 
 _FRAG_LIFETIME = 30.0
+_SYN_ACK_RST_FIN = SYN | ACK | RST | FIN
 _ICMP_ERRORS = frozenset((3, 4, 5, 11, 12))
 
 
@@ -169,7 +170,7 @@ class Nat:
         self.bind_by_local: dict[int, Translation] = {}
         self.bind_by_global: dict[int, Translation] = {}
         # timers
-        self.buckets: dict[int, list] = {}
+        self.buckets: dict[int, dict] = {}
         self.heap: list[int] = []
         self.timer = None
         self.timer_at = None
@@ -399,6 +400,7 @@ class Nat:
         session's translation dies with it at synwait."""
         t.owner = owner
         t.timeout = None
+        self._unbucket(t)
 
     def release(self, t, owner) -> None:
         """``owner``, which adopted ``t``, is gone: so is ``t``."""
@@ -567,6 +569,11 @@ class Nat:
             return self._portless(proto, src, ig if ig is not None else src, dst, og, parent)
         if ig is None:
             ig = src
+        if rule is None and proto == 6 and pkt.tcp_flags & _SYN_ACK_RST_FIN != SYN:
+            # a static translation is a function of the packet: a TCP segment
+            # that cannot open a connection (a SYN/ACK or RST to a flooder's
+            # spoofed address, a stray ACK) is translated without an entry
+            return self._unregistered(proto, src, sp, ig, igp, dst, dp, og, dp)
         if rule is None and not self._limits_ok(src, False):
             return DROP
         return self._make(proto, src, sp, ig, igp, dst, dp, og, dp, parent, rule, pat_key)
@@ -607,6 +614,12 @@ class Nat:
             il = dst
         if proto not in (1, 6, 17):
             return self._portless(proto, il, dst, ol, src, parent)
+        if proto == 6 and parent is None and rule is None and \
+                pkt.tcp_flags & _SYN_ACK_RST_FIN != SYN:
+            # no entry for a segment that cannot open a connection (see
+            # _create_outbound): an ACK or RST flood to a published port
+            # leaves no state
+            return self._unregistered(6, il, ilp, dst, dp, ol, sp, src, sp)
         if not self._limits_ok(il, parent is not None or rule is not None):
             if pat_key is not None:          # an FTP door's port
                 self._port_release(proto, dst, dp, pat_key)
@@ -615,6 +628,15 @@ class Nat:
             # ICMP: id unchanged for non-PAT entries
             return self._make(1, il, ilp, dst, sp, ol, 0, src, 0, parent, rule, pat_key)
         return self._make(proto, il, ilp, dst, dp, ol, sp, src, sp, parent, rule, pat_key)
+
+    def _unregistered(self, proto, il, ilp, ig, igp, ol, olp, og, ogp):
+        """A translation used for one packet only (its rewrites), kept
+        nowhere."""
+        t = Translation(FLOW, proto, (il, ilp), (ig, igp), (ol, olp), (og, ogp),
+                        self.clock.seconds())
+        t.forward, t.reverse = make_rewrites(proto, il, ilp, ig, igp, ol, olp, og, ogp)
+        t.outside_xlat = ol != og
+        return t
 
     def _portless(self, proto, il, ig, ol, og, parent):
         """A protocol without ports (GRE, ESP, IP 253, ...) through a
@@ -643,8 +665,9 @@ class Nat:
     # -- limits --------------------------------------------------------------
 
     #: ``ip nat translation max-entries`` when none is configured (IOS: no
-    #: limit).  About 2 KB per entry: 64 MB at most (docs/nat-order.md).
-    DEFAULT_MAX_ENTRIES = 32768
+    #: limit).  About 2 KB per entry (docs/nat-order.md); with the session
+    #: table's default limit the appliance stays under 256 MB.
+    DEFAULT_MAX_ENTRIES = 25000
     #: ``ip nat translation max-entries all-host`` when none is configured:
     #: entries one inside host may hold through the dynamic rules (IOS: no
     #: limit), so one host cannot take every PAT port from the others.
@@ -954,6 +977,7 @@ class Nat:
     def _drop_door(self, d, keep_port):
         if self.doors.get(d.door_key) is d:
             del self.doors[d.door_key]
+        self._unbucket(d)
         d.dead = True
         if not keep_port:
             if d.pat_key is not None:
@@ -963,21 +987,31 @@ class Nat:
 
     # -- timers -------------------------------------------------------------
 
+    def _unbucket(self, t):
+        """Take ``t`` out of its timer bucket (O(1)): a removed entry must
+        not stay referenced until its old deadline."""
+        b = t.bucket
+        if b is not None:
+            d = self.buckets.get(b)
+            if d is not None:
+                d.pop(t, None)
+            t.bucket = None
+
     def _schedule(self, t):
+        self._unbucket(t)
         to = t.timeout
         if to is None:
-            t.bucket = None
             return
         b = int(math.ceil(t.last_use + to * self.adaptive()))
         t.bucket = b
-        lst = self.buckets.get(b)
-        if lst is None:
-            self.buckets[b] = [t]
+        d = self.buckets.get(b)
+        if d is None:
+            self.buckets[b] = {t: None}
             heapq.heappush(self.heap, b)
             if not self._sweeping and (self.timer_at is None or b < self.timer_at):
                 self._arm(b)
         else:
-            lst.append(t)
+            d[t] = None
 
     def _arm(self, at):
         if self.timer is not None and self.timer.active():
@@ -1006,9 +1040,10 @@ class Nat:
         heap = self.heap
         while heap and heap[0] <= now + 1e-9:
             b = heapq.heappop(heap)
-            for t in self.buckets.pop(b, ()):
+            for t in list(self.buckets.pop(b, ())):
                 if t.dead or t.bucket != b:
                     continue
+                t.bucket = None
                 to = t.timeout
                 if to is None:
                     t.bucket = None
@@ -1030,6 +1065,7 @@ class Nat:
     def _remove(self, t):
         if t.dead:
             return
+        self._unbucket(t)
         if t.kind == DOOR:
             self._drop_door(t, keep_port=False)
             return
