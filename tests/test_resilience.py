@@ -439,3 +439,148 @@ class FairEvictionTests(ApplianceCase):
         [sa] = self.sent(self.pin)
         self.assertEqual((sa[IP].dst, sa[TCP].dport, sa[TCP].flags), ("10.10.10.25", 33333, "SA"))
         self.assertTrue(any("%FW-4-ALERT_ON" in m for m in self.logs))
+
+
+# ---------------------------------------------------------------------------
+# Configuration all-or-nothing
+
+
+class AtomicReloadTests(ApplianceCase):
+    """``configure replace`` builds the new configuration off to the side
+    and swaps it in at once, or not at all."""
+
+    NEW = ("access-list 101 permit tcp any host 172.22.1.16 eq 2525\n"
+           "ip nat inside source static tcp 10.10.10.25 25 172.22.1.16 2525 extendable\n"
+           "ip route 198.51.100.0 255.255.255.0 172.22.1.1\n"
+           "hostname changed-router")
+
+    def setUp(self):
+        ApplianceCase.setUp(self)
+        import os
+        import tempfile
+        fd, self.path = tempfile.mkstemp(suffix=".conf")
+        os.close(fd)
+        self.addCleanup(os.unlink, self.path)
+        with open(self.path, "w") as f:
+            f.write(seed_text(self.NEW))
+        # an established session from the inside through PAT
+        self.inside(IP(src="10.10.10.2", dst="172.22.1.1") / TCP(sport=40000, dport=8080,
+                                                                 flags="S", seq=100))
+        [syn] = self.sent(self.pout)
+        self.gport = syn[TCP].sport
+        self.outside(IP(src="172.22.1.1", dst="172.22.1.16") /
+                     TCP(sport=8080, dport=self.gport, flags="SA", seq=900, ack=101))
+        self.inside(IP(src="10.10.10.2", dst="172.22.1.1") / TCP(sport=40000, dport=8080,
+                                                                 flags="A", seq=101, ack=901))
+        self.sent(self.pin)
+        self.sent(self.pout)
+        self.running = self.app.show_running_config()
+
+    def session_still_forwards(self):
+        self.outside(IP(src="172.22.1.1", dst="172.22.1.16") /
+                     TCP(sport=8080, dport=self.gport, flags="PA", seq=901, ack=101) / b"data")
+        got = self.sent(self.pin)
+        self.assertEqual([(p[IP].dst, p[TCP].dport) for p in got], [("10.10.10.2", 40000)])
+
+    def published_2525(self):
+        self.outside(IP(src="192.0.2.9", dst="172.22.1.16") /
+                     TCP(sport=5555, dport=2525, flags="S", seq=1))
+        return [p for p in self.sent(self.pin) if TCP in p and p[TCP].dport == 25]
+
+    def assert_unchanged(self, ok, text, want):
+        self.assertFalse(ok)
+        self.assertIn(want, text)
+        self.assertIn("the running configuration is unchanged", text)
+        self.assertEqual(self.app.show_running_config(), self.running)
+        self.assertEqual(self.app.hostname, "3640-123")
+        self.assertEqual(self.published_2525(), [])           # the old ACL and NAT rule
+        self.assertIsNone(self.r.routes.lookup(int(IPv4("198.51.100.1"))) and None)
+        self.assertNotIn("198.51.100.0", self.app.show_ip_route())
+        self.assertEqual(len(self.app.sessions.sessions), 1)
+        self.session_still_forwards()
+
+    def test_memory_error_while_building_nat_changes_nothing(self):
+        def boom(model):
+            raise MemoryError()
+        self.app.nat.prepare = boom
+        ok, text = self.app.configure_replace(self.path)
+        self.assert_unchanged(ok, text, "Not enough memory")
+
+    def test_failure_while_building_routes_changes_nothing(self):
+        def boom(model, acls=None):
+            raise RuntimeError("injected")
+        self.r.prepare_config = boom
+        ok, text = self.app.configure_replace(self.path)
+        self.assert_unchanged(ok, text, "RuntimeError: injected")
+        self.flushLoggedErrors(RuntimeError)
+
+    def test_failure_while_compiling_acls_changes_nothing(self):
+        def boom(model):
+            raise MemoryError()
+        self.app.acls.prepare = boom
+        ok, text = self.app.configure_replace(self.path)
+        self.assert_unchanged(ok, text, "Not enough memory")
+
+    def test_success_swaps_everything_and_keeps_sessions(self):
+        ok, text = self.app.configure_replace(self.path)
+        self.assertTrue(ok, text)
+        self.assertIn("hostname changed-router", self.app.show_running_config())
+        self.assertIn("198.51.100.0", self.app.show_ip_route())
+        self.assertEqual(len(self.published_2525()), 1)
+        self.session_still_forwards()
+
+    def test_a_large_reload_swaps_in_milliseconds(self):
+        routes = "\n".join("ip route 10.%d.%d.0 255.255.255.0 172.22.1.1" % (i >> 8, i & 255)
+                           for i in range(1, 5001))
+        with open(self.path, "w") as f:
+            f.write(seed_text(routes))
+        ok, text = self.app.configure_replace(self.path)
+        self.assertTrue(ok, text)
+        self.assertLess(self.app.last_swap_ms, 50.0)
+        print("swap of 5,000 routes: %.2f ms" % self.app.last_swap_ms)
+        self.session_still_forwards()
+
+
+class ThreadedReloadTests(unittest.TestCase):
+    """With the real reactor the file is parsed and built in a thread:
+    the reactor keeps running (forwarding) during a large reload."""
+
+    timeout = 120
+
+    def test_reactor_keeps_running_during_a_large_reload(self):
+        import os
+        import tempfile
+        from twisted.internet import reactor
+        from twisted.internet.task import LoopingCall
+        model, _ = parse(seed_text())
+        app = Appliance(model, reactor, {"Ethernet2/1": MemoryPort("Ethernet2/1", R_IN),
+                                         "Ethernet2/0": MemoryPort("Ethernet2/0", R_OUT)})
+        routes = "\n".join("ip route 10.%d.%d.0 255.255.255.0 172.22.1.1" % (i >> 8, i & 255)
+                           for i in range(1, 5001))
+        fd, path = tempfile.mkstemp(suffix=".conf")
+        os.close(fd)
+        self.addCleanup(os.unlink, path)
+        with open(path, "w") as f:
+            f.write(seed_text(routes))
+        gaps = []
+        last = [time.perf_counter()]
+
+        def tick():
+            now = time.perf_counter()
+            gaps.append(now - last[0])
+            last[0] = now
+        lc = LoopingCall(tick)
+        lc.start(0.001)
+        d = app.configure_replace(path)
+
+        def done(result):
+            lc.stop()
+            ok, text = result
+            self.assertTrue(ok, text)
+            self.assertIn("10.0.1.0", app.show_ip_route())
+            worst = max(gaps) * 1000
+            # the reactor ran all along: no stall of the order of the build
+            self.assertGreater(len(gaps), 20)
+            self.assertLess(worst, 250.0, "reactor stalled %.0f ms" % worst)
+            print("reload: %d ticks, worst reactor gap %.1f ms" % (len(gaps), worst))
+        return d.addCallback(done)

@@ -130,13 +130,17 @@ class Router:
     def apply_config(self, model) -> None:
         """(Re)build interfaces, addresses and routes from the model.
         ARP entries and sessions are kept."""
-        self.model = model
-        self._fast_tables = {6: self.sessions.tcp, 17: self.sessions.udp} if self.sessions else {}
-        if self.sessions is not None:
-            for sess in self.sessions.sessions.values():
-                sess.route = [None, None]          # interfaces are rebuilt below
+        self.commit_config(self.prepare_config(model))
+
+    def prepare_config(self, model, acls=None):
+        """Build the interfaces, local addresses and routing table of
+        ``model`` off to the side (the running router is not touched: a
+        failure here, MemoryError included, changes nothing).  ``acls``:
+        the ACL lists to compile against (default: the running ones).
+        Returns a plan for :meth:`commit_config`."""
+        acls = self.acls if acls is None else acls
+        interfaces = {}
         old = self.interfaces
-        self.interfaces = {}
         for name, port in self.ports.items():
             im = model.interfaces.get(name)
             if im is None:
@@ -144,38 +148,54 @@ class Router:
             ri = RouterInterface(im, port)
             if name in old:
                 ri.drops = old[name].drops
-            if self.acls is not None:
-                ri.acl_in = self.acls.get(im.access_group_in) if im.access_group_in else None
-                ri.acl_out = self.acls.get(im.access_group_out) if im.access_group_out else None
-            self.interfaces[name] = ri
-        self.local = {}
-        self.routes.clear()
-        for ri in self.interfaces.values():
+            if acls is not None:
+                ri.acl_in = acls.get(im.access_group_in) if im.access_group_in else None
+                ri.acl_out = acls.get(im.access_group_out) if im.access_group_out else None
+            interfaces[name] = ri
+        local = {}
+        statics = []
+        routes = RouteTable()
+        for ri in interfaces.values():
             if ri.shutdown:
                 continue
             for addr in ri.addresses:
-                self.local[addr] = ri
-                self.arp.add_static(ri.name, addr, ri.mac)
+                local[addr] = ri
+                statics.append((ri.name, addr, ri.mac))
             if ri.model.address is not None:
                 net = ri.model.address.network
-                self.routes.add(RouteEntry(int(net.network_address), net.prefixlen,
-                                           ri.name, None, 0, "C"))
+                routes.add(RouteEntry(int(net.network_address), net.prefixlen,
+                                      ri.name, None, 0, "C"))
             for sec in ri.model.secondary:
-                self.routes.add(RouteEntry(int(sec.network.network_address),
-                                           sec.network.prefixlen, ri.name, None, 0, "C"))
+                routes.add(RouteEntry(int(sec.network.network_address),
+                                      sec.network.prefixlen, ri.name, None, 0, "C"))
         for r in model.routes:
             # A route to Null0, or via an interface this box does not
             # forward on, is kept: its destinations are discarded (skipping
             # it would send them along a shorter prefix, e.g. the default).
-            self.routes.add(RouteEntry(int(r.prefix.network_address), r.prefix.prefixlen,
-                                       r.interface,
-                                       int(r.next_hop) if r.next_hop is not None else None,
-                                       r.distance, "S"))
+            routes.add(RouteEntry(int(r.prefix.network_address), r.prefix.prefixlen,
+                                  r.interface,
+                                  int(r.next_hop) if r.next_hop is not None else None,
+                                  r.distance, "S"))
         for s in model.nat.statics:
             # ip nat outside source static OG OL add-route: a host route to
             # the outside local address via the outside global one.
             if s.side == "outside" and s.add_route and s.global_ is not None:
-                self.routes.add(RouteEntry(int(s.global_), 32, None, int(s.local), 1, "S"))
+                routes.add(RouteEntry(int(s.global_), 32, None, int(s.local), 1, "S"))
+        return (model, interfaces, local, statics, routes)
+
+    def commit_config(self, plan) -> None:
+        """Install a plan from :meth:`prepare_config`: assignments only."""
+        model, interfaces, local, statics, routes = plan
+        self.model = model
+        self._fast_tables = {6: self.sessions.tcp, 17: self.sessions.udp} if self.sessions else {}
+        if self.sessions is not None:
+            for sess in self.sessions.sessions.values():
+                sess.route = [None, None]          # interfaces are rebuilt
+        self.interfaces = interfaces
+        self.local = local
+        self.routes = routes
+        for ifname, addr, mac in statics:
+            self.arp.add_static(ifname, addr, mac)
 
     # ------------------------------------------------------------------
     # life cycle

@@ -24,6 +24,7 @@ timeout to ``finrst-timeout`` and re-buckets the entry once.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 
 from cbac.nat.translation import (BINDING, DOOR, FLOW, STATIC, T_EST, T_FINRST, T_SYN,
@@ -186,11 +187,36 @@ class Nat:
         self._stateless: dict[tuple, Translation] = {}
         self.update(router_model)
 
+    _STATIC_ATTRS = ("statics", "st_in_by_local", "st_in_by_global", "st_port_by_local",
+                     "st_port_by_global", "st_out_by_global", "st_out_by_local",
+                     "global_addrs", "pool_ranges")
+
     def update(self, router_model) -> None:
-        """Apply a new configuration.  Existing dynamic entries are kept
-        (as IOS keeps them) and time out normally; new flows use the new
-        rules.  A ``source list`` rule that did not change keeps its
-        counters."""
+        """Apply a new configuration (:meth:`prepare` then :meth:`commit`).
+        Existing dynamic entries are kept (as IOS keeps them) and time out
+        normally; new flows use the new rules.  A ``source list`` rule that
+        did not change keeps its counters."""
+        self.commit(self.prepare(router_model))
+
+    def prepare(self, router_model):
+        """Build everything a configuration needs, off to the side: the
+        running state is not touched, so a failure here (MemoryError
+        included) leaves the engine as it was.  Returns a plan for
+        :meth:`commit`."""
+        from types import SimpleNamespace
+        plan = SimpleNamespace(model=router_model)
+        self._load_statics(router_model, plan)
+        plan.rules = [(i, d, self._rule_addresses(router_model, d))
+                      for i, d in enumerate(router_model.nat.dynamics, 1)]
+        plan.inside_ifs = sorted(n for n, i in router_model.interfaces.items()
+                                 if i.nat == "inside")
+        plan.outside_ifs = sorted(n for n, i in router_model.interfaces.items()
+                                  if i.nat == "outside")
+        return plan
+
+    def commit(self, plan) -> None:
+        """Install a plan from :meth:`prepare`: assignments only."""
+        router_model = plan.model
         self.model = router_model
         self.timeouts = router_model.nat.timeouts
         self._stateless.clear()
@@ -198,12 +224,13 @@ class Nat:
             self.acls.update(router_model)
         for k in [k for k, v in self.ports.items() if v[2] < 0]:
             del self.ports[k]
-        self._load_statics(router_model)
+        for a in self._STATIC_ATTRS:
+            setattr(self, a, getattr(plan, a))
+        self.ports.update(plan.static_ports)
         self.portmaps.clear()              # rebuilt from self.ports when next used
         old = {(r.acl, r.pool, r.interface, r.overload): r for r in self.rules}
         rules = []
-        for i, d in enumerate(router_model.nat.dynamics, 1):
-            addrs = self._rule_addresses(router_model, d)
+        for i, d, addrs in plan.rules:
             r = old.pop((d.acl, d.pool, d.interface, d.overload or d.interface is not None),
                         None)
             if r is None:
@@ -212,9 +239,8 @@ class Nat:
                 r.id, r.addresses, r.cursor = i, addrs, 0
             rules.append(r)
         self.rules = rules
-        self.inside_ifs = sorted(n for n, i in router_model.interfaces.items() if i.nat == "inside")
-        self.outside_ifs = sorted(n for n, i in router_model.interfaces.items()
-                                  if i.nat == "outside")
+        self.inside_ifs = plan.inside_ifs
+        self.outside_ifs = plan.outside_ifs
 
     # ------------------------------------------------------------------
     # configuration
@@ -229,24 +255,28 @@ class Nat:
     def _rule_addresses(self, model, d):
         if d.interface is not None:
             a = self._if_addr(model, d.interface)
-            return [] if a is None else [a]
+            return range(0) if a is None else range(a, a + 1)
         p = model.nat.pools.get(d.pool)
         if p is None:
             return []
         lo, hi = int(p.start), int(p.end)
-        return list(range(lo, hi + 1)) if hi >= lo else []
+        # a range, not a list: O(1) memory and membership whatever the size
+        return range(lo, hi + 1) if hi >= lo else range(0)
 
-    def _load_statics(self, model):
+    def _load_statics(self, model, st):
+        """The static entries of ``model`` into ``st`` (nothing of the
+        running state is touched)."""
         now = self.clock.seconds()
-        self.statics: list[Translation] = []
-        self.st_in_by_local: dict[int, int] = {}
-        self.st_in_by_global: dict[int, int] = {}
-        self.st_port_by_local: dict[tuple, tuple] = {}
-        self.st_port_by_global: dict[tuple, tuple] = {}
-        self.st_out_by_global: dict[int, int] = {}
-        self.st_out_by_local: dict[int, int] = {}
-        self.global_addrs: set[int] = set()
-        self.pool_ranges = []
+        st.static_ports = {}
+        st.statics: list[Translation] = []
+        st.st_in_by_local: dict[int, int] = {}
+        st.st_in_by_global: dict[int, int] = {}
+        st.st_port_by_local: dict[tuple, tuple] = {}
+        st.st_port_by_global: dict[tuple, tuple] = {}
+        st.st_out_by_global: dict[int, int] = {}
+        st.st_out_by_local: dict[int, int] = {}
+        st.global_addrs: set[int] = set()
+        st.pool_ranges = []
         for s in model.nat.statics:
             local = int(s.local)
             if s.global_interface is not None:
@@ -261,33 +291,33 @@ class Nat:
                 # local = outside global address as configured? IOS:
                 # "ip nat outside source static OUTSIDE-GLOBAL OUTSIDE-LOCAL"
                 og, ol = local, g
-                self.st_out_by_global[og] = ol
-                self.st_out_by_local[ol] = og
+                st.st_out_by_global[og] = ol
+                st.st_out_by_local[ol] = og
                 t = Translation(STATIC, 0, None, None, (ol, None), (og, None), now)
                 t.static_cfg = s
-                self.statics.append(t)
+                st.statics.append(t)
                 continue
             if s.protocol in ("tcp", "udp"):
                 proto = 6 if s.protocol == "tcp" else 17
                 lp, gp = s.local_port, s.global_port
                 if lp is None or gp is None:
                     continue
-                self.st_port_by_local[(proto, local, lp)] = (g, gp)
-                self.st_port_by_global[(proto, g, gp)] = (local, lp)
-                self.ports[(proto, g, gp)] = [local, lp, -1]
+                st.st_port_by_local[(proto, local, lp)] = (g, gp)
+                st.st_port_by_global[(proto, g, gp)] = (local, lp)
+                st.static_ports[(proto, g, gp)] = [local, lp, -1]
                 t = Translation(STATIC, proto, (local, lp), (g, gp), None, None, now)
             else:
-                self.st_in_by_local.setdefault(local, g)
-                self.st_in_by_global.setdefault(g, local)
+                st.st_in_by_local.setdefault(local, g)
+                st.st_in_by_global.setdefault(g, local)
                 t = Translation(STATIC, 0, (local, None), (g, None), None, None, now)
             t.static_cfg = s
             if s.global_interface is None:
-                self.global_addrs.add(g)
-            self.statics.append(t)
+                st.global_addrs.add(g)
+            st.statics.append(t)
         for d in model.nat.dynamics:
             p = model.nat.pools.get(d.pool) if d.pool else None
             if p is not None:
-                self.pool_ranges.append((int(p.start), int(p.end)))
+                st.pool_ranges.append((int(p.start), int(p.end)))
 
     # ------------------------------------------------------------------
     # queries for the router
@@ -817,7 +847,7 @@ class Nat:
 
     # -- PAT ports ---------------------------------------------------------
 
-    def _pat_alloc(self, rule, proto, il, ilp, og=0, ogp=0):
+    def _pat_alloc(self, rule, proto, il, ilp, og=0, ogp=0, prefer=None):
         """(IG, IGp, pat_key) or None.  Endpoint-independent: an inside
         (address, port) keeps its global port for every destination while
         it is in use.  The original port is kept when free; else the next
@@ -833,7 +863,10 @@ class Nat:
         if m is not None:
             self.ports[(proto, m[0], m[1])][2] += 1
             return m[0], m[1], pk
-        for ig in rule.addresses:
+        addrs = rule.addresses
+        if prefer is not None:
+            addrs = itertools.chain((prefer,), (x for x in addrs if x != prefer))
+        for ig in addrs:
             p = self._portmap(proto, ig).alloc(ilp)
             if p is not None:
                 self.ports[(proto, ig, p)] = [il, ilp, 1]
@@ -947,12 +980,8 @@ class Nat:
             return (b.inside_global[0], local_port) if b is not None else (local_addr, local_port)
         if like is not None and like.inside_global[0] in rule.addresses:
             # same global address as the control connection
-            addrs = rule.addresses
-            rule.addresses = [like.inside_global[0]] + [a for a in addrs if a != like.inside_global[0]]
-            try:
-                a = self._pat_alloc(rule, proto, local_addr, local_port)
-            finally:
-                rule.addresses = addrs
+            a = self._pat_alloc(rule, proto, local_addr, local_port,
+                                prefer=like.inside_global[0])
         else:
             a = self._pat_alloc(rule, proto, local_addr, local_port)
         if a is None:
@@ -1308,7 +1337,7 @@ class Nat:
             mask = (0xFFFFFFFF << (32 - p.prefix_length)) & 0xFFFFFFFF
             total_a = len(r.addresses)
             if r.overload:
-                mine = set(r.addresses)
+                mine = r.addresses
                 used = len({k[1] for k, v in self.ports.items()
                             if v[2] > 0 and k[1] in mine})
             else:
