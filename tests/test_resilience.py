@@ -584,3 +584,130 @@ class ThreadedReloadTests(unittest.TestCase):
             self.assertLess(worst, 250.0, "reactor stalled %.0f ms" % worst)
             print("reload: %d ticks, worst reactor gap %.1f ms" % (len(gaps), worst))
         return d.addCallback(done)
+
+
+# ---------------------------------------------------------------------------
+# Logging under faults
+
+import errno  # noqa: E402
+
+from cbac.log import ios  # noqa: E402
+
+
+class _Disk:
+    """A file whose writes fail with ENOSPC while ``full``."""
+
+    def __init__(self, path):
+        self.full = False
+        self.path = path
+
+    def open(self, path):
+        disk = self
+        f = open(path, "ab")
+
+        class F:
+            def write(self, data):
+                if disk.full:
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                return f.write(data)
+
+            def flush(self):
+                f.flush()
+
+            def tell(self):
+                return f.tell()
+
+            def close(self):
+                f.close()
+        return F()
+
+
+class _Udp:
+    def __init__(self):
+        self.error = None
+        self.sent = []
+
+    def write(self, data, addr):
+        if self.error is not None:
+            raise self.error
+        self.sent.append(data.decode())
+
+
+class LoggingFaultTests(ApplianceCase):
+    def setUp(self):
+        import os
+        import tempfile
+        self.dir = tempfile.mkdtemp()
+        self.path = os.path.join(self.dir, "cbac.log")
+        self.extra = ("logging file %s 1000000 informational\nlogging host 192.0.2.50"
+                      % self.path)
+        ApplianceCase.setUp(self)
+        from cbac.log.observers import makeLogging
+        obs, _svc = makeLogging(self.app.model, self.clock)
+        self.app.log_observers = obs
+        globalLogPublisher.addObserver(obs)
+        self.addCleanup(globalLogPublisher.removeObserver, obs)
+        self.obs = obs
+        self.disk = _Disk(self.path)
+        obs.file._opener = self.disk.open
+        self.udp = _Udp()
+        obs.hosts[0]._udp = self.udp
+        import shutil
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.addCleanup(obs.file.close)
+
+    def file_lines(self):
+        with open(self.path) as f:
+            return f.read()
+
+    def buffer(self):
+        return "\n".join(self.obs.buffer.lines())
+
+    def test_disk_full_is_reported_once_others_continue_and_logging_resumes(self):
+        ios.message("FW", 4, "TEST", "line one")
+        self.assertIn("%FW-4-TEST: line one", self.file_lines())
+        self.disk.full = True
+        for i in range(3):
+            ios.message("FW", 4, "TEST", "while full %d" % i)
+        fails = [m for m in self.logs if "LOGGINGFILE_FAIL" in m]
+        self.assertEqual(fails, ["%%SYS-3-LOGGINGFILE_FAIL: Logging to file %s failed - "
+                                 "No space left on device (ENOSPC)" % self.path])
+        # the other destinations got everything, the failure report included
+        for i in range(3):
+            self.assertIn("while full %d" % i, self.buffer())
+            self.assertTrue(any("while full %d" % i in s for s in self.udp.sent))
+        self.assertIn("LOGGINGFILE_FAIL", self.buffer())
+        self.assertTrue(any("LOGGINGFILE_FAIL" in s for s in self.udp.sent))
+        show = self.app.show_logging()
+        self.assertIn("File logging: %s, level informational" % self.path, show)
+        self.assertIn("3 messages lost", show)
+        self.assertIn("No space left on device (ENOSPC) (retried every 5 seconds)", show)
+        # space comes back: the next line after the retry interval goes out
+        self.disk.full = False
+        ios.message("FW", 4, "TEST", "too early")        # within 5 s: not retried yet
+        self.clock.advance(5)
+        ios.message("FW", 4, "TEST", "after")
+        text = self.file_lines()
+        self.assertIn("%%SYS-5-LOGGINGFILE_RESUME: Logging to file %s resumed - 4 messages lost"
+                      % self.path, text)
+        self.assertIn("%FW-4-TEST: after", text)
+        self.assertNotIn("while full", text)
+        self.assertNotIn("failed since", self.app.show_logging())
+        self.assertEqual(len([m for m in self.logs if "LOGGINGFILE_FAIL" in m]), 1)
+
+    def test_syslog_destination_erroring_is_reported_once(self):
+        self.udp.error = OSError(errno.ENETUNREACH, "Network is unreachable")
+        for i in range(3):
+            ios.message("FW", 4, "TEST", "unsent %d" % i)
+        fails = [m for m in self.logs if "LOGGINGHOST_FAIL" in m]
+        self.assertEqual(fails, ["%SYS-3-LOGGINGHOST_FAIL: Logging to host 192.0.2.50 port 514 "
+                                 "failed - Network is unreachable (ENETUNREACH)"])
+        self.assertIn("unsent 2", self.file_lines())
+        self.assertIn("LOGGINGHOST_FAIL", self.file_lines())
+        self.assertIn("link failed", self.app.show_logging())
+        self.udp.error = None
+        self.clock.advance(6)
+        ios.message("FW", 4, "TEST", "sent again")
+        self.assertTrue(any("sent again" in s for s in self.udp.sent))
+        self.assertIn("Logging to host 192.0.2.50 port 514 started - reconnection "
+                      "(3 messages lost)", self.buffer())

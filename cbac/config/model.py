@@ -371,6 +371,9 @@ class LoggingConfig:
     hosts: list[LogHost] = field(default_factory=list)
     tls_ca: Optional[str] = None                 # cbac logging tls-ca FILE
     rfc5424: bool = False                        # cbac logging format rfc5424
+    file: Optional[str] = None                   # logging file PATH [MAX [MIN]] [LEVEL]
+    file_max: int = 4096000
+    file_level: int = 7
 
 
 # --------------------------------------------------------------------------

@@ -1574,6 +1574,28 @@ class Parser:
     def g_logging_trap(self, ln, neg, a):
         self.router.logging.trap_level = 6 if neg or not a else _level(a[0])
 
+    def g_logging_file(self, ln, neg, a):
+        """``logging file PATH [MAX [MIN]] [LEVEL]`` (IOS; PATH is a local
+        file; MIN is accepted and ignored)."""
+        lg = self.router.logging
+        if neg:
+            lg.file, lg.file_max, lg.file_level = None, 4096000, 7
+            return
+        if not a:
+            raise _Bad("expected 'logging file PATH [MAX [MIN]] [LEVEL]'")
+        path = a[0]
+        if path.lower().startswith("flash:"):
+            raise _Bad("'%s': cbac writes a local file: give an absolute path" % path)
+        if not path.startswith("/"):
+            raise _Bad("'%s': give an absolute path" % path)
+        nums = [t for t in a[1:] if t.isdigit() and int(t) > 7]
+        rest = [t for t in a[1:] if t not in nums]
+        if len(nums) > 2 or len(rest) > 1:
+            raise _Bad("expected 'logging file PATH [MAX [MIN]] [LEVEL]'")
+        lg.file = path
+        lg.file_max = _int(nums[0], 4096, 2147483647, "max file size") if nums else 4096000
+        lg.file_level = _level(rest[0]) if rest else 7
+
     def g_logging_console(self, ln, neg, a):
         self.router.logging.console_level = 7 if neg or not a else _level(a[0])
 
@@ -1753,6 +1775,7 @@ GLOBAL_COMMANDS: dict[tuple[str, ...], Callable] = {
     ("logging", "buffered"): P.g_logging_buffered,
     ("logging", "trap"): P.g_logging_trap,
     ("logging", "console"): P.g_logging_console,
+    ("logging", "file"): P.g_logging_file,
     ("ip", "ssh", "port"): P.g_ssh_port,
     ("line", "vty"): P.g_line_vty,
     ("cbac", "port"): P.g_cbac_port,

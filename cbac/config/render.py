@@ -293,6 +293,8 @@ def render_body(r: Router) -> list[str]:
         boot.append(line)
     if lg.console_level != 7:
         boot.append("logging console %s" % SEVERITIES[lg.console_level])
+    if lg.file is not None:
+        boot.append("logging file %s %d %s" % (lg.file, lg.file_max, SEVERITIES[lg.file_level]))
     if boot:
         out += boot + ["!"]
     en = []
