@@ -711,3 +711,24 @@ class LoggingFaultTests(ApplianceCase):
         self.assertTrue(any("sent again" in s for s in self.udp.sent))
         self.assertIn("Logging to host 192.0.2.50 port 514 started - reconnection "
                       "(3 messages lost)", self.buffer())
+
+
+class PerSourceSessionLimitTests(ApplianceCase):
+    extra = ("cbac session-limit host 100\n"
+             "ip inspect max-incomplete high 2000\nip inspect max-incomplete low 1800\n"
+             "ip inspect one-minute high 2000\nip inspect one-minute low 1800")
+
+    def test_one_host_cannot_fill_the_session_table(self):
+        for p in range(3000, 3150):
+            self.inside(IP(src="10.10.10.2", dst="172.22.1.1") / UDP(sport=p, dport=9999) / b"x")
+        self.assertEqual(len(self.sent(self.pout)), 100)
+        self.assertEqual((self.sessions(), self.nat_dynamic()), (100, 100))   # no orphan NAT entries
+        self.assertEqual(
+            [m for m in self.logs if "HOST_SESSIONS_MAXIMUM" in m],
+            ["%FW-4-HOST_SESSIONS_MAXIMUM: Number of sessions from host 10.10.10.2 exceeds "
+             "the configured maximum value 100"])
+        self.assertIn("source-limit", self.app.show_ip_inspect("statistics"))
+        self.inside(IP(src="10.10.10.3", dst="172.22.1.1") / UDP(sport=3000, dport=9999) / b"y",
+                    mac="02:00:0a:0a:0a:03")
+        self.assertEqual(len(self.sent(self.pout)), 1)
+        self.assertIn("cbac session-limit host 100", self.app.show_running_config())

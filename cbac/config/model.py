@@ -128,6 +128,10 @@ SMTP_MAX_DATA_DEFAULT = 20000000
 #: under 256 MB with every session an HTTP-inspected connection through
 #: PAT (about 7.5 KB each; docs/performance.md, "Memory under attack").
 SESSION_LIMIT_DEFAULT = 25000
+#: ``cbac session-limit host N`` when not configured: the sessions one
+#: initiating address may hold (pf's max-src-states), so one host cannot
+#: fill the table for the others.
+SESSION_LIMIT_HOST_DEFAULT = 4096
 
 
 def default_timeout(protocol: str, g: InspectGlobals) -> int:
@@ -458,6 +462,7 @@ class Router:
     ssh: SshConfig = field(default_factory=SshConfig)
     vty: list[VtyConfig] = field(default_factory=list)
     session_limit: int = 25000                   # cbac session-limit N (SESSION_LIMIT_DEFAULT)
+    session_limit_host: int = 4096               # cbac session-limit host N
     smtp: SmtpOptions = field(default_factory=SmtpOptions)
     ports: dict[str, PortBinding] = field(default_factory=dict)
     extra: list[Verbatim] = field(default_factory=list)   # accepted, not acted on

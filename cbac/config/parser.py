@@ -1692,7 +1692,16 @@ class Parser:
         self.router.ports[name] = PortBinding(name, dev, lineno=ln.no)
 
     def g_cbac_session_limit(self, ln, neg, a):
-        from cbac.config.model import SESSION_LIMIT_DEFAULT
+        from cbac.config.model import SESSION_LIMIT_DEFAULT, SESSION_LIMIT_HOST_DEFAULT
+        if a and a[0].lower() == "host":
+            # cbac session-limit host N: sessions per initiating address
+            if neg:
+                self.router.session_limit_host = SESSION_LIMIT_HOST_DEFAULT
+            elif len(a) != 2:
+                raise _Bad("expected 'cbac session-limit host N'")
+            else:
+                self.router.session_limit_host = _int(a[1], 1, 100000000, "session-limit host")
+            return
         self.router.session_limit = SESSION_LIMIT_DEFAULT if neg else \
             _int(a[0], 1, 100000000, "session-limit")
 

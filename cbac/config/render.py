@@ -405,6 +405,9 @@ def render_body(r: Router) -> list[str]:
     from cbac.config.model import SESSION_LIMIT_DEFAULT
     if r.session_limit != SESSION_LIMIT_DEFAULT:
         cb.append("cbac session-limit %d" % r.session_limit)
+    from cbac.config.model import SESSION_LIMIT_HOST_DEFAULT
+    if r.session_limit_host != SESSION_LIMIT_HOST_DEFAULT:
+        cb.append("cbac session-limit host %d" % r.session_limit_host)
     if r.ssh.authorized_keys is not None:
         cb.append("cbac ssh authorized-keys %s" % r.ssh.authorized_keys)
     if lg.tls_ca is not None:

@@ -194,6 +194,8 @@ class SessionTable:
         self._half = {}                  # half-open TCP+UDP sessions, oldest first
         self._host_half = {}             # host -> {session: None} (TCP)
         self._group_half = {}            # (proto, responder) -> {session: None} (TCP+UDP)
+        self._per_src = {}               # initiator address -> sessions
+        self._src_logged = {}            # initiator address -> last limit log time
         self._heavy = None               # the group that grew largest last
         self._host_alerted = set()
         self._blocked = {}               # host -> unblock time
@@ -382,6 +384,12 @@ class SessionTable:
             stats.drop("key-collision")
             return None
         host = c_in[1]
+        # per-source limit (cbac session-limit host; pf max-src-states)
+        src = c_in[0]
+        if self._per_src.get(src, 0) >= self.model.session_limit_host:
+            stats.drop("source-limit")
+            self._log_source_limit(src, now)
+            return None
         # per-host half-open limit (TCP)
         if proto == 6 and not self._host_check(host, now, g):
             self._check_aggressive(None, g)
@@ -479,6 +487,7 @@ class SessionTable:
         table[kc] = s.entries[0]
         table[ks] = s.entries[1]
         self.sessions[s.sid] = s
+        self._per_src[src] = self._per_src.get(src, 0) + 1
         n = len(self.sessions)
         if n > stats.peak:
             stats.peak = n
@@ -686,6 +695,17 @@ class SessionTable:
                 ios.message("FW", 4, "ALERT_OFF",
                             "calming down, count (%d/%d) current 1-min rate: %d" % (
                                 half, g.max_incomplete_low, rate))
+
+    def _log_source_limit(self, src, now) -> None:
+        last = self._src_logged.get(src)
+        if last is not None and now - last < 60:
+            return
+        if len(self._src_logged) > 1024:
+            self._src_logged = {h: t for h, t in self._src_logged.items() if now - t < 60}
+        self._src_logged[src] = now
+        ios.message("FW", 4, "HOST_SESSIONS_MAXIMUM",
+                    "Number of sessions from host %s exceeds the configured maximum value %d"
+                    % (ip_str(src), self.model.session_limit_host))
 
     def _log_full(self, rule_name, in_if, out_if) -> None:
         now = self.clock.seconds()
@@ -978,6 +998,12 @@ class SessionTable:
         if table.get(ks) is s.entries[1]:
             del table[ks]
         self.sessions.pop(s.sid, None)
+        src = s.c_in[0]
+        n = self._per_src.get(src, 0) - 1
+        if n > 0:
+            self._per_src[src] = n
+        else:
+            self._per_src.pop(src, None)
         if s.slot is not None:
             # out of the timer wheel now (O(1)): a deleted session must not
             # stay referenced until its old deadline (a SYN flood's victims
