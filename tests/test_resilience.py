@@ -713,6 +713,32 @@ class LoggingFaultTests(ApplianceCase):
                       "(3 messages lost)", self.buffer())
 
 
+    def test_twistd_log_file_full_is_reported_once_not_per_event(self):
+        """twistd's own log observer (``--logfile`` on a full disk) raising:
+        Twisted reports it to the other observers on every event; cbac
+        logs it once per episode and counts the rest."""
+        from twisted.logger import LogPublisher, Logger
+
+        class TwistdLog:
+            def __call__(self, event):
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            def __repr__(self):
+                return "<twistd log file /var/log/cbac/twistd.log>"
+        pub = LogPublisher(TwistdLog(), self.obs)
+        log = Logger(observer=pub, namespace="cbac")
+        for i in range(5):
+            log.info("event {i}", i=i)
+        fails = [line for line in self.obs.buffer.lines() if "LOGGER_FAIL" in line]
+        self.assertEqual(len(fails), 1, self.obs.buffer.lines())
+        self.assertIn("%SYS-3-LOGGER_FAIL: Logging to <twistd log file /var/log/cbac/twistd.log> "
+                      "failed - No space left on device (ENOSPC)", fails[0])
+        self.assertNotIn("TRACEBACK", self.buffer())
+        self.assertIn("failing since", self.app.show_logging())
+        self.assertIn("5 failures", self.app.show_logging())
+        self.flushLoggedErrors(OSError)
+
+
 class PerSourceSessionLimitTests(ApplianceCase):
     extra = ("cbac session-limit host 100\n"
              "ip inspect max-incomplete high 2000\nip inspect max-incomplete low 1800\n"

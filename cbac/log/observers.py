@@ -739,6 +739,7 @@ class LogObservers:
         self.service = service.MultiService()
         self._source_for = None
         self.file: Optional[FileObserver] = None
+        self.others: dict = {}                 # failing observers not ours (twistd's log)
         if router_model is not None:
             self.configure(router_model)
 
@@ -757,7 +758,37 @@ class LogObservers:
         for h in self.hosts:
             h.source_for = f
 
+    #: seconds without a failure after which another observer (twistd's log
+    #: file, the journal) counts as recovered
+    OTHER_RECOVERY = 60.0
+
+    def _other_observer_failed(self, event) -> None:
+        """Twisted tells every observer, on every event, that another one
+        (twistd's ``--logfile`` on a full disk) raised: report it once per
+        episode instead of a traceback per event, and count the rest."""
+        obs = event.get("observer")
+        key = repr(obs)[:120]
+        now = self.formatter._uptime() + self.formatter.start
+        st = self.others.get(key)
+        if st is not None and now - st["last"] < self.OTHER_RECOVERY:
+            st["last"] = now
+            st["count"] += 1
+            return
+        f = event.get("log_failure")
+        why = _error_text(f.value) if f is not None and f.value is not None else "error"
+        if len(self.others) > 32:
+            self.others.clear()
+        self.others[key] = {"since": time.time(), "last": now, "count": 1, "why": why}
+        ios.message("SYS", 3, "LOGGER_FAIL", "Logging to %s failed - %s" % (key, why))
+
     def __call__(self, event) -> None:
+        fmt = event.get("log_format")
+        if fmt is not None and fmt.startswith("Temporarily disabling observer"):
+            try:
+                self._other_observer_failed(event)
+            except Exception:
+                pass
+            return
         entry = self.formatter.format(event)
         if entry is None:
             return
@@ -849,6 +880,12 @@ class LogObservers:
             out.append("                    filtering disabled")
         if self.file is not None:
             out.append(self.file.describe())
+        now = self.formatter._uptime() + self.formatter.start
+        for key, st in self.others.items():
+            if now - st["last"] < self.OTHER_RECOVERY:
+                out.append("    Log destination %s failing since %s: %s, %d failures"
+                           % (key, ios_timestamp(st["since"], None).rstrip(":"), st["why"],
+                              st["count"]))
         out += ["    Logging Exception size (4096 bytes)",
                 "    Count and timestamp logging messages: disabled",
                 "",
