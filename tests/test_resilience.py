@@ -758,3 +758,16 @@ class PerSourceSessionLimitTests(ApplianceCase):
                     mac="02:00:0a:0a:0a:03")
         self.assertEqual(len(self.sent(self.pout)), 1)
         self.assertIn("cbac session-limit host 100", self.app.show_running_config())
+
+
+class NatFragmentTableTests(NatCase):
+    def test_first_fragments_are_remembered_in_a_bounded_table(self):
+        t0 = time.perf_counter()
+        for i in range(10000):
+            f = parse_frame(bytearray(raw(
+                Ether(src="00:11:22:33:44:55", dst="02:00:00:00:00:01") /
+                IP(src="10.0.0.2", dst="192.0.2.9", id=i, flags="MF") /
+                UDP(sport=5000, dport=9999) / (b"x" * 16))))
+            self.out(f)
+        self.assertLessEqual(len(self.nat.frags), 4096)
+        self.assertLess(time.perf_counter() - t0, 30)

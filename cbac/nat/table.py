@@ -48,6 +48,7 @@ INBOUND = 1         # the error arrived on the outside, goes inside
 PORT_RANGES = ((0, 511), (512, 1023), (1024, 65535))
 
 _FRAG_LIFETIME = 30.0
+_FRAG_MAX = 4096            # first fragments remembered at most
 _SYN_ACK_RST_FIN = SYN | ACK | RST | FIN
 _ICMP_ERRORS = frozenset((3, 4, 5, 11, 12))
 
@@ -482,10 +483,15 @@ class Nat:
         rw = t.forward if inside else t.reverse
         src, dst = rw.old[0], rw.old[1]
         fr = self.frags
-        if len(fr) > 4096:
+        if len(fr) >= _FRAG_MAX:
+            # bounded: drop the expired ones, then the oldest down to 3/4 (so
+            # the scan is paid once per quarter of the table, not per packet)
             now = self.clock.seconds()
             for k in [k for k, v in fr.items() if v[1] < now]:
                 del fr[k]
+            if len(fr) >= _FRAG_MAX:
+                for k in list(itertools.islice(fr, len(fr) - _FRAG_MAX * 3 // 4)):
+                    del fr[k]
         fr[(inside, pkt.proto, src, dst, pkt.ip_id)] = (t, self.clock.seconds() + _FRAG_LIFETIME)
 
     def _fragment(self, pkt, inside, rewrite):
@@ -1099,6 +1105,7 @@ class Nat:
             self._drop_door(t, keep_port=False)
             return
         t.dead = True
+        t.owner = None
         self.entries.pop(id(t), None)
         if t.kind == FLOW:
             if self.flows_in.get(t.in_key) is t:
