@@ -760,7 +760,7 @@ class PerSourceSessionLimitTests(ApplianceCase):
         self.assertIn("cbac session-limit host 100", self.app.show_running_config())
 
 
-class NatFragmentTableTests(NatCase):
+class NatTableBoundsTests(NatCase):
     def test_first_fragments_are_remembered_in_a_bounded_table(self):
         t0 = time.perf_counter()
         for i in range(10000):
@@ -771,3 +771,15 @@ class NatFragmentTableTests(NatCase):
             self.out(f)
         self.assertLessEqual(len(self.nat.frags), 4096)
         self.assertLess(time.perf_counter() - t0, 30)
+
+    def test_ftp_doors_count_in_the_host_limit(self):
+        self.reconfigure("ip nat translation max-entries all-host 3")
+        local = int(IPv4("10.0.0.2"))
+        got = [self.nat.reserve("tcp", local, 20000 + i, remote=int(IPv4("192.0.2.9")))
+               for i in range(5)]
+        mapped = [g for g in got if g[0] != local]
+        self.assertEqual(len(mapped), 3)
+        self.assertEqual(got[3:], [(local, 20003), (local, 20004)])
+        self.assertEqual(self.nat.host_count[local], 3)
+        self.clock.advance(61)                      # the doors expire (syn-timeout)
+        self.assertNotIn(local, self.nat.host_count)

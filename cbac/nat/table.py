@@ -984,6 +984,10 @@ class Nat:
         if not rule.overload:
             b = self._bind(rule, local_addr)
             return (b.inside_global[0], local_port) if b is not None else (local_addr, local_port)
+        if not self._limits_ok(local_addr, True):
+            # an FTP door counts in its host's limit: PORT commands cannot
+            # take the PAT ports the per-host limit protects
+            return local_addr, local_port
         if like is not None and like.inside_global[0] in rule.addresses:
             # same global address as the control connection
             a = self._pat_alloc(rule, proto, local_addr, local_port,
@@ -1004,6 +1008,8 @@ class Nat:
         old = self.doors.get(d.door_key)
         if old is not None:
             self._drop_door(old, keep_port=False)
+        d.host = local_addr
+        self.host_count[local_addr] = self.host_count.get(local_addr, 0) + 1
         self.doors[d.door_key] = d
         rule.refcount += 1
         self._schedule(d)
@@ -1014,6 +1020,13 @@ class Nat:
             del self.doors[d.door_key]
         self._unbucket(d)
         d.dead = True
+        h, d.host = d.host, None
+        if h is not None:
+            n = self.host_count.get(h, 0) - 1
+            if n > 0:
+                self.host_count[h] = n
+            else:
+                self.host_count.pop(h, None)
         if not keep_port:
             if d.pat_key is not None:
                 self._port_release(d.proto, d.inside_global[0], d.inside_global[1], d.pat_key)
