@@ -324,6 +324,22 @@ class SessionTable:
         return c_out
 
     @staticmethod
+    def _shared_rewrites(translation, c_in, c_out, s_in, s_out):
+        """The translation's own (forward, reverse) rewrites when they are
+        exactly the session's (the usual case): no second pair per
+        connection.  Rewrites are read-only."""
+        if translation is None:
+            return None
+        f, r = translation.forward, translation.reverse
+        if f is None or r is None:
+            return None
+        if f.old == c_in and f.new == c_out and r.old == s_in and r.new == s_out:
+            return [f, r]
+        if r.old == c_in and r.new == c_out and f.old == s_in and f.new == s_out:
+            return [r, f]
+        return None
+
+    @staticmethod
     def _rev(t, proto):
         if proto == 1:
             return (t[1], t[0], t[2], 0)
@@ -433,7 +449,8 @@ class SessionTable:
         s.s_in = self._rev(c_out, proto)
         s.s_out = self._rev(c_in, proto) if c_in != c_out else s.s_in
         if c_in != c_out:
-            s.rw = [Rewrite(proto, c_in, c_out), Rewrite(proto, s.s_in, s.s_out)]
+            s.rw = self._shared_rewrites(translation, c_in, c_out, s.s_in, s.s_out) or \
+                [Rewrite(proto, c_in, c_out), Rewrite(proto, s.s_in, s.s_out)]
         else:
             s.rw = _NO_REWRITE
         s.keys = (kc, ks)
