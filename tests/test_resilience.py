@@ -1,7 +1,20 @@
-"""Bounded state under attack (issue 17): through the whole appliance on
-memory ports with the seed configuration (PAT for the inside, the mail
-server 10.10.10.25 published on 172.22.1.16:25 with ``ip inspect OUT-IN
-in`` on the outside)."""
+"""Resilience (issue 17), through the whole appliance on memory ports with
+the seed configuration (PAT for the inside, the mail server 10.10.10.25
+published on 172.22.1.16:25 with ``ip inspect OUT-IN in`` on the outside):
+
+* no state before proof: NAT entries live and die with their sessions, a
+  refused packet leaves none, protocols without ports keep none;
+* PAT port allocation: O(1), within the IOS ranges, exhaustion logged,
+  counted and recovered from;
+* limits: per inside host and per table for translations, per source for
+  sessions, adaptive timeouts, fair eviction of half-open sessions,
+  bounded fragment table;
+* configuration all-or-nothing on reload (failures injected in the build);
+* logging under faults (a full disk, a failing syslog socket, twistd's own
+  log failing).
+
+The lab counterpart (real floods with hping3) is tests/test_lab_resilience.py;
+the memory figures come from bench/bench_attack.py."""
 
 from scapy.all import ARP, IP, TCP, UDP, Ether, raw
 from twisted.internet.task import Clock
@@ -537,7 +550,6 @@ class AtomicReloadTests(ApplianceCase):
         ok, text = self.app.configure_replace(self.path)
         self.assertTrue(ok, text)
         self.assertLess(self.app.last_swap_ms, 50.0)
-        print("swap of 5,000 routes: %.2f ms" % self.app.last_swap_ms)
         self.session_still_forwards()
 
 
@@ -582,7 +594,6 @@ class ThreadedReloadTests(unittest.TestCase):
             # the reactor ran all along: no stall of the order of the build
             self.assertGreater(len(gaps), 20)
             self.assertLess(worst, 250.0, "reactor stalled %.0f ms" % worst)
-            print("reload: %d ticks, worst reactor gap %.1f ms" % (len(gaps), worst))
         return d.addCallback(done)
 
 
