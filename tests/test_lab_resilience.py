@@ -14,9 +14,12 @@ import time
 
 from twisted.trial import unittest
 
-from tests.labrun import LabCase, skip_reason
+from tests.labrun import LabCase, seed_variant, skip_reason
 
 BLOB = os.urandom(4 * 1024 * 1024)
+
+#: the daemon also logs to a file (``logging file``): its IOS lines are checked
+IOS_LOG = "/tmp/cbac-lab-resilience-%d.log" % os.getpid()
 
 def rss_kb(pid):
     with open("/proc/%d/status" % pid) as f:
@@ -30,10 +33,13 @@ class AttackCbac(LabCase, unittest.TestCase):
     skip = skip_reason()
     mode = "cbac"
     timeout = 120
+    config = seed_variant(["logging file %s 4096000 informational" % IOS_LOG])
 
     @classmethod
     def setUpLab(cls):
         env = cls.env
+        import atexit
+        atexit.register(lambda: os.path.exists(IOS_LOG) and os.unlink(IOS_LOG))
         www = os.path.join(env.tmp, "www")
         os.makedirs(www)
         with open(os.path.join(www, "blob.bin"), "wb") as f:
@@ -107,3 +113,8 @@ class AttackCbac(LabCase, unittest.TestCase):
         self.assertLess(max(rss_during, rss1) - rss0, 64 * 1024,
                         "RSS %d KB -> %d KB during, %d KB after" % (rss0, rss_during, rss1))
         self.assertLess(time.monotonic() - start, 60)
+        # the flood was logged as IOS does, to the log file too
+        with open(IOS_LOG) as f:
+            text = f.read()
+        self.assertIn("%FW-4-ALERT_ON: getting aggressive", text)
+        self.assertIn("%FW-4-HOST_TCP_ALERT_ON: Max tcp half-open connections (50) exceeded", text)
