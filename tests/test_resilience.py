@@ -593,7 +593,9 @@ class ThreadedReloadTests(unittest.TestCase):
             worst = max(gaps) * 1000
             # the reactor ran all along: no stall of the order of the build
             self.assertGreater(len(gaps), 20)
-            self.assertLess(worst, 250.0, "reactor stalled %.0f ms" % worst)
+            # (built in the reactor the same reload stalls it about 4.5 s;
+            # the worst gap measured in a thread was 40-80 ms, a GC pass)
+            self.assertLess(worst, 500.0, "reactor stalled %.0f ms" % worst)
         return d.addCallback(done)
 
 
