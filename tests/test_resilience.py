@@ -364,6 +364,13 @@ class NatLimitTests(NatCase):
             t = self.nat.inbound(UdpFrames("192.0.2.7", dst="203.0.113.1", dport=25)(p))
             self.assertIsNone(t)     # (UDP to the TCP static: no entry at all)
 
+    def test_a_limit_list_naming_an_undefined_acl_is_an_error(self):
+        from cbac.config.check import check
+        model, diags = parse(NAT_CONFIG + "ip nat translation max-entries list 9 20\n")
+        errors = [str(d) for d in list(diags) + list(check(model)) if d.severity == "error"]
+        self.assertEqual(len(errors), 1, errors)
+        self.assertIn("NAT: access list 9 is not defined", errors[0])
+
     def test_table_limit(self):
         self.reconfigure("ip nat translation max-entries 10")
         for i, host in enumerate(("10.0.0.2", "10.0.0.3", "10.0.0.4")):

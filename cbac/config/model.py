@@ -308,7 +308,7 @@ class NatTimeouts:
     # ip nat translation max-entries {all-host N | host ADDR N | list ACL N}
     max_entries_all_host: Optional[int] = None
     max_entries_host: dict = field(default_factory=dict)      # IPv4Address -> N
-    max_entries_list: list = field(default_factory=list)      # [(acl, N)] in order
+    max_entries_list: list = field(default_factory=list)      # [(acl, N, lineno)] in order
 
 
 @dataclass

@@ -1431,9 +1431,9 @@ class Parser:
                 else:
                     t.max_entries_host[h] = n
             elif kind == "list":
-                t.max_entries_list = [(acl, m) for acl, m in t.max_entries_list if acl != a[2]]
+                t.max_entries_list = [e for e in t.max_entries_list if e[0] != a[2]]
                 if n is not None:
-                    t.max_entries_list.append((a[2], n))
+                    t.max_entries_list.append((a[2], n, ln.no))
             else:
                 t.max_entries = n
             return

@@ -255,7 +255,7 @@ def _nat(r: Router) -> list[str]:
         out.append("ip nat translation max-entries all-host %d" % n.timeouts.max_entries_all_host)
     for h, m in sorted(n.timeouts.max_entries_host.items()):
         out.append("ip nat translation max-entries host %s %d" % (h, m))
-    for acl, m in n.timeouts.max_entries_list:
+    for acl, m, _line in n.timeouts.max_entries_list:
         out.append("ip nat translation max-entries list %s %d" % (acl, m))
     for s in n.services:
         out.append("ip nat service list %s %s tcp port %d" % (s.acl, s.protocol, s.port))

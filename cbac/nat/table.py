@@ -724,7 +724,7 @@ class Nat:
             n = to.max_entries_host.get(IPv4Address(host))
             if n is not None:
                 return n
-        for name, n in to.max_entries_list:
+        for name, n, _line in to.max_entries_list:
             acl = self.acls.get(name)
             if acl is not None and acl.check_fields(0, host):
                 return n
