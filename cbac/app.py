@@ -283,43 +283,118 @@ class Appliance:
         return "Building configuration...\n[OK]"
 
     def configure_replace(self, path: str):
-        """Parse and check ``path``; if it has no errors, apply it without
-        dropping established sessions.  Returns (ok, text)."""
+        """Parse and check ``path``; if it has no errors, build everything it
+        asks for off to the side and swap it in at once, without dropping
+        established sessions.  All or nothing: on any failure (errors in
+        the file, MemoryError or any other exception while building) the
+        running configuration, the engines and the sessions are untouched.
+        Returns (ok, text); with a real reactor, a Deferred firing with it:
+        the file is parsed and the new tables are built in a thread, so a
+        large configuration does not stall forwarding (the reactor keeps
+        running between the build thread's GIL slices), and only the swap
+        runs in the reactor thread."""
+        if hasattr(self.clock, "getThreadPool") and hasattr(self.clock, "callFromThread"):
+            from twisted.internet import defer, threads
+            if self._reload_lock is None:
+                self._reload_lock = defer.DeferredLock()   # one reload at a time
+
+            def build():
+                return threads.deferToThreadPool(
+                    self.clock, self.clock.getThreadPool(), self._build_from_file,
+                    path).addCallback(self._finish_replace)
+            return self._reload_lock.run(build)
+        return self._finish_replace(self._build_from_file(path))
+
+    _reload_lock = None
+
+    def _build_from_file(self, path):
+        """-> (staged or None, text).  Touches nothing that runs."""
         from cbac.config.check import check
         from cbac.config.parser import parse_file
         try:
-            new, diags = parse_file(path)
-        except OSError as e:
-            return False, "%% Error opening %s (%s)" % (path, e.strerror)
-        from cbac.config.errors import log_lines
-        diags = list(diags) + list(check(new, filename=path))
-        errors = [d for d in diags if d.severity == "error"]
-        text = "\n".join(log_lines(path, diags))
-        if errors:
-            return False, (text + "\n" if text else "") + \
-                "%% Configuration has %d errors; the running configuration is unchanged" % len(errors)
-        self.apply(new)
-        return True, (text + "\n" if text else "") + "The replace operation was completed successfully"
+            try:
+                new, diags = parse_file(path)
+            except OSError as e:
+                return None, "%% Error opening %s (%s)" % (path, e.strerror)
+            from cbac.config.errors import log_lines
+            diags = list(diags) + list(check(new, filename=path))
+            errors = [d for d in diags if d.severity == "error"]
+            text = "\n".join(log_lines(path, diags))
+            if errors:
+                return None, (text + "\n" if text else "") + \
+                    "%% Configuration has %d errors; the running configuration is unchanged" \
+                    % len(errors)
+            return self.stage(new), text
+        except MemoryError:
+            return None, ("% Not enough memory to build the new configuration; "
+                          "the running configuration is unchanged")
+        except Exception as e:
+            log.failure("configure replace: building {path} failed", path=path)
+            return None, ("%% Internal error building the new configuration (%s: %s); "
+                          "the running configuration is unchanged" % (type(e).__name__, e))
+
+    def _finish_replace(self, result):
+        staged, text = result
+        if staged is None:
+            return False, text
+        t0 = time.perf_counter()
+        self.commit(staged)
+        self.last_swap_ms = (time.perf_counter() - t0) * 1000.0
+        return True, (text + "\n" if text else "") + \
+            "The replace operation was completed successfully"
 
     def reload_config(self):
         if not self.config_path:
             return False, "% No startup-config file"
         return self.configure_replace(self.config_path)
 
-    def apply(self, new) -> None:
-        """Install a validated configuration: ACLs and NAT rules are rebuilt,
-        the session table keeps its sessions, the router keeps ARP."""
+    #: how long the last swap of a configuration took (ms)
+    last_swap_ms = 0.0
+
+    def stage(self, new):
+        """Build everything ``new`` needs without touching the running
+        state: compiled ACLs, NAT statics/rules/pools, interfaces and the
+        routing table.  Raises (MemoryError included) with nothing
+        changed.  Returns what :meth:`commit` installs."""
+        acl_lists = self.acls.prepare(new) if self.acls is not None else None
+        view = None
+        if acl_lists is not None:
+            from cbac.acl import AclSet
+
+            class _Lists:
+                get = AclSet.get
+
+                def __init__(self, lists):
+                    self.lists = lists
+            view = _Lists(acl_lists)
+        nat_plan = self.nat.prepare(new) if self.nat is not None else None
+        router_plan = self.router.prepare_config(new, acls=view)
+        return (new, acl_lists, nat_plan, router_plan)
+
+    def commit(self, staged) -> None:
+        """Swap in what :meth:`stage` built: assignments only, in the
+        reactor thread, so no packet sees half of it."""
+        new, acl_lists, nat_plan, router_plan = staged
         self.model = new
-        if self.acls is not None:
-            self.acls.update(new)
-        if self.nat is not None:
-            self.nat.update(new)
+        if acl_lists is not None:
+            self.acls.lists = acl_lists
+        if nat_plan is not None:
+            self.nat.commit(nat_plan)
         if self.sessions is not None:
             self.sessions.reload(new)
-        self.router.apply_config(new)
+        self.router.commit_config(router_plan)
         if self.log_observers is not None:
-            self.log_observers.configure(new)
+            try:
+                self.log_observers.configure(new)
+            except Exception:
+                log.failure("logging configuration failed")
         log.info("configuration applied")
+
+    def apply(self, new) -> None:
+        """Install a validated configuration: ACLs and NAT rules are rebuilt,
+        the session table keeps its sessions, the router keeps ARP.  All or
+        nothing: if building raises, nothing has changed."""
+        self.commit(self.stage(new))
 
     def manhole_namespace(self) -> dict:
         return {"appliance": self, "router": self.router, "sessions": self.sessions,
@@ -481,10 +556,15 @@ def _install_sighup(appliance, reactor):
     if not hasattr(signal, "SIGHUP"):
         return
 
-    def reload():
-        ok, text = appliance.reload_config()
+    def report(result):
+        ok, text = result
         for line in text.splitlines():
             (log.info if ok else log.error)("reload: {line}", line=line)
+
+    def reload():
+        from twisted.internet import defer
+        defer.maybeDeferred(appliance.reload_config).addCallback(report).addErrback(
+            lambda f: log.failure("reload failed", f))
 
     def handler(signum, frame):
         reactor.callFromThread(reload)

@@ -350,7 +350,7 @@ def routers(draw):
             ["Authorized access only", "END OF NOTICE", "interface Ethernet0", "ip access-group 1 in",
              "Access-list violations are reported.", "", "  indented text", "end", "!"]), max_size=4))
         r.banners[kind] = Banner(kind, "\n".join(body), delim)
-    r.session_limit = draw(st.sampled_from([200000, 1, 5000]))
+    r.session_limit = draw(st.sampled_from([200000, 1, 5000, 25000]))
     r.smtp = SmtpOptions(draw(st.sampled_from(["allow", "strip"])),
                          draw(st.sampled_from(["reject", "allow"])))
     devs = draw(st.lists(st.sampled_from(["eth0", "eth1", "veth-a", "inside"]), unique=True,

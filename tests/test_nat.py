@@ -414,12 +414,16 @@ class NatTestCase(unittest.TestCase):
         self.assertEqual(v[2], "    create 00:00:12, use 00:00:12, flags: static, use_count: 0")
         self.assertEqual(self.nat.show_statistics(), (
             "Total active translations: 4 (3 static, 1 dynamic; 2 extended)\n"
+            "Peak translations: 4, occurred 00:00:12 ago\n"
             "Outside interfaces:\n"
             "  Ethernet0/0\n"
             "Inside interfaces:\n"
             "  Ethernet0/1\n"
             "Hits: 0  Misses: 1\n"
             "Expired translations: 0\n"
+            "Address allocation failures: 0\n"
+            "max entry: max allowed 25000, used 1, missed 0\n"
+            "max entry per host: max allowed 4096 (default), missed 0\n"
             "Dynamic mappings:\n"
             "-- Inside Source\n"
             "[Id: 1] access-list 1 interface Ethernet0/0 refcount 1\n"

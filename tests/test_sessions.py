@@ -352,7 +352,7 @@ class ShowTests(unittest.TestCase):
         handshake(t)
         send(t, tcp(A, B, 40000, 23, "A", seq=5_000_000, ack=9001))
         out = t.show_statistics()
-        self.assertIn("Session table: 1 sessions (limit 200000), peak 1", out)
+        self.assertIn("Session table: 1 sessions (limit 25000), peak 1", out)
         self.assertIn("Aggressive mode is off", out)
         self.assertRegex(out, r"seq-above-window +1")
         self.assertRegex(out, r"tcp +1 +0 +0 +1")

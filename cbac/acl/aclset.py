@@ -199,6 +199,11 @@ class AclSet:
         """Recompile after a configuration change.  Counters of entries
         that did not change (same list, sequence number and content) are
         kept."""
+        self.lists = self.prepare(router_model)
+
+    def prepare(self, router_model) -> dict:
+        """The compiled lists of ``router_model``, built off to the side
+        (install them with ``acls.lists = ...``; :meth:`update` does both)."""
         old = self.lists
         new: dict[str, CompiledAcl] = {}
         for name, model in router_model.acls.items():
@@ -211,7 +216,7 @@ class AclSet:
                     if p is not None and p.model == a.model:
                         a.hits = p.hits
             new[name] = c
-        self.lists = new
+        return new
 
     def get(self, name) -> CompiledAcl | None:
         """The compiled list, or None when no such list exists or it has no

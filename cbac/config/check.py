@@ -145,6 +145,9 @@ def check(router: Router, devices: Optional[Iterable[str]] = None, strict: bool 
         elif d.interface is not None and itfs[d.interface].address is None \
                 and not itfs[d.interface].dhcp:
             add(ERROR, d.lineno, "NAT: interface %s has no IP address" % d.interface)
+    for acl, _n, lineno in nat.timeouts.max_entries_list:
+        if acl not in acls:
+            add(ERROR, lineno, "NAT: access list %s is not defined" % acl)
     for s in nat.statics:
         if s.global_interface is not None and s.global_interface not in itfs:
             add(ERROR, s.lineno, "NAT: interface %s is not defined" % s.global_interface)

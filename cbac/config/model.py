@@ -124,6 +124,16 @@ class InspectRule:
 #: IOS default ``max-data`` for smtp/esmtp.
 SMTP_MAX_DATA_DEFAULT = 20000000
 
+#: ``cbac session-limit`` when not configured: with the NAT table's default
+#: limit (cbac.nat.Nat.DEFAULT_MAX_ENTRIES) it keeps the whole appliance
+#: under 256 MB with every session an HTTP-inspected connection through
+#: PAT (about 7.5 KB each; docs/performance.md, "Memory under attack").
+SESSION_LIMIT_DEFAULT = 25000
+#: ``cbac session-limit host N`` when not configured: the sessions one
+#: initiating address may hold (pf's max-src-states), so one host cannot
+#: fill the table for the others.
+SESSION_LIMIT_HOST_DEFAULT = 4096
+
 
 def default_timeout(protocol: str, g: InspectGlobals) -> int:
     """The timeout IOS prints for a protocol line without ``timeout``."""
@@ -296,6 +306,10 @@ class NatTimeouts:
     icmp_timeout: Optional[int] = 60
     syn_timeout: Optional[int] = 60
     max_entries: Optional[int] = None
+    # ip nat translation max-entries {all-host N | host ADDR N | list ACL N}
+    max_entries_all_host: Optional[int] = None
+    max_entries_host: dict = field(default_factory=dict)      # IPv4Address -> N
+    max_entries_list: list = field(default_factory=list)      # [(acl, N, lineno)] in order
 
 
 @dataclass
@@ -362,6 +376,9 @@ class LoggingConfig:
     hosts: list[LogHost] = field(default_factory=list)
     tls_ca: Optional[str] = None                 # cbac logging tls-ca FILE
     rfc5424: bool = False                        # cbac logging format rfc5424
+    file: Optional[str] = None                   # logging file PATH [MAX [MIN]] [LEVEL]
+    file_max: int = 4096000
+    file_level: int = 7
 
 
 # --------------------------------------------------------------------------
@@ -445,7 +462,8 @@ class Router:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     ssh: SshConfig = field(default_factory=SshConfig)
     vty: list[VtyConfig] = field(default_factory=list)
-    session_limit: int = 200000                  # cbac session-limit N
+    session_limit: int = 25000                   # cbac session-limit N (SESSION_LIMIT_DEFAULT)
+    session_limit_host: int = 4096               # cbac session-limit host N
     smtp: SmtpOptions = field(default_factory=SmtpOptions)
     ports: dict[str, PortBinding] = field(default_factory=dict)
     extra: list[Verbatim] = field(default_factory=list)   # accepted, not acted on

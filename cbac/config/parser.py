@@ -1436,7 +1436,25 @@ class Parser:
         k = a[0].lower()
         t = self.router.nat.timeouts
         if k == "max-entries":
-            t.max_entries = None if neg else _int(a[1], 1, 2147483647, "max-entries")
+            kind = a[1].lower() if len(a) > 1 else ""
+            want = {"all-host": 3, "host": 4, "list": 4}.get(kind, 2)
+            if len(a) != want and not (neg and len(a) == want - 1):
+                raise _Bad("expected 'max-entries {N | all-host N | host ADDR N | list ACL N}'")
+            n = None if neg else _int(a[-1], 1, 2147483647, "max-entries")
+            if kind == "all-host":
+                t.max_entries_all_host = n
+            elif kind == "host":
+                h = _addr(a[2], "host address")
+                if n is None:
+                    t.max_entries_host.pop(h, None)
+                else:
+                    t.max_entries_host[h] = n
+            elif kind == "list":
+                t.max_entries_list = [e for e in t.max_entries_list if e[0] != a[2]]
+                if n is not None:
+                    t.max_entries_list.append((a[2], n, ln.no))
+            else:
+                t.max_entries = n
             return
         if k not in self._NAT_TIMEOUTS:
             self.router.extra.append(Verbatim(ln.text, (), ln.no))
@@ -1575,6 +1593,28 @@ class Parser:
     def g_logging_trap(self, ln, neg, a):
         self.router.logging.trap_level = 6 if neg or not a else _level(a[0])
 
+    def g_logging_file(self, ln, neg, a):
+        """``logging file PATH [MAX [MIN]] [LEVEL]`` (IOS; PATH is a local
+        file; MIN is accepted and ignored)."""
+        lg = self.router.logging
+        if neg:
+            lg.file, lg.file_max, lg.file_level = None, 4096000, 7
+            return
+        if not a:
+            raise _Bad("expected 'logging file PATH [MAX [MIN]] [LEVEL]'")
+        path = a[0]
+        if path.lower().startswith("flash:"):
+            raise _Bad("'%s': cbac writes a local file: give an absolute path" % path)
+        if not path.startswith("/"):
+            raise _Bad("'%s': give an absolute path" % path)
+        nums = [t for t in a[1:] if t.isdigit() and int(t) > 7]
+        rest = [t for t in a[1:] if t not in nums]
+        if len(nums) > 2 or len(rest) > 1:
+            raise _Bad("expected 'logging file PATH [MAX [MIN]] [LEVEL]'")
+        lg.file = path
+        lg.file_max = _int(nums[0], 4096, 2147483647, "max file size") if nums else 4096000
+        lg.file_level = _level(rest[0]) if rest else 7
+
     def g_logging_console(self, ln, neg, a):
         self.router.logging.console_level = 7 if neg or not a else _level(a[0])
 
@@ -1671,7 +1711,18 @@ class Parser:
         self.router.ports[name] = PortBinding(name, dev, lineno=ln.no)
 
     def g_cbac_session_limit(self, ln, neg, a):
-        self.router.session_limit = 200000 if neg else _int(a[0], 1, 100000000, "session-limit")
+        from cbac.config.model import SESSION_LIMIT_DEFAULT, SESSION_LIMIT_HOST_DEFAULT
+        if a and a[0].lower() == "host":
+            # cbac session-limit host N: sessions per initiating address
+            if neg:
+                self.router.session_limit_host = SESSION_LIMIT_HOST_DEFAULT
+            elif len(a) != 2:
+                raise _Bad("expected 'cbac session-limit host N'")
+            else:
+                self.router.session_limit_host = _int(a[1], 1, 100000000, "session-limit host")
+            return
+        self.router.session_limit = SESSION_LIMIT_DEFAULT if neg else \
+            _int(a[0], 1, 100000000, "session-limit")
 
     def g_cbac_authorized_keys(self, ln, neg, a):
         self.router.ssh.authorized_keys = None if neg else _rest(ln.raw, 3)
@@ -1762,6 +1813,7 @@ GLOBAL_COMMANDS: dict[tuple[str, ...], Callable] = {
     ("logging", "buffered"): P.g_logging_buffered,
     ("logging", "trap"): P.g_logging_trap,
     ("logging", "console"): P.g_logging_console,
+    ("logging", "file"): P.g_logging_file,
     ("ip", "ssh", "port"): P.g_ssh_port,
     ("line", "vty"): P.g_line_vty,
     ("cbac", "port"): P.g_cbac_port,

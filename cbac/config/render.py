@@ -251,6 +251,12 @@ def _nat(r: Router) -> list[str]:
                                                       "never" if v is None else v))
     if n.timeouts.max_entries is not None:
         out.append("ip nat translation max-entries %d" % n.timeouts.max_entries)
+    if n.timeouts.max_entries_all_host is not None:
+        out.append("ip nat translation max-entries all-host %d" % n.timeouts.max_entries_all_host)
+    for h, m in sorted(n.timeouts.max_entries_host.items()):
+        out.append("ip nat translation max-entries host %s %d" % (h, m))
+    for acl, m, _line in n.timeouts.max_entries_list:
+        out.append("ip nat translation max-entries list %s %d" % (acl, m))
     for s in n.services:
         out.append("ip nat service list %s %s tcp port %d" % (s.acl, s.protocol, s.port))
     return out
@@ -287,6 +293,8 @@ def render_body(r: Router) -> list[str]:
         boot.append(line)
     if lg.console_level != 7:
         boot.append("logging console %s" % SEVERITIES[lg.console_level])
+    if lg.file is not None:
+        boot.append("logging file %s %d %s" % (lg.file, lg.file_max, SEVERITIES[lg.file_level]))
     if boot:
         out += boot + ["!"]
     en = []
@@ -394,8 +402,12 @@ def render_body(r: Router) -> list[str]:
     cb = []
     for b in r.ports.values():
         cb.append("cbac port %s %s" % (b.interface, b.device))
-    if r.session_limit != 200000:
+    from cbac.config.model import SESSION_LIMIT_DEFAULT
+    if r.session_limit != SESSION_LIMIT_DEFAULT:
         cb.append("cbac session-limit %d" % r.session_limit)
+    from cbac.config.model import SESSION_LIMIT_HOST_DEFAULT
+    if r.session_limit_host != SESSION_LIMIT_HOST_DEFAULT:
+        cb.append("cbac session-limit host %d" % r.session_limit_host)
     if r.ssh.authorized_keys is not None:
         cb.append("cbac ssh authorized-keys %s" % r.ssh.authorized_keys)
     if lg.tls_ca is not None:

@@ -137,13 +137,17 @@ class Router:
     def apply_config(self, model) -> None:
         """(Re)build interfaces, addresses and routes from the model.
         ARP entries and sessions are kept."""
-        self.model = model
-        self._fast_tables = {6: self.sessions.tcp, 17: self.sessions.udp} if self.sessions else {}
-        if self.sessions is not None:
-            for sess in self.sessions.sessions.values():
-                sess.route = [None, None]          # interfaces are rebuilt below
+        self.commit_config(self.prepare_config(model))
+
+    def prepare_config(self, model, acls=None):
+        """Build the interfaces, local addresses and routing table of
+        ``model`` off to the side (the running router is not touched: a
+        failure here, MemoryError included, changes nothing).  ``acls``:
+        the ACL lists to compile against (default: the running ones).
+        Returns a plan for :meth:`commit_config`."""
+        acls = self.acls if acls is None else acls
+        interfaces = {}
         old = self.interfaces
-        self.interfaces = {}
         for name, port in self.ports.items():
             im = model.interfaces.get(name)
             if im is None:
@@ -151,43 +155,60 @@ class Router:
             ri = RouterInterface(im, port)
             if name in old:
                 ri.drops = old[name].drops
-            if self.acls is not None:
-                ri.acl_in = self.acls.get(im.access_group_in) if im.access_group_in else None
-                ri.acl_out = self.acls.get(im.access_group_out) if im.access_group_out else None
-            self.interfaces[name] = ri
-            if self.reassembly is not None:
-                self.reassembly.configure(name, settings_from_interface(im))
-        if self.sessions is not None:
-            # the stream engine keeps the segments it builds within the MTU
-            self.sessions.if_mtu = {n: ri.mtu for n, ri in self.interfaces.items()}
-        self.local = {}
-        self.routes.clear()
-        for ri in self.interfaces.values():
+            if acls is not None:
+                ri.acl_in = acls.get(im.access_group_in) if im.access_group_in else None
+                ri.acl_out = acls.get(im.access_group_out) if im.access_group_out else None
+            interfaces[name] = ri
+        local = {}
+        statics = []
+        routes = RouteTable()
+        for ri in interfaces.values():
             if ri.shutdown:
                 continue
             for addr in ri.addresses:
-                self.local[addr] = ri
-                self.arp.add_static(ri.name, addr, ri.mac)
+                local[addr] = ri
+                statics.append((ri.name, addr, ri.mac))
             if ri.model.address is not None:
                 net = ri.model.address.network
-                self.routes.add(RouteEntry(int(net.network_address), net.prefixlen,
-                                           ri.name, None, 0, "C"))
+                routes.add(RouteEntry(int(net.network_address), net.prefixlen,
+                                      ri.name, None, 0, "C"))
             for sec in ri.model.secondary:
-                self.routes.add(RouteEntry(int(sec.network.network_address),
-                                           sec.network.prefixlen, ri.name, None, 0, "C"))
+                routes.add(RouteEntry(int(sec.network.network_address),
+                                      sec.network.prefixlen, ri.name, None, 0, "C"))
         for r in model.routes:
             # A route to Null0, or via an interface this box does not
             # forward on, is kept: its destinations are discarded (skipping
             # it would send them along a shorter prefix, e.g. the default).
-            self.routes.add(RouteEntry(int(r.prefix.network_address), r.prefix.prefixlen,
-                                       r.interface,
-                                       int(r.next_hop) if r.next_hop is not None else None,
-                                       r.distance, "S"))
+            routes.add(RouteEntry(int(r.prefix.network_address), r.prefix.prefixlen,
+                                  r.interface,
+                                  int(r.next_hop) if r.next_hop is not None else None,
+                                  r.distance, "S"))
         for s in model.nat.statics:
             # ip nat outside source static OG OL add-route: a host route to
             # the outside local address via the outside global one.
             if s.side == "outside" and s.add_route and s.global_ is not None:
-                self.routes.add(RouteEntry(int(s.global_), 32, None, int(s.local), 1, "S"))
+                routes.add(RouteEntry(int(s.global_), 32, None, int(s.local), 1, "S"))
+        return (model, interfaces, local, statics, routes)
+
+    def commit_config(self, plan) -> None:
+        """Install a plan from :meth:`prepare_config`: assignments only."""
+        model, interfaces, local, statics, routes = plan
+        self.model = model
+        self._fast_tables = {6: self.sessions.tcp, 17: self.sessions.udp} if self.sessions else {}
+        if self.sessions is not None:
+            for sess in self.sessions.sessions.values():
+                sess.route = [None, None]          # interfaces are rebuilt
+        self.interfaces = interfaces
+        if self.reassembly is not None:
+            for name, ri in interfaces.items():
+                self.reassembly.configure(name, settings_from_interface(ri.model))
+        if self.sessions is not None:
+            # the stream engine keeps the segments it builds within the MTU
+            self.sessions.if_mtu = {n: ri.mtu for n, ri in interfaces.items()}
+        self.local = local
+        self.routes = routes
+        for ifname, addr, mac in statics:
+            self.arp.add_static(ifname, addr, mac)
 
     # ------------------------------------------------------------------
     # life cycle
@@ -390,9 +411,14 @@ class Router:
 
         quote = None
 
-        # 5. NAT outside -> inside (before routing).
+        # 5. NAT outside -> inside (before routing).  A translation the
+        #    packet creates is discarded again if the packet is dropped
+        #    before it leaves (no state before proof).
         translation = None
-        if ri.nat == "outside" and self.nat is not None:
+        nat = self.nat
+        if nat is not None:
+            nat.created = None
+        if ri.nat == "outside" and nat is not None:
             quote = bytes(frame[l3:l3 + pkt.ihl + 8])
             translation = self.nat.inbound(pkt, ri.name)        # rewrites pkt
             if translation is NAT_DROP:
@@ -409,30 +435,38 @@ class Router:
         # 6. Routing.
         if pkt.ttl <= 1:
             self._drop(ri, "ttl-exceeded")
+            self._nat_discard(translation)
             self._icmp_error(ri, pkt, 11, 0, quote=quote)
             return
         hop = self.routes.lookup(pkt.dst)
         if hop is None:
             self._drop(ri, "no-route")
+            self._nat_discard(translation)
             self._icmp_unreachable(ri, pkt, 0, quote=quote)
             return
         out = self.interfaces.get(hop[0])
         if out is None or out.shutdown:
             self._drop(ri, "no-route")
+            self._nat_discard(translation)
             self._icmp_unreachable(ri, pkt, 1, quote=quote)
             return
 
         # 7. NAT inside -> outside (after routing).
-        if (translation is None and self.nat is not None and ri.nat == "inside"
+        if (translation is None and nat is not None and ri.nat == "inside"
                 and out.nat == "outside"):
-            translation = self.nat.outbound(pkt, ri.name, out.name)   # rewrites pkt
+            # an error about the packet quotes (and goes to) its inside form
+            quote = bytes(frame[l3:l3 + pkt.ihl + 8])
+            translation = nat.outbound(pkt, ri.name, out.name)   # rewrites pkt
             if translation is NAT_DROP:
                 self._drop(ri, "nat")
                 return
+            if translation is None:
+                quote = None
 
         # 8. Output ACL (sees translated addresses).
         if out.acl_out is not None and not out.acl_out.check(pkt):
             self._drop(ri, "acl-out")
+            self._nat_discard(translation)
             self._icmp_unreachable(ri, pkt, 13, quote=quote)
             return
 
@@ -455,6 +489,7 @@ class Router:
                                           pinhole)
                 if session is None:
                     self._drop(ri, "inspect-refused")
+                    self._nat_discard(translation)
                     self._drain_outbox()
                     return
 
@@ -462,6 +497,11 @@ class Router:
         self._egress(out, pkt, hop[1])
         if sessions is not None:
             self._drain_outbox()
+
+    def _nat_discard(self, translation) -> None:
+        """The packet is dropped: a NAT entry it created goes too."""
+        if translation is not None and self.nat is not None:
+            self.nat.discard(translation)
 
     def _inspect_rule(self, ri, out, pkt, sessions):
         for name in (ri.inspect_in, out.inspect_out):

@@ -196,6 +196,10 @@ class SessionTable:
         self._seq = 0
         self._half = {}                  # half-open TCP+UDP sessions, oldest first
         self._host_half = {}             # host -> {session: None} (TCP)
+        self._group_half = {}            # (proto, responder) -> {session: None} (TCP+UDP)
+        self._per_src = {}               # initiator address -> sessions
+        self._src_logged = {}            # initiator address -> last limit log time
+        self._heavy = None               # the group that grew largest last
         self._host_alerted = set()
         self._blocked = {}               # host -> unblock time
         self._aggressive = False
@@ -326,6 +330,22 @@ class SessionTable:
         return c_out
 
     @staticmethod
+    def _shared_rewrites(translation, c_in, c_out, s_in, s_out):
+        """The translation's own (forward, reverse) rewrites when they are
+        exactly the session's (the usual case): no second pair per
+        connection.  Rewrites are read-only."""
+        if translation is None:
+            return None
+        f, r = translation.forward, translation.reverse
+        if f is None or r is None:
+            return None
+        if f.old == c_in and f.new == c_out and r.old == s_in and r.new == s_out:
+            return [f, r]
+        if r.old == c_in and r.new == c_out and f.old == s_in and f.new == s_out:
+            return [r, f]
+        return None
+
+    @staticmethod
     def _rev(t, proto):
         if proto == 1:
             return (t[1], t[0], t[2], 0)
@@ -386,6 +406,12 @@ class SessionTable:
             stats.drop("key-collision")
             return None
         host = c_in[1]
+        # per-source limit (cbac session-limit host; pf max-src-states)
+        src = c_in[0]
+        if self._per_src.get(src, 0) >= self.model.session_limit_host:
+            stats.drop("source-limit")
+            self._log_source_limit(src, now)
+            return None
         # per-host half-open limit (TCP)
         if proto == 6 and not self._host_check(host, now, g):
             self._check_aggressive(None, g)
@@ -393,7 +419,7 @@ class SessionTable:
         # table cap
         if len(self.sessions) >= self.model.session_limit:
             if self._half:
-                victim = next(iter(self._half))
+                victim = self._victim()
                 self.stats.drop("evicted-table-full")
                 self._delete(victim, "table-full", rst=True)
             else:
@@ -404,7 +430,7 @@ class SessionTable:
         if counts and self._aggressive:
             low = g.max_incomplete_low
             while self._half and len(self._half) >= low:
-                victim = next(iter(self._half))
+                victim = self._victim()
                 stats.drop("aggressive-delete")
                 self._delete(victim, "aggressive", rst=True)
         s = Session()
@@ -429,7 +455,8 @@ class SessionTable:
         s.s_in = self._rev(c_out, proto)
         s.s_out = self._rev(c_in, proto) if c_in != c_out else s.s_in
         if c_in != c_out:
-            s.rw = [Rewrite(proto, c_in, c_out), Rewrite(proto, s.s_in, s.s_out)]
+            s.rw = self._shared_rewrites(translation, c_in, c_out, s.s_in, s.s_out) or \
+                [Rewrite(proto, c_in, c_out), Rewrite(proto, s.s_in, s.s_out)]
         else:
             s.rw = _NO_REWRITE
         s.keys = (kc, ks)
@@ -463,7 +490,7 @@ class SessionTable:
                     else g.tcp_idle_time
                 t = s.tcp = TcpTrack()
                 init_client(t, pkt)
-                s.fixed = now + g.tcp_synwait_time
+                s.fixed = now + g.tcp_synwait_time * self.adaptive()
                 s.bytes[0] = 0
                 if protocol in self.factories and pinhole is None:
                     if pkt.payload_len:
@@ -483,14 +510,26 @@ class SessionTable:
         table[kc] = s.entries[0]
         table[ks] = s.entries[1]
         self.sessions[s.sid] = s
+        self._per_src[src] = self._per_src.get(src, 0) + 1
         n = len(self.sessions)
         if n > stats.peak:
             stats.peak = n
         stats.created[protocol] = stats.created.get(protocol, 0) + 1
         if pinhole is not None:
             self._consume_pinhole(pinhole)
+        nat = self.nat
+        if nat is not None and translation is not None and nat.created is translation:
+            nat.adopt(translation, s)        # made for this session: dies with it
         if s.half_open:
             self._half[s] = None
+            gk = (proto, host)
+            gh = self._group_half.get(gk)
+            if gh is None:
+                gh = self._group_half[gk] = {}
+            gh[s] = None
+            heavy = self._group_half.get(self._heavy)
+            if heavy is None or len(gh) > len(heavy):
+                self._heavy = gk
             if proto == 6:
                 hh = self._host_half.get(host)
                 if hh is None:
@@ -659,7 +698,7 @@ class SessionTable:
                 # cut back to the low mark, oldest first
                 low = g.max_incomplete_low
                 while len(self._half) > low:
-                    victim = next(iter(self._half))
+                    victim = self._victim()
                     if victim is newest:
                         break
                     self.stats.drop("aggressive-delete")
@@ -680,6 +719,17 @@ class SessionTable:
                             "calming down, count (%d/%d) current 1-min rate: %d" % (
                                 half, g.max_incomplete_low, rate))
 
+    def _log_source_limit(self, src, now) -> None:
+        last = self._src_logged.get(src)
+        if last is not None and now - last < 60:
+            return
+        if len(self._src_logged) > 1024:
+            self._src_logged = {h: t for h, t in self._src_logged.items() if now - t < 60}
+        self._src_logged[src] = now
+        ios.message("FW", 4, "HOST_SESSIONS_MAXIMUM",
+                    "Number of sessions from host %s exceeds the configured maximum value %d"
+                    % (ip_str(src), self.model.session_limit_host))
+
     def _log_full(self, rule_name, in_if, out_if) -> None:
         now = self.clock.seconds()
         if self._last_full_log is not None and now - self._last_full_log < 60:
@@ -694,11 +744,31 @@ class SessionTable:
                     "exceeds the configured maximum value %d" % (
                         rule_name, iface, self.model.session_limit))
 
+    def _victim(self):
+        """The half-open session to delete when the table or aggressive
+        mode needs room: the oldest of the flood, not of everyone.  When
+        one (protocol, responder) group holds at least a quarter of the
+        half-open sessions (a SYN flood to one server, one host's UDP
+        sweep to one address), its oldest session goes; otherwise the
+        oldest half-open session (IOS).  So a legitimate connection
+        waiting for its SYN/ACK is not pushed out by a flood aimed
+        elsewhere."""
+        g = self._group_half.get(self._heavy)
+        if g and 4 * len(g) >= len(self._half):
+            return next(iter(g))
+        return next(iter(self._half))
+
     def set_open(self, s) -> None:
         """The session is no longer half-open."""
         if s.half_open:
             s.half_open = False
             self._half.pop(s, None)
+            gk = (s.proto, s.host)
+            gh = self._group_half.get(gk)
+            if gh is not None:
+                gh.pop(s, None)
+                if not gh:
+                    del self._group_half[gk]
             if s.proto == 6:
                 hh = self._host_half.get(s.host)
                 if hh is not None:
@@ -963,6 +1033,23 @@ class SessionTable:
         if table.get(ks) is s.entries[1]:
             del table[ks]
         self.sessions.pop(s.sid, None)
+        src = s.c_in[0]
+        n = self._per_src.get(src, 0) - 1
+        if n > 0:
+            self._per_src[src] = n
+        else:
+            self._per_src.pop(src, None)
+        if s.slot is not None:
+            # out of the timer wheel now (O(1)): a deleted session must not
+            # stay referenced until its old deadline (a SYN flood's victims
+            # would pile up for synwait, an idle session's for an hour)
+            b = self._wheel.get(s.slot)
+            if b is not None:
+                b.pop(s, None)
+            s.slot = None
+        tr = s.translation
+        if tr is not None and tr.owner is s and self.nat is not None:
+            self.nat.release(tr, s)
         if s.half_open:
             self.set_open(s)
         if s.pinholes:
@@ -1065,21 +1152,41 @@ class SessionTable:
 
     def _deadline(self, s) -> float:
         f = s.fixed
-        dl = f if f is not None else s.last + s.idle
+        dl = f if f is not None else s.last + s.idle * self.adaptive()
         if s.proto == 6 and s.tcp.chal and s.tcp.chal < dl:
             return s.tcp.chal
         return dl
 
+    #: adaptive timeouts (pf's adaptive.start/end): above 60% of
+    #: ``cbac session-limit`` the idle and synwait times are scaled by
+    #: (120% - n) / (120% - 60%): a third of them at the limit.
+    ADAPTIVE_START = 0.6
+    ADAPTIVE_END = 1.2
+
+    def adaptive(self) -> float:
+        lim = self.model.session_limit
+        n = len(self.sessions)
+        start = lim * self.ADAPTIVE_START
+        if n <= start:
+            return 1.0
+        end = lim * self.ADAPTIVE_END
+        return max(0.0, (end - n) / (end - start))
+
     def _schedule(self, s, deadline) -> None:
         slot = int(deadline) + 1
-        if s.slot is not None and s.slot <= slot:
-            return
+        old = s.slot
+        if old is not None:
+            if old <= slot:
+                return
+            b = self._wheel.get(old)
+            if b is not None:
+                b.pop(s, None)
         s.slot = slot
         b = self._wheel.get(slot)
         if b is None:
-            self._wheel[slot] = [s]
+            self._wheel[slot] = {s: None}
         else:
-            b.append(s)
+            b[s] = None
         if self._next_slot is None or slot < self._next_slot:
             self._next_slot = slot
         self._ensure_timer()
@@ -1119,6 +1226,7 @@ class SessionTable:
                 bucket = wheel.pop(slot, None)
                 if not bucket:
                     continue
+                bucket = list(bucket)
                 for i, s in enumerate(bucket):
                     if s.dead or s.slot != slot:
                         continue
@@ -1129,9 +1237,11 @@ class SessionTable:
                         continue
                     if budget <= 0:
                         # too much for one tick: the rest waits for the next one
-                        rest = bucket[i:]
+                        rest = dict.fromkeys(bucket[i:])
                         old = wheel.get(slot)
-                        wheel[slot] = rest + old if old else rest
+                        if old:
+                            rest.update(old)
+                        wheel[slot] = rest
                         self._backlog = True
                         break
                     budget -= 1

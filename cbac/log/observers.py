@@ -175,25 +175,176 @@ class Formatter:
 
 
 class _Observer:
-    """Base: callable with a twisted event, or fed pre-formatted entries."""
+    """Base: callable with a twisted event, or fed pre-formatted entries.
+
+    A destination whose delivery raises (a full disk, a syslog socket
+    error) is marked failed: the failure is reported once
+    (:meth:`fail_message`, an IOS line through the other destinations),
+    lines are counted as lost while it fails, delivery is retried at most
+    every :attr:`RETRY_INTERVAL` seconds, and the first success reports
+    the resumption with the number of lines lost.  It never raises."""
+
+    RETRY_INTERVAL = 5.0
 
     def __init__(self, level: int, formatter: Optional[Formatter] = None):
         self.level = level
         self.formatter = formatter or Formatter()
         self.count = 0
+        self.failed: Optional[str] = None       # the error while failing
+        self.failed_since: Optional[float] = None
+        self.lost = 0                           # lines not delivered (failures)
+        self._retry_at = 0.0
+        self._reporting = False
+        self._lost_base = 0
 
     def __call__(self, event) -> None:
         entry = self.formatter.format(event)
         if entry is not None:
             self.emit(entry)
 
+    def _now(self) -> float:
+        clock = self.formatter.clock
+        return clock.seconds() if clock is not None else time.time()
+
     def emit(self, entry: Entry) -> None:
-        if entry.severity <= self.level:
-            self.count += 1
+        if entry.severity > self.level or self._reporting:
+            return
+        if self.failed is not None and self._now() < self._retry_at:
+            self.lost += 1
+            return
+        try:
             self.deliver(entry)
+        except Exception as e:
+            self.lost += 1
+            self._fail(e)
+            return
+        self.count += 1
+        if self.failed is not None:
+            self._resume()
+
+    def _fail(self, e) -> None:
+        why = _error_text(e)
+        first = self.failed is None
+        self.failed = why
+        self._retry_at = self._now() + self.RETRY_INTERVAL
+        if first:
+            self.failed_since = time.time()
+            self._lost_base = self.lost - 1         # the line that just failed counts
+            self._report(self.fail_message(why))
+
+    def _resume(self) -> None:
+        lost, self.failed, self.failed_since = self.lost - self._lost_base, None, None
+        self._report(self.resume_message(lost), to_self=True)
+
+    def _report(self, msg, to_self=False) -> None:
+        if msg is None:
+            return
+        self._reporting = not to_self   # a failure report is not for us
+        try:
+            ios.message(*msg)
+        except Exception:
+            pass
+        finally:
+            self._reporting = False
+
+    def fail_message(self, why):
+        """(facility, severity, mnemonic, text) reported once when
+        delivery starts failing, or None."""
+        return None
+
+    def resume_message(self, lost):
+        return None
+
+    def status(self) -> str:
+        """A ``show logging`` line about a failure, or ""."""
+        if self.failed is None:
+            return ""
+        return ("              failed since %s: %s (retried every %d seconds)"
+                % (ios_timestamp(self.failed_since, None).rstrip(":"), self.failed,
+                   self.RETRY_INTERVAL))
 
     def deliver(self, entry: Entry) -> None:
         raise NotImplementedError
+
+
+def _error_text(e) -> str:
+    import errno as _errno
+    if isinstance(e, OSError) and e.errno is not None:
+        name = _errno.errorcode.get(e.errno, str(e.errno))
+        return "%s (%s)" % (e.strerror or str(e), name)
+    return "%s: %s" % (type(e).__name__, _one_line(str(e))[:200])
+
+
+# ---------------------------------------------------------------------------
+# File
+
+
+@implementer(ILogObserver)
+class FileObserver(_Observer):
+    """``logging file PATH [MAX [MIN]] [LEVEL]``: the IOS lines appended to
+    PATH (flushed per line); at MAX bytes the file is renamed PATH.1 (the
+    previous PATH.1 is replaced) and a new one started.  A write that fails
+    (ENOSPC: the disk is full) is reported once and retried; see
+    :class:`_Observer`."""
+
+    def __init__(self, path: str, max_size: int = 4096000, level: int = 7, formatter=None,
+                 opener=None):
+        _Observer.__init__(self, level, formatter)
+        self.path = path
+        self.max_size = max_size
+        self._opener = opener or (lambda p: open(p, "ab"))
+        self._f = None
+        self.size = 0
+
+    def deliver(self, entry):
+        data = (entry.line + "\n").encode("utf-8", "replace")
+        if self._f is None:
+            self._f = self._opener(self.path)
+            self.size = self._f.tell()
+        if self.size and self.size + len(data) > self.max_size:
+            self._rotate()
+        self._f.write(data)
+        self._f.flush()
+        self.size += len(data)
+
+    def _rotate(self):
+        import os
+        self.close()
+        try:
+            os.replace(self.path, self.path + ".1")
+        except OSError:
+            pass
+        self._f = self._opener(self.path)
+        self.size = self._f.tell()
+
+    def _fail(self, e):
+        # reopen on the next attempt (the file may have been removed or the
+        # partial line left the stream in an unknown state)
+        self.close()
+        _Observer._fail(self, e)
+
+    def close(self):
+        f, self._f = self._f, None
+        if f is not None:
+            try:
+                f.close()
+            except Exception:
+                pass
+
+    def fail_message(self, why):
+        return ("SYS", 3, "LOGGINGFILE_FAIL", "Logging to file %s failed - %s"
+                % (self.path, why))
+
+    def resume_message(self, lost):
+        return ("SYS", 5, "LOGGINGFILE_RESUME", "Logging to file %s resumed - %d message%s lost"
+                % (self.path, lost, "" if lost == 1 else "s"))
+
+    def describe(self) -> str:
+        out = ("    File logging: %s, level %s, max %d bytes, %d messages logged, "
+               "%d messages lost" % (self.path, SEVERITIES[self.level], self.max_size,
+                                     self.count, self.lost))
+        st = self.status()
+        return out + ("\n" + st if st else "")
 
 
 # ---------------------------------------------------------------------------
@@ -406,11 +557,8 @@ class SyslogObserver(_Observer, service.Service):
 
     def _send(self, data: bytes):
         if self._udp is not None:
-            try:
-                self._udp.write(data, (self.address, self.port))
-                self.sent += 1
-            except Exception:
-                self.dropped += 1
+            self._udp.write(data, (self.address, self.port))     # errors: see _Observer
+            self.sent += 1
         elif self._proto is not None and self._proto.transport is not None:
             self._proto.transport.write(data)
             self.sent += 1
@@ -423,7 +571,10 @@ class SyslogObserver(_Observer, service.Service):
     def _flush(self):
         q, self.queue = self.queue, collections.deque()
         for data in q:
-            self._send(data)
+            try:
+                self._send(data)
+            except Exception:
+                self.dropped += 1
 
     # -- service ---------------------------------------------------------------
     def startService(self):
@@ -530,18 +681,29 @@ class SyslogObserver(_Observer, service.Service):
         delay, self._delay = self._delay, min(self._delay * 2, self.MAX_DELAY)
         self._retry = self._reactor().callLater(delay, self._connect)
 
+    def fail_message(self, why):
+        return ("SYS", 3, "LOGGINGHOST_FAIL", "Logging to host %s port %d failed - %s"
+                % (self.address, self.port, why))
+
+    def resume_message(self, lost):
+        return ("SYS", 6, "LOGGINGHOST_STARTSTOP",
+                "Logging to host %s port %d started - reconnection (%d message%s lost)"
+                % (self.address, self.port, lost, "" if lost == 1 else "s"))
+
     def describe(self) -> str:
         extra = ""
         if self.transport == "tls":
             extra = ", %d message lines queued" % len(self.queue)
+        st = self.status()
         return ("        Logging to %s  (%s port %d, audit disabled,\n"
                 "              link %s),\n"
                 "              %d message lines logged,\n"
                 "              %d message lines dropped%s,\n"
                 "              xml disabled, sequence number disabled\n"
                 "              filtering disabled"
-                % (self.address, self.transport, self.port, "up" if self.link_up else "down",
-                   self.count, self.dropped, extra))
+                % (self.address, self.transport, self.port,
+                   "failed" if self.failed else ("up" if self.link_up else "down"),
+                   self.count, self.dropped + self.lost, extra)) + ("\n" + st if st else "")
 
 
 def _reason_text(reason) -> str:
@@ -576,6 +738,8 @@ class LogObservers:
         self.trap_count = 0
         self.service = service.MultiService()
         self._source_for = None
+        self.file: Optional[FileObserver] = None
+        self.others: dict = {}                 # failing observers not ours (twistd's log)
         if router_model is not None:
             self.configure(router_model)
 
@@ -594,21 +758,57 @@ class LogObservers:
         for h in self.hosts:
             h.source_for = f
 
+    #: seconds without a failure after which another observer (twistd's log
+    #: file, the journal) counts as recovered
+    OTHER_RECOVERY = 60.0
+
+    def _other_observer_failed(self, event) -> None:
+        """Twisted tells every observer, on every event, that another one
+        (twistd's ``--logfile`` on a full disk) raised: report it once per
+        episode instead of a traceback per event, and count the rest."""
+        obs = event.get("observer")
+        key = repr(obs)[:120]
+        now = self.formatter._uptime() + self.formatter.start
+        st = self.others.get(key)
+        if st is not None and now - st["last"] < self.OTHER_RECOVERY:
+            st["last"] = now
+            st["count"] += 1
+            return
+        f = event.get("log_failure")
+        why = _error_text(f.value) if f is not None and f.value is not None else "error"
+        if len(self.others) > 32:
+            self.others.clear()
+        self.others[key] = {"since": time.time(), "last": now, "count": 1, "why": why}
+        ios.message("SYS", 3, "LOGGER_FAIL", "Logging to %s failed - %s" % (key, why))
+
     def __call__(self, event) -> None:
+        fmt = event.get("log_format")
+        if fmt is not None and fmt.startswith("Temporarily disabling observer"):
+            try:
+                self._other_observer_failed(event)
+            except Exception:
+                pass
+            return
         entry = self.formatter.format(event)
         if entry is None:
             return
-        try:
-            if entry.severity <= self.console_level:
-                self.console_count += 1
-            self.buffer.emit(entry)
-            self.monitor.emit(entry)
-            if self.hosts and entry.severity <= self.trap_level:
-                self.trap_count += 1
-                for h in self.hosts:
+        # each destination on its own: one failing never stops the others
+        if entry.severity <= self.console_level:
+            self.console_count += 1
+        for dest in (self.buffer, self.monitor, self.file):
+            if dest is None:
+                continue
+            try:
+                dest.emit(entry)
+            except Exception:
+                pass                          # an observer must never raise
+        if self.hosts and entry.severity <= self.trap_level:
+            self.trap_count += 1
+            for h in self.hosts:
+                try:
                     h.emit(entry)
-        except Exception:
-            pass                              # an observer must never raise
+                except Exception:
+                    pass
 
     def configure(self, m) -> None:
         """Apply a (new) configuration: levels, buffer, timestamps, hosts."""
@@ -620,6 +820,15 @@ class LogObservers:
         self.buffer.level = lg.buffered_level
         self.console_level = lg.console_level
         self.trap_level = lg.trap_level
+        path = getattr(lg, "file", None)
+        if self.file is not None and self.file.path != path:
+            self.file.close()
+            self.file = None
+        if path is not None:
+            if self.file is None:
+                self.file = FileObserver(path, formatter=self.formatter)
+            self.file.max_size = lg.file_max
+            self.file.level = lg.file_level
         want = [(str(h.address), h.transport, h.port) for h in lg.hosts]
         have = [(h.address, h.transport, h.port if h.port != (6514 if h.transport == "tls" else 514)
                  else None) for h in self.hosts]
@@ -648,7 +857,8 @@ class LogObservers:
         self.buffer.clear()
 
     def show_logging(self) -> str:
-        dropped = sum(h.dropped for h in self.hosts)
+        dropped = sum(h.dropped + h.lost for h in self.hosts) + \
+            (self.file.lost if self.file is not None else 0)
         lvl = SEVERITIES
         b = self.buffer
         out = ["Syslog logging: enabled (%d messages dropped, 0 messages rate-limited,"
@@ -668,6 +878,14 @@ class LogObservers:
         else:
             out.append("    Buffer logging: disabled, xml disabled,")
             out.append("                    filtering disabled")
+        if self.file is not None:
+            out.append(self.file.describe())
+        now = self.formatter._uptime() + self.formatter.start
+        for key, st in self.others.items():
+            if now - st["last"] < self.OTHER_RECOVERY:
+                out.append("    Log destination %s failing since %s: %s, %d failures"
+                           % (key, ios_timestamp(st["since"], None).rstrip(":"), st["why"],
+                              st["count"]))
         out += ["    Logging Exception size (4096 bytes)",
                 "    Count and timestamp logging messages: disabled",
                 "",

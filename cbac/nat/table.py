@@ -24,10 +24,12 @@ timeout to ``finrst-timeout`` and re-buckets the entry once.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 
 from cbac.nat.translation import (BINDING, DOOR, FLOW, STATIC, T_EST, T_FINRST, T_SYN,
                                   Translation, ios_duration, make_rewrites)
+from cbac.log import ios
 from cbac.log.ios import debugging
 from cbac.packet.checksum import checksum, update16, update32
 from cbac.packet.rewrite import Rewrite
@@ -46,6 +48,8 @@ INBOUND = 1         # the error arrived on the outside, goes inside
 PORT_RANGES = ((0, 511), (512, 1023), (1024, 65535))
 
 _FRAG_LIFETIME = 30.0
+_FRAG_MAX = 4096            # first fragments remembered at most
+_SYN_ACK_RST_FIN = SYN | ACK | RST | FIN
 _ICMP_ERRORS = frozenset((3, 4, 5, 11, 12))
 
 
@@ -56,11 +60,70 @@ def _range_of(port):
     return PORT_RANGES[-1]
 
 
+class _PortMap:
+    """The ports of one (protocol, global address) that PAT may hand out:
+    one byte per port (1 = in use: a flow, a static, an FTP door) and a
+    free count and a cursor per IOS range.  An exhausted range is known in
+    O(1) from its count; otherwise the next free port is found with one
+    ``bytearray.find`` from the cursor (C memchr; amortised O(1), as the
+    cursor moves on).  64 KB per address and protocol, made only for the
+    addresses PAT actually tries."""
+
+    __slots__ = ("used", "free", "cursor", "first")
+
+    def __init__(self, proto, taken):
+        self.used = bytearray(65536)
+        self.first = 0 if proto == 1 else 1       # TCP/UDP port 0 is never handed out
+        lo0 = self.first
+        self.free = [512 - lo0, 512, 64512]
+        self.cursor = [lo0, 512, 1024]
+        for p in taken:
+            self.take(p)
+
+    @staticmethod
+    def _r(p):
+        return 0 if p < 512 else (1 if p < 1024 else 2)
+
+    def take(self, p):
+        if not self.used[p]:
+            self.used[p] = 1
+            if p >= self.first:
+                self.free[self._r(p)] -= 1
+
+    def give(self, p):
+        if self.used[p]:
+            self.used[p] = 0
+            if p >= self.first:
+                self.free[self._r(p)] += 1
+
+    def alloc(self, want):
+        """``want`` if free, else the next free port of its range, or None."""
+        used = self.used
+        if not used[want]:
+            self.take(want)
+            return want
+        r = self._r(want)
+        if self.free[r] <= 0:
+            return None
+        lo, hi = PORT_RANGES[r]
+        if lo < self.first:
+            lo = self.first
+        c = self.cursor[r]
+        p = used.find(0, c, hi + 1)
+        if p < 0:
+            p = used.find(0, lo, c)
+            if p < 0:               # cannot happen while free[r] > 0
+                return None
+        self.cursor[r] = p + 1 if p < hi else lo
+        self.take(p)
+        return p
+
+
 class _Rule:
     """One ``ip nat inside source list ACL {pool P | interface IF} [overload]``."""
 
     __slots__ = ("id", "acl", "pool", "interface", "overload", "addresses", "refcount",
-                 "misses", "allocated", "cursor")
+                 "misses", "allocated", "cursor", "unlogged", "logged_at")
 
     def __init__(self, rid, cfg, addresses):
         self.id = rid
@@ -73,6 +136,8 @@ class _Rule:
         self.misses = 0
         self.allocated = 0
         self.cursor = 0
+        self.unlogged = 0           # allocation failures since the last log line
+        self.logged_at = None
 
 
 class Nat:
@@ -86,6 +151,13 @@ class Nat:
         self.hits = 0
         self.misses = 0
         self.expired = 0
+        self.alloc_failures = 0        # address/port exhaustion drops
+        self.limit_misses = 0          # refused: max-entries
+        self.host_misses = 0           # refused: a per-host limit
+        self.host_count: dict[int, int] = {}     # inside local -> dynamic entries
+        self._limit_logged: dict = {}
+        self.peak = 0
+        self.peak_at = None
         # flow entries
         self.flows_in: dict[tuple, Translation] = {}
         self.flows_out: dict[tuple, Translation] = {}
@@ -95,12 +167,12 @@ class Nat:
         # PAT ports: (proto, IG, IGp) -> [IL, ILp, refs]; statics hold refs=-1
         self.ports: dict[tuple, list] = {}
         self.pat_by_local: dict[tuple, tuple] = {}       # (proto, IL, ILp, rule id) -> (IG, IGp)
-        self.cursors: dict[tuple, int] = {}
+        self.portmaps: dict[tuple, _PortMap] = {}          # (proto, IG) -> _PortMap
         # dynamic simple bindings
         self.bind_by_local: dict[int, Translation] = {}
         self.bind_by_global: dict[int, Translation] = {}
         # timers
-        self.buckets: dict[int, list] = {}
+        self.buckets: dict[int, dict] = {}
         self.heap: list[int] = []
         self.timer = None
         self.timer_at = None
@@ -108,24 +180,58 @@ class Nat:
         self.listeners = []            # callables(translation) on removal
         self._own_acls = acls is None
         self.rules = []
+        #: the flow entry the last inbound/outbound call created (the router
+        #: resets it per packet; see :meth:`discard` and :meth:`adopt`)
+        self.created = None
+        #: address-only rewrites of protocols without ports through static
+        #: entries: no per-flow state, a small bounded cache
+        self._stateless: dict[tuple, Translation] = {}
         self.update(router_model)
 
+    _STATIC_ATTRS = ("statics", "st_in_by_local", "st_in_by_global", "st_port_by_local",
+                     "st_port_by_global", "st_out_by_global", "st_out_by_local",
+                     "global_addrs", "pool_ranges")
+
     def update(self, router_model) -> None:
-        """Apply a new configuration.  Existing dynamic entries are kept
-        (as IOS keeps them) and time out normally; new flows use the new
-        rules.  A ``source list`` rule that did not change keeps its
-        counters."""
+        """Apply a new configuration (:meth:`prepare` then :meth:`commit`).
+        Existing dynamic entries are kept (as IOS keeps them) and time out
+        normally; new flows use the new rules.  A ``source list`` rule that
+        did not change keeps its counters."""
+        self.commit(self.prepare(router_model))
+
+    def prepare(self, router_model):
+        """Build everything a configuration needs, off to the side: the
+        running state is not touched, so a failure here (MemoryError
+        included) leaves the engine as it was.  Returns a plan for
+        :meth:`commit`."""
+        from types import SimpleNamespace
+        plan = SimpleNamespace(model=router_model)
+        self._load_statics(router_model, plan)
+        plan.rules = [(i, d, self._rule_addresses(router_model, d))
+                      for i, d in enumerate(router_model.nat.dynamics, 1)]
+        plan.inside_ifs = sorted(n for n, i in router_model.interfaces.items()
+                                 if i.nat == "inside")
+        plan.outside_ifs = sorted(n for n, i in router_model.interfaces.items()
+                                  if i.nat == "outside")
+        return plan
+
+    def commit(self, plan) -> None:
+        """Install a plan from :meth:`prepare`: assignments only."""
+        router_model = plan.model
         self.model = router_model
         self.timeouts = router_model.nat.timeouts
+        self._stateless.clear()
         if self._own_acls:
             self.acls.update(router_model)
         for k in [k for k, v in self.ports.items() if v[2] < 0]:
             del self.ports[k]
-        self._load_statics(router_model)
+        for a in self._STATIC_ATTRS:
+            setattr(self, a, getattr(plan, a))
+        self.ports.update(plan.static_ports)
+        self.portmaps.clear()              # rebuilt from self.ports when next used
         old = {(r.acl, r.pool, r.interface, r.overload): r for r in self.rules}
         rules = []
-        for i, d in enumerate(router_model.nat.dynamics, 1):
-            addrs = self._rule_addresses(router_model, d)
+        for i, d, addrs in plan.rules:
             r = old.pop((d.acl, d.pool, d.interface, d.overload or d.interface is not None),
                         None)
             if r is None:
@@ -134,9 +240,8 @@ class Nat:
                 r.id, r.addresses, r.cursor = i, addrs, 0
             rules.append(r)
         self.rules = rules
-        self.inside_ifs = sorted(n for n, i in router_model.interfaces.items() if i.nat == "inside")
-        self.outside_ifs = sorted(n for n, i in router_model.interfaces.items()
-                                  if i.nat == "outside")
+        self.inside_ifs = plan.inside_ifs
+        self.outside_ifs = plan.outside_ifs
 
     # ------------------------------------------------------------------
     # configuration
@@ -151,24 +256,28 @@ class Nat:
     def _rule_addresses(self, model, d):
         if d.interface is not None:
             a = self._if_addr(model, d.interface)
-            return [] if a is None else [a]
+            return range(0) if a is None else range(a, a + 1)
         p = model.nat.pools.get(d.pool)
         if p is None:
             return []
         lo, hi = int(p.start), int(p.end)
-        return list(range(lo, hi + 1)) if hi >= lo else []
+        # a range, not a list: O(1) memory and membership whatever the size
+        return range(lo, hi + 1) if hi >= lo else range(0)
 
-    def _load_statics(self, model):
+    def _load_statics(self, model, st):
+        """The static entries of ``model`` into ``st`` (nothing of the
+        running state is touched)."""
         now = self.clock.seconds()
-        self.statics: list[Translation] = []
-        self.st_in_by_local: dict[int, int] = {}
-        self.st_in_by_global: dict[int, int] = {}
-        self.st_port_by_local: dict[tuple, tuple] = {}
-        self.st_port_by_global: dict[tuple, tuple] = {}
-        self.st_out_by_global: dict[int, int] = {}
-        self.st_out_by_local: dict[int, int] = {}
-        self.global_addrs: set[int] = set()
-        self.pool_ranges = []
+        st.static_ports = {}
+        st.statics: list[Translation] = []
+        st.st_in_by_local: dict[int, int] = {}
+        st.st_in_by_global: dict[int, int] = {}
+        st.st_port_by_local: dict[tuple, tuple] = {}
+        st.st_port_by_global: dict[tuple, tuple] = {}
+        st.st_out_by_global: dict[int, int] = {}
+        st.st_out_by_local: dict[int, int] = {}
+        st.global_addrs: set[int] = set()
+        st.pool_ranges = []
         for s in model.nat.statics:
             local = int(s.local)
             if s.global_interface is not None:
@@ -183,33 +292,33 @@ class Nat:
                 # local = outside global address as configured? IOS:
                 # "ip nat outside source static OUTSIDE-GLOBAL OUTSIDE-LOCAL"
                 og, ol = local, g
-                self.st_out_by_global[og] = ol
-                self.st_out_by_local[ol] = og
+                st.st_out_by_global[og] = ol
+                st.st_out_by_local[ol] = og
                 t = Translation(STATIC, 0, None, None, (ol, None), (og, None), now)
                 t.static_cfg = s
-                self.statics.append(t)
+                st.statics.append(t)
                 continue
             if s.protocol in ("tcp", "udp"):
                 proto = 6 if s.protocol == "tcp" else 17
                 lp, gp = s.local_port, s.global_port
                 if lp is None or gp is None:
                     continue
-                self.st_port_by_local[(proto, local, lp)] = (g, gp)
-                self.st_port_by_global[(proto, g, gp)] = (local, lp)
-                self.ports[(proto, g, gp)] = [local, lp, -1]
+                st.st_port_by_local[(proto, local, lp)] = (g, gp)
+                st.st_port_by_global[(proto, g, gp)] = (local, lp)
+                st.static_ports[(proto, g, gp)] = [local, lp, -1]
                 t = Translation(STATIC, proto, (local, lp), (g, gp), None, None, now)
             else:
-                self.st_in_by_local.setdefault(local, g)
-                self.st_in_by_global.setdefault(g, local)
+                st.st_in_by_local.setdefault(local, g)
+                st.st_in_by_global.setdefault(g, local)
                 t = Translation(STATIC, 0, (local, None), (g, None), None, None, now)
             t.static_cfg = s
             if s.global_interface is None:
-                self.global_addrs.add(g)
-            self.statics.append(t)
+                st.global_addrs.add(g)
+            st.statics.append(t)
         for d in model.nat.dynamics:
             p = model.nat.pools.get(d.pool) if d.pool else None
             if p is not None:
-                self.pool_ranges.append((int(p.start), int(p.end)))
+                st.pool_ranges.append((int(p.start), int(p.end)))
 
     # ------------------------------------------------------------------
     # queries for the router
@@ -304,12 +413,41 @@ class Nat:
                 tcp_flags = 0
         self._touch(t, tcp_flags, now)
 
+    # -- no state before proof ---------------------------------------------
+
+    def discard(self, t) -> None:
+        """The packet that just created ``t`` (``self.created``) was
+        dropped after NAT (output ACL, inspection thresholds, no route,
+        ...): remove the entry, as if it had never been made."""
+        if t is not None and t is not DROP and t is self.created and not t.dead \
+                and t.owner is None:
+            self.created = None
+            self._remove(t)
+
+    def adopt(self, t, owner) -> None:
+        """``t`` lives and dies with ``owner`` (the inspection session made
+        for the packet that created it): its NAT timeouts no longer apply;
+        :meth:`release` removes it when the session goes, so a half-open
+        session's translation dies with it at synwait."""
+        t.owner = owner
+        t.timeout = None
+        self._unbucket(t)
+
+    def release(self, t, owner) -> None:
+        """``owner``, which adopted ``t``, is gone: so is ``t``."""
+        if t.owner is owner and not t.dead:
+            t.owner = None
+            self.expired += 1
+            self._remove(t)
+
     def _touch(self, t, flags, now=None):
         now = self.clock.seconds() if now is None else now
         t.last_use = now
         p = t.parent
         if p is not None:
             p.last_use = now
+        if t.owner is not None:
+            return          # lives and dies with its session
         if t.proto == 6 and flags:
             if flags & (FIN | RST):
                 if t.tcp_state != T_FINRST:
@@ -345,10 +483,15 @@ class Nat:
         rw = t.forward if inside else t.reverse
         src, dst = rw.old[0], rw.old[1]
         fr = self.frags
-        if len(fr) > 4096:
+        if len(fr) >= _FRAG_MAX:
+            # bounded: drop the expired ones, then the oldest down to 3/4 (so
+            # the scan is paid once per quarter of the table, not per packet)
             now = self.clock.seconds()
             for k in [k for k, v in fr.items() if v[1] < now]:
                 del fr[k]
+            if len(fr) >= _FRAG_MAX:
+                for k in list(itertools.islice(fr, len(fr) - _FRAG_MAX * 3 // 4)):
+                    del fr[k]
         fr[(inside, pkt.proto, src, dst, pkt.ip_id)] = (t, self.clock.seconds() + _FRAG_LIFETIME)
 
     def _fragment(self, pkt, inside, rewrite):
@@ -418,6 +561,7 @@ class Nat:
         ig = None
         igp = sp
         parent = rule = pat_key = None
+        ported = proto in (1, 6, 17)
         if proto in (6, 17):
             s = self.st_port_by_local.get((proto, src, sp))
             if s is not None:
@@ -429,34 +573,44 @@ class Nat:
         if ig is None:
             b = self.bind_by_local.get(src)
             if b is not None:
+                if ported and not self._limits_ok(src, True):
+                    return DROP
                 ig, parent, rule = b.inside_global[0], b, b.rule
         if ig is None:
             for r in self.rules:
                 acl = self.acls.get(r.acl)
                 if acl is None or not acl.check(pkt):
                     continue
-                if not self._room():
+                if (ported or r.overload) and not self._limits_ok(src, True):
                     r.misses += 1
                     return DROP
                 if r.overload:
                     a = self._pat_alloc(r, proto, src, sp, og, dp)
                     if a is None:
-                        r.misses += 1
+                        self._alloc_failed(r)
                         return DROP
                     ig, igp, pat_key = a
                 else:
                     b = self._bind(r, src)
                     if b is None:
-                        r.misses += 1
+                        self._alloc_failed(r)
                         return DROP
                     ig, parent = b.inside_global[0], b
                 rule = r
                 break
+            else:
+                if ig is None and og == dst:
+                    return None
+        if not ported and (rule is None or not rule.overload):
+            return self._portless(proto, src, ig if ig is not None else src, dst, og, parent)
         if ig is None:
-            if og == dst:
-                return None
             ig = src
-        elif not self._room() and rule is None:
+        if rule is None and proto == 6 and pkt.tcp_flags & _SYN_ACK_RST_FIN != SYN:
+            # a static translation is a function of the packet: a TCP segment
+            # that cannot open a connection (a SYN/ACK or RST to a flooder's
+            # spoofed address, a stray ACK) is translated without an entry
+            return self._unregistered(proto, src, sp, ig, igp, dst, dp, og, dp)
+        if rule is None and not self._limits_ok(src, False):
             return DROP
         return self._make(proto, src, sp, ig, igp, dst, dp, og, dp, parent, rule, pat_key)
 
@@ -494,16 +648,144 @@ class Nat:
             if ol == src or self._is_pat_address(dst):
                 return None
             il = dst
-        if not self._room():
+        if proto not in (1, 6, 17):
+            return self._portless(proto, il, dst, ol, src, parent)
+        if proto == 6 and parent is None and rule is None and \
+                pkt.tcp_flags & _SYN_ACK_RST_FIN != SYN:
+            # no entry for a segment that cannot open a connection (see
+            # _create_outbound): an ACK or RST flood to a published port
+            # leaves no state
+            return self._unregistered(6, il, ilp, dst, dp, ol, sp, src, sp)
+        if not self._limits_ok(il, parent is not None or rule is not None):
+            if pat_key is not None:          # an FTP door's port
+                self._port_release(proto, dst, dp, pat_key)
             return DROP
         if proto == 1:
             # ICMP: id unchanged for non-PAT entries
             return self._make(1, il, ilp, dst, sp, ol, 0, src, 0, parent, rule, pat_key)
         return self._make(proto, il, ilp, dst, dp, ol, sp, src, sp, parent, rule, pat_key)
 
-    def _room(self):
+    def _unregistered(self, proto, il, ilp, ig, igp, ol, olp, og, ogp):
+        """A translation used for one packet only (its rewrites), kept
+        nowhere."""
+        t = Translation(FLOW, proto, (il, ilp), (ig, igp), (ol, olp), (og, ogp),
+                        self.clock.seconds())
+        t.forward, t.reverse = make_rewrites(proto, il, ilp, ig, igp, ol, olp, og, ogp)
+        t.outside_xlat = ol != og
+        return t
+
+    def _portless(self, proto, il, ig, ol, og, parent):
+        """A protocol without ports (GRE, ESP, IP 253, ...) through a
+        static or a dynamic simple entry: the address rewrite is all there
+        is, so no flow entry is kept (IOS would keep one per destination
+        for ``timeout``, 24 h: a sweep of destinations fills the table).
+        Returns an unregistered Translation (cached for statics)."""
+        now = self.clock.seconds()
+        key = None
+        if parent is not None:
+            parent.last_use = now        # keeps the binding alive
+        else:
+            key = (proto, il, ig, ol, og)
+            t = self._stateless.get(key)
+            if t is not None:
+                return t
+        t = Translation(FLOW, proto, (il, None), (ig, None), (ol, None), (og, None), now)
+        t.forward, t.reverse = make_rewrites(proto, il, 0, ig, 0, ol, 0, og, 0)
+        t.outside_xlat = ol != og
+        if key is not None:
+            if len(self._stateless) >= 4096:
+                self._stateless.clear()
+            self._stateless[key] = t
+        return t
+
+    # -- limits --------------------------------------------------------------
+
+    #: ``ip nat translation max-entries`` when none is configured (IOS: no
+    #: limit).  About 2 KB per entry (docs/nat-order.md); with the session
+    #: table's default limit the appliance stays under 256 MB.
+    DEFAULT_MAX_ENTRIES = 25000
+    #: ``ip nat translation max-entries all-host`` when none is configured:
+    #: entries one inside host may hold through the dynamic rules (IOS: no
+    #: limit), so one host cannot take every PAT port from the others.
+    DEFAULT_HOST_MAX = 4096
+    LIMIT_LOG_INTERVAL = 60.0
+
+    def max_entries(self) -> int:
         m = self.timeouts.max_entries
-        return m is None or len(self.entries) < m
+        return self.DEFAULT_MAX_ENTRIES if m is None else m
+
+    def host_max(self, host: int) -> int:
+        """The per-host limit of inside local ``host``: ``max-entries host``,
+        else the first ``max-entries list`` whose ACL permits it, else
+        ``all-host`` (default :data:`DEFAULT_HOST_MAX`)."""
+        to = self.timeouts
+        if to.max_entries_host:
+            from ipaddress import IPv4Address
+            n = to.max_entries_host.get(IPv4Address(host))
+            if n is not None:
+                return n
+        for name, n, _line in to.max_entries_list:
+            acl = self.acls.get(name)
+            if acl is not None and acl.check_fields(0, host):
+                return n
+        m = to.max_entries_all_host
+        return self.DEFAULT_HOST_MAX if m is None else m
+
+    #: adaptive timeouts (as pf's adaptive.start/end): above START of the
+    #: table limit every timeout is scaled by (END - n) / (END - START), so
+    #: at the limit entries live a third of their timeout.
+    ADAPTIVE_START = 0.6
+    ADAPTIVE_END = 1.2
+
+    def adaptive(self) -> float:
+        """The factor applied to timeouts now (1.0 below 60% of the limit)."""
+        lim = self.max_entries()
+        n = len(self.entries)
+        start = lim * self.ADAPTIVE_START
+        if n <= start:
+            return 1.0
+        end = lim * self.ADAPTIVE_END
+        return max(0.0, (end - n) / (end - start))
+
+    def _room(self):
+        return len(self.entries) < self.max_entries()
+
+    def _limits_ok(self, host, dynamic) -> bool:
+        """Room for one more entry: the table (``max-entries``) and, for an
+        entry an inside host makes through a dynamic rule, that host's
+        limit.  A refusal is counted and logged (once a minute per limit
+        and host)."""
+        if len(self.entries) >= self.max_entries():
+            self.limit_misses += 1
+            self._limit_log(None, self.max_entries())
+            return False
+        if dynamic:
+            n = self.host_count.get(host, 0)
+            if n >= self.DEFAULT_HOST_MAX or self.timeouts.max_entries_all_host is not None \
+                    or self.timeouts.max_entries_host or self.timeouts.max_entries_list:
+                m = self.host_max(host)
+                if n >= m:
+                    self.host_misses += 1
+                    self._limit_log(host, m)
+                    return False
+        return True
+
+    def _limit_log(self, host, limit):
+        now = self.clock.seconds()
+        last = self._limit_logged.get(host)
+        if last is not None and now - last < self.LIMIT_LOG_INTERVAL:
+            return
+        if len(self._limit_logged) > 1024:
+            self._limit_logged = {h: t for h, t in self._limit_logged.items()
+                                  if now - t < self.LIMIT_LOG_INTERVAL}
+        self._limit_logged[host] = now
+        if host is None:
+            ios.message("IPNAT", 4, "ENTRY_LIMIT_REACHED",
+                        "Reached the max-entries limit of %d translations" % limit)
+        else:
+            ios.message("IPNAT", 4, "ENTRY_LIMIT_REACHED",
+                        "Reached the max-entries limit of %d translations for host %s"
+                        % (limit, ip_str(host)))
 
     def _make(self, proto, il, ilp, ig, igp, ol, olp, og, ogp, parent, rule, pat_key):
         now = self.clock.seconds()
@@ -533,6 +815,9 @@ class Nat:
         t.parent = parent
         t.rule = rule
         t.pat_key = pat_key
+        if rule is not None:
+            t.host = il
+            self.host_count[il] = self.host_count.get(il, 0) + 1
         if parent is not None:
             parent.refcount += 1
             parent.last_use = now
@@ -543,7 +828,15 @@ class Nat:
         self.flows_out[out_key] = t
         self.entries[id(t)] = t
         self._schedule(t)
+        self.created = t
+        self._note_peak(now)
         return t
+
+    def _note_peak(self, now):
+        n = len(self.entries) + len(self.statics)
+        if n > self.peak:
+            self.peak = n
+            self.peak_at = now
 
     def _timeout_for(self, proto, p1, p2):
         to = self.timeouts
@@ -553,11 +846,14 @@ class Nat:
             return to.dns_timeout if 53 in (p1, p2) else to.udp_timeout
         if proto == 1:
             return to.icmp_timeout
-        return to.timeout
+        # protocols without ports (PAT address-only entries): IOS keeps them
+        # ``timeout`` (24 h); cbac at most ``udp-timeout`` (300 s) idle
+        short = to.udp_timeout if to.udp_timeout is not None else 300
+        return short if to.timeout is None else min(to.timeout, short)
 
     # -- PAT ports ---------------------------------------------------------
 
-    def _pat_alloc(self, rule, proto, il, ilp, og=0, ogp=0):
+    def _pat_alloc(self, rule, proto, il, ilp, og=0, ogp=0, prefer=None):
         """(IG, IGp, pat_key) or None.  Endpoint-independent: an inside
         (address, port) keeps its global port for every destination while
         it is in use.  The original port is kept when free; else the next
@@ -573,33 +869,43 @@ class Nat:
         if m is not None:
             self.ports[(proto, m[0], m[1])][2] += 1
             return m[0], m[1], pk
-        for ig in rule.addresses:
-            p = self._free_port(proto, ig, ilp)
+        addrs = rule.addresses
+        if prefer is not None:
+            addrs = itertools.chain((prefer,), (x for x in addrs if x != prefer))
+        for ig in addrs:
+            p = self._portmap(proto, ig).alloc(ilp)
             if p is not None:
                 self.ports[(proto, ig, p)] = [il, ilp, 1]
                 self.pat_by_local[pk] = (ig, p)
                 return ig, p, pk
         return None
 
-    def _free_port(self, proto, ig, want):
-        ports = self.ports
-        if (proto, ig, want) not in ports:
-            return want
-        lo, hi = _range_of(want)
-        if lo == 0 and proto != 1:
-            lo = 1
-        ck = (proto, ig, lo)
-        start = self.cursors.get(ck, want)
-        n = hi - lo + 1
-        p = start
-        for _ in range(n):
-            p += 1
-            if p > hi:
-                p = lo
-            if (proto, ig, p) not in ports:
-                self.cursors[ck] = p
-                return p
-        return None
+    #: seconds between two %IPNAT-4-ADDR_ALLOC_FAILURE lines of one rule
+    ALLOC_LOG_INTERVAL = 60.0
+
+    def _alloc_failed(self, rule):
+        """No address or port left for ``rule``: counted (the rule's
+        ``misses`` and ``show ip nat statistics``) and logged as IOS does,
+        at most once a minute per rule with the number of failures since
+        the last line."""
+        rule.misses += 1
+        self.alloc_failures += 1
+        rule.unlogged += 1
+        now = self.clock.seconds()
+        if rule.logged_at is not None and now - rule.logged_at < self.ALLOC_LOG_INTERVAL:
+            return
+        rule.logged_at = now
+        n, rule.unlogged = rule.unlogged, 0
+        ios.message("IPNAT", 4, "ADDR_ALLOC_FAILURE",
+                    "Address allocation failed; pool %s may be exhausted [%d]"
+                    % (rule.pool if rule.pool is not None else rule.interface, n))
+
+    def _portmap(self, proto, ig):
+        m = self.portmaps.get((proto, ig))
+        if m is None:
+            m = self.portmaps[(proto, ig)] = _PortMap(
+                proto, [k[2] for k in self.ports if k[0] == proto and k[1] == ig])
+        return m
 
     def _port_release(self, proto, ig, igp, pk):
         k = (proto, ig, igp)
@@ -609,6 +915,9 @@ class Nat:
         v[2] -= 1
         if v[2] <= 0:
             del self.ports[k]
+            m = self.portmaps.get((proto, ig))
+            if m is not None:
+                m.give(igp)
             if self.pat_by_local.get(pk) == (ig, igp):
                 del self.pat_by_local[pk]
 
@@ -631,6 +940,7 @@ class Nat:
                 self.bind_by_local[il] = b
                 self.bind_by_global[a] = b
                 self.entries[id(b)] = b
+                self._note_peak(now)
                 rule.allocated += 1
                 rule.refcount += 1
                 self._schedule(b)
@@ -674,18 +984,18 @@ class Nat:
         if not rule.overload:
             b = self._bind(rule, local_addr)
             return (b.inside_global[0], local_port) if b is not None else (local_addr, local_port)
+        if not self._limits_ok(local_addr, True):
+            # an FTP door counts in its host's limit: PORT commands cannot
+            # take the PAT ports the per-host limit protects
+            return local_addr, local_port
         if like is not None and like.inside_global[0] in rule.addresses:
             # same global address as the control connection
-            addrs = rule.addresses
-            rule.addresses = [like.inside_global[0]] + [a for a in addrs if a != like.inside_global[0]]
-            try:
-                a = self._pat_alloc(rule, proto, local_addr, local_port)
-            finally:
-                rule.addresses = addrs
+            a = self._pat_alloc(rule, proto, local_addr, local_port,
+                                prefer=like.inside_global[0])
         else:
             a = self._pat_alloc(rule, proto, local_addr, local_port)
         if a is None:
-            rule.misses += 1
+            self._alloc_failed(rule)
             return local_addr, local_port
         ig, igp, pk = a
         now = self.clock.seconds()
@@ -698,6 +1008,8 @@ class Nat:
         old = self.doors.get(d.door_key)
         if old is not None:
             self._drop_door(old, keep_port=False)
+        d.host = local_addr
+        self.host_count[local_addr] = self.host_count.get(local_addr, 0) + 1
         self.doors[d.door_key] = d
         rule.refcount += 1
         self._schedule(d)
@@ -706,7 +1018,15 @@ class Nat:
     def _drop_door(self, d, keep_port):
         if self.doors.get(d.door_key) is d:
             del self.doors[d.door_key]
+        self._unbucket(d)
         d.dead = True
+        h, d.host = d.host, None
+        if h is not None:
+            n = self.host_count.get(h, 0) - 1
+            if n > 0:
+                self.host_count[h] = n
+            else:
+                self.host_count.pop(h, None)
         if not keep_port:
             if d.pat_key is not None:
                 self._port_release(d.proto, d.inside_global[0], d.inside_global[1], d.pat_key)
@@ -715,21 +1035,31 @@ class Nat:
 
     # -- timers -------------------------------------------------------------
 
+    def _unbucket(self, t):
+        """Take ``t`` out of its timer bucket (O(1)): a removed entry must
+        not stay referenced until its old deadline."""
+        b = t.bucket
+        if b is not None:
+            d = self.buckets.get(b)
+            if d is not None:
+                d.pop(t, None)
+            t.bucket = None
+
     def _schedule(self, t):
+        self._unbucket(t)
         to = t.timeout
         if to is None:
-            t.bucket = None
             return
-        b = int(math.ceil(t.last_use + to))
+        b = int(math.ceil(t.last_use + to * self.adaptive()))
         t.bucket = b
-        lst = self.buckets.get(b)
-        if lst is None:
-            self.buckets[b] = [t]
+        d = self.buckets.get(b)
+        if d is None:
+            self.buckets[b] = {t: None}
             heapq.heappush(self.heap, b)
             if not self._sweeping and (self.timer_at is None or b < self.timer_at):
                 self._arm(b)
         else:
-            lst.append(t)
+            d[t] = None
 
     def _arm(self, at):
         if self.timer is not None and self.timer.active():
@@ -754,17 +1084,19 @@ class Nat:
 
     def _sweep_due(self):
         now = self.clock.seconds()
+        f = self.adaptive()
         heap = self.heap
         while heap and heap[0] <= now + 1e-9:
             b = heapq.heappop(heap)
-            for t in self.buckets.pop(b, ()):
+            for t in list(self.buckets.pop(b, ())):
                 if t.dead or t.bucket != b:
                     continue
+                t.bucket = None
                 to = t.timeout
                 if to is None:
                     t.bucket = None
                     continue
-                if t.last_use + to <= now + 1e-9:
+                if t.last_use + to * f <= now + 1e-9:
                     if t.kind == BINDING and t.refcount > 0:
                         t.last_use = now
                         self._schedule(t)
@@ -781,10 +1113,12 @@ class Nat:
     def _remove(self, t):
         if t.dead:
             return
+        self._unbucket(t)
         if t.kind == DOOR:
             self._drop_door(t, keep_port=False)
             return
         t.dead = True
+        t.owner = None
         self.entries.pop(id(t), None)
         if t.kind == FLOW:
             if self.flows_in.get(t.in_key) is t:
@@ -793,6 +1127,13 @@ class Nat:
                 del self.flows_out[t.out_key]
             if t.pat_key is not None:
                 self._port_release(t.proto, t.inside_global[0], t.inside_global[1], t.pat_key)
+            h = t.host
+            if h is not None:
+                n = self.host_count.get(h, 0) - 1
+                if n > 0:
+                    self.host_count[h] = n
+                else:
+                    self.host_count.pop(h, None)
             p = t.parent
             if p is not None:
                 p.refcount -= 1
@@ -981,8 +1322,11 @@ class Nat:
         """``show ip nat statistics``."""
         total, st, dyn, ext = self.counts()
         out = ["Total active translations: %d (%d static, %d dynamic; %d extended)"
-               % (total, st, dyn, ext),
-               "Outside interfaces:"]
+               % (total, st, dyn, ext)]
+        if self.peak_at is not None:
+            out.append("Peak translations: %d, occurred %s ago"
+                       % (self.peak, ios_duration(self.clock.seconds() - self.peak_at)))
+        out.append("Outside interfaces:")
         if self.outside_ifs:
             out.append("  " + ", ".join(self.outside_ifs))
         out.append("Inside interfaces:")
@@ -990,6 +1334,13 @@ class Nat:
             out.append("  " + ", ".join(self.inside_ifs))
         out.append("Hits: %d  Misses: %d" % (self.hits, self.misses))
         out.append("Expired translations: %d" % self.expired)
+        out.append("Address allocation failures: %d" % self.alloc_failures)
+        out.append("max entry: max allowed %d, used %d, missed %d"
+                   % (self.max_entries(), len(self.entries), self.limit_misses))
+        m = self.timeouts.max_entries_all_host
+        out.append("max entry per host: max allowed %d%s, missed %d"
+                   % (self.DEFAULT_HOST_MAX if m is None else m,
+                      " (default)" if m is None else "", self.host_misses))
         out.append("Dynamic mappings:")
         if self.rules:
             out.append("-- Inside Source")
@@ -1006,7 +1357,7 @@ class Nat:
             mask = (0xFFFFFFFF << (32 - p.prefix_length)) & 0xFFFFFFFF
             total_a = len(r.addresses)
             if r.overload:
-                mine = set(r.addresses)
+                mine = r.addresses
                 used = len({k[1] for k, v in self.ports.items()
                             if v[2] > 0 and k[1] in mine})
             else:
@@ -1082,7 +1433,9 @@ class Nat:
 
     def clear_statistics(self) -> None:
         """``clear ip nat statistics``."""
-        self.hits = self.misses = self.expired = 0
+        self.hits = self.misses = self.expired = self.alloc_failures = 0
+        self.limit_misses = self.host_misses = 0
+        self.peak, self.peak_at = 0, None
         for r in self.rules:
             r.misses = 0
 
