@@ -32,7 +32,8 @@ def _build_engines(model, clock):
     from cbac.nat import Nat
     acls = AclSet(model, clock)
     nat = Nat(model, clock, acls=acls)
-    sessions = SessionTable(clock, model, app_factories(model, acls))
+    from cbac.inspect.zones import engine_model
+    sessions = SessionTable(clock, engine_model(model), app_factories(model, acls))
     sessions.nat = nat
     return acls, nat, sessions
 
@@ -53,6 +54,8 @@ class Appliance:
         else:
             self.acls = self.nat = self.sessions = None
         self.router = Router(model, clock, ports, self.acls, self.nat, self.sessions)
+        from cbac.inspect.zones import ZonePolicy
+        self.zones = self.router.zones = ZonePolicy(model, self.acls, clock)
         self.log_observers = None          # cbac.log.observers.LogObservers
         self.inband_addresses = []
 
@@ -315,7 +318,9 @@ class Appliance:
         if self.nat is not None:
             self.nat.update(new)
         if self.sessions is not None:
-            self.sessions.reload(new)
+            from cbac.inspect.zones import engine_model
+            self.sessions.reload(engine_model(new))
+        self.zones.reconfigure(new)
         self.router.apply_config(new)
         if self.log_observers is not None:
             self.log_observers.configure(new)

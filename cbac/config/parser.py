@@ -1799,6 +1799,10 @@ SUB_COMMANDS: dict[str, dict] = {
     },
 }
 
+# Zone-based policy firewall: handlers live in cbac.config.zbf.
+from cbac.config import zbf as _zbf  # noqa: E402
+_zbf.install(GLOBAL_COMMANDS, SUB_COMMANDS)
+
 
 # --------------------------------------------------------------------------
 # Entry points

@@ -1,0 +1,337 @@
+"""The zone-based policy firewall (ZBF) engine: which zone-pair and class a
+new flow belongs to, and what its policy-map does with it.
+
+IOS semantics (``docs/configuration.md``, "Zone-based policy firewall"):
+
+* neither interface in a zone: ZBF does not apply (classic CBAC, ACLs);
+* both interfaces in the same zone: pass;
+* one interface in a zone, the other not: drop;
+* two zones: the zone-pair source -> destination and its
+  ``service-policy type inspect``; none: drop.  The policy-map's classes
+  are tried in order; the first that matches decides: ``inspect`` (a
+  session: return traffic needs no zone-pair), ``pass`` (this packet only,
+  stateless), ``drop``; no class matches: ``class-default`` (drop unless
+  configured ``pass``);
+* traffic to the router (the ``self`` zone): allowed unless a zone-pair
+  from the ingress zone to ``self`` exists; then its policy decides
+  (``inspect`` and ``pass`` both deliver the packet to the router's own
+  stack, which tracks its connections).
+
+Inspection reuses the CBAC session engine: each (zone-pair, class) with
+``inspect`` is compiled into an :class:`InspectRule` named
+``ZONE-PAIR:CLASS`` that the session table looks up like any ``ip inspect
+name`` rule; its protocols are the class-map's ``match protocol`` lines
+(plus tcp/udp/icmp when the class also matches access lists, which IOS
+inspects at layer 4), its timeouts and audit/alert settings come from the
+class's parameter-map (else ``parameter-map type inspect global``), the
+SMTP ``max-data`` from the class's layer 7 ``service-policy smtp``.
+
+:func:`engine_model` gives the session table a model with those rules and
+with the firewall-wide thresholds (``max-incomplete``, ``one-minute``,
+``tcp max-incomplete host``, ``synwait``/``finwait``, ``dns-timeout``) of
+the parameter-maps merged into the ``ip inspect`` globals (the lowest value
+wins: cbac has one half-open count and one block list).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from cbac.config.model import InspectGlobals, InspectProtocol, InspectRule
+from cbac.config.zbf import GLOBAL_ONLY, SELF
+from cbac.log import ios
+from cbac.packet.view import ip_str
+
+__all__ = ["ZonePolicy", "engine_model", "rule_name", "NOT_ZONED", "PASS", "DROP"]
+
+#: verdicts of :meth:`ZonePolicy.decide` (an inspect verdict is a rule name)
+NOT_ZONED = None
+PASS = "pass"
+DROP = "drop"
+
+_PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp"}
+#: tcp destination ports of the application protocols (IOS port map)
+_APP_PORTS = {"ftp": (21,), "http": (80,), "smtp": (25,), "esmtp": (25,)}
+_TCP_APPS = ("ftp", "http", "smtp", "esmtp")
+
+
+def rule_name(zp_name: str, class_name: str) -> str:
+    """The inspection rule name of a (zone-pair, class): not a valid IOS
+    rule name, so it never collides with an ``ip inspect name`` rule."""
+    return "%s:%s" % (zp_name, class_name)
+
+
+# --------------------------------------------------------------------------
+# Compilation into the session engine's model
+
+def _flatten(z, name, depth=0):
+    """(protocols, has_acl) of a class-map through nested class-maps."""
+    cm = z.class_maps.get(name)
+    protos, acl = [], False
+    if cm is None or depth > 16:
+        return protos, acl
+    for m in cm.matches:
+        if m.kind == "protocol":
+            if m.value not in protos:
+                protos.append(m.value)
+        elif m.kind == "access-group":
+            acl = True
+        elif m.kind == "class-map":
+            p, a = _flatten(z, m.value, depth + 1)
+            protos += [x for x in p if x not in protos]
+            acl = acl or a
+    return protos, acl
+
+
+def _param(z, name, attr):
+    pm = z.parameter_maps.get(name) if name else None
+    v = getattr(pm, attr) if pm is not None else None
+    if v is None:
+        for g in ("global", "default"):
+            gm = z.parameter_maps.get(g)
+            if gm is not None and getattr(gm, attr) is not None:
+                return getattr(gm, attr)
+    return v
+
+
+def _smtp_max_data(z, policy_name):
+    pm = z.policy_maps.get(policy_name) if policy_name else None
+    if pm is None:
+        return None
+    limit = None
+    for c in pm.classes:
+        if c.action != "reset":
+            continue
+        cm = z.class_maps.get(c.name)
+        if cm is None:
+            continue
+        for m in cm.matches:
+            if m.kind == "data-length":
+                n = int(m.value)
+                limit = n if limit is None else min(limit, n)
+    return limit
+
+
+def compile_rules(router) -> dict:
+    """{rule name: InspectRule} for every (zone-pair, class) with ``inspect``."""
+    z = router.zbf
+    out = {}
+    for zp in z.zone_pairs.values():
+        pm = z.policy_maps.get(zp.service_policy) if zp.service_policy else None
+        if pm is None or pm.app is not None:
+            continue
+        for c in pm.classes:
+            if c.action != "inspect" or c.name not in z.class_maps:
+                continue
+            protos, acl = _flatten(z, c.name)
+            if acl or not protos:
+                protos = protos + [p for p in ("tcp", "udp", "icmp") if p not in protos]
+            if "smtp" in protos and "esmtp" in protos:
+                protos.remove("smtp")
+            rule = InspectRule(rule_name(zp.name, c.name))
+            max_data = _smtp_max_data(z, c.service_policy)
+            for p in protos:
+                attr = {"udp": "udp_idle_time", "icmp": "icmp_idle_time"}.get(p, "tcp_idle_time")
+                audit = _param(z, c.parameter_map, "audit_trail")
+                alert = _param(z, c.parameter_map, "alert")
+                ip = InspectProtocol(p, alert=alert, audit_trail=audit,
+                                     timeout=_param(z, c.parameter_map, attr))
+                if p in ("smtp", "esmtp") and max_data is not None:
+                    ip.max_data = max_data
+                rule.protocols.append(ip)
+            out[rule.name] = rule
+    return out
+
+
+def effective_globals(router) -> InspectGlobals:
+    """The ``ip inspect`` globals with the parameter-maps' firewall-wide
+    thresholds merged in (the lowest configured value wins)."""
+    z = router.zbf
+    g = dataclasses.replace(router.inspect)
+    if not z.parameter_maps:
+        return g
+    d = InspectGlobals()
+    for attr in GLOBAL_ONLY:
+        vals = [getattr(pm, attr) for pm in z.parameter_maps.values()
+                if getattr(pm, attr) is not None]
+        if not vals:
+            continue
+        v = min(vals)
+        cur = getattr(g, attr)
+        setattr(g, attr, v if cur == getattr(d, attr) else min(cur, v))
+    blocks = [pm.tcp_block_time for pm in z.parameter_maps.values()
+              if pm.tcp_max_incomplete_host is not None and pm.tcp_block_time is not None]
+    if blocks:
+        g.tcp_block_time = max([g.tcp_block_time] + blocks)
+    gm = z.parameter_maps.get("global") or z.parameter_maps.get("default")
+    if gm is not None:
+        if gm.alert is not None and gm.alert is False:
+            g.alert_off = True
+    # high marks below low marks after merging: keep them ordered
+    if g.max_incomplete_low > g.max_incomplete_high:
+        g.max_incomplete_low = g.max_incomplete_high
+    if g.one_minute_low > g.one_minute_high:
+        g.one_minute_low = g.one_minute_high
+    return g
+
+
+def engine_model(router):
+    """The model the session table runs on: the router's, with the ZBF
+    inspection rules added and the firewall-wide thresholds merged."""
+    if not router.zbf.configured:
+        return router
+    rules = dict(router.inspect_rules)
+    rules.update(compile_rules(router))
+    return dataclasses.replace(router, inspect=effective_globals(router), inspect_rules=rules)
+
+
+# --------------------------------------------------------------------------
+# Per-flow decisions
+
+class ClassCounters:
+    __slots__ = ("packets", "bytes", "sessions", "last_created")
+
+    def __init__(self):
+        self.packets = 0
+        self.bytes = 0
+        self.sessions = 0
+        self.last_created = None
+
+
+class ZonePolicy:
+    """Decides the fate of the first packet of a flow between zones.
+
+    ``acls``: the ACL engine (``acls.get(name).check(pkt)``) for ``match
+    access-group``.  Counters per (zone-pair, class) feed ``show
+    policy-map type inspect zone-pair``."""
+
+    def __init__(self, router_model, acls=None, clock=None):
+        self.acls = acls
+        self.clock = clock
+        self.counters: dict = {}
+        self.reconfigure(router_model)
+
+    def reconfigure(self, router_model) -> None:
+        self.model = router_model
+        z = router_model.zbf
+        self.zbf = z
+        self.zone_of = {i.name: i.zone for i in router_model.interfaces.values() if i.zone}
+        self.pairs = {}
+        for zp in z.zone_pairs.values():
+            self.pairs[(zp.source, zp.destination)] = zp
+        self.active = bool(self.zone_of)
+
+    def clear_counters(self) -> None:
+        self.counters.clear()
+
+    def counter(self, zp_name, class_name) -> ClassCounters:
+        key = (zp_name, class_name)
+        c = self.counters.get(key)
+        if c is None:
+            c = self.counters[key] = ClassCounters()
+        return c
+
+    # -- classification -------------------------------------------------
+
+    def _match(self, m, pkt, depth):
+        k = m.kind
+        if k == "protocol":
+            p = m.value
+            if p in _APP_PORTS:
+                return pkt.proto == 6 and pkt.dport in _APP_PORTS[p]
+            return _PROTO_NAMES.get(pkt.proto) == p
+        if k == "access-group":
+            acl = self.acls.get(m.value) if self.acls is not None else None
+            return acl is not None and acl.check(pkt)
+        if k == "class-map":
+            return self._class_matches(m.value, pkt, depth + 1)
+        return False
+
+    def _class_matches(self, name, pkt, depth=0) -> bool:
+        cm = self.zbf.class_maps.get(name)
+        if cm is None or not cm.matches or depth > 16:
+            return False
+        if cm.match_any:
+            return any(self._match(m, pkt, depth) for m in cm.matches)
+        return all(self._match(m, pkt, depth) for m in cm.matches)
+
+    def decide(self, in_if: str, out_if: str, pkt):
+        """``NOT_ZONED`` (ZBF does not apply), ``PASS``, ``DROP`` or the
+        inspection rule name for the first packet of a flow from
+        interface ``in_if`` to ``out_if`` (``"self"``: the router)."""
+        zin = self.zone_of.get(in_if)
+        if out_if == SELF:
+            if zin is None:
+                return NOT_ZONED
+            zp = self.pairs.get((zin, SELF))
+            if zp is None:
+                return PASS
+            verdict = self._policy(zp, pkt, in_if)
+            return DROP if verdict == DROP else PASS
+        zout = self.zone_of.get(out_if)
+        if zin is None and zout is None:
+            return NOT_ZONED
+        if zin == zout:
+            return PASS
+        if zin is None or zout is None:
+            self._drop_log(None, None, pkt, in_if, "not in a zone" if zin is None else None)
+            return DROP
+        zp = self.pairs.get((zin, zout))
+        if zp is None:
+            return DROP
+        return self._policy(zp, pkt, in_if)
+
+    def _policy(self, zp, pkt, in_if):
+        pm = self.zbf.policy_maps.get(zp.service_policy) if zp.service_policy else None
+        if pm is None:
+            return DROP
+        chosen = None
+        for c in pm.classes:
+            if c.name == "class-default":
+                continue
+            if self._class_matches(c.name, pkt):
+                chosen = c
+                break
+        if chosen is None:
+            chosen = pm.default_class()
+        action = chosen.action or ("drop" if chosen.name == "class-default" else None)
+        cnt = self.counter(zp.name, chosen.name)
+        if action == "inspect":
+            return rule_name(zp.name, chosen.name)
+        cnt.packets += 1
+        cnt.bytes += pkt.ip_len
+        if action == "pass":
+            return PASS
+        if chosen.log:
+            self._drop_log(zp, chosen, pkt, in_if, None)
+        return DROP
+
+    def session_created(self, rule, now) -> None:
+        zp, _, cls = rule.partition(":")
+        c = self.counter(zp, cls)
+        c.sessions += 1
+        c.last_created = now
+
+    def _drop_log(self, zp, cls, pkt, in_if, why):
+        if zp is None:
+            return
+        proto = _PROTO_NAMES.get(pkt.proto, str(pkt.proto))
+        if pkt.proto in (6, 17):
+            flow = "%s:%d %s:%d" % (ip_str(pkt.src), pkt.sport, ip_str(pkt.dst), pkt.dport)
+        else:
+            flow = "%s %s" % (ip_str(pkt.src), ip_str(pkt.dst))
+        ios.message("FW", 6, "DROP_PKT",
+                    "Dropping %s session %s on zone-pair %s class %s due to  DROP action "
+                    "found in policy-map with ip ident %d" % (
+                        proto, flow, zp.name, cls.name, _ip_ident(pkt)))
+
+
+def _ip_ident(pkt) -> int:
+    f, l3 = pkt.frame, pkt.l3
+    return (f[l3 + 4] << 8) | f[l3 + 5]
+
+
+def zone_for(router_model, ifname) -> Optional[str]:
+    itf = router_model.interfaces.get(ifname)
+    return itf.zone if itf is not None else None

@@ -1,0 +1,334 @@
+"""Zone-based policy firewall enforcement on memory ports.
+
+A four-interface appliance: Ethernet0/0 (LAN, zone IN), Ethernet0/1
+(WAN, zone OUT), Ethernet0/2 (LAB, zone IN too), Ethernet0/3 (no zone).
+Each test sends frames from simulated hosts and asserts on what leaves the
+router (scapy), the drop counters and the log lines.
+"""
+
+from scapy.all import ARP, ICMP, IP, TCP, UDP, Ether, raw
+from twisted.internet.task import Clock
+from twisted.trial import unittest
+
+from cbac.app import Appliance
+from cbac.config import check, parse_config
+from cbac.config.errors import errors
+from cbac.dataplane.port import MemoryPort
+from tests.test_sessions import capture_logs
+
+IFS = {
+    # name: (router MAC, router IP, host MAC, host IP)
+    "Ethernet0/0": ("02:00:00:00:00:10", "10.0.0.1", "02:00:00:00:01:10", "10.0.0.2"),
+    "Ethernet0/1": ("02:00:00:00:00:11", "20.0.0.1", "02:00:00:00:01:11", "20.0.0.2"),
+    "Ethernet0/2": ("02:00:00:00:00:12", "30.0.0.1", "02:00:00:00:01:12", "30.0.0.2"),
+    "Ethernet0/3": ("02:00:00:00:00:13", "40.0.0.1", "02:00:00:00:01:13", "40.0.0.2"),
+}
+
+BASE = """
+hostname zbf
+access-list 110 permit tcp any host 10.0.0.2 eq 22
+class-map type inspect match-any WEB
+ match protocol http
+ match protocol icmp
+class-map type inspect match-all SSH-TO-LAN
+ match access-group 110
+class-map type inspect match-any DNS
+ match protocol udp
+policy-map type inspect IN-OUT
+ class type inspect WEB
+  inspect
+ class type inspect DNS
+  pass
+ class class-default
+  drop log
+policy-map type inspect OUT-IN
+ class type inspect SSH-TO-LAN
+  inspect
+ class type inspect DNS
+  pass
+zone security IN
+zone security OUT
+zone-pair security IN-OUT source IN destination OUT
+ service-policy type inspect IN-OUT
+zone-pair security OUT-IN source OUT destination IN
+ service-policy type inspect OUT-IN
+interface Ethernet0/0
+ ip address 10.0.0.1 255.255.255.0
+ zone-member security IN
+interface Ethernet0/1
+ ip address 20.0.0.1 255.255.255.0
+ zone-member security OUT
+interface Ethernet0/2
+ ip address 30.0.0.1 255.255.255.0
+ zone-member security IN
+interface Ethernet0/3
+ ip address 40.0.0.1 255.255.255.0
+"""
+
+SELF_POLICY = """
+class-map type inspect match-any PING
+ match protocol icmp
+policy-map type inspect OUT-SELF
+ class type inspect PING
+  pass
+zone-pair security OUT-SELF source OUT destination self
+ service-policy type inspect OUT-SELF
+"""
+
+
+class ZoneCase(unittest.TestCase):
+    config = BASE
+
+    def setUp(self):
+        model, diags = parse_config(self.config)
+        bad = errors(list(diags) + check(model))
+        self.assertEqual(bad, [], [str(d) for d in bad])
+        self.clock = Clock()
+        self.ports = {n: MemoryPort(n, v[0]) for n, v in IFS.items()}
+        self.app = Appliance(model, self.clock, dict(self.ports))
+        self.r = self.app.router
+        self.r.start()
+        self.addCleanup(self.r.stop)
+        self.logs = capture_logs(self)
+        for n, (rmac, rip, hmac, hip) in IFS.items():
+            self.inject(n, Ether(src=hmac, dst="ff:ff:ff:ff:ff:ff") /
+                        ARP(op=1, hwsrc=hmac, psrc=hip, pdst=rip))
+        for p in self.ports.values():
+            p.sent.clear()
+
+    def inject(self, ifname, p):
+        self.r.frameReceived(self.ports[ifname], bytearray(raw(p)), b"")
+
+    def frame(self, ifname, ip):
+        rmac, rip, hmac, hip = IFS[ifname]
+        return Ether(src=hmac, dst=rmac) / ip
+
+    def send(self, ifname, ip):
+        self.inject(ifname, self.frame(ifname, ip))
+
+    def sent(self, ifname):
+        out = [Ether(f) for f, v in self.ports[ifname].sent]
+        self.ports[ifname].sent.clear()
+        return out
+
+    def fw(self):
+        return [x for x in self.logs if x.startswith("%FW-")]
+
+
+class ZoneRuleTests(ZoneCase):
+
+    def test_same_zone_passes_without_policy(self):
+        # IN (Ethernet0/0) -> IN (Ethernet0/2): no zone-pair needed, any protocol
+        self.send("Ethernet0/0", IP(src="10.0.0.2", dst="30.0.0.2") / TCP(sport=1000, dport=23,
+                                                                          flags="S"))
+        out = self.sent("Ethernet0/2")
+        self.assertEqual(len(out), 1)
+        self.assertEqual(out[0][TCP].dport, 23)
+        # not a session: the reply is forwarded statelessly too (same zone)
+        self.send("Ethernet0/2", IP(src="30.0.0.2", dst="10.0.0.2") / TCP(sport=23, dport=1000,
+                                                                          flags="SA"))
+        self.assertEqual(len(self.sent("Ethernet0/0")), 1)
+        self.assertEqual(len(self.app.sessions.sessions), 0)
+
+    def test_member_to_non_member_dropped_both_ways(self):
+        self.send("Ethernet0/0", IP(src="10.0.0.2", dst="40.0.0.2") / ICMP(id=1))
+        self.assertEqual(self.sent("Ethernet0/3"), [])
+        self.send("Ethernet0/3", IP(src="40.0.0.2", dst="10.0.0.2") / ICMP(id=1))
+        self.assertEqual(self.sent("Ethernet0/0"), [])
+        self.assertEqual(self.r.drops["zone-drop"], 2)
+
+    def test_non_member_to_self_allowed(self):
+        self.send("Ethernet0/3", IP(src="40.0.0.2", dst="40.0.0.1") / ICMP(id=7))
+        out = self.sent("Ethernet0/3")
+        self.assertEqual([p[ICMP].type for p in out], [0])
+
+    def test_inspect_creates_session_and_return_traffic_passes(self):
+        self.send("Ethernet0/0", IP(src="10.0.0.2", dst="20.0.0.2") / TCP(sport=40000, dport=80,
+                                                                          flags="S", seq=100))
+        self.assertEqual(len(self.sent("Ethernet0/1")), 1)
+        # return traffic needs no OUT->IN zone-pair entry
+        self.send("Ethernet0/1", IP(src="20.0.0.2", dst="10.0.0.2") / TCP(sport=80, dport=40000,
+                                                                          flags="SA", seq=5000,
+                                                                          ack=101))
+        out = self.sent("Ethernet0/0")
+        self.assertEqual(len(out), 1)
+        self.assertEqual(str(out[0][TCP].flags), "SA")
+        [s] = self.app.sessions.sessions.values()
+        self.assertEqual(s.protocol, "http")
+        self.assertEqual(s.rule_name, "IN-OUT:WEB")
+
+    def test_unsolicited_from_outside_dropped(self):
+        # OUT->IN: only ssh to 10.0.0.2 is in a class; http is class-default (drop)
+        self.send("Ethernet0/1", IP(src="20.0.0.2", dst="10.0.0.2") / TCP(sport=40000, dport=80,
+                                                                          flags="S"))
+        self.assertEqual(self.sent("Ethernet0/0"), [])
+        # a SYN/ACK that belongs to no session is dropped as well
+        self.send("Ethernet0/1", IP(src="20.0.0.2", dst="10.0.0.2") / TCP(sport=80, dport=40000,
+                                                                          flags="SA"))
+        self.assertEqual(self.sent("Ethernet0/0"), [])
+
+    def test_inspect_via_access_group(self):
+        self.send("Ethernet0/1", IP(src="20.0.0.2", dst="10.0.0.2") / TCP(sport=40000, dport=22,
+                                                                          flags="S"))
+        self.assertEqual(len(self.sent("Ethernet0/0")), 1)
+        [s] = self.app.sessions.sessions.values()
+        self.assertEqual((s.protocol, s.rule_name), ("tcp", "OUT-IN:SSH-TO-LAN"))
+        # the ACL names 10.0.0.2 only: another inside host is not reachable
+        self.send("Ethernet0/1", IP(src="20.0.0.2", dst="30.0.0.2") / TCP(sport=40001, dport=22,
+                                                                          flags="S"))
+        self.assertEqual(self.sent("Ethernet0/2"), [])
+
+    def test_inspect_mid_stream_packet_without_session_dropped(self):
+        self.send("Ethernet0/0", IP(src="10.0.0.2", dst="20.0.0.2") / TCP(sport=40000, dport=80,
+                                                                          flags="A", seq=1, ack=1))
+        self.assertEqual(self.sent("Ethernet0/1"), [])
+        self.assertEqual(self.r.drops["zone-no-session"], 1)
+
+    def test_pass_is_stateless_one_direction(self):
+        # IN->OUT udp: pass (no session)
+        self.send("Ethernet0/0", IP(src="10.0.0.2", dst="20.0.0.2") / UDP(sport=5353, dport=53))
+        self.assertEqual(len(self.sent("Ethernet0/1")), 1)
+        self.assertEqual(len(self.app.sessions.sessions), 0)
+        # the reply is allowed only because OUT->IN passes udp as well
+        self.send("Ethernet0/1", IP(src="20.0.0.2", dst="10.0.0.2") / UDP(sport=53, dport=5353))
+        self.assertEqual(len(self.sent("Ethernet0/0")), 1)
+
+    def test_class_default_drop_logs_in_ios_format(self):
+        self.send("Ethernet0/0", IP(src="10.0.0.2", dst="20.0.0.2", id=4242) /
+                  TCP(sport=40000, dport=25, flags="S"))
+        self.assertEqual(self.sent("Ethernet0/1"), [])
+        self.assertIn("%FW-6-DROP_PKT: Dropping tcp session 10.0.0.2:40000 20.0.0.2:25 on "
+                      "zone-pair IN-OUT class class-default due to  DROP action found in "
+                      "policy-map with ip ident 4242", self.fw())
+
+    def test_class_default_drop_without_log_is_silent(self):
+        # OUT-IN has no class-default line: drop, no log
+        self.send("Ethernet0/1", IP(src="20.0.0.2", dst="10.0.0.2") / TCP(sport=40000, dport=25,
+                                                                          flags="S"))
+        self.assertEqual(self.sent("Ethernet0/0"), [])
+        self.assertEqual(self.fw(), [])
+
+    def test_icmp_inspected_echo_reply_returns(self):
+        self.send("Ethernet0/0", IP(src="10.0.0.2", dst="20.0.0.2") / ICMP(id=9, seq=1))
+        self.assertEqual(len(self.sent("Ethernet0/1")), 1)
+        self.send("Ethernet0/1", IP(src="20.0.0.2", dst="10.0.0.2") / ICMP(type=0, id=9, seq=1))
+        self.assertEqual(len(self.sent("Ethernet0/0")), 1)
+        # an unsolicited echo reply is dropped
+        self.send("Ethernet0/1", IP(src="20.0.0.2", dst="10.0.0.2") / ICMP(type=0, id=77, seq=1))
+        self.assertEqual(self.sent("Ethernet0/0"), [])
+
+    def test_no_zone_pair_drops(self):
+        # IN -> OUT exists; remove it by a config without it
+        cfg = BASE.replace("zone-pair security IN-OUT source IN destination OUT\n"
+                           " service-policy type inspect IN-OUT\n", "")
+        new, diags = parse_config(cfg)
+        self.app.apply(new)
+        self.send("Ethernet0/0", IP(src="10.0.0.2", dst="20.0.0.2") / TCP(sport=40000, dport=80,
+                                                                          flags="S"))
+        self.assertEqual(self.sent("Ethernet0/1"), [])
+
+    def test_self_zone_open_by_default(self):
+        self.send("Ethernet0/1", IP(src="20.0.0.2", dst="20.0.0.1") / ICMP(id=7))
+        self.assertEqual([p[ICMP].type for p in self.sent("Ethernet0/1")], [0])
+        # a closed TCP port of the router answers with RST (the router's stack)
+        self.send("Ethernet0/1", IP(src="20.0.0.2", dst="20.0.0.1") / TCP(sport=4000, dport=2222,
+                                                                          flags="S"))
+        self.assertEqual([str(p[TCP].flags) for p in self.sent("Ethernet0/1")], ["RA"])
+
+
+class SelfZoneTests(ZoneCase):
+    config = BASE + SELF_POLICY
+
+    def test_zone_pair_to_self_restricts_the_router(self):
+        # ping passes (class PING: pass)
+        self.send("Ethernet0/1", IP(src="20.0.0.2", dst="20.0.0.1") / ICMP(id=7))
+        self.assertEqual([p[ICMP].type for p in self.sent("Ethernet0/1")], [0])
+        # the console port (and anything else) from OUT is dropped: class-default
+        self.send("Ethernet0/1", IP(src="20.0.0.2", dst="20.0.0.1") / TCP(sport=4000, dport=2222,
+                                                                          flags="S"))
+        self.assertEqual(self.sent("Ethernet0/1"), [])
+        self.assertEqual(self.r.drops["zone-drop"], 1)
+        # the router's address on another interface, reached from OUT: still self
+        self.send("Ethernet0/1", IP(src="20.0.0.2", dst="10.0.0.1") / TCP(sport=4000, dport=2222,
+                                                                          flags="S"))
+        self.assertEqual(self.sent("Ethernet0/1"), [])
+
+    def test_other_zones_reach_self_without_zone_pair(self):
+        self.send("Ethernet0/0", IP(src="10.0.0.2", dst="10.0.0.1") / TCP(sport=4000, dport=2222,
+                                                                          flags="S"))
+        self.assertEqual([str(p[TCP].flags) for p in self.sent("Ethernet0/0")], ["RA"])
+
+    def test_console_service_reachability(self):
+        got = []
+        self.r.local_services[(6, 2222)] = got.append
+        self.send("Ethernet0/0", IP(src="10.0.0.2", dst="10.0.0.1") / TCP(sport=4000, dport=2222,
+                                                                          flags="S"))
+        self.send("Ethernet0/1", IP(src="20.0.0.2", dst="20.0.0.1") / TCP(sport=4000, dport=2222,
+                                                                          flags="S"))
+        self.assertEqual([IP(p).src for p in got], ["10.0.0.2"])
+
+
+class SeedZbfTests(unittest.TestCase):
+    """The ZBF seed configuration (etc/router-zbf.conf) on memory ports:
+    PAT outbound, SMTP to the published server inbound, class-map ACLs on
+    inside-local addresses."""
+
+    R_IN, R_OUT = "02:00:0a:0a:0a:01", "02:00:ac:16:01:10"
+    H_IN, H_OUT = "02:00:0a:0a:0a:02", "02:00:ac:16:01:01"
+
+    def setUp(self):
+        from cbac.config.parser import parse_file
+        from tests.labrun import SEED_CONFIG
+        import os
+        path = os.path.join(os.path.dirname(SEED_CONFIG), "router-zbf.conf")
+        model, diags = parse_file(path)
+        self.assertEqual(errors(list(diags) + check(model)), [])
+        self.clock = Clock()
+        self.pin = MemoryPort("Ethernet2/1", self.R_IN)
+        self.pout = MemoryPort("Ethernet2/0", self.R_OUT)
+        self.app = Appliance(model, self.clock, {"Ethernet2/1": self.pin,
+                                                 "Ethernet2/0": self.pout})
+        self.r = self.app.router
+        self.r.start()
+        self.addCleanup(self.r.stop)
+        self.r.frameReceived(self.pin, bytearray(raw(
+            Ether(src=self.H_IN, dst="ff:ff:ff:ff:ff:ff") /
+            ARP(op=1, hwsrc=self.H_IN, psrc="10.10.10.25", pdst="10.10.10.1"))), b"")
+        self.r.frameReceived(self.pout, bytearray(raw(
+            Ether(src=self.H_OUT, dst="ff:ff:ff:ff:ff:ff") /
+            ARP(op=1, hwsrc=self.H_OUT, psrc="172.22.1.1", pdst="172.22.1.16"))), b"")
+        self.pin.sent.clear()
+        self.pout.sent.clear()
+
+    def out(self, ip):
+        self.r.frameReceived(self.pout, bytearray(raw(Ether(src=self.H_OUT, dst=self.R_OUT) / ip)),
+                             b"")
+        sent = [Ether(f) for f, v in self.pin.sent]
+        self.pin.sent.clear()
+        return sent
+
+    def inside(self, ip):
+        self.r.frameReceived(self.pin, bytearray(raw(Ether(src=self.H_IN, dst=self.R_IN) / ip)),
+                             b"")
+        sent = [Ether(f) for f, v in self.pout.sent]
+        self.pout.sent.clear()
+        return sent
+
+    def test_smtp_to_published_server_is_translated_and_inspected(self):
+        got = self.out(IP(src="172.22.1.1", dst="172.22.1.16") / TCP(sport=40000, dport=25,
+                                                                     flags="S"))
+        self.assertEqual([(p[IP].dst, p[TCP].dport) for p in got], [("10.10.10.25", 25)])
+        [s] = self.app.sessions.sessions.values()
+        self.assertEqual((s.protocol, s.rule_name), ("smtp", "WAN-LAN:WAN-LAN-MAIL"))
+
+    def test_other_ports_from_outside_dropped(self):
+        self.assertEqual(self.out(IP(src="172.22.1.1", dst="172.22.1.16") /
+                                  TCP(sport=40000, dport=80, flags="S")), [])
+
+    def test_inside_out_pat_and_return(self):
+        got = self.inside(IP(src="10.10.10.25", dst="172.22.1.1") / UDP(sport=5000, dport=53))
+        self.assertEqual(len(got), 1)
+        self.assertEqual(got[0][IP].src, "172.22.1.16")
+        port = got[0][UDP].sport
+        back = self.out(IP(src="172.22.1.1", dst="172.22.1.16") / UDP(sport=53, dport=port))
+        self.assertEqual([(p[IP].dst, p[UDP].dport) for p in back], [("10.10.10.25", 5000)])
