@@ -332,3 +332,93 @@ class SeedZbfTests(unittest.TestCase):
         port = got[0][UDP].sport
         back = self.out(IP(src="172.22.1.1", dst="172.22.1.16") / UDP(sport=53, dport=port))
         self.assertEqual([(p[IP].dst, p[UDP].dport) for p in back], [("10.10.10.25", 5000)])
+
+
+PARAMS = BASE.replace("class-map type inspect match-any WEB", """parameter-map type inspect global
+ max-incomplete low 2
+ max-incomplete high 3
+ tcp max-incomplete host 50 block-time 0
+parameter-map type inspect WEBP
+ tcp idle-time 77
+ icmp idle-time 4
+ audit-trail on
+ sessions maximum 2
+class-map type inspect match-any WEB""").replace("""policy-map type inspect IN-OUT
+ class type inspect WEB
+  inspect
+""", """policy-map type inspect IN-OUT
+ class type inspect WEB
+  inspect WEBP
+""")
+
+
+class ParameterMapTests(ZoneCase):
+    config = PARAMS
+
+    def syn(self, sport, dst="20.0.0.2"):
+        self.send("Ethernet0/0", IP(src="10.0.0.2", dst=dst) / TCP(sport=sport, dport=80,
+                                                                   flags="S"))
+        return self.sent("Ethernet0/1")
+
+    def test_idle_time_and_audit_trail_in_zbf_format(self):
+        self.syn(40000)
+        [s] = self.app.sessions.sessions.values()
+        self.assertEqual(s.idle, 77)
+        self.assertIn("%FW-6-SESS_AUDIT_TRAIL_START: (target:class)-(IN-OUT:WEB):Start http "
+                      "session: initiator (10.0.0.2:40000) -- responder (20.0.0.2:80)", self.fw())
+        self.app.clear("ip inspect sessions")
+        self.assertIn("%FW-6-SESS_AUDIT_TRAIL: (target:class)-(IN-OUT:WEB):Stop http session: "
+                      "initiator (10.0.0.2:40000) sent 0 bytes -- responder (20.0.0.2:80) sent "
+                      "0 bytes", self.fw())
+        self.send("Ethernet0/0", IP(src="10.0.0.2", dst="20.0.0.2") / ICMP(id=3))
+        [s] = self.app.sessions.sessions.values()
+        self.assertEqual(s.idle, 4)
+
+    def test_sessions_maximum_per_class(self):
+        self.assertEqual(len(self.syn(40000)), 1)
+        self.assertEqual(len(self.syn(40001)), 1)
+        self.assertEqual(self.syn(40002), [])
+        self.assertIn("%FW-4-SESSIONS_MAXIMUM: Number of sessions for zone-pair IN-OUT class WEB "
+                      "exceeds the configured sessions maximum value 2", self.fw())
+        # a session ends: room for one more
+        self.app.clear("ip inspect sessions")
+        self.sent("Ethernet0/1")                       # the resets of the clear
+        self.assertEqual(len(self.syn(40003)), 1)
+
+    def test_global_thresholds_apply(self):
+        g = self.app.sessions.model.inspect
+        self.assertEqual((g.max_incomplete_low, g.max_incomplete_high), (2, 3))
+        self.app.apply(parse_config(PARAMS.replace(" sessions maximum 2\n", ""))[0])
+        for i in range(4):
+            self.syn(41000 + i)
+        self.assertTrue(self.app.sessions.aggressive)
+        self.assertTrue(any(x.startswith("%FW-4-ALERT_ON: getting aggressive, count (4/3)")
+                            for x in self.fw()), self.fw())
+
+
+SMTP_L7 = BASE.replace("class-map type inspect match-all SSH-TO-LAN", """class-map type inspect smtp match-any BIG
+ match data-length gt 5000
+policy-map type inspect smtp MAILPOL
+ class type inspect smtp BIG
+  reset
+  log
+class-map type inspect match-all MAIL
+ match protocol smtp
+class-map type inspect match-all SSH-TO-LAN""").replace("""policy-map type inspect OUT-IN
+""", """policy-map type inspect OUT-IN
+ class type inspect MAIL
+  inspect
+  service-policy smtp MAILPOL
+""")
+
+
+class SmtpLayer7Tests(ZoneCase):
+    config = SMTP_L7
+
+    def test_data_length_maps_to_max_data(self):
+        self.send("Ethernet0/1", IP(src="20.0.0.2", dst="10.0.0.2") / TCP(sport=40000, dport=25,
+                                                                          flags="S"))
+        self.assertEqual(len(self.sent("Ethernet0/0")), 1)
+        [s] = self.app.sessions.sessions.values()
+        self.assertEqual((s.protocol, s.rule_name), ("smtp", "OUT-IN:MAIL"))
+        self.assertEqual(s.inspector.max_data, 5000)

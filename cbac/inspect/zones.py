@@ -130,6 +130,8 @@ def compile_rules(router) -> dict:
             if "smtp" in protos and "esmtp" in protos:
                 protos.remove("smtp")
             rule = InspectRule(rule_name(zp.name, c.name))
+            # per class (IOS): read by the session table's create()
+            rule.sessions_maximum = _param(z, c.parameter_map, "sessions_maximum")
             max_data = _smtp_max_data(z, c.service_policy)
             for p in protos:
                 attr = {"udp": "udp_idle_time", "icmp": "icmp_idle_time"}.get(p, "tcp_idle_time")
