@@ -18,7 +18,7 @@ import re
 
 from twisted.trial import unittest
 
-from tests.labrun import LabCase, records, seed_variant, skip_reason, wait_for
+from tests.labrun import LabCase, records, seed_variant, skip_reason, wait_for, zbf_variant
 
 #: A message with dot lines (dot-stuffing), a long line and a final CRLF.
 MESSAGE = (b"From: a@out.test\r\nTo: b@lab.test\r\nSubject: lab test\r\n\r\n"
@@ -232,6 +232,13 @@ class SmtpCbac(SmtpMixin, unittest.TestCase):
         self.assertDelivered(big, res)
 
 
+class SmtpZbf(SmtpCbac):
+    """The same with the ZBF seed (etc/router-zbf.conf): class WAN-LAN-MAIL
+    ``match protocol smtp`` inspected from zone WAN to zone LAN."""
+
+    config = zbf_variant()
+
+
 # ---------------------------------------------------------------------------
 # max-data 10000
 
@@ -277,6 +284,22 @@ class MaxDataCbac(MaxDataMixin, unittest.TestCase):
 
 # ---------------------------------------------------------------------------
 # esmtp: raw server with PIPELINING, SIZE, 8BITMIME, CHUNKING, AUTH
+
+
+class MaxDataZbf(MaxDataCbac):
+    """max-data in ZBF terms: a layer 7 SMTP policy (``match data-length
+    gt 10000``, ``reset``) under the inspected mail class."""
+
+    config = zbf_variant(
+        ["class-map type inspect smtp match-any SMTP-BIG",
+         " match data-length gt 10000",
+         "!",
+         "policy-map type inspect smtp SMTP-L7",
+         " class type inspect smtp SMTP-BIG",
+         "  reset",
+         "  log"],
+        replace=[(" class type inspect WAN-LAN-MAIL\n  inspect\n",
+                  " class type inspect WAN-LAN-MAIL\n  inspect\n  service-policy smtp SMTP-L7\n")])
 
 
 ESMTP_CONFIG = seed_variant(replace=[("ip inspect name OUT-IN smtp", "ip inspect name OUT-IN esmtp")])
@@ -369,3 +392,9 @@ class EsmtpCbac(EsmtpMixin, unittest.TestCase):
             self.assertNotIn(sent, arrived)
             self.assertIn(b"x" * (len(sent) - 2) + b"\r\n", arrived)
             self.assertEqual(code, 500, text)
+
+
+class EsmtpZbf(EsmtpCbac):
+    """ESMTP inspection in ZBF terms: ``match protocol esmtp``."""
+
+    config = zbf_variant(replace=[(" match protocol smtp\n", " match protocol esmtp\n")])
