@@ -159,6 +159,21 @@ class Appliance:
             return text
         return "% Invalid input"
 
+    # -- zone-based policy firewall ----------------------------------------
+
+    def show_zone_security(self, name=None) -> str:
+        from cbac.inspect import zones
+        return zones.show_zone_security(self.model, name)
+
+    def show_zone_pair_security(self) -> str:
+        from cbac.inspect import zones
+        return zones.show_zone_pair_security(self.model)
+
+    def show_policy_map_zone_pair(self, name=None, sessions=False) -> str:
+        from cbac.inspect import zones
+        return zones.show_policy_map_zone_pair(self.model, self.zones, self.sessions, name,
+                                               sessions)
+
     def show_access_lists(self, name=None) -> str:
         return self.acls.show(name) if self.acls else ""
 
@@ -205,6 +220,12 @@ class Appliance:
         if what == "ip inspect sessions":
             if self.sessions:
                 self.sessions.clear()
+                self.router._drain_outbox()
+            return ""
+        if what == "zone-pair inspect sessions":
+            if self.sessions:
+                from cbac.inspect import zones
+                zones.clear_sessions(self.sessions, arg)
                 self.router._drain_outbox()
             return ""
         if what == "arp-cache":

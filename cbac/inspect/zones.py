@@ -337,3 +337,145 @@ def _ip_ident(pkt) -> int:
 def zone_for(router_model, ifname) -> Optional[str]:
     itf = router_model.interfaces.get(ifname)
     return itf.zone if itf is not None else None
+
+
+# --------------------------------------------------------------------------
+# show zone security / show zone-pair security /
+# show policy-map type inspect zone-pair [NAME] [sessions]
+
+def show_zone_security(router_model, name=None) -> str:
+    z = router_model.zbf
+    out = []
+    if name is None or name == SELF:
+        out += ["zone self", "  Description: System defined zone", ""]
+    for zn in z.zones.values():
+        if name is not None and zn.name != name:
+            continue
+        out.append("zone %s" % zn.name)
+        if zn.description:
+            out.append("  Description: %s" % zn.description)
+        members = [i.name for i in router_model.interfaces.values() if i.zone == zn.name]
+        if members:
+            out.append("  Member Interfaces:")
+            out += ["    %s" % m for m in members]
+        out.append("")
+    if name is not None and not out:
+        return "%% Zone %s does not exist" % name
+    return "\n".join(out).rstrip("\n")
+
+
+def show_zone_pair_security(router_model) -> str:
+    out = []
+    for zp in router_model.zbf.zone_pairs.values():
+        out.append("Zone-pair name %s" % zp.name)
+        if zp.description:
+            out.append("Description: %s" % zp.description)
+        out.append("    Source-Zone %s  Destination-Zone %s " % (zp.source, zp.destination))
+        out.append("    service-policy %s" % (zp.service_policy or "not configured"))
+    return "\n".join(out)
+
+
+def _match_text(m, z) -> str:
+    if m.kind == "protocol":
+        return "protocol %s" % m.value
+    if m.kind == "access-group":
+        return ("access-group %s" if m.value.isdigit() else "access-group name %s") % m.value
+    if m.kind == "class-map":
+        cm = z.class_maps.get(m.value)
+        kind = ("match-any" if cm.match_any else "match-all") if cm is not None else "match-all"
+        return "class-map %s %s" % (kind, m.value)
+    if m.kind == "data-length":
+        return "data-length gt %s" % m.value
+    return m.kind
+
+
+def _hms(seconds) -> str:
+    s = int(max(seconds, 0))
+    return "%02d:%02d:%02d" % (s // 3600, (s // 60) % 60, s % 60)
+
+
+def show_policy_map_zone_pair(router_model, policy, sessions, name=None,
+                              with_sessions=False) -> str:
+    """``show policy-map type inspect zone-pair [NAME] [sessions]``."""
+    from cbac.inspect.show import session_detail, session_line
+    z = router_model.zbf
+    pairs = [zp for zp in z.zone_pairs.values()
+             if zp.service_policy and (name is None or zp.name == name)]
+    if name is not None and name not in z.zone_pairs:
+        return "%% Zone-pair %s does not exist" % name
+    now = sessions.clock.seconds() if sessions is not None else 0.0
+    by_rule = {}
+    if sessions is not None:
+        for s in sessions.sessions.values():
+            if s.rule_name is not None and ":" in s.rule_name:
+                by_rule.setdefault(s.rule_name, []).append(s)
+    out = []
+    for zp in pairs:
+        pm = z.policy_maps.get(zp.service_policy)
+        if pm is None:
+            continue
+        out += ["policy exists on zp %s" % zp.name, " Zone-pair: %s" % zp.name, "",
+                "  Service-policy inspect : %s" % pm.name, ""]
+        classes = [c for c in pm.classes if c.name != "class-default"]
+        classes.append(pm.default_class())
+        for c in classes:
+            cm = z.class_maps.get(c.name)
+            if c.name == "class-default":
+                out.append("    Class-map: class-default (match-any)")
+                out.append("      Match: any")
+            elif cm is not None:
+                out.append("    Class-map: %s (%s)" % (cm.name, "match-any" if cm.match_any
+                                                      else "match-all"))
+                for m in cm.matches:
+                    out.append("      Match: %s" % _match_text(m, z))
+            cnt = policy.counters.get((zp.name, c.name)) if policy is not None else None
+            action = c.action or "drop"
+            if action == "inspect":
+                rule = rule_name(zp.name, c.name)
+                live = by_rule.get(rule, [])
+                out.append("      Inspect")
+                if with_sessions:
+                    for key, title in (("SIS_OPEN", "Established Sessions"),
+                                       ("SIS_OPENING", "Half-open Sessions"),
+                                       ("SIS_CLOSING", "Terminating Sessions")):
+                        group = [s for s in live if s.sis == key]
+                        if not group:
+                            continue
+                        out.append("        " + title)
+                        for s in group:
+                            out.append("        " + session_line(s))
+                            out += ["        " + x for x in session_detail(s, now)]
+                else:
+                    n = [sum(1 for s in live if s.sis == k)
+                         for k in ("SIS_OPEN", "SIS_OPENING", "SIS_CLOSING")]
+                    out.append("        Session creations since subsystem startup or last "
+                               "reset %d" % (cnt.sessions if cnt else 0))
+                    out.append("        Current session counts (estab/half-open/terminating) "
+                               "[%d:%d:%d]" % tuple(n))
+                    last = cnt.last_created if cnt else None
+                    out.append("        Last session created %s" % (
+                        "never" if last is None else _hms(now - last)))
+                if c.service_policy:
+                    out.append("      Service-policy smtp : %s" % c.service_policy)
+            else:
+                if c.name == "class-default" and c.action is None:
+                    out.append("      Drop (default action)")
+                else:
+                    out.append("      %s%s" % (action.capitalize(), " (log)" if c.log else ""))
+                out.append("        %d packets, %d bytes" % (
+                    cnt.packets if cnt else 0, cnt.bytes if cnt else 0))
+            out.append("")
+    return "\n".join(out).rstrip("\n")
+
+
+def clear_sessions(sessions, name=None) -> int:
+    """``clear zone-pair [NAME] inspect sessions``: delete (and reset) the
+    sessions ZBF created (of one zone-pair)."""
+    n = 0
+    for s in list(sessions.sessions.values()):
+        r = s.rule_name
+        if r is None or ":" not in r or (name is not None and r.partition(":")[0] != name):
+            continue
+        sessions.reset_session(s, "clear")
+        n += 1
+    return n
