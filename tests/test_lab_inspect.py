@@ -240,6 +240,19 @@ class InspectZbf(InspectMixin, unittest.TestCase):
         self.assertEqual(records(self.l80, "accept"), [])
         self.assertEqual(records(self.l23, "accept"), [])
 
+    def test_show_policy_map_zone_pair_sessions(self):
+        r = self.py("in", UDP_CLIENT, "172.22.1.1", "5353", "zbf-show")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.env.console("show policy-map type inspect zone-pair sessions")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(" Zone-pair: LAN-WAN", r.stdout)
+        self.assertIn("    Class-map: LAN-WAN (match-any)\n      Match: protocol ftp", r.stdout)
+        self.assertRegex(r.stdout, r"         Session [0-9A-F]+ \(10\.10\.10\.2:\d+\)=>"
+                                   r"\(172\.22\.1\.1:5353\) udp SIS_OPEN")
+        r = self.env.console("show zone security")
+        self.assertIn("zone LAN\n  Description: inside (Ethernet2/1)\n  Member Interfaces:\n"
+                      "    Ethernet2/1", r.stdout)
+
     def test_unsolicited_inbound_logged_by_class_default(self):
         """WAN-LAN's class-default is ``drop log``: IOS's ZBF drop message."""
         self.env.exec("out", ["timeout", "10", "hping3", "-q", "-c", "1", "-S", "-p", "80",
