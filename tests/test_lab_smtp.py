@@ -398,3 +398,46 @@ class EsmtpZbf(EsmtpCbac):
     """ESMTP inspection in ZBF terms: ``match protocol esmtp``."""
 
     config = zbf_variant(replace=[(" match protocol smtp\n", " match protocol esmtp\n")])
+
+
+VERB_RESET_CLIENT = r"""
+import json, smtplib
+s = smtplib.SMTP("172.22.1.16", 25, timeout=15)
+out = {"port": s.sock.getsockname()[1]}
+out["helo"] = s.docmd("HELO out.test")[0]
+try:
+    out["vrfy"] = s.docmd("VRFY root")[0]
+except Exception as e:
+    out["error"] = type(e).__name__
+print(json.dumps(out))
+"""
+
+
+class SmtpVerbPolicyZbf(_SmtpBase, unittest.TestCase):
+    """A layer 7 smtp policy (``match cmd verb VRFY``, ``reset``, ``log``):
+    the VRFY line never reaches the server, the session is reset."""
+
+    skip = skip_reason()
+    mode = "cbac"
+    config = zbf_variant(
+        ["class-map type inspect smtp match-any SMTP-VERBS",
+         " match cmd verb VRFY",
+         "!",
+         "policy-map type inspect smtp SMTP-L7",
+         " class type inspect smtp SMTP-VERBS",
+         "  reset",
+         "  log"],
+        replace=[(" class type inspect WAN-LAN-MAIL\n  inspect\n",
+                  " class type inspect WAN-LAN-MAIL\n  inspect\n  service-policy smtp SMTP-L7\n")])
+
+    def test_vrfy_resets_the_session(self):
+        res = self.run_json(VERB_RESET_CLIENT)
+        self.assertEqual(res["helo"], 250)
+        self.assertIn("error", res, res)
+        arrived = self.lines_from(res["port"])
+        self.assertTrue(arrived[0].upper().startswith(b"HELO "), arrived)
+        self.assertFalse([x for x in arrived if b"VRFY" in x.upper() or x.startswith(b"xxxx")],
+                         arrived)
+        log = self.wait_log("SMTP_L7_POLICY")
+        self.assertIn("%%FW-4-SMTP_L7_POLICY: SMTP command VRFY from initiator (172.22.1.1:%d) "
+                      "-- session reset by layer 7 policy" % res["port"], log)

@@ -47,6 +47,8 @@ class-map type inspect match-any ANY
  match access-group name NAMED
 class-map type inspect smtp match-any BIG
  match data-length gt 10000
+ match cmd line length gt 512
+ match cmd verb VRFY
 policy-map type inspect smtp SMTP-POL
  class type inspect smtp BIG
   reset
@@ -105,6 +107,7 @@ class RoundTripTests(unittest.TestCase):
                      "class-map type inspect match-any LAN-WAN", " match access-group 102",
                      " match access-group name NAMED", " match class-map MAIL",
                      "class-map type inspect smtp match-any BIG", " match data-length gt 10000",
+                     " match cmd line length gt 512", " match cmd verb VRFY",
                      "policy-map type inspect smtp SMTP-POL", " class type inspect smtp BIG",
                      "  reset", "  log", "  inspect PM", " class class-default", "  drop log",
                      "  pass log", "  service-policy smtp SMTP-POL",
@@ -228,8 +231,10 @@ class FailClosedTests(unittest.TestCase):
          "unsupported match"),
         ("class-map type inspect http match-any A\n", 1, "not supported"),
         ("policy-map type inspect http P\n", 1, "not supported"),
-        ("class-map type inspect smtp match-any A\n match cmd verb VRFY\n", 2,
+        ("class-map type inspect smtp match-any A\n match sender address regex X\n", 2,
          "unsupported smtp match"),
+        ("class-map type inspect smtp match-all A\n match cmd verb VRFY\n"
+         " match data-length gt 5\n", 1, "match-all smtp class-map with more than one"),
         ("parameter-map type inspect P\n log dropped-packets enable\n", 2, "unsupported"),
         ("parameter-map type inspect P\n tcp half-open on\n", 2, "unsupported"),
         ("zone security A\n protection P\n", 2, "unsupported"),

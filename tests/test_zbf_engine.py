@@ -422,3 +422,74 @@ class SmtpLayer7Tests(ZoneCase):
         [s] = self.app.sessions.sessions.values()
         self.assertEqual((s.protocol, s.rule_name), ("smtp", "OUT-IN:MAIL"))
         self.assertEqual(s.inspector.max_data, 5000)
+
+
+SMTP_L7_FULL = """
+class-map type inspect smtp match-any SMTP-BAD
+ match cmd verb VRFY
+ match cmd line length gt 64
+class-map type inspect smtp match-any SMTP-BIG
+ match data-length gt 5000
+policy-map type inspect smtp MAILPOL
+ class type inspect smtp SMTP-BAD
+  reset
+  log
+ class type inspect smtp SMTP-BIG
+  reset
+class-map type inspect match-all MAIL
+ match protocol smtp
+policy-map type inspect P
+ class type inspect MAIL
+  inspect
+  service-policy smtp MAILPOL
+zone security A
+zone security B
+zone-pair security AB source A destination B
+ service-policy type inspect P
+"""
+
+
+class SmtpLayer7InspectorTests(unittest.TestCase):
+    """The layer 7 smtp policy compiled into the SMTP inspector's controls,
+    then fed a dialogue the way the stream engine feeds it."""
+
+    def inspector(self):
+        from cbac.inspect import smtp
+        from cbac.inspect.api import InspectContext
+        from cbac.inspect.zones import compile_rules
+        model, diags = parse_config(SMTP_L7_FULL)
+        self.assertEqual(errors(list(diags) + check(model)), [])
+        rp = compile_rules(model)["AB:MAIL"].get("smtp")
+        self.assertEqual(rp.max_data, 5000)
+        ctx = InspectContext(client_addr=0x14000002, client_port=40000, server_addr=0x0A000002,
+                             server_port=25, rule=rp, options=None, debug=False)
+        return smtp.FACTORIES["smtp"](ctx)
+
+    def feed(self, insp, line):
+        from cbac.inspect.api import CLIENT, SERVER
+        insp.data_received(SERVER, b"220 mail ESMTP\r\n")
+        return insp.data_received(CLIENT, line)
+
+    def test_denied_verb_resets_and_is_never_released(self):
+        insp = self.inspector()
+        v = self.feed(insp, b"VRFY root\r\n")
+        self.assertTrue(v.reset)
+        self.assertEqual(v.release, 0)
+        self.assertEqual([m[2] for m in v.log], ["SMTP_L7_POLICY"])
+        self.assertIn("command VRFY", v.log[0][3])
+
+    def test_other_verbs_pass(self):
+        insp = self.inspector()
+        v = self.feed(insp, b"HELO client\r\n")
+        self.assertFalse(v.reset)
+        self.assertEqual(v.release, len(b"HELO client\r\n"))
+
+    def test_long_command_line_resets_even_unterminated(self):
+        insp = self.inspector()
+        v = self.feed(insp, b"HELO " + b"a" * 59 + b"\r\n")      # 64: allowed
+        self.assertFalse(v.reset)
+        from cbac.inspect.api import CLIENT
+        insp.data_received(1, b"250 ok\r\n")
+        v = insp.data_received(CLIENT, b"NOOP " + b"b" * 70)       # no line end yet
+        self.assertTrue(v.reset)
+        self.assertEqual(v.release, len(b"HELO " + b"a" * 59 + b"\r\n"))

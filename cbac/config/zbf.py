@@ -13,7 +13,7 @@ IOS commands handled here (the model classes are in
      match access-group N | match access-group name NAME
      match class-map NAME
     class-map type inspect smtp [match-any|match-all] NAME
-     match data-length gt N
+     match data-length gt N | match cmd line length gt N | match cmd verb VERB
     policy-map type inspect NAME
      class type inspect CLASS
       inspect [PARAMETER-MAP] | pass [log] | drop [log]
@@ -270,8 +270,14 @@ def _smtp_match(a):
     k = [x.lower() for x in a]
     if k[:2] == ["data-length", "gt"] and len(a) == 3:
         return ClassMatch("data-length", str(_p._int(a[2], 1, 2147483647, "data-length")))
-    raise _Bad("unsupported smtp match criterion '%s' (cbac enforces 'match data-length gt N')"
-               % " ".join(a))
+    if k[:4] == ["cmd", "line", "length", "gt"] and len(a) == 5:
+        return ClassMatch("cmd-line-length", str(_p._int(a[4], 1, 2147483647, "length")))
+    if k[:2] == ["cmd", "verb"] and len(a) == 3:
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,19}", a[2]):
+            raise _Bad("invalid SMTP verb '%s'" % a[2])
+        return ClassMatch("cmd-verb", a[2].upper())
+    raise _Bad("unsupported smtp match criterion '%s' (cbac enforces 'match data-length gt N', "
+               "'match cmd line length gt N', 'match cmd verb VERB')" % " ".join(a))
 
 
 def pm_class(self, pm, ln, neg, a):
@@ -510,6 +516,10 @@ def _render_match(m: ClassMatch) -> str:
         return " match class-map %s" % m.value
     if m.kind == "data-length":
         return " match data-length gt %s" % m.value
+    if m.kind == "cmd-line-length":
+        return " match cmd line length gt %s" % m.value
+    if m.kind == "cmd-verb":
+        return " match cmd verb %s" % m.value
     raise ValueError(m.kind)
 
 
@@ -632,6 +642,10 @@ def check(r: Router, add) -> None:
                 if acl is None:
                     add(ERROR, m.lineno, "class-map %s: access list %s is not defined"
                         % (cm.name, m.value))
+        if cm.app is not None and not cm.match_any and len(cm.matches) > 1:
+            add(ERROR, cm.lineno, "class-map %s: a match-all smtp class-map with more than one "
+                "criterion is not supported (use match-any, or one class per criterion)"
+                % cm.name)
         if _cycle(z, cm.name):
             add(ERROR, cm.lineno, "class-map %s refers to itself through match class-map"
                 % cm.name)

@@ -95,11 +95,15 @@ def _param(z, name, attr):
     return v
 
 
-def _smtp_max_data(z, policy_name):
+def _smtp_policy(z, policy_name):
+    """The SMTP inspector controls of a layer 7 smtp policy-map:
+    (max-data, command line maximum, {denied verb: log}, log long lines)."""
     pm = z.policy_maps.get(policy_name) if policy_name else None
+    max_data = line_max = None
+    verbs = {}
+    line_log = False
     if pm is None:
-        return None
-    limit = None
+        return max_data, line_max, verbs, line_log
     for c in pm.classes:
         if c.action != "reset":
             continue
@@ -109,8 +113,14 @@ def _smtp_max_data(z, policy_name):
         for m in cm.matches:
             if m.kind == "data-length":
                 n = int(m.value)
-                limit = n if limit is None else min(limit, n)
-    return limit
+                max_data = n if max_data is None else min(max_data, n)
+            elif m.kind == "cmd-line-length":
+                n = int(m.value)
+                line_max = n if line_max is None else min(line_max, n)
+                line_log = line_log or c.log
+            elif m.kind == "cmd-verb":
+                verbs[m.value.encode()] = verbs.get(m.value.encode(), False) or c.log
+    return max_data, line_max, verbs, line_log
 
 
 def compile_rules(router) -> dict:
@@ -132,15 +142,20 @@ def compile_rules(router) -> dict:
             rule = InspectRule(rule_name(zp.name, c.name))
             # per class (IOS): read by the session table's create()
             rule.sessions_maximum = _param(z, c.parameter_map, "sessions_maximum")
-            max_data = _smtp_max_data(z, c.service_policy)
+            max_data, line_max, verbs, line_log = _smtp_policy(z, c.service_policy)
             for p in protos:
                 attr = {"udp": "udp_idle_time", "icmp": "icmp_idle_time"}.get(p, "tcp_idle_time")
                 audit = _param(z, c.parameter_map, "audit_trail")
                 alert = _param(z, c.parameter_map, "alert")
                 ip = InspectProtocol(p, alert=alert, audit_trail=audit,
                                      timeout=_param(z, c.parameter_map, attr))
-                if p in ("smtp", "esmtp") and max_data is not None:
-                    ip.max_data = max_data
+                if p in ("smtp", "esmtp"):
+                    if max_data is not None:
+                        ip.max_data = max_data
+                    # read by cbac.inspect.smtp (layer 7 policy)
+                    ip.zbf_cmd_line_max = line_max
+                    ip.zbf_cmd_line_log = line_log
+                    ip.zbf_deny_verbs = verbs
                 rule.protocols.append(ip)
             out[rule.name] = rule
     return out
