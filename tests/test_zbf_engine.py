@@ -493,3 +493,49 @@ class SmtpLayer7InspectorTests(unittest.TestCase):
         v = insp.data_received(CLIENT, b"NOOP " + b"b" * 70)       # no line end yet
         self.assertTrue(v.reset)
         self.assertEqual(v.release, len(b"HELO " + b"a" * 59 + b"\r\n"))
+
+
+class EvasionTests(ZoneCase):
+    """What an attacker tries against the zone policy."""
+
+    def test_fragments_without_session_dropped(self):
+        # a first fragment (MF) and a later fragment of an inspected protocol
+        # cannot open a session: dropped, whatever direction
+        self.send("Ethernet0/0", IP(src="10.0.0.2", dst="20.0.0.2", flags="MF", id=7) /
+                  TCP(sport=40000, dport=80, flags="S"))
+        self.send("Ethernet0/0", IP(src="10.0.0.2", dst="20.0.0.2", frag=3, proto=6, id=7) /
+                  (b"x" * 16))
+        self.assertEqual(self.sent("Ethernet0/1"), [])
+        self.send("Ethernet0/1", IP(src="20.0.0.2", dst="10.0.0.2", frag=3, proto=6, id=8) /
+                  (b"x" * 16))
+        self.assertEqual(self.sent("Ethernet0/0"), [])
+
+    def test_unrelated_icmp_error_from_outside_dropped(self):
+        err = ICMP(type=3, code=3) / IP(src="10.0.0.2", dst="20.0.0.2") / UDP(sport=1, dport=2)
+        self.send("Ethernet0/1", IP(src="20.0.0.2", dst="10.0.0.2") / err)
+        self.assertEqual(self.sent("Ethernet0/0"), [])
+
+    def test_syn_with_other_flags_cannot_open_a_session(self):
+        for flags in ("SA", "SR", "SF", "A", "R", "F", ""):
+            self.send("Ethernet0/1", IP(src="20.0.0.2", dst="10.0.0.2") /
+                      TCP(sport=40000, dport=22, flags=flags))
+        self.assertEqual(self.sent("Ethernet0/0"), [])
+        self.assertEqual(len(self.app.sessions.sessions), 0)
+
+    def test_class_map_loop_never_recurses_forever(self):
+        # --check refuses the loop; the engine is bounded even if it ran one
+        from cbac.inspect.zones import ZonePolicy
+        cfg = BASE + ("class-map type inspect match-any L1\n match class-map L2\n"
+                      "class-map type inspect match-any L2\n match class-map L1\n")
+        model, diags = parse_config(cfg)
+        self.assertTrue([d for d in check(model) if "refers to itself" in d.message])
+        zp = ZonePolicy(model)
+        pkt = type("P", (), {"proto": 6, "dport": 80})()
+        self.assertFalse(zp._class_matches("L1", pkt))
+
+    def test_reload_to_a_config_without_zones_restores_classic_forwarding(self):
+        cfg = "\n".join(l for l in BASE.splitlines() if "zone-member" not in l)
+        self.app.apply(parse_config(cfg)[0])
+        self.send("Ethernet0/1", IP(src="20.0.0.2", dst="10.0.0.2") / TCP(sport=40000, dport=25,
+                                                                          flags="S"))
+        self.assertEqual(len(self.sent("Ethernet0/0")), 1)
