@@ -539,3 +539,17 @@ class EvasionTests(ZoneCase):
         self.send("Ethernet0/1", IP(src="20.0.0.2", dst="10.0.0.2") / TCP(sport=40000, dport=25,
                                                                           flags="S"))
         self.assertEqual(len(self.sent("Ethernet0/0")), 1)
+
+
+class ClassicGlobalsIsolationTests(ZoneCase):
+    """The classic ``ip inspect`` per-session globals (audit trail, idle
+    times) do not leak into zone sessions, which have IOS ZBF defaults."""
+
+    config = BASE + "ip inspect audit-trail\nip inspect tcp idle-time 99\n"
+
+    def test_zbf_session_uses_zbf_defaults(self):
+        self.send("Ethernet0/0", IP(src="10.0.0.2", dst="20.0.0.2") / TCP(sport=40000, dport=80,
+                                                                          flags="S"))
+        [s] = self.app.sessions.sessions.values()
+        self.assertEqual((s.idle, s.audit, s.alert), (3600, False, True))
+        self.assertEqual([x for x in self.fw() if "AUDIT" in x], [])

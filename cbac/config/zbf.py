@@ -664,6 +664,11 @@ def check(r: Router, add) -> None:
                 if c.action is None and c.name != "class-default":
                     add(ERROR, c.lineno, "policy-map %s class %s has no action (inspect, pass "
                         "or drop)" % (pm.name, c.name))
+                if c.action == "inspect" and c.name in z.class_maps \
+                        and not _protocols(z, c.name):
+                    add(WARNING, c.lineno, "policy-map %s class %s: no specific protocol "
+                        "configured for inspection: tcp, udp and icmp are inspected, other IP "
+                        "protocols in this class are dropped" % (pm.name, c.name))
                 if c.parameter_map is not None and c.parameter_map not in z.parameter_maps:
                     add(ERROR, c.lineno, "policy-map %s class %s: parameter-map %s is not "
                         "defined" % (pm.name, c.name, c.parameter_map))

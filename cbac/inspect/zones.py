@@ -54,6 +54,8 @@ _PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp"}
 #: tcp destination ports of the application protocols (IOS port map)
 _APP_PORTS = {"ftp": (21,), "http": (80,), "smtp": (25,), "esmtp": (25,)}
 _TCP_APPS = ("ftp", "http", "smtp", "esmtp")
+#: IOS ZBF idle-time defaults (seconds)
+_ZBF_IDLE = {"tcp_idle_time": 3600, "udp_idle_time": 30, "icmp_idle_time": 10}
 
 
 def rule_name(zp_name: str, class_name: str) -> str:
@@ -143,12 +145,18 @@ def compile_rules(router) -> dict:
             # per class (IOS): read by the session table's create()
             rule.sessions_maximum = _param(z, c.parameter_map, "sessions_maximum")
             max_data, line_max, verbs, line_log = _smtp_policy(z, c.service_policy)
+            # ZBF defaults (IOS): audit trail off, alerts on, idle times
+            # 3600/30/10 s -- never the classic ip inspect globals
+            audit = _param(z, c.parameter_map, "audit_trail")
+            alert = _param(z, c.parameter_map, "alert")
+            audit = False if audit is None else audit
+            alert = True if alert is None else alert
             for p in protos:
                 attr = {"udp": "udp_idle_time", "icmp": "icmp_idle_time"}.get(p, "tcp_idle_time")
-                audit = _param(z, c.parameter_map, "audit_trail")
-                alert = _param(z, c.parameter_map, "alert")
-                ip = InspectProtocol(p, alert=alert, audit_trail=audit,
-                                     timeout=_param(z, c.parameter_map, attr))
+                timeout = _param(z, c.parameter_map, attr)
+                if timeout is None:
+                    timeout = _ZBF_IDLE[attr]
+                ip = InspectProtocol(p, alert=alert, audit_trail=audit, timeout=timeout)
                 if p in ("smtp", "esmtp"):
                     if max_data is not None:
                         ip.max_data = max_data
