@@ -36,8 +36,6 @@ wins: cbac has one half-open count and one block list).
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
-
 from cbac.config.model import InspectGlobals, InspectProtocol, InspectRule
 from cbac.config.zbf import GLOBAL_ONLY, SELF
 from cbac.log import ios
@@ -53,7 +51,6 @@ DROP = "drop"
 _PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp"}
 #: tcp destination ports of the application protocols (IOS port map)
 _APP_PORTS = {"ftp": (21,), "http": (80,), "smtp": (25,), "esmtp": (25,)}
-_TCP_APPS = ("ftp", "http", "smtp", "esmtp")
 #: IOS ZBF idle-time defaults (seconds)
 _ZBF_IDLE = {"tcp_idle_time": 3600, "udp_idle_time": 30, "icmp_idle_time": 10}
 
@@ -292,7 +289,7 @@ class ZonePolicy:
             zp = self.pairs.get((zin, SELF))
             if zp is None:
                 return PASS
-            verdict = self._policy(zp, pkt, in_if)
+            verdict = self._policy(zp, pkt)
             return DROP if verdict == DROP else PASS
         zout = self.zone_of.get(out_if)
         if zin is None and zout is None:
@@ -300,14 +297,13 @@ class ZonePolicy:
         if zin == zout:
             return PASS
         if zin is None or zout is None:
-            self._drop_log(None, None, pkt, in_if, "not in a zone" if zin is None else None)
             return DROP
         zp = self.pairs.get((zin, zout))
         if zp is None:
             return DROP
-        return self._policy(zp, pkt, in_if)
+        return self._policy(zp, pkt)
 
-    def _policy(self, zp, pkt, in_if):
+    def _policy(self, zp, pkt):
         pm = self.zbf.policy_maps.get(zp.service_policy) if zp.service_policy else None
         if pm is None:
             return DROP
@@ -329,7 +325,7 @@ class ZonePolicy:
         if action == "pass":
             return PASS
         if chosen.log:
-            self._drop_log(zp, chosen, pkt, in_if, None)
+            self._drop_log(zp, chosen, pkt)
         return DROP
 
     def session_created(self, rule, now) -> None:
@@ -338,9 +334,7 @@ class ZonePolicy:
         c.sessions += 1
         c.last_created = now
 
-    def _drop_log(self, zp, cls, pkt, in_if, why):
-        if zp is None:
-            return
+    def _drop_log(self, zp, cls, pkt):
         proto = _PROTO_NAMES.get(pkt.proto, str(pkt.proto))
         if pkt.proto in (6, 17):
             flow = "%s:%d %s:%d" % (ip_str(pkt.src), pkt.sport, ip_str(pkt.dst), pkt.dport)
@@ -355,11 +349,6 @@ class ZonePolicy:
 def _ip_ident(pkt) -> int:
     f, l3 = pkt.frame, pkt.l3
     return (f[l3 + 4] << 8) | f[l3 + 5]
-
-
-def zone_for(router_model, ifname) -> Optional[str]:
-    itf = router_model.interfaces.get(ifname)
-    return itf.zone if itf is not None else None
 
 
 # --------------------------------------------------------------------------
