@@ -410,3 +410,16 @@ class HostBlockCbac(_LabBase, unittest.TestCase):
         self.assertIn("%FW-4-UNBLOCK_HOST: New TCP connections to host", log)
         log = self.wait_log("%FW-4-ALERT_OFF", timeout=15)
         self.assertRegex(log, r"%FW-4-ALERT_OFF: calming down, count \(\d+/30\) current 1-min rate: \d+")
+
+
+class HostBlockZbf(HostBlockCbac):
+    """``block-time 1`` from ZBF's global parameter-map (slow, as above)."""
+
+    config = zbf_variant([
+        "parameter-map type inspect global",
+        " max-incomplete high 50",
+        " max-incomplete low 30",
+        " one-minute high 100",
+        " one-minute low 80",
+        " tcp max-incomplete host 20 block-time 1",
+    ])
