@@ -553,3 +553,15 @@ class ClassicGlobalsIsolationTests(ZoneCase):
         [s] = self.app.sessions.sessions.values()
         self.assertEqual((s.idle, s.audit, s.alert), (3600, False, True))
         self.assertEqual([x for x in self.fw() if "AUDIT" in x], [])
+
+
+class PassLogTests(ZoneCase):
+    config = BASE.replace(" class type inspect DNS\n  pass\n class class-default",
+                          " class type inspect DNS\n  pass log\n class class-default", 1)
+
+    def test_pass_log(self):
+        self.send("Ethernet0/0", IP(src="10.0.0.2", dst="20.0.0.2", id=99) /
+                  UDP(sport=5353, dport=53))
+        self.assertEqual(len(self.sent("Ethernet0/1")), 1)
+        self.assertEqual(self.fw(), ["%FW-6-PASS_PKT: Passing udp session 10.0.0.2:5353 "
+                                     "20.0.0.2:53 on zone-pair IN-OUT class DNS with ip ident 99"])

@@ -322,10 +322,10 @@ class ZonePolicy:
             return rule_name(zp.name, chosen.name)
         cnt.packets += 1
         cnt.bytes += pkt.ip_len
+        if chosen.log:
+            self._log(zp, chosen, pkt, action == "pass")
         if action == "pass":
             return PASS
-        if chosen.log:
-            self._drop_log(zp, chosen, pkt)
         return DROP
 
     def session_created(self, rule, now) -> None:
@@ -334,16 +334,22 @@ class ZonePolicy:
         c.sessions += 1
         c.last_created = now
 
-    def _drop_log(self, zp, cls, pkt):
+    def _log(self, zp, cls, pkt, passed):
         proto = _PROTO_NAMES.get(pkt.proto, str(pkt.proto))
         if pkt.proto in (6, 17):
             flow = "%s:%d %s:%d" % (ip_str(pkt.src), pkt.sport, ip_str(pkt.dst), pkt.dport)
         else:
             flow = "%s %s" % (ip_str(pkt.src), ip_str(pkt.dst))
-        ios.message("FW", 6, "DROP_PKT",
-                    "Dropping %s session %s on zone-pair %s class %s due to  DROP action "
-                    "found in policy-map with ip ident %d" % (
-                        proto, flow, zp.name, cls.name, _ip_ident(pkt)))
+        if passed:
+            # cbac's wording, by analogy with DROP_PKT (IOS's text unverified)
+            ios.message("FW", 6, "PASS_PKT",
+                        "Passing %s session %s on zone-pair %s class %s with ip ident %d" % (
+                            proto, flow, zp.name, cls.name, _ip_ident(pkt)))
+        else:
+            ios.message("FW", 6, "DROP_PKT",
+                        "Dropping %s session %s on zone-pair %s class %s due to  DROP action "
+                        "found in policy-map with ip ident %d" % (
+                            proto, flow, zp.name, cls.name, _ip_ident(pkt)))
 
 
 def _ip_ident(pkt) -> int:
