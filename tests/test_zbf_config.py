@@ -252,3 +252,24 @@ class FailClosedTests(unittest.TestCase):
             hits = [x for x in errors(d) if x.line == line and fragment in x.message]
             self.assertTrue(hits, "%r: no error at line %d with %r in %s"
                             % (text, line, fragment, [str(x) for x in d]))
+
+
+class NoFormTests(unittest.TestCase):
+
+    def test_no_inspect_only_removes_inspect(self):
+        base = ("class-map type inspect match-any A\n match protocol tcp\n"
+                "policy-map type inspect P\n class type inspect A\n")
+        r, d = diags(base + "  drop\n  no inspect\n")
+        self.assertEqual(r.zbf.policy_maps["P"].classes[0].action, "drop")
+        r, d = diags(base + "  inspect\n  no inspect\n  pass\n")
+        c = r.zbf.policy_maps["P"].classes[0]
+        self.assertEqual((c.action, c.parameter_map), ("pass", None))
+
+    def test_no_match_and_no_service_policy(self):
+        r, d = diags("class-map type inspect match-any A\n match protocol tcp\n"
+                     " match protocol udp\n no match protocol tcp\n"
+                     "zone security Z1\nzone security Z2\n"
+                     "zone-pair security P source Z1 destination Z2\n"
+                     " service-policy type inspect X\n no service-policy type inspect X\n")
+        self.assertEqual([m.value for m in r.zbf.class_maps["A"].matches], ["udp"])
+        self.assertIsNone(r.zbf.zone_pairs["P"].service_policy)

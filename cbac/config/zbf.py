@@ -326,7 +326,8 @@ def _set_action(c, action):
 def pc_inspect(self, obj, ln, neg, a):
     pm, c = obj
     if neg:
-        c.action = c.parameter_map = None if c.action == "inspect" else c.parameter_map
+        if c.action == "inspect":
+            c.action = c.parameter_map = None
         return
     if pm.app is not None:
         raise _Bad("'inspect' is an action of layer 4 policy-maps")
