@@ -565,3 +565,20 @@ class PassLogTests(ZoneCase):
         self.assertEqual(len(self.sent("Ethernet0/1")), 1)
         self.assertEqual(self.fw(), ["%FW-6-PASS_PKT: Passing udp session 10.0.0.2:5353 "
                                      "20.0.0.2:53 on zone-pair IN-OUT class DNS with ip ident 99"])
+
+
+class IntrazoneTests(ZoneCase):
+    config = BASE + ("zone-pair security IN-IN source IN destination IN\n"
+                     " service-policy type inspect IN-OUT\n")
+
+    def test_intrazone_zone_pair_applies_its_policy(self):
+        # IN -> IN http: inspected by the intrazone policy
+        self.send("Ethernet0/0", IP(src="10.0.0.2", dst="30.0.0.2") / TCP(sport=1000, dport=80,
+                                                                          flags="S"))
+        self.assertEqual(len(self.sent("Ethernet0/2")), 1)
+        [s] = self.app.sessions.sessions.values()
+        self.assertEqual(s.rule_name, "IN-IN:WEB")
+        # telnet inside the zone: class-default drop
+        self.send("Ethernet0/0", IP(src="10.0.0.2", dst="30.0.0.2") / TCP(sport=1001, dport=23,
+                                                                          flags="S"))
+        self.assertEqual(self.sent("Ethernet0/2"), [])

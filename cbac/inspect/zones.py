@@ -4,7 +4,8 @@ new flow belongs to, and what its policy-map does with it.
 IOS semantics (``docs/configuration.md``, "Zone-based policy firewall"):
 
 * neither interface in a zone: ZBF does not apply (classic CBAC, ACLs);
-* both interfaces in the same zone: pass;
+* both interfaces in the same zone: pass (unless an intrazone zone-pair,
+  source and destination the same zone, is configured: IOS-XE);
 * one interface in a zone, the other not: drop;
 * two zones: the zone-pair source -> destination and its
   ``service-policy type inspect``; none: drop.  The policy-map's classes
@@ -295,7 +296,9 @@ class ZonePolicy:
         if zin is None and zout is None:
             return NOT_ZONED
         if zin == zout:
-            return PASS
+            # same zone: free, unless an intrazone zone-pair (IOS-XE) is configured
+            zp = self.pairs.get((zin, zin))
+            return PASS if zp is None else self._policy(zp, pkt)
         if zin is None or zout is None:
             return DROP
         zp = self.pairs.get((zin, zout))
