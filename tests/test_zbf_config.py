@@ -273,3 +273,9 @@ class NoFormTests(unittest.TestCase):
                      " service-policy type inspect X\n no service-policy type inspect X\n")
         self.assertEqual([m.value for m in r.zbf.class_maps["A"].matches], ["udp"])
         self.assertIsNone(r.zbf.zone_pairs["P"].service_policy)
+
+    def test_inspect_global_form(self):
+        r, d = diags("parameter-map type inspect-global\n max-incomplete high 700\n")
+        self.assertEqual(errors(d), [])
+        self.assertEqual(r.zbf.parameter_maps["global"].max_incomplete_high, 700)
+        self.assertIn("parameter-map type inspect global\n max-incomplete high 700\n", render(r))

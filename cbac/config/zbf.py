@@ -24,7 +24,7 @@ IOS commands handled here (the model classes are in
      class type inspect smtp CLASS
       reset
       log
-    parameter-map type inspect NAME|global|default
+    parameter-map type inspect NAME|global|default  (parameter-map type inspect-global)
      max-incomplete low|high N, one-minute low|high N,
      tcp max-incomplete host N block-time M, tcp synwait-time N,
      tcp finwait-time N, tcp idle-time N, udp idle-time N, icmp idle-time N,
@@ -182,6 +182,13 @@ def g_policy_map(self, ln, neg, a):
     if pm is None:
         pm = maps[name] = PolicyMapInspect(name, app, lineno=ln.no)
     self.block = ("zbf-policy-map", pm)
+
+
+def g_parameter_map_global(self, ln, neg, a):
+    """IOS-XE ``parameter-map type inspect-global``: the global parameter-map."""
+    if a:
+        raise _Bad("unexpected '%s'" % a[0])
+    g_parameter_map(self, ln, neg, ["global"])
 
 
 def g_parameter_map(self, ln, neg, a):
@@ -456,6 +463,7 @@ def install(global_commands: dict, sub_commands: dict) -> None:
         ("class-map", "type", "inspect"): g_class_map,
         ("policy-map", "type", "inspect"): g_policy_map,
         ("parameter-map", "type", "inspect"): g_parameter_map,
+        ("parameter-map", "type", "inspect-global"): g_parameter_map_global,
     })
     sub_commands["interface"][("zone-member", "security")] = i_zone_member
     sub_commands["zbf-zone"] = {
