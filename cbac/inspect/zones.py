@@ -248,8 +248,9 @@ class ZonePolicy:
     def clear_counters(self) -> None:
         self.counters.clear()
 
-    def counter(self, zp_name, class_name) -> ClassCounters:
-        key = (zp_name, class_name)
+    def counter(self, zp_name, class_name, match=None) -> ClassCounters:
+        """Counters of a (zone-pair, class), or of one of its match lines."""
+        key = (zp_name, class_name) if match is None else (zp_name, class_name, match)
         c = self.counters.get(key)
         if c is None:
             c = self.counters[key] = ClassCounters()
@@ -268,16 +269,27 @@ class ZonePolicy:
             acl = self.acls.get(m.value) if self.acls is not None else None
             return acl is not None and acl.check(pkt)
         if k == "class-map":
-            return self._class_matches(m.value, pkt, depth + 1)
+            return self._class_hit(m.value, pkt, depth + 1) is not None
         return False
 
-    def _class_matches(self, name, pkt, depth=0) -> bool:
+    def _class_hit(self, name, pkt, depth=0):
+        """None (no match) or the indexes of the class-map's match lines
+        that made it match (match-any: the first; match-all: all)."""
         cm = self.zbf.class_maps.get(name)
         if cm is None or not cm.matches or depth > 16:
-            return False
+            return None
         if cm.match_any:
-            return any(self._match(m, pkt, depth) for m in cm.matches)
-        return all(self._match(m, pkt, depth) for m in cm.matches)
+            for i, m in enumerate(cm.matches):
+                if self._match(m, pkt, depth):
+                    return (i,)
+            return None
+        for m in cm.matches:
+            if not self._match(m, pkt, depth):
+                return None
+        return tuple(range(len(cm.matches)))
+
+    def _class_matches(self, name, pkt, depth=0) -> bool:
+        return self._class_hit(name, pkt, depth) is not None
 
     def decide(self, in_if: str, out_if: str, pkt):
         """``NOT_ZONED`` (ZBF does not apply), ``PASS``, ``DROP`` or the
@@ -314,8 +326,13 @@ class ZonePolicy:
         for c in pm.classes:
             if c.name == "class-default":
                 continue
-            if self._class_matches(c.name, pkt):
+            hit = self._class_hit(c.name, pkt)
+            if hit is not None:
                 chosen = c
+                for i in hit:
+                    mc = self.counter(zp.name, c.name, i)
+                    mc.packets += 1
+                    mc.bytes += pkt.ip_len
                 break
         if chosen is None:
             chosen = pm.default_class()
@@ -447,8 +464,11 @@ def show_policy_map_zone_pair(router_model, policy, sessions, name=None,
             elif cm is not None:
                 out.append("    Class-map: %s (%s)" % (cm.name, "match-any" if cm.match_any
                                                       else "match-all"))
-                for m in cm.matches:
+                for i, m in enumerate(cm.matches):
                     out.append("      Match: %s" % _match_text(m, z))
+                    mc = policy.counters.get((zp.name, c.name, i)) if policy is not None else None
+                    out.append("        %d packets, %d bytes" % (
+                        mc.packets if mc else 0, mc.bytes if mc else 0))
             cnt = policy.counters.get((zp.name, c.name)) if policy is not None else None
             action = c.action or "drop"
             if action == "inspect":
