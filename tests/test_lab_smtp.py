@@ -395,9 +395,9 @@ class EsmtpCbac(EsmtpMixin, unittest.TestCase):
 
 
 class EsmtpZbf(EsmtpCbac):
-    """ESMTP inspection in ZBF terms: ``match protocol esmtp``."""
+    """ESMTP inspection in ZBF terms: ``match protocol smtp extended``."""
 
-    config = zbf_variant(replace=[(" match protocol smtp\n", " match protocol esmtp\n")])
+    config = zbf_variant(replace=[(" match protocol smtp\n", " match protocol smtp extended\n")])
 
 
 VERB_RESET_CLIENT = r"""

@@ -225,7 +225,7 @@ class FailClosedTests(unittest.TestCase):
     """ZBF constructs cbac does not enforce are errors with their line."""
 
     CASES = [
-        ("class-map type inspect match-any A\n match protocol telnet\n", 2, "does not inspect"),
+        ("class-map type inspect match-any A\n match protocol h323\n", 2, "does not inspect"),
         ("class-map type inspect match-any A\n match not protocol tcp\n", 2, "not supported"),
         ("class-map type inspect match-any A\n match security-group source tag 4\n", 2,
          "unsupported match"),
@@ -279,3 +279,10 @@ class NoFormTests(unittest.TestCase):
         self.assertEqual(errors(d), [])
         self.assertEqual(r.zbf.parameter_maps["global"].max_incomplete_high, 700)
         self.assertIn("parameter-map type inspect global\n max-incomplete high 700\n", render(r))
+
+    def test_smtp_extended_is_esmtp(self):
+        r, d = diags("class-map type inspect match-any M\n match protocol smtp extended\n")
+        self.assertEqual(errors(d), [])
+        self.assertEqual(r.zbf.class_maps["M"].matches[0].value, "esmtp")
+        self.assertIn(" match protocol smtp extended\n", render(r))
+        self.assertEqual(parse_config(render(r))[0], r)

@@ -582,3 +582,27 @@ class IntrazoneTests(ZoneCase):
         self.send("Ethernet0/0", IP(src="10.0.0.2", dst="30.0.0.2") / TCP(sport=1001, dport=23,
                                                                           flags="S"))
         self.assertEqual(self.sent("Ethernet0/2"), [])
+
+
+L4_PROTOCOLS = BASE.replace(" match protocol http\n match protocol icmp\n",
+                            " match protocol http\n match protocol icmp\n match protocol https\n"
+                            " match protocol dns\n")
+
+
+class Layer4ProtocolTests(ZoneCase):
+    """``match protocol https|dns|ssh|telnet``: the port is the criterion,
+    the inspection is cbac's generic tcp/udp one (IOS: layer 4 only)."""
+
+    config = L4_PROTOCOLS
+
+    def test_https_and_dns_inspected_on_their_ports_only(self):
+        self.send("Ethernet0/0", IP(src="10.0.0.2", dst="20.0.0.2") / TCP(sport=40000, dport=443,
+                                                                          flags="S"))
+        self.send("Ethernet0/0", IP(src="10.0.0.2", dst="20.0.0.2") / UDP(sport=40001, dport=53))
+        self.assertEqual(len(self.sent("Ethernet0/1")), 2)
+        self.assertEqual(sorted(s.protocol for s in self.app.sessions.sessions.values()),
+                         ["tcp", "udp"])
+        # tcp to another port: class-default (drop log)
+        self.send("Ethernet0/0", IP(src="10.0.0.2", dst="20.0.0.2") / TCP(sport=40002, dport=444,
+                                                                          flags="S"))
+        self.assertEqual(self.sent("Ethernet0/1"), [])

@@ -428,8 +428,12 @@ class Banner:
 # --------------------------------------------------------------------------
 # Zone-based policy firewall (parsed by cbac.config.zbf)
 
-#: ``match protocol P`` keywords of ``class-map type inspect``.
-ZBF_PROTOCOLS = ("tcp", "udp", "icmp", "ftp", "http", "smtp", "esmtp")
+#: ``match protocol P`` keywords of ``class-map type inspect``: the
+#: protocols cbac inspects, the generic ones, and (last four) protocols IOS
+#: inspects at layer 4 only, on their well-known port, which cbac does with
+#: its generic tcp/udp inspection (``esmtp`` is written ``smtp extended``).
+ZBF_PROTOCOLS = ("tcp", "udp", "icmp", "ftp", "http", "smtp", "esmtp",
+                 "dns", "https", "ssh", "telnet")
 
 
 @dataclass

@@ -9,7 +9,7 @@ IOS commands handled here (the model classes are in
      description TEXT
      service-policy type inspect POLICY
     class-map type inspect [match-any|match-all] NAME
-     match protocol tcp|udp|icmp|ftp|http|smtp|esmtp
+     match protocol tcp|udp|icmp|ftp|http|smtp|smtp extended|esmtp|dns|https|ssh|telnet
      match access-group N | match access-group name NAME
      match class-map NAME
     class-map type inspect smtp [match-any|match-all] NAME
@@ -238,9 +238,12 @@ def cm_match(self, cm, ln, neg, a):
     if cm.app == "smtp":
         m = _smtp_match(a)
     elif k == "protocol":
-        if len(a) != 2:
+        k2 = [x.lower() for x in a[1:]]
+        if k2 == ["smtp", "extended"]:
+            k2 = ["esmtp"]
+        if len(k2) != 1:
             raise _Bad("expected 'match protocol PROTOCOL'")
-        proto = a[1].lower()
+        proto = k2[0]
         if proto not in ZBF_PROTOCOLS:
             raise _Bad("cbac does not inspect protocol '%s' (supported: %s)"
                        % (a[1], ", ".join(ZBF_PROTOCOLS)))
@@ -516,7 +519,7 @@ def install(global_commands: dict, sub_commands: dict) -> None:
 
 def _render_match(m: ClassMatch) -> str:
     if m.kind == "protocol":
-        return " match protocol %s" % m.value
+        return " match protocol %s" % ("smtp extended" if m.value == "esmtp" else m.value)
     if m.kind == "access-group":
         if m.value.isdigit():
             return " match access-group %s" % m.value

@@ -52,6 +52,9 @@ DROP = "drop"
 _PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp"}
 #: tcp destination ports of the application protocols (IOS port map)
 _APP_PORTS = {"ftp": (21,), "http": (80,), "smtp": (25,), "esmtp": (25,)}
+#: layer 4 protocols on their IOS port map ports: (IP protocols, port)
+_L4_PORTS = {"dns": ((6, 17), 53), "https": ((6,), 443), "ssh": ((6,), 22),
+             "telnet": ((6,), 23)}
 #: IOS ZBF idle-time defaults (seconds)
 _ZBF_IDLE = {"tcp_idle_time": 3600, "udp_idle_time": 30, "icmp_idle_time": 10}
 
@@ -135,6 +138,14 @@ def compile_rules(router) -> dict:
             if c.action != "inspect" or c.name not in z.class_maps:
                 continue
             protos, acl = _flatten(z, c.name)
+            # layer 4 protocols: generic inspection (the class checked the port)
+            for p4, (ips, _) in _L4_PORTS.items():
+                if p4 in protos:
+                    protos.remove(p4)
+                    for ip_ in ips:
+                        name = _PROTO_NAMES[ip_]
+                        if name not in protos:
+                            protos.append(name)
             if acl or not protos:
                 protos = protos + [p for p in ("tcp", "udp", "icmp") if p not in protos]
             if "smtp" in protos and "esmtp" in protos:
@@ -264,6 +275,9 @@ class ZonePolicy:
             p = m.value
             if p in _APP_PORTS:
                 return pkt.proto == 6 and pkt.dport in _APP_PORTS[p]
+            l4 = _L4_PORTS.get(p)
+            if l4 is not None:
+                return pkt.proto in l4[0] and pkt.dport == l4[1]
             return _PROTO_NAMES.get(pkt.proto) == p
         if k == "access-group":
             acl = self.acls.get(m.value) if self.acls is not None else None
