@@ -268,10 +268,8 @@ class SelfZoneTests(ZoneCase):
         self.assertEqual([IP(p).src for p in got], ["10.0.0.2"])
 
 
-class SeedZbfTests(unittest.TestCase):
-    """The ZBF seed configuration (etc/router-zbf.conf) on memory ports:
-    PAT outbound, SMTP to the published server inbound, class-map ACLs on
-    inside-local addresses."""
+class SeedZbfCase(unittest.TestCase):
+    """The ZBF seed configuration (etc/router-zbf.conf) on memory ports."""
 
     R_IN, R_OUT = "02:00:0a:0a:0a:01", "02:00:ac:16:01:10"
     H_IN, H_OUT = "02:00:0a:0a:0a:02", "02:00:ac:16:01:01"
@@ -313,6 +311,11 @@ class SeedZbfTests(unittest.TestCase):
         sent = [Ether(f) for f, v in self.pout.sent]
         self.pout.sent.clear()
         return sent
+
+
+class SeedZbfTests(SeedZbfCase):
+    """PAT outbound, SMTP to the published server inbound, class-map ACLs
+    on inside-local addresses."""
 
     def test_smtp_to_published_server_is_translated_and_inspected(self):
         got = self.out(IP(src="172.22.1.1", dst="172.22.1.16") / TCP(sport=40000, dport=25,
@@ -606,3 +609,33 @@ class Layer4ProtocolTests(ZoneCase):
         self.send("Ethernet0/0", IP(src="10.0.0.2", dst="20.0.0.2") / TCP(sport=40002, dport=444,
                                                                           flags="S"))
         self.assertEqual(self.sent("Ethernet0/1"), [])
+
+
+class NatOrderTests(SeedZbfCase):
+    """Class-map ACLs see inside-local addresses in both directions: LAN->WAN
+    classified before PAT, WAN->LAN after the static translation."""
+
+    def setUp(self):
+        super().setUp()
+        import os
+        from tests.labrun import SEED_CONFIG
+        with open(os.path.join(os.path.dirname(SEED_CONFIG), "router-zbf.conf")) as f:
+            text = f.read()
+        text = text.replace(
+            "class-map type inspect match-any LAN-WAN\n match protocol ftp\n match protocol http\n"
+            " match protocol tcp\n match protocol udp\n match protocol icmp\n",
+            "class-map type inspect match-any LAN-WAN\n match access-group 120\n")
+        text = text.replace("\nend\n", "\naccess-list 120 permit ip host 10.10.10.25 any\nend\n")
+        new, diags = parse_config(text)
+        self.assertEqual(errors(list(diags) + check(new)), [])
+        self.app.apply(new)
+
+    def test_outbound_acl_names_the_inside_local_source(self):
+        got = self.inside(IP(src="10.10.10.25", dst="172.22.1.1") / TCP(sport=5000, dport=443,
+                                                                        flags="S"))
+        self.assertEqual([p[IP].src for p in got], ["172.22.1.16"])
+        # another inside host is not in ACL 120: class-default drop
+        got = self.inside(IP(src="10.10.10.26", dst="172.22.1.1") / TCP(sport=5000, dport=443,
+                                                                        flags="S"))
+        self.assertEqual(got, [])
+
