@@ -519,7 +519,8 @@ class SessionTable:
         self._schedule(s, self._deadline(s))
         if s.audit:
             ios.message("FW", 6, "SESS_AUDIT_TRAIL_START",
-                        _zbf_prefix(s.rule_name) + "Start %s session: initiator (%s:%d) -- responder (%s:%d)" % (
+                        _zbf_prefix(s.rule_name) +
+                        "Start %s session: initiator (%s:%d) -- responder (%s:%d)" % (
                             protocol, ip_str(s.initiator[0]), s.initiator[1],
                             ip_str(s.responder[0]), s.responder[1]))
         if self.debug_enabled:
@@ -994,7 +995,8 @@ class SessionTable:
         st.deleted[reason] = st.deleted.get(reason, 0) + 1
         if s.audit:
             ios.message("FW", 6, "SESS_AUDIT_TRAIL",
-                        _zbf_prefix(s.rule_name) + "Stop %s session: initiator (%s:%d) sent %d bytes -- responder "
+                        _zbf_prefix(s.rule_name) +
+                        "Stop %s session: initiator (%s:%d) sent %d bytes -- responder "
                         "(%s:%d) sent %d bytes" % (
                             s.protocol, ip_str(s.initiator[0]), s.initiator[1], s.bytes[0],
                             ip_str(s.responder[0]), s.responder[1], s.bytes[1]))
