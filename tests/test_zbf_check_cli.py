@@ -52,3 +52,11 @@ class ZbfCheckTests(unittest.TestCase):
                       "IN-OUT in': IOS refuses classic inspection and zones on one interface"
                       % path, out)
         self.assertIn("%s: 4 errors" % path, out.splitlines()[-1])
+
+    def test_check_diagnostics_quote_the_line(self):
+        from cbac.config import check, parse_config
+        r, d = parse_config("zone security A\nzone-pair security P source A destination B\n"
+                            " service-policy type inspect NOPE\n")
+        texts = {(x.line, x.text) for x in check(r) if x.is_error}
+        self.assertEqual(texts, {(2, "zone-pair security P source A destination B"),
+                                 (3, "service-policy type inspect NOPE")})

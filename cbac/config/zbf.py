@@ -597,8 +597,31 @@ def render_lines(r: Router) -> list[str]:
 # Cross-reference checks (twistd cbac --check)
 
 def check(r: Router, add) -> None:
-    """Add diagnostics with ``add(severity, lineno, message, text="")``."""
+    """Add diagnostics with ``add(severity, lineno, message, text="")``
+    (``text``: the offending line, as cbac renders it)."""
     z = r.zbf
+
+    def at_zp(sev, zp, msg):
+        add(sev, zp.lineno, msg, "zone-pair security %s source %s destination %s"
+            % (zp.name, zp.source, zp.destination))
+
+    def at_sp(sev, zp, msg):
+        add(sev, zp.policy_lineno or zp.lineno, msg,
+            "service-policy type inspect %s" % zp.service_policy)
+
+    def at_cm(sev, cm, msg):
+        add(sev, cm.lineno, msg, "class-map type inspect %s%s %s" % (
+            "smtp " if cm.app else "", "match-any" if cm.match_any else "match-all", cm.name))
+
+    def at_m(sev, m, msg):
+        add(sev, m.lineno, msg, _render_match(m).strip())
+
+    def at_c(sev, pm, c, msg):
+        add(sev, c.lineno, msg, "class class-default" if c.name == "class-default" else
+            "class type inspect %s%s" % ("smtp " if pm.app else "", c.name))
+
+    def at_pa(sev, pm, msg):
+        add(sev, pm.lineno, msg, "parameter-map type inspect %s" % pm.name)
     zones = z.zones
     for itf in r.interfaces.values():
         if itf.zone is None:
@@ -616,101 +639,101 @@ def check(r: Router, add) -> None:
     members = {itf.zone for itf in r.interfaces.values() if itf.zone}
     for zn in zones.values():
         if zn.name not in members:
-            add(WARNING, zn.lineno, "zone %s has no member interface" % zn.name)
+            add(WARNING, zn.lineno, "zone %s has no member interface" % zn.name, "zone security %s" % zn.name)
     for zp in z.zone_pairs.values():
         for which in (zp.source, zp.destination):
             if which != SELF and which not in zones:
-                add(ERROR, zp.lineno, "zone-pair %s: zone %s is not defined" % (zp.name, which))
+                at_zp(ERROR, zp, "zone-pair %s: zone %s is not defined" % (zp.name, which))
         if zp.source == SELF:
-            add(ERROR, zp.lineno, "zone-pair %s: source self is not supported: the router "
+            at_zp(ERROR, zp, "zone-pair %s: source self is not supported: the router "
                 "sends only replies (console, ICMP); restrict the router with a zone-pair "
                 "to self" % zp.name)
         if zp.service_policy is None:
-            add(WARNING, zp.lineno, "zone-pair %s has no service-policy: all traffic from %s "
+            at_zp(WARNING, zp, "zone-pair %s has no service-policy: all traffic from %s "
                 "to %s is dropped" % (zp.name, zp.source, zp.destination))
         else:
             pm = z.policy_maps.get(zp.service_policy)
             if pm is None:
-                add(ERROR, zp.policy_lineno or zp.lineno, "zone-pair %s: policy-map %s is not "
+                at_sp(ERROR, zp, "zone-pair %s: policy-map %s is not "
                     "defined" % (zp.name, zp.service_policy))
             elif pm.app is not None:
-                add(ERROR, zp.policy_lineno or zp.lineno, "zone-pair %s: policy-map %s is a "
+                at_sp(ERROR, zp, "zone-pair %s: policy-map %s is a "
                     "layer 7 (smtp) policy-map" % (zp.name, pm.name))
     for cm in z.class_maps.values():
         if not cm.matches:
-            add(WARNING, cm.lineno, "class-map %s has no match criterion: it matches nothing"
+            at_cm(WARNING, cm, "class-map %s has no match criterion: it matches nothing"
                 % cm.name)
         for m in cm.matches:
             if m.kind == "class-map":
                 ref = z.class_maps.get(m.value)
                 if ref is None:
-                    add(ERROR, m.lineno, "class-map %s: class-map %s is not defined"
+                    at_m(ERROR, m, "class-map %s: class-map %s is not defined"
                         % (cm.name, m.value))
                 elif ref.app != cm.app:
-                    add(ERROR, m.lineno, "class-map %s: class-map %s is of another type"
+                    at_m(ERROR, m, "class-map %s: class-map %s is of another type"
                         % (cm.name, m.value))
             elif m.kind == "access-group":
                 acl = r.acls.get(m.value)
                 if acl is None:
-                    add(ERROR, m.lineno, "class-map %s: access list %s is not defined"
+                    at_m(ERROR, m, "class-map %s: access list %s is not defined"
                         % (cm.name, m.value))
         if cm.app is not None and not cm.match_any and len(cm.matches) > 1:
-            add(ERROR, cm.lineno, "class-map %s: a match-all smtp class-map with more than one "
+            at_cm(ERROR, cm, "class-map %s: a match-all smtp class-map with more than one "
                 "criterion is not supported (use match-any, or one class per criterion)"
                 % cm.name)
         if _cycle(z, cm.name):
-            add(ERROR, cm.lineno, "class-map %s refers to itself through match class-map"
+            at_cm(ERROR, cm, "class-map %s refers to itself through match class-map"
                 % cm.name)
     for pm in z.policy_maps.values():
         for c in pm.classes:
             if c.name != "class-default":
                 cm = z.class_maps.get(c.name)
                 if cm is None:
-                    add(ERROR, c.lineno, "policy-map %s: class-map %s is not defined"
+                    at_c(ERROR, pm, c, "policy-map %s: class-map %s is not defined"
                         % (pm.name, c.name))
                     continue
                 if cm.app != pm.app:
-                    add(ERROR, c.lineno, "policy-map %s: class-map %s is of another type"
+                    at_c(ERROR, pm, c, "policy-map %s: class-map %s is of another type"
                         % (pm.name, c.name))
             if pm.app is None:
                 if c.action is None and c.name != "class-default":
-                    add(ERROR, c.lineno, "policy-map %s class %s has no action (inspect, pass "
+                    at_c(ERROR, pm, c, "policy-map %s class %s has no action (inspect, pass "
                         "or drop)" % (pm.name, c.name))
                 if c.action == "inspect" and c.name in z.class_maps \
                         and not _protocols(z, c.name):
-                    add(WARNING, c.lineno, "policy-map %s class %s: no specific protocol "
+                    at_c(WARNING, pm, c, "policy-map %s class %s: no specific protocol "
                         "configured for inspection: tcp, udp and icmp are inspected, other IP "
                         "protocols in this class are dropped" % (pm.name, c.name))
                 if c.parameter_map is not None and c.parameter_map not in z.parameter_maps:
-                    add(ERROR, c.lineno, "policy-map %s class %s: parameter-map %s is not "
+                    at_c(ERROR, pm, c, "policy-map %s class %s: parameter-map %s is not "
                         "defined" % (pm.name, c.name, c.parameter_map))
                 if c.service_policy is not None:
                     sp = z.policy_maps.get(c.service_policy)
                     if sp is None or sp.app != "smtp":
-                        add(ERROR, c.lineno, "policy-map %s class %s: smtp policy-map %s is "
+                        at_c(ERROR, pm, c, "policy-map %s class %s: smtp policy-map %s is "
                             "not defined" % (pm.name, c.name, c.service_policy))
                     if c.action != "inspect":
-                        add(ERROR, c.lineno, "policy-map %s class %s: a layer 7 policy needs "
+                        at_c(ERROR, pm, c, "policy-map %s class %s: a layer 7 policy needs "
                             "the 'inspect' action" % (pm.name, c.name))
                     elif c.name in z.class_maps and "smtp" not in _protocols(z, c.name) \
                             and "esmtp" not in _protocols(z, c.name):
-                        add(ERROR, c.lineno, "policy-map %s class %s: service-policy smtp needs "
+                        at_c(ERROR, pm, c, "policy-map %s class %s: service-policy smtp needs "
                             "a class that matches protocol smtp" % (pm.name, c.name))
             else:
                 if c.action != "reset":
-                    add(ERROR, c.lineno, "policy-map %s class %s: cbac enforces smtp classes "
+                    at_c(ERROR, pm, c, "policy-map %s class %s: cbac enforces smtp classes "
                         "with 'reset' (and optionally 'log')" % (pm.name, c.name))
     g = z.parameter_maps.get("global")
     for pm in z.parameter_maps.values():
         for w in ("max_incomplete", "one_minute"):
             lo, hi = getattr(pm, w + "_low"), getattr(pm, w + "_high")
             if lo is not None and hi is not None and lo > hi:
-                add(ERROR, pm.lineno, "parameter-map %s: %s low %d is above high %d"
+                at_pa(ERROR, pm, "parameter-map %s: %s low %d is above high %d"
                     % (pm.name, w.replace("_", "-"), lo, hi))
         if pm.name not in ("global", "default") and pm is not g:
             for attr in GLOBAL_ONLY:
                 if getattr(pm, attr) is not None:
-                    add(WARNING, pm.lineno, "parameter-map %s: %s applies to the whole "
+                    at_pa(WARNING, pm, "parameter-map %s: %s applies to the whole "
                         "firewall in cbac (one half-open count and one block list); the "
                         "lowest value configured is used" % (pm.name, GLOBAL_ONLY[attr]))
     if z.configured and r.inspect_rules:
