@@ -639,7 +639,8 @@ def check(r: Router, add) -> None:
     members = {itf.zone for itf in r.interfaces.values() if itf.zone}
     for zn in zones.values():
         if zn.name not in members:
-            add(WARNING, zn.lineno, "zone %s has no member interface" % zn.name, "zone security %s" % zn.name)
+            add(WARNING, zn.lineno, "zone %s has no member interface" % zn.name,
+                "zone security %s" % zn.name)
     for zp in z.zone_pairs.values():
         for which in (zp.source, zp.destination):
             if which != SELF and which not in zones:
