@@ -5,6 +5,7 @@ enforce is an error (fail closed), never "accepted, not acted on"."""
 
 import os
 
+from hypothesis import given, settings, strategies as st
 from twisted.trial import unittest
 
 from cbac.config import check, parse_config, parse_file, render
@@ -286,3 +287,42 @@ class NoFormTests(unittest.TestCase):
         self.assertEqual(r.zbf.class_maps["M"].matches[0].value, "esmtp")
         self.assertIn(" match protocol smtp extended\n", render(r))
         self.assertEqual(parse_config(render(r))[0], r)
+
+_NAMES = st.sampled_from(["A", "B", "C", "LAN", "WAN"])
+_LINE = st.one_of(
+    st.builds(lambda n: "zone security %s" % n, _NAMES),
+    st.builds(lambda n, d: "zone security %s\n description %s" % (n, d), _NAMES,
+              st.sampled_from(["x", "two words"])),
+    st.builds(lambda p, a, b: "zone-pair security P%s source %s destination %s" % (p, a, b),
+              _NAMES, _NAMES, st.sampled_from(["A", "B", "self"])),
+    st.builds(lambda n, k, ms: "class-map type inspect %s %s\n" % (k, n) + "\n".join(ms),
+              _NAMES, st.sampled_from(["match-any", "match-all"]),
+              st.lists(st.sampled_from([" match protocol tcp", " match protocol smtp extended",
+                                        " match access-group 101", " match class-map A",
+                                        " match protocol https", " match access-group name X"]),
+                       max_size=4)),
+    st.builds(lambda n, cs: "policy-map type inspect %s\n" % n + "\n".join(cs), _NAMES,
+              st.lists(st.sampled_from([" class type inspect A\n  inspect",
+                                        " class type inspect B\n  pass log",
+                                        " class type inspect C\n  inspect PM",
+                                        " class class-default\n  drop log"]), max_size=4)),
+    st.builds(lambda ss: "parameter-map type inspect PM\n" + "\n".join(ss),
+              st.lists(st.sampled_from([" tcp idle-time 60", " audit-trail on", " alert off",
+                                        " max-incomplete high 900", " sessions maximum 5",
+                                        " tcp max-incomplete host 9 block-time 2"]), max_size=4)),
+    st.builds(lambda n: "interface Ethernet0/%d\n zone-member security %s" % (n % 3, "A"),
+              st.integers(0, 5)),
+)
+
+
+class RoundTripPropertyTests(unittest.TestCase):
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.lists(_LINE, max_size=12))
+    def test_render_parse_round_trip(self, lines):
+        text = "\n".join(lines) + "\n"
+        r, d = parse_config(text)
+        check(r)                                   # never raises
+        r2, d2 = parse_config(render(r))
+        self.assertEqual(r2, r)
+        self.assertEqual(render(r2), render(r))
