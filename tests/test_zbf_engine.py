@@ -502,8 +502,8 @@ class EvasionTests(ZoneCase):
     """What an attacker tries against the zone policy."""
 
     def test_fragments_without_session_dropped(self):
-        # a first fragment (MF) and a later fragment of an inspected protocol
-        # cannot open a session: dropped, whatever direction
+        # fragments of a datagram that never completes are held by virtual
+        # reassembly and never forwarded, whatever direction
         self.send("Ethernet0/0", IP(src="10.0.0.2", dst="20.0.0.2", flags="MF", id=7) /
                   TCP(sport=40000, dport=80, flags="S"))
         self.send("Ethernet0/0", IP(src="10.0.0.2", dst="20.0.0.2", frag=3, proto=6, id=7) /
@@ -511,6 +511,21 @@ class EvasionTests(ZoneCase):
         self.assertEqual(self.sent("Ethernet0/1"), [])
         self.send("Ethernet0/1", IP(src="20.0.0.2", dst="10.0.0.2", frag=3, proto=6, id=8) /
                   (b"x" * 16))
+        self.assertEqual(self.sent("Ethernet0/0"), [])
+
+    def test_fragmented_datagram_is_classified_whole(self):
+        from scapy.all import fragment
+        # udp is "pass" IN->OUT: the reassembled datagram passes ...
+        dgram = IP(src="10.0.0.2", dst="20.0.0.2", id=31) / UDP(sport=5000, dport=53) / (
+            b"q" * 1200)
+        for f in fragment(dgram, fragsize=600):
+            self.send("Ethernet0/0", f)
+        self.assertTrue(self.sent("Ethernet0/1"))
+        # ... and fragments of a telnet SYN from outside (class-default) do not
+        syn = IP(src="20.0.0.2", dst="10.0.0.2", id=32) / TCP(sport=4000, dport=23, flags="S") / (
+            b"s" * 1200)
+        for f in fragment(syn, fragsize=600):
+            self.send("Ethernet0/1", f)
         self.assertEqual(self.sent("Ethernet0/0"), [])
 
     def test_unrelated_icmp_error_from_outside_dropped(self):
