@@ -43,6 +43,7 @@ test: deps venv
 
 check: venv
 	$(BIN)/twistd -n cbac -c etc/router.conf --check
+	$(BIN)/twistd -n cbac -c etc/router-zbf.conf --check
 
 # Build the namespace lab and run the firewall on it in the foreground.
 run: deps venv

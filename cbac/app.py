@@ -32,7 +32,8 @@ def _build_engines(model, clock):
     from cbac.nat import Nat
     acls = AclSet(model, clock)
     nat = Nat(model, clock, acls=acls)
-    sessions = SessionTable(clock, model, app_factories(model, acls))
+    from cbac.inspect.zones import engine_model
+    sessions = SessionTable(clock, engine_model(model), app_factories(model, acls))
     sessions.nat = nat
     return acls, nat, sessions
 
@@ -53,6 +54,8 @@ class Appliance:
         else:
             self.acls = self.nat = self.sessions = None
         self.router = Router(model, clock, ports, self.acls, self.nat, self.sessions)
+        from cbac.inspect.zones import ZonePolicy
+        self.zones = self.router.zones = ZonePolicy(model, self.acls, clock)
         self.log_observers = None          # cbac.log.observers.LogObservers
         self.inband_addresses = []
 
@@ -156,6 +159,21 @@ class Appliance:
             return text
         return "% Invalid input"
 
+    # -- zone-based policy firewall ----------------------------------------
+
+    def show_zone_security(self, name=None) -> str:
+        from cbac.inspect import zones
+        return zones.show_zone_security(self.model, name)
+
+    def show_zone_pair_security(self) -> str:
+        from cbac.inspect import zones
+        return zones.show_zone_pair_security(self.model)
+
+    def show_policy_map_zone_pair(self, name=None, sessions=False) -> str:
+        from cbac.inspect import zones
+        return zones.show_policy_map_zone_pair(self.model, self.zones, self.sessions, name,
+                                               sessions)
+
     def show_access_lists(self, name=None) -> str:
         return self.acls.show(name) if self.acls else ""
 
@@ -202,6 +220,12 @@ class Appliance:
         if what == "ip inspect sessions":
             if self.sessions:
                 self.sessions.clear()
+                self.router._drain_outbox()
+            return ""
+        if what == "zone-pair inspect sessions":
+            if self.sessions:
+                from cbac.inspect import zones
+                zones.clear_sessions(self.sessions, arg)
                 self.router._drain_outbox()
             return ""
         if what == "arp-cache":
@@ -369,19 +393,21 @@ class Appliance:
             view = _Lists(acl_lists)
         nat_plan = self.nat.prepare(new) if self.nat is not None else None
         router_plan = self.router.prepare_config(new, acls=view)
-        return (new, acl_lists, nat_plan, router_plan)
+        from cbac.inspect.zones import engine_model
+        return (new, acl_lists, nat_plan, router_plan, engine_model(new))
 
     def commit(self, staged) -> None:
         """Swap in what :meth:`stage` built: assignments only, in the
         reactor thread, so no packet sees half of it."""
-        new, acl_lists, nat_plan, router_plan = staged
+        new, acl_lists, nat_plan, router_plan, engine_model = staged
         self.model = new
         if acl_lists is not None:
             self.acls.lists = acl_lists
         if nat_plan is not None:
             self.nat.commit(nat_plan)
         if self.sessions is not None:
-            self.sessions.reload(new)
+            self.sessions.reload(engine_model)
+        self.zones.reconfigure(new)
         self.router.commit_config(router_plan)
         if self.log_observers is not None:
             try:

@@ -30,6 +30,8 @@ from cbac.lab import Lab, unavailable_reason
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEED_CONFIG = os.path.join(HERE, "etc", "router.conf")
+#: The seed rewritten for the zone-based policy firewall.
+ZBF_CONFIG = os.path.join(HERE, "etc", "router-zbf.conf")
 
 #: A plain routed configuration: the seed's addresses, no ACL, NAT or inspection.
 ROUTED_CONFIG = """\
@@ -278,11 +280,11 @@ def _read(path):
         return ""
 
 
-def seed_variant(extra=(), replace=()):
-    """The seed configuration (etc/router.conf) with ``replace`` pairs
-    ``(old, new)`` applied (each ``old`` must occur) and the lines
-    ``extra`` added before the final ``end``."""
-    with open(SEED_CONFIG) as f:
+def seed_variant(extra=(), replace=(), base=SEED_CONFIG):
+    """The seed configuration (etc/router.conf, or ``base``) with
+    ``replace`` pairs ``(old, new)`` applied (each ``old`` must occur) and
+    the lines ``extra`` added before the final ``end``."""
+    with open(base) as f:
         text = f.read()
     for old, new in replace:
         if old not in text:
@@ -290,6 +292,11 @@ def seed_variant(extra=(), replace=()):
         text = text.replace(old, new)
     head, sep, tail = text.rpartition("\nend")
     return head + "\n" + "".join(line + "\n" for line in extra) + "!" + sep + tail
+
+
+def zbf_variant(extra=(), replace=()):
+    """:func:`seed_variant` of the ZBF seed (etc/router-zbf.conf)."""
+    return seed_variant(extra, replace, base=ZBF_CONFIG)
 
 
 _LIVE = []

@@ -21,7 +21,7 @@ from twisted.trial import unittest
 
 from tests.pki import make_pki as _make_pki
 
-from tests.labrun import LabCase, records, seed_variant, skip_reason, wait_for
+from tests.labrun import LabCase, records, seed_variant, skip_reason, wait_for, zbf_variant
 
 SSH_OPTS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
             "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5"]
@@ -259,6 +259,36 @@ class ConsoleLabTests(LabCase, unittest.TestCase):
         self.assertEqual(r.returncode, 255)
         # ACL 101 denies it: ICMP administratively prohibited (EHOSTUNREACH)
         self.assertRegex(r.stderr, "No route to host|timed out")
+
+
+class ZbfSelfZoneLabTests(LabCase, unittest.TestCase):
+    """The ZBF seed plus a zone-pair WAN -> self that passes only ICMP: the
+    in-band console stays reachable from the LAN zone (no LAN -> self
+    zone-pair: the self zone is open), the outside can ping the router but
+    not reach its console."""
+
+    skip = skip_reason()
+    config = zbf_variant([
+        "class-map type inspect match-any WAN-SELF-PING",
+        " match protocol icmp",
+        "!",
+        "policy-map type inspect WAN-SELF-POLICY",
+        " class type inspect WAN-SELF-PING",
+        "  pass",
+        "!",
+        "zone-pair security WAN-SELF source WAN destination self",
+        " service-policy type inspect WAN-SELF-POLICY",
+    ])
+
+    def test_console_from_lan_not_from_wan(self):
+        r = ssh(self.env, "in", "10.10.10.1", "show zone-pair security")
+        self.assertEqual(r.returncode, 0, r.stderr + self.env.log()[-2000:])
+        self.assertIn("Zone-pair name WAN-SELF\n    Source-Zone WAN  Destination-Zone self", r.stdout)
+        r = ssh(self.env, "out", "172.22.1.16", "show clock", timeout=20)
+        self.assertEqual(r.returncode, 255)
+        self.assertRegex(r.stderr, "timed out")
+        r = self.env.exec("out", ["ping", "-c", "1", "-W", "2", "172.22.1.16"], timeout=10)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
 
 class VtyAccessClassLabTests(LabCase, unittest.TestCase):

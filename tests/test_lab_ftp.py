@@ -23,7 +23,7 @@ import time
 
 from twisted.trial import unittest
 
-from tests.labrun import (NFT_FTP_HELPER, LabCase, nft_static_tcp, records, seed_variant,
+from tests.labrun import (NFT_FTP_HELPER, zbf_variant, LabCase, nft_static_tcp, records, seed_variant,
                           skip_reason)
 
 BLOB = os.urandom(3 * 1024 * 1024 + 17)
@@ -277,6 +277,14 @@ class FtpCbac(FtpMixin, unittest.TestCase):
         self.assertRegex(log, r"%FW-3-FTP_NON_MATCHING_IP_ADDR: Non-matching address 172\.22\.1\.3 used in PORT")
         self.assertRegex(log, r"%FW-3-FTP_PRIV_PORT: Privileged port 21 used in PORT")
         self.assertIn("-- FTP client 10.10.10.2 FTP server 172.22.1.1", log)
+
+
+class FtpZbf(FtpCbac):
+    """The same transfers (passive, active, EPSV, EPRT) and refusals with
+    the ZBF seed: ``match protocol ftp`` inspected from zone LAN to WAN;
+    the data pinholes bypass the zone policy as IOS's do."""
+
+    config = zbf_variant()
 
 
 class FtpCbacWithoutNat(FtpMixin, unittest.TestCase):

@@ -18,7 +18,7 @@ import re
 
 from twisted.trial import unittest
 
-from tests.labrun import LabCase, records, seed_variant, skip_reason, wait_for
+from tests.labrun import LabCase, records, seed_variant, skip_reason, wait_for, zbf_variant
 
 #: A message with dot lines (dot-stuffing), a long line and a final CRLF.
 MESSAGE = (b"From: a@out.test\r\nTo: b@lab.test\r\nSubject: lab test\r\n\r\n"
@@ -232,6 +232,13 @@ class SmtpCbac(SmtpMixin, unittest.TestCase):
         self.assertDelivered(big, res)
 
 
+class SmtpZbf(SmtpCbac):
+    """The same with the ZBF seed (etc/router-zbf.conf): class WAN-LAN-MAIL
+    ``match protocol smtp`` inspected from zone WAN to zone LAN."""
+
+    config = zbf_variant()
+
+
 # ---------------------------------------------------------------------------
 # max-data 10000
 
@@ -277,6 +284,22 @@ class MaxDataCbac(MaxDataMixin, unittest.TestCase):
 
 # ---------------------------------------------------------------------------
 # esmtp: raw server with PIPELINING, SIZE, 8BITMIME, CHUNKING, AUTH
+
+
+class MaxDataZbf(MaxDataCbac):
+    """max-data in ZBF terms: a layer 7 SMTP policy (``match data-length
+    gt 10000``, ``reset``) under the inspected mail class."""
+
+    config = zbf_variant(
+        ["class-map type inspect smtp match-any SMTP-BIG",
+         " match data-length gt 10000",
+         "!",
+         "policy-map type inspect smtp SMTP-L7",
+         " class type inspect smtp SMTP-BIG",
+         "  reset",
+         "  log"],
+        replace=[(" class type inspect WAN-LAN-MAIL\n  inspect\n",
+                  " class type inspect WAN-LAN-MAIL\n  inspect\n  service-policy smtp SMTP-L7\n")])
 
 
 ESMTP_CONFIG = seed_variant(replace=[("ip inspect name OUT-IN smtp", "ip inspect name OUT-IN esmtp")])
@@ -369,3 +392,52 @@ class EsmtpCbac(EsmtpMixin, unittest.TestCase):
             self.assertNotIn(sent, arrived)
             self.assertIn(b"x" * (len(sent) - 2) + b"\r\n", arrived)
             self.assertEqual(code, 500, text)
+
+
+class EsmtpZbf(EsmtpCbac):
+    """ESMTP inspection in ZBF terms: ``match protocol smtp extended``."""
+
+    config = zbf_variant(replace=[(" match protocol smtp\n", " match protocol smtp extended\n")])
+
+
+VERB_RESET_CLIENT = r"""
+import json, smtplib
+s = smtplib.SMTP("172.22.1.16", 25, timeout=15)
+out = {"port": s.sock.getsockname()[1]}
+out["helo"] = s.docmd("HELO out.test")[0]
+try:
+    out["vrfy"] = s.docmd("VRFY root")[0]
+except Exception as e:
+    out["error"] = type(e).__name__
+print(json.dumps(out))
+"""
+
+
+class SmtpVerbPolicyZbf(_SmtpBase, unittest.TestCase):
+    """A layer 7 smtp policy (``match cmd verb VRFY``, ``reset``, ``log``):
+    the VRFY line never reaches the server, the session is reset."""
+
+    skip = skip_reason()
+    mode = "cbac"
+    config = zbf_variant(
+        ["class-map type inspect smtp match-any SMTP-VERBS",
+         " match cmd verb VRFY",
+         "!",
+         "policy-map type inspect smtp SMTP-L7",
+         " class type inspect smtp SMTP-VERBS",
+         "  reset",
+         "  log"],
+        replace=[(" class type inspect WAN-LAN-MAIL\n  inspect\n",
+                  " class type inspect WAN-LAN-MAIL\n  inspect\n  service-policy smtp SMTP-L7\n")])
+
+    def test_vrfy_resets_the_session(self):
+        res = self.run_json(VERB_RESET_CLIENT)
+        self.assertEqual(res["helo"], 250)
+        self.assertIn("error", res, res)
+        arrived = self.lines_from(res["port"])
+        self.assertTrue(arrived[0].upper().startswith(b"HELO "), arrived)
+        self.assertFalse([x for x in arrived if b"VRFY" in x.upper() or x.startswith(b"xxxx")],
+                         arrived)
+        log = self.wait_log("SMTP_L7_POLICY")
+        self.assertIn("%%FW-4-SMTP_L7_POLICY: SMTP command VRFY from initiator (172.22.1.1:%d) "
+                      "-- session reset by layer 7 policy" % res["port"], log)

@@ -14,6 +14,7 @@ import os
 from typing import Iterable, Optional
 
 from cbac.config.errors import ERROR, WARNING, Diagnostic
+from cbac.config import zbf
 from cbac.config.model import Router
 
 __all__ = ["check", "system_devices"]
@@ -248,6 +249,9 @@ def check(router: Router, devices: Optional[Iterable[str]] = None, strict: bool 
                     and itf.name not in r.ports:
                 add(WARNING, itf.lineno, "interface %s has an address but no 'cbac port' "
                     "binding: it does not forward traffic" % itf.name)
+
+    # -- zone-based policy firewall ------------------------------------------
+    zbf.check(r, add)
 
     out.sort(key=lambda d: d.line)
     return out

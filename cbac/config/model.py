@@ -159,6 +159,8 @@ class Interface:
     inspect_in: Optional[str] = None                 # inspection rule name
     inspect_out: Optional[str] = None
     nat: Optional[str] = None                        # "inside" / "outside"
+    zone: Optional[str] = None                       # zone-member security NAME
+    zone_lineno: int = _lineno()
     arp_timeout: int = 14400                         # arp timeout S
     unreachables: bool = True                        # ip unreachables
     mtu: int = 1500                                  # ip mtu N
@@ -441,6 +443,155 @@ class Banner:
 
 
 # --------------------------------------------------------------------------
+# Zone-based policy firewall (parsed by cbac.config.zbf)
+
+#: ``match protocol P`` keywords of ``class-map type inspect``: the
+#: protocols cbac inspects, the generic ones, and (last four) protocols IOS
+#: inspects at layer 4 only, on their well-known port, which cbac does with
+#: its generic tcp/udp inspection (``esmtp`` is written ``smtp extended``).
+ZBF_PROTOCOLS = ("tcp", "udp", "icmp", "ftp", "http", "smtp", "esmtp",
+                 "dns", "https", "ssh", "telnet")
+
+
+@dataclass
+class Zone:
+    """``zone security NAME`` (+ ``description``)."""
+
+    name: str
+    description: Optional[str] = None
+    lineno: int = _lineno()
+
+
+@dataclass
+class ZonePair:
+    """``zone-pair security NAME source A destination B`` with its
+    ``service-policy type inspect P``."""
+
+    name: str
+    source: str
+    destination: str
+    description: Optional[str] = None
+    service_policy: Optional[str] = None
+    policy_lineno: int = _lineno()
+    lineno: int = _lineno()
+
+
+@dataclass
+class ClassMatch:
+    """One ``match`` line of a class-map.
+
+    ``kind``: ``protocol`` (value: a :data:`ZBF_PROTOCOLS` keyword),
+    ``access-group`` (value: ACL number or name), ``class-map`` (value: a
+    class-map name); for ``type inspect smtp`` class-maps ``data-length``
+    and ``cmd-line-length`` (value: the ``gt`` number as a string) and
+    ``cmd-verb`` (value: the verb, upper case)."""
+
+    kind: str
+    value: str
+    negate: bool = False                 # match not ... (match-all only)
+    lineno: int = _lineno()
+
+
+@dataclass
+class ClassMapInspect:
+    """``class-map type inspect [smtp] match-any|match-all NAME``."""
+
+    name: str
+    match_any: bool = False              # IOS default: match-all
+    app: Optional[str] = None            # None (layer 4) or "smtp"
+    matches: list[ClassMatch] = field(default_factory=list)
+    lineno: int = _lineno()
+
+
+@dataclass
+class PolicyClass:
+    """``class type inspect NAME`` (or ``class class-default``) in a
+    policy-map, with its action.
+
+    ``action``: ``inspect``, ``pass``, ``drop`` (layer 4); ``reset`` or
+    ``log``/``allow`` (layer 7 SMTP).  ``log``: ``drop log`` / ``pass log``
+    (layer 4) or the ``log`` action of an SMTP policy."""
+
+    name: str                            # class-map name or "class-default"
+    action: Optional[str] = None
+    parameter_map: Optional[str] = None  # inspect PARAMETER-MAP
+    log: bool = False
+    service_policy: Optional[str] = None  # service-policy smtp P (layer 7)
+    lineno: int = _lineno()
+
+
+@dataclass
+class PolicyMapInspect:
+    """``policy-map type inspect [smtp] NAME``."""
+
+    name: str
+    app: Optional[str] = None            # None (layer 4) or "smtp"
+    classes: list[PolicyClass] = field(default_factory=list)
+    lineno: int = _lineno()
+
+    def default_class(self) -> PolicyClass:
+        for c in self.classes:
+            if c.name == "class-default":
+                return c
+        return PolicyClass("class-default", "drop")
+
+
+#: parameter-map type inspect settings: attribute -> (keywords as written)
+PARAMETER_FIELDS = (
+    ("max_incomplete_low", "max-incomplete low"),
+    ("max_incomplete_high", "max-incomplete high"),
+    ("one_minute_low", "one-minute low"),
+    ("one_minute_high", "one-minute high"),
+    ("tcp_synwait_time", "tcp synwait-time"),
+    ("tcp_finwait_time", "tcp finwait-time"),
+    ("tcp_idle_time", "tcp idle-time"),
+    ("udp_idle_time", "udp idle-time"),
+    ("icmp_idle_time", "icmp idle-time"),
+    ("dns_timeout", "dns-timeout"),
+    ("sessions_maximum", "sessions maximum"),
+)
+
+
+@dataclass
+class ParameterMapInspect:
+    """``parameter-map type inspect NAME|global|default``.  Every field is
+    None when not configured (the effective value then comes from the
+    global parameter-map or the IOS default)."""
+
+    name: str
+    max_incomplete_low: Optional[int] = None
+    max_incomplete_high: Optional[int] = None
+    one_minute_low: Optional[int] = None
+    one_minute_high: Optional[int] = None
+    tcp_max_incomplete_host: Optional[int] = None
+    tcp_block_time: Optional[int] = None
+    tcp_synwait_time: Optional[int] = None
+    tcp_finwait_time: Optional[int] = None
+    tcp_idle_time: Optional[int] = None
+    udp_idle_time: Optional[int] = None
+    icmp_idle_time: Optional[int] = None
+    dns_timeout: Optional[int] = None
+    audit_trail: Optional[bool] = None
+    alert: Optional[bool] = None
+    sessions_maximum: Optional[int] = None
+    lineno: int = _lineno()
+
+
+@dataclass
+class ZbfConfig:
+    zones: dict[str, Zone] = field(default_factory=dict)
+    zone_pairs: dict[str, ZonePair] = field(default_factory=dict)
+    class_maps: dict[str, ClassMapInspect] = field(default_factory=dict)
+    policy_maps: dict[str, PolicyMapInspect] = field(default_factory=dict)
+    parameter_maps: dict[str, ParameterMapInspect] = field(default_factory=dict)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.zones or self.zone_pairs or self.class_maps
+                    or self.policy_maps or self.parameter_maps)
+
+
+# --------------------------------------------------------------------------
 # The whole router
 
 @dataclass
@@ -466,5 +617,6 @@ class Router:
     session_limit_host: int = 4096               # cbac session-limit host N
     smtp: SmtpOptions = field(default_factory=SmtpOptions)
     ports: dict[str, PortBinding] = field(default_factory=dict)
+    zbf: ZbfConfig = field(default_factory=ZbfConfig)
     extra: list[Verbatim] = field(default_factory=list)   # accepted, not acted on
     banners: dict[str, "Banner"] = field(default_factory=dict)   # kind -> banner

@@ -22,7 +22,8 @@ is always a sub-command.  Banner bodies are text, never commands.
 
 Fail closed: commands that IOS would use to restrict, encrypt or police
 traffic and that cbac does not enforce are errors (tables in
-:mod:`cbac.config.modes`; the zone-based firewall in :data:`ZBF_GLOBAL`).
+:mod:`cbac.config.modes`; zone-based firewall forms :mod:`cbac.config.zbf`
+does not implement in :data:`ZBF_GLOBAL`).
 """
 
 from __future__ import annotations
@@ -218,11 +219,12 @@ BANNER_KINDS = ("motd", "login", "exec", "incoming", "slip-ppp", "prompt-timeout
 
 
 # --------------------------------------------------------------------------
-# Zone-based firewall.  cbac does not implement it (yet): every command of
-# it is an ERROR naming its line, because a zone-based policy restricts what
-# passes and cbac would otherwise pass the traffic.  This table and the two
-# functions below are the one place that knows about zone-based commands;
-# cbac.config.zbf replaces them when the zone-based firewall lands.
+# Zone-based firewall.  cbac.config.zbf installs the handlers of the forms
+# it implements (GLOBAL_COMMANDS, SUB_COMMANDS, see the end of this module);
+# they are looked up first.  Any other zone-based command (a form cbac.zbf
+# does not know, e.g. "zone foo", "zone-member foo") is an ERROR naming its
+# line, because a zone-based policy restricts what passes and cbac would
+# otherwise pass the traffic.
 
 ZBF_GLOBAL = {
     ("zone", "security"), ("zone-pair", "security"), ("class-map", "type", "inspect"),
@@ -235,9 +237,9 @@ ZBF_INTERFACE = {("zone-member", "security"), ("zone-member",)}
 def _zbf_refuse(parser, ln, neg, body, *rest):
     if not neg:
         parser.block = ("refused", ln)
-    raise _Bad("zone-based policy firewall commands are not implemented by cbac "
-               "(use ip inspect / ip access-group); refusing rather than passing traffic "
-               "the policy would stop")
+    raise _Bad("unsupported zone-based policy firewall command (see docs/configuration.md, "
+               "'Zone-based policy firewall'); refusing rather than passing traffic the "
+               "policy would stop")
 
 
 def _zone_based(body: list[str]):
@@ -710,12 +712,12 @@ class Parser:
                 raise _Bad("unknown banner '%s'" % kind)
             self.router.banners.pop(kind, None)
             return
-        zbf = _zone_based(body)
-        if zbf is not None:
-            return zbf(self, ln, neg, body)
         handler, n = self._global_handler(body)
         if handler is not None:
             return handler(self, ln, neg, ln.words[n + (1 if neg else 0):])
+        zbf = _zone_based(body)
+        if zbf is not None:
+            return zbf(self, ln, neg, body)
         return self._verbatim_global(ln, neg, body)
 
     @staticmethod
@@ -1850,6 +1852,10 @@ SUB_COMMANDS: dict[str, dict] = {
         ("exec-timeout",): Parser.v_exec_timeout,
     },
 }
+
+# Zone-based policy firewall: handlers live in cbac.config.zbf.
+from cbac.config import zbf as _zbf  # noqa: E402
+_zbf.install(GLOBAL_COMMANDS, SUB_COMMANDS)
 
 
 # --------------------------------------------------------------------------

@@ -10,7 +10,7 @@ can produce.
 
 from __future__ import annotations
 
-from cbac.config import names
+from cbac.config import names, zbf
 from cbac.config.model import (
     SEVERITIES, AccessList, AclEntry, AddrMatch, InspectGlobals,
     InspectProtocol, Interface, NatTimeouts, PortMatch, Router, Secret,
@@ -188,6 +188,8 @@ def _interface(i: Interface) -> list[str]:
         out.append(" ip inspect %s in" % i.inspect_in)
     if i.inspect_out is not None:
         out.append(" ip inspect %s out" % i.inspect_out)
+    if i.zone is not None:
+        out.append(" zone-member security %s" % i.zone)
     for v in i.extra:
         out += _verbatim(v, " ")
     if i.arp_timeout != 14400:
@@ -333,6 +335,7 @@ def render_body(r: Router) -> list[str]:
     s = _section(r, S_SECURITY)
     if s:
         out += s + ["!"]
+    out += zbf.render_lines(r)
     for itf in r.interfaces.values():
         out += _interface(itf) + ["!"]
     tail = []

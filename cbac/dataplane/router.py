@@ -129,6 +129,9 @@ class Router:
         # (cbac/dataplane/reassembly.py).
         self.reassembly = Reassembly(clock) if (acls is not None or nat is not None
                                                 or sessions is not None) else None
+        # The zone-based policy firewall (cbac.inspect.zones.ZonePolicy),
+        # set by the appliance; None: no zones.
+        self.zones = None
         self.apply_config(model)
 
     # ------------------------------------------------------------------
@@ -427,8 +430,12 @@ class Router:
             if translation is None:
                 quote = None
 
-        # Local delivery: the router's own addresses.
+        # Local delivery: the router's own addresses (ZBF: the self zone).
         if pkt.dst in self.local:
+            zones = self.zones
+            if zones is not None and zones.active and zones.decide(ri.name, "self", pkt) == "drop":
+                self._drop(ri, "zone-drop")
+                return
             self._local_received(ri, pkt)
             return
 
@@ -450,6 +457,23 @@ class Router:
             self._nat_discard(translation)
             self._icmp_unreachable(ri, pkt, 1, quote=quote)
             return
+
+        # 6b. Zone-based policy firewall: classified before NAT inside ->
+        #     outside, so class-map ACLs name inside-local addresses both ways.
+        zrule = None
+        zones = self.zones
+        if zones is not None and zones.active and pinhole is None:
+            zrule = zones.decide(ri.name, out.name, pkt)
+            if zrule == "drop":
+                self._drop(ri, "zone-drop")
+                return
+            if zrule == "pass":
+                zrule = None
+            elif zrule is not None and (sessions is None or not _starts_session(pkt)):
+                # ZBF inspects: a packet that cannot open a session and
+                # belongs to none is dropped (IOS: no session).
+                self._drop(ri, "zone-no-session")
+                return
 
         # 7. NAT inside -> outside (after routing).
         if (translation is None and nat is not None and ri.nat == "inside"
@@ -473,7 +497,7 @@ class Router:
         # 9. Inspection: a rule applied in on the ingress interface or out
         #    on the egress interface creates a session.
         if sessions is not None:
-            rule = self._inspect_rule(ri, out, pkt, sessions)
+            rule = zrule or self._inspect_rule(ri, out, pkt, sessions)
             if rule is not None and pinhole is None and not _starts_session(pkt):
                 # Only a SYN, a UDP datagram or an ICMP request opens a
                 # session.  A TCP segment without a session that a rule
@@ -492,6 +516,8 @@ class Router:
                     self._nat_discard(translation)
                     self._drain_outbox()
                     return
+                if zrule is not None:
+                    zones.session_created(zrule, self.clock.seconds())
 
         # 10. Egress.
         self._egress(out, pkt, hop[1])

@@ -214,6 +214,8 @@ class SessionTable:
         self._last_full_log = None
         self._pcache = {}
         self._backlog = False
+        self._rule_live = {}             # ZBF class rule name -> live sessions
+        self._rule_full_log = {}
 
     # ------------------------------------------------------------------
     # configuration
@@ -416,6 +418,20 @@ class SessionTable:
         if proto == 6 and not self._host_check(host, now, g):
             self._check_aggressive(None, g)
             return None
+        # ZBF: sessions maximum of the class's parameter-map
+        rname = rule_name if pinhole is None else parent.rule_name
+        cap = getattr(self.model.inspect_rules.get(rname), "sessions_maximum", None) \
+            if rname is not None and ":" in rname else None
+        if cap is not None and self._rule_live.get(rname, 0) >= cap:
+            stats.drop("class-sessions-maximum")
+            last = self._rule_full_log.get(rname)
+            if last is None or now - last >= 60:
+                self._rule_full_log[rname] = now
+                zp, _, cls = rname.partition(":")
+                ios.message("FW", 4, "SESSIONS_MAXIMUM",
+                            "Number of sessions for zone-pair %s class %s exceeds the "
+                            "configured sessions maximum value %d" % (zp, cls, cap))
+            return None
         # table cap
         if len(self.sessions) >= self.model.session_limit:
             if self._half:
@@ -511,6 +527,8 @@ class SessionTable:
         table[ks] = s.entries[1]
         self.sessions[s.sid] = s
         self._per_src[src] = self._per_src.get(src, 0) + 1
+        if cap is not None:
+            self._rule_live[rname] = self._rule_live.get(rname, 0) + 1
         n = len(self.sessions)
         if n > stats.peak:
             stats.peak = n
@@ -540,6 +558,7 @@ class SessionTable:
         self._schedule(s, self._deadline(s))
         if s.audit:
             ios.message("FW", 6, "SESS_AUDIT_TRAIL_START",
+                        _zbf_prefix(s.rule_name) +
                         "Start %s session: initiator (%s:%d) -- responder (%s:%d)" % (
                             protocol, ip_str(s.initiator[0]), s.initiator[1],
                             ip_str(s.responder[0]), s.responder[1]))
@@ -1050,6 +1069,9 @@ class SessionTable:
         tr = s.translation
         if tr is not None and tr.owner is s and self.nat is not None:
             self.nat.release(tr, s)
+        rl = self._rule_live
+        if rl and rl.get(s.rule_name):
+            rl[s.rule_name] -= 1
         if s.half_open:
             self.set_open(s)
         if s.pinholes:
@@ -1060,6 +1082,7 @@ class SessionTable:
         st.deleted[reason] = st.deleted.get(reason, 0) + 1
         if s.audit:
             ios.message("FW", 6, "SESS_AUDIT_TRAIL",
+                        _zbf_prefix(s.rule_name) +
                         "Stop %s session: initiator (%s:%d) sent %d bytes -- responder "
                         "(%s:%d) sent %d bytes" % (
                             s.protocol, ip_str(s.initiator[0]), s.initiator[1], s.bytes[0],
@@ -1298,6 +1321,13 @@ class SessionTable:
     def show_statistics(self) -> str:
         from cbac.inspect.show import show_statistics
         return show_statistics(self)
+
+
+def _zbf_prefix(rule_name) -> str:
+    """``(target:class)-(ZONE-PAIR:CLASS):`` before ZBF audit-trail text."""
+    if rule_name is not None and ":" in rule_name:
+        return "(target:class)-(%s):" % rule_name
+    return ""
 
 
 def addr(text: str) -> int:

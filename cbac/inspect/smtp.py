@@ -127,6 +127,11 @@ class SmtpInspector:
         self.esmtp = esmtp
         md = getattr(ctx.rule, "max_data", None)
         self.max_data = SMTP_MAX_DATA_DEFAULT if md is None else int(md)
+        # zone-based policy firewall layer 7 policy (cbac.inspect.zones):
+        # "match cmd line length gt N" / "match cmd verb V" with "reset"
+        self.cmd_line_max = getattr(ctx.rule, "zbf_cmd_line_max", None)
+        self.cmd_line_log = getattr(ctx.rule, "zbf_cmd_line_log", False)
+        self.deny_verbs = getattr(ctx.rule, "zbf_deny_verbs", None) or {}
         opts = ctx.options if ctx.options is not None else SmtpOptions()
         self.starttls_allow = getattr(opts, "starttls", "allow") != "strip"
         self.bare_lf_reject = getattr(opts, "bare_lf", "reject") != "allow"
@@ -306,9 +311,22 @@ class SmtpInspector:
             return True
         return self.esmtp and buf.lstrip(b" \t")[:5].upper() in (b"AUTH ", b"AUTH\t")
 
+    def _policy_reset(self, log, what):
+        if log:
+            self._alert(4, "SMTP_L7_POLICY",
+                        "SMTP %s from initiator %s -- session reset by layer 7 policy"
+                        % (what, self._cli))
+        self._reset("layer 7 policy: " + what)
+
     def _next_line(self):
         buf = self._cbuf
         i = buf.find(b"\n", self._cscan)
+        cmax = self.cmd_line_max
+        if cmax is not None and self._cmode == _CMD:
+            n = (i - (1 if i > 0 and buf[i - 1] == 13 else 0)) if i >= 0 else len(buf) - 1
+            if n > cmax:
+                self._policy_reset(self.cmd_line_log, "command line longer than %d" % cmax)
+                return True
         limit = MAX_COMMAND_LINE
         if (i < 0 and len(buf) >= limit or i >= limit) and self._long_ok(buf):
             limit = MAX_AUTH_LINE
@@ -321,6 +339,8 @@ class SmtpInspector:
             off = self._coff
             self._take_client(i + 1)
             self._client_line(line, off, 2 if i > 0 and line[-2] == 13 else 1)
+            if self.dead:
+                return True            # the line is never released
             self._release(CLIENT, self._coff)
             return True
         # no line end within the limit: mask this line up to its end
@@ -392,6 +412,9 @@ class SmtpInspector:
                                                               _show(verb)))
         if args:
             self._d("CMD PARAM - Cmd len:%d, match_len:%d" % (len(content), len(args)))
+        if self.deny_verbs and verb in self.deny_verbs:
+            self._policy_reset(self.deny_verbs[verb], "command %s" % _show(verb))
+            return
         kind = self._judge(verb, args, content)
         self._d("End Of Command Line - index:%d, len:%d" % (index, len(line)))
         if kind is None:
