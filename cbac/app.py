@@ -501,11 +501,22 @@ def makeApplianceService(model, options):
     appliance = Appliance(model, reactor, ports, config_path=options.get("config"),
                           state_dir=options.get("state-dir"))
     top = service.MultiService()
+    _add_link_monitor(ports, reactor, top)
     RouterService(appliance, reactor, inband=bool(ports)).setServiceParent(top)
     _add_logging(appliance, model, reactor, top)
     _add_console(appliance, model, options, reactor, top)
     _install_sighup(appliance, reactor)
     return top
+
+
+def _add_link_monitor(ports, reactor, top):
+    """Netlink link events tell the ports at once when a device goes down
+    or comes back (they also poll once a second)."""
+    from cbac.dataplane.netlink import LinkMonitor, monitor_service
+    monitor = LinkMonitor(reactor)
+    for port in ports.values():
+        monitor.watch(port.device, port.link_event)
+    monitor_service(monitor).setServiceParent(top)
 
 
 def _add_logging(appliance, model, reactor, top):

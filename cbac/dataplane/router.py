@@ -219,6 +219,8 @@ class Router:
         for port in self.ports.values():
             if port not in [ri.port for ri in self.interfaces.values()]:
                 port.attach(self.frameReceived)
+            if hasattr(port, "link_listener"):
+                port.link_listener = self.link_changed
             port.start()
         for ri in self.interfaces.values():
             if not ri.shutdown:
@@ -233,6 +235,11 @@ class Router:
             self._sweeper.stop()
         for port in self.ports.values():
             port.stop()
+
+    def link_changed(self, port, up: bool) -> None:
+        """A port's link went down or came back (cbac.dataplane.link)."""
+        from cbac.dataplane.link import link_changed
+        link_changed(self, port, up)
 
     def sweep(self) -> None:
         self.arp.sweep()

@@ -38,14 +38,22 @@ def _hms(seconds: float) -> str:
     return "%02d:%02d:%02d" % (s // 3600, (s // 60) % 60, s % 60)
 
 
+def _state(ri):
+    """IOS's (status, line protocol) of an interface."""
+    if ri.shutdown:
+        return "administratively down", "down"
+    if not getattr(ri.port, "link_up", True):
+        return "down", "down"
+    return "up", "up"
+
+
 def show_interfaces(router, name=None, clock=None) -> str:
     out = []
     for ri in router.interfaces.values():
         if name is not None and ri.name.lower() != name.lower():
             continue
         c = ri.port.counters
-        state = "administratively down" if ri.shutdown else "up"
-        proto = "down" if ri.shutdown else "up"
+        state, proto = _state(ri)
         rin, rout = router.rates.get(ri.name, (RateMeter(), RateMeter()))
         lines = [
             "%s is %s, line protocol is %s " % (ri.name, state, proto),
@@ -88,9 +96,8 @@ def show_ip_interface_brief(router) -> str:
     lines = ["Interface                  IP-Address      OK? Method Status                Protocol"]
     for ri in router.interfaces.values():
         addr = str(ri.model.address.ip) if ri.model.address else "unassigned"
-        status = "administratively down" if ri.shutdown else "up"
-        lines.append("%-26s %-15s YES manual %-21s %s" % (
-            ri.name, addr, status, "down" if ri.shutdown else "up"))
+        status, proto = _state(ri)
+        lines.append("%-26s %-15s YES manual %-21s %s" % (ri.name, addr, status, proto))
     return "\n".join(lines)
 
 
