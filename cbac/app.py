@@ -490,17 +490,14 @@ def makeApplianceService(model, options):
     ports = {}
     for ifname, device in bindings.items():
         ports[ifname] = LinuxPort(ifname, device, reactor)
-    try:
-        from cbac.dataplane.hostcheck import check_device
-        for ifname, device in bindings.items():
-            for warning in check_device(device):
-                log.warn("{ifname} ({device}): {warning}", ifname=ifname, device=device,
-                         warning=warning)
-    except ImportError:
-        pass
     appliance = Appliance(model, reactor, ports, config_path=options.get("config"),
                           state_dir=options.get("state-dir"))
     top = service.MultiService()
+    # first to start, last to stop: the ports are taken from the kernel
+    # (cbac.dataplane.claim) before the router opens them, and given back after
+    from cbac.dataplane.claim import make_service as claim_ports
+    claim_ports(bindings, options.get("state-dir"),
+                claim_ports=not options.get("no-claim-ports")).setServiceParent(top)
     _add_link_monitor(ports, reactor, top)
     RouterService(appliance, reactor, inband=bool(ports)).setServiceParent(top)
     _add_logging(appliance, model, reactor, top)
