@@ -173,6 +173,10 @@ class Appliance:
         from cbac.dataplane.show import show_ip_interface_brief
         return show_ip_interface_brief(self.router)
 
+    def show_dhcp_lease(self) -> str:
+        from cbac.dataplane.dhcpport import show_dhcp_lease
+        return show_dhcp_lease(self.router)
+
     def show_ip_route(self) -> str:
         return render_show_ip_route(self.router.routes)
 

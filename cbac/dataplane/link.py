@@ -50,6 +50,9 @@ def link_changed(router, port, up: bool) -> None:
                 router.arp.add_static(ri.name, addr, mac)
         for addr in sorted(ri.addresses):
             router._send_gratuitous_arp(ri, addr)
+        if getattr(router, "dhcp", None) and ri.name in router.dhcp:
+            from cbac.dataplane.dhcpport import link_up
+            link_up(router, ri.name)       # confirm the lease (or start over)
 
 
 def _forget_neighbours(router, ifname: str) -> None:

@@ -129,6 +129,7 @@ class Router:
         # (cbac/dataplane/reassembly.py).
         self.reassembly = Reassembly(clock) if (acls is not None or nat is not None
                                                 or sessions is not None) else None
+        self.dhcp: dict = {}                    # ifname -> DhcpInterface (ip address dhcp)
         self.apply_config(model)
 
     # ------------------------------------------------------------------
@@ -209,6 +210,11 @@ class Router:
         self.routes = routes
         for ifname, addr, mac in statics:
             self.arp.add_static(ifname, addr, mac)
+        # ip address dhcp: the leases on the new interfaces, in the reactor
+        # thread (cbac.dataplane.dhcpport)
+        if self.dhcp or any(getattr(ri.model, "dhcp", False) for ri in interfaces.values()):
+            from cbac.dataplane.dhcpport import apply_leases
+            apply_leases(self)
 
     # ------------------------------------------------------------------
     # life cycle
@@ -229,10 +235,16 @@ class Router:
         self._sweeper = LoopingCall(self.sweep)
         self._sweeper.clock = self.clock
         self._sweeper.start(SWEEP_INTERVAL, now=False)
+        if self.dhcp:
+            from cbac.dataplane.dhcpport import start_clients
+            start_clients(self)
 
     def stop(self) -> None:
         if self._sweeper is not None and self._sweeper.running:
             self._sweeper.stop()
+        if self.dhcp:
+            from cbac.dataplane.dhcpport import stop_clients
+            stop_clients(self)
         for port in self.ports.values():
             port.stop()
 
@@ -288,6 +300,10 @@ class Router:
             if et == ETH_P_IPV6:
                 self._drop(ri, "ipv6")
                 return
+            if self.dhcp and et == ETH_P_IP:
+                from cbac.dataplane.dhcpport import dhcp_input
+                if dhcp_input(self, ri, frame, vnet):     # ip address dhcp: the server's replies
+                    return
             if et != ETH_P_IP:
                 self._drop(ri, "unknown-ethertype")
                 return

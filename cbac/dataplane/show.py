@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from cbac.dataplane.arp import mac_dotted
+from cbac.packet.view import ip_str
 
 #: IOS computes "5 minute" rates as an exponentially weighted average.
 RATE_WINDOW = 300.0
@@ -62,8 +63,10 @@ def show_interfaces(router, name=None, clock=None) -> str:
         ]
         if ri.model.description:
             lines.append("  Description: %s" % ri.model.description)
-        if ri.model.address is not None:
-            lines.append("  Internet address is %s" % ri.model.address.with_prefixlen)
+        if ri.address is not None:
+            lines.append("  Internet address is %s/%d%s" % (
+                ip_str(ri.address), ri.prefixlen,
+                " (DHCP)" if getattr(ri.model, "dhcp", False) else ""))
         lines += [
             "  MTU %d bytes, BW 10000000 Kbit/sec, DLY 10 usec, " % ri.mtu,
             "     reliability 255/255, txload 1/255, rxload 1/255",
@@ -95,9 +98,10 @@ def show_interfaces(router, name=None, clock=None) -> str:
 def show_ip_interface_brief(router) -> str:
     lines = ["Interface                  IP-Address      OK? Method Status                Protocol"]
     for ri in router.interfaces.values():
-        addr = str(ri.model.address.ip) if ri.model.address else "unassigned"
+        addr = ip_str(ri.address) if ri.address is not None else "unassigned"
+        method = "DHCP" if getattr(ri.model, "dhcp", False) else "manual"
         status, proto = _state(ri)
-        lines.append("%-26s %-15s YES manual %-21s %s" % (ri.name, addr, status, proto))
+        lines.append("%-26s %-15s YES %-6s %-21s %s" % (ri.name, addr, method, status, proto))
     return "\n".join(lines)
 
 
