@@ -91,3 +91,18 @@ def _read(path):
             return f.read()
     except OSError:
         return ""
+
+
+ROUTER_TRAFFIC_CONFIG = seed_variant(
+    extra=["ip inspect name SELF udp router-traffic"],
+    replace=[("interface Ethernet2/0\n  ip address 172.22.1.16 255.255.255.0",
+              "interface Ethernet2/0\n  ip address dhcp\n  ip inspect SELF out"),
+             ("ip route 0.0.0.0 0.0.0.0 172.22.1.1\n", "")])
+
+
+class DhcpRouterTrafficLabTests(DhcpLabTests):
+    """The same with the seed's outside ACL as it is (no bootps permit):
+    ``ip inspect name SELF udp router-traffic`` applied out on the outside
+    interface lets the server's replies to the router's own requests in."""
+
+    config = ROUTER_TRAFFIC_CONFIG

@@ -60,6 +60,7 @@ class DhcpInterface:
         if ri is None or ri.shutdown:
             return
         ip = build_udp(src, dst, 68, 67, payload, router._next_ip_id())
+        router.router_traffic.outbound(ri, ip)       # ip inspect ... udp router-traffic
         if dst == 0xFFFFFFFF:
             frame = bytearray(_BCAST_MAC + ri.mac + b"\x08\x00") + ip
             ri.port.send(frame, b"")
@@ -194,24 +195,16 @@ def dhcp_input(router, ri, frame, vnet) -> bool:
         if ck.checksum(frame, l4, l4 + ulen, ck.pseudo_header_sum(src, dst, 17, ulen)) != 0:
             router._drop(ri, "malformed-udp-checksum")
             return True
-    if not router_traffic_return(router, ri, frame, vnet):
-        acl = ri.acl_in
-        if acl is not None:
-            from cbac.packet.view import parse_frame
-            pkt = parse_frame(frame, vnet)
-            pkt.in_port = ri
-            if not acl.check(pkt):
-                router._drop(ri, "acl-in")
-                return True
+    acl = ri.acl_in
+    if acl is not None:
+        from cbac.packet.view import parse_frame
+        pkt = parse_frame(frame, vnet)
+        pkt.in_port = ri
+        if not acl.check(pkt) and not router.router_traffic.permits_return(ri, pkt, consumed=True):
+            router._drop(ri, "acl-in")
+            return True
     di.client.receive(bytes(frame[l4 + 8:l4 + ulen]))
     return True
-
-
-def router_traffic_return(router, ri, frame, vnet) -> bool:
-    """Is this the return traffic of the router's own inspected traffic
-    (``router-traffic``)?  Hook for cbac.dataplane.selftraffic."""
-    hook = getattr(router, "router_traffic", None)
-    return bool(hook is not None and hook.permits_return(ri, frame, vnet))
 
 
 # -- show dhcp lease -----------------------------------------------------------

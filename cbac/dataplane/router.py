@@ -130,6 +130,8 @@ class Router:
         self.reassembly = Reassembly(clock) if (acls is not None or nat is not None
                                                 or sessions is not None) else None
         self.dhcp: dict = {}                    # ifname -> DhcpInterface (ip address dhcp)
+        from cbac.dataplane.selftraffic import RouterTraffic
+        self.router_traffic = RouterTraffic(self)   # ip inspect ... router-traffic
         self.apply_config(model)
 
     # ------------------------------------------------------------------
@@ -255,6 +257,7 @@ class Router:
 
     def sweep(self) -> None:
         self.arp.sweep()
+        self.router_traffic.sweep()
         now = self.clock.seconds()
         if self.reassembly is not None:
             for name, n in self.reassembly.expire(now).items():
@@ -427,7 +430,8 @@ class Router:
         pinhole = sessions.expected(pkt) if sessions is not None else None
 
         # 4. Input ACL (sees the addresses as they arrive).
-        if pinhole is None and ri.acl_in is not None and not ri.acl_in.check(pkt):
+        if (pinhole is None and ri.acl_in is not None and not ri.acl_in.check(pkt)
+                and not self.router_traffic.permits_return(ri, pkt)):
             self._drop(ri, "acl-in")
             self._icmp_unreachable(ri, pkt, 13)
             return
@@ -612,6 +616,10 @@ class Router:
     def send_local(self, ip_packet) -> None:
         """Send an IPv4 packet the router's own stack made (console replies)."""
         if len(ip_packet) >= 20 and ip_packet[0] >> 4 == 4:
+            if self.router_traffic.enabled():
+                hop = self.routes.lookup(int.from_bytes(ip_packet[16:20], "big"))
+                if hop is not None:
+                    self.router_traffic.outbound(self.interfaces.get(hop[0]), ip_packet)
             self._send_packet(bytearray(ip_packet))
 
     def _send_packet(self, ip_packet) -> None:
