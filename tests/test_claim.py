@@ -166,3 +166,12 @@ class PortClaimTests(unittest.TestCase):
         self.assertTrue(text.startswith("table netdev %s\ndelete table netdev %s\n" % (TABLE, TABLE)))
         self.assertIn('device "eth1" priority -500; policy drop;', text)
         self.assertIn('device "weird"', text)
+
+
+class ReleaseCommandTests(unittest.TestCase):
+    def test_nothing_to_release(self):
+        from cbac.dataplane.claim import main
+        d = tempfile.mkdtemp()
+        self.addCleanup(__import__("shutil").rmtree, d, True)
+        self.assertEqual(main(["release", d]), 0)
+        self.assertEqual(main(["bogus"]), 2)

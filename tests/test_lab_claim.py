@@ -135,3 +135,14 @@ class ClaimLabTests(unittest.TestCase):
         self.assertNotEqual(cap.stop(), [])
         self.env.proc.stop()
         self.assertEqual(snapshot(self.env.lab), self.originals)
+
+    def test_release_command_after_a_crash(self):
+        """What the systemd unit's ExecStopPost runs."""
+        import sys
+        self.env.proc.popen.send_signal(signal.SIGKILL)
+        self.env.proc.wait(10)
+        self.assertClaimed()
+        r = self.env.exec("fw", [sys.executable, "-m", "cbac.dataplane.claim", "release",
+                                 os.path.join(self.env.tmp, "state")])
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertRestored()
