@@ -248,12 +248,13 @@ class ApplianceDhcpTests(unittest.TestCase):
         self.make()
         brief = self.app.show_ip_interface_brief()
         self.assertRegex(brief, r"(?m)^Ethernet2/0\s+unassigned\s+YES DHCP")
+        self.assertIn("  Internet address will be negotiated using DHCP", self.app.show_interfaces("Ethernet2/0"))
         self.bind()
         self.assertIn("%DHCP-6-ADDRESS_ASSIGN: Interface Ethernet2/0 assigned DHCP address 172.22.1.100,"
                       " mask 255.255.255.0, hostname 3640-123", self.logs)
         self.assertRegex(self.app.show_ip_interface_brief(),
                          r"(?m)^Ethernet2/0\s+172\.22\.1\.100\s+YES DHCP\s+up\s+up$")
-        self.assertIn("Internet address is 172.22.1.100/24 (DHCP)", self.app.show_interfaces("Ethernet2/0"))
+        self.assertIn("Internet address is 172.22.1.100/24", self.app.show_interfaces("Ethernet2/0"))
         route = self.app.show_ip_route()
         self.assertIn("Gateway of last resort is 172.22.1.1 to network 0.0.0.0", route)
         self.assertIn("S*   0.0.0.0/0 [254/0] via 172.22.1.1, Ethernet2/0", route)

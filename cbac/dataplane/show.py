@@ -64,9 +64,9 @@ def show_interfaces(router, name=None, clock=None) -> str:
         if ri.model.description:
             lines.append("  Description: %s" % ri.model.description)
         if ri.address is not None:
-            lines.append("  Internet address is %s/%d%s" % (
-                ip_str(ri.address), ri.prefixlen,
-                " (DHCP)" if getattr(ri.model, "dhcp", False) else ""))
+            lines.append("  Internet address is %s/%d" % (ip_str(ri.address), ri.prefixlen))
+        elif getattr(ri.model, "dhcp", False):
+            lines.append("  Internet address will be negotiated using DHCP")
         lines += [
             "  MTU %d bytes, BW 10000000 Kbit/sec, DLY 10 usec, " % ri.mtu,
             "     reliability 255/255, txload 1/255, rxload 1/255",
