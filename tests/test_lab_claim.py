@@ -146,3 +146,34 @@ class ClaimLabTests(unittest.TestCase):
                                  os.path.join(self.env.tmp, "state")])
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertRestored()
+
+
+class ClaimFailsClosedLabTests(unittest.TestCase):
+    skip = skip_reason()
+    timeout = 60
+
+    def test_no_nftables_no_start_ports_untouched(self):
+        """Without nft the kernel cannot be kept off the ports: cbac refuses
+        to start and changes nothing."""
+        import shutil
+        import subprocess
+        import tempfile
+
+        from cbac.lab import lab_fixture
+        lab = lab_fixture(self, mode="bare")
+        tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, tmp, True)
+        bindir = os.path.join(tmp, "bin")
+        os.makedirs(bindir)
+        os.symlink(shutil.which("ip"), os.path.join(bindir, "ip"))
+        before = snapshot(lab)
+        env = dict(os.environ, PATH=bindir + ":/bin")
+        p = lab.spawn_cbac(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                        "etc", "router.conf"),
+                           ["--state-dir", os.path.join(tmp, "state")], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        out, _ = p.popen.communicate(timeout=30)
+        self.assertNotEqual(p.popen.returncode, 0, out)
+        self.assertIn("cannot take the data ports from the kernel", out)
+        self.assertNotIn("%FW-6-INIT", out)
+        self.assertEqual(snapshot(lab), before)
