@@ -8,7 +8,7 @@ import tempfile
 
 from twisted.trial import unittest
 
-from cbac.dataplane.claim import TABLE, ClaimError, PortClaim, nft_ruleset
+from cbac.dataplane.claim import TABLE, ClaimError, PortClaim, chain_name, nft_ruleset
 
 
 class FakeHost:
@@ -22,7 +22,7 @@ class FakeHost:
                                 {"dst": "198.51.100.0/24", "gateway": "192.0.2.254", "protocol": "boot"}],
                      "v6": "0", "gro": "off", "tso": "on", "gso": "on"},
         }
-        self.tables = set()
+        self.tables = {}
         self.log = []
         self.fail = set()
 
@@ -76,13 +76,22 @@ class FakeHost:
                 d[k] = v
             return 0, "", ""
         if argv[:2] == ["nft", "-f"]:
-            if '"eth1"' in input:
-                self.tables.add(TABLE)
+            for line in input.splitlines():
+                w = line.split()
+                if w[:3] == ["add", "table", "netdev"]:
+                    self.tables.setdefault(w[3], set())
+                elif w[:3] == ["add", "chain", "netdev"]:
+                    self.tables[w[3]].add(w[4])
+                elif w[:3] == ["delete", "chain", "netdev"]:
+                    self.tables[w[3]].discard(w[4])
             return 0, "", ""
         if argv[:3] == ["nft", "list", "table"]:
-            return (0, "table", "") if argv[4] in self.tables else (1, "", "No such file")
+            if argv[4] not in self.tables:
+                return 1, "", "No such file"
+            return 0, "table netdev %s {\n%s}\n" % (argv[4], "".join(
+                "\tchain %s {\n\t}\n" % c for c in sorted(self.tables[argv[4]]))), ""
         if argv[:3] == ["nft", "delete", "table"]:
-            self.tables.discard(argv[4])
+            self.tables.pop(argv[4], None)
             return 0, "", ""
         raise AssertionError(argv)
 
@@ -101,6 +110,9 @@ class FakeHost:
         return (d["up"], sorted(d["addrs"]), sorted(json.dumps(r, sort_keys=True) for r in d["routes"]),
                 d["v6"], d["gro"], d["tso"], d["gso"], sorted(self.tables))
 
+    def chains(self):
+        return self.tables.get(TABLE, set())
+
 
 class PortClaimTests(unittest.TestCase):
     def setUp(self):
@@ -113,7 +125,7 @@ class PortClaimTests(unittest.TestCase):
         c = self.host.claim(self.dir)
         c.claim()
         d = self.host.dev["eth1"]
-        self.assertEqual(self.host.tables, {TABLE})
+        self.assertEqual(self.host.chains(), {chain_name("eth1")})
         self.assertEqual((d["addrs"], d["v6"], d["up"], d["gro"]), ([], "1", True, "on"))
         self.assertTrue(os.path.exists(os.path.join(self.dir, "ports-claimed.json")))
         c.release()
@@ -136,7 +148,7 @@ class PortClaimTests(unittest.TestCase):
         self.host.claim(self.dir).claim()          # ... and the daemon is killed
         again = self.host.claim(self.dir)
         again.claim()                              # sees the claimed port now
-        self.assertEqual(self.host.tables, {TABLE})
+        self.assertEqual(self.host.chains(), {chain_name("eth1")})
         again.release()
         self.assertEqual(self.host.state(), self.before)
 
@@ -158,14 +170,31 @@ class PortClaimTests(unittest.TestCase):
         self.host.fail.add("ethtool")
         c = self.host.claim(self.dir)
         c.claim()
-        self.assertEqual(self.host.tables, {TABLE})
+        self.assertEqual(self.host.chains(), {chain_name("eth1")})
         c.release()
 
     def test_ruleset_is_idempotent_and_quoted(self):
         text = nft_ruleset(["eth1", 'we"ird'])
-        self.assertTrue(text.startswith("table netdev %s\ndelete table netdev %s\n" % (TABLE, TABLE)))
+        c = chain_name("eth1")
+        self.assertTrue(text.startswith("add table netdev %s\nadd chain netdev %s %s\n"
+                                        "delete chain netdev %s %s\n" % (TABLE, TABLE, c, TABLE, c)))
         self.assertIn('device "eth1" priority -500; policy drop;', text)
         self.assertIn('device "weird"', text)
+        self.assertRegex(chain_name('we"ird.0'), r"^port_we_ird_0_[0-9a-f]{6}$")
+
+    def test_two_instances_share_the_table(self):
+        self.host.dev["eth2"] = dict(self.host.dev["eth1"], addrs=[], routes=[])
+        a = self.host.claim(self.dir)
+        b = PortClaim(["eth2"], self.dir + "-b", run=self.host.run, read=self.host.read,
+                      write=self.host.write)
+        self.addCleanup(__import__("shutil").rmtree, self.dir + "-b", True)
+        a.claim()
+        b.claim()
+        self.assertEqual(self.host.chains(), {chain_name("eth1"), chain_name("eth2")})
+        b.release()
+        self.assertEqual(self.host.chains(), {chain_name("eth1")})
+        a.release()
+        self.assertNotIn(TABLE, self.host.tables)
 
 
 class ReleaseCommandTests(unittest.TestCase):

@@ -7,8 +7,9 @@ solicitations, and it would forward a second time (reference
 dataplane.md, section 8).  At start, for each data port, cbac
 
 1. adds an nftables ``netdev`` ingress chain with ``policy drop`` for it,
-   in its own table ``netdev cbac_ports`` (AF_PACKET sees every frame
-   before that hook, the kernel's stack none);
+   in the table ``netdev cbac_ports`` (one chain per device, so several
+   cbac instances can share the table; AF_PACKET sees every frame before
+   that hook, the kernel's stack none);
 2. removes the kernel's IPv4 and IPv6 addresses from it (the routes
    through it go with them);
 3. turns IPv6 off on it (``net.ipv6.conf.DEV.disable_ipv6=1``);
@@ -19,7 +20,7 @@ dataplane.md, section 8).  At start, for each data port, cbac
 What it found is written to ``STATE_DIR/ports-claimed.json`` before
 anything is changed, and put back when cbac stops (addresses, the routes
 through the port that were not the kernel's own, the sysctl, the link
-state, the offloads; the table is deleted).  After a crash, the next start
+state, the offloads; the chains are deleted, and the table with the last).  After a crash, the next start
 finds the file and keeps the original state from it (claiming is
 idempotent: the table is replaced, not added twice), so the stop after
 that still restores what the operator had; ``python -m
@@ -81,15 +82,24 @@ def _write(path, value):
         return str(e)
 
 
+def chain_name(device) -> str:
+    """The chain of one device: one per device in the shared table, so two
+    cbac instances on one machine (other ports) never undo each other."""
+    import hashlib
+    safe = "".join(c if c.isalnum() or c == "_" else "_" for c in device)
+    return "port_%s_%s" % (safe, hashlib.sha1(device.encode()).hexdigest()[:6])
+
+
 def nft_ruleset(devices) -> str:
-    """The table that hides ``devices`` from the kernel; replaces any
-    earlier version of itself in one transaction."""
-    lines = ["table netdev %s" % TABLE, "delete table netdev %s" % TABLE,
-             "table netdev %s {" % TABLE]
-    for i, dev in enumerate(devices):
-        lines.append('    chain port%d { type filter hook ingress device "%s" priority -500; policy drop; }'
-                     % (i, dev.replace('"', "")))
-    lines.append("}")
+    """Adds the chains that hide ``devices`` from the kernel, in one
+    transaction; idempotent (an existing chain of a device is replaced)."""
+    lines = ["add table netdev %s" % TABLE]
+    for dev in devices:
+        name = chain_name(dev)
+        lines.append("add chain netdev %s %s" % (TABLE, name))
+        lines.append("delete chain netdev %s %s" % (TABLE, name))
+        lines.append('add chain netdev %s %s { type filter hook ingress device "%s" priority -500;'
+                     ' policy drop; }' % (TABLE, name, dev.replace('"', "")))
     return "\n".join(lines) + "\n"
 
 
@@ -246,9 +256,16 @@ class PortClaim:
             problems += self._restore_device(dev, state)
         code, out, err = self.run(["nft", "list", "table", "netdev", TABLE])
         if code == 0:
-            code, out, err = self.run(["nft", "delete", "table", "netdev", TABLE])
-            if code != 0:
-                problems.append("cannot delete nftables table netdev %s (%s)" % (TABLE, (err or out).strip()))
+            mine = [chain_name(dev) for dev in saved]
+            script = "".join("delete chain netdev %s %s\n" % (TABLE, c) for c in mine if c in out.split())
+            if script:
+                code, out2, err = self.run(["nft", "-f", "-"], input=script)
+                if code != 0:
+                    problems.append("cannot delete the nftables chains %s (%s)" % (
+                        ", ".join(mine), (err or out2).strip()))
+            code, out, err = self.run(["nft", "list", "table", "netdev", TABLE])
+            if code == 0 and "chain " not in out:
+                self.run(["nft", "delete", "table", "netdev", TABLE])    # the last instance out
         for p in problems:
             self._warn(p)
         if self.state_path and os.path.exists(self.state_path):
