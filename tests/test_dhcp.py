@@ -243,6 +243,7 @@ class ApplianceDhcpTests(unittest.TestCase):
         self.server_reply(d.OFFER, disc)
         [req] = self.dhcp_frames()
         self.server_reply(d.ACK, req)
+        self.clock.advance(d.PROBE_WAIT)            # nobody answers the ARP probe
 
     def test_lease_gives_address_routes_and_pat(self):
         self.make()
@@ -265,7 +266,7 @@ class ApplianceDhcpTests(unittest.TestCase):
         self.assertIn("   DHCP Lease server: 172.22.1.1, state: 5 Bound", lease)
         self.assertIn("   Lease: 600 secs,  Renewal: 300 secs,  Rebind: 525 secs", lease)
         self.assertIn("Temp default-gateway addr: 172.22.1.1", lease)
-        self.assertIn("   Next timer fires after: 00:05:00", lease)
+        self.assertIn("   Next timer fires after: 00:04:59", lease)     # T1 from the ACK, 1 s of probing
         self.assertIn("Client-ID: cisco-0200.ac16.0110-Et2/0", lease)
         self.assertIn("   Hostname: 3640-123", lease)
         # PAT to the leased address; the gateway answers our ARP first
@@ -283,6 +284,31 @@ class ApplianceDhcpTests(unittest.TestCase):
         [out] = [Ether(f) for f, _ in self.pout.sent]
         self.assertEqual((out[IP].src, out[IP].dst, out.dst), ("172.22.1.100", "198.51.100.7",
                                                                "02:00:ac:16:01:01"))
+
+    def test_address_in_use_is_declined(self):
+        """RFC 2131 4.4.1: the client probes the address with ARP; another
+        station answering for it makes it DECLINE and start over."""
+        from scapy.all import ARP
+        self.make()
+        [disc] = self.dhcp_frames()
+        self.server_reply(d.OFFER, disc)
+        [req] = self.dhcp_frames()
+        self.server_reply(d.ACK, req)
+        [probe] = [Ether(f) for f, _ in self.pout.sent]
+        self.pout.sent.clear()
+        self.assertEqual((probe[ARP].op, probe[ARP].psrc, probe[ARP].pdst), (1, "0.0.0.0", "172.22.1.100"))
+        self.pout.inject(bytearray(raw(Ether(src="02:00:ac:16:01:99", dst="02:00:ac:16:01:10") / ARP(
+            op=2, hwsrc="02:00:ac:16:01:99", psrc="172.22.1.100", hwdst="02:00:ac:16:01:10",
+            pdst="0.0.0.0"))))
+        [decline] = self.dhcp_frames()
+        m = Message.decode(bytes(Ether(decline)[UDP].payload))
+        self.assertEqual((m.type, m.ip_option(d.OPT_REQUESTED_IP)), (d.DECLINE, 0xAC160164))
+        self.clock.advance(5)
+        self.assertRegex(self.app.show_ip_interface_brief(), r"(?m)^Ethernet2/0\s+unassigned\s+YES DHCP")
+        self.assertEqual(self.dhcp_frames(), [])
+        self.clock.advance(5)                            # DECLINE_WAIT: discovery again
+        [again] = self.dhcp_frames()
+        self.assertEqual(Message.decode(bytes(Ether(again)[UDP].payload)).type, d.DISCOVER)
 
     def test_no_lease_no_pat(self):
         self.make()

@@ -17,7 +17,11 @@ States and timers (RFC 2131 section 4.4)::
          -> REQUESTING the first acceptable OFFER: REQUEST broadcast with
                        the server identifier and the offered address;
                        4 tries, then back to INIT
-         -> BOUND      ACK: the lease is used; T1 (option 58, default half
+         -> PROBING    ACK of a new address: ``probe(address)`` (the router
+                       sends an ARP probe, RFC 5227) and wait PROBE_WAIT s;
+                       ``conflict(address)`` (someone answers for it) ->
+                       DECLINE, INIT again after DECLINE_WAIT s (4.4.1)
+         -> BOUND      the lease is used; T1 (option 58, default half
                        the lease), T2 (59, default 7/8)
     BOUND  --T1--> RENEWING   REQUEST unicast to the server, ciaddr set;
                               retransmitted after half the time left to T2
@@ -68,12 +72,15 @@ INFINITE = 0xFFFFFFFF
 _HDR = struct.Struct("!BBBBIHHIIII16s64s128s")      # 236 bytes
 
 # states, with the numbers IOS's "show dhcp lease" prints
-INIT, SELECTING, REQUESTING, BOUND, RENEWING, REBINDING = (
-    "Init", "Selecting", "Requesting", "Bound", "Renewing", "Rebinding")
-STATE_NUMBERS = {INIT: 0, SELECTING: 1, REQUESTING: 3, BOUND: 5, RENEWING: 6, REBINDING: 7}
+INIT, SELECTING, REQUESTING, PROBING, BOUND, RENEWING, REBINDING = (
+    "Init", "Selecting", "Requesting", "Probing", "Bound", "Renewing", "Rebinding")
+STATE_NUMBERS = {INIT: 0, SELECTING: 1, REQUESTING: 3, PROBING: 4, BOUND: 5, RENEWING: 6,
+                 REBINDING: 7}
 
 REQUEST_TRIES = 4
 MIN_RETRANSMIT = 60.0
+PROBE_WAIT = 1.0
+DECLINE_WAIT = 10.0
 
 
 class DhcpError(ValueError):
@@ -214,8 +221,10 @@ class DhcpClient:
     """The client of one interface (see the module docstring)."""
 
     def __init__(self, mac: bytes, clock, transmit, on_lease, ifname="", hostname=None,
-                 rng=None):
+                 rng=None, probe=None):
         self.mac = bytes(mac)
+        self.probe = probe          # probe(address): send an ARP probe (None: no check)
+        self.probing: Optional[Lease] = None
         self.clock = clock
         self.transmit = transmit
         self.on_lease = on_lease
@@ -232,7 +241,8 @@ class DhcpClient:
         self.retries = 0            # IOS "Retry count": messages sent without an answer
         self._timer = None
         self._next_at = None
-        self.counters = {"sent": 0, "received": 0, "ignored": 0, "naks": 0, "expired": 0}
+        self.counters = {"sent": 0, "received": 0, "ignored": 0, "naks": 0, "expired": 0,
+                         "declined": 0}
         self.running = False
 
     # --- life cycle --------------------------------------------------------
@@ -511,7 +521,35 @@ class DhcpClient:
         lease = Lease(msg.yiaddr, mask, router, server, lease_time, t1, t2,
                       self.clock.seconds(), dns,
                       domain.decode("ascii", "replace") if domain else None)
+        if self.probe is not None and (self.lease is None or self.lease.address != lease.address):
+            # a new address: is anyone using it already? (RFC 2131 4.4.1)
+            self._cancel()
+            self.state = PROBING
+            self.probing = lease
+            self.probe(lease.address)
+            self._arm(PROBE_WAIT, self._probed)
+            return True
         self._bind(msg, lease)
+        return True
+
+    def _probed(self):
+        lease, self.probing = self.probing, None
+        if lease is None or self.state != PROBING:
+            return
+        self._bind(None, lease)
+
+    def conflict(self, address) -> bool:
+        """Someone else answered for ``address`` (an ARP reply or request
+        from another MAC).  While probing it: DECLINE and start over."""
+        lease = self.probing
+        if self.state != PROBING or lease is None or address != lease.address:
+            return False
+        self.probing = None
+        self.counters["declined"] += 1
+        self._send(self._message(DECLINE, extra={OPT_REQUESTED_IP: _ipb(lease.address),
+                                                OPT_SERVER_ID: _ipb(lease.server)}))
+        self.state = INIT
+        self._arm(DECLINE_WAIT, self._discover)
         return True
 
     def _nak(self, msg) -> bool:

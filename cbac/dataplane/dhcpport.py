@@ -49,8 +49,27 @@ class DhcpInterface:
         ri = router.interfaces[ifname]
         self.client = DhcpClient(ri.mac, router.clock, self.transmit, self.lease_changed,
                                  ifname=ifname,
-                                 hostname=getattr(router.model, "hostname", None))
+                                 hostname=getattr(router.model, "hostname", None),
+                                 probe=self.probe)
         self.lease = None
+
+    def probe(self, address):
+        """RFC 5227 ARP probe (sender address 0.0.0.0) for a new lease."""
+        from cbac.packet.arp import build_request
+        ri = self.router.interfaces.get(self.ifname)
+        if ri is not None and not ri.shutdown:
+            ri.port.send(build_request(ri.mac, 0, address), b"")
+
+    def arp_seen(self, mac, sender, target):
+        """An ARP packet arrived on the interface: a conflict if another
+        station claims (or probes for) the address we are probing."""
+        c = self.client
+        if c.probing is None or mac == c.mac:
+            return
+        if sender == c.probing.address or (sender == 0 and target == c.probing.address):
+            log.warn("{ifname}: {address} offered by DHCP is in use by {mac}; declined",
+                     ifname=self.ifname, address=ip_text(c.probing.address), mac=mac.hex(":"))
+            c.conflict(c.probing.address)
 
     # -- client -> wire ----------------------------------------------------
 
@@ -156,6 +175,12 @@ def link_up(router, ifname) -> None:
     di = router.dhcp.get(ifname)
     if di is not None:
         di.client.restart()
+
+
+def arp_input(router, ri, sha, sender, target) -> None:
+    di = router.dhcp.get(ri.name)
+    if di is not None:
+        di.arp_seen(bytes(sha), sender, target)
 
 
 def dhcp_input(router, ri, frame, vnet) -> bool:

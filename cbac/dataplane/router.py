@@ -735,6 +735,9 @@ class Router:
             return
         sender = int.from_bytes(spa, "big")
         target = int.from_bytes(tpa, "big")
+        if self.dhcp:
+            from cbac.dataplane.dhcpport import arp_input
+            arp_input(self, ri, sha, sender, target)      # a DHCP lease's address in use?
         ours = target in ri.addresses or (
             self.nat is not None and (
                 (ri.nat == "outside" and self.nat.is_global_address(target)) or
