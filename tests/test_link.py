@@ -108,6 +108,23 @@ class LinkFlapTests(RouterTestMixin, unittest.TestCase):
         [echo] = self.sent(self.pout)
         self.assertEqual((echo.dst, echo[IP].dst), (H_OUT, "172.22.1.1"))
 
+    def test_traffic_to_a_down_interface_gets_unreachable_and_never_falls_back(self):
+        self.pin.set_link(False)
+        # from outside to an inside host: not sent back out by the default route
+        self.pout.sent.clear()
+        self.pout.inject(bytearray(raw(Ether(src=H_OUT, dst=R_OUT) /
+                                       IP(src="172.22.1.1", dst="10.10.10.2") / ICMP())))
+        [err] = self.sent(self.pout)
+        self.assertEqual((err[ICMP].type, err[ICMP].code, err[IP].src, err[IP].dst),
+                         (3, 1, "172.22.1.16", "172.22.1.1"))
+        self.pin.set_link(True)
+        self.pout.sent.clear()
+        self.pout.inject(bytearray(raw(Ether(src=H_OUT, dst=R_OUT) /
+                                       IP(src="172.22.1.1", dst="10.10.10.2") / ICMP())))
+        self.assertEqual(self.sent(self.pout), [])      # forwarded inside (ARP first)
+        [req] = self.sent(self.pin)
+        self.assertEqual(req[ARP].pdst, "10.10.10.2")
+
     def test_frames_arriving_while_down_are_not_handled(self):
         self.pin.set_link(False)
         before = self.router.received

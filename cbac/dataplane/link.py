@@ -13,6 +13,11 @@ tests) calls ``link_listener(port, up)``; the router hands that to
   for resolution there (the hosts behind it may have changed while it was
   down), and the routes sessions cached through it, so the next packet
   resolves and routes again;
+- while it is down, traffic routed to it is dropped and its senders get
+  ICMP host unreachable (the router checks the egress link).  Unlike IOS
+  the routes stay in the table: withdrawing them would let the traffic
+  fall back to a shorter prefix (the default route) and leave by the other
+  port, e.g. a statically translated inside address sent back outside;
 - on up, re-reads the port's MAC and announces the interface's addresses
   with gratuitous ARP, so neighbours that flushed their caches on carrier
   loss learn us again at once.

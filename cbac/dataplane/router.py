@@ -472,8 +472,8 @@ class Router:
             self._icmp_unreachable(ri, pkt, 0, quote=quote)
             return
         out = self.interfaces.get(hop[0])
-        if out is None or out.shutdown:
-            self._drop(ri, "no-route")
+        if out is None or out.shutdown or not getattr(out.port, "link_up", True):
+            self._drop(ri, "no-route")          # (a down link: cbac.dataplane.link)
             self._nat_discard(translation)
             self._icmp_unreachable(ri, pkt, 1, quote=quote)
             return
