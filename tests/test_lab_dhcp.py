@@ -84,6 +84,24 @@ class DhcpLabTests(LabCase, unittest.TestCase):
         r = self.env.exec("in", ["curl", "-sS", "--max-time", "10", "http://172.22.1.1:8080/hello.txt"])
         self.assertEqual(r.returncode, 0, r.stderr)
 
+    def test_outside_flap_keeps_the_lease(self):
+        """The outside device goes down and comes back: the lease is kept
+        (and confirmed with a REQUEST; with T1 = 6 s here a renewal may be
+        the one seen) and PAT works again with the leased address."""
+        requests = _read(self.dnsmasq_log).count("DHCPREQUEST(eth0) 172.22.1.100")
+        ups = self.env.log().count("Interface Ethernet2/0, changed state to up")
+        self.env.exec("fw", ["ip", "link", "set", "outside", "down"])
+        time.sleep(0.5)
+        self.env.exec("fw", ["ip", "link", "set", "outside", "up"])
+        self.assertTrue(wait_for(lambda: self.env.log().count(
+            "Interface Ethernet2/0, changed state to up") > ups, 5), self.env.log())
+        self.assertTrue(wait_for(lambda: _read(self.dnsmasq_log).count(
+            "DHCPREQUEST(eth0) 172.22.1.100") > requests, 10), _read(self.dnsmasq_log))
+        r = self.env.exec("in", ["curl", "-sS", "--max-time", "10", "http://172.22.1.1:8080/hello.txt"])
+        self.assertEqual((r.returncode, r.stdout), (0, "hello through PAT\n"), r.stderr)
+        brief = self.env.console("show ip interface brief").stdout
+        self.assertRegex(brief, r"(?m)^Ethernet2/0\s+172\.22\.1\.100\s+YES DHCP\s+up\s+up\s*$", brief)
+
 
 def _read(path):
     try:
