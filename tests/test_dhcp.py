@@ -344,6 +344,35 @@ class ApplianceDhcpTests(unittest.TestCase):
         self.assertIn("Gateway of last resort is not set", self.app.show_ip_route())
         self.assertNotIn(0xAC160164, self.app.router.local)
 
+    def test_reload_to_static_and_back_and_shutdown(self):
+        self.make()
+        self.bind()
+        static, _ = parse_config((CONFIG % PERMIT_DHCP).replace(
+            " ip address dhcp\n", " ip address 172.22.1.16 255.255.255.0\n"), "t")
+        self.app.apply(static)
+        self.assertRegex(self.app.show_ip_interface_brief(),
+                         r"(?m)^Ethernet2/0\s+172\.22\.1\.16\s+YES manual")
+        self.assertEqual(self.app.router.dhcp, {})
+        self.assertEqual(self.app.show_dhcp_lease(), "")
+        self.clock.advance(400)                        # the old client's timers are gone
+        self.assertEqual(self.dhcp_frames(), [])
+        dhcp, _ = parse_config(CONFIG % PERMIT_DHCP, "t")
+        self.app.apply(dhcp)
+        self.bind()                                    # a new client, a new lease
+        self.assertRegex(self.app.show_ip_interface_brief(),
+                         r"(?m)^Ethernet2/0\s+172\.22\.1\.100\s+YES DHCP")
+        shut, _ = parse_config((CONFIG % PERMIT_DHCP).replace(" ip address dhcp\n",
+                                                                " ip address dhcp\n shutdown\n"), "t")
+        self.app.apply(shut)
+        self.assertRegex(self.app.show_ip_interface_brief(),
+                         r"(?m)^Ethernet2/0\s+unassigned\s+YES DHCP\s+administratively down")
+        self.clock.advance(400)
+        self.assertEqual(self.dhcp_frames(), [])
+        self.app.apply(dhcp)                           # no shutdown: discovery again
+        self.bind()
+        self.assertRegex(self.app.show_ip_interface_brief(),
+                         r"(?m)^Ethernet2/0\s+172\.22\.1\.100\s+YES DHCP\s+up")
+
     def test_static_default_route_wins(self):
         from cbac.app import Appliance
         model, _ = parse_config(CONFIG % PERMIT_DHCP + "ip route 0.0.0.0 0.0.0.0 172.22.1.5\n", "t")

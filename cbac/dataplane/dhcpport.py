@@ -129,15 +129,19 @@ def apply_leases(router) -> None:
     ``ip address dhcp``, their leases on the interfaces, the routes."""
     clients = router.dhcp
     wanted = {name for name, ri in router.interfaces.items() if is_dhcp(ri.model)}
+    running = getattr(router, "_dhcp_running", False)
     for name in [n for n in clients if n not in wanted]:
-        clients.pop(name).client.stop()
+        _quiet_stop(clients.pop(name))          # reloaded without ip address dhcp
     for name in sorted(wanted):
         ri = router.interfaces[name]
         di = clients.get(name)
         if di is None:
             di = clients[name] = DhcpInterface(router, name)
-            if getattr(router, "_dhcp_running", False) and not ri.shutdown:
-                di.client.start()
+        if ri.shutdown and di.client.running:
+            _quiet_stop(di)                     # shutdown: the lease is given up
+        elif running and not ri.shutdown and not di.client.running:
+            di.client.on_lease = di.lease_changed
+            di.client.start()
         lease = di.lease
         if lease is None or ri.shutdown:
             continue
@@ -154,6 +158,13 @@ def apply_leases(router) -> None:
     if nat is not None and hasattr(nat, "set_interface_address"):
         nat.set_interface_address({name: (clients[name].lease.address if clients[name].lease else None)
                                    for name in wanted})
+
+
+def _quiet_stop(di) -> None:
+    """Stop a client from inside apply_config (no nested rebuild)."""
+    di.client.on_lease = lambda lease: None
+    di.client.stop()
+    di.lease = None
 
 
 def start_clients(router) -> None:
