@@ -390,6 +390,11 @@ class ApplianceDhcpTests(unittest.TestCase):
         model, _ = parse_config(CONFIG % PERMIT_DHCP, "t")
         self.assertTrue(model.interfaces["Ethernet2/0"].dhcp)
         self.assertIn("interface Ethernet2/0\n ip address dhcp\n", render(model))
+        model, _ = parse_config("interface Ethernet2/0\n ip address dhcp hostname branch-7\n", "t")
+        self.assertEqual(model.interfaces["Ethernet2/0"].dhcp_hostname, "branch-7")
+        self.assertIn(" ip address dhcp hostname branch-7\n", render(model))
+        model, diags = parse_config("interface Ethernet2/0\n ip address dhcp bogus\n", "t")
+        self.assertTrue([x for x in diags if x.severity == "error"])
         model, diags = parse_config("interface Ethernet2/0\n ip address negotiated\n", "t")
         self.assertIn("PPP", str([x for x in diags if x.severity == "error"]))
 

@@ -49,7 +49,8 @@ class DhcpInterface:
         ri = router.interfaces[ifname]
         self.client = DhcpClient(ri.mac, router.clock, self.transmit, self.lease_changed,
                                  ifname=ifname,
-                                 hostname=getattr(router.model, "hostname", None),
+                                 hostname=getattr(ri.model, "dhcp_hostname", None)
+                                 or getattr(router.model, "hostname", None),
                                  probe=self.probe)
         self.lease = None
 
