@@ -365,11 +365,8 @@ class AcceptValidIosTests(unittest.TestCase):
         # implemented (cbac.dataplane.selftraffic, tests/test_selftraffic.py):
         # a warning only where it cannot take effect
         self.assertFalse(any("router-traffic" in d.message for d in full))
-        r, diags = run(BASE + "ip inspect name FW tcp router-traffic
-"
-                       "interface Ethernet0
- ip inspect FW in
-")
+        r, diags = run(BASE + "ip inspect name FW tcp router-traffic\n"
+                       "interface Ethernet0\n ip inspect FW in\n")
         full, counts = grouped(diags)
         self.assertTrue(any("router-traffic has no effect" in d.message for d in full))
 

@@ -119,6 +119,7 @@ class LinkFlapTests(RouterTestMixin, unittest.TestCase):
                          (3, 1, "172.22.1.16", "172.22.1.1"))
         self.pin.set_link(True)
         self.pout.sent.clear()
+        self.pin.sent.clear()                           # the gratuitous ARP
         self.pout.inject(bytearray(raw(Ether(src=H_OUT, dst=R_OUT) /
                                        IP(src="172.22.1.1", dst="10.10.10.2") / ICMP())))
         self.assertEqual(self.sent(self.pout), [])      # forwarded inside (ARP first)

@@ -1063,6 +1063,7 @@ class Parser:
                 itf.address = None
                 itf.secondary = []
                 itf.dhcp = False
+                itf.dhcp_hostname = None
             return
         if a and a[0].lower() == "negotiated":
             raise _Bad("'ip address negotiated' (PPP/IPCP) is not supported: a two-port "
