@@ -191,6 +191,10 @@ class Appliance:
         from cbac.dataplane.show import show_ip_interface_brief
         return show_ip_interface_brief(self.router)
 
+    def show_dhcp_lease(self) -> str:
+        from cbac.dataplane.dhcpport import show_dhcp_lease
+        return show_dhcp_lease(self.router)
+
     def show_ip_route(self) -> str:
         return render_show_ip_route(self.router.routes)
 
@@ -516,22 +520,30 @@ def makeApplianceService(model, options):
     ports = {}
     for ifname, device in bindings.items():
         ports[ifname] = LinuxPort(ifname, device, reactor)
-    try:
-        from cbac.dataplane.hostcheck import check_device
-        for ifname, device in bindings.items():
-            for warning in check_device(device):
-                log.warn("{ifname} ({device}): {warning}", ifname=ifname, device=device,
-                         warning=warning)
-    except ImportError:
-        pass
     appliance = Appliance(model, reactor, ports, config_path=options.get("config"),
                           state_dir=options.get("state-dir"))
     top = service.MultiService()
+    # first to start, last to stop: the ports are taken from the kernel
+    # (cbac.dataplane.claim) before the router opens them, and given back after
+    from cbac.dataplane.claim import make_service as claim_ports
+    claim_ports(bindings, options.get("state-dir"),
+                claim_ports=not options.get("no-claim-ports")).setServiceParent(top)
+    _add_link_monitor(ports, reactor, top)
     RouterService(appliance, reactor, inband=bool(ports)).setServiceParent(top)
     _add_logging(appliance, model, reactor, top)
     _add_console(appliance, model, options, reactor, top)
     _install_sighup(appliance, reactor)
     return top
+
+
+def _add_link_monitor(ports, reactor, top):
+    """Netlink link events tell the ports at once when a device goes down
+    or comes back (they also poll once a second)."""
+    from cbac.dataplane.netlink import LinkMonitor, monitor_service
+    monitor = LinkMonitor(reactor)
+    for port in ports.values():
+        monitor.watch(port.device, port.link_event)
+    monitor_service(monitor).setServiceParent(top)
 
 
 def _add_logging(appliance, model, reactor, top):

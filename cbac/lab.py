@@ -53,7 +53,7 @@ OUT_EXTRA_IPS = ("172.22.1.2", "172.22.1.3", "172.22.1.4", "172.22.1.5")
 CONSOLE_PORT = 2222
 PORT_ARGS = ("--port", "Ethernet2/1=inside", "--port", "Ethernet2/0=outside")
 
-MODES = ("cbac", "kernel")
+MODES = ("cbac", "kernel", "bare")
 
 NFT_CBAC = """
 table netdev cbac_lab {
@@ -256,6 +256,10 @@ class Lab:
             with open("/etc/netns/%s/resolv.conf" % ns, "w") as f:
                 f.write("# cbac lab: no DNS in the lab\nnameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
             # before any device exists, so no device ever gets an IPv6 address
+            # (bare mode: the firewall's ports are left as Linux makes them)
+            if self.mode == "bare" and ns == self.fw_ns:
+                self._ip(ns, "link", "set", "lo", "up")
+                continue
             self._sysctl(
                 ns,
                 **{
@@ -285,6 +289,8 @@ class Lab:
             self._nft("fw", NFT_CBAC)
             if self.gro:
                 self.set_gro(True)
+        elif self.mode == "bare":
+            self._build_bare()
         else:
             self._ip("fw", "addr", "add", INSIDE_GW + "/24", "dev", "inside")
             self._ip("fw", "addr", "add", OUTSIDE_IP + "/24", "dev", "outside")
@@ -293,6 +299,14 @@ class Lab:
         self._ip("fw", "link", "set", "inside", "up")
         self._ip("fw", "link", "set", "outside", "up")
         self._wait_carrier()
+
+    def _build_bare(self):
+        """Bare mode: the firewall's ports as an ordinary Linux machine has
+        them (kernel addresses, IPv6 on, no nftables, veth offloads as
+        created, ip_forward 0): cbac takes them itself at start
+        (cbac.dataplane.claim) and gives them back when it stops."""
+        self._ip("fw", "addr", "add", INSIDE_GW + "/24", "dev", "inside")
+        self._ip("fw", "addr", "add", OUTSIDE_IP + "/24", "dev", "outside")
 
     def _wait_carrier(self, timeout=5.0):
         """Wait until all four veth ends report carrier (linkwatch is lazy),
@@ -485,6 +499,9 @@ def main(argv=None):
     p_run.add_argument("-c", "--config", default="etc/router.conf")
     p_run.add_argument("--suffix")
     p_run.add_argument("--no-gro", action="store_true")
+    p_run.add_argument("--mode", choices=("bare", "cbac"), default="bare",
+                       help="bare (default): the firewall's ports as Linux makes them, cbac takes"
+                            " them at start and gives them back at exit; cbac: prepared by the lab")
     p_run.add_argument("extra", nargs="*", help="more cbac plugin options (after --)")
 
     p_shell = sub.add_parser("shell", help="a shell in one of a lab's namespaces")
@@ -530,7 +547,7 @@ def main(argv=None):
     if not os.path.exists(args.config):
         print("cbac.lab: no such config file: %s" % args.config, file=sys.stderr)
         return 1
-    lab = Lab(args.suffix, mode="cbac", gro=not args.no_gro)
+    lab = Lab(args.suffix, mode=args.mode, gro=not args.no_gro)
     status = 1
 
     def interrupted(signum, frame):

@@ -41,6 +41,10 @@ class Options(usage.Options):
         ["verbose", "v",
          "With --check: list every harmless not-acted-on line too, instead of a "
          "count per kind."],
+        ["no-claim-ports", None,
+         "Leave the data ports as they are: do not hide them from the kernel "
+         "(nftables netdev drop chain), remove their kernel addresses, turn IPv6 "
+         "off or set offloads; only warn about what is missing (docs/appliance.md)."],
     ]
     optParameters = [
         ["config", "c", "/etc/cbac/router.conf", "IOS configuration file."],

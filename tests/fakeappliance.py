@@ -85,6 +85,9 @@ class FakeAppliance:
     def show_ip_route(self):
         return "Gateway of last resort is not set"
 
+    def show_dhcp_lease(self):
+        return ""
+
     def show_arp(self):
         return "Protocol  Address          Age (min)  Hardware Addr   Type   Interface"
 

@@ -82,12 +82,13 @@ class RunningLab:
 
     @classmethod
     def start(cls, config_text=None, config_path=None, extra_args=(), wait_for="10.10.10.1",
-              mode="cbac", nft_extra=None):
+              mode="cbac", nft_extra=None, prepare=None):
         """Start a lab.  ``mode="kernel"``: the Linux kernel is the router
         (:data:`cbac.lab.NFT_KERNEL`, plus the ruleset ``nft_extra``, e.g.
         :data:`NFT_FTP_HELPER`); no cbac runs, ``log()`` is empty."""
         self = cls()
         self.mode = mode
+        self.prepare = prepare      # prepare(lab): after the lab is up, before cbac starts
         try:
             self._start(config_text, config_path, extra_args, wait_for, nft_extra)
         except BaseException:
@@ -104,6 +105,8 @@ class RunningLab:
         self.config_path = config_path or SEED_CONFIG
         self.lab = Lab(mode=self.mode)
         self.lab.up()
+        if getattr(self, "prepare", None) is not None:
+            self.prepare(self.lab)
         self.logpath = os.path.join(self.tmp, "cbac.log")
         if self.mode == "kernel":
             open(self.logpath, "w").close()
@@ -114,18 +117,31 @@ class RunningLab:
             self._wait_ping(wait_for, 10)
             return
         self.logfile = open(self.logpath, "w")
-        args = ["--state-dir", os.path.join(self.tmp, "state"),
-                "--listen", "tcp:%d:interface=127.0.0.1" % self.console_port] + list(extra_args)
-        self.proc = self.lab.spawn_cbac(self.config_path, args, stdout=self.logfile,
-                                        stderr=subprocess.STDOUT, cwd=self.tmp)
+        self.extra_args = list(extra_args)
+        self.spawn()
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("cbac exited with %s:\n%s" % (self.proc.poll(), self.log()))
             r = self.lab.exec("in", ["ping", "-c", "1", "-W", "1", wait_for])
-            if r.returncode == 0:
+            # bare mode: the kernel answers pings until cbac has taken the ports
+            if r.returncode == 0 and (self.mode != "bare" or self.started(1)):
                 return
         raise RuntimeError("cbac did not answer ping within 20 s:\n" + self.log())
+
+    STARTED = "%FW-6-INIT: Firewall inspection startup completed"
+
+    def started(self, n=1):
+        """Has the daemon logged its start ``n`` times (restarts)?"""
+        return self.log().count(self.STARTED) >= n
+
+    def spawn(self):
+        """Start (or start again) the cbac daemon; ``self.proc``."""
+        args = ["--state-dir", os.path.join(self.tmp, "state"),
+                "--listen", "tcp:%d:interface=127.0.0.1" % self.console_port] + self.extra_args
+        self.proc = self.lab.spawn_cbac(self.config_path, args, stdout=self.logfile,
+                                        stderr=subprocess.STDOUT, cwd=self.tmp)
+        return self.proc
 
     def _wait_ping(self, addr, timeout):
         deadline = time.monotonic() + timeout

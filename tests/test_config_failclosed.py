@@ -365,7 +365,13 @@ class AcceptValidIosTests(unittest.TestCase):
         self.assertEqual(p.timeout, 300)
         self.assertIn("ip inspect name FW tcp timeout 300 router-traffic", render(r))
         full, counts = grouped(diags)
-        self.assertTrue(any("router-traffic" in d.message for d in full))
+        # implemented (cbac.dataplane.selftraffic, tests/test_selftraffic.py):
+        # a warning only where it cannot take effect
+        self.assertFalse(any("router-traffic" in d.message for d in full))
+        r, diags = run(BASE + "ip inspect name FW tcp router-traffic\n"
+                       "interface Ethernet0\n ip inspect FW in\n")
+        full, counts = grouped(diags)
+        self.assertTrue(any("router-traffic has no effect" in d.message for d in full))
 
     def test_logging_forms_warn(self):
         r, diags = run(BASE + "logging buffered 51200 warnings discriminator D\n"

@@ -307,3 +307,50 @@ class LinuxPortTests(unittest.TestCase):
         dropped = p.counters.rx_dropped
         p.poll_stats()  # read-and-reset in the kernel: no double counting
         self.assertEqual(p.counters.rx_dropped, dropped)
+
+    @defer.inlineCallbacks
+    def _flap(self, p, changes, use_monitor):
+        """Down and up again: the port tells its listener both, closes its
+        socket while down and reads frames again after."""
+        from cbac.dataplane.netlink import LinkMonitor
+
+        if use_monitor:
+            mon = LinkMonitor(reactor, netns=self.lab.fw_ns)
+            mon.watch("inside", p.link_event)
+            self.assertTrue(mon.start())
+            self.addCleanup(mon.stop)
+        seen = []
+        p.attach(lambda port, frame, vnet: seen.append(bytes(frame)))
+        p.start()
+        self.assertTrue(p.link_up)
+        yield threads.deferToThread(self.lab.run, "fw", ["ip", "link", "set", "inside", "down"], check=True)
+        ok = yield wait_for(lambda: changes == [False], 3)
+        self.assertTrue(ok, changes)
+        self.assertFalse(p.link_up)
+        self.assertNotIn(p, reactor.getReaders())
+        p.send(raw_frame(IN_MAC, INSIDE_MAC, b"while-down"))
+        self.assertEqual(p.counters.drops.get("port-down"), 1)
+        yield threads.deferToThread(self.lab.run, "fw", ["ip", "link", "set", "inside", "up"], check=True)
+        ok = yield wait_for(lambda: changes == [False, True], 5)
+        self.assertTrue(ok, changes)
+        self.assertIn(p, reactor.getReaders())
+        peer = self.peer_socket(self.lab.in_ns)
+        ok = yield wait_for(lambda: (peer.send(raw_frame(INSIDE_MAC, IN_MAC, b"back")) and False)
+                            or any(b"cbac-test:back" in f for f in seen), 5, step=0.1)
+        self.assertTrue(ok, "no frame read after the link came back")
+
+    @defer.inlineCallbacks
+    def test_link_flap_with_link_events(self):
+        """Netlink link events alone (no polling)."""
+        changes = []
+        p = self.port("Ethernet2/1", "inside", stats_interval=0)
+        p.link_listener = lambda port, up: changes.append(up)
+        yield self._flap(p, changes, use_monitor=True)
+
+    @defer.inlineCallbacks
+    def test_link_flap_noticed_by_polling(self):
+        """No netlink: the socket error and the once-a-second poll do it."""
+        changes = []
+        p = self.port("Ethernet2/1", "inside", stats_interval=0.2)
+        p.link_listener = lambda port, up: changes.append(up)
+        yield self._flap(p, changes, use_monitor=False)

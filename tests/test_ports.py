@@ -434,9 +434,19 @@ table inet filter {
         self.assertTrue(w[0].startswith("device is administratively down"))
         self.assertIn("kernel addresses 192.0.2.1/24, fe80::1/64", w[1])
         self.assertIn("disable_ipv6=1", w[2])
-        self.assertIn("ip_forward=1", w[3])
-        self.assertIn("no nftables netdev ingress drop chain", w[4])
+        self.assertIn("no nftables netdev ingress drop chain", w[3])
+        self.assertIn("ip_forward=1", w[4])
         self.assertIn("ethtool -K eth4 gro on", w[5])
+
+    def test_forwarding_harmless_behind_the_drop_chain(self):
+        """The kernel never sees a hidden port's packets, so ip_forward=1
+        (needed by other interfaces of the machine) is no problem."""
+        from cbac.dataplane.hostcheck import check_device
+
+        addr = '[{"ifname":"eth1","flags":["BROADCAST","UP","LOWER_UP"],"addr_info":[]}]'
+        run, read = self.fake(addr, self.RULESET, sysctl={
+            "/proc/sys/net/ipv6/conf/eth1/disable_ipv6": "1", "/proc/sys/net/ipv4/ip_forward": "1"})
+        self.assertEqual(check_device("eth1", run=run, read=read), [])
 
     def test_missing_device_and_no_nft(self):
         from cbac.dataplane.hostcheck import check_device

@@ -79,11 +79,14 @@ def check(router: Router, devices: Optional[Iterable[str]] = None, strict: bool 
             add(WARNING, rule.lineno, "inspection rule %s is not applied to any interface"
                 % rule.name)
         for p in rule.protocols:
-            if p.router_traffic:
+            if p.router_traffic and not any(i.inspect_out == rule.name for i in itfs.values()):
+                # cbac.dataplane.selftraffic inspects the router's own traffic
+                # leaving an interface where the rule is applied out
                 add(WARNING, p.lineno,
-                    "inspection rule %s: %s router-traffic is not acted on yet: the router's "
-                    "own %s traffic is not inspected (its replies are refused by the ACLs, "
-                    "never let in)" % (rule.name, p.protocol, p.protocol))
+                    "inspection rule %s: %s router-traffic has no effect: the rule is not "
+                    "applied out on any interface, so the router's own %s traffic is not "
+                    "inspected (its replies meet the input ACLs)"
+                    % (rule.name, p.protocol, p.protocol))
             if p.java_list is not None:
                 acl = acls.get(p.java_list)
                 if acl is None:

@@ -165,6 +165,7 @@ class Interface:
     unreachables: bool = True                        # ip unreachables
     mtu: int = 1500                                  # ip mtu N
     dhcp: bool = False                               # ip address dhcp (address from a DHCP lease)
+    dhcp_hostname: Optional[str] = None              # ip address dhcp hostname NAME
     subif_type: Optional[str] = None                 # interface X.N point-to-point|multipoint
     extra: list[Verbatim] = field(default_factory=list)  # half-duplex, ...
     lineno: int = _lineno()

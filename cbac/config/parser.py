@@ -1065,6 +1065,7 @@ class Parser:
                 itf.address = None
                 itf.secondary = []
                 itf.dhcp = False
+                itf.dhcp_hostname = None
             return
         if a and a[0].lower() == "negotiated":
             raise _Bad("'ip address negotiated' (PPP/IPCP) is not supported: a two-port "
@@ -1076,9 +1077,12 @@ class Parser:
                     i += 2
                 else:
                     raise _Bad("invalid input '%s' after 'ip address dhcp'" % a[i])
-            if len(a) > 1:
-                self.warn("ip address dhcp: options %s not acted on" % " ".join(a[1:]))
+            opts = {a[j].lower(): a[j + 1] for j in range(1, len(a) - 1, 2)}
+            if "client-id" in opts:
+                self.warn("ip address dhcp: client-id %s not acted on (cbac sends the client "
+                          "identifier of this interface)" % opts["client-id"])
             itf.dhcp = True
+            itf.dhcp_hostname = opts.get("hostname")     # sent to the server (option 12)
             itf.address = None
             return
         if len(a) < 2:

@@ -167,7 +167,7 @@ def _interface(i: Interface) -> list[str]:
     if i.description is not None:
         out.append(" description %s" % i.description)
     if i.dhcp:
-        out.append(" ip address dhcp")
+        out.append(" ip address dhcp" + (" hostname %s" % i.dhcp_hostname if i.dhcp_hostname else ""))
     if i.address is not None:
         out.append(" ip address %s %s" % (i.address.ip, i.address.netmask))
     for s in i.secondary:

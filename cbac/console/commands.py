@@ -287,6 +287,7 @@ COMMANDS = [
     ("show interfaces LINE", lambda c, a: c.app.show_interfaces(_interface_name(c, a)), "Interface name, e.g. Ethernet2/0", 1, True),
     ("show ip interface brief", lambda c, a: c.app.show_ip_interface_brief(), "Brief summary of IP status and configuration", 1, True),
     ("show ip route", lambda c, a: c.app.show_ip_route(), "IP routing table", 1, True),
+    ("show dhcp lease", lambda c, a: c.app.show_dhcp_lease(), "Show DHCP Addresses leased from a server", 1, True),
     ("show arp", lambda c, a: c.app.show_arp(), "ARP table", 1, True),
     ("show ip arp", lambda c, a: c.app.show_arp(), "IP ARP table", 1, True),
     ("show logging", lambda c, a: c.app.show_logging(), "Show the contents of logging buffers", 1, True),

@@ -116,9 +116,7 @@ def check_device(device, run=_run, read=_read):
     if v6 is not None and v6 != "1":
         warnings.append("IPv6 is enabled on the device (sysctl -w net.ipv6.conf.%s.disable_ipv6=1)" % device)
 
-    if read("/proc/sys/net/ipv4/ip_forward") == "1":
-        warnings.append("net.ipv4.ip_forward=1: the kernel forwards too (sysctl -w net.ipv4.ip_forward=0)")
-
+    hidden = False
     code, out = run(["nft", "list", "ruleset"])
     if code is None:
         warnings.append("cannot check nftables (%s); the kernel may answer on this port" % out)
@@ -130,6 +128,12 @@ def check_device(device, run=_run, read=_read):
             " (nft add table netdev cbac; nft add chain netdev cbac %s"
             " '{ type filter hook ingress device \"%s\" priority -500; policy drop; }')" % (device, device)
         )
+    else:
+        hidden = True
+
+    # with the drop chain the kernel never sees the port's packets to forward
+    if not hidden and read("/proc/sys/net/ipv4/ip_forward") == "1":
+        warnings.append("net.ipv4.ip_forward=1: the kernel forwards too (sysctl -w net.ipv4.ip_forward=0)")
 
     code, out = run(["ethtool", "-k", device])
     if code == 0 and re.search(r"^generic-receive-offload:\s*off", out, re.M):

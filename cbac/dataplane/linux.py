@@ -63,6 +63,10 @@ _TX_DROP_ERRNOS = frozenset((errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS))
 _MAX_FRAME = 65536 + 64  # GSO/GRO super-frames reach 64 KiB
 
 
+def _is_up(flags):
+    return bool(flags & IFF_UP) and bool(flags & IFF_RUNNING)
+
+
 class PortError(Exception):
     """A port could not be opened (no such device, no permission, ...)."""
 
@@ -179,7 +183,13 @@ class LinuxPort:
         self._mv = memoryview(self._buf)
         self._stats_loop = None
         self._receiver_failures = 0
-        self._sock = None
+        self._sock = None       # the data socket (None while stopped or down)
+        self._ctl = None        # an unbound socket for ioctls (receives nothing)
+        #: ``callback(port, up)`` when the link goes down or comes back (the router)
+        self.link_listener = None
+        self.link_up = False
+        self.link_changes = 0
+        self._reopen_call = None
         self._open()
 
     # --- set-up ------------------------------------------------------------
@@ -195,20 +205,111 @@ class LinuxPort:
         except (OSError, ValueError) as e:
             sock.close()
             raise PortError("%s: no such device in this namespace (%s)" % (self.device, e)) from e
-        self._sock = sock
+        self._ctl = sock
+        self.link_up = _is_up(self.flags)
 
     def refresh(self):
         """Re-read MAC, MTU and flags from the device."""
-        if self._sock is not None:
+        if self._ctl is not None:
             try:
-                self.mac, self.mtu, self.flags = read_device_info(self._sock, self.device)
+                self.mac, self.mtu, self.flags = read_device_info(self._ctl, self.device)
             except (OSError, ValueError):
-                pass
+                self.flags = 0      # the device is gone
 
     def link_state(self):
         """``(administratively up, running)`` as the device reports now."""
         self.refresh()
         return bool(self.flags & IFF_UP), bool(self.flags & IFF_RUNNING)
+
+    # --- link state --------------------------------------------------------
+    #
+    # A device that goes down (``ip link set dev down``, carrier lost, device
+    # deleted) is noticed three ways: a netlink link event
+    # (:class:`cbac.dataplane.netlink.LinkMonitor` calls :meth:`link_event`),
+    # an error on the socket (the reactor drops a reader on EPOLLERR and
+    # calls :meth:`connectionLost`), and the once-a-second statistics poll
+    # (the bounded fallback).  Down: the data socket is closed and frames
+    # sent to the port are counted as "port-down" drops.  Up again: a fresh
+    # socket is opened and bound by name (the device may have been
+    # re-created with another index).  ``link_listener(port, up)`` is told
+    # of each change.
+
+    def link_event(self, flags=None):
+        """The device's flags changed (``None``: unknown, read them now)."""
+        if not self.running:
+            return
+        if flags is None:
+            self.refresh()
+            flags = self.flags
+        else:
+            self.flags = flags
+        up = _is_up(flags)
+        if up and not self.link_up:
+            self._link_up()
+        elif not up and self.link_up:
+            self._link_down()
+        elif up and self._sock is None:
+            self._link_up()     # a socket error while the link stayed up
+
+    def _link_down(self):
+        self._close_data()
+        self.link_up = False
+        self.link_changes += 1
+        self._tell(False)
+
+    def _link_up(self):
+        self.refresh()
+        if not _is_up(self.flags):
+            return
+        if self._sock is None:
+            try:
+                self._open_data()
+            except PortError as e:
+                self.log.warn("{port}: cannot reopen: {error}", port=self.name, error=e)
+                return
+        was = self.link_up
+        self.link_up = True
+        if not was:
+            self.link_changes += 1
+            self._tell(True)
+
+    def _tell(self, up):
+        listener = self.link_listener
+        if listener is not None:
+            try:
+                listener(self, up)
+            except Exception:  # noqa: BLE001 - never raise into the reactor
+                self.log.failure("{port}: link listener failed", port=self.name)
+
+    def _open_data(self):
+        try:
+            with in_netns(self.netns):
+                sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        except OSError as e:
+            raise PortError("%s: cannot open AF_PACKET socket: %s" % (self.device, e)) from e
+        try:
+            self._configure(sock)
+        except OSError as e:
+            sock.close()
+            raise PortError("%s: cannot bind AF_PACKET socket: %s" % (self.device, e)) from e
+        self._sock = sock
+        self.reactor.addReader(self)
+
+    def _close_data(self):
+        sock = self._sock
+        if sock is None:
+            return
+        self.reactor.removeReader(self)
+        try:
+            raw = sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
+            self.counters.rx_dropped += struct.unpack("II", raw)[1]
+        except OSError:
+            pass
+        self._sock = None
+        try:
+            sock.close()
+        except OSError:
+            pass
 
     def _configure(self, sock):
         sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
@@ -233,14 +334,18 @@ class LinuxPort:
     def start(self):
         if self.running:
             return
-        if self._sock is None:
+        if self._ctl is None:
             self._open()
-        try:
-            self._configure(self._sock)
-        except OSError as e:
-            raise PortError("%s: cannot bind AF_PACKET socket: %s" % (self.device, e)) from e
         self.running = True
-        self.reactor.addReader(self)
+        self.refresh()
+        self.link_up = _is_up(self.flags)
+        try:
+            self._open_data()
+        except PortError:
+            if self.link_up:
+                self.running = False
+                raise
+            # a device that is down at start: opened when it comes up
         if self.stats_interval:
             self._stats_loop = LoopingCall(self.poll_stats)
             self._stats_loop.clock = self.reactor
@@ -250,13 +355,14 @@ class LinuxPort:
         if self._stats_loop is not None and self._stats_loop.running:
             self._stats_loop.stop()
         self._stats_loop = None
-        if self.running:
-            self.running = False
-            self.reactor.removeReader(self)
-        if self._sock is not None:
-            self.poll_stats()
-            self._sock.close()
-            self._sock = None
+        if self._reopen_call is not None and self._reopen_call.active():
+            self._reopen_call.cancel()
+        self._reopen_call = None
+        self.running = False
+        self._close_data()
+        if self._ctl is not None:
+            self._ctl.close()
+            self._ctl = None
 
     def send(self, frame, vnet=b""):
         sock = self._sock
@@ -316,15 +422,17 @@ class LinuxPort:
     # --- statistics --------------------------------------------------------
 
     def poll_stats(self):
-        """Add the kernel's drop count (read-and-reset) to ``rx_dropped``."""
-        if self._sock is None:
-            return
-        try:
-            raw = self._sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
-        except OSError:
-            return
-        _packets, drops = struct.unpack("II", raw)
-        self.counters.rx_dropped += drops
+        """Add the kernel's drop count (read-and-reset) to ``rx_dropped``;
+        check the link (the fallback when no link event arrives)."""
+        if self._sock is not None:
+            try:
+                raw = self._sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
+            except OSError:
+                raw = None
+            if raw is not None:
+                _packets, drops = struct.unpack("II", raw)
+                self.counters.rx_dropped += drops
+        self.link_event(None)
 
     # --- IReadDescriptor ---------------------------------------------------
 
@@ -336,14 +444,20 @@ class LinuxPort:
         return "LinuxPort(%s=%s)" % (self.name, self.device)
 
     def connectionLost(self, reason):
-        # The reactor dropped us (bad descriptor); stop cleanly.
-        self.running = False
-        if self._sock is not None:
+        # The reactor dropped our socket (EPOLLERR: ENETDOWN when the device
+        # went down).  Close it; the link state decides what comes next.
+        sock, self._sock = self._sock, None
+        if sock is not None:
             try:
-                self._sock.close()
+                sock.close()
             except OSError:
                 pass
-            self._sock = None
+        if self.running:
+            self._schedule_check()
+
+    def _schedule_check(self):
+        if self._reopen_call is None or not self._reopen_call.active():
+            self._reopen_call = self.reactor.callLater(0, self.link_event, None)
 
     def doRead(self):
         sock = self._sock
@@ -359,10 +473,11 @@ class LinuxPort:
                 n = recv_into(mv)
             except (BlockingIOError, InterruptedError):
                 return None
-            except OSError:
-                # e.g. ENETDOWN when the device went down: keep the reader,
-                # the next wake-up will tell.
-                counters.rx_errors += 1
+            except OSError as e:
+                if e.errno in (errno.ENETDOWN, errno.ENXIO, errno.ENODEV):
+                    self._schedule_check()      # the link went down
+                else:
+                    counters.rx_errors += 1
                 return None
             if vnet:
                 if n < VNET_HDR_LEN:

@@ -111,6 +111,8 @@ class MemoryPort:
         self.peer = None
         self.receiver = None
         self.stopped = False
+        self.link_up = True
+        self.link_listener = None
 
     @classmethod
     def pair(cls, name_a="a", name_b="b", mac_a=b"\x02\x00\x00\x00\x00\x0a", mac_b=b"\x02\x00\x00\x00\x00\x0b", mtu=1500):
@@ -135,10 +137,25 @@ class MemoryPort:
     def stop(self):
         self.stopped = True
 
+    def set_link(self, up):
+        """Simulate the device going down or coming back (``ip link set
+        dev down/up``): while down nothing is sent or delivered; the
+        ``link_listener`` (the router) is told of each change."""
+        up = bool(up)
+        if up == self.link_up:
+            return
+        self.link_up = up
+        if self.link_listener is not None:
+            self.link_listener(self, up)
+
     def send(self, frame, vnet=b""):
         if self.stopped:
             self.counters.tx_dropped += 1
             self.counters.drop("port-stopped")
+            return
+        if not self.link_up:
+            self.counters.tx_dropped += 1
+            self.counters.drop("port-down")
             return
         if is_plain_vnet(vnet) and len(frame) > max_plain_frame(self.mtu, frame):
             self.counters.tx_errors += 1
@@ -160,7 +177,7 @@ class MemoryPort:
         self._deliver(frame, bytes(vnet))
 
     def _deliver(self, frame, vnet):
-        if self.stopped or self.receiver is None:
+        if self.stopped or not self.link_up or self.receiver is None:
             self.counters.rx_dropped += 1
             return
         self.counters.rx_packets += 1

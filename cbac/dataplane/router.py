@@ -132,6 +132,9 @@ class Router:
         # The zone-based policy firewall (cbac.inspect.zones.ZonePolicy),
         # set by the appliance; None: no zones.
         self.zones = None
+        self.dhcp: dict = {}                    # ifname -> DhcpInterface (ip address dhcp)
+        from cbac.dataplane.selftraffic import RouterTraffic
+        self.router_traffic = RouterTraffic(self)   # ip inspect ... router-traffic
         self.apply_config(model)
 
     # ------------------------------------------------------------------
@@ -212,6 +215,11 @@ class Router:
         self.routes = routes
         for ifname, addr, mac in statics:
             self.arp.add_static(ifname, addr, mac)
+        # ip address dhcp: the leases on the new interfaces, in the reactor
+        # thread (cbac.dataplane.dhcpport)
+        if self.dhcp or any(getattr(ri.model, "dhcp", False) for ri in interfaces.values()):
+            from cbac.dataplane.dhcpport import apply_leases
+            apply_leases(self)
 
     # ------------------------------------------------------------------
     # life cycle
@@ -222,6 +230,8 @@ class Router:
         for port in self.ports.values():
             if port not in [ri.port for ri in self.interfaces.values()]:
                 port.attach(self.frameReceived)
+            if hasattr(port, "link_listener"):
+                port.link_listener = self.link_changed
             port.start()
         for ri in self.interfaces.values():
             if not ri.shutdown:
@@ -230,15 +240,27 @@ class Router:
         self._sweeper = LoopingCall(self.sweep)
         self._sweeper.clock = self.clock
         self._sweeper.start(SWEEP_INTERVAL, now=False)
+        if self.dhcp:
+            from cbac.dataplane.dhcpport import start_clients
+            start_clients(self)
 
     def stop(self) -> None:
         if self._sweeper is not None and self._sweeper.running:
             self._sweeper.stop()
+        if self.dhcp:
+            from cbac.dataplane.dhcpport import stop_clients
+            stop_clients(self)
         for port in self.ports.values():
             port.stop()
 
+    def link_changed(self, port, up: bool) -> None:
+        """A port's link went down or came back (cbac.dataplane.link)."""
+        from cbac.dataplane.link import link_changed
+        link_changed(self, port, up)
+
     def sweep(self) -> None:
         self.arp.sweep()
+        self.router_traffic.sweep()
         now = self.clock.seconds()
         if self.reassembly is not None:
             for name, n in self.reassembly.expire(now).items():
@@ -284,6 +306,10 @@ class Router:
             if et == ETH_P_IPV6:
                 self._drop(ri, "ipv6")
                 return
+            if self.dhcp and et == ETH_P_IP:
+                from cbac.dataplane.dhcpport import dhcp_input
+                if dhcp_input(self, ri, frame, vnet):     # ip address dhcp: the server's replies
+                    return
             if et != ETH_P_IP:
                 self._drop(ri, "unknown-ethertype")
                 return
@@ -407,7 +433,8 @@ class Router:
         pinhole = sessions.expected(pkt) if sessions is not None else None
 
         # 4. Input ACL (sees the addresses as they arrive).
-        if pinhole is None and ri.acl_in is not None and not ri.acl_in.check(pkt):
+        if (pinhole is None and ri.acl_in is not None and not ri.acl_in.check(pkt)
+                and not self.router_traffic.permits_return(ri, pkt)):
             self._drop(ri, "acl-in")
             self._icmp_unreachable(ri, pkt, 13)
             return
@@ -452,8 +479,8 @@ class Router:
             self._icmp_unreachable(ri, pkt, 0, quote=quote)
             return
         out = self.interfaces.get(hop[0])
-        if out is None or out.shutdown:
-            self._drop(ri, "no-route")
+        if out is None or out.shutdown or not getattr(out.port, "link_up", True):
+            self._drop(ri, "no-route")          # (a down link: cbac.dataplane.link)
             self._nat_discard(translation)
             self._icmp_unreachable(ri, pkt, 1, quote=quote)
             return
@@ -615,6 +642,10 @@ class Router:
     def send_local(self, ip_packet) -> None:
         """Send an IPv4 packet the router's own stack made (console replies)."""
         if len(ip_packet) >= 20 and ip_packet[0] >> 4 == 4:
+            if self.router_traffic.enabled():
+                hop = self.routes.lookup(int.from_bytes(ip_packet[16:20], "big"))
+                if hop is not None:
+                    self.router_traffic.outbound(self.interfaces.get(hop[0]), ip_packet)
             self._send_packet(bytearray(ip_packet))
 
     def _send_packet(self, ip_packet) -> None:
@@ -730,6 +761,9 @@ class Router:
             return
         sender = int.from_bytes(spa, "big")
         target = int.from_bytes(tpa, "big")
+        if self.dhcp:
+            from cbac.dataplane.dhcpport import arp_input
+            arp_input(self, ri, sha, sender, target)      # a DHCP lease's address in use?
         ours = target in ri.addresses or (
             self.nat is not None and (
                 (ri.nat == "outside" and self.nat.is_global_address(target)) or

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from cbac.dataplane.arp import mac_dotted
+from cbac.packet.view import ip_str
 
 #: IOS computes "5 minute" rates as an exponentially weighted average.
 RATE_WINDOW = 300.0
@@ -38,14 +39,22 @@ def _hms(seconds: float) -> str:
     return "%02d:%02d:%02d" % (s // 3600, (s // 60) % 60, s % 60)
 
 
+def _state(ri):
+    """IOS's (status, line protocol) of an interface."""
+    if ri.shutdown:
+        return "administratively down", "down"
+    if not getattr(ri.port, "link_up", True):
+        return "down", "down"
+    return "up", "up"
+
+
 def show_interfaces(router, name=None, clock=None) -> str:
     out = []
     for ri in router.interfaces.values():
         if name is not None and ri.name.lower() != name.lower():
             continue
         c = ri.port.counters
-        state = "administratively down" if ri.shutdown else "up"
-        proto = "down" if ri.shutdown else "up"
+        state, proto = _state(ri)
         rin, rout = router.rates.get(ri.name, (RateMeter(), RateMeter()))
         lines = [
             "%s is %s, line protocol is %s " % (ri.name, state, proto),
@@ -54,8 +63,10 @@ def show_interfaces(router, name=None, clock=None) -> str:
         ]
         if ri.model.description:
             lines.append("  Description: %s" % ri.model.description)
-        if ri.model.address is not None:
-            lines.append("  Internet address is %s" % ri.model.address.with_prefixlen)
+        if ri.address is not None:
+            lines.append("  Internet address is %s/%d" % (ip_str(ri.address), ri.prefixlen))
+        elif getattr(ri.model, "dhcp", False):
+            lines.append("  Internet address will be negotiated using DHCP")
         lines += [
             "  MTU %d bytes, BW 10000000 Kbit/sec, DLY 10 usec, " % ri.mtu,
             "     reliability 255/255, txload 1/255, rxload 1/255",
@@ -87,10 +98,10 @@ def show_interfaces(router, name=None, clock=None) -> str:
 def show_ip_interface_brief(router) -> str:
     lines = ["Interface                  IP-Address      OK? Method Status                Protocol"]
     for ri in router.interfaces.values():
-        addr = str(ri.model.address.ip) if ri.model.address else "unassigned"
-        status = "administratively down" if ri.shutdown else "up"
-        lines.append("%-26s %-15s YES manual %-21s %s" % (
-            ri.name, addr, status, "down" if ri.shutdown else "up"))
+        addr = ip_str(ri.address) if ri.address is not None else "unassigned"
+        method = "DHCP" if getattr(ri.model, "dhcp", False) else "manual"
+        status, proto = _state(ri)
+        lines.append("%-26s %-15s YES %-6s %-21s %s" % (ri.name, addr, method, status, proto))
     return "\n".join(lines)
 
 

@@ -246,12 +246,23 @@ class Nat:
     # ------------------------------------------------------------------
     # configuration
 
-    @staticmethod
-    def _if_addr(model, name):
+    def _if_addr(self, model, name):
+        leased = getattr(self, "leased", None)
+        if leased and name in leased:           # ip address dhcp: the lease's address
+            return leased[name]
         i = model.interfaces.get(name) if name else None
         if i is None or i.address is None:
             return None
         return int(i.address.ip)
+
+    def set_interface_address(self, addresses: dict) -> None:
+        """The run-time addresses of ``ip address dhcp`` interfaces (name ->
+        int, or None while there is no lease): ``interface X overload``
+        and static ``interface X`` translations follow them."""
+        if addresses == getattr(self, "leased", None):
+            return
+        self.leased = dict(addresses)
+        self.update(self.model)
 
     def _rule_addresses(self, model, d):
         if d.interface is not None:
