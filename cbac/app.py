@@ -16,8 +16,10 @@ import time
 import twisted
 from twisted.application import service
 from twisted.logger import Logger
+from zope.interface import implementer
 
 import cbac
+from cbac.console.interfaces import IConsoleAppliance
 from cbac.dataplane.router import Router
 from cbac.dataplane.routes import render_show_ip_route
 from cbac.log import ios
@@ -38,8 +40,10 @@ def _build_engines(model, clock):
     return acls, nat, sessions
 
 
+@implementer(IConsoleAppliance)
 class Appliance:
-    """Configuration + engines + router, and the console's facade."""
+    """Configuration + engines + router, and the console's facade
+    (:class:`cbac.console.interfaces.IConsoleAppliance`)."""
 
     def __init__(self, model, clock, ports, config_path=None, state_dir=None,
                  engines=True):
@@ -143,7 +147,10 @@ class Appliance:
         if what == "interfaces":
             return cshow.show_ip_inspect_interfaces(self.model)
         if what == "name":
-            return cshow.show_ip_inspect_name(self.model, name)
+            text = cshow.show_ip_inspect_name(self.model, name)
+            if name not in self.model.inspect_rules:
+                return False, text.rstrip("\n")
+            return text
         if what == "sessions":
             return self.sessions.show_sessions(detail=False) if self.sessions else ""
         if what == "sessions detail":
@@ -251,6 +258,7 @@ class Appliance:
         "detailed": "INSPECT detailed", "object-creation": "INSPECT Object Creations",
         "object-deletion": "INSPECT Object Deletions", "ip nat": "IP NAT",
         "ip packet": "IP packet",
+        "ip ssh": "Incoming ssh",
     }
 
     def debug(self, category: str, on: bool) -> str:
@@ -527,11 +535,26 @@ def makeApplianceService(model, options):
     appliance = Appliance(model, reactor, ports, config_path=options.get("config"),
                           state_dir=options.get("state-dir"))
     top = service.MultiService()
+    _QuietConch(appliance).setServiceParent(top)
     RouterService(appliance, reactor, inband=bool(ports)).setServiceParent(top)
     _add_logging(appliance, model, reactor, top)
     _add_console(appliance, model, options, reactor, top)
     _install_sighup(appliance, reactor)
     return top
+
+
+class _QuietConch(service.Service):
+    """conch's per-connection chatter leaves twistd's log (``debug ip ssh``
+    shows it again); logins and logouts are logged IOS style.  Started
+    first: twistd has begun logging when services start."""
+
+    def __init__(self, appliance):
+        self.appliance = appliance
+
+    def startService(self):
+        service.Service.startService(self)
+        from cbac.console.ssh import quiet_conch_log
+        quiet_conch_log(keep=[self.appliance.log_observers])
 
 
 def _add_logging(appliance, model, reactor, top):

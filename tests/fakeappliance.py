@@ -5,9 +5,13 @@ Records every call in ``calls``; texts are recognisable fixed strings.
 
 from __future__ import annotations
 
+from zope.interface import implementer
+
 from cbac.config.model import Router, User
+from cbac.console.interfaces import IConsoleAppliance
 
 
+@implementer(IConsoleAppliance)
 class FakeAppliance:
     def __init__(self, hostname="fw1", users=None, enable="cisco", keys=None,
                  log_observers=None, long_lines=60):
@@ -61,6 +65,8 @@ class FakeAppliance:
             return "Established Sessions\n Session 6155930C (10.10.10.3:35013)=>(172.22.1.1:25) smtp SIS_OPEN"
         if what == "all":
             return "\n".join("inspect line %03d" % i for i in range(self.long_lines))
+        if what == "name" and name not in ("IN-OUT", "OUT-IN"):
+            return False, "% Inspection rule " + name + " is not configured"
         return "INSPECT %s %s" % (what, name or "")
 
     def show_access_lists(self, name=None):

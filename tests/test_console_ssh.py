@@ -255,3 +255,76 @@ class PasswordTypeTests(unittest.TestCase):
             v = auth.encode(kind, "s3cr3t pw")
             self.assertTrue(auth.verify(Secret(kind, v), "s3cr3t pw"), kind)
             self.assertFalse(auth.verify(Secret(kind, v), "s3cr3t"), kind)
+
+
+class QuietLogTests(unittest.TestCase):
+    """What a login and a logout leave in the log: IOS lines, and nothing of
+    conch's chatter unless ``debug ip ssh`` is on."""
+
+    timeout = 45
+    setUp = SSHTests.setUp
+    _port = SSHTests._port
+    ssh = SSHTests.ssh
+
+    def _filter(self):
+        # twistd's log file, as the daemon wraps it (cbac.app._quiet_conch)
+        self.logfile = []
+        self.filtered = cssh.ConchLogFilter(self.logfile.append)
+        globalLogPublisher.addObserver(self.filtered)
+        self.addCleanup(globalLogPublisher.removeObserver, self.filtered)
+        self.addCleanup(cssh.ios.debugging.set, "ip ssh", False)
+
+    def lines(self):
+        from twisted.logger import formatEvent
+        return [formatEvent(e) for e in self.logfile]
+
+    @defer.inlineCallbacks
+    def test_login_logout_lines(self):
+        from twisted.logger import LogLevel
+        self._filter()
+        out, err, code = yield self.ssh("admin", "show version")
+        self.assertEqual(code, 0, err)
+        yield task.deferLater(reactor, 0.2, lambda: None)
+        ios_lines = [e["ios_message"] for e in self.logfile if "ios_message" in e]
+        crypto = r"using crypto cipher '[a-z0-9@.-]+', hmac '[a-z0-9@.-]+'"
+        expected = [
+            r"%%SSH-5-SSH2_SESSION: SSH2 Session request from 127\.0\.0\.1 \(tty = 2\) %s Succeeded$" % crypto,
+            r"%%SSH-5-SSH2_USERAUTH: User 'admin' authentication for SSH2 Session from 127\.0\.0\.1 "
+            r"\(tty = 2\) %s Succeeded$" % crypto,
+            r"%SEC_LOGIN-5-LOGIN_SUCCESS: Login Success \[user: admin\] \[Source: 127\.0\.0\.1\] ",
+            r"%SYS-6-LOGOUT: User admin has exited tty session 2\(127\.0\.0\.1\)$",
+            r"%%SSH-5-SSH2_CLOSE: SSH2 Session from 127\.0\.0\.1 \(tty = 2\) for user 'admin' %s closed$"
+            % crypto,
+        ]
+        self.assertEqual(len(ios_lines), len(expected), ios_lines)
+        for line, rx in zip(ios_lines, expected):
+            self.assertRegex(line, rx)
+        # nothing else: no conch chatter, no error for a normal logout, no moduli file
+        self.assertEqual([l for e, l in zip(self.logfile, self.lines()) if "ios_message" not in e], [])
+        everything = [e for e in self.events]
+        self.assertFalse([e for e in everything if e.get("log_level") in (LogLevel.error, LogLevel.critical)],
+                         [e.get("log_format") for e in everything])
+        self.assertFalse(any("moduli" in (e.get("log_format") or "") for e in everything))
+
+    @defer.inlineCallbacks
+    def test_debug_ip_ssh_shows_conch(self):
+        self._filter()
+        cssh.ios.debugging.set("ip ssh", True)
+        out, err, code = yield self.ssh("admin", "show version")
+        self.assertEqual(code, 0, err)
+        self.assertTrue(any("starting service" in l for l in self.lines()), self.lines())
+
+    def test_wrapper_removable_and_keeps_errors(self):
+        from twisted.logger import LogLevel, LogPublisher
+        seen = []
+        pub = LogPublisher(seen.append)
+        cssh.quiet_conch_log(pub)
+        pub({"log_namespace": "twisted.conch.ssh.transport.SSHServerTransport",
+             "log_level": LogLevel.info, "log_format": "connection lost"})
+        pub({"log_namespace": "twisted.conch.ssh.transport.SSHServerTransport",
+             "log_level": LogLevel.error, "log_format": "protocol error"})
+        pub({"log_namespace": "cbac", "log_level": LogLevel.info, "log_format": "x"})
+        self.assertEqual([e["log_format"] for e in seen], ["protocol error", "x"])
+        pub.removeObserver(seen.append)
+        pub({"log_namespace": "cbac", "log_level": LogLevel.info, "log_format": "y"})
+        self.assertEqual(len(seen), 2)

@@ -85,7 +85,7 @@ KEYWORD_HELP = {
     "configure": "Enter configuration mode",
     "configure replace": "Replace the running-config with a new config file",
     "configure replace WORD": "Configuration file to replace the running-config",
-    "reload": "Halt and perform a cold restart",
+    "reload": "Re-read the configuration (cbac has no cold restart)",
 }
 
 
@@ -321,6 +321,9 @@ COMMANDS = [
     ("no debug ip packet", _debug("ip packet", False), "General IP debugging", _P15, False),
     ("undebug ip nat", _debug("ip nat", False), "NAT events", _P15, False),
     ("undebug ip packet", _debug("ip packet", False), "General IP debugging", _P15, False),
+    ("debug ip ssh", _debug("ip ssh", True), "Incoming ssh connections", _P15, False),
+    ("no debug ip ssh", _debug("ip ssh", False), "Incoming ssh connections", _P15, False),
+    ("undebug ip ssh", _debug("ip ssh", False), "Incoming ssh connections", _P15, False),
     ("undebug all", lambda c, a: c.app.undebug_all(), "Disable all debugging", _P15, False),
     ("no debug all", lambda c, a: c.app.undebug_all(), "Disable all debugging", _P15, False),
     # -- configuration ----------------------------------------------------------

@@ -26,7 +26,7 @@ from twisted.conch.ssh import connection, factory, keys, session, transport, use
 from twisted.cred import credentials, portal
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.error import UnauthorizedLogin
-from twisted.internet import defer, endpoints, error
+from twisted.internet import defer, endpoints, error, protocol
 from twisted.logger import Logger
 from twisted.python import failure
 
@@ -170,7 +170,18 @@ class Console:
         return None, None
 
     def close_line(self, n) -> None:
-        self.lines.pop(n, None)
+        info = self.lines.pop(n, None)
+        if info is not None:
+            ctx = info["ctx"]
+            ios.message("SYS", 6, "LOGOUT", "User %s has exited tty session %d(%s)"
+                        % (ctx.user, n + 2, ctx.peer))
+
+    def next_tty(self) -> int:
+        """The tty number (IOS: vty N is tty N+2) the next session gets."""
+        n = 0
+        while n in self.lines:
+            n += 1
+        return n + 2
 
     def show_users(self, me: Context) -> str:
         out = ["    Line       User       Host(s)              Idle       Location"]
@@ -266,6 +277,10 @@ class CbacUserAuth(userauth.SSHUserAuthServer):
         self.clock = self.transport.factory.console.reactor
         userauth.SSHUserAuthServer.serviceStarted(self)
         self._bad_passwords = 0
+        t = self.transport
+        t.ios_tty = t.factory.console.next_tty()
+        ios.message("SSH", 5, "SSH2_SESSION", "SSH2 Session request from %s (tty = %d) using %s Succeeded"
+                    % (_peer_host(t), t.ios_tty, _crypto(t)))
 
     def tryAuth(self, kind, user, data):
         d = userauth.SSHUserAuthServer.tryAuth(self, kind, user, data)
@@ -278,6 +293,11 @@ class CbacUserAuth(userauth.SSHUserAuthServer):
 
         def ok(result):
             console.login_ok(src)
+            t = self.transport
+            t.ios_user = uname
+            ios.message("SSH", 5, "SSH2_USERAUTH",
+                        "User '%s' authentication for SSH2 Session from %s (tty = %s) using %s Succeeded"
+                        % (uname, src, getattr(t, "ios_tty", "?"), _crypto(t)))
             ios.message("SEC_LOGIN", 5, "LOGIN_SUCCESS", "Login Success %s at %s"
                         % (where, _ios_time(console.reactor.seconds())))
             return result
@@ -550,11 +570,118 @@ class _Batch:
 
 
 # ---------------------------------------------------------------------------
+# Transport and log filter
+
+
+def _peer_host(t) -> str:
+    try:
+        return t.transport.getPeer().host
+    except Exception:
+        return "?"
+
+
+def _crypto(t) -> str:
+    """IOS's "crypto cipher 'aes128-ctr', hmac 'hmac-sha2-256'"."""
+    enc = getattr(t, "currentEncryptions", None)
+    cip = getattr(enc, "outCipType", b"none") or b"none"
+    mac = getattr(enc, "outMACType", b"none") or b"none"
+    return "crypto cipher '%s', hmac '%s'" % (cip.decode("ascii", "replace"),
+                                              mac.decode("ascii", "replace"))
+
+
+class CbacServerTransport(transport.SSHServerTransport):
+    """conch's server transport, logging IOS style: a client's normal exit
+    (SSH_DISCONNECT_BY_APPLICATION, what OpenSSH sends) is not an error,
+    and an authenticated session's end is ``%SSH-5-SSH2_CLOSE``."""
+
+    ios_tty = None
+    ios_user = None
+
+    def receiveError(self, reasonCode, description):
+        if reasonCode == transport.DISCONNECT_BY_APPLICATION:
+            return
+        _log.warn("SSH2 session from {peer} disconnected by the client: code {code} ({description})",
+                  peer=_peer_host(self), code=reasonCode,
+                  description=description.decode("utf-8", "replace")
+                  if isinstance(description, bytes) else description)
+
+    def connectionLost(self, reason):
+        transport.SSHServerTransport.connectionLost(self, reason)
+        if self.ios_user is not None:
+            ios.message("SSH", 5, "SSH2_CLOSE",
+                        "SSH2 Session from %s (tty = %s) for user '%s' using %s closed"
+                        % (_peer_host(self), self.ios_tty, self.ios_user, _crypto(self)))
+
+
+#: Namespaces of conch's own log events (and of our subclasses of conch's
+#: classes, whose loggers take the subclass's name).
+_CONCH_NAMESPACES = ("twisted.conch.", "cbac.console.ssh.Cbac")
+
+
+def is_conch_chatter(event) -> bool:
+    """An event of conch's below warning level (key exchange, channel
+    requests, "connection lost", ...): shown only under ``debug ip ssh``."""
+    from twisted.logger import LogLevel
+    ns = event.get("log_namespace") or ""
+    level = event.get("log_level")
+    if not ns.startswith(_CONCH_NAMESPACES):
+        if ns != "log_legacy":
+            return False
+        # twisted.internet.tcp.Port's legacy "CbacSSHFactory starting on 2222"
+        fmt = event.get("message") or ()
+        text = fmt[0] if fmt and isinstance(fmt[0], str) else ""
+        return text.startswith("CbacSSHFactory starting on ")
+    if event.get("isError") or event.get("log_failure") is not None:
+        return False
+    return level is None or level < LogLevel.warn
+
+
+class ConchLogFilter:
+    """Wraps a log observer (twistd's log file) so that conch's chatter is
+    dropped unless ``debug ip ssh`` is on.  Compares equal to the wrapped
+    observer, so ``removeObserver(original)`` still removes it."""
+
+    def __init__(self, observer):
+        self.observer = observer
+
+    def __call__(self, event):
+        if is_conch_chatter(event) and not ios.debugging.on("ip ssh"):
+            return
+        self.observer(event)
+
+    def __eq__(self, other):
+        if isinstance(other, ConchLogFilter):
+            return other.observer == self.observer
+        return other is self.observer or other == self.observer
+
+    def __hash__(self):
+        return hash(self.observer)
+
+
+def quiet_conch_log(publisher=None, keep=()):
+    """Wrap the observers of ``publisher`` (the global one by default; call
+    it once logging has begun, e.g. ``reactor.callWhenRunning``) in
+    :class:`ConchLogFilter`, except those in ``keep`` (cbac's own
+    observers, which only take IOS messages and warnings)."""
+    if publisher is None:
+        from twisted.logger import globalLogPublisher as publisher
+    obs = getattr(publisher, "_observers", None)
+    if obs is None:
+        return
+    for i, o in enumerate(obs):
+        if isinstance(o, ConchLogFilter) or any(o is k for k in keep):
+            continue
+        obs[i] = ConchLogFilter(o)
+
+
+# ---------------------------------------------------------------------------
 # Factory and service
 
 
 class CbacSSHFactory(factory.SSHFactory):
     services = {b"ssh-userauth": CbacUserAuth, b"ssh-connection": connection.SSHConnection}
+    protocol = CbacServerTransport
+    noisy = False
 
     def __init__(self, console: Console, host_key: keys.Key):
         self.console = console
@@ -573,11 +700,26 @@ class CbacSSHFactory(factory.SSHFactory):
         return getattr(self, "primes", None)
 
     def buildProtocol(self, addr):
+        """conch's SSHFactory.buildProtocol, without its "cannot find
+        moduli file" message at every connection: with no moduli file
+        (``/etc/ssh/moduli``, from openssh-server) the key exchanges are
+        the fixed-group ones by choice (curve25519-sha256, ecdh-sha2-*,
+        diffie-hellman-group14/16/18), not the group-exchange ones."""
         host = getattr(addr, "host", "")
         if not self.console.permits(host):
             _log.info("vty access-class refused SSH connection from {host}", host=host)
             return None
-        return factory.SSHFactory.buildProtocol(self, addr)
+        t = protocol.Factory.buildProtocol(self, addr)
+        try:
+            from itertools import chain
+            t.supportedPublicKeys = list(chain.from_iterable(
+                k.supportedSignatureAlgorithms() for k in self.privateKeys.values()))
+        except AttributeError:      # older Twisted
+            t.supportedPublicKeys = list(self.privateKeys.keys())
+        if not self.getPrimes():
+            t.supportedKeyExchanges = [k for k in t.supportedKeyExchanges
+                                       if not k.startswith(b"diffie-hellman-group-exchange-")]
+        return t
 
 
 class ConsoleService(service.MultiService):
@@ -606,7 +748,8 @@ class ConsoleService(service.MultiService):
 
     def _listened(self, port, desc):
         self.ports.append(port)
-        ios.message("SSH", 5, "ENABLED", "SSH 2.0 has been enabled")
+        if len(self.ports) == 1:
+            ios.message("SSH", 5, "ENABLED", "SSH 2.0 has been enabled")
         _log.info("cbac console listening on {desc}", desc=desc)
         return port
 

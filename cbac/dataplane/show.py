@@ -109,7 +109,7 @@ def show_engine(appliance) -> str:
             len(r.arp.entries), r.arp.queued, r.arp.dropped),
     ]
     if appliance.sessions is not None:
-        lines.append("Sessions: %d" % len(appliance.sessions))
+        lines.append("Sessions: %d" % len(appliance.sessions.sessions))
     lines.append("Drops by reason:")
     for k in sorted(r.drops):
         lines.append("  %-30s %d" % (k, r.drops[k]))
