@@ -209,6 +209,11 @@ class Appliance:
             return "Syslog logging: enabled\n    Buffer logging: disabled"
         return self.log_observers.show_logging()
 
+    def packet_tracer(self, in_if, proto, src, sport, dst, dport, detailed=False):
+        """``packet-tracer input ...``: (allowed, text); changes nothing."""
+        from cbac.dataplane.trace import packet_tracer
+        return packet_tracer(self.router, in_if, proto, src, sport, dst, dport, detailed=detailed)
+
     def show_processes_cpu(self) -> str:
         from cbac.dataplane.show import show_engine
         return show_engine(self)

@@ -99,6 +99,10 @@ class FakeAppliance:
             return self.log_observers.show_logging()
         return "Syslog logging: enabled"
 
+    def packet_tracer(self, in_if, proto, src, sport, dst, dport, detailed=False):
+        self._call("packet_tracer", in_if, proto, src, sport, dst, dport, detailed)
+        return True, "Phase: 1\nType: ROUTE-LOOKUP\nResult:\nAction: allow"
+
     def show_processes_cpu(self):
         return "CPU utilization for five seconds: 1%"
 

@@ -136,6 +136,12 @@ class SmokeTests(unittest.TestCase):
             line = " ".join(words)
             if syntax.startswith("configure replace"):
                 line = "configure replace %s force" % self.conf
+            if syntax.startswith("packet-tracer"):
+                line = "packet-tracer input Ethernet2/1 %s %s" % (
+                    syntax.split()[3],
+                    "10.10.10.2 8 0 172.22.1.1" if " icmp " in syntax else "10.10.10.2 40001 172.22.1.1 80")
+                if syntax.endswith("detailed"):
+                    line += " detailed"
             r = self.run_cmd(line)
             done.append(line)
             self.assertNotIn("% Command failed", r.text, line)

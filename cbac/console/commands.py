@@ -85,6 +85,21 @@ KEYWORD_HELP = {
     "configure": "Enter configuration mode",
     "configure replace": "Replace the running-config with a new config file",
     "configure replace WORD": "Configuration file to replace the running-config",
+    "packet-tracer": "Trace a packet through the firewall (nothing is sent)",
+    "packet-tracer input": "Input interface",
+    "packet-tracer input WORD": "Interface name, e.g. Ethernet2/0",
+    "packet-tracer input WORD tcp": "TCP",
+    "packet-tracer input WORD udp": "UDP",
+    "packet-tracer input WORD icmp": "ICMP",
+    "packet-tracer input WORD tcp A.B.C.D": "Source address",
+    "packet-tracer input WORD udp A.B.C.D": "Source address",
+    "packet-tracer input WORD icmp A.B.C.D": "Source address",
+    "packet-tracer input WORD tcp A.B.C.D <0-65535>": "Source port",
+    "packet-tracer input WORD udp A.B.C.D <0-65535>": "Source port",
+    "packet-tracer input WORD icmp A.B.C.D <0-255>": "ICMP type",
+    "packet-tracer input WORD icmp A.B.C.D <0-255> <0-255>": "ICMP code",
+    "packet-tracer input WORD tcp A.B.C.D <0-65535> A.B.C.D": "Destination address",
+    "packet-tracer input WORD udp A.B.C.D <0-65535> A.B.C.D": "Destination address",
     "reload": "Re-read the configuration (cbac has no cold restart)",
 }
 
@@ -233,6 +248,16 @@ def _cleared(ctx, text):
     return text
 
 
+def _packet_tracer(proto, detailed):
+    def h(c, a):
+        in_if, src, sport, dst, dport = a
+        if proto == "icmp":       # icmp SRC TYPE CODE DST
+            in_if, src, itype, code, dst = a
+            return c.app.packet_tracer(in_if, "icmp", src, itype, dst, code, detailed=detailed)
+        return c.app.packet_tracer(in_if, proto, src, sport, dst, dport, detailed=detailed)
+    return h
+
+
 def _debug(cat, on):
     return lambda c, a: c.app.debug(cat, on)
 
@@ -341,6 +366,16 @@ COMMANDS = [
         lambda r: _configured_from(lambda c: "startup-config")(c, r)),
      "Re-read the startup configuration (cbac)", _P15, False),
 ]
+
+for _p in ("tcp", "udp"):
+    for _d in (False, True):
+        COMMANDS.append(("packet-tracer input WORD %s A.B.C.D <0-65535> A.B.C.D <0-65535>%s"
+                         % (_p, " detailed" if _d else ""), _packet_tracer(_p, _d),
+                         "Dump detailed information" if _d else "Destination port", _P15, True))
+for _d in (False, True):
+    COMMANDS.append(("packet-tracer input WORD icmp A.B.C.D <0-255> <0-255> A.B.C.D%s"
+                     % (" detailed" if _d else ""), _packet_tracer("icmp", _d),
+                     "Dump detailed information" if _d else "Destination address", _P15, True))
 
 for _cat, _help in DEBUG_INSPECT:
     COMMANDS.append(("debug ip inspect " + _cat, _debug(_cat, True), _help, _P15, False))

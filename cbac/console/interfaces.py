@@ -80,6 +80,11 @@ class IConsoleAppliance(Interface):
     def show_debugging():
         """``show debugging``"""
 
+    def packet_tracer(in_if, proto, src, sport, dst, dport, detailed=False):
+        """``packet-tracer input IN_IF PROTO SRC SPORT DST DPORT [detailed]``
+        (ICMP: ``sport`` is the type, ``dport`` the code): the phases of the
+        synthetic packet's path, nothing sent or changed; (allowed, text)."""
+
     # -- clear / debug ---------------------------------------------------------
     def clear(what, arg=None):
         """``clear WHAT``: "access-list counters" (arg: ACL or None),
