@@ -62,6 +62,7 @@ class Appliance:
         self.zones = self.router.zones = ZonePolicy(model, self.acls, clock)
         self.log_observers = None          # cbac.log.observers.LogObservers
         self.inband_addresses = []
+        self.on_apply = []                 # callables(new model) after apply (metrics)
 
     # -- identity and authentication ------------------------------------
 
@@ -427,6 +428,11 @@ class Appliance:
                 self.log_observers.configure(new)
             except Exception:
                 log.failure("logging configuration failed")
+        for cb in self.on_apply:
+            try:
+                cb(new)
+            except Exception:
+                log.failure("configuration listener failed")
         log.info("configuration applied")
 
     def apply(self, new) -> None:
@@ -544,8 +550,17 @@ def makeApplianceService(model, options):
     RouterService(appliance, reactor, inband=bool(ports)).setServiceParent(top)
     _add_logging(appliance, model, reactor, top)
     _add_console(appliance, model, options, reactor, top)
+    _add_metrics(appliance, reactor, top)
     _install_sighup(appliance, reactor)
     return top
+
+
+def _add_metrics(appliance, reactor, top):
+    """The Prometheus endpoint (``cbac metrics listen``; none by default)."""
+    from cbac.metrics import MetricsService
+    svc = MetricsService(appliance, reactor)
+    svc.setServiceParent(top)
+    appliance.on_apply.append(svc.configure)
 
 
 class _QuietConch(service.Service):

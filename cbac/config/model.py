@@ -618,5 +618,6 @@ class Router:
     smtp: SmtpOptions = field(default_factory=SmtpOptions)
     ports: dict[str, PortBinding] = field(default_factory=dict)
     zbf: ZbfConfig = field(default_factory=ZbfConfig)
+    metrics_listen: list[str] = field(default_factory=list)   # cbac metrics listen ENDPOINT
     extra: list[Verbatim] = field(default_factory=list)   # accepted, not acted on
     banners: dict[str, "Banner"] = field(default_factory=dict)   # kind -> banner

@@ -1729,6 +1729,31 @@ class Parser:
     def g_cbac_authorized_keys(self, ln, neg, a):
         self.router.ssh.authorized_keys = None if neg else _rest(ln.raw, 3)
 
+    def g_cbac_metrics_listen(self, ln, neg, a):
+        """``cbac metrics listen tcp:PORT:interface=ADDR`` (repeatable): the
+        Prometheus endpoint (cbac/metrics.py).  No authentication, so an
+        explicit management address is required."""
+        desc = _rest(ln.raw, 4 if ln.raw.split()[0].lower() == "no" else 3).strip()
+        lst = self.router.metrics_listen
+        if neg:
+            if desc:
+                if desc in lst:
+                    lst.remove(desc)
+            else:
+                del lst[:]
+            return
+        m = re.fullmatch(r"tcp:(\d{1,5}):interface=([0-9.]+)", desc)
+        if m is None:
+            raise _Bad("expected 'cbac metrics listen tcp:PORT:interface=ADDR' "
+                       "(the endpoint has no authentication: name a management address)")
+        _int(m.group(1), 0, 65535, "port")
+        try:
+            IPv4Address(m.group(2))
+        except ValueError:
+            raise _Bad("invalid address '%s'" % m.group(2)) from None
+        if desc not in lst:
+            lst.append(desc)
+
     def g_cbac_tls_ca(self, ln, neg, a):
         self.router.logging.tls_ca = None if neg else _rest(ln.raw, 3)
 
@@ -1822,6 +1847,7 @@ GLOBAL_COMMANDS: dict[tuple[str, ...], Callable] = {
     ("cbac", "session-limit"): P.g_cbac_session_limit,
     ("cbac", "ssh", "authorized-keys"): P.g_cbac_authorized_keys,
     ("cbac", "logging", "tls-ca"): P.g_cbac_tls_ca,
+    ("cbac", "metrics", "listen"): P.g_cbac_metrics_listen,
     ("cbac", "logging", "format"): P.g_cbac_log_format,
     ("cbac", "inspect", "tcp"): P.g_cbac_inspect_tcp,
     ("cbac", "smtp", "starttls"): P.g_cbac_starttls,

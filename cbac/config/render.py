@@ -419,6 +419,8 @@ def render_body(r: Router) -> list[str]:
         cb.append("cbac logging format rfc5424")
     if r.inspect.tcp_no_session != "drop":
         cb.append("cbac inspect tcp no-session %s" % r.inspect.tcp_no_session)
+    for desc in getattr(r, "metrics_listen", ()):
+        cb.append("cbac metrics listen %s" % desc)
     if r.smtp.starttls != "allow":
         cb.append("cbac smtp starttls %s" % r.smtp.starttls)
     if r.smtp.bare_lf != "reject":
