@@ -606,6 +606,24 @@ def _vty_permits(appliance):
     return permits
 
 
+def _acl_permits(appliance):
+    """``login quiet-mode access-class ACL``: does the (standard) ACL permit
+    the source?  An undefined ACL permits nobody (IOS: quiet mode blocks
+    all logins without a quiet-mode ACL)."""
+    from cbac.packet.view import ip_int
+
+    def permits(name: str, source: str) -> bool:
+        acl = appliance.acls.get(name) if appliance.acls is not None else None
+        if acl is None:
+            return False
+        try:
+            addr = ip_int(source)
+        except ValueError:
+            return False
+        return bool(acl.check_fields(6, addr))
+    return permits
+
+
 def _add_console(appliance, model, options, reactor, top):
     from cbac.console.ssh import makeConsoleService
     endpoints = list(options.get("listen", []))
@@ -617,7 +635,8 @@ def _add_console(appliance, model, options, reactor, top):
                 endpoints.append("tcp:%d:interface=%s" % (model.ssh.port, ifm.address.ip))
     state_dir = options.get("state-dir") or "/var/lib/cbac"
     svc = makeConsoleService(appliance, model, state_dir, endpoints, reactor=reactor,
-                             vty_permits=_vty_permits(appliance))
+                             vty_permits=_vty_permits(appliance),
+                             acl_permits=_acl_permits(appliance))
     svc.setServiceParent(top)
 
 

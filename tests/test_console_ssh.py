@@ -328,3 +328,89 @@ class QuietLogTests(unittest.TestCase):
         pub.removeObserver(seen.append)
         pub({"log_namespace": "cbac", "log_level": LogLevel.info, "log_format": "y"})
         self.assertEqual(len(seen), 2)
+
+
+class LoginBlockTests(unittest.TestCase):
+    """``login block-for 1 attempts 2 within 30`` and ``login quiet-mode
+    access-class``, with the real OpenSSH client."""
+
+    timeout = 45
+    setUp = SSHTests.setUp
+    _port = SSHTests._port
+    ssh = SSHTests.ssh
+    messages = SSHTests.messages
+
+    def configure(self, block=1, quiet_acl=None, permit=False):
+        m = self.app.router_model
+        m.login_block = (block, 2, 30)
+        m.login_quiet_acl = quiet_acl
+        self.svc.console.acl_permits = lambda name, src: permit and name == quiet_acl
+
+    @defer.inlineCallbacks
+    def test_quiet_mode_on_off(self):
+        self.configure()
+        out, err, code = yield self.ssh("admin", "show version", password="bad")
+        self.assertNotEqual(code, 0)
+        self.assertFalse([m for m in self.messages() if "QUIET_MODE" in m])
+        out, err, code = yield self.ssh("admin", "show version", password="bad")
+        [on] = [m for m in self.messages() if "QUIET_MODE_ON" in m]
+        self.assertRegex(on, r"^%SEC_LOGIN-1-QUIET_MODE_ON: Still timeleft for watching failures is \d+ secs, "
+                             r"\[user: admin\] \[Source: 127\.0\.0\.1\] \[localport: \d+\] "
+                             r"\[Reason: Login Authentication Failed\] \[ACL: sl_def_acl\] at ")
+        # quiet: even the right password is refused (connection closed before the handshake)
+        out, err, code = yield self.ssh("admin", "show version")
+        self.assertEqual(code, 255, (out, err))
+        self.assertNotIn(b"cbac Software", out)
+        self.assertIn("Router presently in Quiet-Mode.", self.svc.console.guard.show())
+        yield task.deferLater(reactor, 1.2, lambda: None)
+        self.assertTrue([m for m in self.messages() if m.startswith(
+            "%SEC_LOGIN-5-QUIET_MODE_OFF: Quiet Mode is OFF, because block period timed out at ")])
+        out, err, code = yield self.ssh("admin", "show version")
+        self.assertEqual(code, 0, err)
+        self.assertIn("Router presently in Normal-Mode.", self.svc.console.guard.show())
+        self.assertIn("Total login failures: 2.", self.svc.console.guard.show())
+
+    @defer.inlineCallbacks
+    def test_quiet_mode_access_class(self):
+        self.configure(block=30, quiet_acl="QUIET", permit=True)
+        for _ in range(2):
+            yield self.ssh("admin", "show version", password="bad")
+        self.assertTrue(self.svc.console.guard.quiet())
+        out, err, code = yield self.ssh("admin", "show login")
+        self.assertEqual(code, 0, err)
+        self.assertIn(b"Restricted logins filtered by applied ACL QUIET.", out)
+        self.assertIn(b"If more than 1 login failures occur in 30 seconds or less,", out)
+        self.configure(block=30, quiet_acl="QUIET", permit=False)
+        out, err, code = yield self.ssh("admin", "show version")
+        self.assertEqual(code, 255)
+
+    @defer.inlineCallbacks
+    def test_not_configured(self):
+        yield self.ssh("admin", "show version", password="bad")
+        yield self.ssh("admin", "show version", password="bad")
+        out, err, code = yield self.ssh("admin", "show login")
+        self.assertEqual(code, 0, err)
+        self.assertIn(b"Router NOT enabled to watch for login Attacks", out)
+        self.assertIn(b"Total login failures: 2.", out)
+
+
+class LoginConfigTests(unittest.TestCase):
+    def test_parse_render_check(self):
+        from cbac.config.check import check
+        from cbac.config.parser import parse_config
+        from cbac.config.render import render
+        m, diags = parse_config("login block-for 120 attempts 3 within 60\n"
+                                "login quiet-mode access-class 99\n")
+        self.assertEqual(diags, [])
+        self.assertEqual((m.login_block, m.login_quiet_acl), ((120, 3, 60), "99"))
+        text = render(m)
+        self.assertIn("login block-for 120 attempts 3 within 60\nlogin quiet-mode access-class 99\n", text)
+        self.assertIn("login quiet-mode access-class 99 is not defined", " ".join(
+            d.message for d in check(m)))
+        for bad in ("login block-for 0 attempts 3 within 60", "login block-for 10 attempts 3",
+                    "login block-for x attempts 3 within 60"):
+            m, diags = parse_config(bad + "\n")
+            self.assertIsNone(m.login_block)
+            self.assertEqual([d.severity for d in diags], ["error"], bad)
+        m, _ = parse_config("login block-for 120 attempts 3 within 60\nno login block-for\n")
+        self.assertIsNone(m.login_block)

@@ -224,6 +224,10 @@ def check(router: Router, devices: Optional[Iterable[str]] = None, strict: bool 
                 "line vty %d %d: login method list %s (%s): cbac authenticates local users "
                 "instead" % (v.first, v.last, name, " ".join(methods)))
 
+    if r.login_quiet_acl is not None and r.login_quiet_acl not in acls:
+        add(WARNING, 0, "login quiet-mode access-class %s is not defined: in quiet mode "
+            "no host may log in" % r.login_quiet_acl)
+
     # -- logging -------------------------------------------------------------
     for h in r.logging.hosts:
         if h.transport == "tls" and r.logging.tls_ca is None:

@@ -1729,6 +1729,25 @@ class Parser:
     def g_cbac_authorized_keys(self, ln, neg, a):
         self.router.ssh.authorized_keys = None if neg else _rest(ln.raw, 3)
 
+    def g_login_block_for(self, ln, neg, a):
+        """``login block-for S attempts N within T`` (IOS login protection)."""
+        if neg:
+            self.router.login_block = None
+            return
+        if len(a) != 5 or a[1].lower() != "attempts" or a[3].lower() != "within":
+            raise _Bad("expected 'login block-for SECONDS attempts TRIES within SECONDS'")
+        self.router.login_block = (_int(a[0], 1, 65535, "block-for seconds"),
+                                   _int(a[2], 1, 65535, "attempts"),
+                                   _int(a[4], 1, 65535, "within seconds"))
+
+    def g_login_quiet_acl(self, ln, neg, a):
+        if neg:
+            self.router.login_quiet_acl = None
+            return
+        if len(a) != 1:
+            raise _Bad("expected 'login quiet-mode access-class ACL'")
+        self.router.login_quiet_acl = a[0]
+
     def g_cbac_metrics_listen(self, ln, neg, a):
         """``cbac metrics listen tcp:PORT:interface=ADDR`` (repeatable): the
         Prometheus endpoint (cbac/metrics.py).  No authentication, so an
@@ -1848,6 +1867,8 @@ GLOBAL_COMMANDS: dict[tuple[str, ...], Callable] = {
     ("cbac", "ssh", "authorized-keys"): P.g_cbac_authorized_keys,
     ("cbac", "logging", "tls-ca"): P.g_cbac_tls_ca,
     ("cbac", "metrics", "listen"): P.g_cbac_metrics_listen,
+    ("login", "block-for"): P.g_login_block_for,
+    ("login", "quiet-mode", "access-class"): P.g_login_quiet_acl,
     ("cbac", "logging", "format"): P.g_cbac_log_format,
     ("cbac", "inspect", "tcp"): P.g_cbac_inspect_tcp,
     ("cbac", "smtp", "starttls"): P.g_cbac_starttls,

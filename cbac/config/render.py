@@ -323,6 +323,13 @@ def render_body(r: Router) -> list[str]:
         users.append(line)
     if users:
         out += users + ["!"]
+    lp = []
+    if getattr(r, "login_block", None) is not None:
+        lp.append("login block-for %d attempts %d within %d" % r.login_block)
+    if getattr(r, "login_quiet_acl", None) is not None:
+        lp.append("login quiet-mode access-class %s" % r.login_quiet_acl)
+    if lp:
+        out += lp + ["!"]
     sec = []
     if r.ssh.port != 2222:
         sec.append("ip ssh port %d" % r.ssh.port)

@@ -40,6 +40,7 @@ DEBUG_INSPECT = (
 KEYWORD_HELP = {
     "show": "Show running system information",
     "show ip": "IP information",
+    "show login": "Display login information (login block-for, quiet mode)",
     "show ip inspect": "CBAC (Context Based Access Control) information",
     "show ip inspect sessions": "Inspection sessions (connections)",
     "show ip inspect name": "Inspection name",
@@ -188,6 +189,12 @@ def _show_users(ctx, args):
     return ctx.console.show_users(ctx)
 
 
+def _show_login(ctx, args):
+    if ctx.console is None or getattr(ctx.console, "guard", None) is None:
+        return "% No SSH console in this context"
+    return ctx.console.guard.show()
+
+
 def _interface_name(ctx, args):
     return "".join(args[0].split()) if args else None
 
@@ -317,6 +324,7 @@ COMMANDS = [
     ("show logging", lambda c, a: c.app.show_logging(), "Show the contents of logging buffers", 1, True),
     ("show processes cpu", lambda c, a: c.app.show_processes_cpu(), "Show CPU use per process", 1, True),
     ("show debugging", lambda c, a: c.app.show_debugging(), "State of each debugging option", 1, True),
+    ("show login", _show_login, "Display login information (login block-for, quiet mode)", 1, True),
     ("show privilege", lambda c, a: "Current privilege level is %d" % c.privilege, "Show current privilege level", 1, False),
     ("show terminal", _show_terminal, "Display terminal configuration parameters", 1, True),
     ("show history", _show_history, "Display the session command history", 1, True),

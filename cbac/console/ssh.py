@@ -93,12 +93,141 @@ def load_host_key(state_dir: str) -> keys.Key:
 
 
 # ---------------------------------------------------------------------------
+# login block-for (IOS login protection)
+
+
+class LoginGuard:
+    """``login block-for S attempts N within T``: N failed logins within a
+    watch window of T seconds (from any source, as on IOS) put the console
+    into quiet mode for S seconds: new connections are refused, except from
+    the hosts ``login quiet-mode access-class ACL`` permits (none if that
+    ACL is not defined).  Logs ``%SEC_LOGIN-1-QUIET_MODE_ON`` and
+    ``%SEC_LOGIN-5-QUIET_MODE_OFF``; :meth:`show` is ``show login``."""
+
+    def __init__(self, console):
+        self.console = console
+        self.window: list[float] = []        # failure times in the watch window
+        self.total = 0
+        self.quiet_until = None
+        self._off_call = None
+
+    @property
+    def model(self):
+        return self.console.model
+
+    def now(self):
+        return self.console.reactor.seconds()
+
+    def quiet(self) -> bool:
+        return self.quiet_until is not None and self.now() < self.quiet_until
+
+    def permits(self, host: str) -> bool:
+        if not self.quiet():
+            return True
+        acl = getattr(self.model, "login_quiet_acl", None)
+        if acl is None or self.console.acl_permits is None:
+            return False
+        try:
+            return bool(self.console.acl_permits(acl, host))
+        except Exception:
+            _log.failure("login quiet-mode access-class check failed for {host}", host=host)
+            return False
+
+    def _prune(self, now, within):
+        self.window = [t for t in self.window if now - t < within]
+
+    def failed(self, user: str, source: str, localport) -> None:
+        self.total += 1
+        cfg = getattr(self.model, "login_block", None)
+        if cfg is None or self.quiet():
+            return
+        block, attempts, within = cfg
+        now = self.now()
+        self._prune(now, within)
+        self.window.append(now)
+        if len(self.window) < attempts:
+            return
+        left = max(0, int(within - (now - self.window[0])))
+        self.window = []
+        self.quiet_until = now + block
+        acl = getattr(self.model, "login_quiet_acl", None) or "sl_def_acl"
+        ios.message("SEC_LOGIN", 1, "QUIET_MODE_ON",
+                    "Still timeleft for watching failures is %d secs, [user: %s] [Source: %s] "
+                    "[localport: %s] [Reason: Login Authentication Failed] [ACL: %s] at %s"
+                    % (left, user, source, localport, acl, _ios_time(now)))
+        if self._off_call is not None and self._off_call.active():
+            self._off_call.cancel()
+        self._off_call = self.console.reactor.callLater(block, self._off)
+
+    def _off(self):
+        self._off_call = None
+        self.quiet_until = None
+        ios.message("SEC_LOGIN", 5, "QUIET_MODE_OFF",
+                    "Quiet Mode is OFF, because block period timed out at %s" % _ios_time(self.now()))
+
+    def stop(self):
+        if self._off_call is not None and self._off_call.active():
+            self._off_call.cancel()
+        self._off_call = None
+
+    def show(self) -> str:
+        """``show login`` (IOS layout)."""
+        m = self.model
+        cfg = getattr(m, "login_block", None)
+        acl = getattr(m, "login_quiet_acl", None)
+        console = self.console
+        lines = [
+            "     A login delay of %g seconds is applied to a failed password, doubled per further "
+            "failure from the same source (max %g)." % (console.fail_delay, console.max_delay),
+            ("     Quiet-Mode access list %s is applied." % acl) if acl
+            else "     No Quiet-Mode access list has been configured.",
+            "     All successful login is logged.",
+            "     All failed login is logged.",
+            "",
+        ]
+        if cfg is None:
+            lines.append("     Router NOT enabled to watch for login Attacks")
+            lines.append("")
+            lines.append("     Total login failures: %d." % self.total)
+            return "\n".join(lines)
+        block, attempts, within = cfg
+        lines += [
+            "     Router enabled to watch for login Attacks.",
+            "     If more than %d login failures occur in %d seconds or less," % (attempts - 1, within),
+            "       logins will be disabled for %d seconds." % block,
+            "",
+        ]
+        now = self.now()
+        if self.quiet():
+            lines += [
+                "     Router presently in Quiet-Mode.",
+                "     Will remain in Quiet-Mode for %d seconds." % int(self.quiet_until - now + 0.999),
+                ("     Restricted logins filtered by applied ACL %s." % acl) if acl
+                else "     Denied logins from all hosts.",
+            ]
+        else:
+            self._prune(now, within)
+            left = within - (now - self.window[0]) if self.window else within
+            lines += [
+                "     Router presently in Normal-Mode.",
+                "     Current Watch Window",
+                "         Time remaining: %d seconds." % int(left),
+                "         Login failures for current window: %d." % len(self.window),
+            ]
+        lines.append("     Total login failures: %d." % self.total)
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
 # The console: shared state of all sessions
 
 
 class Console:
-    def __init__(self, appliance, router_model, reactor, vty_permits=None, tree=None):
+    def __init__(self, appliance, router_model, reactor, vty_permits=None, tree=None,
+                 acl_permits=None):
         self.app = appliance
+        #: acl_permits(acl name, source address) -> bool (login quiet-mode access-class)
+        self.acl_permits = acl_permits
         self._model = router_model
         self.reactor = reactor
         self.vty_permits = vty_permits
@@ -107,6 +236,7 @@ class Console:
         self.failures: dict[str, tuple[int, float]] = {}
         self.fail_delay = FAIL_DELAY
         self.max_delay = MAX_DELAY
+        self.guard = LoginGuard(self)
 
     @property
     def model(self):
@@ -117,6 +247,8 @@ class Console:
     def permits(self, host: str) -> bool:
         vty = getattr(self.model, "vty", None) or []
         if vty and all(v.transport_input in ("none", "telnet") for v in vty):
+            return False
+        if not self.guard.permits(host):
             return False
         if self.vty_permits is None:
             return True
@@ -283,9 +415,14 @@ class CbacUserAuth(userauth.SSHUserAuthServer):
                     % (_peer_host(t), t.ios_tty, _crypto(t)))
 
     def tryAuth(self, kind, user, data):
-        d = userauth.SSHUserAuthServer.tryAuth(self, kind, user, data)
         console = self.transport.factory.console
         peer = self.transport.transport.getPeer()
+        if kind in (b"password", b"publickey") and not console.guard.permits(getattr(peer, "host", "")):
+            # quiet mode began while this connection was open
+            self.transport.sendDisconnect(transport.DISCONNECT_NO_MORE_AUTH_METHODS_AVAILABLE,
+                                          b"login blocked (quiet mode)")
+            return defer.fail(failure.Failure(IgnoreAuthentication()))
+        d = userauth.SSHUserAuthServer.tryAuth(self, kind, user, data)
         host = self.transport.transport.getHost()
         src = getattr(peer, "host", str(peer))
         uname = user.decode("utf-8", "replace")
@@ -308,6 +445,7 @@ class CbacUserAuth(userauth.SSHUserAuthServer):
             ios.message("SEC_LOGIN", 4, "LOGIN_FAILED",
                         "Login failed %s [Reason: Login Authentication Failed] at %s"
                         % (where, _ios_time(console.reactor.seconds())))
+            console.guard.failed(uname, src, getattr(host, "port", "?"))
             self._bad_passwords += 1
             delay = console.failure_delay(src)
             d2 = defer.Deferred()
@@ -772,18 +910,20 @@ class ConsoleService(service.MultiService):
 
     def stopService(self):
         service.MultiService.stopService(self)
+        self.console.guard.stop()
         ports, self.ports = self.ports, []
         return defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in ports])
 
 
 def makeConsoleService(appliance, router_model, state_dir, listen_endpoints,
-                       reactor=None, vty_permits=None):
+                       reactor=None, vty_permits=None, acl_permits=None):
     """The SSH console service.  ``listen_endpoints``: endpoint strings such
     as ``tcp:2222:interface=192.0.2.1``; ``vty_permits(source) -> bool``
-    implements ``line vty ... access-class ACL in``."""
+    implements ``line vty ... access-class ACL in``, ``acl_permits(acl,
+    source) -> bool`` ``login quiet-mode access-class ACL``."""
     if reactor is None:
         from twisted.internet import reactor
-    console = Console(appliance, router_model, reactor, vty_permits)
+    console = Console(appliance, router_model, reactor, vty_permits, acl_permits=acl_permits)
     f = CbacSSHFactory(console, load_host_key(state_dir))
     svc = ConsoleService(console, f, listen_endpoints, reactor)
     svc.setName("console")
