@@ -249,6 +249,17 @@ class Appliance:
                 ri.port.counters.reset()
                 ri.drops.clear()
             self.router.drops.clear()
+            self.router.arp.dropped = 0
+            self.router.counters_cleared = self.clock.seconds()
+            return ""
+        if what == "ip inspect statistics":
+            if self.sessions:
+                self.sessions.stats.clear()
+                self.sessions.stats.peak = len(self.sessions.sessions)
+            return ""
+        if what == "ip nat statistics":
+            if self.nat:
+                self.nat.clear_statistics()
             return ""
         if what == "logging":
             if self.log_observers is not None:

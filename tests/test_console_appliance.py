@@ -191,3 +191,28 @@ class SmokeTests(unittest.TestCase):
         self.assertNotIn("% Command failed", out)
         self.assertIn("Width: 100 columns", out)
         self.assertIn("Sessions: 1", out)
+
+    def test_drops_by_reason_seen_and_cleared(self):
+        """Every drop counter can be seen (show interfaces, show ip inspect
+        statistics) and cleared (clear counters, clear ip inspect statistics)."""
+        out = self.ports["Ethernet2/0"]
+        # refused by ACL 101 (an interface drop) ...
+        out.inject(bytearray(raw(Ether(src="02:00:ac:16:01:01", dst=R_OUT) / IP(
+            src="172.22.1.1", dst="10.10.10.2") / TCP(sport=1, dport=80, flags="S"))))
+        # ... and a session refused by inspection (a SYN with data to an inspected smtp server)
+        out.inject(bytearray(raw(Ether(src="02:00:ac:16:01:01", dst=R_OUT) / IP(
+            src="172.22.1.1", dst="172.22.1.16") / TCP(sport=2, dport=25, flags="S") / b"EHLO x\r\n")))
+        text = self.run_cmd("show interfaces").text
+        self.assertRegex(text, r"Drops \(cbac\):\n\s+acl-in\s+1\n")
+        self.assertIn("inspect-refused", text)
+        self.assertIn('Last clearing of "show interface" counters never', text)
+        stats = self.run_cmd("show ip inspect statistics").text
+        self.assertRegex(stats, r"Packets dropped:\n(.*\n)*\s+syn-with-data\s+1")
+        self.run_cmd("clear counters")
+        text = self.run_cmd("show interfaces").text
+        self.assertNotIn("acl-in", text)
+        self.assertIn('Last clearing of "show interface" counters 00:00:00', text)
+        self.run_cmd("clear ip inspect statistics")
+        stats = self.run_cmd("show ip inspect statistics").text
+        self.assertRegex(stats, r"Packets dropped:\n  none")
+        self.assertIn("Session table: 1 sessions", stats)

@@ -88,8 +88,8 @@ class IConsoleAppliance(Interface):
     # -- clear / debug ---------------------------------------------------------
     def clear(what, arg=None):
         """``clear WHAT``: "access-list counters" (arg: ACL or None),
-        "ip nat translation", "ip inspect sessions", "arp-cache", "counters",
-        "logging"."""
+        "ip nat translation", "ip nat statistics", "ip inspect sessions",
+        "ip inspect statistics", "arp-cache", "counters", "logging"."""
 
     def debug(category, on):
         """``[no] debug ...``: an ``ip inspect`` category, "ip nat", "ip packet"
