@@ -483,6 +483,14 @@ class Lab:
                 lines.append("  ip netns exec %s ssh -p %d %s@127.0.0.1 configure replace %s force"
                              % (self.fw_ns, CONSOLE_PORT, user or "admin", os.path.join(workdir, "router-esmtp.conf")))
         lines.append("  ip netns exec %s traceroute -n %s" % (self.in_ns, OUT_HOST_IP))
+        if not running and self.mode == "cbac":
+            twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+            lines += [
+                "cbac ('up' does not start it; 'run' does):",
+                "  ip netns exec %s %s -n --pidfile= cbac -c %s %s --listen tcp:%d:interface=127.0.0.1"
+                % (self.fw_ns, twistd if os.path.exists(twistd) else "twistd",
+                   os.path.abspath(config_path or "etc/router.conf"), " ".join(PORT_ARGS), CONSOLE_PORT),
+            ]
         lines.append("Console (SSH on 127.0.0.1:%d in %s%s):" % (
             CONSOLE_PORT, self.fw_ns,
             "; user %s, password %s, from %s" % (user, password, config_path) if user else ""))
