@@ -324,6 +324,11 @@ class QuietLogTests(unittest.TestCase):
         pub({"log_namespace": "twisted.conch.ssh.transport.SSHServerTransport",
              "log_level": LogLevel.error, "log_format": "protocol error"})
         pub({"log_namespace": "cbac", "log_level": LogLevel.info, "log_format": "x"})
+        # Twisted 22.4: conch's legacy log.msg in the transport's context
+        pub({"log_namespace": "log_legacy", "log_level": LogLevel.info, "log_format": "kex",
+             "log_system": "CbacServerTransport,0,127.0.0.1", "message": ("kex alg",)})
+        pub({"log_namespace": "log_legacy", "log_level": LogLevel.info, "log_format": "port",
+             "log_system": "-", "message": ("CbacSSHFactory starting on 2222",)})
         self.assertEqual([e["log_format"] for e in seen], ["protocol error", "x"])
         pub.removeObserver(seen.append)
         pub({"log_namespace": "cbac", "log_level": LogLevel.info, "log_format": "y"})

@@ -152,6 +152,17 @@ class MakeRunTests(unittest.TestCase):
         with open(mail) as f:
             self.assertEqual(f.read().count("This is a test mailing"), 2)
 
+        # the daemon's log: logins and logouts IOS style, none of conch's chatter
+        log = self._log(100000)
+        self.assertRegex(log, r"%SSH-5-SSH2_SESSION: SSH2 Session request from 127\.0\.0\.1 \(tty = 2\) "
+                              r"using crypto cipher '\S+', hmac '\S+' Succeeded")
+        self.assertIn("%SSH-5-SSH2_USERAUTH: User 'admin' authentication for SSH2 Session from 127.0.0.1", log)
+        self.assertIn("%SYS-6-LOGOUT: User admin has exited tty session 2(127.0.0.1)", log)
+        for noise in ("moduli", "Got remote error", "disconnected by user", "kex alg", "NEW KEYS",
+                      "channel open", "starting service", "CbacSSHFactory starting on", "twisted.conch"):
+            self.assertNotIn(noise, log)
+        self.assertEqual(log.count("%SSH-5-ENABLED"), 1)
+
         r = self.sh(by_kind["lab shell"].replace("{in,fw,out}", "fw"), stdin="ip netns identify\n")
         self.assertEqual(r.stdout.strip(), "cbac-fw-" + s, r.stderr)
 
@@ -161,6 +172,6 @@ class MakeRunTests(unittest.TestCase):
         self.assertEqual(Lab(s).exists(), [])
         self.assertFalse(os.path.exists(os.path.dirname(mail)))
 
-    def _log(self):
+    def _log(self, n=3000):
         self.out.seek(0)
-        return self.out.read()[-3000:]
+        return self.out.read()[-n:]

@@ -762,15 +762,21 @@ def is_conch_chatter(event) -> bool:
     from twisted.logger import LogLevel
     ns = event.get("log_namespace") or ""
     level = event.get("log_level")
+    if event.get("isError") or event.get("log_failure") is not None:
+        return False
     if not ns.startswith(_CONCH_NAMESPACES):
         if ns != "log_legacy":
             return False
-        # twisted.internet.tcp.Port's legacy "CbacSSHFactory starting on 2222"
+        # legacy log.msg events: conch's own in older Twisted (22.4), logged
+        # in the context of our transport ("CbacServerTransport,0,10.1.1.1",
+        # "SSHChannel session (0) on ... CbacServerTransport,..."), and
+        # twisted.internet.tcp.Port's "CbacSSHFactory starting on 2222"
+        system = str(event.get("log_system") or event.get("system") or "")
+        if "CbacServerTransport" in system:
+            return level is None or level < LogLevel.warn
         fmt = event.get("message") or ()
         text = fmt[0] if fmt and isinstance(fmt[0], str) else ""
         return text.startswith("CbacSSHFactory starting on ")
-    if event.get("isError") or event.get("log_failure") is not None:
-        return False
     return level is None or level < LogLevel.warn
 
 
