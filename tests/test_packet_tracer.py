@@ -292,7 +292,7 @@ class PacketTracerTests(unittest.TestCase):
         self.assertEqual(r.status, 1)
         self.assertIn("Drop-reason: (local-tcp) To the router: TCP port closed (answered with RST)",
                       r.text)
-        r = self.tracer("packet-tracer input Ethernet2/1 icmp 10.10.10.2 8 0 172.22.1.1")
+        r = self.tracer("packet-tracer input e2/1 icmp 10.10.10.2 8 0 172.22.1.1")
         self.assertEqual(r.status, 0, r.text)
         self.assertIn("Subtype: icmp", r.text)
         r = self.tracer("packet-tracer input Ethernet9/9 udp 10.10.10.2 1 172.22.1.1 53")

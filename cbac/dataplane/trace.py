@@ -167,9 +167,12 @@ def packet_tracer(router, in_if, proto, src, sport, dst, dport, detailed=False, 
 
 
 def _interface(router, name):
-    for n, ri in router.interfaces.items():
-        if n.lower() == name.lower():
-            return ri
+    """The interface ``name`` (IOS abbreviations allowed: e2/0, Eth2/0)."""
+    from cbac.config.parser import normalize_interface
+    for cand in (name, normalize_interface(name)):
+        for n, ri in router.interfaces.items():
+            if n.lower() == cand.lower():
+                return ri
     return None
 
 
