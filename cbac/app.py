@@ -576,7 +576,7 @@ def _add_metrics(appliance, reactor, top):
 
 class _QuietConch(service.Service):
     """conch's per-connection chatter leaves twistd's log (``debug ip ssh``
-    shows it again); logins and logouts are logged IOS style.  Started
+    shows it as debug lines); logins and logouts are logged IOS style.  Started
     first: twistd has begun logging when services start."""
 
     def __init__(self, appliance):

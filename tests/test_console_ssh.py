@@ -309,10 +309,15 @@ class QuietLogTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_debug_ip_ssh_shows_conch(self):
         self._filter()
+        globalLogPublisher.addObserver(cssh.ssh_debug_forwarder)
+        self.addCleanup(globalLogPublisher.removeObserver, cssh.ssh_debug_forwarder)
         cssh.ios.debugging.set("ip ssh", True)
         out, err, code = yield self.ssh("admin", "show version")
         self.assertEqual(code, 0, err)
-        self.assertTrue(any("starting service" in l for l in self.lines()), self.lines())
+        debug = [e["ios_message"] for e in self.logfile if e.get("ios_debug") == "ip ssh"]
+        self.assertTrue(any(l.startswith("SSH: starting service") for l in debug), self.lines())
+        # conch's own events still do not pass the filter: the debug lines do
+        self.assertFalse([e for e in self.logfile if (e.get("log_namespace") or "").startswith("twisted.conch")])
 
     def test_wrapper_removable_and_keeps_errors(self):
         from twisted.logger import LogLevel, LogPublisher

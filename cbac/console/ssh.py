@@ -782,14 +782,15 @@ def is_conch_chatter(event) -> bool:
 
 class ConchLogFilter:
     """Wraps a log observer (twistd's log file) so that conch's chatter is
-    dropped unless ``debug ip ssh`` is on.  Compares equal to the wrapped
-    observer, so ``removeObserver(original)`` still removes it."""
+    dropped (``debug ip ssh`` brings it back as debug lines, see
+    :func:`ssh_debug_forwarder`).  Compares equal to the wrapped observer,
+    so ``removeObserver(original)`` still removes it."""
 
     def __init__(self, observer):
         self.observer = observer
 
     def __call__(self, event):
-        if is_conch_chatter(event) and not ios.debugging.on("ip ssh"):
+        if is_conch_chatter(event):
             return
         self.observer(event)
 
@@ -800,6 +801,20 @@ class ConchLogFilter:
 
     def __hash__(self):
         return hash(self.observer)
+
+
+def ssh_debug_forwarder(event):
+    """A log observer: under ``debug ip ssh`` conch's chatter becomes IOS
+    debug lines (``SSH: ...``), which reach twistd's log, ``terminal
+    monitor`` sessions and the logging buffer like every ``debug``."""
+    if not ios.debugging.on("ip ssh") or not is_conch_chatter(event):
+        return
+    from twisted.logger import formatEvent
+    try:
+        text = formatEvent(event)
+    except Exception:      # noqa: BLE001 - never break logging
+        return
+    ios.debugging.line("ip ssh", "SSH: " + " ".join(text.split()))
 
 
 def quiet_conch_log(publisher=None, keep=()):
@@ -813,9 +828,11 @@ def quiet_conch_log(publisher=None, keep=()):
     if obs is None:
         return
     for i, o in enumerate(obs):
-        if isinstance(o, ConchLogFilter) or any(o is k for k in keep):
+        if isinstance(o, ConchLogFilter) or o is ssh_debug_forwarder or any(o is k for k in keep):
             continue
         obs[i] = ConchLogFilter(o)
+    if ssh_debug_forwarder not in obs:
+        publisher.addObserver(ssh_debug_forwarder)
 
 
 # ---------------------------------------------------------------------------
