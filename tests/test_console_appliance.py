@@ -162,6 +162,10 @@ class SmokeTests(unittest.TestCase):
         self.assertIn("Ethernet2/0 is up", self.run_cmd("show interfaces Ethernet2/0").text)
         self.assertIn("Incoming ssh debugging is on", self.run_cmd("debug ip ssh").text)
 
+    def test_bad_filter_regex(self):
+        r = self.run_cmd("show version | include [")
+        self.assertEqual((r.status, r.text), (1, "% Invalid regular expression: ["))
+
     def test_unknown_inspect_name_fails(self):
         r = self.run_cmd("show ip inspect name FOO")
         self.assertEqual(r.status, 1)

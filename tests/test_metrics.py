@@ -2,10 +2,6 @@
 with a real HTTP client (twisted.web.client.Agent; curl in the lab) and
 parsed with prometheus_client's text parser."""
 
-import os
-import subprocess
-import sys
-
 from prometheus_client.parser import text_string_to_metric_families
 from scapy.all import IP, TCP, Ether, raw
 from twisted.internet import defer, error, reactor

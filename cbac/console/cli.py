@@ -491,7 +491,7 @@ def run_line(tree: CommandTree, ctx: Context, line: str, prompt_len: int = 0,
         try:
             re.compile(p.pipe[1])
         except re.error:
-            return defer.succeed(Result("% Invalid regular expression: %s" % p.pipe[1], 1))
+            return defer.succeed(Result("%% Invalid regular expression: %s" % p.pipe[1], 1))
     d = defer.maybeDeferred(p.node.handler, ctx, p.args)
 
     def done(r):

@@ -24,7 +24,6 @@ interfaces``, ``show processes cpu``): ``acl-in``, ``nat``, ``no-route``...
 from __future__ import annotations
 
 from cbac.dataplane.arp import mac_dotted
-from cbac.nat import DROP as NAT_DROP  # noqa: F401  (the router's verdict name)
 from cbac.packet import build
 from cbac.packet.errors import MalformedPacket
 from cbac.packet.view import ETH_P_IP, PROTO_ICMP, PROTO_TCP, PROTO_UDP, ip_str, parse_frame
@@ -291,7 +290,7 @@ class _Tracer:
 
     # -- an existing session -------------------------------------------------
     def existing(self, p, s, d):
-        r, pkt = self.r, self.pkt
+        pkt = self.pkt
         side = "initiator" if d == 0 else "responder"
         p.info.append("found session %s %s %s %s (from the %s)" % (
             s.hexid, s.protocol, s.flow_text(), getattr(s, "sis", ""), side))
@@ -456,7 +455,7 @@ class _Tracer:
 
     # -- the router itself --------------------------------------------------------------------
     def local(self):
-        r, pkt, ri = self.r, self.pkt, self.ri
+        r, pkt = self.r, self.pkt
         p = self.t.phase("LOCAL", "to the router")
         self.note_packet(p)
         if pkt.proto == PROTO_ICMP and pkt.icmp_type == 8:
@@ -803,6 +802,11 @@ def _would_refuse(sessions, pkt, c_in) -> str:
         until = sessions._blocked.get(host)
         if until is not None and now < until:
             return "new TCP connections to %s are blocked (max-incomplete host)" % ip_str(host)
+        half = len(sessions._host_half.get(host) or ())
+        if half >= g.tcp_max_incomplete_host and g.tcp_block_time > 0:
+            return ("%s has %d half-open connections (max-incomplete host %d): it would be "
+                    "blocked for %d minutes" % (ip_str(host), half, g.tcp_max_incomplete_host,
+                                                g.tcp_block_time))
     if len(sessions.sessions) >= sessions.model.session_limit and not sessions._half:
         return "the session table is full (%d)" % sessions.model.session_limit
     return ""
