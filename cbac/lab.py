@@ -498,6 +498,12 @@ class Lab:
             "  ip netns exec %s ssh -p %d %s@127.0.0.1" % (self.fw_ns, CONSOLE_PORT, user or "admin"),
             "  ip netns exec %s ssh -p %d %s@127.0.0.1 show ip inspect sessions"
             % (self.fw_ns, CONSOLE_PORT, user or "admin"),
+        ]
+        metrics = _metrics_urls(config_path) if config_path else []
+        if metrics:
+            lines.append("Metrics (cbac metrics listen):")
+            lines += ["  ip netns exec %s curl -s %s" % (self.fw_ns, url) for url in metrics]
+        lines += [
             "Shell in a namespace:",
             "  %s shell %s {in,fw,out}" % (lab, self.suffix),
             "Remove:",
@@ -520,6 +526,22 @@ def _smtp_rules(config_path):
 def esmtp_variant(config_text):
     """The configuration with every ``ip inspect name X smtp`` as ``esmtp``."""
     return re.sub(r"(?m)^(\s*ip inspect name \S+) smtp\b", r"\1 esmtp", config_text)
+
+
+def _metrics_urls(config_path):
+    """``http://ADDR:PORT/metrics`` of the configuration's ``cbac metrics
+    listen`` lines."""
+    try:
+        from cbac.config.parser import parse_file
+        model, _ = parse_file(config_path)
+    except Exception:  # noqa: BLE001 - only a hint
+        return []
+    out = []
+    for desc in getattr(model, "metrics_listen", []):
+        m = re.fullmatch(r"tcp:(\d+):interface=([0-9.]+)", desc)
+        if m:
+            out.append("http://%s:%s/metrics" % (m.group(2), m.group(1)))
+    return out
 
 
 def _console_login(config_path):
