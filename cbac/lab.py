@@ -646,6 +646,9 @@ def main(argv=None):
     p_run.add_argument("-c", "--config", default="etc/router.conf")
     p_run.add_argument("--suffix")
     p_run.add_argument("--no-gro", action="store_true")
+    p_run.add_argument("--state-dir", default="lab-state",
+                       help="cbac's state directory (SSH host key), kept between runs so the "
+                            "host key stays the same (default: ./lab-state)")
     p_run.add_argument("--no-demo", action="store_true",
                        help="do not start the demo servers (mail inside, web and FTP outside)")
     p_run.add_argument("extra", nargs="*", help="more cbac plugin options (after --)")
@@ -721,7 +724,10 @@ def main(argv=None):
             return 1
         # The console on 127.0.0.1 inside the fw namespace (docs/lab.md),
         # besides the router's interface addresses (in-band).
-        extra = ["--listen", "tcp:%d:interface=127.0.0.1" % CONSOLE_PORT] + list(args.extra)
+        # Its own state directory (not an installed appliance's /var/lib/cbac),
+        # kept between runs: the host key, and so known_hosts, stay valid.
+        extra = ["--listen", "tcp:%d:interface=127.0.0.1" % CONSOLE_PORT,
+                 "--state-dir", os.path.abspath(args.state_dir)] + list(args.extra)
         print(lab.describe(config, workdir))
         print("\nStarting cbac in %s (Ctrl-C stops it and removes the lab) ...\n" % lab.fw_ns, flush=True)
         proc = lab.spawn_cbac(config, extra, start_new_session=True)

@@ -37,7 +37,7 @@ class MakeRunTests(unittest.TestCase):
         self.addCleanup(self.err.close)
         self.p = subprocess.Popen(
             [sys.executable, "-m", "cbac.lab", "run", "-c", "etc/router.conf", "--suffix", self.suffix,
-             "--", "--state-dir", os.path.join(self.tmp, "state")],
+             "--state-dir", os.path.join(self.tmp, "state")],
             cwd=HERE, stdout=self.out, stderr=self.err, start_new_session=True,
             env=dict(os.environ, PYTHONPATH=HERE))
         self.addCleanup(self._stop)
@@ -158,6 +158,7 @@ class MakeRunTests(unittest.TestCase):
                               r"using crypto cipher '\S+', hmac '\S+' Succeeded")
         self.assertIn("%SSH-5-SSH2_USERAUTH: User 'admin' authentication for SSH2 Session from 127.0.0.1", log)
         self.assertIn("%SYS-6-LOGOUT: User admin has exited tty session 2(127.0.0.1)", log)
+        self.assertTrue(os.path.exists(os.path.join(self.tmp, "state", "ssh_host_ed25519_key")))
         for noise in ("moduli", "Got remote error", "disconnected by user", "kex alg", "NEW KEYS",
                       "channel open", "starting service", "CbacSSHFactory starting on", "twisted.conch"):
             self.assertNotIn(noise, log)
