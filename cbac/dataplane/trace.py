@@ -101,10 +101,9 @@ class Trace:
             out += _if_status("output", self.out_if, router)
         out.append("Action: %s" % self.action)
         if self.drop_reason:
-            out.append("Drop-reason: (%s) %s" % (
-                self.drop_reason, DROP_TEXT.get(self.drop_reason.split("-")[0]
-                                                if self.drop_reason.startswith("malformed")
-                                                else self.drop_reason, "")))
+            r = self.drop_reason
+            text = DROP_TEXT.get(r) or (DROP_TEXT["malformed"] if r.startswith("malformed") else "")
+            out.append(("Drop-reason: (%s) %s" % (r, text)).rstrip())
         return "\n".join(out)
 
 
