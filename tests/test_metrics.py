@@ -39,6 +39,12 @@ class ConfigTests(unittest.TestCase):
                             "no cbac metrics listen tcp:9108:interface=127.0.0.1\n")
         self.assertEqual(m.metrics_listen, [])
 
+    def test_router_address_warned(self):
+        from cbac.config.check import check
+        m, _ = parse_config("interface Ethernet2/1\n ip address 10.10.10.1 255.255.255.0\n"
+                            "cbac metrics listen tcp:9108:interface=10.10.10.1\n")
+        self.assertIn("router interface address", " ".join(d.message for d in check(m)))
+
     def test_off_by_default_and_fail_closed(self):
         m, _ = parse_config("hostname r\n")
         self.assertEqual(m.metrics_listen, [])
