@@ -245,12 +245,26 @@ class Appliance:
             self.router.arp.clear()
             return ""
         if what == "counters":
-            for ri in self.router.interfaces.values():
+            r = self.router
+            if arg is not None:             # clear counters IFNAME
+                from cbac.config.parser import normalize_interface
+                ri = r.interfaces.get(normalize_interface(arg))
+                if ri is None:
+                    return False, "% Invalid interface " + arg
+                for reason, n in ri.drops.items():
+                    r.drops[reason] = max(0, r.drops.get(reason, 0) - n)
                 ri.port.counters.reset()
                 ri.drops.clear()
-            self.router.drops.clear()
-            self.router.arp.dropped = 0
-            self.router.counters_cleared = self.clock.seconds()
+                r.counters_cleared_if = dict(getattr(r, "counters_cleared_if", {}),
+                                             **{ri.name: self.clock.seconds()})
+                return ""
+            for ri in r.interfaces.values():
+                ri.port.counters.reset()
+                ri.drops.clear()
+            r.drops.clear()
+            r.arp.dropped = 0
+            r.counters_cleared = self.clock.seconds()
+            r.counters_cleared_if = {}
             return ""
         if what == "ip inspect statistics":
             if self.sessions:

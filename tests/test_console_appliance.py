@@ -65,6 +65,7 @@ def commands(tree):
 ARGS = {
     "show ip inspect name WORD": ["OUT-IN"],
     "show interfaces LINE": ["Ethernet2/0"],
+    "clear counters LINE": ["Ethernet2/0"],
     "show access-lists WORD": ["101"],
     "show ip access-lists WORD": ["101"],
     "clear access-list counters WORD": ["101"],
@@ -212,6 +213,13 @@ class SmokeTests(unittest.TestCase):
         self.assertIn('Last clearing of "show interface" counters never', text)
         stats = self.run_cmd("show ip inspect statistics").text
         self.assertRegex(stats, r"Packets dropped:\n(.*\n)*\s+syn-with-data\s+1")
+        self.run_cmd("clear counters e2/1")          # the other interface: acl-in stays
+        self.assertRegex(self.run_cmd("show interfaces Ethernet2/0").text, r"acl-in\s+1\n")
+        self.assertIn('counters 00:00:00', self.run_cmd("show interfaces Ethernet2/1").text)
+        self.assertEqual(self.run_cmd("clear counters Serial9/9").status, 1)
+        self.run_cmd("clear counters Ethernet2/0")
+        self.assertNotIn("acl-in", self.run_cmd("show interfaces Ethernet2/0").text)
+        self.assertEqual(self.app.router.drops.get("acl-in", 0), 0)
         self.run_cmd("clear counters")
         text = self.run_cmd("show interfaces").text
         self.assertNotIn("acl-in", text)

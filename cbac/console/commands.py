@@ -249,9 +249,12 @@ def _configure_replace(force):
     return h
 
 
-def _cleared(ctx, text):
-    ios.message("CLEAR", 5, "COUNTERS", "Clear counter on all interfaces by %s on %s (%s)"
-                % (ctx.user, ctx.line, ctx.peer or "exec"))
+def _cleared(ctx, text, interface=None):
+    if isinstance(text, tuple) and not text[0]:
+        return text
+    ios.message("CLEAR", 5, "COUNTERS", "Clear counter on %s by %s on %s (%s)"
+                % ("interface " + interface if interface else "all interfaces",
+                   ctx.user, ctx.line, ctx.peer or "exec"))
     return text
 
 
@@ -345,6 +348,10 @@ COMMANDS = [
     ("clear zone-pair WORD inspect sessions",
      lambda c, a: c.app.clear("zone-pair inspect sessions", a[0]), "Zone-pair name", _P15, False),
     ("clear arp-cache", lambda c, a: c.app.clear("arp-cache"), "Clear the entire ARP cache", _P15, False),
+    ("clear counters LINE", _confirmed('Clear "show interface" counters on this interface [confirm]',
+                                       lambda c, a: _cleared(c, c.app.clear("counters", "".join(a[0].split())),
+                                                             a[0])),
+     "Interface name, e.g. Ethernet2/0", _P15, False),
     ("clear counters", _confirmed('Clear "show interface" counters on all interfaces [confirm]',
                                   lambda c, a: _cleared(c, c.app.clear("counters"))),
      "Clear counters on one or all interfaces", _P15, False),

@@ -62,7 +62,7 @@ def show_interfaces(router, name=None, clock=None) -> str:
             "  Encapsulation ARPA, loopback not set",
             "  ARP type: ARPA, ARP Timeout %s" % _hms(ri.arp_timeout),
             "  Device %s" % getattr(ri.port, "device", "?"),
-            "  Last clearing of \"show interface\" counters %s" % _last_cleared(router, clock),
+            "  Last clearing of \"show interface\" counters %s" % _last_cleared(router, clock, ri.name),
             "  Input queue: 0/75/%d/0 (size/max/drops/flushes); Total output drops: %d" % (
                 c.rx_dropped, c.tx_dropped),
             "  Queueing strategy: fifo",
@@ -91,8 +91,10 @@ def show_interfaces(router, name=None, clock=None) -> str:
     return "\n".join(out)
 
 
-def _last_cleared(router, clock) -> str:
-    t = getattr(router, "counters_cleared", None)
+def _last_cleared(router, clock, name=None) -> str:
+    t = getattr(router, "counters_cleared_if", {}).get(name)
+    if t is None:
+        t = getattr(router, "counters_cleared", None)
     if t is None or clock is None:
         return "never"
     return _hms(clock.seconds() - t)
