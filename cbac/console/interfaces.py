@@ -89,7 +89,8 @@ class IConsoleAppliance(Interface):
     def clear(what, arg=None):
         """``clear WHAT``: "access-list counters" (arg: ACL or None),
         "ip nat translation", "ip nat statistics", "ip inspect sessions",
-        "ip inspect statistics", "arp-cache", "counters", "logging"."""
+        "ip inspect statistics", "arp-cache", "counters" (arg: an interface or
+        None), "logging".  An unknown interface: ``(False, "% ...")``."""
 
     def debug(category, on):
         """``[no] debug ...``: an ``ip inspect`` category, "ip nat", "ip packet"
