@@ -298,6 +298,14 @@ class PacketTracerTests(unittest.TestCase):
         r = self.tracer("packet-tracer input Ethernet9/9 udp 10.10.10.2 1 172.22.1.1 53")
         self.assertEqual((r.status, r.text), (1, "% Invalid interface: Ethernet9/9"))
 
+    def test_port_keywords(self):
+        a = self.tracer("packet-tracer input Ethernet2/0 tcp 172.22.1.1 40000 172.22.1.16 smtp")
+        self.assertEqual((a.status, a.text), (0, SMTP_IN))
+        r = self.tracer("packet-tracer input Ethernet2/0 tcp 172.22.1.1 40000 172.22.1.16 nosuch")
+        self.assertEqual((r.status, r.text), (1, "% Invalid tcp port: nosuch"))
+        r = self.tracer("packet-tracer input Ethernet2/0 udp 172.22.1.1 70000 172.22.1.16 53")
+        self.assertEqual((r.status, r.text), (1, "% Invalid udp port: 70000"))
+
     def test_privileged_only(self):
         ctx = Context(self.app, "oper", 1, "127.0.0.1")
         out = []

@@ -95,12 +95,12 @@ KEYWORD_HELP = {
     "packet-tracer input WORD tcp A.B.C.D": "Source address",
     "packet-tracer input WORD udp A.B.C.D": "Source address",
     "packet-tracer input WORD icmp A.B.C.D": "Source address",
-    "packet-tracer input WORD tcp A.B.C.D <0-65535>": "Source port",
-    "packet-tracer input WORD udp A.B.C.D <0-65535>": "Source port",
+    "packet-tracer input WORD tcp A.B.C.D WORD": "Source port (number or keyword)",
+    "packet-tracer input WORD udp A.B.C.D WORD": "Source port (number or keyword)",
     "packet-tracer input WORD icmp A.B.C.D <0-255>": "ICMP type",
     "packet-tracer input WORD icmp A.B.C.D <0-255> <0-255>": "ICMP code",
-    "packet-tracer input WORD tcp A.B.C.D <0-65535> A.B.C.D": "Destination address",
-    "packet-tracer input WORD udp A.B.C.D <0-65535> A.B.C.D": "Destination address",
+    "packet-tracer input WORD tcp A.B.C.D WORD A.B.C.D": "Destination address",
+    "packet-tracer input WORD udp A.B.C.D WORD A.B.C.D": "Destination address",
     "reload": "Re-read the configuration (cbac has no cold restart)",
 }
 
@@ -258,13 +258,23 @@ def _cleared(ctx, text, interface=None):
     return text
 
 
+def _port(proto, word):
+    """A port number or an IOS port keyword (``smtp``, ``www``, ``domain``)."""
+    from cbac.config import names
+    return names.port_number(proto, word)
+
+
 def _packet_tracer(proto, detailed):
     def h(c, a):
-        in_if, src, sport, dst, dport = a
         if proto == "icmp":       # icmp SRC TYPE CODE DST
             in_if, src, itype, code, dst = a
             return c.app.packet_tracer(in_if, "icmp", src, itype, dst, code, detailed=detailed)
-        return c.app.packet_tracer(in_if, proto, src, sport, dst, dport, detailed=detailed)
+        in_if, src, sport, dst, dport = a
+        ports = [_port(proto, str(p)) for p in (sport, dport)]
+        for word, n in zip((sport, dport), ports):
+            if n is None:
+                return Result("%% Invalid %s port: %s" % (proto, word), 1)
+        return c.app.packet_tracer(in_if, proto, src, ports[0], dst, ports[1], detailed=detailed)
     return h
 
 
@@ -387,9 +397,10 @@ COMMANDS = [
 
 for _p in ("tcp", "udp"):
     for _d in (False, True):
-        COMMANDS.append(("packet-tracer input WORD %s A.B.C.D <0-65535> A.B.C.D <0-65535>%s"
+        COMMANDS.append(("packet-tracer input WORD %s A.B.C.D WORD A.B.C.D WORD%s"
                          % (_p, " detailed" if _d else ""), _packet_tracer(_p, _d),
-                         "Dump detailed information" if _d else "Destination port", _P15, True))
+                         "Dump detailed information" if _d else "Destination port (number or keyword, "
+                         "e.g. 25 or smtp)", _P15, True))
 for _d in (False, True):
     COMMANDS.append(("packet-tracer input WORD icmp A.B.C.D <0-255> <0-255> A.B.C.D%s"
                      % (" detailed" if _d else ""), _packet_tracer("icmp", _d),
