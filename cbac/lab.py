@@ -336,6 +336,9 @@ class Lab:
             try:
                 r = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
                 pids = [int(x) for x in r.stdout.split() if x.isdigit()] if r.returncode == 0 else []
+                # "ip netns exec NS ..." not yet inside NS (it would enter it
+                # after it is gone and run on, detached)
+                pids += [p for p in _entering(ns) if p not in pids]
                 for pid in pids:
                     _kill(pid, signal.SIGTERM)
                 deadline = time.monotonic() + 2.0
@@ -579,6 +582,25 @@ def _alive(pid):
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def _entering(ns):
+    """Pids of ``ip netns exec NS ...`` processes that have not exec'd yet."""
+    out = []
+    want = ["ip", "netns", "exec", ns]
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if [a.decode(errors="replace") for a in argv[:4]] == want or (
+                len(argv) > 0 and argv[0].endswith(b"/ip") and
+                [a.decode(errors="replace") for a in argv[1:4]] == want[1:]):
+            out.append(int(d))
+    return out
 
 
 def _kill(pid, sig):
