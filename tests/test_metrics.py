@@ -60,6 +60,7 @@ class EndpointTests(unittest.TestCase):
         self.app, self.ports, _ = real_appliance(self)
         self.app.model.metrics_listen = ["tcp:0:interface=127.0.0.1"]
         self.svc = MetricsService(self.app, reactor)
+        self.svc.resource.min_interval = 0
         self.svc.startService()
         self.addCleanup(self.svc.stopService)
         self.app.on_apply.append(self.svc.configure)
@@ -110,6 +111,19 @@ class EndpointTests(unittest.TestCase):
         fams = families(text)
         self.assertEqual(value(fams, "cbac_interface_drops_total", interface="Ethernet2/0", reason="acl-in"), 1)
         self.assertEqual(value(fams, "cbac_acl_implicit_deny_total", acl="101"), 1)
+
+    @defer.inlineCallbacks
+    def test_answer_reused_for_min_interval(self):
+        self.svc.resource.min_interval = 60
+        resp, first = yield self.get()
+        self.ports["Ethernet2/1"].inject(bytearray(raw(Ether(src=H_IN, dst=R_IN) / IP(
+            src="10.10.10.3", dst="172.22.1.1") / TCP(sport=1, dport=80, flags="S"))))
+        resp, second = yield self.get()
+        self.assertEqual(first, second)
+        self.svc.resource.min_interval = 0
+        resp, third = yield self.get()
+        self.assertEqual(value(families(third), "cbac_interface_receive_packets_total",
+                               interface="Ethernet2/1"), 2)
 
     @defer.inlineCallbacks
     def test_other_paths_404(self):
