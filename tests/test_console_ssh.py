@@ -319,6 +319,15 @@ class QuietLogTests(unittest.TestCase):
         # conch's own events still do not pass the filter: the debug lines do
         self.assertFalse([e for e in self.logfile if (e.get("log_namespace") or "").startswith("twisted.conch")])
 
+    def test_key_exchanges(self):
+        from twisted.internet.address import IPv4Address
+        t = self.svc.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5555))
+        kex = t.supportedKeyExchanges
+        self.assertIn(b"curve25519-sha256", kex)
+        self.assertFalse([k for k in kex if k.endswith(b"-sha1")], kex)
+        if not self.svc.factory.getPrimes():
+            self.assertFalse([k for k in kex if b"group-exchange" in k], kex)
+
     def test_wrapper_removable_and_keeps_errors(self):
         from twisted.logger import LogLevel, LogPublisher
         seen = []

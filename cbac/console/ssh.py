@@ -862,10 +862,13 @@ class CbacSSHFactory(factory.SSHFactory):
 
     def buildProtocol(self, addr):
         """conch's SSHFactory.buildProtocol, without its "cannot find
-        moduli file" message at every connection: with no moduli file
-        (``/etc/ssh/moduli``, from openssh-server) the key exchanges are
-        the fixed-group ones by choice (curve25519-sha256, ecdh-sha2-*,
-        diffie-hellman-group14/16/18), not the group-exchange ones."""
+        moduli file" message at every connection.  Key exchanges by choice:
+        never SHA-1 ones (RFC 9142: diffie-hellman-group14-sha1,
+        diffie-hellman-group-exchange-sha1); diffie-hellman-group-exchange-
+        sha256 only with a moduli file (``/etc/ssh/moduli``, from
+        openssh-server); the rest are conch's (curve25519-sha256,
+        ecdh-sha2-nistp256/384/521, and mlkem768x25519-sha256 in newer
+        Twisted)."""
         host = getattr(addr, "host", "")
         if not self.console.permits(host):
             _log.info("vty access-class refused SSH connection from {host}", host=host)
@@ -877,9 +880,11 @@ class CbacSSHFactory(factory.SSHFactory):
                 k.supportedSignatureAlgorithms() for k in self.privateKeys.values()))
         except AttributeError:      # older Twisted
             t.supportedPublicKeys = list(self.privateKeys.keys())
-        if not self.getPrimes():
-            t.supportedKeyExchanges = [k for k in t.supportedKeyExchanges
-                                       if not k.startswith(b"diffie-hellman-group-exchange-")]
+        primes = self.getPrimes()
+        t.supportedKeyExchanges = [
+            k for k in t.supportedKeyExchanges
+            if not k.endswith(b"-sha1")
+            and (primes or not k.startswith(b"diffie-hellman-group-exchange-"))]
         return t
 
 
