@@ -312,3 +312,25 @@ class PacketTracerTests(unittest.TestCase):
         run_line(build_tree(), ctx, "packet-tracer input Ethernet2/0 tcp 1.1.1.1 1 2.2.2.2 2").addCallback(
             out.append)
         self.assertIn("Invalid input", out[0].text)
+
+    def test_frames_the_normaliser_drops(self):
+        """cbac-replay --trace's path: an ACK without a session on inspected
+        traffic and a frame with a bad TCP checksum, as the router then
+        counts them."""
+        from cbac.dataplane.trace import trace_frame
+        ack = Ether(src=H_IN, dst=R_IN) / IP(src="10.10.10.2", dst="172.22.1.1") / TCP(
+            sport=41000, dport=80, flags="A", seq=5, ack=7)
+        before = state(self.app)
+        t = trace_frame(self.app.router, "Ethernet2/1", bytearray(raw(ack)))
+        self.assertEqual(state(self.app), before)
+        text = t.render(self.app.router)
+        self.assertIn("Drop-reason: (inspect-no-session) TCP segment without a session (not a SYN) "
+                      "on inspected traffic", text)
+        self.pin.inject(bytearray(raw(ack)))
+        self.assertEqual(self.app.router.drops["inspect-no-session"], 1)
+        bad = bytearray(raw(ack))
+        bad[-3] ^= 0xFF                                # inside the TCP checksum
+        t = trace_frame(self.app.router, "Ethernet2/1", bad)
+        self.assertEqual(t.drop_reason, "bad-l4-checksum")
+        self.pin.inject(bad)
+        self.assertEqual(self.app.router.drops["bad-l4-checksum"], 1)

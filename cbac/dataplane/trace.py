@@ -37,6 +37,8 @@ DROP_TEXT = {
     "nat": "No NAT translation possible for the flow",
     "no-route": "No route to host",
     "inspect-refused": "Inspection refused to create a session",
+    "inspect-no-session": "TCP segment without a session (not a SYN) on inspected traffic",
+    "bad-l4-checksum": "Bad TCP/UDP/ICMP checksum",
     "ttl-exceeded": "TTL exceeded",
     "interface-down": "Input interface is down",
     "local": "To the router: no service for this packet",
@@ -67,6 +69,7 @@ class Trace:
         self.phases: list[Phase] = []
         self.action = "allow"
         self.drop_reason = None
+        self.drop_reason_pending = None
         self.detailed = detailed
 
     def phase(self, type_, subtype="", result="ALLOW") -> Phase:
@@ -202,6 +205,22 @@ def trace_frame(router, in_if, frame, detailed=False) -> Trace:
         p = t.phase("DECODE", "", "DROP")
         p.info.append("malformed packet: %s" % e.reason)
         return t.drop("malformed-" + e.reason)
+    from cbac.packet import checksum as ck
+    if not ck.ip_checksum_ok(frame, pkt.l3, pkt.ihl):
+        p = t.phase("DECODE", "", "DROP")
+        p.info.append("bad IPv4 header checksum")
+        return t.drop("malformed-ip-checksum")
+    if (pkt.frag or pkt.mf) and getattr(router, "reassembly", None) is not None:
+        p = t.phase("VIRTUAL-REASSEMBLY")
+        p.info.append("a fragment (offset %d%s): held until its datagram is complete; the whole "
+                      "datagram then takes the path a packet-tracer of it shows" % (
+                          pkt.frag * 8, ", more fragments" if pkt.mf else ""))
+        return t
+    if not (pkt.frag or pkt.mf) and not ck.l4_checksum_ok(pkt):
+        p = t.phase("DECODE", "", "DROP")
+        p.info.append("bad %s checksum: no state from a damaged packet"
+                      % PROTO_NAMES.get(pkt.proto, "L4"))
+        return t.drop("bad-l4-checksum")
     pkt.in_port = ri
     if pkt.dst == 0xFFFFFFFF or (pkt.dst >> 28) == 0xE:
         p = t.phase("DECODE", "", "DROP")
@@ -283,7 +302,7 @@ class _Tracer:
             return self.t.drop("acl-out")
         # 8. inspection
         if sessions is not None and not self.inspect(out, pinhole, translation):
-            return self.t.drop("inspect-refused")
+            return self.t.drop(getattr(self.t, "drop_reason_pending", None) or "inspect-refused")
         # 9. egress
         self.egress(out, nh)
 
@@ -491,6 +510,12 @@ class _Tracer:
         p = self.t.phase("INSPECT", proto_name or "")
         self.note_packet(p)
         if rule is not None and pinhole is None and not _starts_session(pkt):
+            if pkt.proto == PROTO_TCP and getattr(r.model.inspect, "tcp_no_session", "drop") != "forward":
+                p.result = "DROP"
+                p.info.append("inspection rule %s covers this TCP segment, which has no session "
+                              "and is not a SYN: dropped (cbac inspect tcp no-session drop)" % rule)
+                self.t.drop_reason_pending = "inspect-no-session"
+                return False
             p.info.append("inspection rule %s applies, but only a TCP SYN, a UDP datagram or an "
                           "ICMP request opens a session: forwarded as it is" % rule)
             return True
