@@ -120,7 +120,7 @@ Config:
 ip nat inside source list 1 interface Ethernet2/0 overload
 access-list 1 permit 10.10.10.0 0.0.0.255
 Additional Information:
-translate tcp 10.10.10.3/40000 -> 172.22.1.1/80 to tcp 172.22.1.16/40001 -> 172.22.1.1/80
+translate tcp 10.10.10.3/40000 -> 172.22.1.1/80 to tcp 172.22.1.16/1024 -> 172.22.1.1/80
 
 Phase: 5
 Type: ACCESS-LIST
@@ -194,7 +194,9 @@ def state(app):
     return copy.deepcopy({
         "acls": acls,
         "nat": (sorted(map(repr, nat.flows_in)), sorted(map(repr, nat.flows_out)), len(nat.entries),
-                dict(nat.ports), dict(nat.cursors), dict(nat.pat_by_local), nat.hits, nat.misses,
+                dict(nat.ports), dict(nat.pat_by_local), nat.hits, nat.misses,
+                sorted((k, bytes(m.used), list(m.free), list(m.cursor))
+                       for k, m in getattr(nat, "portmaps", {}).items()),
                 [(x.refcount, x.misses, x.allocated, x.cursor) for x in nat.rules]),
         "sessions": (sorted(s.sessions), sorted(s.tcp), sorted(s.udp), sorted(s.icmp),
                      s.stats.drops, s.stats.created, s.stats.peak, len(s._half), s._rate),
@@ -257,7 +259,7 @@ class PacketTracerTests(unittest.TestCase):
         self.assertEqual(state(self.app), before)
         self.syn("in", "10.10.10.3", 40000, "172.22.1.1", 80)
         [f] = [Ether(x) for x, _ in self.pout.sent]
-        self.assertEqual((f[IP].src, f[TCP].sport), ("172.22.1.16", 40001))   # as traced
+        self.assertEqual((f[IP].src, f[TCP].sport), ("172.22.1.16", 1024))   # as traced
 
     def test_refused(self):
         before = state(self.app)

@@ -780,7 +780,27 @@ def predict_outbound(nat, pkt):
 
 
 def _free_port_dry(nat, proto, ig, want, range_of):
-    """``Nat._free_port`` without moving its cursor."""
+    """The port PAT would hand out (``_PortMap.alloc``, or the older
+    ``Nat._free_port``) without taking it or moving a cursor."""
+    portmaps = getattr(nat, "portmaps", None)
+    if portmaps is not None:
+        from cbac.nat.table import PORT_RANGES, _PortMap
+        m = portmaps.get((proto, ig))
+        if m is None:           # not made yet: a throwaway one from the port table
+            m = _PortMap(proto, [k[2] for k in nat.ports if k[0] == proto and k[1] == ig])
+        used = m.used
+        if not used[want]:
+            return want
+        r = m._r(want)
+        if m.free[r] <= 0:
+            return None
+        lo, hi = PORT_RANGES[r]
+        lo = max(lo, m.first)
+        c = m.cursor[r]
+        p = used.find(0, c, hi + 1)
+        if p < 0:
+            p = used.find(0, lo, c)
+        return p if p >= 0 else None
     ports = nat.ports
     if (proto, ig, want) not in ports:
         return want
