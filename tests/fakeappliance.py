@@ -69,6 +69,17 @@ class FakeAppliance:
             return False, "% Inspection rule " + name + " is not configured"
         return "INSPECT %s %s" % (what, name or "")
 
+    def show_zone_security(self, name=None):
+        self._call("show_zone_security", name)
+        return "zone self\n  Description: System defined zone"
+
+    def show_zone_pair_security(self):
+        return "Zone-pair name in-out"
+
+    def show_policy_map_zone_pair(self, name=None, sessions=False):
+        self._call("show_policy_map_zone_pair", name, sessions)
+        return "policy exists on zp %s" % (name or "in-out")
+
     def show_access_lists(self, name=None):
         self._call("show_access_lists", name)
         return "Extended IP access list %s\n    10 permit tcp any host 172.22.1.20 eq smtp (5 matches)" \

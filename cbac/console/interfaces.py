@@ -50,6 +50,15 @@ class IConsoleAppliance(Interface):
         "interfaces", "sessions", "sessions detail", "name" (with ``name``),
         "statistics".  An unknown ``name``: ``(False, "% ...")``."""
 
+    def show_zone_security(name=None):
+        """``show zone security [NAME]`` (zone-based policy firewall)"""
+
+    def show_zone_pair_security():
+        """``show zone-pair security``"""
+
+    def show_policy_map_zone_pair(name=None, sessions=False):
+        """``show policy-map type inspect zone-pair [NAME] [sessions]``"""
+
     def show_access_lists(name=None):
         """``show [ip] access-lists [NAME|NUMBER]``"""
 
