@@ -5,38 +5,59 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
-APT_PACKAGES = $(shell sed -e 's/\#.*//' requirements-apt.txt)
+APT_RUN  = $(shell sed -e 's/\#.*//' requirements-apt.txt)
+APT_TEST = $(shell sed -e 's/\#.*//' requirements-apt-test.txt)
 TRIAL_ARGS ?= tests
 
-.PHONY: all deps venv test run check bench clean deb
+.PHONY: all deps deps-run venv venv-run test run check bench clean deb
 
 all: test
 
-# Debian packages the lab, the tests and the benchmarks use.  Only installs
-# what is missing, so it is a no-op on a prepared machine.
-deps:
+# Debian packages (when run as root with apt-get): only the missing ones,
+# so this is a no-op on a prepared machine; apt's progress is shown.
+define apt_install
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  missing=""; for p in $(APT_PACKAGES); do \
-	    dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  missing=""; for p in $(1); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" \
+	      || missing="$$missing $$p"; done; \
 	  if [ -n "$$missing" ]; then \
-	    echo "installing Debian packages:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	      apt-get install -y -q --no-install-recommends $$missing >/dev/null; \
+	    echo "==> installing Debian packages:$$missing"; \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y --no-install-recommends $$missing || exit 1; \
 	  fi; \
 	fi
+endef
+
+# What the lab, the tests, the benchmarks and the package build use.
+deps:
+	$(call apt_install,$(APT_RUN) $(APT_TEST))
+
+# What `make run` uses (no package build tools, no test-only tools).
+deps-run:
+	$(call apt_install,$(APT_RUN))
 
 $(BIN)/python:
+	@echo "==> creating the virtualenv $(VENV)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
 # Flat layout: an editable install only exposes twisted/plugins to twistd
 # with editable_mode=compat (a .pth naming the project directory).
-$(VENV)/.installed: $(BIN)/python setup.py requirements-test.txt
+$(VENV)/.installed: $(BIN)/python setup.py requirements.txt requirements-test.txt
+	@echo "==> installing the Python packages of requirements-test.txt into $(VENV)"
 	$(BIN)/pip install -q -r requirements-test.txt
+	$(BIN)/pip install -q -e . --config-settings editable_mode=compat
+	touch $@ $(VENV)/.installed-run
+
+$(VENV)/.installed-run: $(BIN)/python setup.py requirements.txt
+	@echo "==> installing the Python packages of requirements.txt into $(VENV)"
+	$(BIN)/pip install -r requirements.txt
 	$(BIN)/pip install -q -e . --config-settings editable_mode=compat
 	touch $@
 
 venv: $(VENV)/.installed
+
+venv-run: $(VENV)/.installed-run
 
 test: deps venv
 	$(BIN)/python -m twisted.trial $(TRIAL_ARGS)
@@ -46,7 +67,7 @@ check: venv
 	$(BIN)/twistd -n cbac -c etc/router-zbf.conf --check
 
 # Build the namespace lab and run the firewall on it in the foreground.
-run: deps venv
+run: deps-run venv-run
 	$(BIN)/python -m cbac.lab run -c etc/router.conf
 
 bench: deps venv

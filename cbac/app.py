@@ -16,8 +16,10 @@ import time
 import twisted
 from twisted.application import service
 from twisted.logger import Logger
+from zope.interface import implementer
 
 import cbac
+from cbac.console.interfaces import IConsoleAppliance
 from cbac.dataplane.router import Router
 from cbac.dataplane.routes import render_show_ip_route
 from cbac.log import ios
@@ -38,8 +40,10 @@ def _build_engines(model, clock):
     return acls, nat, sessions
 
 
+@implementer(IConsoleAppliance)
 class Appliance:
-    """Configuration + engines + router, and the console's facade."""
+    """Configuration + engines + router, and the console's facade
+    (:class:`cbac.console.interfaces.IConsoleAppliance`)."""
 
     def __init__(self, model, clock, ports, config_path=None, state_dir=None,
                  engines=True):
@@ -58,6 +62,7 @@ class Appliance:
         self.zones = self.router.zones = ZonePolicy(model, self.acls, clock)
         self.log_observers = None          # cbac.log.observers.LogObservers
         self.inband_addresses = []
+        self.on_apply = []                 # callables(new model) after apply (metrics)
 
     # -- identity and authentication ------------------------------------
 
@@ -143,7 +148,10 @@ class Appliance:
         if what == "interfaces":
             return cshow.show_ip_inspect_interfaces(self.model)
         if what == "name":
-            return cshow.show_ip_inspect_name(self.model, name)
+            text = cshow.show_ip_inspect_name(self.model, name)
+            if name not in self.model.inspect_rules:
+                return False, text.rstrip("\n")
+            return text
         if what == "sessions":
             return self.sessions.show_sessions(detail=False) if self.sessions else ""
         if what == "sessions detail":
@@ -206,6 +214,11 @@ class Appliance:
             return "Syslog logging: enabled\n    Buffer logging: disabled"
         return self.log_observers.show_logging()
 
+    def packet_tracer(self, in_if, proto, src, sport, dst, dport, detailed=False):
+        """``packet-tracer input ...``: (allowed, text); changes nothing."""
+        from cbac.dataplane.trace import packet_tracer
+        return packet_tracer(self.router, in_if, proto, src, sport, dst, dport, detailed=detailed)
+
     def show_processes_cpu(self) -> str:
         from cbac.dataplane.show import show_engine
         return show_engine(self)
@@ -236,10 +249,35 @@ class Appliance:
             self.router.arp.clear()
             return ""
         if what == "counters":
-            for ri in self.router.interfaces.values():
+            r = self.router
+            if arg is not None:             # clear counters IFNAME
+                from cbac.config.parser import normalize_interface
+                ri = r.interfaces.get(normalize_interface(arg))
+                if ri is None:
+                    return False, "% Invalid interface " + arg
+                for reason, n in ri.drops.items():
+                    r.drops[reason] = max(0, r.drops.get(reason, 0) - n)
                 ri.port.counters.reset()
                 ri.drops.clear()
-            self.router.drops.clear()
+                r.counters_cleared_if = dict(getattr(r, "counters_cleared_if", {}),
+                                             **{ri.name: self.clock.seconds()})
+                return ""
+            for ri in r.interfaces.values():
+                ri.port.counters.reset()
+                ri.drops.clear()
+            r.drops.clear()
+            r.arp.dropped = 0
+            r.counters_cleared = self.clock.seconds()
+            r.counters_cleared_if = {}
+            return ""
+        if what == "ip inspect statistics":
+            if self.sessions:
+                self.sessions.stats.clear()
+                self.sessions.stats.peak = len(self.sessions.sessions)
+            return ""
+        if what == "ip nat statistics":
+            if self.nat:
+                self.nat.clear_statistics()
             return ""
         if what == "logging":
             if self.log_observers is not None:
@@ -255,6 +293,7 @@ class Appliance:
         "detailed": "INSPECT detailed", "object-creation": "INSPECT Object Creations",
         "object-deletion": "INSPECT Object Deletions", "ip nat": "IP NAT",
         "ip packet": "IP packet",
+        "ip ssh": "Incoming ssh",
     }
 
     def debug(self, category: str, on: bool) -> str:
@@ -418,6 +457,11 @@ class Appliance:
                 self.log_observers.configure(new)
             except Exception:
                 log.failure("logging configuration failed")
+        for cb in self.on_apply:
+            try:
+                cb(new)
+            except Exception:
+                log.failure("configuration listener failed")
         log.info("configuration applied")
 
     def apply(self, new) -> None:
@@ -529,9 +573,11 @@ def makeApplianceService(model, options):
     claim_ports(bindings, options.get("state-dir"),
                 claim_ports=not options.get("no-claim-ports")).setServiceParent(top)
     _add_link_monitor(ports, reactor, top)
+    _QuietConch(appliance).setServiceParent(top)
     RouterService(appliance, reactor, inband=bool(ports)).setServiceParent(top)
     _add_logging(appliance, model, reactor, top)
     _add_console(appliance, model, options, reactor, top)
+    _add_metrics(appliance, reactor, top)
     _install_sighup(appliance, reactor)
     return top
 
@@ -544,6 +590,28 @@ def _add_link_monitor(ports, reactor, top):
     for port in ports.values():
         monitor.watch(port.device, port.link_event)
     monitor_service(monitor).setServiceParent(top)
+
+
+def _add_metrics(appliance, reactor, top):
+    """The Prometheus endpoint (``cbac metrics listen``; none by default)."""
+    from cbac.metrics import MetricsService
+    svc = MetricsService(appliance, reactor)
+    svc.setServiceParent(top)
+    appliance.on_apply.append(svc.configure)
+
+
+class _QuietConch(service.Service):
+    """conch's per-connection chatter leaves twistd's log (``debug ip ssh``
+    shows it as debug lines); logins and logouts are logged IOS style.  Started
+    first: twistd has begun logging when services start."""
+
+    def __init__(self, appliance):
+        self.appliance = appliance
+
+    def startService(self):
+        service.Service.startService(self)
+        from cbac.console.ssh import quiet_conch_log
+        quiet_conch_log(keep=[self.appliance.log_observers])
 
 
 def _add_logging(appliance, model, reactor, top):
@@ -575,6 +643,24 @@ def _vty_permits(appliance):
     return permits
 
 
+def _acl_permits(appliance):
+    """``login quiet-mode access-class ACL``: does the (standard) ACL permit
+    the source?  An undefined ACL permits nobody (IOS: quiet mode blocks
+    all logins without a quiet-mode ACL)."""
+    from cbac.packet.view import ip_int
+
+    def permits(name: str, source: str) -> bool:
+        acl = appliance.acls.get(name) if appliance.acls is not None else None
+        if acl is None:
+            return False
+        try:
+            addr = ip_int(source)
+        except ValueError:
+            return False
+        return bool(acl.check_fields(6, addr))
+    return permits
+
+
 def _add_console(appliance, model, options, reactor, top):
     from cbac.console.ssh import makeConsoleService
     endpoints = list(options.get("listen", []))
@@ -586,7 +672,8 @@ def _add_console(appliance, model, options, reactor, top):
                 endpoints.append("tcp:%d:interface=%s" % (model.ssh.port, ifm.address.ip))
     state_dir = options.get("state-dir") or "/var/lib/cbac"
     svc = makeConsoleService(appliance, model, state_dir, endpoints, reactor=reactor,
-                             vty_permits=_vty_permits(appliance))
+                             vty_permits=_vty_permits(appliance),
+                             acl_permits=_acl_permits(appliance))
     svc.setServiceParent(top)
 
 

@@ -31,11 +31,13 @@ From the shell: ``python -m cbac.lab {up,down,list,run,shell} ...``
 
 import argparse
 import os
+import re
 import secrets
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 IN_MAC = "02:00:0a:0a:0a:02"
@@ -51,6 +53,7 @@ OUT_HOST_IP = "172.22.1.1"
 OUT_EXTRA_IPS = ("172.22.1.2", "172.22.1.3", "172.22.1.4", "172.22.1.5")
 
 CONSOLE_PORT = 2222
+DEMO_WEB_PORT = 8080
 PORT_ARGS = ("--port", "Ethernet2/1=inside", "--port", "Ethernet2/0=outside")
 
 MODES = ("cbac", "kernel", "bare")
@@ -347,6 +350,9 @@ class Lab:
             try:
                 r = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
                 pids = [int(x) for x in r.stdout.split() if x.isdigit()] if r.returncode == 0 else []
+                # "ip netns exec NS ..." not yet inside NS (it would enter it
+                # after it is gone and run on, detached)
+                pids += [p for p in _entering(ns) if p not in pids]
                 for pid in pids:
                     _kill(pid, signal.SIGTERM)
                 deadline = time.monotonic() + 2.0
@@ -392,8 +398,61 @@ class Lab:
         self._children.append(p)
         return CbacProcess(p, argv)
 
-    def describe(self):
-        """How to use the lab (printed by ``python -m cbac.lab up/run``)."""
+    # --- demo servers --------------------------------------------------------
+
+    def start_demo(self, workdir):
+        """Start the demo servers of ``run`` (logs and files in ``workdir``):
+        a mail server on the inside (aiosmtpd on 10.10.10.25:25, published
+        as 172.22.1.16:25 by the seed's static NAT), a web server
+        (172.22.1.1:8080) and an anonymous FTP server (172.22.1.1:21) on the
+        outside.  They are stopped by :meth:`down`.  Returns when all three
+        accept connections; raises :class:`LabError` if one does not."""
+        web = os.path.join(workdir, "www")
+        ftp = os.path.join(workdir, "ftp")
+        os.makedirs(web, exist_ok=True)
+        os.makedirs(ftp, exist_ok=True)
+        with open(os.path.join(web, "index.html"), "w") as f:
+            f.write("<html><body>Hello from the outside web server %s</body></html>\n" % OUT_HOST_IP)
+        with open(os.path.join(ftp, "hello.txt"), "w") as f:
+            f.write("Hello from the outside FTP server %s\n" % OUT_HOST_IP)
+        py = [sys.executable, "-u"]
+        servers = [
+            ("in", MAIL_IP, 25, "mail.log", py + ["-m", "aiosmtpd", "-n", "-l", "%s:25" % MAIL_IP]),
+            ("out", OUT_HOST_IP, DEMO_WEB_PORT, "web.log",
+             py + ["-m", "http.server", "-b", OUT_HOST_IP, "-d", web, str(DEMO_WEB_PORT)]),
+            ("out", OUT_HOST_IP, 21, "ftp.log", py + ["-m", "pyftpdlib", "-i", OUT_HOST_IP, "-p", "21", "-d", ftp]),
+        ]
+        for ns, host, port, logname, argv in servers:
+            with open(os.path.join(workdir, logname), "ab") as log:
+                self.popen(ns, argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                           start_new_session=True)
+        for ns, host, port, logname, argv in servers:
+            if not self.wait_listening(ns, host, port):
+                raise LabError("demo server %s did not start (see %s)" % (
+                    " ".join(argv[2:]), os.path.join(workdir, logname)))
+
+    def wait_listening(self, ns, host, port, timeout=15.0):
+        """Wait until something in ``ns`` accepts TCP connections on host:port."""
+        script = ("import socket, sys, time\n"
+                  "end = time.monotonic() + %r\n"
+                  "while True:\n"
+                  "    try:\n"
+                  "        socket.create_connection((%r, %d), 1).close(); sys.exit(0)\n"
+                  "    except OSError:\n"
+                  "        if time.monotonic() > end: sys.exit(1)\n"
+                  "        time.sleep(0.1)\n" % (timeout, host, port))
+        try:
+            return self.exec(ns, [sys.executable, "-c", script], timeout=timeout + 10).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
+
+    def describe(self, config_path=None, workdir=None):
+        """How to use the lab (printed by ``python -m cbac.lab up/run``).
+        With ``workdir`` (``run``) the demo servers are running.  Every
+        command line works pasted into a root shell in any directory."""
+        lab = "%s -m cbac.lab" % sys.executable
+        running = workdir is not None
+        user, password = _console_login(config_path) if config_path else (None, None)
         lines = [
             "cbac lab %s (mode %s)" % (self.suffix, self.mode),
             "  inside  host  %s: eth0 %s, %s (mail)  default via %s"
@@ -404,20 +463,125 @@ class Lab:
             "  outside host  %s: eth0 %s (+ %s)  default via %s"
             % (self.out_ns, OUT_HOST_IP, ", ".join(OUT_EXTRA_IPS), OUTSIDE_IP),
             "",
-            "Traffic:",
-            "  ip netns exec %s ping -c3 %s" % (self.in_ns, OUT_HOST_IP),
-            "  ip netns exec %s python3 -m http.server -b %s 8080 &" % (self.out_ns, OUT_HOST_IP),
-            "  ip netns exec %s curl http://%s:8080/" % (self.in_ns, OUT_HOST_IP),
-            "  ip netns exec %s swaks --server %s --to user@example.com   # static NAT -> %s:25"
-            % (self.out_ns, OUTSIDE_IP, MAIL_IP),
-            "Console:",
-            "  ip netns exec %s ssh -p %d admin@127.0.0.1" % (self.fw_ns, CONSOLE_PORT),
+        ]
+        if running:
+            lines += [
+                "Demo servers (logs in %s):" % workdir,
+                "  mail %s:25 (aiosmtpd) in %s, published as %s:25; received mail: %s"
+                % (MAIL_IP, self.in_ns, OUTSIDE_IP, os.path.join(workdir, "mail.log")),
+                "  web  http://%s:%d/ and ftp://%s/ (anonymous) in %s"
+                % (OUT_HOST_IP, DEMO_WEB_PORT, OUT_HOST_IP, self.out_ns),
+                "",
+            ]
+        lines += ["Traffic:", "  ip netns exec %s ping -c3 %s" % (self.in_ns, OUT_HOST_IP)]
+        if not running:
+            lines.append("  ip netns exec %s %s -m http.server -b %s -d /tmp %d &"
+                         % (self.out_ns, sys.executable, OUT_HOST_IP, DEMO_WEB_PORT))
+            lines.append("  ip netns exec %s %s -m aiosmtpd -n -l %s:25 &   # mail server"
+                         % (self.in_ns, sys.executable, MAIL_IP))
+        lines.append("  ip netns exec %s curl http://%s:%d/" % (self.in_ns, OUT_HOST_IP, DEMO_WEB_PORT))
+        if running:
+            lines.append("  ip netns exec %s curl ftp://%s/hello.txt" % (self.in_ns, OUT_HOST_IP))
+        lines.append("  ip netns exec %s swaks --server %s --to user@example.com"
+                     % (self.out_ns, OUTSIDE_IP))
+        smtp_rules = _smtp_rules(config_path) if config_path else []
+        if smtp_rules:
+            lines += [
+                "  # swaks connects to %s:25 (static NAT to the mail server %s), inspected by"
+                % (OUTSIDE_IP, MAIL_IP),
+                "  # 'ip inspect name %s smtp': as on IOS only RFC 821 commands pass, so EHLO"
+                % smtp_rules[0],
+                "  # reaches the server masked as 'xxxx' and is answered '500'; swaks falls back",
+                "  # to HELO and the mail goes through.  With 'esmtp' instead of 'smtp', EHLO and",
+                "  # the ESMTP extensions pass (docs/smtp.md)%s" % (
+                    "; this applies that variant of the file:" if running else "."),
+            ]
+            if running:
+                lines.append("  ip netns exec %s ssh -p %d %s@127.0.0.1 configure replace %s force"
+                             % (self.fw_ns, CONSOLE_PORT, user or "admin", os.path.join(workdir, "router-esmtp.conf")))
+        lines.append("  ip netns exec %s traceroute -n %s" % (self.in_ns, OUT_HOST_IP))
+        if not running and self.mode == "cbac":
+            twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+            lines += [
+                "cbac ('up' does not start it; 'run' does):",
+                "  ip netns exec %s %s -n --pidfile= cbac -c %s %s --listen tcp:%d:interface=127.0.0.1"
+                % (self.fw_ns, twistd if os.path.exists(twistd) else "twistd",
+                   os.path.abspath(config_path or "etc/router.conf"), " ".join(PORT_ARGS), CONSOLE_PORT),
+            ]
+        lines.append("Console (SSH on 127.0.0.1:%d in %s%s):" % (
+            CONSOLE_PORT, self.fw_ns,
+            "; user %s, password %s, from %s" % (user, password, config_path) if user else ""))
+        lines += [
+            "  ip netns exec %s ssh -p %d %s@127.0.0.1" % (self.fw_ns, CONSOLE_PORT, user or "admin"),
+            "  ip netns exec %s ssh -p %d %s@127.0.0.1 show ip inspect sessions"
+            % (self.fw_ns, CONSOLE_PORT, user or "admin"),
+        ]
+        metrics = _metrics_urls(config_path) if config_path else []
+        if metrics:
+            lines.append("Metrics (cbac metrics listen):")
+            lines += ["  ip netns exec %s curl -s %s" % (self.fw_ns, url) for url in metrics]
+        lines += [
             "Shell in a namespace:",
-            "  python -m cbac.lab shell %s {in,fw,out}" % self.suffix,
+            "  %s shell %s {in,fw,out}" % (lab, self.suffix),
             "Remove:",
-            "  python -m cbac.lab down %s" % self.suffix,
+            "  %s down %s" % (lab, self.suffix),
         ]
         return "\n".join(lines)
+
+
+def _smtp_rules(config_path):
+    """Names of the inspection rules of ``config_path`` that inspect smtp
+    (not esmtp)."""
+    try:
+        with open(config_path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return []
+    return re.findall(r"(?m)^\s*ip inspect name (\S+) smtp\b", text)
+
+
+def esmtp_variant(config_text):
+    """The configuration with every ``ip inspect name X smtp`` as ``esmtp``."""
+    return re.sub(r"(?m)^(\s*ip inspect name \S+) smtp\b", r"\1 esmtp", config_text)
+
+
+def _metrics_urls(config_path):
+    """``http://ADDR:PORT/metrics`` of the configuration's ``cbac metrics
+    listen`` lines."""
+    try:
+        from cbac.config.parser import parse_file
+        model, _ = parse_file(config_path)
+    except Exception:  # noqa: BLE001 - only a hint
+        return []
+    out = []
+    for desc in getattr(model, "metrics_listen", []):
+        m = re.fullmatch(r"tcp:(\d+):interface=([0-9.]+)", desc)
+        if m:
+            out.append("http://%s:%s/metrics" % (m.group(2), m.group(1)))
+    return out
+
+
+def _console_login(config_path):
+    """(user, password) of the first privilege-15 user of ``config_path``
+    whose password can be shown (type 0 or 7), else (user, None) or
+    (None, None)."""
+    try:
+        from cbac.config.parser import parse_file
+        from cbac.console.auth import type7_decode
+        model, _ = parse_file(config_path)
+    except Exception:  # noqa: BLE001 - only a hint
+        return None, None
+    users = sorted(model.users.values(), key=lambda u: -u.privilege)
+    for u in users:
+        for secret in (u.secret, u.password):
+            if secret is not None and secret.kind == 0:
+                return u.name, secret.value
+            if secret is not None and secret.kind == 7:
+                try:
+                    return u.name, type7_decode(secret.value)
+                except Exception:  # noqa: BLE001
+                    pass
+    return (users[0].name, "(see the configuration)") if users else (None, None)
 
 
 def _alive(pid):
@@ -432,6 +596,25 @@ def _alive(pid):
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def _entering(ns):
+    """Pids of ``ip netns exec NS ...`` processes that have not exec'd yet."""
+    out = []
+    want = ["ip", "netns", "exec", ns]
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if [a.decode(errors="replace") for a in argv[:4]] == want or (
+                len(argv) > 0 and argv[0].endswith(b"/ip") and
+                [a.decode(errors="replace") for a in argv[1:4]] == want[1:]):
+            out.append(int(d))
+    return out
 
 
 def _kill(pid, sig):
@@ -502,6 +685,11 @@ def main(argv=None):
     p_run.add_argument("--mode", choices=("bare", "cbac"), default="bare",
                        help="bare (default): the firewall's ports as Linux makes them, cbac takes"
                             " them at start and gives them back at exit; cbac: prepared by the lab")
+    p_run.add_argument("--state-dir", default="lab-state",
+                       help="cbac's state directory (SSH host key), kept between runs so the "
+                            "host key stays the same (default: ./lab-state)")
+    p_run.add_argument("--no-demo", action="store_true",
+                       help="do not start the demo servers (mail inside, web and FTP outside)")
     p_run.add_argument("extra", nargs="*", help="more cbac plugin options (after --)")
 
     p_shell = sub.add_parser("shell", help="a shell in one of a lab's namespaces")
@@ -547,8 +735,10 @@ def main(argv=None):
     if not os.path.exists(args.config):
         print("cbac.lab: no such config file: %s" % args.config, file=sys.stderr)
         return 1
+    config = os.path.abspath(args.config)
     lab = Lab(args.suffix, mode=args.mode, gro=not args.no_gro)
     status = 1
+    workdir = None
 
     def interrupted(signum, frame):
         raise KeyboardInterrupt()
@@ -560,12 +750,26 @@ def main(argv=None):
     try:
         try:
             lab.up()
+            if not args.no_demo:
+                workdir = tempfile.mkdtemp(prefix="cbac-lab-%s-" % lab.suffix)
+                os.chmod(workdir, 0o755)
+                with open(config, encoding="utf-8", errors="replace") as f:
+                    text = f.read()
+                with open(os.path.join(workdir, "router-esmtp.conf"), "w") as f:
+                    f.write(esmtp_variant(text))
+                lab.start_demo(workdir)
         except LabError as e:
             print("cbac.lab: %s" % e, file=sys.stderr)
             return 1
-        print(lab.describe())
+        # The console on 127.0.0.1 inside the fw namespace (docs/lab.md),
+        # besides the router's interface addresses (in-band).
+        # Its own state directory (not an installed appliance's /var/lib/cbac),
+        # kept between runs: the host key, and so known_hosts, stay valid.
+        extra = ["--listen", "tcp:%d:interface=127.0.0.1" % CONSOLE_PORT,
+                 "--state-dir", os.path.abspath(args.state_dir)] + list(args.extra)
+        print(lab.describe(config, workdir))
         print("\nStarting cbac in %s (Ctrl-C stops it and removes the lab) ...\n" % lab.fw_ns, flush=True)
-        proc = lab.spawn_cbac(args.config, args.extra, start_new_session=True)
+        proc = lab.spawn_cbac(config, extra, start_new_session=True)
         try:
             status = proc.wait()
             print("\ncbac exited with status %s" % status, file=sys.stderr)
@@ -580,6 +784,8 @@ def main(argv=None):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         lab.down()
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
         print("lab %s removed" % lab.suffix, file=sys.stderr)
     return status
 

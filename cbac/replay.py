@@ -21,6 +21,9 @@ Timing:
   tcpreplay: ``--multiplier X``, ``--pps N``, ``--mbps N`` or
   ``--topspeed`` (each input file paced on its own).
 
+``--trace`` prints packet-tracer's phases (:mod:`cbac.dataplane.trace`)
+for every input frame, on the state just before it, then feeds it.
+
 At the end a summary (frames in and out per interface, drops by reason)
 is printed; ``--show CMD`` (repeatable) prints ``show`` output too, e.g.
 ``--show "ip inspect sessions"``.
@@ -66,6 +69,10 @@ def build_parser():
                         "N = position of the interface in the configuration, from 1)")
     p.add_argument("--no-engines", action="store_true",
                    help="routing only: no ACLs, NAT or inspection")
+    p.add_argument("--trace", action="store_true",
+                   help="print packet-tracer's phases for every input frame (on the state "
+                        "before the frame), then feed it")
+    p.add_argument("--detailed", action="store_true", help="with --trace: packet-tracer detailed")
     return p
 
 
@@ -89,6 +96,8 @@ def run(argv=None, stdout=sys.stdout):
     for name in list(inputs) + list(outputs):
         if name not in model.interfaces:
             raise SystemExit("cbac-replay: no interface %s in %s" % (name, args.config))
+    if args.trace and args.realtime:
+        raise SystemExit("cbac-replay: --trace works with the default --timing capture only")
     if args.realtime:
         from twisted.internet import reactor
         clock = reactor
@@ -117,7 +126,8 @@ def run(argv=None, stdout=sys.stdout):
         d.addBoth(lambda _: reactor.stop())
         reactor.run()
     else:
-        _replay_merged(app, ports, inputs, clock)
+        _replay_merged(app, ports, inputs, clock,
+                       trace=(stdout, args.detailed) if args.trace else None)
     app.router.stop()
     _summary(app, ports, inputs, args.show, stdout)
     return 0
@@ -133,8 +143,10 @@ def _first_timestamp(paths) -> float:
     return first or 0.0
 
 
-def _replay_merged(app, ports, inputs, clock):
-    """Feed all input frames in timestamp order on a virtual clock."""
+def _replay_merged(app, ports, inputs, clock, trace=None):
+    """Feed all input frames in timestamp order on a virtual clock.
+    ``trace``: (stream, detailed): print packet-tracer's view of each frame
+    first (cbac.dataplane.trace; it changes nothing)."""
     readers = []
     for name, path in inputs.items():
         readers.append((name, iter(PcapReader(path))))
@@ -143,11 +155,20 @@ def _replay_merged(app, ports, inputs, clock):
         for ts_ns, frame, _len in it:
             heap.append((ts_ns / 1e9, idx, len(heap), name, frame))
     heapq.heapify(heap)
+    n = 0
     while heap:
         ts, _, _, name, frame = heapq.heappop(heap)
         delta = ts - clock.seconds()
         if delta > 0:
             clock.advance(delta)
+        n += 1
+        if trace is not None:
+            from cbac.dataplane.trace import trace_frame
+            out, detailed = trace
+            t = trace_frame(app.router, name, frame, detailed=detailed)
+            print("Frame %d (%s, %.6f, %d bytes)" % (n, name, ts, len(frame)), file=out)
+            print(t.render(app.router), file=out)
+            print("", file=out)
         port = ports[name]
         port.counters.rx_packets += 1
         port.counters.rx_bytes += len(frame)

@@ -5,9 +5,13 @@ Records every call in ``calls``; texts are recognisable fixed strings.
 
 from __future__ import annotations
 
+from zope.interface import implementer
+
 from cbac.config.model import Router, User
+from cbac.console.interfaces import IConsoleAppliance
 
 
+@implementer(IConsoleAppliance)
 class FakeAppliance:
     def __init__(self, hostname="fw1", users=None, enable="cisco", keys=None,
                  log_observers=None, long_lines=60):
@@ -61,7 +65,20 @@ class FakeAppliance:
             return "Established Sessions\n Session 6155930C (10.10.10.3:35013)=>(172.22.1.1:25) smtp SIS_OPEN"
         if what == "all":
             return "\n".join("inspect line %03d" % i for i in range(self.long_lines))
+        if what == "name" and name not in ("IN-OUT", "OUT-IN"):
+            return False, "% Inspection rule " + name + " is not configured"
         return "INSPECT %s %s" % (what, name or "")
+
+    def show_zone_security(self, name=None):
+        self._call("show_zone_security", name)
+        return "zone self\n  Description: System defined zone"
+
+    def show_zone_pair_security(self):
+        return "Zone-pair name in-out"
+
+    def show_policy_map_zone_pair(self, name=None, sessions=False):
+        self._call("show_policy_map_zone_pair", name, sessions)
+        return "policy exists on zp %s" % (name or "in-out")
 
     def show_access_lists(self, name=None):
         self._call("show_access_lists", name)
@@ -95,6 +112,10 @@ class FakeAppliance:
         if self.log_observers is not None:
             return self.log_observers.show_logging()
         return "Syslog logging: enabled"
+
+    def packet_tracer(self, in_if, proto, src, sport, dst, dport, detailed=False):
+        self._call("packet_tracer", in_if, proto, src, sport, dst, dport, detailed)
+        return True, "Phase: 1\nType: ROUTE-LOOKUP\nResult:\nAction: allow"
 
     def show_processes_cpu(self):
         return "CPU utilization for five seconds: 1%"

@@ -273,8 +273,13 @@ class CLITests(unittest.TestCase):
         t.type("show version\r")
         clock.advance(599)
         self.assertFalse(t.transport.disconnecting)
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
         clock.advance(2)
         self.assertTrue(t.transport.disconnecting)
+        self.assertEqual([e["ios_message"] for e in events if "ios_message" in e],
+                         ["%SYS-6-TTY_EXPIRE_TIMER: (exec timer expired, tty 2 (127.0.0.1)), user oper"])
 
 
 class ExecTests(unittest.TestCase):

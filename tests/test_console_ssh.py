@@ -255,3 +255,181 @@ class PasswordTypeTests(unittest.TestCase):
             v = auth.encode(kind, "s3cr3t pw")
             self.assertTrue(auth.verify(Secret(kind, v), "s3cr3t pw"), kind)
             self.assertFalse(auth.verify(Secret(kind, v), "s3cr3t"), kind)
+
+
+class QuietLogTests(unittest.TestCase):
+    """What a login and a logout leave in the log: IOS lines, and nothing of
+    conch's chatter unless ``debug ip ssh`` is on."""
+
+    timeout = 45
+    setUp = SSHTests.setUp
+    _port = SSHTests._port
+    ssh = SSHTests.ssh
+
+    def _filter(self):
+        # twistd's log file, as the daemon wraps it (cbac.app._quiet_conch)
+        self.logfile = []
+        self.filtered = cssh.ConchLogFilter(self.logfile.append)
+        globalLogPublisher.addObserver(self.filtered)
+        self.addCleanup(globalLogPublisher.removeObserver, self.filtered)
+        self.addCleanup(cssh.ios.debugging.set, "ip ssh", False)
+
+    def lines(self):
+        from twisted.logger import formatEvent
+        return [formatEvent(e) for e in self.logfile]
+
+    @defer.inlineCallbacks
+    def test_login_logout_lines(self):
+        from twisted.logger import LogLevel
+        self._filter()
+        out, err, code = yield self.ssh("admin", "show version")
+        self.assertEqual(code, 0, err)
+        yield task.deferLater(reactor, 0.2, lambda: None)
+        ios_lines = [e["ios_message"] for e in self.logfile if "ios_message" in e]
+        crypto = r"using crypto cipher '[a-z0-9@.-]+', hmac '[a-z0-9@.-]+'"
+        expected = [
+            r"%%SSH-5-SSH2_SESSION: SSH2 Session request from 127\.0\.0\.1 \(tty = 2\) %s Succeeded$" % crypto,
+            r"%%SSH-5-SSH2_USERAUTH: User 'admin' authentication for SSH2 Session from 127\.0\.0\.1 "
+            r"\(tty = 2\) %s Succeeded$" % crypto,
+            r"%SEC_LOGIN-5-LOGIN_SUCCESS: Login Success \[user: admin\] \[Source: 127\.0\.0\.1\] ",
+            r"%SYS-6-LOGOUT: User admin has exited tty session 2\(127\.0\.0\.1\)$",
+            r"%%SSH-5-SSH2_CLOSE: SSH2 Session from 127\.0\.0\.1 \(tty = 2\) for user 'admin' %s closed$"
+            % crypto,
+        ]
+        self.assertEqual(len(ios_lines), len(expected), ios_lines)
+        for line, rx in zip(ios_lines, expected):
+            self.assertRegex(line, rx)
+        # nothing else: no conch chatter, no error for a normal logout, no moduli file
+        self.assertEqual([l for e, l in zip(self.logfile, self.lines()) if "ios_message" not in e], [])
+        everything = [e for e in self.events]
+        self.assertFalse([e for e in everything if e.get("log_level") in (LogLevel.error, LogLevel.critical)],
+                         [e.get("log_format") for e in everything])
+        self.assertFalse(any("moduli" in (e.get("log_format") or "") for e in everything))
+
+    @defer.inlineCallbacks
+    def test_debug_ip_ssh_shows_conch(self):
+        self._filter()
+        globalLogPublisher.addObserver(cssh.ssh_debug_forwarder)
+        self.addCleanup(globalLogPublisher.removeObserver, cssh.ssh_debug_forwarder)
+        cssh.ios.debugging.set("ip ssh", True)
+        out, err, code = yield self.ssh("admin", "show version")
+        self.assertEqual(code, 0, err)
+        debug = [e["ios_message"] for e in self.logfile if e.get("ios_debug") == "ip ssh"]
+        self.assertTrue(any(l.startswith("SSH: starting service") for l in debug), self.lines())
+        # conch's own events still do not pass the filter: the debug lines do
+        self.assertFalse([e for e in self.logfile if (e.get("log_namespace") or "").startswith("twisted.conch")])
+
+    def test_key_exchanges(self):
+        from twisted.internet.address import IPv4Address
+        t = self.svc.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5555))
+        kex = t.supportedKeyExchanges
+        self.assertIn(b"curve25519-sha256", kex)
+        self.assertFalse([k for k in kex if k.endswith(b"-sha1")], kex)
+        if not self.svc.factory.getPrimes():
+            self.assertFalse([k for k in kex if b"group-exchange" in k], kex)
+
+    def test_wrapper_removable_and_keeps_errors(self):
+        from twisted.logger import LogLevel, LogPublisher
+        seen = []
+        pub = LogPublisher(seen.append)
+        cssh.quiet_conch_log(pub)
+        pub({"log_namespace": "twisted.conch.ssh.transport.SSHServerTransport",
+             "log_level": LogLevel.info, "log_format": "connection lost"})
+        pub({"log_namespace": "twisted.conch.ssh.transport.SSHServerTransport",
+             "log_level": LogLevel.error, "log_format": "protocol error"})
+        pub({"log_namespace": "cbac", "log_level": LogLevel.info, "log_format": "x"})
+        # Twisted 22.4: conch's legacy log.msg in the transport's context
+        pub({"log_namespace": "log_legacy", "log_level": LogLevel.info, "log_format": "kex",
+             "log_system": "CbacServerTransport,0,127.0.0.1", "message": ("kex alg",)})
+        pub({"log_namespace": "log_legacy", "log_level": LogLevel.info, "log_format": "port",
+             "log_system": "-", "message": ("CbacSSHFactory starting on 2222",)})
+        self.assertEqual([e["log_format"] for e in seen], ["protocol error", "x"])
+        pub.removeObserver(seen.append)
+        pub({"log_namespace": "cbac", "log_level": LogLevel.info, "log_format": "y"})
+        self.assertEqual(len(seen), 2)
+
+
+class LoginBlockTests(unittest.TestCase):
+    """``login block-for 1 attempts 2 within 30`` and ``login quiet-mode
+    access-class``, with the real OpenSSH client."""
+
+    timeout = 45
+    setUp = SSHTests.setUp
+    _port = SSHTests._port
+    ssh = SSHTests.ssh
+    messages = SSHTests.messages
+
+    def configure(self, block=1, quiet_acl=None, permit=False):
+        m = self.app.router_model
+        m.login_block = (block, 2, 30)
+        m.login_quiet_acl = quiet_acl
+        self.svc.console.acl_permits = lambda name, src: permit and name == quiet_acl
+
+    @defer.inlineCallbacks
+    def test_quiet_mode_on_off(self):
+        self.configure()
+        out, err, code = yield self.ssh("admin", "show version", password="bad")
+        self.assertNotEqual(code, 0)
+        self.assertFalse([m for m in self.messages() if "QUIET_MODE" in m])
+        out, err, code = yield self.ssh("admin", "show version", password="bad")
+        [on] = [m for m in self.messages() if "QUIET_MODE_ON" in m]
+        self.assertRegex(on, r"^%SEC_LOGIN-1-QUIET_MODE_ON: Still timeleft for watching failures is \d+ secs, "
+                             r"\[user: admin\] \[Source: 127\.0\.0\.1\] \[localport: \d+\] "
+                             r"\[Reason: Login Authentication Failed\] \[ACL: sl_def_acl\] at ")
+        # quiet: even the right password is refused (connection closed before the handshake)
+        out, err, code = yield self.ssh("admin", "show version")
+        self.assertEqual(code, 255, (out, err))
+        self.assertNotIn(b"cbac Software", out)
+        self.assertIn("Router presently in Quiet-Mode.", self.svc.console.guard.show())
+        yield task.deferLater(reactor, 1.2, lambda: None)
+        self.assertTrue([m for m in self.messages() if m.startswith(
+            "%SEC_LOGIN-5-QUIET_MODE_OFF: Quiet Mode is OFF, because block period timed out at ")])
+        out, err, code = yield self.ssh("admin", "show version")
+        self.assertEqual(code, 0, err)
+        self.assertIn("Router presently in Normal-Mode.", self.svc.console.guard.show())
+        self.assertIn("Total login failures: 2.", self.svc.console.guard.show())
+
+    @defer.inlineCallbacks
+    def test_quiet_mode_access_class(self):
+        self.configure(block=30, quiet_acl="QUIET", permit=True)
+        for _ in range(2):
+            yield self.ssh("admin", "show version", password="bad")
+        self.assertTrue(self.svc.console.guard.quiet())
+        out, err, code = yield self.ssh("admin", "show login")
+        self.assertEqual(code, 0, err)
+        self.assertIn(b"Restricted logins filtered by applied ACL QUIET.", out)
+        self.assertIn(b"If more than 1 login failures occur in 30 seconds or less,", out)
+        self.configure(block=30, quiet_acl="QUIET", permit=False)
+        out, err, code = yield self.ssh("admin", "show version")
+        self.assertEqual(code, 255)
+
+    @defer.inlineCallbacks
+    def test_not_configured(self):
+        yield self.ssh("admin", "show version", password="bad")
+        yield self.ssh("admin", "show version", password="bad")
+        out, err, code = yield self.ssh("admin", "show login")
+        self.assertEqual(code, 0, err)
+        self.assertIn(b"Router NOT enabled to watch for login Attacks", out)
+        self.assertIn(b"Total login failures: 2.", out)
+
+
+class LoginConfigTests(unittest.TestCase):
+    def test_parse_render_check(self):
+        from cbac.config.check import check
+        from cbac.config.parser import parse_config
+        from cbac.config.render import render
+        m, diags = parse_config("login block-for 120 attempts 3 within 60\n"
+                                "login quiet-mode access-class 99\n")
+        self.assertEqual(diags, [])
+        self.assertEqual((m.login_block, m.login_quiet_acl), ((120, 3, 60), "99"))
+        text = render(m)
+        self.assertIn("login block-for 120 attempts 3 within 60\nlogin quiet-mode access-class 99\n", text)
+        self.assertIn("login quiet-mode access-class 99 is not defined", " ".join(
+            d.message for d in check(m)))
+        for bad in ("login block-for 0 attempts 3 within 60", "login block-for 10 attempts 3",
+                    "login block-for x attempts 3 within 60"):
+            m, diags = parse_config(bad + "\n")
+            self.assertIsNone(m.login_block)
+            self.assertEqual([d.severity for d in diags], ["error"], bad)
+        m, _ = parse_config("login block-for 120 attempts 3 within 60\nno login block-for\n")
+        self.assertIsNone(m.login_block)

@@ -1,7 +1,7 @@
 """The Debian package: build, lint, install under Debian's Twisted, run, purge.
 
 Runs when the machine can build Debian packages as root (CI: `make test`
-installs debhelper and friends from requirements-apt.txt). It installs the
+installs debhelper and friends from requirements-apt-test.txt). It installs the
 package into the system Python with apt and purges it again at the end.
 """
 

@@ -78,3 +78,32 @@ class ReplayTests(unittest.TestCase):
         for x, y in ((a_in, b_in), (a_out, b_out)):
             with open(x, "rb") as f, open(y, "rb") as g:
                 self.assertEqual(f.read(), g.read())
+
+
+class ReplayTraceTests(unittest.TestCase):
+    def test_trace_every_frame(self):
+        """``--trace``: packet-tracer's view of each input frame, before it
+        is fed: the PAT SYN is allowed with its translation, the SYN to the
+        router's closed telnet port from outside is refused by ACL 101."""
+        from io import StringIO
+        from cbac import replay
+        tmp = self.mktemp()
+        os.makedirs(tmp)
+        inpcap, outpcap = os.path.join(tmp, "in.pcap"), os.path.join(tmp, "out.pcap")
+        inside_capture(inpcap)
+        outside_capture(outpcap)
+        out = StringIO()
+        replay.run(["-c", SEED_CONFIG, "--in", "Ethernet2/1=" + inpcap, "--in", "Ethernet2/0=" + outpcap,
+                    "--mac", "Ethernet2/1=" + R_IN, "--mac", "Ethernet2/0=" + R_OUT, "--trace"], stdout=out)
+        text = out.getvalue()
+        frames = text.split("Frame ")[1:]
+        self.assertEqual(len(frames), 5, text)
+        self.assertTrue(frames[0].startswith("1 (Ethernet2/1, 1700000000.000000, 42 bytes)"), frames[0])
+        self.assertIn("not an IPv4 frame (ethertype 0x0806): handled by ARP", frames[0])
+        self.assertIn("echo request to 10.10.10.1: answered by the router", frames[1])
+        self.assertIn("translate tcp 10.10.10.2/40000 -> 172.22.1.1/80 to tcp 172.22.1.16/40000 -> "
+                      "172.22.1.1/80", frames[2])
+        self.assertIn("Action: allow", frames[2])
+        self.assertIn("Drop-reason: (acl-in) Flow is denied by the input access list", frames[4])
+        # and the frames were fed: the summary follows
+        self.assertIn("drops: acl-in 1", text)

@@ -227,6 +227,17 @@ def check(router: Router, devices: Optional[Iterable[str]] = None, strict: bool 
                 "line vty %d %d: login method list %s (%s): cbac authenticates local users "
                 "instead" % (v.first, v.last, name, " ".join(methods)))
 
+    router_addrs = {str(i.address.ip) for i in r.interfaces.values() if i.address is not None}
+    for desc in r.metrics_listen:
+        addr = desc.rpartition("interface=")[2]
+        if addr in router_addrs:
+            add(WARNING, 0, "cbac metrics listen %s: %s is a router interface address; the data "
+                "plane hands only the console to the host there, so the metrics are not reachable "
+                "through it (use a management address)" % (desc, addr))
+    if r.login_quiet_acl is not None and r.login_quiet_acl not in acls:
+        add(WARNING, 0, "login quiet-mode access-class %s is not defined: in quiet mode "
+            "no host may log in" % r.login_quiet_acl)
+
     # -- logging -------------------------------------------------------------
     for h in r.logging.hosts:
         if h.transport == "tls" and r.logging.tls_ca is None:

@@ -619,5 +619,8 @@ class Router:
     smtp: SmtpOptions = field(default_factory=SmtpOptions)
     ports: dict[str, PortBinding] = field(default_factory=dict)
     zbf: ZbfConfig = field(default_factory=ZbfConfig)
+    metrics_listen: list[str] = field(default_factory=list)   # cbac metrics listen ENDPOINT
+    login_block: Optional[tuple] = None          # login block-for S attempts N within T: (S, N, T)
+    login_quiet_acl: Optional[str] = None        # login quiet-mode access-class ACL
     extra: list[Verbatim] = field(default_factory=list)   # accepted, not acted on
     banners: dict[str, "Banner"] = field(default_factory=dict)   # kind -> banner

@@ -1733,6 +1733,50 @@ class Parser:
     def g_cbac_authorized_keys(self, ln, neg, a):
         self.router.ssh.authorized_keys = None if neg else _rest(ln.raw, 3)
 
+    def g_login_block_for(self, ln, neg, a):
+        """``login block-for S attempts N within T`` (IOS login protection)."""
+        if neg:
+            self.router.login_block = None
+            return
+        if len(a) != 5 or a[1].lower() != "attempts" or a[3].lower() != "within":
+            raise _Bad("expected 'login block-for SECONDS attempts TRIES within SECONDS'")
+        self.router.login_block = (_int(a[0], 1, 65535, "block-for seconds"),
+                                   _int(a[2], 1, 65535, "attempts"),
+                                   _int(a[4], 1, 65535, "within seconds"))
+
+    def g_login_quiet_acl(self, ln, neg, a):
+        if neg:
+            self.router.login_quiet_acl = None
+            return
+        if len(a) != 1:
+            raise _Bad("expected 'login quiet-mode access-class ACL'")
+        self.router.login_quiet_acl = a[0]
+
+    def g_cbac_metrics_listen(self, ln, neg, a):
+        """``cbac metrics listen tcp:PORT:interface=ADDR`` (repeatable): the
+        Prometheus endpoint (cbac/metrics.py).  No authentication, so an
+        explicit management address is required."""
+        desc = _rest(ln.raw, 4 if ln.raw.split()[0].lower() == "no" else 3).strip()
+        lst = self.router.metrics_listen
+        if neg:
+            if desc:
+                if desc in lst:
+                    lst.remove(desc)
+            else:
+                del lst[:]
+            return
+        m = re.fullmatch(r"tcp:(\d{1,5}):interface=([0-9.]+)", desc)
+        if m is None:
+            raise _Bad("expected 'cbac metrics listen tcp:PORT:interface=ADDR' "
+                       "(the endpoint has no authentication: name a management address)")
+        _int(m.group(1), 0, 65535, "port")
+        try:
+            IPv4Address(m.group(2))
+        except ValueError:
+            raise _Bad("invalid address '%s'" % m.group(2)) from None
+        if desc not in lst:
+            lst.append(desc)
+
     def g_cbac_tls_ca(self, ln, neg, a):
         self.router.logging.tls_ca = None if neg else _rest(ln.raw, 3)
 
@@ -1826,6 +1870,9 @@ GLOBAL_COMMANDS: dict[tuple[str, ...], Callable] = {
     ("cbac", "session-limit"): P.g_cbac_session_limit,
     ("cbac", "ssh", "authorized-keys"): P.g_cbac_authorized_keys,
     ("cbac", "logging", "tls-ca"): P.g_cbac_tls_ca,
+    ("cbac", "metrics", "listen"): P.g_cbac_metrics_listen,
+    ("login", "block-for"): P.g_login_block_for,
+    ("login", "quiet-mode", "access-class"): P.g_login_quiet_acl,
     ("cbac", "logging", "format"): P.g_cbac_log_format,
     ("cbac", "inspect", "tcp"): P.g_cbac_inspect_tcp,
     ("cbac", "smtp", "starttls"): P.g_cbac_starttls,

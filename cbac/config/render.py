@@ -323,6 +323,13 @@ def render_body(r: Router) -> list[str]:
         users.append(line)
     if users:
         out += users + ["!"]
+    lp = []
+    if getattr(r, "login_block", None) is not None:
+        lp.append("login block-for %d attempts %d within %d" % r.login_block)
+    if getattr(r, "login_quiet_acl", None) is not None:
+        lp.append("login quiet-mode access-class %s" % r.login_quiet_acl)
+    if lp:
+        out += lp + ["!"]
     sec = []
     if r.ssh.port != 2222:
         sec.append("ip ssh port %d" % r.ssh.port)
@@ -419,6 +426,8 @@ def render_body(r: Router) -> list[str]:
         cb.append("cbac logging format rfc5424")
     if r.inspect.tcp_no_session != "drop":
         cb.append("cbac inspect tcp no-session %s" % r.inspect.tcp_no_session)
+    for desc in getattr(r, "metrics_listen", ()):
+        cb.append("cbac metrics listen %s" % desc)
     if r.smtp.starttls != "allow":
         cb.append("cbac smtp starttls %s" % r.smtp.starttls)
     if r.smtp.bare_lf != "reject":

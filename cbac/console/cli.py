@@ -491,7 +491,7 @@ def run_line(tree: CommandTree, ctx: Context, line: str, prompt_len: int = 0,
         try:
             re.compile(p.pipe[1])
         except re.error:
-            return defer.succeed(Result("% Invalid regular expression: %s" % p.pipe[1], 1))
+            return defer.succeed(Result("%% Invalid regular expression: %s" % p.pipe[1], 1))
     d = defer.maybeDeferred(p.node.handler, ctx, p.args)
 
     def done(r):
@@ -512,6 +512,12 @@ def run_line(tree: CommandTree, ctx: Context, line: str, prompt_len: int = 0,
 
 # ---------------------------------------------------------------------------
 # The interactive terminal protocol
+
+def _tty_number(ctx):
+    """IOS's tty number of a session's line (vty N is tty N+2)."""
+    line = getattr(ctx, "line", "") or ""
+    return int(line[3:]) + 2 if line.startswith("vty") and line[3:].isdigit() else line
+
 
 CTRL = {k: bytes([ord(k) - 64]) for k in "ABCDEFKLNPUWZ"}
 _MORE = b" --More-- "
@@ -606,6 +612,9 @@ class CLIProtocol(recvline.HistoricRecvLine):
     def _idle_expired(self):
         self._idle_call = None
         if self.state != "closed":
+            from cbac.log import ios
+            ios.message("SYS", 6, "TTY_EXPIRE_TIMER", "(exec timer expired, tty %s (%s)), user %s"
+                        % (_tty_number(self.ctx), self.ctx.peer, self.ctx.user))
             self.write("\n")
             self.logout()
 

@@ -40,6 +40,7 @@ DEBUG_INSPECT = (
 KEYWORD_HELP = {
     "show": "Show running system information",
     "show ip": "IP information",
+    "show login": "Display login information (login block-for, quiet mode)",
     "show ip inspect": "CBAC (Context Based Access Control) information",
     "show ip inspect sessions": "Inspection sessions (connections)",
     "show ip inspect name": "Inspection name",
@@ -85,7 +86,22 @@ KEYWORD_HELP = {
     "configure": "Enter configuration mode",
     "configure replace": "Replace the running-config with a new config file",
     "configure replace WORD": "Configuration file to replace the running-config",
-    "reload": "Halt and perform a cold restart",
+    "packet-tracer": "Trace a packet through the firewall (nothing is sent)",
+    "packet-tracer input": "Input interface",
+    "packet-tracer input WORD": "Interface name, e.g. Ethernet2/0",
+    "packet-tracer input WORD tcp": "TCP",
+    "packet-tracer input WORD udp": "UDP",
+    "packet-tracer input WORD icmp": "ICMP",
+    "packet-tracer input WORD tcp A.B.C.D": "Source address",
+    "packet-tracer input WORD udp A.B.C.D": "Source address",
+    "packet-tracer input WORD icmp A.B.C.D": "Source address",
+    "packet-tracer input WORD tcp A.B.C.D WORD": "Source port (number or keyword)",
+    "packet-tracer input WORD udp A.B.C.D WORD": "Source port (number or keyword)",
+    "packet-tracer input WORD icmp A.B.C.D <0-255>": "ICMP type",
+    "packet-tracer input WORD icmp A.B.C.D <0-255> <0-255>": "ICMP code",
+    "packet-tracer input WORD tcp A.B.C.D WORD A.B.C.D": "Destination address",
+    "packet-tracer input WORD udp A.B.C.D WORD A.B.C.D": "Destination address",
+    "reload": "Re-read the configuration (cbac has no cold restart)",
 }
 
 
@@ -173,6 +189,12 @@ def _show_users(ctx, args):
     return ctx.console.show_users(ctx)
 
 
+def _show_login(ctx, args):
+    if ctx.console is None or getattr(ctx.console, "guard", None) is None:
+        return "% No SSH console in this context"
+    return ctx.console.guard.show()
+
+
 def _interface_name(ctx, args):
     return "".join(args[0].split()) if args else None
 
@@ -227,10 +249,33 @@ def _configure_replace(force):
     return h
 
 
-def _cleared(ctx, text):
-    ios.message("CLEAR", 5, "COUNTERS", "Clear counter on all interfaces by %s on %s (%s)"
-                % (ctx.user, ctx.line, ctx.peer or "exec"))
+def _cleared(ctx, text, interface=None):
+    if isinstance(text, tuple) and not text[0]:
+        return text
+    ios.message("CLEAR", 5, "COUNTERS", "Clear counter on %s by %s on %s (%s)"
+                % ("interface " + interface if interface else "all interfaces",
+                   ctx.user, ctx.line, ctx.peer or "exec"))
     return text
+
+
+def _port(proto, word):
+    """A port number or an IOS port keyword (``smtp``, ``www``, ``domain``)."""
+    from cbac.config import names
+    return names.port_number(proto, word)
+
+
+def _packet_tracer(proto, detailed):
+    def h(c, a):
+        if proto == "icmp":       # icmp SRC TYPE CODE DST
+            in_if, src, itype, code, dst = a
+            return c.app.packet_tracer(in_if, "icmp", src, itype, dst, code, detailed=detailed)
+        in_if, src, sport, dst, dport = a
+        ports = [_port(proto, str(p)) for p in (sport, dport)]
+        for word, n in zip((sport, dport), ports):
+            if n is None:
+                return Result("%% Invalid %s port: %s" % (proto, word), 1)
+        return c.app.packet_tracer(in_if, proto, src, ports[0], dst, ports[1], detailed=detailed)
+    return h
 
 
 def _debug(cat, on):
@@ -293,6 +338,7 @@ COMMANDS = [
     ("show logging", lambda c, a: c.app.show_logging(), "Show the contents of logging buffers", 1, True),
     ("show processes cpu", lambda c, a: c.app.show_processes_cpu(), "Show CPU use per process", 1, True),
     ("show debugging", lambda c, a: c.app.show_debugging(), "State of each debugging option", 1, True),
+    ("show login", _show_login, "Display login information (login block-for, quiet mode)", 1, True),
     ("show privilege", lambda c, a: "Current privilege level is %d" % c.privilege, "Show current privilege level", 1, False),
     ("show terminal", _show_terminal, "Display terminal configuration parameters", 1, True),
     ("show history", _show_history, "Display the session command history", 1, True),
@@ -304,12 +350,19 @@ COMMANDS = [
     ("clear ip access-list counters", lambda c, a: c.app.clear("access-list counters"), "Clear access list counters", _P15, False),
     ("clear ip access-list counters WORD", lambda c, a: c.app.clear("access-list counters", a[0]), "Access list number or name", _P15, False),
     ("clear ip nat translation *", lambda c, a: c.app.clear("ip nat translation", "*"), "Delete all dynamic translations", _P15, False),
+    ("clear ip inspect statistics", lambda c, a: c.app.clear("ip inspect statistics"),
+     "Clear inspection statistics (drops by reason, sessions created)", _P15, False),
+    ("clear ip nat statistics", lambda c, a: c.app.clear("ip nat statistics"), "Clear translation statistics", _P15, False),
     ("clear ip inspect sessions", lambda c, a: c.app.clear("ip inspect sessions"), "Clear all inspection sessions", _P15, False),
     ("clear zone-pair inspect sessions", lambda c, a: c.app.clear("zone-pair inspect sessions"),
      "Clear the zone-based firewall's inspection sessions", _P15, False),
     ("clear zone-pair WORD inspect sessions",
      lambda c, a: c.app.clear("zone-pair inspect sessions", a[0]), "Zone-pair name", _P15, False),
     ("clear arp-cache", lambda c, a: c.app.clear("arp-cache"), "Clear the entire ARP cache", _P15, False),
+    ("clear counters LINE", _confirmed('Clear "show interface" counters on this interface [confirm]',
+                                       lambda c, a: _cleared(c, c.app.clear("counters", "".join(a[0].split())),
+                                                             a[0])),
+     "Interface name, e.g. Ethernet2/0", _P15, False),
     ("clear counters", _confirmed('Clear "show interface" counters on all interfaces [confirm]',
                                   lambda c, a: _cleared(c, c.app.clear("counters"))),
      "Clear counters on one or all interfaces", _P15, False),
@@ -322,6 +375,9 @@ COMMANDS = [
     ("no debug ip packet", _debug("ip packet", False), "General IP debugging", _P15, False),
     ("undebug ip nat", _debug("ip nat", False), "NAT events", _P15, False),
     ("undebug ip packet", _debug("ip packet", False), "General IP debugging", _P15, False),
+    ("debug ip ssh", _debug("ip ssh", True), "Incoming ssh connections", _P15, False),
+    ("no debug ip ssh", _debug("ip ssh", False), "Incoming ssh connections", _P15, False),
+    ("undebug ip ssh", _debug("ip ssh", False), "Incoming ssh connections", _P15, False),
     ("undebug all", lambda c, a: c.app.undebug_all(), "Disable all debugging", _P15, False),
     ("no debug all", lambda c, a: c.app.undebug_all(), "Disable all debugging", _P15, False),
     # -- configuration ----------------------------------------------------------
@@ -339,6 +395,17 @@ COMMANDS = [
         lambda r: _configured_from(lambda c: "startup-config")(c, r)),
      "Re-read the startup configuration (cbac)", _P15, False),
 ]
+
+for _p in ("tcp", "udp"):
+    for _d in (False, True):
+        COMMANDS.append(("packet-tracer input WORD %s A.B.C.D WORD A.B.C.D WORD%s"
+                         % (_p, " detailed" if _d else ""), _packet_tracer(_p, _d),
+                         "Dump detailed information" if _d else "Destination port (number or keyword, "
+                         "e.g. 25 or smtp)", _P15, True))
+for _d in (False, True):
+    COMMANDS.append(("packet-tracer input WORD icmp A.B.C.D <0-255> <0-255> A.B.C.D%s"
+                     % (" detailed" if _d else ""), _packet_tracer("icmp", _d),
+                     "Dump detailed information" if _d else "Destination address", _P15, True))
 
 for _cat, _help in DEBUG_INSPECT:
     COMMANDS.append(("debug ip inspect " + _cat, _debug(_cat, True), _help, _P15, False))

@@ -26,7 +26,7 @@ from twisted.conch.ssh import connection, factory, keys, session, transport, use
 from twisted.cred import credentials, portal
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.error import UnauthorizedLogin
-from twisted.internet import defer, endpoints, error
+from twisted.internet import defer, endpoints, error, protocol
 from twisted.logger import Logger
 from twisted.python import failure
 
@@ -93,12 +93,141 @@ def load_host_key(state_dir: str) -> keys.Key:
 
 
 # ---------------------------------------------------------------------------
+# login block-for (IOS login protection)
+
+
+class LoginGuard:
+    """``login block-for S attempts N within T``: N failed logins within a
+    watch window of T seconds (from any source, as on IOS) put the console
+    into quiet mode for S seconds: new connections are refused, except from
+    the hosts ``login quiet-mode access-class ACL`` permits (none if that
+    ACL is not defined).  Logs ``%SEC_LOGIN-1-QUIET_MODE_ON`` and
+    ``%SEC_LOGIN-5-QUIET_MODE_OFF``; :meth:`show` is ``show login``."""
+
+    def __init__(self, console):
+        self.console = console
+        self.window: list[float] = []        # failure times in the watch window
+        self.total = 0
+        self.quiet_until = None
+        self._off_call = None
+
+    @property
+    def model(self):
+        return self.console.model
+
+    def now(self):
+        return self.console.reactor.seconds()
+
+    def quiet(self) -> bool:
+        return self.quiet_until is not None and self.now() < self.quiet_until
+
+    def permits(self, host: str) -> bool:
+        if not self.quiet():
+            return True
+        acl = getattr(self.model, "login_quiet_acl", None)
+        if acl is None or self.console.acl_permits is None:
+            return False
+        try:
+            return bool(self.console.acl_permits(acl, host))
+        except Exception:
+            _log.failure("login quiet-mode access-class check failed for {host}", host=host)
+            return False
+
+    def _prune(self, now, within):
+        self.window = [t for t in self.window if now - t < within]
+
+    def failed(self, user: str, source: str, localport) -> None:
+        self.total += 1
+        cfg = getattr(self.model, "login_block", None)
+        if cfg is None or self.quiet():
+            return
+        block, attempts, within = cfg
+        now = self.now()
+        self._prune(now, within)
+        self.window.append(now)
+        if len(self.window) < attempts:
+            return
+        left = max(0, int(within - (now - self.window[0])))
+        self.window = []
+        self.quiet_until = now + block
+        acl = getattr(self.model, "login_quiet_acl", None) or "sl_def_acl"
+        ios.message("SEC_LOGIN", 1, "QUIET_MODE_ON",
+                    "Still timeleft for watching failures is %d secs, [user: %s] [Source: %s] "
+                    "[localport: %s] [Reason: Login Authentication Failed] [ACL: %s] at %s"
+                    % (left, user, source, localport, acl, _ios_time(now)))
+        if self._off_call is not None and self._off_call.active():
+            self._off_call.cancel()
+        self._off_call = self.console.reactor.callLater(block, self._off)
+
+    def _off(self):
+        self._off_call = None
+        self.quiet_until = None
+        ios.message("SEC_LOGIN", 5, "QUIET_MODE_OFF",
+                    "Quiet Mode is OFF, because block period timed out at %s" % _ios_time(self.now()))
+
+    def stop(self):
+        if self._off_call is not None and self._off_call.active():
+            self._off_call.cancel()
+        self._off_call = None
+
+    def show(self) -> str:
+        """``show login`` (IOS layout)."""
+        m = self.model
+        cfg = getattr(m, "login_block", None)
+        acl = getattr(m, "login_quiet_acl", None)
+        console = self.console
+        lines = [
+            "     A login delay of %g seconds is applied to a failed password, doubled per further "
+            "failure from the same source (max %g)." % (console.fail_delay, console.max_delay),
+            ("     Quiet-Mode access list %s is applied." % acl) if acl
+            else "     No Quiet-Mode access list has been configured.",
+            "     All successful login is logged.",
+            "     All failed login is logged.",
+            "",
+        ]
+        if cfg is None:
+            lines.append("     Router NOT enabled to watch for login Attacks")
+            lines.append("")
+            lines.append("     Total login failures: %d." % self.total)
+            return "\n".join(lines)
+        block, attempts, within = cfg
+        lines += [
+            "     Router enabled to watch for login Attacks.",
+            "     If more than %d login failures occur in %d seconds or less," % (attempts - 1, within),
+            "       logins will be disabled for %d seconds." % block,
+            "",
+        ]
+        now = self.now()
+        if self.quiet():
+            lines += [
+                "     Router presently in Quiet-Mode.",
+                "     Will remain in Quiet-Mode for %d seconds." % int(self.quiet_until - now + 0.999),
+                ("     Restricted logins filtered by applied ACL %s." % acl) if acl
+                else "     Denied logins from all hosts.",
+            ]
+        else:
+            self._prune(now, within)
+            left = within - (now - self.window[0]) if self.window else within
+            lines += [
+                "     Router presently in Normal-Mode.",
+                "     Current Watch Window",
+                "         Time remaining: %d seconds." % int(left),
+                "         Login failures for current window: %d." % len(self.window),
+            ]
+        lines.append("     Total login failures: %d." % self.total)
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
 # The console: shared state of all sessions
 
 
 class Console:
-    def __init__(self, appliance, router_model, reactor, vty_permits=None, tree=None):
+    def __init__(self, appliance, router_model, reactor, vty_permits=None, tree=None,
+                 acl_permits=None):
         self.app = appliance
+        #: acl_permits(acl name, source address) -> bool (login quiet-mode access-class)
+        self.acl_permits = acl_permits
         self._model = router_model
         self.reactor = reactor
         self.vty_permits = vty_permits
@@ -107,6 +236,7 @@ class Console:
         self.failures: dict[str, tuple[int, float]] = {}
         self.fail_delay = FAIL_DELAY
         self.max_delay = MAX_DELAY
+        self.guard = LoginGuard(self)
 
     @property
     def model(self):
@@ -117,6 +247,8 @@ class Console:
     def permits(self, host: str) -> bool:
         vty = getattr(self.model, "vty", None) or []
         if vty and all(v.transport_input in ("none", "telnet") for v in vty):
+            return False
+        if not self.guard.permits(host):
             return False
         if self.vty_permits is None:
             return True
@@ -170,7 +302,18 @@ class Console:
         return None, None
 
     def close_line(self, n) -> None:
-        self.lines.pop(n, None)
+        info = self.lines.pop(n, None)
+        if info is not None:
+            ctx = info["ctx"]
+            ios.message("SYS", 6, "LOGOUT", "User %s has exited tty session %d(%s)"
+                        % (ctx.user, n + 2, ctx.peer))
+
+    def next_tty(self) -> int:
+        """The tty number (IOS: vty N is tty N+2) the next session gets."""
+        n = 0
+        while n in self.lines:
+            n += 1
+        return n + 2
 
     def show_users(self, me: Context) -> str:
         out = ["    Line       User       Host(s)              Idle       Location"]
@@ -266,11 +409,20 @@ class CbacUserAuth(userauth.SSHUserAuthServer):
         self.clock = self.transport.factory.console.reactor
         userauth.SSHUserAuthServer.serviceStarted(self)
         self._bad_passwords = 0
+        t = self.transport
+        t.ios_tty = t.factory.console.next_tty()
+        ios.message("SSH", 5, "SSH2_SESSION", "SSH2 Session request from %s (tty = %d) using %s Succeeded"
+                    % (_peer_host(t), t.ios_tty, _crypto(t)))
 
     def tryAuth(self, kind, user, data):
-        d = userauth.SSHUserAuthServer.tryAuth(self, kind, user, data)
         console = self.transport.factory.console
         peer = self.transport.transport.getPeer()
+        if kind in (b"password", b"publickey") and not console.guard.permits(getattr(peer, "host", "")):
+            # quiet mode began while this connection was open
+            self.transport.sendDisconnect(transport.DISCONNECT_NO_MORE_AUTH_METHODS_AVAILABLE,
+                                          b"login blocked (quiet mode)")
+            return defer.fail(failure.Failure(IgnoreAuthentication()))
+        d = userauth.SSHUserAuthServer.tryAuth(self, kind, user, data)
         host = self.transport.transport.getHost()
         src = getattr(peer, "host", str(peer))
         uname = user.decode("utf-8", "replace")
@@ -278,6 +430,11 @@ class CbacUserAuth(userauth.SSHUserAuthServer):
 
         def ok(result):
             console.login_ok(src)
+            t = self.transport
+            t.ios_user = uname
+            ios.message("SSH", 5, "SSH2_USERAUTH",
+                        "User '%s' authentication for SSH2 Session from %s (tty = %s) using %s Succeeded"
+                        % (uname, src, getattr(t, "ios_tty", "?"), _crypto(t)))
             ios.message("SEC_LOGIN", 5, "LOGIN_SUCCESS", "Login Success %s at %s"
                         % (where, _ios_time(console.reactor.seconds())))
             return result
@@ -288,6 +445,7 @@ class CbacUserAuth(userauth.SSHUserAuthServer):
             ios.message("SEC_LOGIN", 4, "LOGIN_FAILED",
                         "Login failed %s [Reason: Login Authentication Failed] at %s"
                         % (where, _ios_time(console.reactor.seconds())))
+            console.guard.failed(uname, src, getattr(host, "port", "?"))
             self._bad_passwords += 1
             delay = console.failure_delay(src)
             d2 = defer.Deferred()
@@ -550,11 +708,141 @@ class _Batch:
 
 
 # ---------------------------------------------------------------------------
+# Transport and log filter
+
+
+def _peer_host(t) -> str:
+    try:
+        return t.transport.getPeer().host
+    except Exception:
+        return "?"
+
+
+def _crypto(t) -> str:
+    """IOS's "crypto cipher 'aes128-ctr', hmac 'hmac-sha2-256'"."""
+    enc = getattr(t, "currentEncryptions", None)
+    cip = getattr(enc, "outCipType", b"none") or b"none"
+    mac = getattr(enc, "outMACType", b"none") or b"none"
+    return "crypto cipher '%s', hmac '%s'" % (cip.decode("ascii", "replace"),
+                                              mac.decode("ascii", "replace"))
+
+
+class CbacServerTransport(transport.SSHServerTransport):
+    """conch's server transport, logging IOS style: a client's normal exit
+    (SSH_DISCONNECT_BY_APPLICATION, what OpenSSH sends) is not an error,
+    and an authenticated session's end is ``%SSH-5-SSH2_CLOSE``."""
+
+    ios_tty = None
+    ios_user = None
+
+    def receiveError(self, reasonCode, description):
+        if reasonCode == transport.DISCONNECT_BY_APPLICATION:
+            return
+        _log.warn("SSH2 session from {peer} disconnected by the client: code {code} ({description})",
+                  peer=_peer_host(self), code=reasonCode,
+                  description=description.decode("utf-8", "replace")
+                  if isinstance(description, bytes) else description)
+
+    def connectionLost(self, reason):
+        transport.SSHServerTransport.connectionLost(self, reason)
+        if self.ios_user is not None:
+            ios.message("SSH", 5, "SSH2_CLOSE",
+                        "SSH2 Session from %s (tty = %s) for user '%s' using %s closed"
+                        % (_peer_host(self), self.ios_tty, self.ios_user, _crypto(self)))
+
+
+#: Namespaces of conch's own log events (and of our subclasses of conch's
+#: classes, whose loggers take the subclass's name).
+_CONCH_NAMESPACES = ("twisted.conch.", "cbac.console.ssh.Cbac")
+
+
+def is_conch_chatter(event) -> bool:
+    """An event of conch's below warning level (key exchange, channel
+    requests, "connection lost", ...): shown only under ``debug ip ssh``."""
+    from twisted.logger import LogLevel
+    ns = event.get("log_namespace") or ""
+    level = event.get("log_level")
+    if event.get("isError") or event.get("log_failure") is not None:
+        return False
+    if not ns.startswith(_CONCH_NAMESPACES):
+        if ns != "log_legacy":
+            return False
+        # legacy log.msg events: conch's own in older Twisted (22.4), logged
+        # in the context of our transport ("CbacServerTransport,0,10.1.1.1",
+        # "SSHChannel session (0) on ... CbacServerTransport,..."), and
+        # twisted.internet.tcp.Port's "CbacSSHFactory starting on 2222"
+        system = str(event.get("log_system") or event.get("system") or "")
+        if "CbacServerTransport" in system:
+            return level is None or level < LogLevel.warn
+        fmt = event.get("message") or ()
+        text = fmt[0] if fmt and isinstance(fmt[0], str) else ""
+        return text.startswith("CbacSSHFactory starting on ")
+    return level is None or level < LogLevel.warn
+
+
+class ConchLogFilter:
+    """Wraps a log observer (twistd's log file) so that conch's chatter is
+    dropped (``debug ip ssh`` brings it back as debug lines, see
+    :func:`ssh_debug_forwarder`).  Compares equal to the wrapped observer,
+    so ``removeObserver(original)`` still removes it."""
+
+    def __init__(self, observer):
+        self.observer = observer
+
+    def __call__(self, event):
+        if is_conch_chatter(event):
+            return
+        self.observer(event)
+
+    def __eq__(self, other):
+        if isinstance(other, ConchLogFilter):
+            return other.observer == self.observer
+        return other is self.observer or other == self.observer
+
+    def __hash__(self):
+        return hash(self.observer)
+
+
+def ssh_debug_forwarder(event):
+    """A log observer: under ``debug ip ssh`` conch's chatter becomes IOS
+    debug lines (``SSH: ...``), which reach twistd's log, ``terminal
+    monitor`` sessions and the logging buffer like every ``debug``."""
+    if not ios.debugging.on("ip ssh") or not is_conch_chatter(event):
+        return
+    from twisted.logger import formatEvent
+    try:
+        text = formatEvent(event)
+    except Exception:      # noqa: BLE001 - never break logging
+        return
+    ios.debugging.line("ip ssh", "SSH: " + " ".join(text.split()))
+
+
+def quiet_conch_log(publisher=None, keep=()):
+    """Wrap the observers of ``publisher`` (the global one by default; call
+    it once logging has begun, e.g. ``reactor.callWhenRunning``) in
+    :class:`ConchLogFilter`, except those in ``keep`` (cbac's own
+    observers, which only take IOS messages and warnings)."""
+    if publisher is None:
+        from twisted.logger import globalLogPublisher as publisher
+    obs = getattr(publisher, "_observers", None)
+    if obs is None:
+        return
+    for i, o in enumerate(obs):
+        if isinstance(o, ConchLogFilter) or o is ssh_debug_forwarder or any(o is k for k in keep):
+            continue
+        obs[i] = ConchLogFilter(o)
+    if ssh_debug_forwarder not in obs:
+        publisher.addObserver(ssh_debug_forwarder)
+
+
+# ---------------------------------------------------------------------------
 # Factory and service
 
 
 class CbacSSHFactory(factory.SSHFactory):
     services = {b"ssh-userauth": CbacUserAuth, b"ssh-connection": connection.SSHConnection}
+    protocol = CbacServerTransport
+    noisy = False
 
     def __init__(self, console: Console, host_key: keys.Key):
         self.console = console
@@ -573,11 +861,31 @@ class CbacSSHFactory(factory.SSHFactory):
         return getattr(self, "primes", None)
 
     def buildProtocol(self, addr):
+        """conch's SSHFactory.buildProtocol, without its "cannot find
+        moduli file" message at every connection.  Key exchanges by choice:
+        never SHA-1 ones (RFC 9142: diffie-hellman-group14-sha1,
+        diffie-hellman-group-exchange-sha1); diffie-hellman-group-exchange-
+        sha256 only with a moduli file (``/etc/ssh/moduli``, from
+        openssh-server); the rest are conch's (curve25519-sha256,
+        ecdh-sha2-nistp256/384/521, and mlkem768x25519-sha256 in newer
+        Twisted)."""
         host = getattr(addr, "host", "")
         if not self.console.permits(host):
             _log.info("vty access-class refused SSH connection from {host}", host=host)
             return None
-        return factory.SSHFactory.buildProtocol(self, addr)
+        t = protocol.Factory.buildProtocol(self, addr)
+        try:
+            from itertools import chain
+            t.supportedPublicKeys = list(chain.from_iterable(
+                k.supportedSignatureAlgorithms() for k in self.privateKeys.values()))
+        except AttributeError:      # older Twisted
+            t.supportedPublicKeys = list(self.privateKeys.keys())
+        primes = self.getPrimes()
+        t.supportedKeyExchanges = [
+            k for k in t.supportedKeyExchanges
+            if not k.endswith(b"-sha1")
+            and (primes or not k.startswith(b"diffie-hellman-group-exchange-"))]
+        return t
 
 
 class ConsoleService(service.MultiService):
@@ -606,7 +914,8 @@ class ConsoleService(service.MultiService):
 
     def _listened(self, port, desc):
         self.ports.append(port)
-        ios.message("SSH", 5, "ENABLED", "SSH 2.0 has been enabled")
+        if len(self.ports) == 1:
+            ios.message("SSH", 5, "ENABLED", "SSH 2.0 has been enabled")
         _log.info("cbac console listening on {desc}", desc=desc)
         return port
 
@@ -629,18 +938,20 @@ class ConsoleService(service.MultiService):
 
     def stopService(self):
         service.MultiService.stopService(self)
+        self.console.guard.stop()
         ports, self.ports = self.ports, []
         return defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in ports])
 
 
 def makeConsoleService(appliance, router_model, state_dir, listen_endpoints,
-                       reactor=None, vty_permits=None):
+                       reactor=None, vty_permits=None, acl_permits=None):
     """The SSH console service.  ``listen_endpoints``: endpoint strings such
     as ``tcp:2222:interface=192.0.2.1``; ``vty_permits(source) -> bool``
-    implements ``line vty ... access-class ACL in``."""
+    implements ``line vty ... access-class ACL in``, ``acl_permits(acl,
+    source) -> bool`` ``login quiet-mode access-class ACL``."""
     if reactor is None:
         from twisted.internet import reactor
-    console = Console(appliance, router_model, reactor, vty_permits)
+    console = Console(appliance, router_model, reactor, vty_permits, acl_permits=acl_permits)
     f = CbacSSHFactory(console, load_host_key(state_dir))
     svc = ConsoleService(console, f, listen_endpoints, reactor)
     svc.setName("console")

@@ -73,7 +73,7 @@ def show_interfaces(router, name=None, clock=None) -> str:
             "  Encapsulation ARPA, loopback not set",
             "  ARP type: ARPA, ARP Timeout %s" % _hms(ri.arp_timeout),
             "  Device %s" % getattr(ri.port, "device", "?"),
-            "  Last clearing of \"show interface\" counters never",
+            "  Last clearing of \"show interface\" counters %s" % _last_cleared(router, clock, ri.name),
             "  Input queue: 0/75/%d/0 (size/max/drops/flushes); Total output drops: %d" % (
                 c.rx_dropped, c.tx_dropped),
             "  Queueing strategy: fifo",
@@ -92,7 +92,36 @@ def show_interfaces(router, name=None, clock=None) -> str:
             for k in sorted(drops):
                 lines.append("     %-28s %d" % (k, drops[k]))
         out.append("\n".join(lines))
+    if name is None:
+        other = _unattributed_drops(router)
+        if other:
+            lines = ["Drops not attributed to an interface (cbac):"]
+            for k in sorted(other):
+                lines.append("     %-28s %d" % (k, other[k]))
+            out.append("\n".join(lines))
     return "\n".join(out)
+
+
+def _last_cleared(router, clock, name=None) -> str:
+    t = getattr(router, "counters_cleared_if", {}).get(name)
+    if t is None:
+        t = getattr(router, "counters_cleared", None)
+    if t is None or clock is None:
+        return "never"
+    return _hms(clock.seconds() - t)
+
+
+def _unattributed_drops(router) -> dict:
+    """The router's drops no interface counted (interface-down, no-route-local,
+    icmp-rate-limited, ...), and ARP's unresolved drops."""
+    out = {}
+    for reason, n in router.drops.items():
+        left = n - sum(ri.drops.get(reason, 0) for ri in router.interfaces.values())
+        if left > 0:
+            out[reason] = left
+    if getattr(router.arp, "dropped", 0):
+        out["arp-unresolved"] = router.arp.dropped
+    return out
 
 
 def show_ip_interface_brief(router) -> str:
@@ -120,7 +149,7 @@ def show_engine(appliance) -> str:
             len(r.arp.entries), r.arp.queued, r.arp.dropped),
     ]
     if appliance.sessions is not None:
-        lines.append("Sessions: %d" % len(appliance.sessions))
+        lines.append("Sessions: %d" % len(appliance.sessions.sessions))
     lines.append("Drops by reason:")
     for k in sorted(r.drops):
         lines.append("  %-30s %d" % (k, r.drops[k]))

@@ -1,0 +1,338 @@
+"""packet-tracer: the seed's cases line by line, nothing changed by a
+trace, and the real pipeline doing what the trace said."""
+
+import copy
+
+from scapy.all import ARP, IP, TCP, Ether, raw
+from twisted.trial import unittest
+
+from cbac.console.cli import Context, run_line
+from cbac.console.commands import build_tree
+from tests.test_console_appliance import R_IN, R_OUT, real_appliance
+
+H_IN = "02:00:0a:0a:0a:02"
+H_OUT = "02:00:ac:16:01:01"
+
+SMTP_IN = """\
+Phase: 1
+Type: FLOW-LOOKUP
+Subtype: 
+Result: ALLOW
+Config:
+Additional Information:
+no session for tcp 172.22.1.1/40000 -> 172.22.1.16/25: the first packet of a flow
+
+Phase: 2
+Type: ACCESS-LIST
+Subtype: 
+Result: ALLOW
+Config:
+interface Ethernet2/0
+ ip access-group 101 in
+access-list 101 permit tcp any host 172.22.1.16 eq smtp
+Additional Information:
+
+Phase: 3
+Type: UN-NAT
+Subtype: static
+Result: ALLOW
+Config:
+ip nat inside source static tcp 10.10.10.25 25 172.22.1.16 25 extendable
+Additional Information:
+untranslate tcp 172.22.1.1/40000 -> 172.22.1.16/25 to tcp 172.22.1.1/40000 -> 10.10.10.25/25
+
+Phase: 4
+Type: ROUTE-LOOKUP
+Subtype: Resolve Egress Interface
+Result: ALLOW
+Config:
+C       10.10.10.0/24 is directly connected, Ethernet2/1
+Additional Information:
+found next-hop 10.10.10.25 using egress ifc Ethernet2/1
+
+Phase: 5
+Type: ACCESS-LIST
+Subtype: 
+Result: ALLOW
+Config:
+Additional Information:
+no access list outbound on Ethernet2/1: permitted
+
+Phase: 6
+Type: INSPECT
+Subtype: smtp
+Result: ALLOW
+Config:
+interface Ethernet2/0
+ ip inspect OUT-IN in
+ip inspect name OUT-IN smtp
+Additional Information:
+new smtp session would be created; return traffic is let in by it
+
+Phase: 7
+Type: ADJACENCY-LOOKUP
+Subtype: next-hop and adjacency
+Result: ALLOW
+Config:
+Additional Information:
+next-hop 10.10.10.25 is 0200.0a0a.0a02 on Ethernet2/1 (ARP)
+
+Result:
+input-interface: Ethernet2/0
+input-status: up
+input-line-status: up
+output-interface: Ethernet2/1
+output-status: up
+output-line-status: up
+Action: allow"""
+
+PAT_OUT = """\
+Phase: 1
+Type: FLOW-LOOKUP
+Subtype: 
+Result: ALLOW
+Config:
+Additional Information:
+no session for tcp 10.10.10.3/40000 -> 172.22.1.1/80: the first packet of a flow
+
+Phase: 2
+Type: ACCESS-LIST
+Subtype: 
+Result: ALLOW
+Config:
+Additional Information:
+no access list inbound on Ethernet2/1: permitted
+
+Phase: 3
+Type: ROUTE-LOOKUP
+Subtype: Resolve Egress Interface
+Result: ALLOW
+Config:
+C       172.22.1.0/24 is directly connected, Ethernet2/0
+Additional Information:
+found next-hop 172.22.1.1 using egress ifc Ethernet2/0
+
+Phase: 4
+Type: NAT
+Subtype: PAT
+Result: ALLOW
+Config:
+ip nat inside source list 1 interface Ethernet2/0 overload
+access-list 1 permit 10.10.10.0 0.0.0.255
+Additional Information:
+translate tcp 10.10.10.3/40000 -> 172.22.1.1/80 to tcp 172.22.1.16/1024 -> 172.22.1.1/80
+
+Phase: 5
+Type: ACCESS-LIST
+Subtype: 
+Result: ALLOW
+Config:
+Additional Information:
+no access list outbound on Ethernet2/0: permitted
+
+Phase: 6
+Type: INSPECT
+Subtype: http
+Result: ALLOW
+Config:
+interface Ethernet2/1
+ ip inspect IN-OUT in
+ip inspect name IN-OUT http
+Additional Information:
+new http session would be created; return traffic is let in by it
+
+Phase: 7
+Type: ADJACENCY-LOOKUP
+Subtype: next-hop and adjacency
+Result: ALLOW
+Config:
+Additional Information:
+next-hop 172.22.1.1 is 0200.ac16.0101 on Ethernet2/0 (ARP)
+
+Result:
+input-interface: Ethernet2/1
+input-status: up
+input-line-status: up
+output-interface: Ethernet2/0
+output-status: up
+output-line-status: up
+Action: allow"""
+
+REFUSED = """\
+Phase: 1
+Type: FLOW-LOOKUP
+Subtype: 
+Result: ALLOW
+Config:
+Additional Information:
+no session for tcp 172.22.1.1/40000 -> 10.10.10.2/80: the first packet of a flow
+
+Phase: 2
+Type: ACCESS-LIST
+Subtype: 
+Result: DROP
+Config:
+interface Ethernet2/0
+ ip access-group 101 in
+access-list 101 (implicit deny)
+Additional Information:
+no entry matches: implicit deny
+
+Result:
+input-interface: Ethernet2/0
+input-status: up
+input-line-status: up
+Action: drop
+Drop-reason: (acl-in) Flow is denied by the input access list"""
+
+
+def state(app):
+    """Everything a trace must not change (counters, sessions, NAT, ARP,
+    timers, frames sent)."""
+    r, nat, s = app.router, app.nat, app.sessions
+    acls = {n: ([a.hits for a in c.aces], c.implicit_deny_hits) for n, c in app.acls.lists.items()}
+    return copy.deepcopy({
+        "acls": acls,
+        "nat": (sorted(map(repr, nat.flows_in)), sorted(map(repr, nat.flows_out)), len(nat.entries),
+                dict(nat.ports), dict(nat.pat_by_local), nat.hits, nat.misses,
+                sorted((k, bytes(m.used), list(m.free), list(m.cursor))
+                       for k, m in getattr(nat, "portmaps", {}).items()),
+                [(x.refcount, x.misses, x.allocated, x.cursor) for x in nat.rules]),
+        "sessions": (sorted(s.sessions), sorted(s.tcp), sorted(s.udp), sorted(s.icmp),
+                     s.stats.drops, s.stats.created, s.stats.peak, len(s._half), s._rate),
+        "router": (dict(r.drops), r.forwarded, r.received,
+                   {n: dict(ri.drops) for n, ri in r.interfaces.items()}),
+        "ports": {n: (len(p.sent), p.counters.tx_packets, p.counters.rx_packets)
+                  for n, p in app.router.ports.items()},
+        "arp": sorted((k, e.mac, e.expires) for k, e in r.arp.entries.items()),
+        "timers": sorted(round(c.getTime(), 3) for c in app.clock.getDelayedCalls()),
+    })
+
+
+class PacketTracerTests(unittest.TestCase):
+    def setUp(self):
+        self.app, self.ports, _ = real_appliance(self)
+        self.pin, self.pout = self.ports["Ethernet2/1"], self.ports["Ethernet2/0"]
+        # both neighbours known (ARP), as on a running box
+        for port, mac, rmac, ip, rip in ((self.pin, H_IN, R_IN, "10.10.10.25", "10.10.10.1"),
+                                         (self.pout, H_OUT, R_OUT, "172.22.1.1", "172.22.1.16")):
+            port.inject(bytearray(raw(Ether(src=mac, dst=rmac) / ARP(
+                op=2, hwsrc=mac, psrc=ip, hwdst=rmac, pdst=rip))))
+        # one connection already through PAT (port 40000 taken)
+        self.syn("in", "10.10.10.2", 40000, "172.22.1.1", 80)
+        self.assertEqual(len(self.app.sessions.sessions), 1)
+
+    def syn(self, side, src, sport, dst, dport, flags="S"):
+        port, mac = (self.pin, R_IN) if side == "in" else (self.pout, R_OUT)
+        f = Ether(src=H_IN if side == "in" else H_OUT, dst=mac) / IP(src=src, dst=dst) / TCP(
+            sport=sport, dport=dport, flags=flags, seq=1000)
+        self.pin.sent.clear()
+        self.pout.sent.clear()
+        port.inject(bytearray(raw(f)))
+
+    def tracer(self, line):
+        ctx = Context(self.app, "admin", 15, "127.0.0.1")
+        out = []
+        run_line(build_tree(), ctx, line).addCallback(out.append)
+        return out[0]
+
+    def assertLines(self, got, expected):
+        self.assertEqual(got.split("\n"), expected.split("\n"))
+
+    def test_smtp_inbound_to_the_published_server(self):
+        before = state(self.app)
+        r = self.tracer("packet-tracer input Ethernet2/0 tcp 172.22.1.1 40000 172.22.1.16 25")
+        self.assertEqual(r.status, 0)
+        self.assertLines(r.text, SMTP_IN)
+        self.assertEqual(state(self.app), before)
+        # the real pipeline does what the trace said
+        self.syn("out", "172.22.1.1", 40000, "172.22.1.16", 25)
+        [f] = [Ether(x) for x, _ in self.pin.sent]
+        self.assertEqual((f[IP].dst, f[TCP].dport, f.dst), ("10.10.10.25", 25, H_IN))
+        self.assertIn("smtp", [s.protocol for s in self.app.sessions.sessions.values()])
+
+    def test_pat_outbound(self):
+        before = state(self.app)
+        r = self.tracer("packet-tracer input Ethernet2/1 tcp 10.10.10.3 40000 172.22.1.1 80")
+        self.assertEqual(r.status, 0)
+        self.assertLines(r.text, PAT_OUT)
+        self.assertEqual(state(self.app), before)
+        self.syn("in", "10.10.10.3", 40000, "172.22.1.1", 80)
+        [f] = [Ether(x) for x, _ in self.pout.sent]
+        self.assertEqual((f[IP].src, f[TCP].sport), ("172.22.1.16", 1024))   # as traced
+
+    def test_refused(self):
+        before = state(self.app)
+        r = self.tracer("packet-tracer input Ethernet2/0 tcp 172.22.1.1 40000 10.10.10.2 80")
+        self.assertEqual(r.status, 1)
+        self.assertLines(r.text, REFUSED)
+        self.assertEqual(state(self.app), before)
+        drops = self.app.router.drops["acl-in"]
+        self.syn("out", "172.22.1.1", 40000, "10.10.10.2", 80)
+        self.assertEqual(self.app.router.drops["acl-in"], drops + 1)
+
+    def test_existing_session_return_traffic(self):
+        """The server's SYN/ACK of the PAT connection: found by the session
+        (ACL bypass), translated back, routed inside."""
+        before = state(self.app)
+        r = self.tracer("packet-tracer input Ethernet2/0 tcp 172.22.1.1 80 172.22.1.16 40000 detailed")
+        self.assertEqual(state(self.app), before)
+        lines = r.text.split("\n")
+        self.assertEqual(r.status, 0, r.text)
+        self.assertEqual([l for l in lines if l.startswith("Type: ")],
+                         ["Type: FLOW-LOOKUP", "Type: NAT", "Type: INSPECT", "Type: ROUTE-LOOKUP",
+                          "Type: ADJACENCY-LOOKUP"])
+        self.assertRegex(r.text, r"found session [0-9A-F]{8} http \(10\.10\.10\.2:40000\)=>"
+                                 r"\(172\.22\.1\.1:80\) \S+ \(from the responder\)")
+        self.assertIn("ACL bypass: the access lists are not evaluated for its packets", lines)
+        self.assertIn("translate tcp 172.22.1.1/80 -> 172.22.1.16/40000 to "
+                      "tcp 172.22.1.1/80 -> 10.10.10.2/40000 (the session's translation)", lines)
+        self.assertIn("packet: tcp 172.22.1.1/80 -> 172.22.1.16/40000 ttl 64", lines)
+
+    def test_router_itself_and_no_route(self):
+        r = self.tracer("packet-tracer input Ethernet2/1 tcp 10.10.10.2 40000 10.10.10.1 23")
+        self.assertEqual(r.status, 1)
+        self.assertIn("Drop-reason: (local-tcp) To the router: TCP port closed (answered with RST)",
+                      r.text)
+        r = self.tracer("packet-tracer input e2/1 icmp 10.10.10.2 8 0 172.22.1.1")
+        self.assertEqual(r.status, 0, r.text)
+        self.assertIn("Subtype: icmp", r.text)
+        r = self.tracer("packet-tracer input Ethernet9/9 udp 10.10.10.2 1 172.22.1.1 53")
+        self.assertEqual((r.status, r.text), (1, "% Invalid interface: Ethernet9/9"))
+
+    def test_port_keywords(self):
+        a = self.tracer("packet-tracer input Ethernet2/0 tcp 172.22.1.1 40000 172.22.1.16 smtp")
+        self.assertEqual((a.status, a.text), (0, SMTP_IN))
+        r = self.tracer("packet-tracer input Ethernet2/0 tcp 172.22.1.1 40000 172.22.1.16 nosuch")
+        self.assertEqual((r.status, r.text), (1, "% Invalid tcp port: nosuch"))
+        r = self.tracer("packet-tracer input Ethernet2/0 udp 172.22.1.1 70000 172.22.1.16 53")
+        self.assertEqual((r.status, r.text), (1, "% Invalid udp port: 70000"))
+
+    def test_privileged_only(self):
+        ctx = Context(self.app, "oper", 1, "127.0.0.1")
+        out = []
+        run_line(build_tree(), ctx, "packet-tracer input Ethernet2/0 tcp 1.1.1.1 1 2.2.2.2 2").addCallback(
+            out.append)
+        self.assertIn("Invalid input", out[0].text)
+
+    def test_frames_the_normaliser_drops(self):
+        """cbac-replay --trace's path: an ACK without a session on inspected
+        traffic and a frame with a bad TCP checksum, as the router then
+        counts them."""
+        from cbac.dataplane.trace import trace_frame
+        ack = Ether(src=H_IN, dst=R_IN) / IP(src="10.10.10.2", dst="172.22.1.1") / TCP(
+            sport=41000, dport=80, flags="A", seq=5, ack=7)
+        before = state(self.app)
+        t = trace_frame(self.app.router, "Ethernet2/1", bytearray(raw(ack)))
+        self.assertEqual(state(self.app), before)
+        text = t.render(self.app.router)
+        self.assertIn("Drop-reason: (inspect-no-session) TCP segment without a session (not a SYN) "
+                      "on inspected traffic", text)
+        self.pin.inject(bytearray(raw(ack)))
+        self.assertEqual(self.app.router.drops["inspect-no-session"], 1)
+        bad = bytearray(raw(ack))
+        bad[-3] ^= 0xFF                                # inside the TCP checksum
+        t = trace_frame(self.app.router, "Ethernet2/1", bad)
+        self.assertEqual(t.drop_reason, "bad-l4-checksum")
+        self.pin.inject(bad)
+        self.assertEqual(self.app.router.drops["bad-l4-checksum"], 1)
