@@ -139,6 +139,35 @@ class NoStateBeforeProofTests(ApplianceCase):
         self.assertIn("Total active translations: 1 (1 static, 0 dynamic; 1 extended)",
                       self.app.show_ip_nat_statistics())
 
+    def test_synacks_without_a_session_leave_no_entry_when_forwarded(self):
+        """With ``cbac inspect tcp no-session forward`` (IOS behaviour) the
+        server's SYN/ACKs to deleted sessions are forwarded, translated
+        to the published address, without a NAT entry each."""
+        model, diags = parse(seed_text("cbac inspect tcp no-session forward"))
+        self.assertEqual([d for d in diags if d.severity == "error"], [])
+        self.app.apply(model)
+        limit = self.app.model.inspect.tcp_max_incomplete_host
+        for i in range(300):
+            self.outside(spoofed_syn(i))
+            if i >= 100:
+                old = spoofed_syn(i - 100)
+                self.inside(IP(src="10.10.10.25", dst=old[IP].src) /
+                            TCP(sport=25, dport=old[TCP].sport, flags="SA", seq=7, ack=old[TCP].seq + 1),
+                            mac=H_SRV)
+                self.assertLessEqual(self.nat_dynamic(), limit)
+        synacks = [p for p in self.sent(self.pout) if TCP in p and p[TCP].flags == "SA"]
+        self.assertEqual(len(synacks), 200)
+        self.assertEqual({(p[IP].src, p[TCP].sport) for p in synacks}, {("172.22.1.16", 25)})
+
+    def test_stray_ack_from_inside_leaves_no_pat_entry(self):
+        """An inside host's ACK without a session (no-session drop, the
+        default) is dropped and leaves no PAT entry behind."""
+        for p in range(4000, 4100):
+            self.inside(IP(src="10.10.10.2", dst="172.22.1.1") /
+                        TCP(sport=p, dport=80, flags="A", seq=1, ack=1))
+        self.assertEqual(self.sent(self.pout), [])
+        self.assertEqual(self.nat_dynamic(), 0)
+
     def test_syn_refused_by_a_blocked_host_leaves_no_translation(self):
         self.app.model.inspect.tcp_block_time = 1
         limit = self.app.model.inspect.tcp_max_incomplete_host

@@ -533,6 +533,7 @@ class Router:
                 # "cbac inspect tcp no-session forward" restores that).
                 if inspect_no_session(sessions, pkt, rule, ri.name):
                     self._drop(ri, "inspect-no-session")
+                    self._nat_discard(translation)
                     return
                 rule = None
             if rule is not None or pinhole is not None:
