@@ -462,6 +462,7 @@ class Router:
             zones = self.zones
             if zones is not None and zones.active and zones.decide(ri.name, "self", pkt) == "drop":
                 self._drop(ri, "zone-drop")
+                self._nat_discard(translation)
                 return
             self._local_received(ri, pkt)
             return
@@ -493,6 +494,7 @@ class Router:
             zrule = zones.decide(ri.name, out.name, pkt)
             if zrule == "drop":
                 self._drop(ri, "zone-drop")
+                self._nat_discard(translation)
                 return
             if zrule == "pass":
                 zrule = None
@@ -500,6 +502,7 @@ class Router:
                 # ZBF inspects: a packet that cannot open a session and
                 # belongs to none is dropped (IOS: no session).
                 self._drop(ri, "zone-no-session")
+                self._nat_discard(translation)
                 return
 
         # 7. NAT inside -> outside (after routing).
