@@ -437,12 +437,13 @@ class Appliance:
         nat_plan = self.nat.prepare(new) if self.nat is not None else None
         router_plan = self.router.prepare_config(new, acls=view)
         from cbac.inspect.zones import engine_model
-        return (new, acl_lists, nat_plan, router_plan, engine_model(new))
+        zone_plan = (engine_model(new), self.zones.prepare(new))
+        return (new, acl_lists, nat_plan, router_plan, zone_plan)
 
     def commit(self, staged) -> None:
         """Swap in what :meth:`stage` built: assignments only, in the
         reactor thread, so no packet sees half of it."""
-        new, acl_lists, nat_plan, router_plan, engine_model = staged
+        new, acl_lists, nat_plan, router_plan, (engine_model, zone_plan) = staged
         self.model = new
         if acl_lists is not None:
             self.acls.lists = acl_lists
@@ -450,7 +451,7 @@ class Appliance:
             self.nat.commit(nat_plan)
         if self.sessions is not None:
             self.sessions.reload(engine_model)
-        self.zones.reconfigure(new)
+        self.zones.commit(zone_plan)
         self.router.commit_config(router_plan)
         if self.log_observers is not None:
             try:

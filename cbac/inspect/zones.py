@@ -247,13 +247,20 @@ class ZonePolicy:
         self.reconfigure(router_model)
 
     def reconfigure(self, router_model) -> None:
-        self.model = router_model
+        self.commit(self.prepare(router_model))
+
+    @staticmethod
+    def prepare(router_model):
+        """Build the tables of ``router_model`` without touching the running
+        policy (an atomic reload: see Appliance.stage/commit)."""
         z = router_model.zbf
-        self.zbf = z
-        self.zone_of = {i.name: i.zone for i in router_model.interfaces.values() if i.zone}
-        self.pairs = {}
-        for zp in z.zone_pairs.values():
-            self.pairs[(zp.source, zp.destination)] = zp
+        zone_of = {i.name: i.zone for i in router_model.interfaces.values() if i.zone}
+        pairs = {(zp.source, zp.destination): zp for zp in z.zone_pairs.values()}
+        return (router_model, z, zone_of, pairs)
+
+    def commit(self, plan) -> None:
+        """Install a plan from :meth:`prepare`: assignments only."""
+        self.model, self.zbf, self.zone_of, self.pairs = plan
         self.active = bool(self.zone_of)
 
     def clear_counters(self) -> None:
