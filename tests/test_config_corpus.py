@@ -153,7 +153,7 @@ REFUSED_LINES = [
     "ip verify unicast source reachable-via rx", "ip ips IPS-1 in", "ip port-map http port 8080",
     "ip tcp intercept list 101", "ip inspect name FW appfw P", "ip policy route-map PBR",
     "ip route 10.50.0.0 255.255.0.0 172.22.1.1 track 1", "tunnel protection ipsec profile P",
-    "ip nat outside source list 1 pool P", "ip inspect tcp block-non-session",
+    "ip nat outside source list 1 pool P overload", "ip inspect tcp block-non-session",
     "ip access-group NOSUCH in", "no ip routing",
 ]
 

@@ -149,6 +149,14 @@ def check(router: Router, devices: Optional[Iterable[str]] = None, strict: bool 
         elif d.interface is not None and itfs[d.interface].address is None \
                 and not itfs[d.interface].dhcp:
             add(ERROR, d.lineno, "NAT: interface %s has no IP address" % d.interface)
+    side_of_pool = {}
+    for d in nat.dynamics:
+        if d.pool is None:
+            continue
+        other = side_of_pool.setdefault(d.pool, d.side)
+        if other != d.side:
+            add(ERROR, d.lineno, "NAT: pool %s is used by both 'ip nat inside source' and "
+                "'ip nat outside source'" % d.pool)
     for acl, _n, lineno in nat.timeouts.max_entries_list:
         if acl not in acls:
             add(ERROR, lineno, "NAT: access list %s is not defined" % acl)

@@ -288,13 +288,18 @@ class NatStatic:
 
 @dataclass
 class NatDynamic:
-    """``ip nat inside source list ACL {pool NAME | interface IF} [overload]``."""
+    """``ip nat inside source list ACL {pool NAME | interface IF} [overload]``
+    and ``ip nat outside source list ACL pool NAME [add-route]`` (side
+    "outside": outside global addresses the ACL permits get an outside local
+    address from the pool)."""
 
     acl: str
     pool: Optional[str] = None
     interface: Optional[str] = None
     overload: bool = False
     lineno: int = _lineno()
+    side: str = "inside"
+    add_route: bool = False                      # outside list: route to outside local
 
 
 @dataclass

@@ -1295,28 +1295,37 @@ class Parser:
                 keys.setdefault((st.side, st.local, st.protocol, st.local_port), []).append(st)
                 nat.statics.append(st)
         elif k == "list":
-            if side != "inside":
-                raise _Bad("ip nat outside source list (dynamic outside translation) is not "
-                           "implemented by cbac")
-            d = NatDynamic(_acl_ref(a[1]), lineno=ln.no)
+            d = NatDynamic(_acl_ref(a[1]), lineno=ln.no, side=side)
             i = 2
             what = a[i].lower()
             if what == "pool":
                 d.pool = a[i + 1]
-            elif what == "interface":
+            elif what == "interface" and side == "inside":
                 d.interface = normalize_interface(a[i + 1])
+            elif what == "interface":
+                raise _Bad("'interface' is not valid with 'ip nat outside source list' "
+                           "(expected 'pool NAME')")
             else:
                 raise _Bad("expected 'pool NAME' or 'interface IF'")
             i += 2
-            if i < len(a) and a[i].lower() == "overload":
-                d.overload = True
+            while i < len(a):
+                o = a[i].lower()
+                if o == "overload" and side == "inside" and not d.overload:
+                    d.overload = True
+                elif o == "overload":
+                    raise _Bad("'overload' is not supported with 'ip nat outside source "
+                               "list' (outside translation is one-to-one)")
+                elif o == "add-route" and side == "outside" and not d.add_route:
+                    d.add_route = True
+                elif o == "add-route":
+                    raise _Bad("'add-route' is only valid with 'ip nat outside source'")
+                else:
+                    raise _Bad("invalid or unsupported NAT option '%s'" % a[i])
                 i += 1
-            if i < len(a):
-                raise _Bad("invalid or unsupported NAT option '%s'" % a[i])
+            key = (d.side, d.acl)
+            nat.dynamics = [x for x in nat.dynamics if (x.side, x.acl) != key]
             if neg:
-                nat.dynamics = [x for x in nat.dynamics if x.acl != d.acl]
                 return
-            nat.dynamics = [x for x in nat.dynamics if x.acl != d.acl]
             nat.dynamics.append(d)
         elif k == "route-map":
             raise _Bad("NAT with a route-map is not implemented by cbac")

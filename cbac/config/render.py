@@ -215,10 +215,12 @@ def _nat(r: Router) -> list[str]:
             line += " type %s" % p.type
         out.append(line)
     for d in n.dynamics:
-        line = "ip nat inside source list %s " % d.acl
+        line = "ip nat %s source list %s " % (d.side, d.acl)
         line += ("pool %s" % d.pool) if d.pool is not None else ("interface %s" % d.interface)
         if d.overload:
             line += " overload"
+        if d.add_route:
+            line += " add-route"
         out.append(line)
     for s in n.statics:
         if s.network is not None:

@@ -135,7 +135,19 @@ class Router:
         self.dhcp: dict = {}                    # ifname -> DhcpInterface (ip address dhcp)
         from cbac.dataplane.selftraffic import RouterTraffic
         self.router_traffic = RouterTraffic(self)   # ip inspect ... router-traffic
+        if nat is not None:
+            nat.route_hook = self._nat_route
         self.apply_config(model)
+
+    def _nat_route(self, add: bool, ol: int, og: int) -> None:
+        """``ip nat outside source list ... add-route``: a host route to
+        the outside local address of a binding via its outside global
+        address, for the binding's life."""
+        e = RouteEntry(ol, 32, None, og, 1, "S")
+        if add:
+            self.routes.add(e)
+        else:
+            self.routes.remove(e)
 
     # ------------------------------------------------------------------
     # configuration
@@ -194,6 +206,10 @@ class Router:
             # the outside local address via the outside global one.
             if s.side == "outside" and s.add_route and s.global_ is not None:
                 routes.add(RouteEntry(int(s.global_), 32, None, int(s.local), 1, "S"))
+        if self.nat is not None and hasattr(self.nat, "outside_routes"):
+            # the live bindings of ip nat outside source list ... add-route
+            for ol, og in self.nat.outside_routes():
+                routes.add(RouteEntry(ol, 32, None, og, 1, "S"))
         return (model, interfaces, local, statics, routes)
 
     def commit_config(self, plan) -> None:

@@ -48,6 +48,18 @@ class RouteTable:
         self._lens = sorted(self._by_len, reverse=True)
         self._cache.clear()
 
+    def remove(self, entry: RouteEntry) -> bool:
+        """Remove ``entry`` if it is the one installed for its prefix."""
+        table = self._by_len.get(entry.prefixlen)
+        if table is None or table.get(entry.network) != entry:
+            return False
+        del table[entry.network]
+        if not table:
+            del self._by_len[entry.prefixlen]
+            self._lens = sorted(self._by_len, reverse=True)
+        self._cache.clear()
+        return True
+
     def entries(self) -> list[RouteEntry]:
         out = []
         for plen in self._lens:

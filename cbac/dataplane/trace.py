@@ -402,9 +402,10 @@ class _Tracer:
             return None
         p.subtype = kind
         if cfg:
-            p.config.append(cfg)
+            p.config.extend(cfg if isinstance(cfg, list) else [cfg])
         old = _flow(pkt)
-        _retarget(pkt, dst=new)
+        ol = predict_outside_local(nat, pkt)[0]
+        _retarget(pkt, src=(ol, None) if ol != pkt.src else None, dst=new)
         p.info.append("untranslate %s to %s" % (old, _flow(pkt)))
         return decision
 
@@ -636,6 +637,38 @@ def _static_cfg(nat, proto, addr, port, by_global):
     return None
 
 
+def predict_outside_local(nat, pkt):
+    """The outside local address the source of ``pkt`` (arriving on the
+    outside) gets: ``(address, kind, config lines)`` (kind None: the
+    address unchanged or from an outside static / existing binding), or
+    ``("drop", subtype, why)``."""
+    proto, src, dst = pkt.proto, pkt.src, pkt.dst
+    ol = nat._ol_for(src) if hasattr(nat, "_ol_for") else nat.st_out_by_global.get(src, src)
+    if ol == src and getattr(nat, "out_rules", None):
+        # ip nat outside source list: the binding the packet would make
+        for r in nat.out_rules:
+            acl = nat.acls.get(r.acl)
+            if acl is None:
+                continue
+            itype, icode = (pkt.icmp_type, pkt.icmp_code) if proto == PROTO_ICMP else (-1, -1)
+            entry = acl.lookup_fields(proto, src, dst, pkt.sport, pkt.dport, itype, icode,
+                                      pkt.tcp_flags, pkt.frag != 0)
+            if entry is None or entry.action != "permit":
+                continue
+            if proto == PROTO_TCP and pkt.tcp_flags & 0x17 != 0x02:
+                return "drop", "outside", ("%s has no outside binding and this TCP segment "
+                                           "cannot open a connection" % ip_str(src))
+            if not nat._room():
+                return "drop", "max-entries", "ip nat translation max-entries reached"
+            free = [a for a in r.addresses
+                    if a not in nat.obind_by_local and a not in nat.st_out_by_local][:1]
+            if not free:
+                return "drop", "pool", "pool %s is exhausted" % r.pool
+            return free[0], "outside dynamic", [_nat_lines(dynamic=_dyn_cfg(nat, r)),
+                                                _acl_entry_line(acl, entry)]
+    return ol, None, None
+
+
 def predict_inbound(nat, pkt):
     """What ``Nat.inbound`` would do with the first packet of a flow, read
     from its tables (mirrors ``Nat._create_inbound``): ``(kind, config
@@ -643,7 +676,10 @@ def predict_inbound(nat, pkt):
     why)``."""
     proto, src, dst = pkt.proto, pkt.src, pkt.dst
     sp, dp = (pkt.icmp_id, 0) if proto == PROTO_ICMP else (pkt.sport, pkt.dport)
-    ol = nat.st_out_by_global.get(src, src)
+    ol = predict_outside_local(nat, pkt)
+    if ol[0] == "drop":
+        return ol
+    ol, okind, ocfg = ol
     il = None
     ilp = None
     kind = cfg = None
@@ -673,7 +709,11 @@ def predict_inbound(nat, pkt):
             return None, None, ("%s is the PAT address and no translation of this flow exists"
                                 % ip_str(dst) if nat._is_pat_address(dst)
                                 else "no static or dynamic translation for %s" % ip_str(dst))
-        il, kind = dst, "outside static"
+        il, kind, cfg = dst, okind or "outside static", ocfg
+    if ocfg and kind != okind:
+        # both: the inside translation of the destination and the outside
+        # list's of the source
+        cfg = (cfg if isinstance(cfg, list) else [cfg] if cfg else []) + ocfg
     if not nat._room():
         return "drop", "max-entries", "ip nat translation max-entries reached"
     new_il, new_p = il, (ilp if ilp is not None else dp)
@@ -690,7 +730,8 @@ def _dyn_cfg(nat, rule):
     if rule is None:
         return None
     for d in nat.model.nat.dynamics:
-        if (d.acl, d.pool, d.interface) == (rule.acl, rule.pool, rule.interface):
+        if (d.acl, d.pool, d.interface, d.side) == (rule.acl, rule.pool, rule.interface,
+                                                    getattr(rule, "side", "inside")):
             return d
     return m.NatDynamic(acl=rule.acl, pool=rule.pool, interface=rule.interface,
                         overload=rule.overload)
@@ -703,7 +744,9 @@ def predict_outbound(nat, pkt):
     from cbac.nat.table import _range_of
     proto, src, dst = pkt.proto, pkt.src, pkt.dst
     sp, dp = (pkt.icmp_id, 0) if proto == PROTO_ICMP else (pkt.sport, pkt.dport)
-    og = nat.st_out_by_local.get(dst, dst)
+    og = nat._og_for(dst) if hasattr(nat, "_og_for") else nat.st_out_by_local.get(dst, dst)
+    if og == dst and getattr(nat, "out_pool_ranges", None) and nat._in_out_pool(dst):
+        return "drop", "pool", "%s is an outside pool address nobody holds" % ip_str(dst)
     ig = None
     igp = sp
     kind = cfg = None

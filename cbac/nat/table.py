@@ -123,7 +123,8 @@ class _Rule:
     """One ``ip nat inside source list ACL {pool P | interface IF} [overload]``."""
 
     __slots__ = ("id", "acl", "pool", "interface", "overload", "addresses", "refcount",
-                 "misses", "allocated", "cursor", "unlogged", "logged_at")
+                 "misses", "allocated", "cursor", "unlogged", "logged_at", "side",
+                 "add_route")
 
     def __init__(self, rid, cfg, addresses):
         self.id = rid
@@ -131,6 +132,8 @@ class _Rule:
         self.pool = cfg.pool
         self.interface = cfg.interface
         self.overload = cfg.overload or cfg.interface is not None
+        self.side = getattr(cfg, "side", "inside")
+        self.add_route = getattr(cfg, "add_route", False)
         self.addresses = addresses      # list of ints (may be empty)
         self.refcount = 0
         self.misses = 0
@@ -171,6 +174,13 @@ class Nat:
         # dynamic simple bindings
         self.bind_by_local: dict[int, Translation] = {}
         self.bind_by_global: dict[int, Translation] = {}
+        # outside dynamic bindings (ip nat outside source list): OG/OL -> binding
+        self.obind_by_global: dict[int, Translation] = {}
+        self.obind_by_local: dict[int, Translation] = {}
+        self.created_obind = None
+        #: callable(add: bool, outside_local, outside_global) for the host
+        #: routes of ``ip nat outside source list ... add-route`` (the router)
+        self.route_hook = None
         # timers
         self.buckets: dict[int, dict] = {}
         self.heap: list[int] = []
@@ -180,6 +190,7 @@ class Nat:
         self.listeners = []            # callables(translation) on removal
         self._own_acls = acls is None
         self.rules = []
+        self.out_rules = []
         #: the flow entry the last inbound/outbound call created (the router
         #: resets it per packet; see :meth:`discard` and :meth:`adopt`)
         self.created = None
@@ -190,7 +201,7 @@ class Nat:
 
     _STATIC_ATTRS = ("statics", "st_in_by_local", "st_in_by_global", "st_port_by_local",
                      "st_port_by_global", "st_out_by_global", "st_out_by_local",
-                     "global_addrs", "pool_ranges")
+                     "global_addrs", "pool_ranges", "out_pool_ranges")
 
     def update(self, router_model) -> None:
         """Apply a new configuration (:meth:`prepare` then :meth:`commit`).
@@ -208,7 +219,11 @@ class Nat:
         plan = SimpleNamespace(model=router_model)
         self._load_statics(router_model, plan)
         plan.rules = [(i, d, self._rule_addresses(router_model, d))
-                      for i, d in enumerate(router_model.nat.dynamics, 1)]
+                      for i, d in enumerate((d for d in router_model.nat.dynamics
+                                             if d.side != "outside"), 1)]
+        plan.out_rules = [(i, d, self._rule_addresses(router_model, d))
+                          for i, d in enumerate((d for d in router_model.nat.dynamics
+                                                 if d.side == "outside"), 1)]
         plan.inside_ifs = sorted(n for n, i in router_model.interfaces.items()
                                  if i.nat == "inside")
         plan.outside_ifs = sorted(n for n, i in router_model.interfaces.items()
@@ -229,17 +244,19 @@ class Nat:
             setattr(self, a, getattr(plan, a))
         self.ports.update(plan.static_ports)
         self.portmaps.clear()              # rebuilt from self.ports when next used
-        old = {(r.acl, r.pool, r.interface, r.overload): r for r in self.rules}
-        rules = []
-        for i, d, addrs in plan.rules:
-            r = old.pop((d.acl, d.pool, d.interface, d.overload or d.interface is not None),
-                        None)
-            if r is None:
-                r = _Rule(i, d, addrs)
-            else:
-                r.id, r.addresses, r.cursor = i, addrs, 0
-            rules.append(r)
-        self.rules = rules
+        old = {(r.side, r.acl, r.pool, r.interface, r.overload, r.add_route): r
+               for r in self.rules + self.out_rules}
+        for attr, plan_rules in (("rules", plan.rules), ("out_rules", plan.out_rules)):
+            rules = []
+            for i, d, addrs in plan_rules:
+                r = old.pop((d.side, d.acl, d.pool, d.interface,
+                             d.overload or d.interface is not None, d.add_route), None)
+                if r is None:
+                    r = _Rule(i, d, addrs)
+                else:
+                    r.id, r.addresses, r.cursor = i, addrs, 0
+                rules.append(r)
+            setattr(self, attr, rules)
         self.inside_ifs = plan.inside_ifs
         self.outside_ifs = plan.outside_ifs
 
@@ -289,6 +306,7 @@ class Nat:
         st.st_out_by_local: dict[int, int] = {}
         st.global_addrs: set[int] = set()
         st.pool_ranges = []
+        st.out_pool_ranges = []
         for s in model.nat.statics:
             local = int(s.local)
             if s.global_interface is not None:
@@ -329,7 +347,8 @@ class Nat:
         for d in model.nat.dynamics:
             p = model.nat.pools.get(d.pool) if d.pool else None
             if p is not None:
-                st.pool_ranges.append((int(p.start), int(p.end)))
+                (st.out_pool_ranges if d.side == "outside" else st.pool_ranges).append(
+                    (int(p.start), int(p.end)))
 
     # ------------------------------------------------------------------
     # queries for the router
@@ -347,8 +366,37 @@ class Nat:
 
     def is_outside_local_address(self, addr: int) -> bool:
         """True for outside local addresses of ``ip nat outside source
-        static`` (the router answers ARP for them on the inside)."""
-        return addr in self.st_out_by_local
+        static`` and of the bindings of ``ip nat outside source list`` (the
+        router answers ARP for them on the inside)."""
+        return addr in self.st_out_by_local or addr in self.obind_by_local
+
+    def _ol_for(self, og: int) -> int:
+        """The outside local address of outside global ``og`` (itself when
+        no outside translation exists)."""
+        ol = self.st_out_by_global.get(og)
+        if ol is not None:
+            return ol
+        b = self.obind_by_global.get(og)
+        return b.outside_local[0] if b is not None else og
+
+    def _og_for(self, ol: int) -> int:
+        og = self.st_out_by_local.get(ol)
+        if og is not None:
+            return og
+        b = self.obind_by_local.get(ol)
+        return b.outside_global[0] if b is not None else ol
+
+    def _in_out_pool(self, a) -> bool:
+        for lo, hi in self.out_pool_ranges:
+            if lo <= a <= hi:
+                return True
+        return False
+
+    def outside_routes(self):
+        """(outside local, outside global) of the live outside bindings
+        whose rule has ``add-route``."""
+        return [(b.outside_local[0], b.outside_global[0]) for b in self.obind_by_local.values()
+                if b.rule is not None and b.rule.add_route and not b.dead]
 
     # ------------------------------------------------------------------
     # the packet path
@@ -434,6 +482,10 @@ class Nat:
                 and t.owner is None:
             self.created = None
             self._remove(t)
+            b = self.created_obind
+            if b is not None and b is t.oparent and b.refcount <= 0:
+                self.created_obind = None
+                self._remove(b)
 
     def adopt(self, t, owner) -> None:
         """``t`` lives and dies with ``owner`` (the inspection session made
@@ -455,6 +507,9 @@ class Nat:
         now = self.clock.seconds() if now is None else now
         t.last_use = now
         p = t.parent
+        if p is not None:
+            p.last_use = now
+        p = t.oparent
         if p is not None:
             p.last_use = now
         if t.owner is not None:
@@ -524,7 +579,9 @@ class Nat:
             if g is None:
                 b = self.bind_by_local.get(pkt.src)
                 g = b.inside_global[0] if b is not None else None
-            og = self.st_out_by_local.get(pkt.dst, pkt.dst)
+            og = self._og_for(pkt.dst)
+            if og == pkt.dst and self.out_pool_ranges and self._in_out_pool(pkt.dst):
+                return DROP             # an outside pool address nobody holds
             if g is None:
                 for r in self.rules:
                     acl = self.acls.get(r.acl)
@@ -540,7 +597,13 @@ class Nat:
             if loc is None:
                 b = self.bind_by_global.get(pkt.dst)
                 loc = b.inside_local[0] if b is not None else None
-            ol = self.st_out_by_global.get(pkt.src, pkt.src)
+            ol = self._ol_for(pkt.src)
+            if ol == pkt.src:
+                for r in self.out_rules:
+                    acl = self.acls.get(r.acl)
+                    if acl is not None and acl.permits_fields(pkt.proto, pkt.src, pkt.dst,
+                                                              nonfirst=True):
+                        return DROP     # no binding yet: the first fragment makes it
             if loc is None:
                 if self._in_pool(pkt.dst):
                     return DROP
@@ -568,7 +631,16 @@ class Nat:
 
     def _create_outbound(self, pkt, proto, sp, dp):
         src, dst = pkt.src, pkt.dst
-        og = self.st_out_by_local.get(dst, dst)
+        og = self.st_out_by_local.get(dst)
+        oparent = None
+        if og is None:
+            oparent = self.obind_by_local.get(dst)
+            if oparent is not None:
+                og = oparent.outside_global[0]
+            elif self.out_pool_ranges and self._in_out_pool(dst):
+                return DROP         # an outside pool address nobody holds
+            else:
+                og = dst
         ig = None
         igp = sp
         parent = rule = pat_key = None
@@ -612,6 +684,8 @@ class Nat:
             else:
                 if ig is None and og == dst:
                     return None
+        if oparent is not None:
+            oparent.last_use = self.clock.seconds()
         if not ported and (rule is None or not rule.overload):
             return self._portless(proto, src, ig if ig is not None else src, dst, og, parent)
         if ig is None:
@@ -623,11 +697,79 @@ class Nat:
             return self._unregistered(proto, src, sp, ig, igp, dst, dp, og, dp)
         if rule is None and not self._limits_ok(src, False):
             return DROP
-        return self._make(proto, src, sp, ig, igp, dst, dp, og, dp, parent, rule, pat_key)
+        return self._make(proto, src, sp, ig, igp, dst, dp, og, dp, parent, rule, pat_key,
+                          oparent)
 
     def _create_inbound(self, pkt, proto, sp, dp):
+        self.created_obind = None
+        src = pkt.src
+        ol = self.st_out_by_global.get(src)
+        oparent = None
+        if ol is None:
+            oparent = self.obind_by_global.get(src)
+            if oparent is None and self.out_rules:
+                oparent = self._outside_bind(pkt, proto)
+                if oparent is DROP:
+                    return DROP
+            ol = oparent.outside_local[0] if oparent is not None else src
+        t = self._create_inbound2(pkt, proto, sp, dp, ol, oparent)
+        b = self.created_obind
+        if b is not None and (t is None or t is DROP):
+            # the binding this packet made serves nothing: no state before proof
+            self.created_obind = None
+            self._remove(b)
+        return t
+
+    def _outside_bind(self, pkt, proto):
+        """``ip nat outside source list``: the binding for the source of
+        ``pkt`` (an outside global address) if an outside rule's ACL permits
+        it; None if none does; DROP when it cannot be made (pool exhausted,
+        max-entries, a TCP segment that cannot open a connection)."""
+        for r in self.out_rules:
+            acl = self.acls.get(r.acl)
+            if acl is None or not acl.check(pkt):
+                continue
+            if proto == 6 and pkt.tcp_flags & _SYN_ACK_RST_FIN != SYN:
+                return DROP         # a stray segment makes no binding
+            if not self._limits_ok(pkt.src, False):
+                r.misses += 1
+                return DROP
+            b = self._obind(r, pkt.src)
+            if b is None:
+                self._alloc_failed(r)
+                return DROP
+            self.created_obind = b
+            return b
+        return None
+
+    def _obind(self, rule, og):
+        addrs = rule.addresses
+        n = len(addrs)
+        if not n or rule.allocated >= n:
+            return None
+        for i in range(n):
+            a = addrs[i]
+            if a not in self.obind_by_local and a not in self.st_out_by_local:
+                now = self.clock.seconds()
+                b = Translation(BINDING, 0, None, None, (a, None), (og, None), now)
+                b.rule = rule
+                b.timeout = self.timeouts.timeout
+                self.obind_by_local[a] = b
+                self.obind_by_global[og] = b
+                self.entries[id(b)] = b
+                self._note_peak(now)
+                rule.allocated += 1
+                rule.refcount += 1
+                self._schedule(b)
+                if rule.add_route and self.route_hook is not None:
+                    self.route_hook(True, a, og)
+                return b
+        return None
+
+    def _create_inbound2(self, pkt, proto, sp, dp, ol, oparent):
         src, dst = pkt.src, pkt.dst
-        ol = self.st_out_by_global.get(src, src)
+        if oparent is not None:
+            oparent.last_use = self.clock.seconds()
         il = None
         ilp = dp if proto != 1 else sp
         parent = rule = pat_key = None
@@ -673,8 +815,10 @@ class Nat:
             return DROP
         if proto == 1:
             # ICMP: id unchanged for non-PAT entries
-            return self._make(1, il, ilp, dst, sp, ol, 0, src, 0, parent, rule, pat_key)
-        return self._make(proto, il, ilp, dst, dp, ol, sp, src, sp, parent, rule, pat_key)
+            return self._make(1, il, ilp, dst, sp, ol, 0, src, 0, parent, rule, pat_key,
+                              oparent)
+        return self._make(proto, il, ilp, dst, dp, ol, sp, src, sp, parent, rule, pat_key,
+                          oparent)
 
     def _unregistered(self, proto, il, ilp, ig, igp, ol, olp, og, ogp):
         """A translation used for one packet only (its rewrites), kept
@@ -798,7 +942,8 @@ class Nat:
                         "Reached the max-entries limit of %d translations for host %s"
                         % (limit, ip_str(host)))
 
-    def _make(self, proto, il, ilp, ig, igp, ol, olp, og, ogp, parent, rule, pat_key):
+    def _make(self, proto, il, ilp, ig, igp, ol, olp, og, ogp, parent, rule, pat_key,
+              oparent=None):
         now = self.clock.seconds()
         if proto == 1:
             in_key = (1, il, ilp, ol, 0)
@@ -832,6 +977,10 @@ class Nat:
         if parent is not None:
             parent.refcount += 1
             parent.last_use = now
+        if oparent is not None:
+            t.oparent = oparent
+            oparent.refcount += 1
+            oparent.last_use = now
         if rule is not None:
             rule.refcount += 1
         t.timeout = self._timeout_for(proto, ilp, olp)
@@ -1145,11 +1294,26 @@ class Nat:
                     self.host_count[h] = n
                 else:
                     self.host_count.pop(h, None)
-            p = t.parent
-            if p is not None:
-                p.refcount -= 1
-                if t.last_use > p.last_use:
-                    p.last_use = t.last_use
+            for p in (t.parent, t.oparent):
+                if p is not None:
+                    p.refcount -= 1
+                    if t.last_use > p.last_use:
+                        p.last_use = t.last_use
+        elif t.kind == BINDING and t.inside_local is None:
+            ol, og = t.outside_local[0], t.outside_global[0]
+            if self.obind_by_local.get(ol) is t:
+                del self.obind_by_local[ol]
+            if self.obind_by_global.get(og) is t:
+                del self.obind_by_global[og]
+            r = t.rule
+            if r is not None:
+                r.allocated -= 1
+                if r.add_route and self.route_hook is not None:
+                    try:
+                        self.route_hook(False, ol, og)
+                    except Exception:
+                        from twisted.logger import Logger
+                        Logger(namespace="cbac.nat").failure("NAT route removal failed")
         elif t.kind == BINDING:
             a = t.inside_local[0]
             if self.bind_by_local.get(a) is t:
@@ -1205,7 +1369,7 @@ class Nat:
         if direction == INBOUND:
             # quote: IG:IGp -> OG:OGp  becomes  IL:ILp -> OL:OLp
             nsrc, nsp, ndst, ndp = il, ilp, ol, olp
-            osrc = ol if pkt.src == og else self.st_out_by_global.get(pkt.src, pkt.src)
+            osrc = ol if pkt.src == og else self._ol_for(pkt.src)
             odst = il if pkt.dst == ig else pkt.dst
         else:
             # quote: OL:OLp -> IL:ILp  becomes  OG:OGp -> IG:IGp
@@ -1217,7 +1381,7 @@ class Nat:
                 if osrc is None:
                     b = self.bind_by_local.get(pkt.src)
                     osrc = b.inside_global[0] if b is not None else pkt.src
-            odst = og if pkt.dst == ol else self.st_out_by_local.get(pkt.dst, pkt.dst)
+            odst = og if pkt.dst == ol else self._og_for(pkt.dst)
         f = pkt.frame
         end = pkt.l3 + pkt.ip_len
         # quoted datagram
@@ -1378,6 +1542,21 @@ class Nat:
             out.append("\tstart %s end %s" % (p.start, p.end))
             out.append("\ttype %s, total addresses %d, allocated %d (%d%%), misses %d"
                        % (p.type or "generic", total_a, used, pct, r.misses))
+        if self.out_rules:
+            out.append("-- Outside Source")
+        for r in self.out_rules:
+            out.append("[Id: %d] access-list %s pool %s%s refcount %d"
+                       % (r.id, r.acl, r.pool, " add-route" if r.add_route else "", r.refcount))
+            p = self.model.nat.pools.get(r.pool)
+            if p is None:
+                continue
+            mask = (0xFFFFFFFF << (32 - p.prefix_length)) & 0xFFFFFFFF
+            total_a = len(r.addresses)
+            pct = (r.allocated * 100 // total_a) if total_a else 0
+            out.append(" pool %s: netmask %s" % (p.name, ip_str(mask)))
+            out.append("\tstart %s end %s" % (p.start, p.end))
+            out.append("\ttype %s, total addresses %d, allocated %d (%d%%), misses %d"
+                       % (p.type or "generic", total_a, r.allocated, pct, r.misses))
         out.append("Appl doors: 0")
         out.append("Normal doors: %d" % len(self.doors))
         out.append("Queued Packets: 0")
@@ -1434,7 +1613,7 @@ class Nat:
             victims.append(t)
         # children of a cleared binding go with it
         for b in [v for v in victims if v.kind == BINDING]:
-            victims.extend(t for t in self.entries.values() if t.parent is b)
+            victims.extend(t for t in self.entries.values() if t.parent is b or t.oparent is b)
         n = 0
         for t in victims:
             if not t.dead:
@@ -1447,7 +1626,7 @@ class Nat:
         self.hits = self.misses = self.expired = self.alloc_failures = 0
         self.limit_misses = self.host_misses = 0
         self.peak, self.peak_at = 0, None
-        for r in self.rules:
+        for r in self.rules + self.out_rules:
             r.misses = 0
 
     def lookup(self, pkt, inside: bool):

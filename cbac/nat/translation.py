@@ -38,7 +38,7 @@ class Translation:
                  "outside_global", "forward", "reverse", "in_key", "out_key",
                  "created", "last_use", "timeout", "tcp_state", "parent", "refcount",
                  "rule", "pat_key", "bucket", "dead", "outside_xlat", "door_key",
-                 "remote", "static_cfg", "owner", "host", "__weakref__")
+                 "remote", "static_cfg", "owner", "host", "oparent", "__weakref__")
 
     def __init__(self, kind, proto, il, ig, ol, og, now):
         self.kind = kind
@@ -64,6 +64,7 @@ class Translation:
         self.static_cfg = None
         self.owner = None          # the session this flow entry lives and dies with
         self.host = None           # the inside local address counted in per-host limits
+        self.oparent = None        # the outside dynamic binding (ip nat outside source list)
 
     def __repr__(self):
         return "<Translation %s %s %s>" % (self.kind, self.proto, self.columns())
