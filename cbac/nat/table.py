@@ -746,10 +746,13 @@ class Nat:
         addrs = rule.addresses
         n = len(addrs)
         if not n or rule.allocated >= n:
-            return None
-        for i in range(n):
+            return None                 # O(1): the pool is full
+        # the lowest free address: every address below rule.cursor is taken
+        # (a release moves the cursor back), so the scan is amortised O(1)
+        for i in range(min(rule.cursor, n), n):
             a = addrs[i]
             if a not in self.obind_by_local and a not in self.st_out_by_local:
+                rule.cursor = i + 1
                 now = self.clock.seconds()
                 b = Translation(BINDING, 0, None, None, (a, None), (og, None), now)
                 b.rule = rule
@@ -1308,6 +1311,9 @@ class Nat:
             r = t.rule
             if r is not None:
                 r.allocated -= 1
+                addrs = r.addresses
+                if isinstance(addrs, range) and ol in addrs:
+                    r.cursor = min(r.cursor, ol - addrs.start)
                 if r.add_route and self.route_hook is not None:
                     try:
                         self.route_hook(False, ol, og)
