@@ -278,6 +278,8 @@ class Router:
         self.arp.sweep()
         self.router_traffic.sweep()
         now = self.clock.seconds()
+        if self.sessions is not None:
+            self.sessions.uninspected.expire(now)
         if self.reassembly is not None:
             for name, n in self.reassembly.expire(now).items():
                 self.drops["vfr-timeout"] += n
@@ -555,6 +557,15 @@ class Router:
                     self._nat_discard(translation)
                     return
                 rule = None
+            elif (rule is None and pinhole is None and pkt.proto == PROTO_TCP
+                    and pkt.tcp_flags & 0x17 == 0x02 and not (pkt.frag or pkt.mf)):
+                # A SYN the ACLs let through that no rule covers: remember
+                # the connection, so that its segments on a direction a
+                # rule covers are not taken for evasion (normalise.py).
+                c_out = (pkt.src, pkt.dst, pkt.sport, pkt.dport)
+                sessions.uninspected.remember(
+                    sessions._arrival_form(translation, c_out, PROTO_TCP), c_out,
+                    self.clock.seconds())
             if rule is not None or pinhole is not None:
                 session = sessions.create(pkt, ri.name, out.name, rule, translation,
                                           pinhole)

@@ -25,8 +25,13 @@ Rules, each with a counter in ``show ip inspect statistics``
   (``rst-data-stripped``).
 * **No session, no pass**: a TCP segment that is not a SYN, has no
   session and is covered by an inspection rule is dropped
-  (``tcp-no-session``), with a rate-limited ``%FW-6-DROP_PKT`` log line;
-  ``cbac inspect tcp no-session forward`` restores the IOS behaviour.
+  (``tcp-no-session``), with a rate-limited ``%FW-6-DROP_PKT`` log line,
+  unless it belongs to a connection whose SYN the ACLs passed without
+  inspection (no rule covered the SYN's direction: a published server;
+  remembered, bounded, in cbac/inspect/uninspected.py); then the ACLs
+  decide, as in IOS.  A connection whose SYN was inspected is never
+  remembered there.  ``cbac inspect tcp no-session forward`` restores the
+  IOS behaviour for every segment.
 * **Urgent data** of an application-inspected session: URG and the urgent
   pointer are cleared (``urg-cleared``), so the byte is ordinary data for
   the receiver, as it is for the inspector, whatever SO_OOBINLINE says.
@@ -107,12 +112,17 @@ def no_session(table, pkt, rule_name, ifname) -> bool:
         return False
     if getattr(table.model.inspect, "tcp_no_session", "drop") == "forward":
         return False
+    now = table.clock.seconds()
+    unins = getattr(table, "uninspected", None)
+    if unins is not None and unins.seen(pkt, now):
+        # a connection whose SYN the ACLs passed without inspection
+        # (cbac/inspect/uninspected.py): the ACLs decide, as in IOS
+        return False
     table.stats.drop("tcp-no-session")
     if table.debug_enabled:
         table.debug_line("detailed", "CBAC* pak dropped: no session (not a SYN) "
                          "(%s:%d) => (%s:%d)" % (ip_str(pkt.src), pkt.sport, ip_str(pkt.dst),
                                                  pkt.dport))
-    now = table.clock.seconds()
     last = getattr(table, "_drop_log_last", None)
     if last is None or now - last >= DROP_LOG_INTERVAL:
         table._drop_log_last = now

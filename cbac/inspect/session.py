@@ -36,6 +36,7 @@ from cbac.inspect.tcp import (CLOSED, CLOSING, ESTABLISHED, M32, RST_CHALLENGE, 
                               fix_ip_header, fix_tcp_checksum, init_client, new_bytes,
                               parse_options, track)
 from cbac.inspect.udp import udp_process
+from cbac.inspect.uninspected import UninspectedConnections
 from cbac.log import ios
 from cbac.packet.rewrite import Rewrite
 from cbac.packet.view import ACK, FIN, RST, SYN, ip_str
@@ -216,6 +217,9 @@ class SessionTable:
         self._backlog = False
         self._rule_live = {}             # ZBF class rule name -> live sessions
         self._rule_full_log = {}
+        # TCP connections the ACLs passed without inspection (normalise.py)
+        self.uninspected = UninspectedConnections(lambda: self.model.session_limit,
+                                                  lambda: self.model.inspect.tcp_idle_time)
 
     # ------------------------------------------------------------------
     # configuration
@@ -407,6 +411,9 @@ class SessionTable:
         if kc in table or ks in table:
             stats.drop("key-collision")
             return None
+        if proto == 6 and self.uninspected._keys:
+            # inspected from now on: never again a remembered uninspected one
+            self.uninspected.forget(*c_out)
         host = c_in[1]
         # per-source limit (cbac session-limit host; pf max-src-states)
         src = c_in[0]
