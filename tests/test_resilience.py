@@ -43,7 +43,7 @@ class ApplianceCase(unittest.TestCase):
     extra = ""
 
     def setUp(self):
-        model, diags = parse(seed_text(self.extra))
+        model, diags = parse(self.config_text())
         errors = [d for d in diags if d.severity == "error"]
         self.assertEqual(errors, [])
         self.clock = Clock()
@@ -72,6 +72,9 @@ class ApplianceCase(unittest.TestCase):
                     ARP(op=1, hwsrc=H_OUT, psrc="172.22.1.1", pdst="172.22.1.16"))
         self.pin.sent.clear()
         self.pout.sent.clear()
+
+    def config_text(self):
+        return seed_text(self.extra)
 
     def inject(self, port, p):
         self.r.frameReceived(port, bytearray(raw(p)), b"")

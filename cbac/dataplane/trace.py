@@ -511,6 +511,11 @@ class _Tracer:
         p = self.t.phase("INSPECT", proto_name or "")
         self.note_packet(p)
         if rule is not None and pinhole is None and not _starts_session(pkt):
+            if pkt.proto == PROTO_TCP and sessions.uninspected.known(pkt):
+                p.info.append("inspection rule %s covers this TCP segment, which has no session "
+                              "and is not a SYN, but its connection's SYN was permitted by the "
+                              "access lists without inspection: forwarded as it is" % rule)
+                return True
             if pkt.proto == PROTO_TCP and getattr(r.model.inspect, "tcp_no_session", "drop") != "forward":
                 p.result = "DROP"
                 p.info.append("inspection rule %s covers this TCP segment, which has no session "

@@ -102,6 +102,10 @@ def show_statistics(table) -> str:
         for host, until in sorted(table._blocked.items()):
             out.append("  Host %s blocked for %d more seconds" % (ip_str(host), int(until - now)))
     out.append("Pinholes (expected connections): %d" % table._npinholes)
+    un = getattr(table, "uninspected", None)
+    if un is not None:
+        out.append("Uninspected TCP connections (ACL-permitted, no rule): %d of max %d, "
+                   "evicted %d" % (len(un), un.limit(), un.evicted))
     out.append("Sessions by protocol:")
     out.append("  %-10s %11s %9s %11s %9s" % ("Protocol", "Established", "Half-open",
                                              "Terminating", "Created"))

@@ -25,7 +25,7 @@ entry for the same connection.
 Bounds: at most ``cbac session-limit`` entries (default 25000); the oldest
 (least recently used) is evicted first and counted (``evicted``), so a
 spoofed SYN flood to a published server costs a bounded amount of memory
-(about 400 bytes an entry).  An entry lives ``ip inspect tcp idle-time``
+(about 600 bytes an entry, measured with tracemalloc).  An entry lives ``ip inspect tcp idle-time``
 seconds after the last packet that consulted it (the SYN, or a segment of
 the connection that had no session on a covered direction).
 """
