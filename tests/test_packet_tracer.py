@@ -336,3 +336,31 @@ class PacketTracerTests(unittest.TestCase):
         self.assertEqual(t.drop_reason, "bad-l4-checksum")
         self.pin.inject(bad)
         self.assertEqual(self.app.router.drops["bad-l4-checksum"], 1)
+
+    def test_segment_of_an_uninspected_connection(self):
+        """A segment without a session on inspected traffic whose
+        connection the ACLs passed without inspection (remembered by its
+        SYN, cbac/inspect/uninspected.py): traced and forwarded, not
+        dropped."""
+        from cbac.dataplane.trace import trace_frame
+        ack = Ether(src=H_OUT, dst=R_OUT) / IP(src="172.22.1.1", dst="172.22.1.16") / TCP(
+            sport=40000, dport=25, flags="A", seq=5, ack=7)
+        t = trace_frame(self.app.router, "Ethernet2/0", bytearray(raw(ack)))
+        self.assertEqual(t.drop_reason, "inspect-no-session")
+        from ipaddress import IPv4Address
+
+        def ip(a):
+            return int(IPv4Address(a))
+        self.app.sessions.uninspected.remember(
+            (ip("172.22.1.1"), ip("172.22.1.16"), 40000, 25),
+            (ip("172.22.1.1"), ip("10.10.10.25"), 40000, 25), self.app.clock.seconds())
+        before = state(self.app)
+        t = trace_frame(self.app.router, "Ethernet2/0", bytearray(raw(ack)))
+        self.assertEqual(state(self.app), before)
+        text = t.render(self.app.router)
+        self.assertIn("was permitted by the access lists without inspection: forwarded as it is",
+                      text)
+        self.pin.sent.clear()
+        self.pout.inject(bytearray(raw(ack)))
+        [f] = [Ether(x) for x, _ in self.pin.sent]
+        self.assertEqual((f[IP].dst, f[TCP].dport, str(f[TCP].flags)), ("10.10.10.25", 25, "A"))
