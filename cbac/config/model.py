@@ -67,7 +67,30 @@ class User:
 # Inspection (CBAC)
 
 #: Protocols of ``ip inspect name``.
+#: Protocols of ``ip inspect name``.  The generic names of
+#: :data:`GENERIC_PROTOCOLS` are accepted too.
 INSPECT_PROTOCOLS = ("tcp", "udp", "icmp", "ftp", "http", "smtp", "esmtp")
+
+#: ``ip inspect name X NAME`` for protocols IOS inspects at layer 4 only:
+#: cbac inspects them with its generic TCP/UDP inspection, **only** on
+#: their IOS port-to-application-mapping (PAM) ports, with the generic
+#: default timeouts (tcp idle-time, udp idle-time) unless ``timeout`` is
+#: given.  name -> ((IP protocol, port), ...).
+GENERIC_PROTOCOLS = {
+    "https": ((6, 443),), "ssh": ((6, 22),), "telnet": ((6, 23),),
+    "pop3s": ((6, 995),), "imaps": ((6, 993),), "telnets": ((6, 992),),
+    "ircs": ((6, 994),), "ldap": ((6, 389),), "ldaps": ((6, 636),),
+    "nntp": ((6, 119),), "finger": ((6, 79),), "gopher": ((6, 70),),
+    "ident": ((6, 113),), "bgp": ((6, 179),), "mysql": ((6, 3306),),
+    "ms-sql": ((6, 1433),), "microsoft-ds": ((6, 445),), "netbios-ssn": ((6, 139),),
+    "socks": ((6, 1080),), "syslog-conn": ((6, 601),),
+    "kerberos": ((6, 88), (17, 88)), "tacacs": ((6, 49), (17, 49)),
+    "ntp": ((17, 123),), "isakmp": ((17, 500),), "ipsec-msft": ((17, 4500),),
+    "snmp": ((17, 161),), "snmptrap": ((17, 162),), "syslog": ((17, 514),),
+    "netbios-ns": ((17, 137),), "netbios-dgm": ((17, 138),), "l2tp": ((17, 1701),),
+}
+#: (IP protocol, port) -> generic name
+GENERIC_BY_PORT = {pp: name for name, pps in GENERIC_PROTOCOLS.items() for pp in pps}
 
 
 @dataclass
@@ -138,6 +161,9 @@ SESSION_LIMIT_HOST_DEFAULT = 4096
 def default_timeout(protocol: str, g: InspectGlobals) -> int:
     """The timeout IOS prints for a protocol line without ``timeout``."""
     if protocol == "udp":
+        return g.udp_idle_time
+    gp = GENERIC_PROTOCOLS.get(protocol)
+    if gp is not None and all(ip == 17 for ip, _ in gp):
         return g.udp_idle_time
     if protocol == "icmp":
         return 10

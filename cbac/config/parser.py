@@ -35,7 +35,7 @@ from typing import Callable, Optional
 from cbac.config import modes, names
 from cbac.config.errors import ERROR, WARNING, Diagnostic
 from cbac.config.model import (
-    INSPECT_PROTOCOLS, SEVERITIES, AccessList, AclEntry, AddrMatch, Banner,
+    GENERIC_PROTOCOLS, INSPECT_PROTOCOLS, SEVERITIES, AccessList, AclEntry, AddrMatch, Banner,
     InspectGlobals, InspectProtocol, InspectRule, Interface, LogHost,
     NatDynamic, NatPool, NatService, NatStatic, NatTimeouts, PortBinding,
     PortMatch, Route, Router, Secret, User, Verbatim, VtyConfig)
@@ -924,7 +924,7 @@ class Parser:
         if proto in ("fragment", "appfw"):
             raise _Bad("ip inspect name ... %s is not implemented by cbac: it restricts what "
                        "passes, and cbac would pass the traffic" % proto)
-        if proto not in INSPECT_PROTOCOLS:
+        if proto not in INSPECT_PROTOCOLS and proto not in GENERIC_PROTOCOLS:
             self.router.extra.append(Verbatim(ln.text, (), ln.no))
             self.warn("accepted, not acted on: cbac does not inspect '%s'" % proto)
             return

@@ -35,6 +35,7 @@ from cbac.inspect.tcp import (CLOSED, CLOSING, ESTABLISHED, M32, RST_CHALLENGE, 
                               SYN_RECV, TcpTrack, build_tcp,
                               fix_ip_header, fix_tcp_checksum, init_client, new_bytes,
                               parse_options, track)
+from cbac.config.model import GENERIC_BY_PORT
 from cbac.inspect.udp import udp_process
 from cbac.inspect.uninspected import UninspectedConnections
 from cbac.log import ios
@@ -255,6 +256,12 @@ class SessionTable:
         if rule is None:
             return None, None
         proto = pkt.proto
+        gname = GENERIC_BY_PORT.get((proto, pkt.dport))
+        if gname is not None:
+            # https, ssh, ntp, ...: generic inspection on the PAM port only
+            rp = rule.get(gname)
+            if rp is not None:
+                return gname, rp
         if proto == 6:
             for name in APP_BY_PORT.get(pkt.dport, ()):
                 rp = rule.get(name)
