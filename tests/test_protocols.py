@@ -141,3 +141,152 @@ class GenericNamesRender(unittest.TestCase):
         text = render(model)
         self.assertIn("ip inspect name X https\n", text)
         self.assertIn("ip inspect name X ntp alert off timeout 40\n", text)
+
+
+# --------------------------------------------------------------------------
+# DNS
+
+from scapy.all import DNS, DNSQR, DNSRR, raw  # noqa: E402
+
+DNS_CONFIG = GENERIC.replace("ip inspect name IN-OUT https\n",
+                             "ip inspect name IN-OUT dns\nip inspect dns-timeout 7\n")
+
+
+def query(ident, name="www.example.com", qtype="A"):
+    return raw(DNS(id=ident, rd=1, qd=DNSQR(qname=name, qtype=qtype)))
+
+
+def answer(ident, name="www.example.com", qtype="A", rdata="192.0.2.80"):
+    an = DNSRR(rrname=name, type=qtype, rdata=rdata) if qtype == "A" else None
+    return raw(DNS(id=ident, qr=1, aa=1, rd=1, ra=1, qd=DNSQR(qname=name, qtype=qtype),
+                   an=an))
+
+
+class DnsThroughAppliance(unittest.TestCase):
+    nat = True
+
+    def setUp(self):
+        cfg = DNS_CONFIG
+        if self.nat:
+            cfg = cfg.format(nat_out=" ip nat outside", nat_in=" ip nat inside",
+                             nat_rules="ip nat inside source list 1 interface "
+                                       "Ethernet2/0 overload")
+        else:
+            cfg = cfg.format(nat_out="", nat_in="", nat_rules="")
+        self.net = Net(config=cfg)
+        self.addCleanup(self.net.stop)
+        self.client = self.net.host(INSIDE, INSIDE_CLIENT_IP, 2)
+        self.server = self.net.host(OUTSIDE, REMOTE, 1)
+
+    def ask(self, data, sport=33333):
+        """Send a query; return (src, sport) the server saw it from, or None."""
+        n = len(self.server.udp)
+        self.client.send_udp(REMOTE, sport, 53, data)
+        self.net.pump()
+        new = [u for u in self.server.udp[n:] if u[2] == 53 and u[3] == data]
+        return (new[-1][0], new[-1][1]) if new else None
+
+    def reply(self, seen, data):
+        n = len(self.client.udp)
+        self.server.send_udp(seen[0], 53, seen[1], data)
+        self.net.pump()
+        return [u[3] for u in self.client.udp[n:]]
+
+    def drops(self, reason):
+        return self.net.app.sessions.stats.drops.get(reason, 0)
+
+    def test_answer_passes_then_session_closes_and_second_answer_dropped(self):
+        seen = self.ask(query(0x1234))
+        self.assertIsNotNone(seen)
+        if self.nat:
+            self.assertEqual(seen[0], "172.22.1.16")
+        self.assertIn(" dns SIS_OPENING", self.net.show("sessions"))
+        self.assertEqual(self.reply(seen, answer(0x1234)), [answer(0x1234)])
+        # closed at the answer, not after dns-timeout (7 s)
+        self.net.advance(1)
+        self.assertEqual(self.net.show("sessions"), "")
+        # a second (spoofed or duplicate) answer does not pass
+        self.assertEqual(self.reply(seen, answer(0x1234, rdata="6.6.6.6")), [])
+
+    def test_parallel_queries_one_answer_each(self):
+        seen = self.ask(query(0x0101, qtype="A"))
+        self.assertEqual(self.ask(query(0x0202, qtype="AAAA")), seen)
+        self.assertEqual(self.reply(seen, answer(0x0101)), [answer(0x0101)])
+        # a second answer to the A query: dropped (one response per query)
+        self.assertEqual(self.reply(seen, answer(0x0101, rdata="6.6.6.6")), [])
+        self.assertEqual(self.drops("dns-unmatched-response"), 1)
+        self.assertIn(" dns SIS_OPEN", self.net.show("sessions"))
+        self.assertIn("DNS querying, 1 outstanding, 1 answered",
+                      self.net.show("sessions detail"))
+        self.assertEqual(self.reply(seen, answer(0x0202, qtype="AAAA")),
+                         [answer(0x0202, qtype="AAAA")])
+        self.assertIn(" dns SIS_CLOSING", self.net.show("sessions"))
+        self.net.advance(1)
+        self.assertEqual(self.net.show("sessions"), "")
+
+    def test_wrong_id_or_question_dropped(self):
+        seen = self.ask(query(0x4242, name="bank.example"))
+        self.assertEqual(self.reply(seen, answer(0x4243, name="bank.example")), [])
+        self.assertEqual(self.reply(seen, answer(0x4242, name="evil.example")), [])
+        self.assertEqual(self.reply(seen, answer(0x4242, name="bank.example", qtype="MX")),
+                         [])
+        self.assertEqual(self.drops("dns-unmatched-response"), 3)
+        # a query echoed back (QR=0) is no answer
+        self.assertEqual(self.reply(seen, query(0x4242, name="bank.example")), [])
+        self.assertEqual(self.drops("dns-bad-response"), 1)
+        # the case of the question may differ (0x20 randomisation)
+        self.assertEqual(self.reply(seen, answer(0x4242, name="BANK.example")),
+                         [answer(0x4242, name="BANK.example")])
+
+    def test_non_dns_to_port_53_refused(self):
+        for junk in (b"", b"x" * 11, b"\x00" * 12, raw(DNS(id=1, qr=1, qd=DNSQR())),
+                     raw(DNS(id=1, opcode=5, qd=DNSQR())),
+                     raw(DNS(id=1, qd=[DNSQR(qname="a."), DNSQR(qname="b.")])),
+                     b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\xc0\x0c\x00\x01\x00\x01",
+                     b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x05ab"):
+            self.assertIsNone(self.ask(junk, sport=40001), junk)
+        self.assertEqual(self.net.show("sessions"), "")
+        self.assertEqual(self.drops("dns-bad-query"), 8)
+
+    def test_unanswered_query_expires_after_dns_timeout(self):
+        seen = self.ask(query(7))
+        self.net.advance(5)
+        self.assertIn(" dns ", self.net.show("sessions"))
+        self.net.advance(4)
+        self.assertEqual(self.net.show("sessions"), "")
+        self.assertEqual(self.reply(seen, answer(7)), [])
+
+    def test_show_name_and_tcp_53(self):
+        self.assertIn("dns alert is on audit-trail is off timeout 7",
+                      self.net.app.show_ip_inspect("name", "IN-OUT"))
+        self.server.listen(53, Recorder)
+        c = self.client.connect(REMOTE, 53, sport=40053, app=Recorder())
+        self.net.pump()
+        self.assertEqual(c.state, "ESTABLISHED")
+        self.assertIn(" dns SIS_OPEN", self.net.show("sessions"))
+
+
+class DnsThroughApplianceNoNat(DnsThroughAppliance):
+    nat = False
+
+
+class DnsParser(unittest.TestCase):
+    def test_hostile_bytes_never_raise(self):
+        from hypothesis import given, settings, strategies as st
+        from cbac.inspect.dns import DnsGuard, parse_question
+
+        @settings(max_examples=500, deadline=None)
+        @given(st.binary(max_size=80), st.integers(0, 1))
+        def check(data, d):
+            parse_question(data)
+            verdict, _ = DnsGuard().datagram(d, data)
+            if d == 1:
+                self.assertEqual(verdict, "drop")     # nothing outstanding
+        check()
+
+    def test_label_loop_and_overlong_name_refused(self):
+        from cbac.inspect.dns import parse_question
+        head = b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+        self.assertIsNone(parse_question(head + (b"\x3f" + b"a" * 63) * 5 + b"\x00\x00\x01\x00\x01"))
+        self.assertIsNotNone(parse_question(head + b"\x01a\x00\x00\x01\x00\x01"))
+        self.assertIsNone(parse_question(head + b"\x01a\x00\x00\x01\x00"))

@@ -69,7 +69,7 @@ class User:
 #: Protocols of ``ip inspect name``.
 #: Protocols of ``ip inspect name``.  The generic names of
 #: :data:`GENERIC_PROTOCOLS` are accepted too.
-INSPECT_PROTOCOLS = ("tcp", "udp", "icmp", "ftp", "http", "smtp", "esmtp")
+INSPECT_PROTOCOLS = ("tcp", "udp", "icmp", "ftp", "http", "smtp", "esmtp", "dns")
 
 #: ``ip inspect name X NAME`` for protocols IOS inspects at layer 4 only:
 #: cbac inspects them with its generic TCP/UDP inspection, **only** on
@@ -91,6 +91,10 @@ GENERIC_PROTOCOLS = {
 }
 #: (IP protocol, port) -> generic name
 GENERIC_BY_PORT = {pp: name for name, pps in GENERIC_PROTOCOLS.items() for pp in pps}
+#: (IP protocol, port) -> the rule's protocol word chosen before tcp/udp
+#: (the generic names and ``dns``, UDP and TCP 53)
+PORT_NAMES = dict(GENERIC_BY_PORT)
+PORT_NAMES[(6, 53)] = PORT_NAMES[(17, 53)] = "dns"
 
 
 @dataclass
@@ -162,6 +166,8 @@ def default_timeout(protocol: str, g: InspectGlobals) -> int:
     """The timeout IOS prints for a protocol line without ``timeout``."""
     if protocol == "udp":
         return g.udp_idle_time
+    if protocol == "dns":
+        return g.dns_timeout
     gp = GENERIC_PROTOCOLS.get(protocol)
     if gp is not None and all(ip == 17 for ip, _ in gp):
         return g.udp_idle_time

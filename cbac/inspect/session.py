@@ -35,7 +35,8 @@ from cbac.inspect.tcp import (CLOSED, CLOSING, ESTABLISHED, M32, RST_CHALLENGE, 
                               SYN_RECV, TcpTrack, build_tcp,
                               fix_ip_header, fix_tcp_checksum, init_client, new_bytes,
                               parse_options, track)
-from cbac.config.model import GENERIC_BY_PORT
+from cbac.config.model import PORT_NAMES
+from cbac.inspect.dns import DROP as DNS_DROP, DnsGuard
 from cbac.inspect.udp import udp_process
 from cbac.inspect.uninspected import UninspectedConnections
 from cbac.log import ios
@@ -256,9 +257,9 @@ class SessionTable:
         if rule is None:
             return None, None
         proto = pkt.proto
-        gname = GENERIC_BY_PORT.get((proto, pkt.dport))
+        gname = PORT_NAMES.get((proto, pkt.dport))
         if gname is not None:
-            # https, ssh, ntp, ...: generic inspection on the PAM port only
+            # https, ssh, ntp, dns ...: on the PAM port only
             rp = rule.get(gname)
             if rp is not None:
                 return gname, rp
@@ -395,6 +396,13 @@ class SessionTable:
             c_out = (pkt.src, pkt.dst, pkt.sport, pkt.dport)
         elif proto == 17:
             c_out = (pkt.src, pkt.dst, pkt.sport, pkt.dport)
+            if protocol == "dns" and pinhole is None:
+                guard = DnsGuard()       # the first datagram must be a query
+                verdict, why = guard.datagram(
+                    CLIENT, pkt.frame[pkt.payload:pkt.payload + pkt.payload_len])
+                if verdict == DNS_DROP:
+                    stats.drop(why)
+                    return None
         elif proto == 1:
             if pkt.icmp_type not in (8, 13):
                 stats.drop("icmp-not-request")
@@ -533,6 +541,9 @@ class SessionTable:
                 if c_out[3] == 53 or c_in[3] == 53:
                     s.dns = True
                     s.idle = g.dns_timeout
+                    if protocol == "dns" and pinhole is None:
+                        s.inspector = guard
+                        s.app_state = guard.state_summary()
                 else:
                     s.idle = rp.timeout if (rp is not None and rp.timeout is not None) \
                         else g.udp_idle_time
@@ -878,7 +889,8 @@ class SessionTable:
             if extras is None:
                 return False
         elif proto == 17:
-            udp_process(self, s, direction, pkt)
+            if not udp_process(self, s, direction, pkt):
+                return False
         elif not icmp_process(self, s, direction, pkt):
             return False
         s.last = now
