@@ -119,7 +119,7 @@ class FailClosedTests(unittest.TestCase):
         self.assertEqual(len(r.routes), 1)          # the block ended at the comment
 
     def test_less_permissive_lines_stay_warnings(self):
-        for snippet in ("ip inspect name X tftp\n", "ip inspect name X h323\n",
+        for snippet in ("ip inspect name X rtsp\n", "ip inspect name X h323\n",
                         "ip inspect name X tcp router-traffic\n",
                         "interface Ethernet0\n ipv6 traffic-filter V6 in\n",
                         "interface Ethernet0\n ip helper-address 10.0.0.9\n",

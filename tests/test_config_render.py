@@ -226,7 +226,7 @@ VERBATIM_GLOBALS = [
     Verbatim("no ip http server"), Verbatim("snmp-server community public RO"),
     Verbatim("line con 0", ("exec-timeout 0 0",)), Verbatim("ntp server 192.0.2.1"),
     Verbatim("router ospf 1", ("network 10.0.0.0 0.0.0.255 area 0",)),
-    Verbatim("ip inspect name X tftp"), Verbatim("mystery-command 42"),
+    Verbatim("ip inspect name X h323"), Verbatim("mystery-command 42"),
     Verbatim("line aux 0", ("logging synchronous", "privilege level 15", "no exec")),
     Verbatim("ip dhcp pool LAN", ("network 10.0.0.0 255.255.255.0", "default-router 10.0.0.1")),
     Verbatim("logging discriminator D severity drops 6"),

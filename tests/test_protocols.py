@@ -290,3 +290,137 @@ class DnsParser(unittest.TestCase):
         self.assertIsNone(parse_question(head + (b"\x3f" + b"a" * 63) * 5 + b"\x00\x00\x01\x00\x01"))
         self.assertIsNotNone(parse_question(head + b"\x01a\x00\x00\x01\x00\x01"))
         self.assertIsNone(parse_question(head + b"\x01a\x00\x00\x01\x00"))
+
+
+# --------------------------------------------------------------------------
+# TFTP
+
+TFTP_CONFIG = GENERIC.replace("ip inspect name IN-OUT https\n", "ip inspect name IN-OUT tftp\n")
+
+
+def rrq(name=b"boot.bin", mode=b"octet", opts=b""):
+    return b"\x00\x01" + name + b"\0" + mode + b"\0" + opts
+
+
+def wrq(name=b"up.bin"):
+    return b"\x00\x02" + name + b"\0octet\0"
+
+
+def data(block, payload):
+    return b"\x00\x03" + block.to_bytes(2, "big") + payload
+
+
+def ack(block):
+    return b"\x00\x04" + block.to_bytes(2, "big")
+
+
+class TftpThroughAppliance(unittest.TestCase):
+    nat = True
+
+    def setUp(self):
+        cfg = TFTP_CONFIG
+        if self.nat:
+            cfg = cfg.format(nat_out=" ip nat outside", nat_in=" ip nat inside",
+                             nat_rules="ip nat inside source list 1 interface "
+                                       "Ethernet2/0 overload")
+        else:
+            cfg = cfg.format(nat_out="", nat_in="", nat_rules="")
+        self.net = Net(config=cfg)
+        self.addCleanup(self.net.stop)
+        self.client = self.net.host(INSIDE, INSIDE_CLIENT_IP, 2)
+        self.server = self.net.host(OUTSIDE, REMOTE, 1)
+        self.other = self.net.host(OUTSIDE, "172.22.1.66", 3)
+
+    def request(self, msg, sport=5000):
+        n = len(self.server.udp)
+        self.client.send_udp(REMOTE, sport, 69, msg)
+        self.net.pump()
+        new = [u for u in self.server.udp[n:] if u[2] == 69]
+        return (new[-1][0], new[-1][1]) if new else None
+
+    def from_server(self, seen, msg, sport=6000, host=None):
+        n = len(self.client.udp)
+        (host or self.server).send_udp(seen[0], sport, seen[1], msg)
+        self.net.pump()
+        return [(u[1], u[2], u[3]) for u in self.client.udp[n:]]
+
+    def to_server(self, msg, dport=6000, sport=5000):
+        n = len(self.server.udp)
+        self.client.send_udp(REMOTE, sport, dport, msg)
+        self.net.pump()
+        return [u[3] for u in self.server.udp[n:] if u[2] == dport]
+
+    def test_read_through_new_server_port_closed_at_last_block(self):
+        seen = self.request(rrq())
+        self.assertIsNotNone(seen)
+        if self.nat:
+            self.assertEqual(seen[0], "172.22.1.16")
+        block1 = data(1, b"a" * 512)
+        self.assertEqual(self.from_server(seen, block1), [(6000, 5000, block1)])
+        self.assertIn(" tftp-data SIS_OPENING", self.net.show("sessions"))
+        self.assertEqual(self.to_server(ack(1)), [ack(1)])
+        self.assertIn(" tftp-data SIS_OPEN", self.net.show("sessions"))
+        last = data(2, b"b" * 100)
+        self.assertEqual(self.from_server(seen, last), [(6000, 5000, last)])
+        self.assertIn("TFTP last block 2, 2 data blocks", self.net.show("sessions detail"))
+        self.assertEqual(self.to_server(ack(2)), [ack(2)])
+        self.net.advance(1)
+        self.assertNotIn("tftp-data", self.net.show("sessions"))
+        # the transfer is over: more data from the server's port is dropped
+        self.assertEqual(self.from_server(seen, data(3, b"x")), [])
+
+    def test_write_request(self):
+        seen = self.request(wrq())
+        self.assertEqual(self.from_server(seen, ack(0), sport=6001), [(6001, 5000, ack(0))])
+        self.assertEqual(self.to_server(data(1, b"hello"), dport=6001), [data(1, b"hello")])
+        self.assertEqual(self.from_server(seen, ack(1), sport=6001), [(6001, 5000, ack(1))])
+        self.net.advance(1)
+        self.assertNotIn("tftp-data", self.net.show("sessions"))
+
+    def test_blksize_oack(self):
+        seen = self.request(rrq(opts=b"blksize\x001024\x00"))
+        oack = b"\x00\x06blksize\x001024\x00"
+        self.assertEqual(self.from_server(seen, oack), [(6000, 5000, oack)])
+        self.assertEqual(self.to_server(ack(0)), [ack(0)])
+        full = data(1, b"c" * 1024)
+        self.assertEqual(self.from_server(seen, full), [(6000, 5000, full)])
+        self.assertEqual(self.from_server(seen, data(2, b"c" * 1025)), [])   # above blksize
+        self.assertIn("TFTP transfer, 1 data blocks", self.net.show("sessions detail"))
+
+    def test_no_request_no_channel(self):
+        seen = ("172.22.1.16", 5000) if self.nat else (INSIDE_CLIENT_IP, 5000)
+        self.assertEqual(self.from_server(seen, data(1, b"x")), [])
+
+    def test_only_the_server_may_answer_and_only_once(self):
+        seen = self.request(rrq())
+        # a third host cannot use the pinhole
+        self.assertEqual(self.from_server(seen, data(1, b"evil"), host=self.other), [])
+        self.assertEqual(self.from_server(seen, data(1, b"ok")), [(6000, 5000, data(1, b"ok"))])
+        # one data channel per request: a second server port is refused
+        self.assertEqual(self.from_server(seen, data(1, b"again"), sport=6002), [])
+
+    def test_bad_requests_refused(self):
+        for msg in (b"", b"\x00\x01", rrq(mode=b"binary"), rrq(name=b""), b"\x00\x03\x00\x01x",
+                    rrq()[:-1], b"\x00\x01a\x00octet\x00blksize\x00"):
+            self.assertIsNone(self.request(msg, sport=5100), msg)
+        self.assertEqual(self.net.app.sessions.stats.drops.get("tftp-bad-request"), 7)
+
+    def test_pinhole_expires(self):
+        seen = self.request(rrq())
+        self.net.advance(31, step=1)
+        self.assertEqual(self.from_server(seen, data(1, b"late")), [])
+
+    def test_requests_and_junk_on_data_channel_dropped(self):
+        seen = self.request(rrq())
+        self.assertEqual(self.from_server(seen, data(1, b"a" * 512)), [(6000, 5000, data(1, b"a" * 512))])
+        self.assertEqual(self.from_server(seen, rrq()), [])
+        self.assertEqual(self.from_server(seen, b"\x00\x09xx"), [])
+        self.assertEqual(self.from_server(seen, b"\x00"), [])
+        err = b"\x00\x05\x00\x01nope\x00"
+        self.assertEqual(self.from_server(seen, err), [(6000, 5000, err)])
+        self.net.advance(1)
+        self.assertNotIn("tftp-data", self.net.show("sessions"))
+
+
+class TftpThroughApplianceNoNat(TftpThroughAppliance):
+    nat = False

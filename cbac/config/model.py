@@ -69,7 +69,7 @@ class User:
 #: Protocols of ``ip inspect name``.
 #: Protocols of ``ip inspect name``.  The generic names of
 #: :data:`GENERIC_PROTOCOLS` are accepted too.
-INSPECT_PROTOCOLS = ("tcp", "udp", "icmp", "ftp", "http", "smtp", "esmtp", "dns")
+INSPECT_PROTOCOLS = ("tcp", "udp", "icmp", "ftp", "http", "smtp", "esmtp", "dns", "tftp")
 
 #: ``ip inspect name X NAME`` for protocols IOS inspects at layer 4 only:
 #: cbac inspects them with its generic TCP/UDP inspection, **only** on
@@ -95,6 +95,7 @@ GENERIC_BY_PORT = {pp: name for name, pps in GENERIC_PROTOCOLS.items() for pp in
 #: (the generic names and ``dns``, UDP and TCP 53)
 PORT_NAMES = dict(GENERIC_BY_PORT)
 PORT_NAMES[(6, 53)] = PORT_NAMES[(17, 53)] = "dns"
+PORT_NAMES[(17, 69)] = "tftp"
 
 
 @dataclass
@@ -164,7 +165,7 @@ SESSION_LIMIT_HOST_DEFAULT = 4096
 
 def default_timeout(protocol: str, g: InspectGlobals) -> int:
     """The timeout IOS prints for a protocol line without ``timeout``."""
-    if protocol == "udp":
+    if protocol in ("udp", "tftp"):
         return g.udp_idle_time
     if protocol == "dns":
         return g.dns_timeout

@@ -37,6 +37,8 @@ from cbac.inspect.tcp import (CLOSED, CLOSING, ESTABLISHED, M32, RST_CHALLENGE, 
                               parse_options, track)
 from cbac.config.model import PORT_NAMES
 from cbac.inspect.dns import DROP as DNS_DROP, DnsGuard
+from cbac.inspect import tftp
+from cbac.inspect.api import Expectation
 from cbac.inspect.udp import udp_process
 from cbac.inspect.uninspected import UninspectedConnections
 from cbac.log import ios
@@ -396,8 +398,18 @@ class SessionTable:
             c_out = (pkt.src, pkt.dst, pkt.sport, pkt.dport)
         elif proto == 17:
             c_out = (pkt.src, pkt.dst, pkt.sport, pkt.dport)
+            guard = tftp_req = None
             if protocol == "dns" and pinhole is None:
                 guard = DnsGuard()       # the first datagram must be a query
+            elif protocol == "tftp-data" and pinhole is not None:
+                guard = tftp.DataGuard()
+            elif protocol == "tftp" and pinhole is None:
+                tftp_req = tftp.parse_request(
+                    pkt.frame[pkt.payload:pkt.payload + pkt.payload_len])
+                if tftp_req is None:
+                    stats.drop("tftp-bad-request")
+                    return None
+            if guard is not None:
                 verdict, why = guard.datagram(
                     CLIENT, pkt.frame[pkt.payload:pkt.payload + pkt.payload_len])
                 if verdict == DNS_DROP:
@@ -541,12 +553,12 @@ class SessionTable:
                 if c_out[3] == 53 or c_in[3] == 53:
                     s.dns = True
                     s.idle = g.dns_timeout
-                    if protocol == "dns" and pinhole is None:
-                        s.inspector = guard
-                        s.app_state = guard.state_summary()
                 else:
                     s.idle = rp.timeout if (rp is not None and rp.timeout is not None) \
                         else g.udp_idle_time
+                if guard is not None:
+                    s.inspector = guard
+                    s.app_state = guard.state_summary()
                 s.bytes[0] = pkt.payload_len
         table[kc] = s.entries[0]
         table[ks] = s.entries[1]
@@ -560,6 +572,13 @@ class SessionTable:
         stats.created[protocol] = stats.created.get(protocol, 0) + 1
         if pinhole is not None:
             self._consume_pinhole(pinhole)
+        if proto == 17 and tftp_req is not None:
+            # RFC 1350: the server answers from a new port
+            caddr, cport = self._nat_map(s, CLIENT, "udp", c_in[0], c_in[2])
+            self.add_pinhole(s, Expectation("udp", c_out[1], None, caddr, cport,
+                                            timeout=tftp.DATA_TIMEOUT, label="tftp-data"))
+            s.app_state = "TFTP %s %s" % ("read" if tftp_req[0] == 1 else "write",
+                                          tftp_req[1].decode("latin-1")[:64])
         nat = self.nat
         if nat is not None and translation is not None and nat.created is translation:
             nat.adopt(translation, s)        # made for this session: dies with it
@@ -859,7 +878,7 @@ class SessionTable:
                 return False
             s.bytes[d] += nb
         elif proto == 17:
-            if s.half_open or s.dns:
+            if s.half_open or s.dns or s.inspector is not None:    # guards: slow path
                 return False
             s.bytes[d] += ((frame[38] << 8) | frame[39]) - 8
         else:
