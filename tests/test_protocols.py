@@ -424,3 +424,201 @@ class TftpThroughAppliance(unittest.TestCase):
 
 class TftpThroughApplianceNoNat(TftpThroughAppliance):
     nat = False
+
+
+# --------------------------------------------------------------------------
+# POP3
+
+from cbac.inspect import pop3  # noqa: E402
+from cbac.inspect.api import CLIENT, SERVER, InspectContext  # noqa: E402
+from cbac.config.model import InspectProtocol  # noqa: E402
+from tests.test_ftp import Engine  # noqa: E402
+
+GREET = b"+OK POP3 ready\r\n"
+
+
+def pop3_engine(**opts):
+    rule = InspectProtocol("pop3", **opts)
+    ctx = InspectContext(client_addr=0x0A0A0A02, client_port=40000, server_addr=0xAC160101,
+                         server_port=110, rule=rule)
+    return Engine(pop3.factory(ctx))
+
+
+def released(e, d):
+    """What the receiver got: the released bytes with the edits applied."""
+    out = bytearray(e.inp[d][:e.rel[d]])
+    for ed in e.edits[d]:
+        if ed.offset + ed.length <= len(out):
+            out[ed.offset:ed.offset + ed.length] = ed.data
+    return bytes(out)
+
+
+def run_pop3(dialogue, cuts, **opts):
+    """Feed (direction, bytes) items, each cut at the given offsets."""
+    e = pop3_engine(**opts)
+    for d, data in dialogue:
+        pos = 0
+        for c in sorted(x for x in cuts if 0 < x < len(data)) + [len(data)]:
+            e.feed(d, data[pos:c])
+            if d == SERVER and e.inp[CLIENT][e.rel[CLIENT]:]:
+                e.feed(CLIENT, b"")
+            pos = c
+    return e
+
+
+SESSION = [(SERVER, GREET), (CLIENT, b"USER alice\r\n"), (SERVER, b"+OK\r\n"),
+           (CLIENT, b"PASS secret\r\n"), (SERVER, b"+OK 2 messages\r\n"),
+           (CLIENT, b"LIST\r\n"), (SERVER, b"+OK\r\n1 120\r\n2 200\r\n.\r\n"),
+           (CLIENT, b"RETR 1\r\n"), (SERVER, b"+OK\r\nSubject: x\r\n\r\n..dot\r\n.\r\n"),
+           (CLIENT, b"QUIT\r\n"), (SERVER, b"+OK bye\r\n")]
+
+
+class Pop3Inspector(unittest.TestCase):
+    def test_every_segmentation_of_a_session(self):
+        want_c = b"".join(x for d, x in SESSION if d == CLIENT)
+        longest = max(len(x) for _, x in SESSION)
+        for cut in range(1, longest):
+            for cuts in ([cut], [cut, cut + 1], list(range(1, longest))):
+                e = run_pop3(SESSION, cuts)
+                self.assertFalse(e.reset, (cuts, e.reasons))
+                self.assertEqual(released(e, CLIENT), want_c, cuts)
+                self.assertIn("UPDATE", e.insp.state_summary())
+
+    def test_illegal_commands_masked_every_segmentation(self):
+        for verb in (b"DELE 1", b"RETR 1", b"XTND XMIT", b"LIST", b"USER a\x00b"):
+            line = verb + b"\r\n"
+            for cut in range(0, len(line) + 1):
+                e = run_pop3([(SERVER, GREET), (CLIENT, line)], [cut])
+                self.assertFalse(e.reset)
+                got = released(e, CLIENT)
+                self.assertEqual(got, b"x" * (len(line) - 2) + b"\r\n", (verb, cut))
+                self.assertEqual(e.log[0][2], "POP3_INVALID_COMMAND")
+
+    def test_reset_option(self):
+        e = run_pop3([(SERVER, GREET), (CLIENT, b"XTND XMIT\r\n")], [], reset=True)
+        self.assertTrue(e.reset)
+        self.assertEqual(released(e, CLIENT), b"")
+
+    def test_secure_login(self):
+        e = run_pop3([(SERVER, GREET), (CLIENT, b"USER alice\r\n"),
+                      (SERVER, b"-ERR refused\r\n"), (CLIENT, b"CAPA\r\n")],
+                     [], secure_login=True)
+        self.assertEqual(released(e, CLIENT), b"xxxxxxxxxx\r\nCAPA\r\n")
+        self.assertEqual(e.log[0][2], "POP3_NON_SECURE_LOGIN")
+        self.assertIn("LOGON POP3 command from initiator (10.10.10.2:40000)", e.log[0][3])
+
+    def test_stls_makes_session_opaque(self):
+        e = run_pop3([(SERVER, GREET), (CLIENT, b"STLS\r\n"), (SERVER, b"+OK begin\r\n"),
+                      (CLIENT, b"\x16\x03\x01binary")], [], secure_login=True)
+        self.assertTrue(e.opaque)
+
+    def test_no_pipelining_past_a_pending_command(self):
+        e = pop3_engine()
+        e.feed(SERVER, GREET)
+        e.feed(CLIENT, b"USER a\r\nPASS b\r\nRETR 1\r\n")
+        self.assertEqual(released(e, CLIENT), b"USER a\r\n")     # the rest is held
+        e.feed(SERVER, b"+OK\r\n")
+        e.feed(CLIENT, b"")
+        self.assertEqual(released(e, CLIENT), b"USER a\r\nPASS b\r\n")
+        e.feed(SERVER, b"+OK\r\n")
+        e.feed(CLIENT, b"")
+        self.assertEqual(released(e, CLIENT), b"USER a\r\nPASS b\r\nRETR 1\r\n")
+
+    def test_server_violations_reset(self):
+        for bad in (b"HELLO\r\n", b"+OK " + b"a" * 600 + b"\r\n"):
+            e = run_pop3([(SERVER, bad)], [])
+            self.assertTrue(e.reset, bad)
+        e = run_pop3([(SERVER, GREET), (SERVER, b"+OK unsolicited\r\n")], [])
+        self.assertTrue(e.reset)
+
+    def test_overlong_command_resets(self):
+        e = run_pop3([(SERVER, GREET), (CLIENT, b"USER " + b"a" * 300)], [])
+        self.assertTrue(e.reset)
+
+    def test_auth_sasl_exchange(self):
+        e = run_pop3([(SERVER, GREET), (CLIENT, b"AUTH PLAIN\r\n"), (SERVER, b"+ \r\n"),
+                      (CLIENT, b"AGFsaWNlAHNlY3JldA==\r\n"), (SERVER, b"+OK\r\n"),
+                      (CLIENT, b"STAT\r\n")], [3])
+        self.assertFalse(e.reset)
+        self.assertIn("TRANSACTION", e.insp.state_summary())
+        self.assertTrue(released(e, CLIENT).endswith(b"STAT\r\n"))
+
+    def test_config_options_round_trip(self):
+        from cbac.config.render import render
+        model, diags = parse_config("ip inspect name X pop3 reset secure-login alert on\n")
+        self.assertEqual([d.format() for d in diags], [])
+        p = model.inspect_rules["X"].get("pop3")
+        self.assertTrue(p.reset and p.secure_login)
+        self.assertIn("ip inspect name X pop3 alert on reset secure-login\n", render(model))
+
+
+class Pop3Server:
+    """A POP3 server that answers -ERR to any verb it does not know."""
+
+    def __init__(self, log):
+        self.log = log
+        self.buf = b""
+
+    def connected(self, conn):
+        conn.send(GREET)
+
+    def received(self, conn, data):
+        self.buf += data
+        while b"\r\n" in self.buf:
+            line, self.buf = self.buf.split(b"\r\n", 1)
+            self.log.append(line)
+            verb = line.split(b" ")[0].upper()
+            if verb in (b"USER", b"PASS", b"STAT", b"QUIT", b"CAPA"):
+                conn.send(b"+OK\r\n" if verb != b"CAPA" else b"+OK\r\nUSER\r\nSTLS\r\n.\r\n")
+            else:
+                conn.send(b"-ERR unknown command\r\n")
+
+
+POP3_CONFIG = GENERIC.replace("ip inspect name IN-OUT https\n",
+                              "ip inspect name IN-OUT pop3 secure-login\n")
+
+
+class Pop3ThroughAppliance(unittest.TestCase):
+    nat = True
+
+    def setUp(self):
+        cfg = POP3_CONFIG
+        if self.nat:
+            cfg = cfg.format(nat_out=" ip nat outside", nat_in=" ip nat inside",
+                             nat_rules="ip nat inside source list 1 interface "
+                                       "Ethernet2/0 overload")
+        else:
+            cfg = cfg.format(nat_out="", nat_in="", nat_rules="")
+        self.net = Net(config=cfg)
+        self.addCleanup(self.net.stop)
+        self.client = self.net.host(INSIDE, INSIDE_CLIENT_IP, 2)
+        self.server = self.net.host(OUTSIDE, REMOTE, 1)
+        self.seen = []
+        self.server.listen(110, lambda: Pop3Server(self.seen))
+
+    def test_clear_text_login_refused_with_err_and_alert(self):
+        from twisted.logger import globalLogPublisher
+        lines = []
+        globalLogPublisher.addObserver(lines.append)
+        self.addCleanup(globalLogPublisher.removeObserver, lines.append)
+        app = Recorder()
+        c = self.client.connect(REMOTE, 110, sport=41000, app=app)
+        self.net.pump()
+        self.assertEqual(bytes(app.data), GREET)
+        c.send(b"CAPA\r\n")
+        self.net.pump()
+        c.send(b"USER alice\r\n")
+        self.net.pump()
+        c.send(b"STAT\r\n")
+        self.net.pump()
+        self.assertEqual(self.seen, [b"CAPA", b"xxxxxxxxxx", b"xxxx"])
+        self.assertEqual(bytes(app.data), GREET + b"+OK\r\nUSER\r\nSTLS\r\n.\r\n"
+                         + b"-ERR unknown command\r\n" * 2)
+        self.assertIn(" pop3 SIS_OPEN", self.net.show("sessions"))
+        self.assertIn("POP3 state: AUTHORIZATION, commands 3, refused 2",
+                      self.net.show("sessions detail"))
+        self.assertTrue(any("POP3_NON_SECURE_LOGIN" in repr(e) for e in lines), lines[-5:])
+
+
+class Pop3ThroughApplianceNoNat(Pop3ThroughAppliance):
+    nat = False

@@ -156,6 +156,10 @@ def inspect_line(rule_name: str, p: InspectProtocol) -> str:
         parts += ["timeout", str(p.timeout)]
     if p.router_traffic:
         parts.append("router-traffic")
+    if p.reset:
+        parts.append("reset")
+    if p.secure_login:
+        parts.append("secure-login")
     return " ".join(parts)
 
 

@@ -32,7 +32,7 @@ def _java_permitted(acls, name):
 def app_factories(router_model=None, acls=None) -> dict:
     """``{"smtp": f, "esmtp": f, "ftp": f, "http": f}`` with ``f(ctx) ->
     IStreamInspector``."""
-    from cbac.inspect import ftp, http, smtp
+    from cbac.inspect import ftp, http, pop3, smtp
 
     def http_factory(ctx, _f=http.factory):
         jl = getattr(ctx.rule, "java_list", None)
@@ -44,6 +44,7 @@ def app_factories(router_model=None, acls=None) -> dict:
     out = dict(smtp.FACTORIES)
     out["ftp"] = ftp.factory
     out["http"] = http_factory
+    out["pop3"] = pop3.factory
     return out
 
 
