@@ -51,10 +51,16 @@ def udp_process(table, s, d: int, pkt) -> bool:
     if guard is not None:
         s.app_state = guard.state_summary()
         if verdict == ANSWERED_V:
-            # every query answered: close now (deleted at the next tick)
-            s.sis = SIS_CLOSING
-            s.fixed = table.clock.seconds()
-            table._schedule(s, s.fixed)
+            # every query answered / the transfer is over: close now
+            # (deleted at the next tick); a TFTP request session goes with
+            # its data channel
+            now = table.clock.seconds()
+            p = s.parent
+            for x in (s, p) if p is not None and p.protocol == "tftp" else (s,):
+                if not x.dead:
+                    x.sis = SIS_CLOSING
+                    x.fixed = now
+                    table._schedule(x, now)
         elif s.fixed is not None and d == 0:
             # a new query on the same socket before the deletion
             s.sis = SIS_OPEN if not s.half_open else s.sis
