@@ -622,3 +622,161 @@ class Pop3ThroughAppliance(unittest.TestCase):
 
 class Pop3ThroughApplianceNoNat(Pop3ThroughAppliance):
     nat = False
+
+
+# --------------------------------------------------------------------------
+# IMAP
+
+from cbac.inspect import imap  # noqa: E402
+
+
+def imap_engine(**opts):
+    rule = InspectProtocol("imap", **opts)
+    ctx = InspectContext(client_addr=0x0A0A0A02, client_port=40000, server_addr=0xAC160101,
+                         server_port=143, rule=rule)
+    return Engine(imap.factory(ctx))
+
+
+def run_imap(dialogue, cuts, **opts):
+    e = imap_engine(**opts)
+    for d, data in dialogue:
+        pos = 0
+        for c in sorted(x for x in cuts if 0 < x < len(data)) + [len(data)]:
+            e.feed(d, data[pos:c])
+            if d == SERVER and e.inp[CLIENT][e.rel[CLIENT]:]:
+                e.feed(CLIENT, b"")
+            pos = c
+    return e
+
+
+IMAP_SESSION = [
+    (SERVER, b"* OK IMAP4rev1 ready\r\n"),
+    (CLIENT, b"a1 CAPABILITY\r\n"), (SERVER, b"* CAPABILITY IMAP4rev1 IDLE\r\na1 OK done\r\n"),
+    (CLIENT, b"a2 LOGIN alice {6}\r\n"), (SERVER, b"+ go ahead\r\n"),
+    (CLIENT, b"secret\r\n"), (SERVER, b"a2 OK logged in\r\n"),
+    (CLIENT, b"a3 SELECT INBOX\r\n"), (SERVER, b"* 2 EXISTS\r\na3 OK [READ-WRITE] done\r\n"),
+    (CLIENT, b"a4 FETCH 1 BODY[]\r\n"),
+    (SERVER, b"* 1 FETCH (BODY[] {22}\r\na5 OK fake\r\n* BYE x\r\n)\r\na4 OK done\r\n"),
+    (CLIENT, b"a5 IDLE\r\n"), (SERVER, b"+ idling\r\n"), (CLIENT, b"DONE\r\n"),
+    (SERVER, b"a5 OK idle done\r\n"),
+    (CLIENT, b"a6 LOGOUT\r\n"), (SERVER, b"* BYE\r\na6 OK bye\r\n")]
+
+
+class ImapInspector(unittest.TestCase):
+    def test_every_segmentation_of_a_session(self):
+        want = b"".join(x for d, x in IMAP_SESSION if d == CLIENT)
+        longest = max(len(x) for _, x in IMAP_SESSION)
+        for cut in range(1, longest):
+            for cuts in ([cut], [cut, cut + 1]):
+                e = run_imap(IMAP_SESSION, cuts)
+                self.assertFalse(e.reset, (cuts, e.reasons))
+                self.assertEqual(released(e, CLIENT), want, cuts)
+                self.assertIn("LOGOUT", e.insp.state_summary())
+        e = run_imap(IMAP_SESSION, list(range(1, longest)))
+        self.assertEqual(released(e, CLIENT), want)
+
+    def test_illegal_commands_get_bad_with_their_tag(self):
+        for line in (b"t1 FETCH 1 BODY[]\r\n", b"t1 XYZZY\r\n", b"t1 select INBOX\r\n",
+                     b"t1 UID EXPLODE 1\r\n"):
+            for cut in range(0, len(line) + 1):
+                e = run_imap([(SERVER, b"* OK hi\r\n"), (CLIENT, line)], [cut])
+                self.assertFalse(e.reset, line)
+                got = released(e, CLIENT)
+                verb = line.split(b" ")[1].rstrip(b"\r\n")
+                self.assertEqual(got, line.replace(verb, b"x" * len(verb), 1), (line, cut))
+                self.assertEqual(e.log[0][2], "IMAP_INVALID_COMMAND")
+                # the server's BAD to the same tag ends the command
+                e.feed(SERVER, b"t1 BAD unknown\r\n")
+                self.assertIn("NOT_AUTHENTICATED", e.insp.state_summary())
+
+    def test_secure_login_and_starttls(self):
+        e = run_imap([(SERVER, b"* OK hi\r\n"), (CLIENT, b"a LOGIN u p\r\n")], [],
+                     secure_login=True)
+        self.assertEqual(released(e, CLIENT), b"a xxxxx u p\r\n")
+        self.assertEqual(e.log[0][2], "IMAP_NON_SECURE_LOGIN")
+        e = run_imap([(SERVER, b"* OK hi\r\n"), (CLIENT, b"a STARTTLS\r\n"),
+                      (SERVER, b"a OK begin\r\n")], [], secure_login=True)
+        self.assertTrue(e.opaque)
+
+    def test_fail_closed_cases_reset(self):
+        for dialogue in ([(SERVER, b"* OK hi\r\n"), (CLIENT, b"* LOGIN\r\n")],
+                         [(SERVER, b"* OK hi\r\n"), (CLIENT, b"a XYZ {5+}\r\nhello\r\n")],
+                         [(SERVER, b"* OK hi\r\n"), (SERVER, b"zz OK nothing asked\r\n")],
+                         [(SERVER, b"* OK hi\r\n"), (CLIENT, b"a " + b"A" * 9000)],
+                         [(SERVER, b"HELLO\r\n")]):
+            e = run_imap(dialogue, [])
+            self.assertTrue(e.reset, dialogue)
+        e = run_imap([(SERVER, b"* OK hi\r\n"), (CLIENT, b"a XYZ\r\n")], [], reset=True)
+        self.assertTrue(e.reset)
+        self.assertEqual(released(e, CLIENT), b"")
+
+    def test_no_pipelining(self):
+        e = imap_engine()
+        e.feed(SERVER, b"* OK hi\r\n")
+        e.feed(CLIENT, b"a NOOP\r\nb NOOP\r\n")
+        self.assertEqual(released(e, CLIENT), b"a NOOP\r\n")
+        e.feed(SERVER, b"a OK\r\n")
+        e.feed(CLIENT, b"")
+        self.assertEqual(released(e, CLIENT), b"a NOOP\r\nb NOOP\r\n")
+
+
+class ImapServer:
+    def __init__(self, log):
+        self.log = log
+        self.buf = b""
+
+    def connected(self, conn):
+        conn.send(b"* OK IMAP ready\r\n")
+
+    def received(self, conn, data):
+        self.buf += data
+        while b"\r\n" in self.buf:
+            line, self.buf = self.buf.split(b"\r\n", 1)
+            self.log.append(line)
+            tag, verb = (line.split(b" ") + [b""])[:2]
+            if verb.upper() in (b"LOGIN", b"CAPABILITY", b"NOOP", b"LOGOUT"):
+                conn.send(tag + b" OK done\r\n")
+            else:
+                conn.send(tag + b" BAD unknown command\r\n")
+
+
+IMAP_CONFIG = GENERIC.replace("ip inspect name IN-OUT https\n",
+                              "ip inspect name IN-OUT imap secure-login\n")
+
+
+class ImapThroughAppliance(unittest.TestCase):
+    nat = True
+
+    def setUp(self):
+        cfg = IMAP_CONFIG
+        if self.nat:
+            cfg = cfg.format(nat_out=" ip nat outside", nat_in=" ip nat inside",
+                             nat_rules="ip nat inside source list 1 interface "
+                                       "Ethernet2/0 overload")
+        else:
+            cfg = cfg.format(nat_out="", nat_in="", nat_rules="")
+        self.net = Net(config=cfg)
+        self.addCleanup(self.net.stop)
+        self.client = self.net.host(INSIDE, INSIDE_CLIENT_IP, 2)
+        self.server = self.net.host(OUTSIDE, REMOTE, 1)
+        self.seen = []
+        self.server.listen(143, lambda: ImapServer(self.seen))
+
+    def test_clear_text_login_gets_bad_with_its_tag(self):
+        app = Recorder()
+        c = self.client.connect(REMOTE, 143, sport=41001, app=app)
+        self.net.pump()
+        c.send(b"a1 NOOP\r\n")
+        self.net.pump()
+        c.send(b"a2 LOGIN alice secret\r\n")
+        self.net.pump()
+        self.assertEqual(self.seen, [b"a1 NOOP", b"a2 xxxxx alice secret"])
+        self.assertEqual(bytes(app.data), b"* OK IMAP ready\r\na1 OK done\r\n"
+                         b"a2 BAD unknown command\r\n")
+        self.assertIn(" imap SIS_OPEN", self.net.show("sessions"))
+        self.assertIn("IMAP state: NOT_AUTHENTICATED, commands 2, refused 1",
+                      self.net.show("sessions detail"))
+
+
+class ImapThroughApplianceNoNat(ImapThroughAppliance):
+    nat = False

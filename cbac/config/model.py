@@ -69,7 +69,7 @@ class User:
 #: Protocols of ``ip inspect name``.
 #: Protocols of ``ip inspect name``.  The generic names of
 #: :data:`GENERIC_PROTOCOLS` are accepted too.
-INSPECT_PROTOCOLS = ("tcp", "udp", "icmp", "ftp", "http", "smtp", "esmtp", "dns", "tftp", "pop3")
+INSPECT_PROTOCOLS = ("tcp", "udp", "icmp", "ftp", "http", "smtp", "esmtp", "dns", "tftp", "pop3", "imap")
 
 #: ``ip inspect name X NAME`` for protocols IOS inspects at layer 4 only:
 #: cbac inspects them with its generic TCP/UDP inspection, **only** on
@@ -133,8 +133,8 @@ class InspectProtocol:
     max_data: Optional[int] = None       # smtp / esmtp; IOS default 20000000
     java_list: Optional[str] = None      # http: standard ACL name or number
     router_traffic: bool = False         # tcp/udp/icmp: "router-traffic" (inspect the router's own traffic)
-    reset: bool = False                  # pop3: reset on an illegal command (else refused)
-    secure_login: bool = False           # pop3: refuse clear-text login outside TLS
+    reset: bool = False                  # pop3/imap: reset on an illegal command (else refused)
+    secure_login: bool = False           # pop3/imap: refuse clear-text login outside TLS
     lineno: int = _lineno()
 
 

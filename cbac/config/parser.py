@@ -940,7 +940,7 @@ class Parser:
                 p.timeout = _int(a[i + 1], 1, 2147483, "timeout")
             elif k == "max-data" and proto in ("smtp", "esmtp"):
                 p.max_data = _int(a[i + 1], 1, 2147483647, "max-data")
-            elif k in ("reset", "secure-login") and proto == "pop3":
+            elif k in ("reset", "secure-login") and proto in ("pop3", "imap"):
                 setattr(p, k.replace("-", "_"), True)
                 i += 1
                 continue

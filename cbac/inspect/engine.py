@@ -32,7 +32,7 @@ def _java_permitted(acls, name):
 def app_factories(router_model=None, acls=None) -> dict:
     """``{"smtp": f, "esmtp": f, "ftp": f, "http": f}`` with ``f(ctx) ->
     IStreamInspector``."""
-    from cbac.inspect import ftp, http, pop3, smtp
+    from cbac.inspect import ftp, http, imap, pop3, smtp
 
     def http_factory(ctx, _f=http.factory):
         jl = getattr(ctx.rule, "java_list", None)
@@ -45,6 +45,7 @@ def app_factories(router_model=None, acls=None) -> dict:
     out["ftp"] = ftp.factory
     out["http"] = http_factory
     out["pop3"] = pop3.factory
+    out["imap"] = imap.factory
     return out
 
 

@@ -50,7 +50,7 @@ SIS_OPEN = "SIS_OPEN"
 SIS_CLOSING = "SIS_CLOSING"
 
 #: application inspectors by responder port, in order of preference
-APP_BY_PORT = {25: ("esmtp", "smtp"), 21: ("ftp",), 80: ("http",), 110: ("pop3",)}
+APP_BY_PORT = {25: ("esmtp", "smtp"), 21: ("ftp",), 80: ("http",), 110: ("pop3",), 143: ("imap",)}
 #: debug category of an application protocol
 DEBUG_CATEGORY = {"esmtp": "smtp", "smtp": "smtp", "ftp": "ftp", "http": "http"}
 
