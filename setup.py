@@ -29,7 +29,8 @@ setup(
         "bcrypt",
     ],
     extras_require={
-        "test": ["hypothesis", "scapy", "aiosmtpd", "pyftpdlib"],
+        "test": ["hypothesis", "scapy", "aiosmtpd", "pyftpdlib", "google-re2"],
+        "re2": ["google-re2"],
     },
     entry_points={
         "console_scripts": [

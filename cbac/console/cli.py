@@ -29,6 +29,8 @@ from twisted.conch import recvline
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from cbac.console import budget, regex
+
 _log = Logger(namespace="cbac.console")
 
 # ---------------------------------------------------------------------------
@@ -58,6 +60,14 @@ class Parsed:
 INVALID = "% Invalid input detected at '^' marker."
 INCOMPLETE = "% Incomplete command."
 UNRECOGNIZED = "% Unrecognized command"
+
+#: longest command line accepted (characters); longer lines are refused
+#: before parsing, an interactive line stops growing (bell) at this length
+MAX_LINE = 1024
+
+
+def too_long(n: int) -> str:
+    return "%% Command line too long (%d characters; the maximum is %d)." % (n, MAX_LINE)
 
 
 def ambiguous(text: str) -> str:
@@ -379,40 +389,15 @@ def _wrap(words, width: int) -> list[str]:
 
 
 def apply_filter(text: str, pipe: Optional[tuple[str, str]]) -> str:
-    """``| include/exclude/begin/count/section REGEX`` on output text."""
+    """``| include/exclude/begin/count/section REGEX`` on output text, at
+    once (:func:`cbac.console.budget.filter_text` is the sliced form that
+    :func:`run_line` uses).  Linear-time matching (:mod:`cbac.console.regex`)."""
     if pipe is None:
         return text
-    kind, regex = pipe
-    rx = re.compile(regex)
-    lines = text.split("\n")
-    if kind == "include":
-        out = [l for l in lines if rx.search(l)]
-    elif kind == "exclude":
-        out = [l for l in lines if not rx.search(l)]
-    elif kind == "begin":
-        out = []
-        for i, l in enumerate(lines):
-            if rx.search(l):
-                out = lines[i:]
-                break
-    elif kind == "count":
-        return "Number of lines which match regexp = %d" % sum(1 for l in lines if rx.search(l))
-    else:  # section: a top-level line and its indented lines
-        sections: list[list[str]] = []
-        for l in lines:
-            if l[:1] in (" ", "\t") and sections:
-                sections[-1].append(l)
-            else:
-                sections.append([l])
-        out = []
-        for sec in sections:
-            if rx.search(sec[0]):
-                out.extend(sec)
-            else:
-                kids = [l for l in sec[1:] if rx.search(l)]
-                if kids:
-                    out.append(sec[0])
-                    out.extend(kids)
+    from cbac.console import budget
+    out: list[str] = []
+    for _ in budget._filter_steps(text.split("\n"), pipe[0], regex.compile(pipe[1]), out):
+        pass
     return "\n".join(out)
 
 
@@ -481,6 +466,8 @@ def run_line(tree: CommandTree, ctx: Context, line: str, prompt_len: int = 0,
     """Execute one command line.  Returns a Deferred firing with a
     :class:`Result` (text without trailing newline; status 1 for bad input
     or a failed command)."""
+    if len(line) > MAX_LINE:
+        return defer.succeed(Result(too_long(len(line)), 1))
     p = tree.parse(line, ctx.privilege)
     if p.error:
         if p.error == "incomplete" and p.node is not tree.root and p.node.keyword == "show" \
@@ -489,10 +476,12 @@ def run_line(tree: CommandTree, ctx: Context, line: str, prompt_len: int = 0,
         return defer.succeed(Result(_error_text(p, line, prompt_len, echo), 1))
     if p.pipe is not None:
         try:
-            re.compile(p.pipe[1])
-        except re.error:
+            regex.compile(p.pipe[1])
+        except regex.RegexError:
             return defer.succeed(Result("%% Invalid regular expression: %s" % p.pipe[1], 1))
     d = defer.maybeDeferred(p.node.handler, ctx, p.args)
+    console = getattr(ctx, "console", None)
+    reactor = getattr(console, "reactor", None)
 
     def done(r):
         if r is None:
@@ -501,8 +490,14 @@ def run_line(tree: CommandTree, ctx: Context, line: str, prompt_len: int = 0,
             r = Result(r[1] or "", 0 if r[0] else 1)
         elif not isinstance(r, Result):
             r = Result(str(r))
-        r.text = apply_filter(r.text.rstrip("\n"), p.pipe)
-        return r
+        if p.pipe is None:
+            r.text = r.text.rstrip("\n")
+            return r
+
+        def filtered(text):
+            r.text = text
+            return r
+        return budget.filter_text(r.text.rstrip("\n"), p.pipe, reactor).addCallback(filtered)
 
     def failed(f):
         _log.failure("command {line!r} failed", failure=f, line=line)
@@ -728,6 +723,12 @@ class CLIProtocol(recvline.HistoricRecvLine):
     def handle_noop(self):
         pass
 
+    def characterReceived(self, ch, moreCharactersComing):
+        if len(self.lineBuffer) >= MAX_LINE:
+            self.terminal.write(b"\x07")   # IOS beeps at the end of its line buffer
+            return
+        recvline.HistoricRecvLine.characterReceived(self, ch, moreCharactersComing)
+
     def handle_INT(self):
         self.write("^C\n")
         self.lineBuffer, self.lineBufferIndex = [], 0
@@ -830,8 +831,10 @@ class CLIProtocol(recvline.HistoricRecvLine):
             self._more_lines = lines[page:]
             self._more_prompt()
         else:
-            self.write(text + "\n")
-            self._prompt()
+            d = budget.write_sliced(self.terminal.write,
+                                    (text + "\n").encode("utf-8", "replace"),
+                                    self.reactor, lambda: self.state != "closed")
+            d.addCallback(lambda _: self._prompt())
 
     def _more_prompt(self):
         self.state = "more"

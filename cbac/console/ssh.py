@@ -30,7 +30,8 @@ from twisted.internet import defer, endpoints, error, protocol
 from twisted.logger import Logger
 from twisted.python import failure
 
-from cbac.console.cli import CLIProtocol, Context, Result, run_line
+from cbac.console import budget
+from cbac.console.cli import MAX_LINE, CLIProtocol, Context, Result, run_line, too_long
 from cbac.console.commands import build_tree
 from cbac.log import ios
 
@@ -597,7 +598,8 @@ class CbacSession:
             CLIProtocol, self.console.tree, ctx, reactor=self.console.reactor,
             namespace_factory=ns, idle_timeout=self.console.idle_timeout())
         self.server = server
-        proto.makeConnection(_Sink(server.dataReceived, self._client_gone))
+        feeder = _InputFeeder(server.dataReceived, self.console.reactor)
+        proto.makeConnection(_Sink(feeder.dataReceived, self._client_gone))
         server.makeConnection(_TermTransport(proto, self._release))
         if cols and rows:
             server.terminalProtocol.terminalSize(cols, rows)
@@ -624,9 +626,13 @@ class CbacSession:
 
         def done(r: Result):
             self._release()
-            if r.text:
-                proto.write((r.text + "\n").replace("\n", nl).encode("utf-8", "replace"))
-            proto.processEnded(_ended(r.status))
+            if not r.text:
+                proto.processEnded(_ended(r.status))
+                return
+            w = budget.write_sliced(proto.write,
+                                    (r.text + "\n").replace("\n", nl).encode("utf-8", "replace"),
+                                    self.console.reactor)
+            w.addCallback(lambda _: proto.processEnded(_ended(r.status)))
         d.addCallback(done)
         d.addErrback(lambda f: _log.failure("exec", failure=f))
 
@@ -645,41 +651,127 @@ class CbacSession:
         self._client_gone()
 
 
+class _InputFeeder:
+    """Keystrokes of an interactive session reach the terminal parser in
+    slices of :data:`INPUT_SLICE` bytes per reactor turn (insults parses
+    byte by byte; a pasted megabyte must not hold the reactor).  More than
+    :data:`INPUT_BACKLOG` bytes waiting is typeahead overflow: the excess
+    is dropped, as IOS drops what overflows its typeahead buffer."""
+
+    def __init__(self, deliver, reactor):
+        self.deliver = deliver
+        self.reactor = reactor
+        self.pending = bytearray()
+        self.call = None
+        self.dropped = 0
+
+    def dataReceived(self, data):
+        room = INPUT_BACKLOG - len(self.pending)
+        if len(data) > room:
+            self.dropped += len(data) - max(room, 0)
+            data = data[:max(room, 0)]
+        self.pending += data
+        if self.call is None:
+            self._feed()
+
+    def _feed(self):
+        self.call = None
+        chunk = bytes(self.pending[:INPUT_SLICE])
+        del self.pending[:INPUT_SLICE]
+        if chunk:
+            self.deliver(chunk)
+        if self.pending:
+            self.call = self.reactor.callLater(0, self._feed)
+
+
+#: interactive input parsed per reactor turn / held before dropping
+INPUT_SLICE = 1024
+INPUT_BACKLOG = 65536
+#: bytes of batch input (stdin piped into ssh) queued before the batch is ended
+BATCH_BACKLOG = 4 * 1024 * 1024
+
+
 class _Batch:
     """Shell without a pty (``echo 'show version' | ssh router``): run the
-    lines read from stdin one after another, then exit."""
+    lines read from stdin one after another, then exit.
+
+    One command per reactor turn (iteratively, whatever the number of
+    lines); a line longer than MAX_LINE is refused without being kept; more
+    than BATCH_BACKLOG bytes waiting ends the batch with status 1."""
 
     def __init__(self, console, ctx, proto, release):
         self.console, self.ctx, self.proto, self.release = console, ctx, proto, release
-        self.buf = b""
-        self.queue: list[str] = []
+        self.buf = bytearray()
+        self.long = 0                 # length of an over-long line being skipped
+        self.queue: list = []         # (line, bytes); line None: refused as too long
+        self.queued = 0
         self.busy = False
         self.at_eof = False
         self.status = 0
         self.finished = False
+        self._call = None
 
     def prompt(self):
         host = getattr(self.console.app, "hostname", "Router") or "Router"
         return host + ("#" if self.ctx.privilege >= 15 else ">")
 
+    def _line(self, raw: bytes):
+        if self.long:
+            self.queue.append((None, self.long + len(raw)))
+            self.long = 0
+            return
+        if len(raw) > MAX_LINE * 4:
+            self.queue.append((None, len(raw)))
+            return
+        self.queue.append((raw.decode("utf-8", "replace").strip(), len(raw)))
+        self.queued += len(raw)
+
     def dataReceived(self, data):
-        self.buf += data
-        *lines, self.buf = self.buf.split(b"\n")
-        self.queue += [l.decode("utf-8", "replace").strip() for l in lines]
-        self._next()
+        if self.finished:
+            return
+        start = 0
+        while True:
+            i = data.find(b"\n", start)
+            if i < 0:
+                break
+            self.buf += data[start:i]
+            self._line(bytes(self.buf))
+            self.buf = bytearray()
+            start = i + 1
+        self.buf += data[start:]
+        if len(self.buf) > MAX_LINE * 4:        # keep no more than needed to refuse it
+            self.long += len(self.buf)
+            self.buf = bytearray()
+        if self.queued > BATCH_BACKLOG:
+            self.proto.write(b"% Input overflow: too many commands waiting, batch ended\n")
+            self.status = 1
+            self.queue = []
+            return self._finish()
+        self._schedule()
 
     def eof(self):
         self.at_eof = True
-        if self.buf.strip():
-            self.queue.append(self.buf.decode("utf-8", "replace").strip())
-        self.buf = b""
-        self._next()
+        if self.buf.strip() or self.long:
+            self._line(bytes(self.buf))
+        self.buf = bytearray()
+        self._schedule()
+
+    def _schedule(self):
+        if self.busy or self.finished or self._call is not None:
+            return
+        self._call = self.console.reactor.callLater(0, self._next)
 
     def _next(self):
+        self._call = None
         if self.busy or self.finished:
             return
         while self.queue:
-            line = self.queue.pop(0)
+            line, n = self.queue.pop(0)
+            if line is None:
+                self.proto.write(("%s\n" % too_long(n)).encode())
+                self.status = 1
+                continue
+            self.queued -= n
             if not line:
                 continue
             if line.split()[0].lower() in ("exit", "logout", "quit"):
@@ -688,21 +780,29 @@ class _Batch:
             self.proto.write(("%s%s\n" % (self.prompt(), line)).encode("utf-8", "replace"))
             d = run_line(self.console.tree, self.ctx, line, prompt_len=len(self.prompt()))
             d.addCallback(self._done)
+            d.addErrback(lambda f: _log.failure("batch", failure=f))
             return
         if self.at_eof:
             self._finish()
 
     def _done(self, r):
-        self.busy = False
         if r.status:
             self.status = r.status
-        if r.text:
-            self.proto.write((r.text + "\n").encode("utf-8", "replace"))
-        self._next()
+        d = budget.write_sliced(self.proto.write, (r.text + "\n").encode("utf-8", "replace"),
+                                self.console.reactor, lambda: not self.finished) \
+            if r.text else defer.succeed(None)
+
+        def written(_):
+            self.busy = False
+            self._schedule()        # next command in a later turn: no recursion
+        d.addCallback(written)
 
     def _finish(self):
         if not self.finished:
             self.finished = True
+            if self._call is not None and self._call.active():
+                self._call.cancel()
+            self._call = None
             self.release()
             self.proto.processEnded(_ended(self.status))
 

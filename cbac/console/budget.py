@@ -1,0 +1,150 @@
+"""The console's CPU budget: work done in bounded slices on the reactor.
+
+The console shares the reactor with the data plane, so nothing the console
+does may hold it for long.  Output filters and writes of large output run
+as cooperative tasks: each reactor turn gets at most :data:`SLICE` seconds
+of console work, then the reactor serves packets and timers again.  Small
+work (below :data:`SYNC_LINES` lines / :data:`CHUNK` bytes) is done at once,
+so short commands answer in the same turn (and tests on a ``Clock`` stay
+synchronous).
+"""
+
+from __future__ import annotations
+
+import time
+
+from twisted.internet import defer, task
+
+from cbac.console import regex
+
+#: seconds of console work per reactor turn
+SLICE = 0.002
+#: outputs up to this many lines are filtered at once
+SYNC_LINES = 200
+#: bytes written to an SSH channel per reactor turn
+CHUNK = 16384
+
+
+class _Budget:
+    def __init__(self, seconds):
+        self.end = time.perf_counter() + seconds
+
+    def __call__(self):
+        return time.perf_counter() >= self.end
+
+
+def cooperator(reactor) -> task.Cooperator:
+    """A cooperator that runs SLICE seconds per reactor turn."""
+    return task.Cooperator(terminationPredicateFactory=lambda: _Budget(SLICE),
+                           scheduler=lambda f: reactor.callLater(0, f))
+
+
+def _reactor(reactor):
+    if reactor is None:
+        from twisted.internet import reactor as r
+        return r
+    return reactor
+
+
+# ---------------------------------------------------------------------------
+# Output filters
+
+
+def _filter_steps(lines, kind, rx, out):
+    """Generator: filters ``lines`` into ``out`` (list), yielding after each
+    line; ``out`` holds the result when it ends (for ``count``: one line)."""
+    if kind == "include":
+        for l in lines:
+            if rx.search(l):
+                out.append(l)
+            yield None
+    elif kind == "exclude":
+        for l in lines:
+            if not rx.search(l):
+                out.append(l)
+            yield None
+    elif kind == "begin":
+        for i, l in enumerate(lines):
+            if rx.search(l):
+                out.extend(lines[i:])
+                break
+            yield None
+    elif kind == "count":
+        n = 0
+        for l in lines:
+            if rx.search(l):
+                n += 1
+            yield None
+        out.append("Number of lines which match regexp = %d" % n)
+    else:  # section: a top-level line and its indented lines
+        sec: list[str] = []
+
+        def flush(sec):
+            if not sec:
+                return
+            if rx.search(sec[0]):
+                out.extend(sec)
+                return
+            kids = [l for l in sec[1:] if rx.search(l)]
+            if kids:
+                out.append(sec[0])
+                out.extend(kids)
+        for l in lines:
+            if l[:1] in (" ", "\t") and sec:
+                sec.append(l)
+            else:
+                flush(sec)
+                sec = [l]
+            yield None
+        flush(sec)
+
+
+def filter_text(text: str, pipe, reactor=None):
+    """``| include/exclude/begin/count/section REGEX`` on ``text``: a
+    Deferred firing with the filtered text (already fired for short text).
+    The expression is matched in linear time (:mod:`cbac.console.regex`)."""
+    if pipe is None:
+        return defer.succeed(text)
+    kind, pattern = pipe
+    try:
+        rx = regex.compile(pattern)
+    except regex.RegexError as e:
+        return defer.fail(e)
+    lines = text.split("\n")
+    out: list[str] = []
+    steps = _filter_steps(lines, kind, rx, out)
+    if len(lines) <= SYNC_LINES:
+        for _ in steps:
+            pass
+        return defer.succeed("\n".join(out))
+    d = cooperator(_reactor(reactor)).coiterate(steps)
+    return d.addCallback(lambda _: "\n".join(out))
+
+
+# ---------------------------------------------------------------------------
+# Writes
+
+
+def write_sliced(write, data: bytes, reactor=None, still_open=lambda: True):
+    """Write ``data`` with ``write`` in CHUNK-byte pieces, one piece per
+    reactor turn.  Returns a Deferred fired when all is written (or the
+    session closed, ``still_open()`` false); short data is written at once."""
+    if len(data) <= CHUNK:
+        write(data)
+        return defer.succeed(None)
+    reactor = _reactor(reactor)
+    d = defer.Deferred()
+    view = memoryview(data)
+
+    def step(off):
+        if not still_open():
+            d.callback(None)
+            return
+        write(bytes(view[off:off + CHUNK]))
+        off += CHUNK
+        if off < len(data):
+            reactor.callLater(0, step, off)
+        else:
+            d.callback(None)
+    step(0)
+    return d

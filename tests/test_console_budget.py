@@ -1,0 +1,232 @@
+"""The console cannot hurt forwarding: linear-time filter expressions, a
+command line length limit, iterative batches and output in bounded slices
+(issue 16).  Forwarding shares the reactor with the console, so the
+reactor's longest stall while the console works is what a packet waits."""
+
+import random
+import re
+import time
+
+from twisted.internet import defer, reactor, task
+from twisted.trial import unittest
+
+from cbac.console import budget, regex
+from cbac.console.cli import MAX_LINE, Context, run_line
+from cbac.console.commands import build_tree
+from tests.fakeappliance import FakeAppliance
+from tests.test_console_cli import Term
+from tests import test_console_ssh as tcs
+
+CATASTROPHIC = "^(.|.){25}X"
+
+
+class StallMeter:
+    """The longest gap between two turns of a 1 ms LoopingCall: how long a
+    packet arriving during the measurement could have waited."""
+
+    def __init__(self):
+        self.last = None
+        self.worst = 0.0
+        self.loop = task.LoopingCall(self._tick)
+
+    def _tick(self):
+        now = time.perf_counter()
+        if self.last is not None:
+            self.worst = max(self.worst, now - self.last)
+        self.last = now
+
+    def start(self):
+        self.loop.start(0.001)
+
+    def stop(self):
+        if self.loop.running:
+            self.loop.stop()
+        return self.worst
+
+
+def _nfa_only(test):
+    saved = regex._re2
+    regex._re2 = None
+    test.addCleanup(setattr, regex, "_re2", saved)
+
+
+class RegexTests(unittest.TestCase):
+    PATTERNS = ["abc", "^a.c$", "a|b", "[a-c]+x", "[^0-9]{2,3}z", "(?:ab)*c", r"\d+\.\d",
+                "x{0,2}y$", "^$", "_", "a{3}", "[]a]", r"[a\-z]", "ho?st", r"\w\s\W",
+                "(a|ab)(c|bcd)", "^(a*)*$", "a*?b", "a$", "^", "$", "(a|$)", "b^a", "ab|^x$"]
+
+    def test_nfa_matches_the_same_lines_as_python(self):
+        rnd = random.Random(16)
+        lines = ["abc", "aXc", "xyz 12.5", "", "aaab", "abababc", "hello world!", "abcd",
+                 "xxy", "]", "-", "hst", "a b!", "x" * 30 + "y"]
+        lines += ["".join(rnd.choice("abcxyz01 .-_]!X") for _ in range(rnd.randint(0, 30)))
+                  for _ in range(300)]
+        for p in self.PATTERNS:
+            nfa = regex.compile(p, force_nfa=True)
+            rx = re.compile(p)
+            for line in lines:
+                self.assertEqual(nfa.search(line), bool(rx.search(line)), (p, line))
+
+    def test_small_cache_gives_the_same_answers(self):
+        self.patch(regex, "DFA_CACHE", 3)
+        rnd = random.Random(7)
+        for p in ("[a-c]+x[^y]", "(ab|ba)*c$", "x{2,4}y"):
+            nfa = regex.compile(p, force_nfa=True)
+            rx = re.compile(p)
+            for _ in range(300):
+                line = "".join(rnd.choice("abcxy") for _ in range(rnd.randint(0, 20)))
+                self.assertEqual(nfa.search(line), bool(rx.search(line)), (p, line))
+
+    def test_refused_expressions(self):
+        for bad in ["(a", "a)", r"(a)\1", "(?=a)", "(?<!a)b", "*a", "a{5,2}", "[a", "a{2000}",
+                    "x" * (regex.MAX_PATTERN + 1)]:
+            self.assertRaises(regex.RegexError, regex.compile, bad, force_nfa=True)
+            self.assertRaises(regex.RegexError, regex.compile, bad)
+
+    def test_catastrophic_expression_is_linear(self):
+        line = "Cisco IOS Software, cbac Software (Linux), Version 1.0 " * 4
+        for force in (False, True):
+            rx = regex.compile(CATASTROPHIC, force_nfa=force)
+            start = time.perf_counter()
+            self.assertFalse(rx.search(line))
+            self.assertLess(time.perf_counter() - start, 0.05, force)
+            self.assertTrue(rx.search("x" * 25 + "X"))
+
+
+class CommandTests(unittest.TestCase):
+    def setUp(self):
+        self.app = FakeAppliance()
+        self.ctx = Context(self.app, "admin", 15, "127.0.0.1")
+        self.tree = build_tree()
+
+    def run_cmd(self, line):
+        return self.successResultOf(run_line(self.tree, self.ctx, line))
+
+    def _catastrophic(self):
+        start = time.perf_counter()
+        r = self.run_cmd("show version | include " + CATASTROPHIC)
+        took = time.perf_counter() - start
+        self.assertEqual((r.status, r.text), (0, ""))
+        self.assertLess(took, 0.1)
+        r = self.run_cmd("show version | include ^cbac")
+        self.assertTrue(r.text.startswith("cbac Software"), r.text)
+
+    def test_catastrophic_filter_re2_or_nfa(self):
+        self._catastrophic()
+
+    def test_catastrophic_filter_nfa(self):
+        _nfa_only(self)
+        self._catastrophic()
+
+    def test_backreference_refused(self):
+        r = self.run_cmd(r"show version | include (a)\1")
+        self.assertEqual(r.status, 1)
+        self.assertIn("% Invalid regular expression", r.text)
+
+    def test_megabyte_command_line_refused_quickly(self):
+        line = "show version " + "x" * (1 << 20)
+        start = time.perf_counter()
+        r = self.run_cmd(line)
+        self.assertLess(time.perf_counter() - start, 0.05)
+        self.assertEqual(r.status, 1)
+        self.assertEqual(r.text, "%% Command line too long (%d characters; the maximum is %d)."
+                         % (len(line), MAX_LINE))
+        self.assertEqual(self.run_cmd("show version " + " " * (MAX_LINE - 20)).status, 0)
+
+    def test_interactive_line_stops_growing(self):
+        t = Term(self.app, priv=15, user="admin", clock=task.Clock())
+        start = time.perf_counter()
+        t.type(b"show version" + b" " * (200 * 1024))
+        self.assertLess(time.perf_counter() - start, 5)
+        self.assertEqual(len(t.cli.lineBuffer), MAX_LINE)
+        out = t.type("\r")
+        self.assertIn("cbac Software", out)
+
+
+class SliceTests(unittest.TestCase):
+    """The reactor keeps turning while a 100,000-line output is filtered."""
+
+    LINES = 100000
+
+    def setUp(self):
+        self.app = FakeAppliance()
+        self.ctx = Context(self.app, "admin", 15, "127.0.0.1")
+        self.tree = build_tree()
+        text = "\n".join("session %06d 10.0.0.1:%d 192.0.2.1:80 SIS_OPEN" % (i, i % 65536)
+                         for i in range(self.LINES))
+        self.tree.add("show huge", lambda c, a: text, help="100k lines", privilege=1, pipe=True)
+
+    @defer.inlineCallbacks
+    def _filtered(self, line, expect_lines):
+        meter = StallMeter()
+        meter.start()
+        yield task.deferLater(reactor, 0.01, lambda: None)
+        r = yield run_line(self.tree, self.ctx, line)
+        worst = meter.stop()
+        self.assertEqual(len(r.text.split("\n")) if r.text else 0, expect_lines)
+        # the handler's own text is made at once; the filter never holds
+        # the reactor for more than a slice plus scheduling noise
+        self.assertLess(worst, 0.05, "reactor stalled %.1f ms" % (worst * 1000))
+        return worst
+
+    def test_include_100k_lines(self):
+        return self._filtered("show huge | include 12345 ", 2)
+
+    def test_include_100k_lines_nfa(self):
+        _nfa_only(self)
+        return self._filtered("show huge | include 0999.$|^session 0000[0-4] ", 50)
+
+    def test_write_sliced(self):
+        out = []
+        meter = StallMeter()
+        meter.start()
+        data = b"x" * (10 * budget.CHUNK + 7)
+        d = budget.write_sliced(out.append, data, reactor)
+
+        def check(_):
+            meter.stop()
+            self.assertEqual(b"".join(out), data)
+            self.assertEqual(len(out), 11)
+        return d.addCallback(check)
+
+
+class SSHBatchTests(unittest.TestCase):
+    """A real OpenSSH client piping commands into one session."""
+
+    timeout = 120
+    setUp = tcs.SSHTests.setUp
+    _port = tcs.SSHTests._port
+    ssh = tcs.SSHTests.ssh
+
+    @defer.inlineCallbacks
+    def test_thousand_command_batch(self):
+        n = 1000
+        cmds = b"".join(b"show clock\n" if i % 2 else b"show version | include ^cbac\n"
+                        for i in range(n))
+        meter = StallMeter()
+        meter.start()
+        out, err, code = yield self.ssh("admin", stdin=cmds)
+        worst = meter.stop()
+        self.assertEqual(code, 0, err[-500:])
+        self.assertEqual(out.count(b"fw1#show clock\n*15:20:01.123"), n // 2)
+        self.assertEqual(out.count(b"fw1#show version | include ^cbac\ncbac Software"), n // 2)
+        self.assertLess(worst, 0.2, "reactor stalled %.1f ms" % (worst * 1000))
+
+    @defer.inlineCallbacks
+    def test_megabyte_line_in_batch_refused(self):
+        stdin = b"show clock\nshow version " + b"x" * (1 << 20) + b"\nshow clock\n"
+        start = time.perf_counter()
+        out, err, code = yield self.ssh("admin", stdin=stdin)
+        self.assertLess(time.perf_counter() - start, 15)
+        self.assertEqual(code, 1, err)
+        self.assertIn(b"% Command line too long (1048589 characters; the maximum is 1024).", out)
+        self.assertEqual(out.count(b"*15:20:01.123"), 2)
+        self.assertNotIn(b"xxxx", out)
+
+    @defer.inlineCallbacks
+    def test_catastrophic_regex_exec(self):
+        start = time.perf_counter()
+        out, err, code = yield self.ssh("oper", "show version | include " + CATASTROPHIC,
+                                        password="operpw")
+        self.assertEqual((code, out), (0, b""), err)
+        self.assertLess(time.perf_counter() - start, 15)
