@@ -335,13 +335,17 @@ class Appliance:
         tmp = self.config_path + ".tmp"
         backup = self.config_path + ".bak"
         try:
-            with open(tmp, "w") as f:
+            # 0600: the file holds the secrets' hashes and maybe passwords
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w") as f:
                 f.write(text)
                 f.flush()
                 os.fsync(f.fileno())
             if os.path.exists(self.config_path):
                 try:
                     os.replace(self.config_path, backup)
+                    os.chmod(backup, 0o600)
                 except OSError:
                     pass
             os.replace(tmp, self.config_path)

@@ -227,9 +227,14 @@ class CommandTests(unittest.TestCase):
                   "username bob password 7 02050D4808095E731F\n"
                   "enable secret 0 cisco\n")
         self.assertEqual(r.users["admin"].privilege, 15)
-        self.assertEqual(r.users["admin"].secret, Secret(0, "cisco"))
+        from cbac.console.auth import verify
+        # a secret entered in clear text is kept hashed (type 9), as IOS 15.3+
+        self.assertEqual(r.users["admin"].secret.kind, 9)
+        self.assertTrue(r.users["admin"].secret.value.startswith("$9$"))
+        self.assertTrue(verify(r.users["admin"].secret, "cisco"))
         self.assertEqual(r.users["bob"].password, Secret(7, "02050D4808095E731F"))
-        self.assertEqual(r.enable_secret, Secret(0, "cisco"))
+        self.assertEqual(r.enable_secret.kind, 9)
+        self.assertTrue(verify(r.enable_secret, "cisco"))
 
     def test_extended_acl_grammar(self):
         r, errs = _diags(

@@ -852,6 +852,11 @@ class Parser:
                 raise _Bad("invalid type 7 password")
         if kind == 5 and not value.startswith("$1$"):
             raise _Bad("invalid type 5 secret (expected $1$...)")
+        if kind == 0 and "9" in kinds:
+            # a secret entered in clear text is kept hashed (type 9, scrypt),
+            # as IOS 15.3+ does: never held or shown in clear
+            from cbac.console.auth import hash_secret
+            return Secret(9, hash_secret(value))
         return Secret(kind, value)
 
     def g_enable_secret(self, ln, neg, a):

@@ -36,7 +36,15 @@ def _section(r: Router, section: int) -> list[str]:
     return out
 
 
-def _secret(s: Secret) -> str:
+def _secret(s: Secret, encrypt: bool = False) -> str:
+    """``TYPE VALUE``.  A clear ``secret`` (a model built in code) is shown
+    hashed, never in clear; with ``service password-encryption`` a clear
+    password is shown as type 7."""
+    from cbac.console.auth import hash_secret, stable_type7
+    if s.kind == 0 and encrypt == "secret":
+        return "9 %s" % hash_secret(s.value)
+    if s.kind == 0 and encrypt is True:
+        return "7 %s" % stable_type7(s.value)
     return "%d %s" % (s.kind, s.value)
 
 
@@ -307,9 +315,9 @@ def render_body(r: Router) -> list[str]:
         out += boot + ["!"]
     en = []
     if r.enable_secret:
-        en.append("enable secret %s" % _secret(r.enable_secret))
+        en.append("enable secret %s" % _secret(r.enable_secret, "secret"))
     if r.enable_password:
-        en.append("enable password %s" % _secret(r.enable_password))
+        en.append("enable password %s" % _secret(r.enable_password, r.password_encryption))
     if en:
         out += en + ["!"]
     g = _section(r, S_GLOBAL)
@@ -321,9 +329,9 @@ def render_body(r: Router) -> list[str]:
         if u.privilege != 1:
             line += " privilege %d" % u.privilege
         if u.secret is not None:
-            line += " secret %s" % _secret(u.secret)
+            line += " secret %s" % _secret(u.secret, "secret")
         elif u.password is not None:
-            line += " password %s" % _secret(u.password)
+            line += " password %s" % _secret(u.password, r.password_encryption)
         else:
             line += " nopassword"
         users.append(line)

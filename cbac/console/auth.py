@@ -107,6 +107,28 @@ def type9_hash(password: str, salt: str) -> str:
 
 # -- API ---------------------------------------------------------------------------
 
+_HASHED: dict = {}
+
+
+def hash_secret(password: str) -> str:
+    """The type 9 (scrypt) value cbac stores for a ``secret`` entered in
+    clear text, as IOS 15.3+ does.  The same clear text gets the same value
+    for the life of the process, so that re-reading an unchanged file gives
+    an unchanged configuration."""
+    v = _HASHED.get(password)
+    if v is None:
+        if len(_HASHED) > 256:
+            _HASHED.clear()
+        v = _HASHED[password] = encode(9, password)
+    return v
+
+
+def stable_type7(password: str) -> str:
+    """Type 7 form of a clear password for ``service password-encryption``
+    (the offset derived from the password, so the rendering is stable)."""
+    return type7_encode(password, hashlib.sha256(password.encode("utf-8")).digest()[0] % 16)
+
+
 def encode(kind: int, password: str) -> str:
     """The configuration value of ``password`` as type ``kind``."""
     if kind == 0:
