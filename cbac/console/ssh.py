@@ -47,6 +47,14 @@ FAIL_MEMORY = 900.0
 AUTH_RETRIES = 3
 #: IOS default exec-timeout (10 minutes)
 EXEC_TIMEOUT = 600
+#: concurrent connections not yet logged in: in all, and from one source
+#: address (OpenSSH's MaxStartups / PerSourceMaxStartups); more are closed
+#: at once, so parallel password guessing is bounded
+MAX_STARTUPS = 10
+MAX_STARTUPS_PER_SOURCE = 3
+#: seconds a connection has to log in, from the TCP connection on (IOS
+#: ``ip ssh time-out 120``; conch's own timer starts only after key exchange)
+LOGIN_GRACE = 120.0
 
 
 def _ios_time(t: float) -> str:
@@ -238,6 +246,36 @@ class Console:
         self.fail_delay = FAIL_DELAY
         self.max_delay = MAX_DELAY
         self.guard = LoginGuard(self)
+        self.max_startups = MAX_STARTUPS
+        self.max_startups_per_source = MAX_STARTUPS_PER_SOURCE
+        self.login_grace = LOGIN_GRACE
+        self.unauthenticated: dict = {}          # transport -> source address
+        self.startups_refused = 0
+        self._refused_logged = None
+
+    # -- connections not yet logged in ---------------------------------------
+    def startup_permits(self, host: str) -> bool:
+        """Room for one more connection not yet logged in from ``host``?"""
+        total = len(self.unauthenticated)
+        mine = sum(1 for h in self.unauthenticated.values() if h == host)
+        if total < self.max_startups and mine < self.max_startups_per_source:
+            return True
+        self.startups_refused += 1
+        now = self.reactor.seconds()
+        if self._refused_logged is None or now - self._refused_logged >= 60:
+            self._refused_logged = now
+            _log.warn("SSH connection from {host} refused: {total} connections not logged in "
+                      "({mine} from {host}; limits {limit} and {per_source} per source); "
+                      "{refused} refused so far",
+                      host=host, total=total, mine=mine, limit=self.max_startups,
+                      per_source=self.max_startups_per_source, refused=self.startups_refused)
+        return False
+
+    def startup_begins(self, t, host: str) -> None:
+        self.unauthenticated[t] = host
+
+    def startup_ends(self, t) -> None:
+        self.unauthenticated.pop(t, None)
 
     @property
     def model(self):
@@ -433,6 +471,7 @@ class CbacUserAuth(userauth.SSHUserAuthServer):
             console.login_ok(src)
             t = self.transport
             t.ios_user = uname
+            t.authenticated()
             ios.message("SSH", 5, "SSH2_USERAUTH",
                         "User '%s' authentication for SSH2 Session from %s (tty = %s) using %s Succeeded"
                         % (uname, src, getattr(t, "ios_tty", "?"), _crypto(t)))
@@ -834,6 +873,26 @@ class CbacServerTransport(transport.SSHServerTransport):
 
     ios_tty = None
     ios_user = None
+    _grace = None
+
+    def connectionMade(self):
+        transport.SSHServerTransport.connectionMade(self)
+        console = self.factory.console
+        console.startup_begins(self, _peer_host(self))
+        if console.login_grace:
+            self._grace = console.reactor.callLater(console.login_grace, self._grace_expired)
+
+    def _grace_expired(self):
+        self._grace = None
+        if self.ios_user is None:
+            self.sendDisconnect(transport.DISCONNECT_PROTOCOL_ERROR, b"login grace time exceeded")
+
+    def authenticated(self):
+        """Logged in: no longer counted as a startup, no grace timer."""
+        self.factory.console.startup_ends(self)
+        if self._grace is not None and self._grace.active():
+            self._grace.cancel()
+        self._grace = None
 
     def receiveError(self, reasonCode, description):
         if reasonCode == transport.DISCONNECT_BY_APPLICATION:
@@ -844,6 +903,10 @@ class CbacServerTransport(transport.SSHServerTransport):
                   if isinstance(description, bytes) else description)
 
     def connectionLost(self, reason):
+        self.factory.console.startup_ends(self)
+        if self._grace is not None and self._grace.active():
+            self._grace.cancel()
+        self._grace = None
         transport.SSHServerTransport.connectionLost(self, reason)
         if self.ios_user is not None:
             ios.message("SSH", 5, "SSH2_CLOSE",
@@ -972,6 +1035,8 @@ class CbacSSHFactory(factory.SSHFactory):
         host = getattr(addr, "host", "")
         if not self.console.permits(host):
             _log.info("vty access-class refused SSH connection from {host}", host=host)
+            return None
+        if not self.console.startup_permits(host):
             return None
         t = protocol.Factory.buildProtocol(self, addr)
         try:
