@@ -678,7 +678,8 @@ def _add_console(appliance, model, options, reactor, top):
     state_dir = options.get("state-dir") or "/var/lib/cbac"
     svc = makeConsoleService(appliance, model, state_dir, endpoints, reactor=reactor,
                              vty_permits=_vty_permits(appliance),
-                             acl_permits=_acl_permits(appliance))
+                             acl_permits=_acl_permits(appliance),
+                             manhole=bool(options.get("manhole")))
     svc.setServiceParent(top)
 
 

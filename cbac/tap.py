@@ -41,6 +41,10 @@ class Options(usage.Options):
         ["verbose", "v",
          "With --check: list every harmless not-acted-on line too, instead of a "
          "count per kind."],
+        ["manhole", None,
+         "Allow the console's 'manhole' command: a Python prompt inside the "
+         "running process, for privilege 15 after the enable secret is entered "
+         "again. Off by default."],
         ["no-claim-ports", None,
          "Leave the data ports as they are: do not hide them from the kernel "
          "(nftables netdev drop chain), remove their kernel addresses, turn IPv6 "

@@ -341,12 +341,13 @@ class LabCase:
 
     Class attributes: ``mode`` (``"cbac"`` or ``"kernel"``), ``config``
     (configuration text for cbac; ``None``: the seed), ``nft_extra``
-    (kernel mode: extra nftables rules).  ``setUpLab(cls)`` (a classmethod
-    hook) starts servers."""
+    (kernel mode: extra nftables rules), ``extra_args`` (more ``twistd cbac``
+    options).  ``setUpLab(cls)`` (a classmethod hook) starts servers."""
 
     mode = "cbac"
     config = None
     nft_extra = None
+    extra_args = ()
 
     def setUp(self):
         cls = type(self)
@@ -355,7 +356,8 @@ class LabCase:
         if cls.__dict__.get("env") is None:
             cls._lab_remaining = {n for n in dir(cls) if n.startswith("test") and callable(getattr(cls, n))}
             try:
-                cls.env = RunningLab.start(config_text=cls.config, mode=cls.mode, nft_extra=cls.nft_extra)
+                cls.env = RunningLab.start(config_text=cls.config, mode=cls.mode, nft_extra=cls.nft_extra,
+                                           extra_args=cls.extra_args)
             except BaseException as e:
                 cls._lab_error = "%s: %s" % (type(e).__name__, e)
                 raise

@@ -238,7 +238,9 @@ class CLITests(unittest.TestCase):
 
     def test_manhole_enter_and_leave(self):
         t = Term(self.app, priv=15, user="admin")
-        t.type("manhole\r")
+        out = t.type("manhole\r")
+        self.assertIn("Enable secret: ", out)
+        t.type(self.app.enable + "\r")
         out = t.type("answer * 2\r")
         self.assertIn("84", out)
         t.type("appliance.hostname = 'fw9'\r")

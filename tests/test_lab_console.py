@@ -133,6 +133,7 @@ class ConsoleLabTests(LabCase, unittest.TestCase):
 
     skip = skip_reason()
     config = seed_variant(extra=["cbac ssh authorized-keys " + KEYS])
+    extra_args = ("--manhole",)
 
     @classmethod
     def setUpLab(cls):
@@ -221,6 +222,8 @@ class ConsoleLabTests(LabCase, unittest.TestCase):
         t.send("\x15\r")                       # Ctrl-U, empty line
         t.read_until(rb"3640-123#")
         t.send("manhole\r")
+        t.read_until(rb"Enable secret: ")
+        t.send("cisco\r")
         t.read_until(rb">>> ")
         t.send("len(sessions.sessions) >= 0, 6 * 7\r")
         out = t.read_until(rb"\(True, 42\)")

@@ -139,9 +139,29 @@ def _exit(ctx, args):
 
 
 def _manhole(ctx, args):
+    """The Python prompt: only when cbac was started with ``--manhole``
+    (the session then has a namespace factory), only at privilege 15, and
+    only after the enable secret is entered again."""
     if not ctx.interactive:
         return Result("% manhole needs an interactive session (ssh -t)", 1)
-    ctx.session.enter_manhole()
+    if getattr(ctx.session, "namespace_factory", None) is None:
+        return Result("% The manhole is disabled (start cbac with --manhole)", 1)
+
+    @defer.inlineCallbacks
+    def ask():
+        pw = yield ctx.session.ask("Enable secret: ", echo=False)
+        if pw is None:
+            return Result("", 1)
+        ok = yield defer.maybeDeferred(ctx.app.check_enable, pw)
+        if not ok:
+            ios.message("SYS", 5, "PRIV_AUTH_FAIL",
+                        "Authentication to the manhole failed by %s on %s (%s)"
+                        % (ctx.user, ctx.line, ctx.peer))
+            return Result("% Bad secrets", 1)
+        ios.message("SYS", 5, "MANHOLE", "User %s entered the Python manhole on %s (%s)"
+                    % (ctx.user, ctx.line, ctx.peer))
+        ctx.session.enter_manhole()
+    return ask()
 
 
 def _terminal_length(ctx, args):

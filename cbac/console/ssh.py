@@ -246,6 +246,8 @@ class Console:
         self.fail_delay = FAIL_DELAY
         self.max_delay = MAX_DELAY
         self.guard = LoginGuard(self)
+        #: the manhole command is allowed (twistd cbac --manhole)
+        self.manhole = False
         self.max_startups = MAX_STARTUPS
         self.max_startups_per_source = MAX_STARTUPS_PER_SOURCE
         self.login_grace = LOGIN_GRACE
@@ -632,7 +634,7 @@ class CbacSession:
             return
         rows, cols = self.pty[1][0], self.pty[1][1]
         app = self.console.app
-        ns = getattr(app, "manhole_namespace", None)
+        ns = getattr(app, "manhole_namespace", None) if self.console.manhole else None
         server = insults.ServerProtocol(
             CLIProtocol, self.console.tree, ctx, reactor=self.console.reactor,
             namespace_factory=ns, idle_timeout=self.console.idle_timeout())
@@ -1109,14 +1111,16 @@ class ConsoleService(service.MultiService):
 
 
 def makeConsoleService(appliance, router_model, state_dir, listen_endpoints,
-                       reactor=None, vty_permits=None, acl_permits=None):
+                       reactor=None, vty_permits=None, acl_permits=None, manhole=False):
     """The SSH console service.  ``listen_endpoints``: endpoint strings such
     as ``tcp:2222:interface=192.0.2.1``; ``vty_permits(source) -> bool``
     implements ``line vty ... access-class ACL in``, ``acl_permits(acl,
-    source) -> bool`` ``login quiet-mode access-class ACL``."""
+    source) -> bool`` ``login quiet-mode access-class ACL``; ``manhole``:
+    allow the ``manhole`` command (``twistd cbac --manhole``; off by default)."""
     if reactor is None:
         from twisted.internet import reactor
     console = Console(appliance, router_model, reactor, vty_permits, acl_permits=acl_permits)
+    console.manhole = manhole
     f = CbacSSHFactory(console, load_host_key(state_dir))
     svc = ConsoleService(console, f, listen_endpoints, reactor)
     svc.setName("console")
