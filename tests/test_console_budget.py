@@ -143,6 +143,59 @@ class CommandTests(unittest.TestCase):
         self.assertIn("cbac Software", out)
 
 
+def _reference_filter(text, kind, pattern):
+    """The filters as they were written before slicing (with Python's re)."""
+    rx = re.compile(pattern)
+    lines = text.split("\n")
+    if kind == "include":
+        return "\n".join(l for l in lines if rx.search(l))
+    if kind == "exclude":
+        return "\n".join(l for l in lines if not rx.search(l))
+    if kind == "begin":
+        for i, l in enumerate(lines):
+            if rx.search(l):
+                return "\n".join(lines[i:])
+        return ""
+    if kind == "count":
+        return "Number of lines which match regexp = %d" % sum(1 for l in lines if rx.search(l))
+    sections, out = [], []
+    for l in lines:
+        if l[:1] in (" ", "\t") and sections:
+            sections[-1].append(l)
+        else:
+            sections.append([l])
+    for sec in sections:
+        if rx.search(sec[0]):
+            out.extend(sec)
+        else:
+            kids = [l for l in sec[1:] if rx.search(l)]
+            if kids:
+                out.append(sec[0])
+                out.extend(kids)
+    return "\n".join(out)
+
+
+class FilterTests(unittest.TestCase):
+    def test_sliced_filters_give_the_same_output(self):
+        rnd = random.Random(5)
+        lines = []
+        for i in range(5000):
+            lines.append(("  " if rnd.random() < 0.6 else "") + rnd.choice(["interface", "ip", "access-list",
+                                                                         "nat", ""]) + " %d" % i)
+        text = "\n".join(lines)
+        for kind in ("include", "exclude", "begin", "count", "section"):
+            for pattern in ("ip 1", "^interface", "7$", "nomatch"):
+                clock = task.Clock()
+                d = budget.filter_text(text, (kind, pattern), clock)
+                while not d.called:
+                    clock.advance(0)
+                got = self.successResultOf(d)
+                self.assertEqual(got, _reference_filter(text, kind, pattern), (kind, pattern))
+                short = "\n".join(lines[:50])
+                self.assertEqual(self.successResultOf(budget.filter_text(short, (kind, pattern))),
+                                 _reference_filter(short, kind, pattern), (kind, pattern))
+
+
 class SliceTests(unittest.TestCase):
     """The reactor keeps turning while a 100,000-line output is filtered."""
 

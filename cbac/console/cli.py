@@ -395,10 +395,10 @@ def apply_filter(text: str, pipe: Optional[tuple[str, str]]) -> str:
     if pipe is None:
         return text
     from cbac.console import budget
-    out: list[str] = []
-    for _ in budget._filter_steps(text.split("\n"), pipe[0], regex.compile(pipe[1]), out):
+    out = budget._Out()
+    for _ in budget._filter_steps(text, pipe[0], regex.compile(pipe[1]), out):
         pass
-    return "\n".join(out)
+    return out.text()
 
 
 # ---------------------------------------------------------------------------
