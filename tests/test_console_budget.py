@@ -283,3 +283,60 @@ class SSHBatchTests(unittest.TestCase):
                                         password="operpw")
         self.assertEqual((code, out), (0, b""), err)
         self.assertLess(time.perf_counter() - start, 15)
+
+
+class StepReactor:
+    """callLater(0, f) collected; :meth:`turn` runs one reactor turn."""
+
+    def __init__(self):
+        self.calls = []
+
+    def callLater(self, delay, f, *a):
+        self.calls.append((f, a))
+
+    def turn(self):
+        calls, self.calls = self.calls, []
+        for f, a in calls:
+            f(*a)
+
+
+class InputFeederTests(unittest.TestCase):
+    """Interactive input reaches the terminal parser in bounded slices; a
+    paste beyond the typeahead buffer is dropped, as on IOS."""
+
+    def test_slices_and_overflow(self):
+        from cbac.console import ssh as cssh
+        clock = StepReactor()
+        got = []
+        f = cssh._InputFeeder(got.append, clock)
+        f.dataReceived(b"a" * 5000)
+        self.assertEqual([len(g) for g in got], [cssh.INPUT_SLICE])
+        clock.turn()
+        self.assertEqual(len(got), 2)
+        while f.pending:
+            clock.turn()
+        self.assertEqual(b"".join(got), b"a" * 5000)
+        got.clear()
+        f.dataReceived(b"b" * (1 << 20))
+        while f.pending:
+            clock.turn()
+        self.assertEqual(len(b"".join(got)), cssh.INPUT_BACKLOG)
+        self.assertEqual(f.dropped, (1 << 20) - cssh.INPUT_BACKLOG)
+        self.assertTrue(all(len(g) <= cssh.INPUT_SLICE for g in got))
+
+    def test_megabyte_paste_in_interactive_session(self):
+        t = Term(FakeAppliance(), priv=15, user="admin", clock=task.Clock())
+        from cbac.console import ssh as cssh
+        clock = StepReactor()
+        f = cssh._InputFeeder(t.server.dataReceived, clock)
+        f.dataReceived(b"show version " + b"y" * (1 << 20))
+        worst = 0.0
+        while f.pending:
+            start = time.perf_counter()
+            clock.turn()
+            worst = max(worst, time.perf_counter() - start)
+        self.assertEqual(len(t.cli.lineBuffer), MAX_LINE)
+        self.assertLess(worst, 0.05, "one slice took %.1f ms" % (worst * 1000))
+        t.out()
+        t.type(b"\x15")                                 # Ctrl-U: discard the line
+        self.assertIn("cbac Software", t.type("show version\r"))
