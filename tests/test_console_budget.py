@@ -277,6 +277,14 @@ class SSHBatchTests(unittest.TestCase):
         self.assertNotIn(b"xxxx", out)
 
     @defer.inlineCallbacks
+    def test_long_exec_request_refused(self):
+        cmd = "show version " + "z" * 100000
+        out, err, code = yield self.ssh("admin", cmd)
+        self.assertEqual(code, 1, err)
+        self.assertEqual(out, ("%% Command line too long (%d characters; the maximum is 1024).\n"
+                               % len(cmd)).encode())
+
+    @defer.inlineCallbacks
     def test_catastrophic_regex_exec(self):
         start = time.perf_counter()
         out, err, code = yield self.ssh("oper", "show version | include " + CATASTROPHIC,
