@@ -348,3 +348,35 @@ class InputFeederTests(unittest.TestCase):
         t.out()
         t.type(b"\x15")                                 # Ctrl-U: discard the line
         self.assertIn("cbac Software", t.type("show version\r"))
+
+    def test_eof_after_the_typeahead(self):
+        from cbac.console import ssh as cssh
+        clock = StepReactor()
+        got, ended = [], []
+        f = cssh._InputFeeder(got.append, clock)
+        f.dataReceived(b"c" * 3000)
+        f.eof(lambda: ended.append(len(b"".join(got))))
+        self.assertEqual(ended, [])
+        while clock.calls:
+            clock.turn()
+        self.assertEqual(ended, [3000])
+        f.stop()
+        f.dataReceived(b"more")
+        self.assertEqual(len(b"".join(got)), 3000)
+
+
+class TtyTypeaheadTests(unittest.TestCase):
+    """``ssh -tt`` with more than one slice of piped input, then EOF: every
+    command runs before the session ends."""
+
+    timeout = 60
+    setUp = tcs.SSHTests.setUp
+    _port = tcs.SSHTests._port
+    ssh = tcs.SSHTests.ssh
+
+    @defer.inlineCallbacks
+    def test_typeahead_then_eof(self):
+        stdin = b"terminal length 0\n" + b"show clock\n" * 200
+        out, err, code = yield self.ssh("admin", tty=True, stdin=stdin)
+        self.assertEqual(code, 0, err)
+        self.assertEqual(out.count(b"*15:20:01.123 UTC"), 200)

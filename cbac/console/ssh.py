@@ -609,6 +609,7 @@ class CbacSession:
         self.pty = None
         self.server = None
         self.batch = None
+        self.feeder = None
         self.vty = None
         self._done = False
 
@@ -639,13 +640,15 @@ class CbacSession:
             CLIProtocol, self.console.tree, ctx, reactor=self.console.reactor,
             namespace_factory=ns, idle_timeout=self.console.idle_timeout())
         self.server = server
-        feeder = _InputFeeder(server.dataReceived, self.console.reactor)
+        feeder = self.feeder = _InputFeeder(server.dataReceived, self.console.reactor)
         proto.makeConnection(_Sink(feeder.dataReceived, self._client_gone))
         server.makeConnection(_TermTransport(proto, self._release))
         if cols and rows:
             server.terminalProtocol.terminalSize(cols, rows)
 
     def _client_gone(self):
+        if self.feeder is not None:
+            self.feeder.stop()
         if self.server is not None:
             s, self.server = self.server, None
             s.connectionLost(failure.Failure(error.ConnectionDone()))
@@ -686,7 +689,11 @@ class CbacSession:
         if self.batch is not None:
             self.batch.eof()
         elif self.server is not None and isinstance(self.server.terminalProtocol, CLIProtocol):
-            self.server.terminalProtocol.eof()
+            cli = self.server.terminalProtocol
+            if self.feeder is not None:
+                self.feeder.eof(cli.eof)      # after the typeahead still being fed
+            else:
+                cli.eof()
 
     def closed(self):
         self._client_gone()
@@ -705,8 +712,27 @@ class _InputFeeder:
         self.pending = bytearray()
         self.call = None
         self.dropped = 0
+        self.stopped = False
+        self._at_end = None
+
+    def stop(self):
+        """The session is gone: drop what is waiting."""
+        self.stopped = True
+        self.pending = bytearray()
+        if self.call is not None and self.call.active():
+            self.call.cancel()
+        self.call = None
+
+    def eof(self, at_end):
+        """Call ``at_end()`` once everything received has been fed."""
+        if self.pending and not self.stopped:
+            self._at_end = at_end
+        else:
+            at_end()
 
     def dataReceived(self, data):
+        if self.stopped:
+            return
         room = INPUT_BACKLOG - len(self.pending)
         if len(data) > room:
             self.dropped += len(data) - max(room, 0)
@@ -721,8 +747,11 @@ class _InputFeeder:
         del self.pending[:INPUT_SLICE]
         if chunk:
             self.deliver(chunk)
-        if self.pending:
+        if self.pending and not self.stopped:
             self.call = self.reactor.callLater(0, self._feed)
+        elif self._at_end is not None:
+            at_end, self._at_end = self._at_end, None
+            at_end()
 
 
 #: interactive input parsed per reactor turn / held before dropping
