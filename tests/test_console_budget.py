@@ -229,6 +229,36 @@ class SliceTests(unittest.TestCase):
         _nfa_only(self)
         return self._filtered("show huge | include 0999.$|^session 0000[0-4] ", 50)
 
+    @defer.inlineCallbacks
+    def test_generator_handler_taken_in_slices(self):
+        def lines(c, a):
+            for i in range(self.LINES):
+                yield "line %06d %s" % (i, "x" * 40)
+        self.tree.add("show lazy", lines, help="lazy", privilege=1, pipe=True)
+        meter = StallMeter()
+        meter.start()
+        yield task.deferLater(reactor, 0.01, lambda: None)
+        r = yield run_line(self.tree, self.ctx, "show lazy")
+        worst = meter.stop()
+        got = r.text.split("\n")
+        self.assertEqual(len(got), self.LINES)
+        self.assertEqual(got[12345], "line 012345 " + "x" * 40)
+        self.assertLess(worst, 0.05, "reactor stalled %.1f ms" % (worst * 1000))
+        r = yield run_line(self.tree, self.ctx, "show lazy | include ^line 09999[0-9]")
+        self.assertEqual(len(r.text.split("\n")), 10)
+
+    @defer.inlineCallbacks
+    def test_generator_failing_midway(self):
+        def lines(c, a):
+            for i in range(1000):
+                yield "line %d" % i
+            raise KeyError("table changed")
+        self.tree.add("show broken", lines, help="broken", privilege=1)
+        r = yield run_line(self.tree, self.ctx, "show broken")
+        self.assertEqual(r.status, 1)
+        self.assertIn("% Command failed", r.text)
+        self.flushLoggedErrors(KeyError)
+
     def test_write_sliced(self):
         out = []
         meter = StallMeter()

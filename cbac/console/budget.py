@@ -159,6 +159,35 @@ def filter_text(text: str, pipe, reactor=None):
 
 
 # ---------------------------------------------------------------------------
+# Output produced lazily
+
+
+def collect(lines, reactor=None):
+    """The text of an iterable of lines (a handler's generator): a Deferred.
+    The first SYNC_LINES are taken at once, the rest SLICE seconds per
+    reactor turn, so a handler that yields its output line by line never
+    holds the reactor, whatever its length.  (A generator that walks a live
+    table must tolerate it changing between turns: take a snapshot, e.g.
+    ``list(table.values())``, then format lazily.)"""
+    it = iter(lines)
+    out = _Out()
+    for _ in range(SYNC_LINES):
+        try:
+            out.append(next(it))
+        except StopIteration:
+            return defer.succeed(out.text())
+        except Exception:                  # noqa: BLE001 - the command failed
+            return defer.fail()
+
+    def steps():
+        for line in it:
+            out.append(line)
+            yield None
+    d = cooperator(_reactor(reactor)).coiterate(steps())
+    return d.addCallback(lambda _: out.text())
+
+
+# ---------------------------------------------------------------------------
 # Writes
 
 

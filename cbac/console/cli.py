@@ -11,7 +11,9 @@ Syntax tokens: lower-case words are keywords (matched by unique prefix,
 case-insensitively); ``WORD`` takes one word, ``LINE`` the rest of the line,
 ``<lo-hi>`` a number in a range.  A handler is called as ``handler(ctx, args)``
 (``args``: the parameter values in order) and returns the text to print
-(``str``), a :class:`Result`, ``None`` or a Deferred of one of these.
+(``str``), a :class:`Result`, ``None``, an iterable of lines (a generator:
+taken in slices, :func:`cbac.console.budget.collect`) or a Deferred of one
+of these.
 
 The parser part (:meth:`CommandTree.parse`, :meth:`help`, :meth:`complete`)
 is sans-I/O; :func:`run_line` executes one line against a :class:`Context`;
@@ -486,6 +488,9 @@ def run_line(tree: CommandTree, ctx: Context, line: str, prompt_len: int = 0,
     def done(r):
         if r is None:
             r = Result("")
+        elif not isinstance(r, (str, tuple, Result)) and hasattr(r, "__iter__"):
+            # a generator of lines: taken in slices (budget.collect)
+            return budget.collect(r, reactor).addCallback(done)
         elif isinstance(r, tuple):          # (ok, text) from the appliance
             r = Result(r[1] or "", 0 if r[0] else 1)
         elif not isinstance(r, Result):
