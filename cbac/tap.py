@@ -22,7 +22,7 @@ import sys
 from twisted.python import usage
 
 from cbac.config.check import check
-from cbac.config.errors import errors, log_lines, report, summary
+from cbac.config.errors import WARNING, Diagnostic, errors, log_lines, report, summary
 from cbac.config.model import PortBinding
 from cbac.config.parser import normalize_interface, parse_bytes
 
@@ -101,6 +101,7 @@ class Options(usage.Options):
         for iosname, dev in self["port"].items():
             router.ports[iosname] = PortBinding(iosname, dev)
         diags = diags + check(router, strict=not self["check"], filename=path)
+        diags += weak_secret_warnings(router, path)
         diags.sort(key=lambda d: d.line)
         self["router"] = router
         self["diagnostics"] = diags
@@ -115,6 +116,28 @@ class Options(usage.Options):
             err.write(summary(path, diags) + "\n")
             err.flush()
             raise SystemExit(1)
+
+
+def weak_secret_warnings(router, path) -> list:
+    """Warnings for console passwords a scan would guess (the shipped
+    example's ``cisco`` first): the console answers in-band on every
+    interface address, so such a password is an open door."""
+    from cbac.console.auth import well_known
+    out = []
+    found = [("enable secret", router.enable_secret, 0),
+             ("enable password", router.enable_password, 0)]
+    found += [("username %s" % u.name, u.secret or u.password, u.lineno)
+              for u in router.users.values()]
+    for what, secret, line in found:
+        if secret is None:
+            continue
+        word = well_known(secret)
+        if word is not None:
+            out.append(Diagnostic(path, line, WARNING,
+                                  "%s: the password is the well-known '%s' (the shipped example's "
+                                  "is 'cisco'); anyone who reaches the console (in-band on every "
+                                  "interface address) can guess it: set your own secret" % (what, word)))
+    return out
 
 
 def makeService(options):

@@ -108,3 +108,23 @@ class ApplianceTests(unittest.TestCase):
         self.assertNotIn(" cisco\n", saved)
         m = parse(saved)
         self.assertTrue(auth.verify(m.enable_secret, "cisco"))
+
+
+class WellKnownPasswordTests(unittest.TestCase):
+    def test_seed_passwords_warned(self):
+        from cbac.tap import weak_secret_warnings
+        m = parse("enable secret 0 cisco\nusername admin privilege 15 secret 0 cisco\n"
+                  "username ok secret 0 %s\n" % CLEAR)
+        ws = [d.format() for d in weak_secret_warnings(m, "r.conf")]
+        self.assertEqual(len(ws), 2, ws)
+        self.assertTrue(ws[0].startswith("r.conf: warning: enable secret: the password is the "
+                                         "well-known 'cisco'"), ws)
+        self.assertTrue(ws[1].startswith("r.conf:2: warning: username admin: the password is the "
+                                         "well-known 'cisco'"), ws)
+
+    def test_check_prints_it(self):
+        from tests.test_tap import twistd
+        rc, out, err = twistd("-n", "cbac", "-c", "etc/router.conf", "--check")
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("etc/router.conf:125: warning: username admin: the password is the "
+                      "well-known 'cisco'", out)

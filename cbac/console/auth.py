@@ -123,6 +123,18 @@ def hash_secret(password: str) -> str:
     return v
 
 
+#: passwords a scan tries first (the shipped example configuration's is "cisco")
+WELL_KNOWN = ("cisco", "admin", "password", "cbac")
+
+
+def well_known(secret) -> "str | None":
+    """The well-known password ``secret`` accepts, if any."""
+    for word in WELL_KNOWN:
+        if verify(secret, word):
+            return word
+    return None
+
+
 def stable_type7(password: str) -> str:
     """Type 7 form of a clear password for ``service password-encryption``
     (the offset derived from the password, so the rendering is stable)."""
