@@ -36,6 +36,8 @@ except Exception:                      # noqa: BLE001 - any failure: use the NFA
 MAX_PATTERN = 512
 #: largest NFA (after expanding counted repetitions)
 MAX_STATES = 4096
+#: deepest nesting of parentheses
+MAX_DEPTH = 50
 #: state sets (lazy DFA states) cached per expression before starting over
 DFA_CACHE = 2000
 
@@ -90,6 +92,7 @@ class _Parser:
     def __init__(self, text):
         self.s = text
         self.i = 0
+        self.depth = 0
 
     def error(self, msg):
         raise RegexError("%s at position %d" % (msg, self.i))
@@ -164,6 +167,9 @@ class _Parser:
             self.error("nothing to repeat")
         self.i += 1
         if c == "(":
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                self.error("parentheses nested more than %d deep" % MAX_DEPTH)
             if self.s.startswith("?:", self.i):
                 self.i += 2
             elif self.peek() == "?":
@@ -172,6 +178,7 @@ class _Parser:
             if self.peek() != ")":
                 self.error("missing ), unterminated subpattern")
             self.i += 1
+            self.depth -= 1
             return node
         if c == ")":
             self.error("unbalanced parenthesis")
