@@ -562,26 +562,39 @@ def _metrics_urls(config_path):
 
 
 def _console_login(config_path):
-    """(user, password) of the first privilege-15 user of ``config_path``
-    whose password can be shown (type 0 or 7), else (user, None) or
-    (None, None)."""
+    """(user, password) of the most privileged user of ``config_path``
+    whose password can be shown (written in clear or as type 7), else
+    (user, None) or (None, None).  Read from the file's text: the parser
+    keeps a secret entered in clear only as its hash (type 9)."""
+    import re
     try:
-        from cbac.config.parser import parse_file
         from cbac.console.auth import type7_decode
-        model, _ = parse_file(config_path)
+        with open(config_path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
     except Exception:  # noqa: BLE001 - only a hint
         return None, None
-    users = sorted(model.users.values(), key=lambda u: -u.privilege)
-    for u in users:
-        for secret in (u.secret, u.password):
-            if secret is not None and secret.kind == 0:
-                return u.name, secret.value
-            if secret is not None and secret.kind == 7:
-                try:
-                    return u.name, type7_decode(secret.value)
-                except Exception:  # noqa: BLE001
-                    pass
-    return (users[0].name, "(see the configuration)") if users else (None, None)
+    pat = re.compile(r"^\s*username\s+(\S+)((?:\s+\S+)*?)\s+(secret|password)"
+                     r"(?:\s+([0-9]))?\s+(\S+)\s*$")
+    users, shown = [], []
+    for line in lines:
+        m = pat.match(line)
+        if not m:
+            continue
+        name, opts, _, kind, value = m.groups()
+        pm = re.search(r"privilege\s+(\d+)", opts or "")
+        priv = int(pm.group(1)) if pm else 1
+        users.append((priv, name))
+        if kind in (None, "0"):
+            shown.append((priv, name, value))
+        elif kind == "7":
+            try:
+                shown.append((priv, name, type7_decode(value)))
+            except Exception:  # noqa: BLE001
+                pass
+    if shown:
+        _, name, value = max(shown, key=lambda t: t[0])
+        return name, value
+    return (max(users)[1], "(see the configuration)") if users else (None, None)
 
 
 def _alive(pid):
