@@ -654,3 +654,98 @@ class NatOrderTests(SeedZbfCase):
                                                                         flags="S"))
         self.assertEqual(got, [])
 
+
+
+SCOPED = BASE.replace("class-map type inspect match-any WEB", """access-list 120 permit tcp host 10.0.0.2 any
+access-list 120 permit udp host 10.0.0.2 any eq 53
+access-list 121 permit tcp host 30.0.0.2 any
+access-list 121 permit udp host 30.0.0.2 any eq 53
+parameter-map type inspect global
+ tcp synwait-time 40
+parameter-map type inspect FAST
+ tcp synwait-time 5
+ tcp finwait-time 2
+ dns-timeout 3
+parameter-map type inspect SLOW
+ tcp finwait-time 9
+ dns-timeout 12
+class-map type inspect match-all A
+ match access-group 120
+class-map type inspect match-all B
+ match access-group 121
+class-map type inspect match-any WEB""").replace("""policy-map type inspect IN-OUT
+ class type inspect WEB
+  inspect
+""", """policy-map type inspect IN-OUT
+ class type inspect A
+  inspect FAST
+ class type inspect B
+  inspect SLOW
+ class type inspect WEB
+  inspect
+""")
+
+
+class ParameterMapTimerScopeTests(ZoneCase):
+    """synwait-time, finwait-time and dns-timeout of a named parameter-map
+    apply to the sessions of the class that inspects with it (IOS); the
+    global parameter-map supplies the others."""
+    config = SCOPED
+
+    def syn(self, ifname, src, sport):
+        self.send(ifname, IP(src=src, dst="20.0.0.2") / TCP(sport=sport, dport=80, flags="S"))
+        return self.sent("Ethernet0/1")
+
+    def rules(self):
+        return sorted(s.rule_name for s in self.app.sessions.sessions.values())
+
+    def test_no_firewall_wide_warning(self):
+        model, diags = parse_config(self.config)
+        self.assertEqual([str(d) for d in list(diags) + check(model)
+                          if "whole firewall" in str(d)], [])
+
+    def test_synwait_per_class(self):
+        self.assertEqual(len(self.syn("Ethernet0/0", "10.0.0.2", 40000)), 1)
+        self.assertEqual(len(self.syn("Ethernet0/2", "30.0.0.2", 40001)), 1)
+        self.assertEqual(self.rules(), ["IN-OUT:A", "IN-OUT:B"])
+        self.clock.advance(6)
+        # class A (FAST, 5 s) half-open session is gone, B's (global, 40 s) not
+        self.assertEqual(self.rules(), ["IN-OUT:B"])
+        self.clock.advance(30)
+        self.assertEqual(self.rules(), ["IN-OUT:B"])
+        self.clock.advance(5)
+        self.assertEqual(self.rules(), [])
+
+    def establish(self, ifname, src, sport):
+        self.send(ifname, IP(src=src, dst="20.0.0.2") / TCP(sport=sport, dport=80, flags="S",
+                                                            seq=100))
+        self.sent("Ethernet0/1")
+        self.send("Ethernet0/1", IP(src="20.0.0.2", dst=src) / TCP(
+            sport=80, dport=sport, flags="SA", seq=500, ack=101))
+        self.send(ifname, IP(src=src, dst="20.0.0.2") / TCP(sport=sport, dport=80, flags="A",
+                                                            seq=101, ack=501))
+        self.send(ifname, IP(src=src, dst="20.0.0.2") / TCP(sport=sport, dport=80, flags="FA",
+                                                            seq=101, ack=501))
+        self.send("Ethernet0/1", IP(src="20.0.0.2", dst=src) / TCP(
+            sport=80, dport=sport, flags="FA", seq=501, ack=102))
+        self.sent("Ethernet0/1")
+        self.sent(ifname)
+
+    def test_finwait_per_class(self):
+        self.establish("Ethernet0/0", "10.0.0.2", 40000)
+        self.establish("Ethernet0/2", "30.0.0.2", 40001)
+        self.assertEqual(self.rules(), ["IN-OUT:A", "IN-OUT:B"])
+        self.clock.advance(3)
+        self.assertEqual(self.rules(), ["IN-OUT:B"])
+        self.clock.advance(7)
+        self.assertEqual(self.rules(), [])
+
+    def test_dns_timeout_per_class(self):
+        for ifname, src in (("Ethernet0/0", "10.0.0.2"), ("Ethernet0/2", "30.0.0.2")):
+            self.send(ifname, IP(src=src, dst="20.0.0.2") / UDP(sport=5353, dport=53))
+            self.assertEqual(len(self.sent("Ethernet0/1")), 1)
+        self.assertEqual(self.rules(), ["IN-OUT:A", "IN-OUT:B"])
+        self.clock.advance(4)
+        self.assertEqual(self.rules(), ["IN-OUT:B"])
+        self.clock.advance(9)
+        self.assertEqual(self.rules(), [])

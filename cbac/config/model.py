@@ -135,6 +135,10 @@ class InspectProtocol:
     router_traffic: bool = False         # tcp/udp/icmp: "router-traffic" (inspect the router's own traffic)
     reset: bool = False                  # pop3/imap: reset on an illegal command (else refused)
     secure_login: bool = False           # pop3/imap: refuse clear-text login outside TLS
+    # ZBF only (the class's parameter-map): None = the ip inspect globals
+    synwait: Optional[int] = None        # tcp synwait-time
+    finwait: Optional[int] = None        # tcp finwait-time
+    dns_timeout: Optional[int] = None    # dns-timeout
     lineno: int = _lineno()
 
 

@@ -750,9 +750,6 @@ GLOBAL_ONLY = {
     "one_minute_low": "one-minute low",
     "one_minute_high": "one-minute high",
     "tcp_max_incomplete_host": "tcp max-incomplete host",
-    "tcp_synwait_time": "tcp synwait-time",
-    "tcp_finwait_time": "tcp finwait-time",
-    "dns_timeout": "dns-timeout",
 }
 
 

@@ -540,7 +540,9 @@ class SessionTable:
                     else g.tcp_idle_time
                 t = s.tcp = TcpTrack()
                 init_client(t, pkt)
-                s.fixed = now + g.tcp_synwait_time * self.adaptive()
+                w = rp.synwait if rp is not None and rp.synwait is not None \
+                    else g.tcp_synwait_time
+                s.fixed = now + w * self.adaptive()
                 s.bytes[0] = 0
                 if protocol in self.factories and pinhole is None:
                     if pkt.payload_len:
@@ -552,7 +554,8 @@ class SessionTable:
             else:
                 if c_out[3] == 53 or c_in[3] == 53:
                     s.dns = True
-                    s.idle = g.dns_timeout
+                    s.idle = rp.dns_timeout if (rp is not None and rp.dns_timeout is not None) \
+                        else g.dns_timeout
                 else:
                     s.idle = rp.timeout if (rp is not None and rp.timeout is not None) \
                         else g.udp_idle_time
@@ -997,7 +1000,9 @@ class SessionTable:
             if s.half_open:
                 self.set_open(s)
             s.sis = SIS_CLOSING
-            s.fixed = now + g.tcp_finwait_time
+            rp = s.rule
+            s.fixed = now + (rp.finwait if rp is not None and rp.finwait is not None
+                             else g.tcp_finwait_time)
             self._schedule(s, s.fixed)
             if self.debug_enabled:
                 self.debug_line("events", "CBAC sis %s SIS_CLOSING: %s %s" % (

@@ -29,9 +29,11 @@ SMTP ``max-data`` from the class's layer 7 ``service-policy smtp``.
 
 :func:`engine_model` gives the session table a model with those rules and
 with the firewall-wide thresholds (``max-incomplete``, ``one-minute``,
-``tcp max-incomplete host``, ``synwait``/``finwait``, ``dns-timeout``) of
-the parameter-maps merged into the ``ip inspect`` globals (the lowest value
-wins: cbac has one half-open count and one block list).
+``tcp max-incomplete host``) of the parameter-maps merged into the ``ip
+inspect`` globals (the lowest value wins: cbac has one half-open count and
+one block list).  ``tcp synwait-time``, ``tcp finwait-time`` and
+``dns-timeout`` are per class, as in IOS: carried on the compiled
+:class:`InspectProtocol` (``synwait``/``finwait``/``dns_timeout``).
 """
 
 from __future__ import annotations
@@ -160,12 +162,17 @@ def compile_rules(router) -> dict:
             alert = _param(z, c.parameter_map, "alert")
             audit = False if audit is None else audit
             alert = True if alert is None else alert
+            # per class too (IOS): None = the ip inspect globals
+            synwait = _param(z, c.parameter_map, "tcp_synwait_time")
+            finwait = _param(z, c.parameter_map, "tcp_finwait_time")
+            dns = _param(z, c.parameter_map, "dns_timeout")
             for p in protos:
                 attr = {"udp": "udp_idle_time", "icmp": "icmp_idle_time"}.get(p, "tcp_idle_time")
                 timeout = _param(z, c.parameter_map, attr)
                 if timeout is None:
                     timeout = _ZBF_IDLE[attr]
-                ip = InspectProtocol(p, alert=alert, audit_trail=audit, timeout=timeout)
+                ip = InspectProtocol(p, alert=alert, audit_trail=audit, timeout=timeout,
+                                     synwait=synwait, finwait=finwait, dns_timeout=dns)
                 if p in ("smtp", "esmtp"):
                     if max_data is not None:
                         ip.max_data = max_data
