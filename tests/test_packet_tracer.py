@@ -364,3 +364,130 @@ class PacketTracerTests(unittest.TestCase):
         self.pout.inject(bytearray(raw(ack)))
         [f] = [Ether(x) for x, _ in self.pin.sent]
         self.assertEqual((f[IP].dst, f[TCP].dport, str(f[TCP].flags)), ("10.10.10.25", 25, "A"))
+
+
+def zbf_appliance(testcase):
+    """The ZBF seed (etc/router-zbf.conf) on memory ports, as real_appliance."""
+    import os
+    import shutil
+    from twisted.internet.task import Clock
+    from cbac.app import Appliance
+    from cbac.config.parser import parse_file
+    from cbac.dataplane.port import MemoryPort
+    from cbac.log import ios
+    from cbac.log.observers import makeLogging
+    from tests.test_console_appliance import SEED
+    tmp = os.path.abspath(testcase.mktemp())
+    os.makedirs(tmp)
+    conf = os.path.join(tmp, "router.conf")
+    shutil.copy(os.path.join(os.path.dirname(SEED), "router-zbf.conf"), conf)
+    model, _ = parse_file(conf)
+    clock = Clock()
+    clock.advance(1000)
+    ports = {"Ethernet2/1": MemoryPort("Ethernet2/1", R_IN),
+             "Ethernet2/0": MemoryPort("Ethernet2/0", R_OUT)}
+    app = Appliance(model, clock, ports, config_path=conf, state_dir=os.path.join(tmp, "state"))
+    app.log_observers, _svc = makeLogging(model, clock)
+    app.router.start()
+    testcase.addCleanup(app.router.stop)
+    testcase.addCleanup(ios.debugging.clear)
+    return app, ports
+
+
+class ZonePacketTracerTests(unittest.TestCase):
+    """packet-tracer on the ZBF seed: the zone phase decides as the
+    router's stage 6b does, and changes no counter."""
+
+    def setUp(self):
+        self.app, self.ports = zbf_appliance(self)
+        self.pin, self.pout = self.ports["Ethernet2/1"], self.ports["Ethernet2/0"]
+        for port, mac, rmac, ip, rip in ((self.pin, H_IN, R_IN, "10.10.10.25", "10.10.10.1"),
+                                         (self.pout, H_OUT, R_OUT, "172.22.1.1", "172.22.1.16")):
+            port.inject(bytearray(raw(Ether(src=mac, dst=rmac) / ARP(
+                op=2, hwsrc=mac, psrc=ip, hwdst=rmac, pdst=rip))))
+
+    def zone_show(self):
+        return self.tracer("show policy-map type inspect zone-pair").text
+
+    def zone_phase(self, text):
+        lines = text.split("\n")
+        i = lines.index("Type: ZONE")
+        return lines[i - 1:lines.index("", i)]
+
+    def test_lan_to_wan_inspected(self):
+        before, shown = state(self.app), self.zone_show()
+        r = self.tracer("packet-tracer input Ethernet2/1 tcp 10.10.10.3 40000 172.22.1.1 80")
+        self.assertEqual(r.status, 0, r.text)
+        self.assertEqual(self.zone_phase(r.text)[1:], [
+            "Type: ZONE", "Subtype: policy", "Result: ALLOW", "Config:",
+            "zone-pair security LAN-WAN source LAN destination WAN",
+            " service-policy type inspect LAN-WAN-POLICY",
+            "policy-map type inspect LAN-WAN-POLICY", " class type inspect LAN-WAN", "  inspect",
+            "Additional Information:",
+            "Ethernet2/1 (zone LAN) -> Ethernet2/0 (zone WAN): zone-pair LAN-WAN, class LAN-WAN: "
+            "inspect"])
+        types = [l for l in r.text.split("\n") if l.startswith("Type: ")]
+        self.assertLess(types.index("Type: ROUTE-LOOKUP"), types.index("Type: ZONE"))
+        self.assertLess(types.index("Type: ZONE"), types.index("Type: NAT"))
+        self.assertIn("Subtype: http", r.text)
+        self.assertIn("zone inspection rule LAN-WAN:LAN-WAN (the class's inspect action)", r.text)
+        self.assertEqual((state(self.app), self.zone_show()), (before, shown))
+        # the real packet: forwarded, an http session of the class
+        self.syn("in", "10.10.10.3", 40000, "172.22.1.1", 80)
+        [f] = [Ether(x) for x, _ in self.pout.sent]
+        self.assertEqual((f[IP].src, f[TCP].dport), ("172.22.1.16", 80))
+        self.assertEqual([(s.protocol, s.rule_name) for s in self.app.sessions.sessions.values()],
+                         [("http", "LAN-WAN:LAN-WAN")])
+
+    def test_smtp_inbound_to_the_published_server(self):
+        before, shown = state(self.app), self.zone_show()
+        r = self.tracer("packet-tracer input Ethernet2/0 tcp 172.22.1.1 40000 172.22.1.16 25")
+        self.assertEqual(r.status, 0, r.text)
+        self.assertIn("Ethernet2/0 (zone WAN) -> Ethernet2/1 (zone LAN): zone-pair WAN-LAN, "
+                      "class WAN-LAN-MAIL: inspect", r.text)
+        types = [l for l in r.text.split("\n") if l.startswith("Type: ")]
+        self.assertLess(types.index("Type: UN-NAT"), types.index("Type: ZONE"))
+        self.assertEqual((state(self.app), self.zone_show()), (before, shown))
+        self.syn("out", "172.22.1.1", 40000, "172.22.1.16", 25)
+        [f] = [Ether(x) for x, _ in self.pin.sent]
+        self.assertEqual((f[IP].dst, f[TCP].dport, f.dst), ("10.10.10.25", 25, H_IN))
+        self.assertIn("smtp", [s.protocol for s in self.app.sessions.sessions.values()])
+
+    def test_refused(self):
+        """Inbound to an inside host: class-default drop (log)."""
+        before, shown = state(self.app), self.zone_show()
+        r = self.tracer("packet-tracer input Ethernet2/0 tcp 172.22.1.1 40000 10.10.10.2 80")
+        self.assertEqual(r.status, 1, r.text)
+        self.assertEqual(self.zone_phase(r.text)[1:], [
+            "Type: ZONE", "Subtype: policy", "Result: DROP", "Config:",
+            "zone-pair security WAN-LAN source WAN destination LAN",
+            " service-policy type inspect WAN-LAN-POLICY",
+            "policy-map type inspect WAN-LAN-POLICY", " class class-default", "  drop log",
+            "Additional Information:",
+            "Ethernet2/0 (zone WAN) -> Ethernet2/1 (zone LAN): zone-pair WAN-LAN, "
+            "class class-default: drop"])
+        self.assertTrue(r.text.endswith(
+            "Action: drop\nDrop-reason: (zone-drop) Flow is denied by the zone-based policy"),
+            r.text)
+        # nothing counted, nothing logged by the trace
+        self.assertEqual((state(self.app), self.zone_show()), (before, shown))
+        drops = self.app.router.drops["zone-drop"]
+        self.syn("out", "172.22.1.1", 40000, "10.10.10.2", 80)
+        self.assertEqual(self.pin.sent, [])
+        self.assertEqual(self.app.router.drops["zone-drop"], drops + 1)
+        self.assertNotEqual(self.zone_show(), shown)
+
+    def test_ack_without_session_in_an_inspected_class(self):
+        r = self.tracer("packet-tracer input Ethernet2/1 tcp 10.10.10.3 40000 172.22.1.1 80")
+        self.assertEqual(r.status, 0)
+        from cbac.dataplane.trace import trace_frame
+        ack = Ether(src=H_IN, dst=R_IN) / IP(src="10.10.10.3", dst="172.22.1.1") / TCP(
+            sport=41000, dport=80, flags="A", seq=5, ack=7)
+        t = trace_frame(self.app.router, "Ethernet2/1", bytearray(raw(ack)))
+        self.assertIn("Drop-reason: (zone-no-session)", t.render(self.app.router))
+        drops = self.app.router.drops["zone-no-session"]
+        self.pin.inject(bytearray(raw(ack)))
+        self.assertEqual(self.app.router.drops["zone-no-session"], drops + 1)
+
+    syn = PacketTracerTests.syn
+    tracer = PacketTracerTests.tracer

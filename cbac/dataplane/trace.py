@@ -38,6 +38,8 @@ DROP_TEXT = {
     "no-route": "No route to host",
     "inspect-refused": "Inspection refused to create a session",
     "inspect-no-session": "TCP segment without a session (not a SYN) on inspected traffic",
+    "zone-drop": "Flow is denied by the zone-based policy",
+    "zone-no-session": "Zone policy inspects this flow, but the packet opens no session",
     "bad-l4-checksum": "Bad TCP/UDP/ICMP checksum",
     "ttl-exceeded": "TTL exceeded",
     "interface-down": "Input interface is down",
@@ -280,8 +282,11 @@ class _Tracer:
             translation = self.nat_inbound()
             if translation is False:
                 return self.t.drop("nat")
-        # local delivery
+        # local delivery (ZBF: the self zone)
+        zones = getattr(r, "zones", None)
         if pkt.dst in r.local:
+            if zones is not None and zones.active and self.zone(zones, ri.name, "self") == "drop":
+                return self.t.drop("zone-drop")
             return self.local()
         # 5. routing
         if pkt.ttl <= 1:
@@ -292,6 +297,23 @@ class _Tracer:
         if hop is None:
             return self.t.drop("no-route")
         out, nh = hop
+        # 5b. zone-based policy (router.py 6b: after routing, before NAT inside -> outside)
+        zrule = None
+        if zones is not None and zones.active and pinhole is None:
+            zrule = self.zone(zones, ri.name, out.name)
+            if zrule == "drop":
+                return self.t.drop("zone-drop")
+            if zrule == "pass":
+                zrule = None
+            elif zrule is not None:
+                from cbac.dataplane.router import _starts_session
+                if sessions is None or not _starts_session(pkt):
+                    p = self.t.phases[-1]
+                    p.result = "DROP"
+                    p.info.append("the class inspects, but this packet belongs to no session "
+                                  "and cannot open one (not a TCP SYN, a UDP datagram or an "
+                                  "ICMP request): dropped")
+                    return self.t.drop("zone-no-session")
         # 6. NAT inside -> outside
         if translation is None and r.nat is not None and ri.nat == "inside" and out.nat == "outside":
             translation = self.nat_outbound(out)
@@ -301,7 +323,7 @@ class _Tracer:
         if not self.acl(out, out.acl_out, "out", out.model.access_group_out):
             return self.t.drop("acl-out")
         # 8. inspection
-        if sessions is not None and not self.inspect(out, pinhole, translation):
+        if sessions is not None and not self.inspect(out, pinhole, translation, zrule):
             return self.t.drop(getattr(self.t, "drop_reason_pending", None) or "inspect-refused")
         # 9. egress
         self.egress(out, nh)
@@ -495,19 +517,78 @@ class _Tracer:
         return self.t.drop("local")
 
     # -- inspection -------------------------------------------------------------------------------
-    def inspect(self, out, pinhole, translation) -> bool:
+    # -- zone-based policy ---------------------------------------------------------------------
+    def zone(self, zones, in_if, out_if):
+        """The zone phase: ZonePolicy.classify (no counters, no logs).
+        Returns decide()'s verdict."""
+        from cbac.inspect.zones import NOT_ZONED, PASS, DROP
+        v, why, zp, c, hit = zones.classify(in_if, out_if, self.pkt, dry=True)
+        zin = zones.zone_of.get(in_if)
+        zout = "self" if out_if == "self" else zones.zone_of.get(out_if)
+        p = self.t.phase("ZONE", why)
+        self.note_packet(p)
+        src = "zone %s" % zin if zin else "no zone"
+        dst = "the self zone" if out_if == "self" else ("zone %s" % zout if zout else "no zone")
+        flow = "%s (%s) -> %s (%s)" % (in_if, src, out_if, dst)
+        if v is NOT_ZONED:
+            p.info.append("%s: neither interface is a zone member, zones do not apply" % flow)
+            return v
+        if why == "same-zone":
+            p.info.append("%s: same zone, no intrazone zone-pair: passed" % flow)
+            return v
+        if why == "self-no-pair":
+            p.info.append("%s: no zone-pair to the self zone: passed" % flow)
+            return v
+        if why == "non-member":
+            p.result = "DROP"
+            p.info.append("%s: between a zone member and a non-member: dropped" % flow)
+            return v
+        if why == "no-zone-pair":
+            p.result = "DROP"
+            p.info.append("%s: no zone-pair %s -> %s: dropped" % (flow, zin, zout))
+            return v
+        p.config.append("zone-pair security %s source %s destination %s"
+                        % (zp.name, zp.source, zp.destination))
+        if why == "no-policy":
+            p.result = "DROP"
+            p.info.append("%s: zone-pair %s has no policy-map: dropped" % (flow, zp.name))
+            return v
+        p.config.append(" service-policy type inspect %s" % zp.service_policy)
+        if c.name == "class-default":
+            p.config.append("policy-map type inspect %s" % zp.service_policy)
+            p.config.append(" class class-default")
+        else:
+            p.config.append("policy-map type inspect %s" % zp.service_policy)
+            p.config.append(" class type inspect %s" % c.name)
+        action = c.action or ("drop" if c.name == "class-default" else "drop")
+        p.config.append("  %s%s%s" % (action, " %s" % c.parameter_map
+                                      if action == "inspect" and c.parameter_map else "",
+                                      " log" if c.log and action != "inspect" else ""))
+        if v == DROP:
+            p.result = "DROP"
+        if out_if == "self" and v == PASS and action == "inspect":
+            action = "pass"         # to the router: inspect acts as pass (decide())
+        p.info.append("%s: zone-pair %s, class %s: %s" % (flow, zp.name, c.name, action))
+        return v
+
+    # -- inspection -------------------------------------------------------------------------------
+    def inspect(self, out, pinhole, translation, zrule=None) -> bool:
         from cbac.dataplane.router import _starts_session
         r, pkt, ri = self.r, self.pkt, self.ri
         sessions = r.sessions
         rule = proto_name = rp = None
         where = None
-        for name, itf, d in ((ri.inspect_in, ri, "in"), (out.inspect_out, out, "out")):
-            if name is None:
-                continue
-            pn, prot = sessions._protocol_for_uncached(name, pkt)
-            if pn is not None:
-                rule, proto_name, rp, where = name, pn, prot, (itf.name, d)
-                break
+        if zrule is not None:
+            pn, prot = sessions._protocol_for_uncached(zrule, pkt)
+            rule, proto_name, rp, where = zrule, pn, prot, None
+        else:
+            for name, itf, d in ((ri.inspect_in, ri, "in"), (out.inspect_out, out, "out")):
+                if name is None:
+                    continue
+                pn, prot = sessions._protocol_for_uncached(name, pkt)
+                if pn is not None:
+                    rule, proto_name, rp, where = name, pn, prot, (itf.name, d)
+                    break
         p = self.t.phase("INSPECT", proto_name or "")
         self.note_packet(p)
         if rule is not None and pinhole is None and not _starts_session(pkt):
@@ -533,7 +614,9 @@ class _Tracer:
                               ", ".join(rules) or "none applied in on %s or out on %s" % (
                                   ri.name, out.name)))
             return True
-        if rule is not None:
+        if rule is not None and where is None:
+            p.info.append("zone inspection rule %s (the class's inspect action)" % rule)
+        elif rule is not None:
             p.config.append("interface %s" % where[0])
             p.config.append(" ip inspect %s %s" % (rule, where[1]))
             from cbac.config.render import inspect_line

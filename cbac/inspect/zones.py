@@ -283,7 +283,7 @@ class ZonePolicy:
 
     # -- classification -------------------------------------------------
 
-    def _match(self, m, pkt, depth):
+    def _match(self, m, pkt, depth, dry=False):
         k = m.kind
         if k == "protocol":
             p = m.value
@@ -295,12 +295,19 @@ class ZonePolicy:
             return _PROTO_NAMES.get(pkt.proto) == p
         if k == "access-group":
             acl = self.acls.get(m.value) if self.acls is not None else None
-            return acl is not None and acl.check(pkt)
+            if acl is None:
+                return False
+            if dry:     # packet-tracer: no ACL hit counted, no ACL log
+                return acl.permits_fields(pkt.proto, pkt.src, pkt.dst, pkt.sport, pkt.dport,
+                                          *((pkt.icmp_type, pkt.icmp_code) if pkt.proto == 1
+                                            else (-1, -1)),
+                                          tcp_flags=pkt.tcp_flags, nonfirst=pkt.frag != 0)
+            return acl.check(pkt)
         if k == "class-map":
-            return self._class_hit(m.value, pkt, depth + 1) is not None
+            return self._class_hit(m.value, pkt, depth + 1, dry) is not None
         return False
 
-    def _class_hit(self, name, pkt, depth=0):
+    def _class_hit(self, name, pkt, depth=0, dry=False):
         """None (no match) or the indexes of the class-map's match lines
         that made it match (match-any: the first; match-all: all)."""
         cm = self.zbf.class_maps.get(name)
@@ -308,73 +315,98 @@ class ZonePolicy:
             return None
         if cm.match_any:
             for i, m in enumerate(cm.matches):
-                if self._match(m, pkt, depth):
+                if self._match(m, pkt, depth, dry):
                     return (i,)
             return None
         for m in cm.matches:
-            if not self._match(m, pkt, depth):
+            if not self._match(m, pkt, depth, dry):
                 return None
         return tuple(range(len(cm.matches)))
 
     def _class_matches(self, name, pkt, depth=0) -> bool:
         return self._class_hit(name, pkt, depth) is not None
 
-    def decide(self, in_if: str, out_if: str, pkt):
-        """``NOT_ZONED`` (ZBF does not apply), ``PASS``, ``DROP`` or the
-        inspection rule name for the first packet of a flow from
-        interface ``in_if`` to ``out_if`` (``"self"``: the router)."""
+    def classify(self, in_if: str, out_if: str, pkt, dry=False):
+        """The zone decision for the first packet of a flow from ``in_if``
+        to ``out_if`` (``"self"``: the router), without side effects (no
+        counters, no logs; shared by :meth:`decide` and packet-tracer;
+        ``dry``: the class-maps' access lists count no hit either).
+
+        Returns ``(verdict, why, zone-pair, class, hit)``: ``verdict`` as
+        :meth:`decide`'s; ``why`` one of ``not-zoned``, ``same-zone``,
+        ``self-no-pair``, ``non-member``, ``no-zone-pair``, ``no-policy``,
+        ``policy``; ``zone-pair``/``class`` the ZonePair and PolicyClass
+        that decided (``policy`` only); ``hit`` the match line indexes
+        of a matched class (None for class-default)."""
         zin = self.zone_of.get(in_if)
         if out_if == SELF:
             if zin is None:
-                return NOT_ZONED
+                return NOT_ZONED, "not-zoned", None, None, None
             zp = self.pairs.get((zin, SELF))
             if zp is None:
-                return PASS
-            verdict = self._policy(zp, pkt)
-            return DROP if verdict == DROP else PASS
+                return PASS, "self-no-pair", None, None, None
+            v, why, zp, c, hit = self._classify_policy(zp, pkt, dry)
+            return (DROP if v == DROP else PASS), why, zp, c, hit
         zout = self.zone_of.get(out_if)
         if zin is None and zout is None:
-            return NOT_ZONED
+            return NOT_ZONED, "not-zoned", None, None, None
         if zin == zout:
             # same zone: free, unless an intrazone zone-pair (IOS-XE) is configured
             zp = self.pairs.get((zin, zin))
-            return PASS if zp is None else self._policy(zp, pkt)
+            if zp is None:
+                return PASS, "same-zone", None, None, None
+            return self._classify_policy(zp, pkt, dry)
         if zin is None or zout is None:
-            return DROP
+            return DROP, "non-member", None, None, None
         zp = self.pairs.get((zin, zout))
         if zp is None:
-            return DROP
-        return self._policy(zp, pkt)
+            return DROP, "no-zone-pair", None, None, None
+        return self._classify_policy(zp, pkt, dry)
 
-    def _policy(self, zp, pkt):
+    def _classify_policy(self, zp, pkt, dry=False):
         pm = self.zbf.policy_maps.get(zp.service_policy) if zp.service_policy else None
         if pm is None:
-            return DROP
-        chosen = None
+            return DROP, "no-policy", zp, None, None
+        chosen = hit = None
         for c in pm.classes:
             if c.name == "class-default":
                 continue
-            hit = self._class_hit(c.name, pkt)
+            hit = self._class_hit(c.name, pkt, 0, dry)
             if hit is not None:
                 chosen = c
-                for i in hit:
-                    mc = self.counter(zp.name, c.name, i)
-                    mc.packets += 1
-                    mc.bytes += pkt.ip_len
                 break
         if chosen is None:
             chosen = pm.default_class()
         action = chosen.action or ("drop" if chosen.name == "class-default" else None)
-        cnt = self.counter(zp.name, chosen.name)
         if action == "inspect":
-            return rule_name(zp.name, chosen.name)
-        cnt.packets += 1
-        cnt.bytes += pkt.ip_len
-        if chosen.log:
-            self._log(zp, chosen, pkt, action == "pass")
-        if action == "pass":
-            return PASS
-        return DROP
+            v = rule_name(zp.name, chosen.name)
+        elif action == "pass":
+            v = PASS
+        else:
+            v = DROP
+        return v, "policy", zp, chosen, hit
+
+    def decide(self, in_if: str, out_if: str, pkt):
+        """``NOT_ZONED`` (ZBF does not apply), ``PASS``, ``DROP`` or the
+        inspection rule name for the first packet of a flow from
+        interface ``in_if`` to ``out_if`` (``"self"``: the router);
+        counts it and logs it (``drop log``/``pass log``)."""
+        v, why, zp, chosen, hit = self.classify(in_if, out_if, pkt)
+        if chosen is None:
+            return v
+        if hit is not None:
+            for i in hit:
+                mc = self.counter(zp.name, chosen.name, i)
+                mc.packets += 1
+                mc.bytes += pkt.ip_len
+        cnt = self.counter(zp.name, chosen.name)
+        action = chosen.action or ("drop" if chosen.name == "class-default" else None)
+        if action != "inspect":
+            cnt.packets += 1
+            cnt.bytes += pkt.ip_len
+            if chosen.log:
+                self._log(zp, chosen, pkt, action == "pass")
+        return v
 
     def session_created(self, rule, now) -> None:
         zp, _, cls = rule.partition(":")
