@@ -6,8 +6,8 @@ published on 172.22.1.16:25 with ``ip inspect OUT-IN in`` on the outside):
   refused packet leaves none, protocols without ports keep none;
 * PAT port allocation: O(1), within the IOS ranges, exhaustion logged,
   counted and recovered from;
-* limits: per inside host and per table for translations, per source for
-  sessions, adaptive timeouts, fair eviction of half-open sessions,
+* limits: per inside host and per table for translations, per source and
+  per destination for sessions, adaptive timeouts, fair eviction of half-open sessions,
   bounded fragment table;
 * configuration all-or-nothing on reload (failures injected in the build);
 * logging under faults (a full disk, a failing syslog socket, twistd's own
@@ -843,3 +843,71 @@ class NatTableBoundsTests(NatCase):
         self.assertEqual(self.nat.host_count[local], 3)
         self.clock.advance(61)                      # the doors expire (syn-timeout)
         self.assertNotIn(local, self.nat.host_count)
+
+
+class PerDestinationSessionLimitTests(ApplianceCase):
+    """``cbac session-limit destination N`` (a cbac extension, stricter
+    than IOS): many sources towards one responder stop at N."""
+
+    extra = ("cbac session-limit destination 100\n"
+             "ip inspect tcp max-incomplete host 250 block-time 0\n"
+             "ip inspect max-incomplete high 2000\nip inspect max-incomplete low 1800\n"
+             "ip inspect one-minute high 2000\nip inspect one-minute low 1800")
+
+    def dest_logs(self):
+        return [m for m in self.logs if "DEST_SESSIONS_MAXIMUM" in m]
+
+    def test_many_sources_to_one_published_server_stop_at_the_cap(self):
+        for i in range(150):
+            self.outside(spoofed_syn(i))
+        fwd = [p for p in self.sent(self.pin) if TCP in p and p[TCP].flags == "S"]
+        self.assertEqual(len(fwd), 100)
+        self.assertEqual({p[IP].dst for p in fwd}, {"10.10.10.25"})
+        self.assertEqual(self.sessions(), 100)
+        # translations live with sessions: the refused SYNs made none
+        self.assertEqual(self.nat_dynamic(), 100)
+        self.assertEqual(
+            self.dest_logs(),
+            ["%FW-4-DEST_SESSIONS_MAXIMUM: Number of sessions to host 10.10.10.25 exceeds "
+             "the configured maximum value 100"])
+        self.assertIn("destination-limit", self.app.show_ip_inspect("statistics"))
+        # other destinations are not affected
+        for p in range(3000, 3010):
+            self.inside(IP(src="10.10.10.2", dst="172.22.1.1") / UDP(sport=p, dport=9999) / b"x")
+        self.assertEqual(len(self.sent(self.pout)), 10)
+        # the count recovers when the sessions end (synwait 30 s)
+        self.advance(32)
+        self.assertEqual((self.sessions(), self.nat_dynamic()), (0, 0))
+        self.sent(self.pin)        # (the resets of the timed-out half-open sessions)
+        for i in range(500, 600):
+            self.outside(spoofed_syn(i))
+        fwd = [p for p in self.sent(self.pin) if TCP in p and p[TCP].flags == "S"]
+        self.assertEqual(len(fwd), 100)
+
+    def test_many_inside_sources_to_one_outside_host_make_no_extra_translations(self):
+        for i in range(150):
+            self.inside(IP(src="10.10.10.%d" % (100 + i % 100), dst="172.22.1.1") /
+                        UDP(sport=3000 + i, dport=9999) / b"x")
+        self.assertEqual(len(self.sent(self.pout)), 100)
+        self.assertEqual((self.sessions(), self.nat_dynamic()), (100, 100))
+        self.assertEqual(len(self.dest_logs()), 1)
+        self.assertIn("to host 172.22.1.1 exceeds", self.dest_logs()[0])
+        # rate-limited: one line a minute per destination
+        self.inside(IP(src="10.10.10.9", dst="172.22.1.1") / UDP(sport=999, dport=9999) / b"x")
+        self.assertEqual(len(self.dest_logs()), 1)
+
+    def test_render_round_trip(self):
+        text = self.app.show_running_config()
+        self.assertIn("cbac session-limit destination 100", text)
+        model, diags = parse(text)
+        self.assertEqual([d for d in diags if d.severity == "error"], [])
+        self.assertEqual(model.session_limit_dest, 100)
+        model, _ = parse(seed_text())
+        self.assertEqual(model.session_limit_dest, 8192)
+        self.assertNotIn("session-limit destination", self.app.show_running_config()
+                         .replace("cbac session-limit destination 100", ""))
+        model, diags = parse(seed_text("cbac session-limit destination 0"))
+        self.assertTrue([d for d in diags if d.severity == "error"])
+        model, diags = parse(seed_text("cbac session-limit destination 100\n"
+                                       "no cbac session-limit destination"))
+        self.assertEqual(model.session_limit_dest, 8192)

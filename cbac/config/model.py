@@ -167,6 +167,11 @@ SESSION_LIMIT_DEFAULT = 25000
 #: initiating address may hold (pf's max-src-states), so one host cannot
 #: fill the table for the others.
 SESSION_LIMIT_HOST_DEFAULT = 4096
+#: ``cbac session-limit destination N`` when not configured: the sessions
+#: one responder address (after NAT: the real server) may hold, so a flood
+#: of many sources towards one published server cannot fill the table.
+#: IOS has no such limit: this is stricter than IOS.
+SESSION_LIMIT_DEST_DEFAULT = 8192
 
 
 def default_timeout(protocol: str, g: InspectGlobals) -> int:
@@ -660,6 +665,7 @@ class Router:
     vty: list[VtyConfig] = field(default_factory=list)
     session_limit: int = 25000                   # cbac session-limit N (SESSION_LIMIT_DEFAULT)
     session_limit_host: int = 4096               # cbac session-limit host N
+    session_limit_dest: int = 8192               # cbac session-limit destination N
     smtp: SmtpOptions = field(default_factory=SmtpOptions)
     ports: dict[str, PortBinding] = field(default_factory=dict)
     zbf: ZbfConfig = field(default_factory=ZbfConfig)

@@ -1735,7 +1735,18 @@ class Parser:
         self.router.ports[name] = PortBinding(name, dev, lineno=ln.no)
 
     def g_cbac_session_limit(self, ln, neg, a):
-        from cbac.config.model import SESSION_LIMIT_DEFAULT, SESSION_LIMIT_HOST_DEFAULT
+        from cbac.config.model import SESSION_LIMIT_DEFAULT, SESSION_LIMIT_HOST_DEFAULT, \
+            SESSION_LIMIT_DEST_DEFAULT
+        if a and a[0].lower() == "destination":
+            # cbac session-limit destination N: sessions per responder address
+            if neg:
+                self.router.session_limit_dest = SESSION_LIMIT_DEST_DEFAULT
+            elif len(a) != 2:
+                raise _Bad("expected 'cbac session-limit destination N'")
+            else:
+                self.router.session_limit_dest = _int(a[1], 1, 100000000,
+                                                      "session-limit destination")
+            return
         if a and a[0].lower() == "host":
             # cbac session-limit host N: sessions per initiating address
             if neg:

@@ -432,6 +432,9 @@ def render_body(r: Router) -> list[str]:
     from cbac.config.model import SESSION_LIMIT_HOST_DEFAULT
     if r.session_limit_host != SESSION_LIMIT_HOST_DEFAULT:
         cb.append("cbac session-limit host %d" % r.session_limit_host)
+    from cbac.config.model import SESSION_LIMIT_DEST_DEFAULT
+    if r.session_limit_dest != SESSION_LIMIT_DEST_DEFAULT:
+        cb.append("cbac session-limit destination %d" % r.session_limit_dest)
     if r.ssh.authorized_keys is not None:
         cb.append("cbac ssh authorized-keys %s" % r.ssh.authorized_keys)
     if lg.tls_ca is not None:

@@ -204,6 +204,8 @@ class SessionTable:
         self._group_half = {}            # (proto, responder) -> {session: None} (TCP+UDP)
         self._per_src = {}               # initiator address -> sessions
         self._src_logged = {}            # initiator address -> last limit log time
+        self._per_dst = {}               # responder address (real) -> sessions
+        self._dst_logged = {}            # responder address -> last limit log time
         self._heavy = None               # the group that grew largest last
         self._host_alerted = set()
         self._blocked = {}               # host -> unblock time
@@ -448,6 +450,13 @@ class SessionTable:
             stats.drop("source-limit")
             self._log_source_limit(src, now)
             return None
+        # per-destination limit (cbac session-limit destination; a cbac
+        # extension): the real responder, after NAT
+        dst = c_out[1]
+        if self._per_dst.get(dst, 0) >= self.model.session_limit_dest:
+            stats.drop("destination-limit")
+            self._log_dest_limit(dst, now)
+            return None
         # per-host half-open limit (TCP)
         if proto == 6 and not self._host_check(host, now, g):
             self._check_aggressive(None, g)
@@ -567,6 +576,7 @@ class SessionTable:
         table[ks] = s.entries[1]
         self.sessions[s.sid] = s
         self._per_src[src] = self._per_src.get(src, 0) + 1
+        self._per_dst[dst] = self._per_dst.get(dst, 0) + 1
         if cap is not None:
             self._rule_live[rname] = self._rule_live.get(rname, 0) + 1
         n = len(self.sessions)
@@ -795,6 +805,17 @@ class SessionTable:
         ios.message("FW", 4, "HOST_SESSIONS_MAXIMUM",
                     "Number of sessions from host %s exceeds the configured maximum value %d"
                     % (ip_str(src), self.model.session_limit_host))
+
+    def _log_dest_limit(self, dst, now) -> None:
+        last = self._dst_logged.get(dst)
+        if last is not None and now - last < 60:
+            return
+        if len(self._dst_logged) > 1024:
+            self._dst_logged = {h: t for h, t in self._dst_logged.items() if now - t < 60}
+        self._dst_logged[dst] = now
+        ios.message("FW", 4, "DEST_SESSIONS_MAXIMUM",
+                    "Number of sessions to host %s exceeds the configured maximum value %d"
+                    % (ip_str(dst), self.model.session_limit_dest))
 
     def _log_full(self, rule_name, in_if, out_if) -> None:
         now = self.clock.seconds()
@@ -1108,6 +1129,12 @@ class SessionTable:
             self._per_src[src] = n
         else:
             self._per_src.pop(src, None)
+        dst = s.c_out[1]
+        n = self._per_dst.get(dst, 0) - 1
+        if n > 0:
+            self._per_dst[dst] = n
+        else:
+            self._per_dst.pop(dst, None)
         if s.slot is not None:
             # out of the timer wheel now (O(1)): a deleted session must not
             # stay referenced until its old deadline (a SYN flood's victims
