@@ -19,7 +19,9 @@ setup(
         "cbac.log",
         "twisted.plugins",
     ],
-    package_data={"twisted.plugins": ["cbac_plugin.py"]},
+    package_data={"twisted.plugins": ["cbac_plugin.py"],
+                  # the kernel fast path (built by make bpf / debian/rules)
+                  "cbac.dataplane": ["bpf/fastpath.bpf.c", "bpf/fastpath.bpf.o"]},
     install_requires=[
         "twisted>=22.4",
         "zope.interface",
