@@ -62,6 +62,8 @@ class Appliance:
         from cbac.inspect.zones import ZonePolicy
         self.zones = self.router.zones = ZonePolicy(model, self.acls, clock)
         self.log_observers = None          # cbac.log.observers.LogObservers
+        self.offloader = None              # cbac.dataplane.flowoffload.FlowOffloader
+        self.offload_reason = None
         self.inband_addresses = []
         self.on_apply = []                 # callables(new model) after apply (metrics)
 
@@ -220,6 +222,33 @@ class Appliance:
         from cbac.dataplane.trace import packet_tracer
         return packet_tracer(self.router, in_if, proto, src, sport, dst, dport, detailed=detailed)
 
+    def show_cbac_fastpath(self) -> str:
+        """``show cbac fastpath`` (cbac extension): the kernel fast path."""
+        if self.offloader is None:
+            return ("Kernel fast path: not loaded (%s)" % (
+                "no cbac fastpath offload" if not self.model.fastpath_offload
+                else self.offload_reason or "not started"))
+        return self.offloader.show()
+
+    def start_offload(self) -> None:
+        """Load the kernel fast path on the started ports (one log line
+        when it cannot be)."""
+        from cbac.dataplane.flowoffload import start_offload
+        if self.offloader is not None or self.sessions is None:
+            return
+        if os.environ.get("CBAC_OFFLOAD", "1") == "0":
+            self.offload_reason = "CBAC_OFFLOAD=0 in the environment"
+            log.info("fast path: kernel offload off (CBAC_OFFLOAD=0)")
+            return
+        self.offloader = start_offload(self.router, self.sessions, self.clock, self.model)
+        if self.offloader is None:
+            self.offload_reason = "unavailable: see the log"
+
+    def stop_offload(self) -> None:
+        if self.offloader is not None:
+            self.offloader.stop()
+            self.offloader = None
+
     def show_processes_cpu(self) -> str:
         from cbac.dataplane.show import show_engine
         return show_engine(self)
@@ -227,6 +256,9 @@ class Appliance:
     # -- clear / debug -----------------------------------------------------
 
     def clear(self, what: str, arg=None) -> str:
+        if self.offloader is not None and what in ("ip nat translation", "ip inspect sessions",
+                                                   "arp-cache"):
+            self.offloader.flush()         # the kernel repeats no stale decision
         if what == "access-list counters":
             if self.acls:
                 self.acls.clear_counters(arg)
@@ -302,6 +334,8 @@ class Appliance:
         if name is None:
             return "% Invalid input"
         ios.debugging.set(category, on)
+        if on and self.offloader is not None:
+            self.offloader.flush()         # debugged packets must reach Python
         return "%s debugging is %s" % (name, "on" if on else "off")
 
     def undebug_all(self) -> str:
@@ -453,6 +487,11 @@ class Appliance:
         reactor thread, so no packet sees half of it."""
         new, acl_lists, nat_plan, router_plan, (engine_model, zone_plan) = staged
         self.model = new
+        if self.offloader is not None:
+            # a changed ACL, NAT rule or route may change a flow's verdict:
+            # every session goes back to Python (and may be offloaded again)
+            self.offloader.flush()
+            self.offloader.set_enabled(new.fastpath_offload)
         if acl_lists is not None:
             self.acls.lists = acl_lists
         if nat_plan is not None:
@@ -524,6 +563,7 @@ class RouterService(service.Service):
         service.Service.startService(self)
         router = self.appliance.router
         router.start()
+        self.appliance.start_offload()
         if self.inband:
             self._start_tun(router)
         ios.message("FW", 6, "INIT", "Firewall inspection startup completed; beginning operation.")
@@ -586,6 +626,7 @@ class RouterService(service.Service):
         service.Service.stopService(self)
         if self.tun is not None:
             self.tun.stop()
+        self.appliance.stop_offload()
         self.appliance.router.stop()
 
 

@@ -666,6 +666,7 @@ class Router:
     session_limit: int = 25000                   # cbac session-limit N (SESSION_LIMIT_DEFAULT)
     session_limit_host: int = 4096               # cbac session-limit host N
     session_limit_dest: int = 8192               # cbac session-limit destination N
+    fastpath_offload: bool = True                # [no] cbac fastpath offload
     smtp: SmtpOptions = field(default_factory=SmtpOptions)
     ports: dict[str, PortBinding] = field(default_factory=dict)
     zbf: ZbfConfig = field(default_factory=ZbfConfig)

@@ -1759,6 +1759,11 @@ class Parser:
         self.router.session_limit = SESSION_LIMIT_DEFAULT if neg else \
             _int(a[0], 1, 100000000, "session-limit")
 
+    def g_cbac_fastpath_offload(self, ln, neg, a):
+        if a:
+            raise _Bad("expected 'cbac fastpath offload'")
+        self.router.fastpath_offload = not neg
+
     def g_cbac_authorized_keys(self, ln, neg, a):
         self.router.ssh.authorized_keys = None if neg else _rest(ln.raw, 3)
 
@@ -1897,6 +1902,7 @@ GLOBAL_COMMANDS: dict[tuple[str, ...], Callable] = {
     ("line", "vty"): P.g_line_vty,
     ("cbac", "port"): P.g_cbac_port,
     ("cbac", "session-limit"): P.g_cbac_session_limit,
+    ("cbac", "fastpath", "offload"): P.g_cbac_fastpath_offload,
     ("cbac", "ssh", "authorized-keys"): P.g_cbac_authorized_keys,
     ("cbac", "logging", "tls-ca"): P.g_cbac_tls_ca,
     ("cbac", "metrics", "listen"): P.g_cbac_metrics_listen,

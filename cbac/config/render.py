@@ -435,6 +435,8 @@ def render_body(r: Router) -> list[str]:
     from cbac.config.model import SESSION_LIMIT_DEST_DEFAULT
     if r.session_limit_dest != SESSION_LIMIT_DEST_DEFAULT:
         cb.append("cbac session-limit destination %d" % r.session_limit_dest)
+    if not r.fastpath_offload:
+        cb.append("no cbac fastpath offload")
     if r.ssh.authorized_keys is not None:
         cb.append("cbac ssh authorized-keys %s" % r.ssh.authorized_keys)
     if lg.tls_ca is not None:

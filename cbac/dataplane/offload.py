@@ -35,7 +35,8 @@ from cbac.dataplane.linux import in_netns
 
 #: ``cbac_tc`` / ``cbac_sf`` statistics (index = ST_* in the C file)
 STAT_NAMES = ("forwarded", "socket-filter-dropped", "miss", "not-eligible", "out-of-window",
-              "oversize", "wrong-port", "no-socket-filter-note", "error")
+              "oversize", "wrong-port", "no-socket-filter-note", "error",
+              "socket-filter-out-of-window", "socket-filter-wrong-port")
 
 FLOW_KEY = struct.Struct("=12sI")
 #: nsrc ndst nsport ndport (raw, network order), in/out ifindex, in_mac,

@@ -137,6 +137,7 @@ class Router:
         self.router_traffic = RouterTraffic(self)   # ip inspect ... router-traffic
         if nat is not None:
             nat.route_hook = self._nat_route
+        self.offload = None             # cbac.dataplane.flowoffload.FlowOffloader
         self.apply_config(model)
 
     def _nat_route(self, add: bool, ol: int, og: int) -> None:
@@ -357,6 +358,9 @@ class Router:
         if entry is None:
             return False
         s, d = entry
+        off = self.offload
+        if off is not None and s in off.flows:
+            off.sync(s)                 # queued before the offload, or a decision
         hop = s.route[d]
         if hop is None or frame[22] <= 1 or frame[0:6] != ri.mac:
             return False
@@ -382,6 +386,8 @@ class Router:
         frame[6:12] = out.mac
         self.forwarded += 1
         out.port.send(frame, vnet)
+        if off is not None and off.enabled and s not in off.flows:
+            off.consider(s)
         return True
 
     def _drop(self, ri, reason: str) -> None:
@@ -424,6 +430,8 @@ class Router:
             hit = sessions.lookup(pkt)
             if hit is not None:
                 session, direction = hit
+                if self.offload is not None and session in self.offload.flows:
+                    self.offload.reclaim(session, "slow-path")
                 if pkt.ttl <= 1:
                     # before any rewrite: the error quotes what the sender sent
                     self._drop(ri, "ttl-exceeded")

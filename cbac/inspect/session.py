@@ -195,6 +195,7 @@ class SessionTable:
         self.outbox = []
         self.stats = Stats()
         self.nat = None
+        self.offload = None              # cbac.dataplane.flowoffload.FlowOffloader
         self._fp = _FastSegment()
         self.icmp_error_hook = None
         self.debug_enabled = _debug_enabled
@@ -1113,6 +1114,8 @@ class SessionTable:
     def _delete(self, s, reason, rst=False) -> None:
         if s.dead:
             return
+        if self.offload is not None:
+            self.offload.forget(s)       # the kernel's state and counts first
         if rst and s.proto == 6 and s.tcp.state < CLOSING:
             self.outbox.extend(self._rsts(s))
         s.dead = True
@@ -1313,6 +1316,8 @@ class SessionTable:
 
     def expire(self, now) -> None:
         """Run the timers up to ``now`` (called every second by the clock)."""
+        if self.offload is not None:
+            self.offload.refresh(now)    # last-seen of offloaded sessions
         wheel = self._wheel
         if wheel and self._next_slot is not None and self._next_slot <= now:
             cur = int(now)

@@ -101,11 +101,14 @@ struct config {
 #define ST_WRONG_PORT  6
 #define ST_NO_NOTE     7
 #define ST_ERROR       8
-#define ST_MAX         9
+#define ST_SF_WINDOW   9     /* the socket filter passed it: outside the window */
+#define ST_SF_WRONG_PORT 10
+#define ST_MAX         11
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);   /* memory as entries come */
+	__uint(max_entries, 65536);             /* set from cbac session-limit */
 	__type(key, struct flow_key);
 	__type(value, struct flow_val);
 } flows SEC(".maps");
@@ -307,10 +310,14 @@ int cbac_sf(struct __sk_buff *skb)
 	struct flow_val *v = bpf_map_lookup_elem(&flows, &k);
 	if (!v)
 		return skb->len;
-	if (!port_ok(skb, &h, v, skb->ifindex))
+	if (!port_ok(skb, &h, v, skb->ifindex)) {
+		count(ST_SF_WRONG_PORT);
 		return skb->len;
-	if (h.ip.protocol == IPPROTO_TCP && tcp_check(&h, v) != 0)
+	}
+	if (h.ip.protocol == IPPROTO_TCP && tcp_check(&h, v) != 0) {
+		count(ST_SF_WINDOW);
 		return skb->len;
+	}
 	/* the MTU check is the tc program's (bpf_check_mtu is tc/XDP only):
 	 * Python keeps the egress MTU equal to what the entry was made for,
 	 * and an oversize frame the tc program refuses is dropped there */
