@@ -221,6 +221,20 @@ class FlowOffloader:
         v[6], v[7] = maxwin
         self.synced += 1
 
+    def push(self, s) -> None:
+        """Python forwarded a frame of offloaded ``s`` (after :meth:`sync`):
+        its window update goes back to the kernel, or the peer's
+        acknowledgement of those bytes would look outside the window."""
+        rec = self.flows.get(s)
+        if rec is None or s.proto != 6 or s.tcp is None:
+            return
+        v = s.tcp.v
+        try:
+            self.o.put_tcp_state(rec.slot, (v[2], v[3]), (v[4], v[5]), (v[6], v[7]),
+                                 (v[8], v[9]))
+        except OSError:
+            self.reclaim(s, "error")
+
     def forget(self, s) -> None:
         """Session ``s`` is being deleted."""
         self._cool.pop(s, None)

@@ -375,6 +375,12 @@ class Router:
             return False
         if not self.sessions.fast_process(s, d, frame, vnet, self.clock.seconds()):
             return False
+        if off is not None:
+            # before the send: the reply may reach the kernel at once
+            if s in off.flows:
+                off.push(s)             # the kernel's window follows Python's
+            elif off.enabled:
+                off.consider(s)
         # TTL - 1 with RFC 1624 eqn. 3: ~(~HC + ~m + m') = ~(~HC + 0xFEFF)
         frame[22] -= 1
         c = (~((frame[24] << 8) | frame[25]) & 0xFFFF) + 0xFEFF
@@ -386,8 +392,6 @@ class Router:
         frame[6:12] = out.mac
         self.forwarded += 1
         out.port.send(frame, vnet)
-        if off is not None and off.enabled and s not in off.flows:
-            off.consider(s)
         return True
 
     def _drop(self, ri, reason: str) -> None:
