@@ -26,6 +26,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+from collections import deque
 
 from cbac.nat.translation import (BINDING, DOOR, FLOW, STATIC, T_EST, T_FINRST, T_SYN,
                                   Translation, ios_duration, make_rewrites)
@@ -143,6 +144,17 @@ class _Rule:
         self.logged_at = None
 
 
+#: A closed TCP translation's (global address, port, remote address, port)
+#: stays reserved this long (seconds): the remote end may hold the old
+#: connection in TIME_WAIT (2 MSL; Linux 60 s), and a new connection on the
+#: same 4-tuple would meet it (its SYN answered by a stale ACK, then a
+#: retransmission a second later).  The kernel's conntrack does the same
+#: with its TIME_WAIT entries.
+PAT_TIME_WAIT = 60.0
+#: at most this many reserved 4-tuples (the oldest are forgotten first)
+PAT_TIME_WAIT_MAX = 262144
+
+
 class Nat:
     def __init__(self, router_model, clock, acls=None):
         from cbac.acl import AclSet
@@ -171,6 +183,10 @@ class Nat:
         self.ports: dict[tuple, list] = {}
         self.pat_by_local: dict[tuple, tuple] = {}       # (proto, IL, ILp, rule id) -> (IG, IGp)
         self.portmaps: dict[tuple, _PortMap] = {}          # (proto, IG) -> _PortMap
+        # closed TCP PAT 4-tuples in the remote's TIME_WAIT:
+        # (IG, IGp, OG, OGp) -> until, and (until, key) in closing order
+        self.time_wait: dict[tuple, float] = {}
+        self._tw_order: deque = deque()
         # dynamic simple bindings
         self.bind_by_local: dict[int, Translation] = {}
         self.bind_by_global: dict[int, Translation] = {}
@@ -1029,14 +1045,27 @@ class Nat:
             return None
         pk = (proto, il, ilp, rule.id)
         m = self.pat_by_local.get(pk)
-        if m is not None:
+        tw = None
+        if proto == 6 and self.time_wait:
+            tw = self._time_wait_now()
+        if m is not None and (tw is None or (m[0], m[1], og, ogp) not in tw):
             self.ports[(proto, m[0], m[1])][2] += 1
             return m[0], m[1], pk
         addrs = rule.addresses
         if prefer is not None:
             addrs = itertools.chain((prefer,), (x for x in addrs if x != prefer))
+        if m is not None:
+            # the inside port keeps its mapping for other destinations, but
+            # this remote still holds the last connection on that 4-tuple:
+            # this flow gets a port of its own
+            for ig in addrs:
+                p = self._alloc_port(proto, ig, ilp, tw, og, ogp)
+                if p is not None:
+                    self.ports[(proto, ig, p)] = [il, ilp, 1]
+                    return ig, p, (proto, il, ilp, rule.id, p)
+            return None
         for ig in addrs:
-            p = self._portmap(proto, ig).alloc(ilp)
+            p = self._alloc_port(proto, ig, ilp, tw, og, ogp)
             if p is not None:
                 self.ports[(proto, ig, p)] = [il, ilp, 1]
                 self.pat_by_local[pk] = (ig, p)
@@ -1069,6 +1098,54 @@ class Nat:
             m = self.portmaps[(proto, ig)] = _PortMap(
                 proto, [k[2] for k in self.ports if k[0] == proto and k[1] == ig])
         return m
+
+    def _time_wait_now(self):
+        """The reserved 4-tuples, expired ones dropped first."""
+        tw = self.time_wait
+        order = self._tw_order
+        now = self.clock.seconds()
+        while order and order[0][0] <= now:
+            until, key = order.popleft()
+            if tw.get(key) == until:
+                del tw[key]
+        return tw
+
+    def _reserve_time_wait(self, t):
+        """A PAT TCP translation closed: keep its 4-tuple for the remote's
+        TIME_WAIT (see :data:`PAT_TIME_WAIT`)."""
+        ig, igp = t.inside_global
+        og, ogp = t.outside_global
+        key = (ig, igp, og, ogp)
+        until = self.clock.seconds() + PAT_TIME_WAIT
+        tw = self.time_wait
+        order = self._tw_order
+        while len(tw) >= PAT_TIME_WAIT_MAX and order:
+            old_until, old = order.popleft()
+            if tw.get(old) == old_until:
+                del tw[old]
+        tw[key] = until
+        order.append((until, key))
+
+    #: at most this many ports are passed over because the remote still
+    #: holds them in TIME_WAIT (keeps the allocation O(1))
+    TIME_WAIT_SKIP = 64
+
+    def _alloc_port(self, proto, ig, want, tw, og, ogp):
+        """A free global port of ``ig`` (``want`` when free, else the next of
+        its range) that, for TCP, the remote (og, ogp) does not hold in
+        TIME_WAIT, or None."""
+        pm = self._portmap(proto, ig)
+        p = pm.alloc(want)
+        if tw is None or p is None or (ig, p, og, ogp) not in tw:
+            return p
+        skipped = []
+        while p is not None and (ig, p, og, ogp) in tw and len(skipped) < self.TIME_WAIT_SKIP:
+            skipped.append(p)
+            p = pm.alloc(want)
+        for q in skipped:
+            pm.give(q)
+        return p
+
 
     def _port_release(self, proto, ig, igp, pk):
         k = (proto, ig, igp)
@@ -1290,6 +1367,8 @@ class Nat:
                 del self.flows_out[t.out_key]
             if t.pat_key is not None:
                 self._port_release(t.proto, t.inside_global[0], t.inside_global[1], t.pat_key)
+                if t.proto == 6:
+                    self._reserve_time_wait(t)
             h = t.host
             if h is not None:
                 n = self.host_count.get(h, 0) - 1
@@ -1582,6 +1661,9 @@ class Nat:
         for d in list(self.doors.values()):
             self._drop_door(d, keep_port=False)
         self.frags.clear()
+        # the operator frees every port: TIME_WAIT reservations too
+        self.time_wait.clear()
+        self._tw_order.clear()
         return n
 
     def clear_translation(self, proto=None, inside=None, outside=None) -> int:
