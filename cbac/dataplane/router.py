@@ -443,10 +443,16 @@ class Router:
                     return
                 if sessions.process(session, direction, pkt):
                     self._route_out(ri, pkt, session, direction)
+                elif sessions.reopened:
+                    # the old session of this 4-tuple is gone: the SYN goes
+                    # on as the first packet of a new connection
+                    sessions.reopened = False
+                    hit = None
                 else:
                     self._drop(ri, "inspect")
-                self._drain_outbox()
-                return
+                if hit is not None:
+                    self._drain_outbox()
+                    return
             # 2. ICMP errors only for sessions they belong to.
             if pkt.inner is not None:
                 hit = sessions.lookup_icmp_error(pkt)

@@ -196,6 +196,7 @@ class SessionTable:
         self.stats = Stats()
         self.nat = None
         self.offload = None              # cbac.dataplane.flowoffload.FlowOffloader
+        self.reopened = False            # process() refused a SYN reopening a closed 4-tuple
         self._fp = _FastSegment()
         self.icmp_error_hook = None
         self.debug_enabled = _debug_enabled
@@ -968,10 +969,12 @@ class SessionTable:
             ack = st.ack_translate(d, ack)
         old = t.state
         if d == CLIENT and flags & (SYN | ACK | RST | FIN) == SYN and old >= CLOSING:
-            # a new connection on the same 4-tuple: drop the old session; the
-            # client's retransmitted SYN creates a new one
-            self.stats.drop("tcp-reopen")
+            # a new connection on the same 4-tuple: delete the old session
+            # and let the router handle this SYN as a new connection (as
+            # conntrack does; dropping it cost the client a 1 s SYN
+            # retransmission, issue 21)
             self._delete(s, "reopen")
+            self.reopened = True
             return None
         plen = pkt.payload_len
         nb = new_bytes(t, d, pkt.tcp_seq, plen) if plen else 0
