@@ -19,6 +19,7 @@ from scapy.all import IP, TCP, Ether
 from twisted.trial import unittest
 
 from cbac.dataplane import offload as off
+from cbac.dataplane import flowoffload
 from cbac.dataplane.flowoffload import FlowOffloader
 from tests.test_fastpath import FastPathTests, H_IN, H_OUT, R_IN, R_OUT
 
@@ -80,6 +81,7 @@ class FlowOffloaderTests(FastPathTests):
 
     def setUp(self):
         FastPathTests.setUp(self)
+        self.patch(flowoffload, "MIN_PACKETS", 3)
         self.fake = FakeOffload()
         self.fo = FlowOffloader(self.fake, self.r, self.app.sessions, self.clock)
         self.fo._ifindex = {"Ethernet2/1": 11, "Ethernet2/0": 12}

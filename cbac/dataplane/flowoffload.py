@@ -46,7 +46,7 @@ log = Logger(namespace="cbac.fastpath")
 #: a reclaimed session is not offloaded again for this long (seconds)
 COOLDOWN = 2.0
 #: packets a session must have before it is considered
-MIN_PACKETS = 3
+MIN_PACKETS = 10         # short connections (a few packets) are not worth it
 
 
 class _Rec:
