@@ -11,8 +11,9 @@ Everything here is optional: :func:`open_offload` returns ``None`` with a
 reason when the object file, libbpf, the BPF syscall or the permission is
 missing, and cbac runs as before (one log line says so).
 
-The map layouts must match the C structs (checked by ``tests/test_offload``
-against the object's BTF):
+The map layouts must match the C structs (``tests/test_offload`` proves them
+on the wire: a hand-installed entry rewrites a frame as packed here, and its
+counters and window state read back at these offsets):
 
 - key ``struct flow_key``: ``src dst sport dport`` as the frame arrives
   (network order: ``frame[26:38]`` of an untagged IHL-5 frame) + protocol
