@@ -59,6 +59,14 @@ class FakeOffload:
         e, m, w, _s = self.tcp[slot]
         return tuple(e), tuple(m), tuple(w)
 
+    def get_tcp_dir(self, slot, d):
+        e, m, w, sc = self.tcp[slot]
+        return e[d], m[1 - d], w[d], sc[d]
+
+    def put_tcp_dir(self, slot, d, end, maxend_peer, maxwin, scale):
+        e, m, w, sc = self.tcp[slot]
+        e[d], m[1 - d], w[d], sc[d] = end, maxend_peer, maxwin, scale
+
     def stats(self):
         return {n: 0 for n in off.STAT_NAMES}
 

@@ -43,6 +43,9 @@ from cbac.inspect.tcp import ESTABLISHED
 
 log = Logger(namespace="cbac.fastpath")
 
+_M32 = 0xFFFFFFFF
+_H32 = 0x80000000
+
 #: a reclaimed session is not offloaded again for this long (seconds)
 COOLDOWN = 2.0
 #: packets a session must have before it is considered
@@ -200,6 +203,25 @@ class FlowOffloader:
         self.reclaim_reasons[why] = self.reclaim_reasons.get(why, 0) + 1
         self._cool[s] = self.clock.seconds() + COOLDOWN
 
+    def _merge_in(self, s, rec) -> bool:
+        """Bring Python's TCP window up to the kernel's (the later edge of
+        each, the larger window); False if the state cannot be read."""
+        try:
+            end, maxend, maxwin = self.o.get_tcp_state(rec.slot)
+        except OSError:
+            return False
+        v = s.tcp.v
+        for i, (k0, k1) in ((2, end), (4, maxend)):
+            if ((k0 - v[i]) & _M32) < _H32:
+                v[i] = k0
+            if ((k1 - v[i + 1]) & _M32) < _H32:
+                v[i + 1] = k1
+        if maxwin[0] > v[6]:
+            v[6] = maxwin[0]
+        if maxwin[1] > v[7]:
+            v[7] = maxwin[1]
+        return True
+
     def sync(self, s) -> None:
         """A frame of offloaded ``s`` reached the Python fast path: most
         likely it was queued on the socket before the entries went in (or
@@ -210,28 +232,32 @@ class FlowOffloader:
         rec = self.flows.get(s)
         if rec is None or s.proto != 6 or s.tcp is None:
             return
-        try:
-            end, maxend, maxwin = self.o.get_tcp_state(rec.slot)
-        except OSError:
+        if not self._merge_in(s, rec):
             self.reclaim(s, "error")
             return
-        v = s.tcp.v
-        v[2], v[3] = end
-        v[4], v[5] = maxend
-        v[6], v[7] = maxwin
         self.synced += 1
 
-    def push(self, s) -> None:
-        """Python forwarded a frame of offloaded ``s`` (after :meth:`sync`):
-        its window update goes back to the kernel, or the peer's
-        acknowledgement of those bytes would look outside the window."""
+    def push(self, s, d) -> None:
+        """Python forwarded a frame of direction ``d`` of offloaded ``s``
+        (after :meth:`sync`): direction d's window update goes to the
+        kernel (only d's entry: the fields packets of d move), or the
+        peer's acknowledgement of those bytes would look outside the
+        window."""
         rec = self.flows.get(s)
         if rec is None or s.proto != 6 or s.tcp is None:
             return
         v = s.tcp.v
+        o = 1 - d
         try:
-            self.o.put_tcp_state(rec.slot, (v[2], v[3]), (v[4], v[5]), (v[6], v[7]),
-                                 (v[8], v[9]))
+            kend, kmaxend, kmaxwin, _sc = self.o.get_tcp_dir(rec.slot, d)
+            end, maxend, maxwin = v[2 + d], v[4 + o], v[6 + d]
+            # never move the kernel's edges back (it may have forwarded
+            # later frames of d since Python's copy was taken)
+            if ((kend - end) & _M32) < _H32:
+                end = kend
+            if ((kmaxend - maxend) & _M32) < _H32:
+                maxend = kmaxend
+            self.o.put_tcp_dir(rec.slot, d, end, maxend, max(maxwin, kmaxwin), v[8 + d])
         except OSError:
             self.reclaim(s, "error")
 
@@ -264,15 +290,7 @@ class FlowOffloader:
         # finish; its window update is read below, its count is lost)
         self._fold(s, rec, counts)
         if s.proto == 6 and s.tcp is not None:
-            try:
-                end, maxend, maxwin = o.get_tcp_state(rec.slot)
-            except OSError:
-                end = None
-            if end is not None:
-                v = s.tcp.v
-                v[2], v[3] = end
-                v[4], v[5] = maxend
-                v[6], v[7] = maxwin
+            self._merge_in(s, rec)
         self._free.append(rec.slot)
 
     # --- counters ---------------------------------------------------------------

@@ -19,7 +19,8 @@ counters and window state read back at these offsets):
   (network order: ``frame[26:38]`` of an untagged IHL-5 frame) + protocol
   (u32, host order);
 - value ``struct flow_val`` (:data:`FLOW_VAL`);
-- ``tcp_states[slot]``: ``end[2] maxend[2] maxwin[2] scale[2]`` (u32).
+- ``tcp_states[2 * slot + d]``: direction d's ``end maxend_peer maxwin scale``
+  (u32): the fields packets of d update (see the C file).
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ FLOW_KEY = struct.Struct("=12sI")
 #: nsrc ndst nsport ndport (raw, network order), in/out ifindex, in_mac,
 #: dmac, smac, dir, flags, slot, packets, bytes, last (ns)
 FLOW_VAL = struct.Struct("=4s4s2s2sII6s6s6sBBI4xQQQ")
-TCP_STATE = struct.Struct("=8I")
+#: one direction's TCP state: end, maxend_peer (MAXEND of the other
+#: direction), maxwin, scale
+TCP_DIR = struct.Struct("=4I")
 F_TCP = 0x01
 F_REWRITE = 0x02
 
@@ -185,14 +188,14 @@ class Offload:
             raise OffloadUnavailable("no eBPF object %s (not built: make bpf)" % self.path)
         lib = self.lib = _libbpf()
         self.max_flows = max(2, int(max_flows))
-        self.slots = max(1, self.max_flows // 2)
+        self.slots = max(1, self.max_flows // 2)     # TCP slots: 2 entries each
         ctypes.set_errno(0)
         obj = lib.bpf_object__open_file(self.path.encode(), None)
         if not obj:
             raise OffloadUnavailable("cannot open %s: %s" % (self.path, os.strerror(ctypes.get_errno() or errno.EINVAL)))
         self._obj = obj
         try:
-            for name, n in ((b"flows", self.max_flows), (b"tcp_states", self.slots)):
+            for name, n in ((b"flows", self.max_flows), (b"tcp_states", 2 * self.slots)):
                 m = lib.bpf_object__find_map_by_name(obj, name)
                 if not m or lib.bpf_map__set_max_entries(m, n) != 0:
                     raise OffloadUnavailable("%s: map %s missing" % (self.path, name.decode()))
@@ -331,20 +334,30 @@ class Offload:
                 n += 1
         return n
 
-    def put_tcp_state(self, slot, end, maxend, maxwin, scale):
-        """Seed ``tcp_states[slot]`` (each argument a pair: client, server)."""
-        v = TCP_STATE.pack(end[0], end[1], maxend[0], maxend[1], maxwin[0], maxwin[1],
-                           max(scale[0], 0), max(scale[1], 0))
-        self._update("tcp_states", struct.pack("=I", slot), v)
+    def put_tcp_dir(self, slot, d, end, maxend_peer, maxwin, scale):
+        """Write direction ``d``'s entry of TCP slot ``slot``."""
+        self._update("tcp_states", struct.pack("=I", 2 * slot + d),
+                     TCP_DIR.pack(end, maxend_peer, maxwin, max(scale, 0)))
 
-    def get_tcp_state(self, slot):
-        """``(end, maxend, maxwin)`` pairs of ``tcp_states[slot]``."""
-        buf = ctypes.create_string_buffer(TCP_STATE.size)
-        rc = self.lib.bpf_map_lookup_elem(self.fd["tcp_states"], struct.pack("=I", slot), buf)
+    def get_tcp_dir(self, slot, d):
+        """``(end, maxend_peer, maxwin, scale)`` of direction ``d``."""
+        buf = ctypes.create_string_buffer(TCP_DIR.size)
+        rc = self.lib.bpf_map_lookup_elem(self.fd["tcp_states"], struct.pack("=I", 2 * slot + d), buf)
         if rc != 0:
             raise _err("tcp state lookup", rc)
-        v = TCP_STATE.unpack(buf.raw)
-        return (v[0], v[1]), (v[2], v[3]), (v[4], v[5])
+        return TCP_DIR.unpack(buf.raw)
+
+    def put_tcp_state(self, slot, end, maxend, maxwin, scale):
+        """Seed both directions of ``slot`` (each argument a pair: client,
+        server, in cbac/inspect/tcp.py's terms)."""
+        self.put_tcp_dir(slot, 0, end[0], maxend[1], maxwin[0], scale[0])
+        self.put_tcp_dir(slot, 1, end[1], maxend[0], maxwin[1], scale[1])
+
+    def get_tcp_state(self, slot):
+        """``(end, maxend, maxwin)`` pairs of ``slot``."""
+        e0, me1, w0, _s0 = self.get_tcp_dir(slot, 0)
+        e1, me0, w1, _s1 = self.get_tcp_dir(slot, 1)
+        return (e0, e1), (me0, me1), (w0, w1)
 
     def stats(self):
         """The programs' counters, summed over CPUs, by name."""

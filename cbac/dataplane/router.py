@@ -378,7 +378,7 @@ class Router:
         if off is not None:
             # before the send: the reply may reach the kernel at once
             if s in off.flows:
-                off.push(s)             # the kernel's window follows Python's
+                off.push(s, d)          # the kernel's window follows Python's
             elif off.enabled:
                 off.consider(s)
         # TTL - 1 with RFC 1624 eqn. 3: ~(~HC + ~m + m') = ~(~HC + 0xFEFF)

@@ -65,17 +65,19 @@ struct flow_val {
 };
 
 /* cbac/inspect/tcp.py TcpTrack, both directions, d = 0 client, 1 server */
-struct tcp_state {           /* no lock: socket filters may not use maps
-				 * with a bpf_spin_lock.  Each field is
-				 * written by one direction only (monotonic
-				 * max updates); a lost update on a rare
-				 * same-direction race only narrows the
-				 * window, and a frame judged outside it goes
-				 * to Python, which takes the flow back. */
-	__u32 end[2];
-	__u32 maxend[2];
-	__u32 maxwin[2];
-	__u32 scale[2];
+/* The TCP window state of one direction d of a session, at index
+ * 2 * slot + d of tcp_states: exactly the fields that packets of direction
+ * d update (cbac/inspect/tcp.py track(): END[d], MAXWIN[d], MAXEND[1-d]),
+ * so neither the other direction (possibly on another CPU) nor Python
+ * writing this direction's entry ever overwrites the other's.  No lock:
+ * socket filters may not use maps with a bpf_spin_lock; a lost update on a
+ * rare same-direction race only narrows the window, and a frame judged
+ * outside it goes to Python, which takes the flow back. */
+struct tcp_dir {
+	__u32 end;               /* highest seq + len d sent */
+	__u32 maxend_peer;       /* highest ack + window d advertised: MAXEND[1-d] */
+	__u32 maxwin;            /* largest window d advertised, scaled */
+	__u32 scale;             /* d's window scale */
 };
 
 struct note {                /* the socket filter's verdict for this CPU */
@@ -115,9 +117,9 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 32768);
+	__uint(max_entries, 65536);             /* 2 per TCP slot */
 	__type(key, __u32);
-	__type(value, struct tcp_state);
+	__type(value, struct tcp_dir);
 } tcp_states SEC(".maps");
 
 struct {
@@ -209,17 +211,18 @@ static __always_inline int port_ok(struct __sk_buff *skb, struct hdrs *h,
 
 /* TCP window check of cbac/inspect/tcp.py track() for an ACK segment
  * (no SYN/FIN/RST).  Returns 0 when the segment is within the window. */
-static __always_inline int window_bad(struct tcp_state *t, struct hdrs *h, __u32 d)
+static __always_inline int window_bad(struct tcp_dir *me, struct tcp_dir *peer,
+				      struct hdrs *h)
 {
 	__u32 seq = bpf_ntohl(h->l4.tcp.seq);
 	__u32 ack = bpf_ntohl(h->l4.tcp.ack);
 	__u32 plen = bpf_ntohs(h->ip.tot_len) - 20 - ((h->l4.tcp.doff >> 4) << 2);
 	__u32 end = seq + plen;
-	__u32 s_end = d ? t->end[1] : t->end[0];
-	__u32 r_end = d ? t->end[0] : t->end[1];
-	__u32 s_maxend = d ? t->maxend[1] : t->maxend[0];
-	__u32 r_maxwin = d ? t->maxwin[0] : t->maxwin[1];
-	__u32 s_maxwin = d ? t->maxwin[1] : t->maxwin[0];
+	__u32 s_end = me->end;
+	__u32 r_end = peer->end;
+	__u32 s_maxend = peer->maxend_peer;
+	__u32 r_maxwin = peer->maxwin;
+	__u32 s_maxwin = me->maxwin;
 
 	if ((s_maxend - seq) >= H32)                          /* (I) */
 		return 1;
@@ -233,55 +236,53 @@ static __always_inline int window_bad(struct tcp_state *t, struct hdrs *h, __u32
 	return 0;
 }
 
-static __always_inline void window_update(struct tcp_state *t, struct hdrs *h, __u32 d)
+static __always_inline void window_update(struct tcp_dir *me, struct hdrs *h)
 {
 	__u32 seq = bpf_ntohl(h->l4.tcp.seq);
 	__u32 ack = bpf_ntohl(h->l4.tcp.ack);
 	__u32 plen = bpf_ntohs(h->ip.tot_len) - 20 - ((h->l4.tcp.doff >> 4) << 2);
 	__u32 end = seq + plen;
 	__u32 win = bpf_ntohs(h->l4.tcp.win);
-	__u32 sc = d ? t->scale[1] : t->scale[0];
+	__u32 sc = me->scale;
 	if (sc > 0 && sc <= 14)
 		win <<= sc;
 	__u32 right = ack + (win ? win : 1);
-	if (d) {
-		if (t->maxwin[1] < win)
-			t->maxwin[1] = win;
-		if ((end - t->end[1]) < H32)
-			t->end[1] = end;
-		if ((right - t->maxend[0]) < H32)
-			t->maxend[0] = right;
-	} else {
-		if (t->maxwin[0] < win)
-			t->maxwin[0] = win;
-		if ((end - t->end[0]) < H32)
-			t->end[0] = end;
-		if ((right - t->maxend[1]) < H32)
-			t->maxend[1] = right;
-	}
+	if (me->maxwin < win)
+		me->maxwin = win;
+	if ((end - me->end) < H32)
+		me->end = end;
+	if ((right - me->maxend_peer) < H32)
+		me->maxend_peer = right;
+}
+
+/* the two directions' entries of a flow: 0 or -1 */
+static __always_inline int tcp_dirs(struct flow_val *v, struct tcp_dir **me, struct tcp_dir **peer)
+{
+	__u32 d = v->dir & 1;
+	__u32 i = v->slot * 2 + d, j = v->slot * 2 + (d ^ 1);
+	*me = bpf_map_lookup_elem(&tcp_states, &i);
+	*peer = bpf_map_lookup_elem(&tcp_states, &j);
+	return (*me && *peer) ? 0 : -1;
 }
 
 static __always_inline int tcp_check(struct hdrs *h, struct flow_val *v)
 {
-	__u32 slot = v->slot;
-	struct tcp_state *t = bpf_map_lookup_elem(&tcp_states, &slot);
-	if (!t)
+	struct tcp_dir *me, *peer;
+	if (tcp_dirs(v, &me, &peer))
 		return -1;
-	return window_bad(t, h, v->dir & 1);
+	return window_bad(me, peer, h);
 }
 
 /* forced: the socket filter already let the frame go (the socket dropped
  * its copy): update even when a concurrent update moved the window since. */
 static __always_inline int tcp_check_update(struct hdrs *h, struct flow_val *v, int forced)
 {
-	__u32 slot = v->slot;
-	struct tcp_state *t = bpf_map_lookup_elem(&tcp_states, &slot);
-	if (!t)
+	struct tcp_dir *me, *peer;
+	if (tcp_dirs(v, &me, &peer))
 		return -1;
-	__u32 d = v->dir & 1;
-	int bad = window_bad(t, h, d);
+	int bad = window_bad(me, peer, h);
 	if (!bad || forced)
-		window_update(t, h, d);
+		window_update(me, h);
 	return bad;
 }
 
