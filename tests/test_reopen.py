@@ -7,7 +7,7 @@ costing a 1 s SYN retransmission per reuse (issue 21: ab through PAT ran at
 
 from scapy.all import IP, TCP, Ether
 
-from tests.test_fastpath import FastPathTests
+from tests.test_fastpath import H_OUT, R_OUT, FastPathTests
 
 
 class ReopenTests(FastPathTests):
@@ -23,11 +23,17 @@ class ReopenTests(FastPathTests):
         [f] = self.sent(self.pout)
         p = Ether(f)
         self.assertEqual((p[TCP].flags, p[TCP].seq, p[IP].src), ("S", 900000, "172.22.1.16"))
+        # the closed connection's global port stays reserved for the
+        # server's TIME_WAIT: the new one leaves from another port
+        gport = p[TCP].sport
+        self.assertNotEqual(gport, 40000)
         self.assertTrue(old.dead)
         [new] = self.app.sessions.sessions.values()
         self.assertEqual(new.sis, "SIS_OPENING")
         # and the new connection completes
-        self.inject(self.pout, self.s2c("SA", 70000, 900001))
+        self.inject(self.pout, Ether(src=H_OUT, dst=R_OUT) / IP(src="172.22.1.1", dst="172.22.1.16")
+                    / TCP(sport=8080, dport=gport, flags="SA", seq=70000, ack=900001,
+                          window=65535))
         self.inject(self.pin, self.c2s("A", 900001, 70001))
         self.assertEqual(new.sis, "SIS_OPEN")
         self.assertNotIn("tcp-reopen", self.app.sessions.stats.drops)

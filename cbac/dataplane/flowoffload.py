@@ -86,6 +86,7 @@ class FlowOffloader:
         self.refused_full = 0
         self.errors = 0
         self._loop = None
+        self._hooked = []
 
     # --- set-up ------------------------------------------------------------
 
@@ -95,12 +96,18 @@ class FlowOffloader:
         for ri in self.router.interfaces.values():
             port = ri.port
             sock = getattr(port, "_sock", None)
+            ctl = getattr(port, "_ctl", None) or sock
             device = getattr(port, "device", None)
-            if sock is None or device is None:
+            if ctl is None or device is None:
                 continue
-            idx = _off.ifindex(sock, device)
+            idx = _off.ifindex(ctl, device)
             self.o.attach_tc(idx, getattr(port, "netns", None))
-            self.o.attach_socket(sock)
+            if sock is not None:
+                self.o.attach_socket(sock)
+            if hasattr(port, "socket_hook"):
+                # a port reopened after a link flap gets the filter again
+                port.socket_hook = self.o.attach_socket
+                self._hooked.append(port)
             self._ifindex[ri.name] = idx
         self.sessions.offload = self
         self.router.offload = self
@@ -112,6 +119,9 @@ class FlowOffloader:
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self.flush()
+        for port in self._hooked:
+            port.socket_hook = None
+        self._hooked = []
         self.sessions.offload = None
         self.router.offload = None
         self.o.close()

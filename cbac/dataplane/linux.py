@@ -190,6 +190,9 @@ class LinuxPort:
         self.link_up = False
         self.link_changes = 0
         self._reopen_call = None
+        #: ``hook(sock)`` for every data socket opened (the kernel fast
+        #: path attaches its socket filter: cbac/dataplane/flowoffload.py)
+        self.socket_hook = None
         self._open()
 
     # --- set-up ------------------------------------------------------------
@@ -292,6 +295,13 @@ class LinuxPort:
         except OSError as e:
             sock.close()
             raise PortError("%s: cannot bind AF_PACKET socket: %s" % (self.device, e)) from e
+        if self.socket_hook is not None:
+            try:
+                self.socket_hook(sock)
+            except OSError as e:
+                # without the filter the kernel fast path forwards nothing
+                # of this port (every frame reaches Python): slower, correct
+                self.log.warn("{port}: socket filter not attached: {e}", port=self.name, e=e)
         self._sock = sock
         self.reactor.addReader(self)
 
