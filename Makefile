@@ -8,10 +8,11 @@ BIN     = $(VENV)/bin
 APT_RUN  = $(shell sed -e 's/\#.*//' requirements-apt.txt)
 APT_TEST = $(shell sed -e 's/\#.*//' requirements-apt-test.txt)
 TRIAL_ARGS ?= tests
-# The lab modules whose traffic the kernel fast path can carry run a second
+# The lab modules whose traffic the kernel fast path can carry (forwarding,
+# inspection, evasion, FTP data, the offload tests) run a second
 # time with it off (CBAC_OFFLOAD=0: every packet in Python); the first run
 # has it on wherever it loads.  (Only with the whole suite, TRIAL_ARGS=tests.)
-OFFLOAD_OFF_TESTS ?= tests.test_lab_forwarding tests.test_lab_inspect tests.test_lab_ftp tests.test_lab_offload
+OFFLOAD_OFF_TESTS ?= tests.test_lab_forwarding tests.test_lab_inspect tests.test_lab_evasion tests.test_lab_ftp tests.test_lab_offload
 
 .PHONY: all deps deps-run venv venv-run test run check bench clean deb bpf
 
