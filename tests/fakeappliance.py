@@ -105,6 +105,9 @@ class FakeAppliance:
     def show_dhcp_lease(self):
         return ""
 
+    def show_cbac_fastpath(self):
+        return "Kernel fast path: not loaded (not started)"
+
     def show_arp(self):
         return "Protocol  Address          Age (min)  Hardware Addr   Type   Interface"
 

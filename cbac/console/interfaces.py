@@ -77,6 +77,10 @@ class IConsoleAppliance(Interface):
     def show_dhcp_lease():
         """``show dhcp lease``: the DHCP client's leases (``ip address dhcp``)."""
 
+    def show_cbac_fastpath():
+        """``show cbac fastpath`` (cbac extension): the kernel fast path's
+        state, offloaded sessions and counters."""
+
     def show_ip_route():
         """``show ip route``"""
 
