@@ -142,11 +142,12 @@ class FlowOffloader:
         proto = s.proto
         if proto == 6:
             t = s.tcp
-            if s.stream is not None or s.inspector is not None or t.state != ESTABLISHED:
-                return False
+            if (s.stream is not None or s.inspector is not None or t.state != ESTABLISHED
+                    or getattr(t, "chal", None)):
+                return False                 # an RFC 5961 challenge pending: Python
         elif proto == 17:
-            if s.half_open or s.dns:
-                return False
+            if s.half_open or s.dns or s.inspector is not None:
+                return False                 # DNS/TFTP guards see every datagram
         else:
             return False
         if s.parent is None and s.pinholes:
