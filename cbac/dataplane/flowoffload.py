@@ -150,8 +150,11 @@ class FlowOffloader:
                 return False                 # DNS/TFTP guards see every datagram
         else:
             return False
-        if s.parent is None and s.pinholes:
-            return False                 # a control session with pending pinholes
+        if s.pinholes or s.parent is not None:
+            # a control session with pinholes, or a data channel it opened:
+            # kept in Python for now (FTP lab tests failed once, in a run
+            # under load, with data channels offloaded; not understood yet)
+            return False
         cool = self._cool.get(s)
         if cool is not None:
             if self.clock.seconds() < cool:
