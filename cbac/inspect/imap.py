@@ -52,7 +52,8 @@ import re
 
 from zope.interface import implementer, provider
 
-from cbac.inspect.api import CLIENT, Edit, IInspectorFactory, IStreamInspector, Verdict
+from cbac.inspect.heldcmd import HeldCommandInspector
+from cbac.inspect.api import Edit, IInspectorFactory, IStreamInspector
 
 MAX_LINE = 8192
 MAX_REPLY_LINE = 65536
@@ -89,7 +90,8 @@ def _show(b):
 
 
 @implementer(IStreamInspector)
-class ImapInspector:
+class ImapInspector(HeldCommandInspector):
+    LABEL = "IMAP"
     name = "imap"
 
     def __init__(self, ctx):
@@ -118,40 +120,6 @@ class ImapInspector:
         self.commands = 0
         self.refused = 0
 
-    def data_received(self, direction, data):
-        if self.opaque:
-            return Verdict(opaque=True)
-        self._log = []
-        if not self.dead:
-            if direction == CLIENT:
-                self._cbuf += data
-                self._client()
-            else:
-                self._server(bytes(data))
-        return self._verdict(direction)
-
-    def connection_closed(self, direction):
-        return None
-
-    def state_summary(self):
-        st = "TLS" if self.opaque else ("RESET" if self.dead else self.state)
-        return "IMAP state: %s, commands %d, refused %d" % (st, self.commands, self.refused)
-
-    def _verdict(self, direction):
-        if self.opaque:
-            return Verdict(opaque=True, log=self._log)
-        v = Verdict(log=self._log)
-        if direction == CLIENT:
-            v.release = self._coff
-            v.edits, self._edits = self._edits, []
-        if self.dead:
-            v.reset = True
-            v.reason = self.reason
-        return v
-
-    def _reset(self, why):
-        self.dead = True
-        self.reason = "imap: " + why
 
     def _alert(self, sev, mnemonic, text):
         self._log.append(("FW", sev, mnemonic, text))

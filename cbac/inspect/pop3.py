@@ -44,7 +44,8 @@ from __future__ import annotations
 
 from zope.interface import implementer, provider
 
-from cbac.inspect.api import CLIENT, Edit, IInspectorFactory, IStreamInspector, Verdict
+from cbac.inspect.heldcmd import HeldCommandInspector
+from cbac.inspect.api import Edit, IInspectorFactory, IStreamInspector
 
 #: longest command line, CRLF included (RFC 2449 §4: 255 octets)
 MAX_LINE = 255
@@ -75,7 +76,8 @@ def _show(b):
 
 
 @implementer(IStreamInspector)
-class Pop3Inspector:
+class Pop3Inspector(HeldCommandInspector):
+    LABEL = "POP3"
     name = "pop3"
 
     def __init__(self, ctx):
@@ -101,44 +103,7 @@ class Pop3Inspector:
         self.commands = 0
         self.refused = 0
 
-    # -- API -----------------------------------------------------------------
-
-    def data_received(self, direction, data):
-        if self.opaque:
-            return Verdict(opaque=True)
-        self._log = []
-        if not self.dead:
-            if direction == CLIENT:
-                self._cbuf += data
-                self._client()
-            else:
-                self._server(bytes(data))
-        return self._verdict(direction)
-
-    def connection_closed(self, direction):
-        return None
-
-    def state_summary(self):
-        st = "TLS" if self.opaque else ("RESET" if self.dead else self.state)
-        return "POP3 state: %s, commands %d, refused %d" % (st, self.commands, self.refused)
-
     # -- internals -----------------------------------------------------------
-
-    def _verdict(self, direction):
-        if self.opaque:
-            return Verdict(opaque=True, log=self._log)
-        v = Verdict(log=self._log)
-        if direction == CLIENT:
-            v.release = self._coff
-            v.edits, self._edits = self._edits, []
-        if self.dead:
-            v.reset = True
-            v.reason = self.reason
-        return v
-
-    def _reset(self, why):
-        self.dead = True
-        self.reason = "pop3: " + why
 
     def _client(self):
         while not self.dead and self._pending is None:

@@ -1,0 +1,53 @@
+"""The part the POP3 and IMAP inspectors share: a client-to-server command
+stream held until each command is judged, a server stream parsed reply by
+reply, and the verdict built from what the subclass decided.
+
+A subclass sets ``LABEL`` ("POP3", "IMAP"), initialises ``state``,
+``_cbuf``, ``_coff``, ``_edits``, ``_log``, ``dead``, ``opaque``,
+``reason``, ``commands``, ``refused``, and implements ``_client()`` (judge
+the held bytes in ``_cbuf``, advance ``_coff``) and ``_server(data)``.
+"""
+
+from __future__ import annotations
+
+from cbac.inspect.api import CLIENT, Verdict
+
+
+class HeldCommandInspector:
+    LABEL = "?"
+
+    def data_received(self, direction, data):
+        if self.opaque:
+            return Verdict(opaque=True)
+        self._log = []
+        if not self.dead:
+            if direction == CLIENT:
+                self._cbuf += data
+                self._client()
+            else:
+                self._server(bytes(data))
+        return self._verdict(direction)
+
+    def connection_closed(self, direction):
+        return None
+
+    def state_summary(self):
+        st = "TLS" if self.opaque else ("RESET" if self.dead else self.state)
+        return "%s state: %s, commands %d, refused %d" % (self.LABEL, st, self.commands,
+                                                          self.refused)
+
+    def _verdict(self, direction):
+        if self.opaque:
+            return Verdict(opaque=True, log=self._log)
+        v = Verdict(log=self._log)
+        if direction == CLIENT:
+            v.release = self._coff
+            v.edits, self._edits = self._edits, []
+        if self.dead:
+            v.reset = True
+            v.reason = self.reason
+        return v
+
+    def _reset(self, why):
+        self.dead = True
+        self.reason = "%s: %s" % (self.LABEL.lower(), why)
