@@ -42,6 +42,7 @@ from cbac.inspect.resets import clone_segment, session_rsts
 from cbac.inspect.thresholds import Thresholds
 from cbac.inspect.uninspected import UninspectedConnections
 from cbac.log import ios
+from cbac.timerwheel import TimerWheel
 from cbac.packet.rewrite import Rewrite
 from cbac.packet.view import ACK, FIN, RST, SYN, ip_str
 
@@ -245,9 +246,7 @@ class SessionTable:
         self.debug_enabled = _debug_enabled
         self._seq = 0
         self.thresholds = Thresholds(self)   # thresholds.py
-        self._wheel = {}
-        self._next_slot = None
-        self._timer = None
+        self._wheel = TimerWheel(clock, self._tick)   # cbac/timerwheel.py
         self._pinholes = {}              # (proto, dst, dport) -> [Pinhole]
         self._npinholes = 0
         self._last_full_log = None
@@ -951,10 +950,7 @@ class SessionTable:
             # out of the timer wheel now (O(1)): a deleted session must not
             # stay referenced until its old deadline (a SYN flood's victims
             # would pile up for synwait, an idle session's for an hour)
-            b = self._wheel.get(s.slot)
-            if b is not None:
-                b.pop(s, None)
-            s.slot = None
+            self._wheel.remove(s)
         tr = s.translation
         if tr is not None and tr.owner is s and self.nat is not None:
             self.nat.release(tr, s)
@@ -1087,39 +1083,24 @@ class SessionTable:
     def _schedule(self, s, deadline) -> None:
         slot = int(deadline) + 1
         old = s.slot
-        if old is not None:
-            if old <= slot:
-                return
-            b = self._wheel.get(old)
-            if b is not None:
-                b.pop(s, None)
-        s.slot = slot
-        b = self._wheel.get(slot)
-        if b is None:
-            self._wheel[slot] = {s: None}
-        else:
-            b[s] = None
-        if self._next_slot is None or slot < self._next_slot:
-            self._next_slot = slot
+        if old is not None and old <= slot:
+            return                       # lazy: the later deadline is checked when due
+        self._wheel.add(s, slot)
         self._ensure_timer()
 
     def _ensure_timer(self) -> None:
-        if self._timer is None or not self._timer.active():
-            self._timer = self.clock.callLater(self.TICK, self._tick)
+        self._wheel.ensure(self.TICK)
 
     def stop(self) -> None:
         """Cancel the timer (shutdown, tests)."""
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        self._wheel.stop()
 
     def _tick(self) -> None:
-        self._timer = None
         try:
             self.expire(self.clock.seconds())
         finally:
             if self._backlog:
-                self._timer = self.clock.callLater(self.BACKLOG_TICK, self._tick)
+                self._wheel.call_at(self.clock.seconds() + self.BACKLOG_TICK)
             elif (self._wheel or self.thresholds.blocked or self._npinholes
                   or self.thresholds.aggressive):
                 self._ensure_timer()
@@ -1129,19 +1110,11 @@ class SessionTable:
         if self.offload is not None:
             self.offload.refresh(now)    # last-seen of offloaded sessions
         wheel = self._wheel
-        if wheel and self._next_slot is not None and self._next_slot <= now:
-            cur = int(now)
-            if cur - self._next_slot < 4096:
-                slots = range(self._next_slot, cur + 1)
-            else:
-                slots = sorted(k for k in wheel if k <= cur)
+        nxt = wheel.next_slot()
+        if nxt is not None and nxt <= now:
             budget = self.EXPIRE_BUDGET
             self._backlog = False
-            for slot in slots:
-                bucket = wheel.pop(slot, None)
-                if not bucket:
-                    continue
-                bucket = list(bucket)
+            for slot, bucket in wheel.pop_due(now):
                 for i, s in enumerate(bucket):
                     if s.dead or s.slot != slot:
                         continue
@@ -1152,11 +1125,7 @@ class SessionTable:
                         continue
                     if budget <= 0:
                         # too much for one tick: the rest waits for the next one
-                        rest = dict.fromkeys(bucket[i:])
-                        old = wheel.get(slot)
-                        if old:
-                            rest.update(old)
-                        wheel[slot] = rest
+                        wheel.put_back(slot, bucket[i:])
                         self._backlog = True
                         break
                     budget -= 1
@@ -1164,7 +1133,6 @@ class SessionTable:
                     self._expire_session(s, now)
                 if self._backlog:
                     break
-            self._next_slot = min(wheel) if wheel else None
         th = self.thresholds
         if th.blocked:
             th.unblock_due(now)
