@@ -138,6 +138,10 @@ class Router:
         if nat is not None:
             nat.route_hook = self._nat_route
         self.offload = None             # cbac.dataplane.flowoffload.FlowOffloader
+        # packets the engines make while a frame is handled go out after it
+        # (a stream's extra segments after the segment they follow)
+        self._holding = False
+        self._held = []
         self.apply_config(model)
 
     def _nat_route(self, add: bool, ol: int, og: int) -> None:
@@ -292,7 +296,6 @@ class Router:
             c = ri.port.counters
             rin.sample(now, c.rx_bytes, c.rx_packets)
             rout.sample(now, c.tx_bytes, c.tx_packets)
-        self._drain_outbox()
 
     # ------------------------------------------------------------------
     # ingress
@@ -402,6 +405,18 @@ class Router:
     # the IPv4 pipeline
 
     def _ip_received(self, ri: RouterInterface, frame, vnet) -> None:
+        if self._holding:                # a frame looped back while handling one
+            self._ip_pipeline(ri, frame, vnet)
+            return
+        self._holding = True
+        try:
+            self._ip_pipeline(ri, frame, vnet)
+        finally:
+            self._holding = False
+            if self._held:
+                self._send_held()
+
+    def _ip_pipeline(self, ri: RouterInterface, frame, vnet) -> None:
         pkt = parse_frame(frame, vnet)
         l3 = pkt.l3
         if not ck.ip_checksum_ok(frame, l3, pkt.ihl):
@@ -451,7 +466,6 @@ class Router:
                 else:
                     self._drop(ri, "inspect")
                 if hit is not None:
-                    self._drain_outbox()
                     return
             # 2. ICMP errors only for sessions they belong to.
             if pkt.inner is not None:
@@ -462,7 +476,6 @@ class Router:
                         self._route_out(ri, pkt, None, direction)
                     else:
                         self._drop(ri, "inspect")
-                    self._drain_outbox()
                     return
 
         # 3. Pinholes (FTP data) bypass the input ACL.
@@ -590,15 +603,12 @@ class Router:
                 if session is None:
                     self._drop(ri, "inspect-refused")
                     self._nat_discard(translation)
-                    self._drain_outbox()
                     return
                 if zrule is not None:
                     zones.session_created(zrule, self.clock.seconds())
 
         # 10. Egress.
         self._egress(out, pkt, hop[1])
-        if sessions is not None:
-            self._drain_outbox()
 
     def _nat_discard(self, translation) -> None:
         """The packet is dropped: a NAT entry it created goes too."""
@@ -720,13 +730,19 @@ class Router:
             frame[12:14] = b"\x08\x00"
             self._send_ip(out, frame, b"", hop[1])
 
-    def _drain_outbox(self) -> None:
-        s = self.sessions
-        if s is None or not s.outbox:
-            return
-        box = s.outbox[:]
-        del s.outbox[:]
-        for ip_packet in box:
+    def send_generated(self, ip_packet) -> None:
+        """Route and send an IPv4 packet an engine made (the session
+        table's RSTs and extra segments): at once, or right after the frame
+        being handled when one is (so a segment's extras follow it)."""
+        if self._holding:
+            self._held.append(ip_packet)
+        else:
+            self._send_packet(bytearray(ip_packet))
+
+    def _send_held(self) -> None:
+        held = self._held
+        self._held = []
+        for ip_packet in held:
             self._send_packet(bytearray(ip_packet))
 
     # ------------------------------------------------------------------

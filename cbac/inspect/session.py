@@ -215,10 +215,14 @@ class SessionTable:
     :class:`cbac.config.model.Router`; ``app_factories`` maps ``smtp``,
     ``esmtp``, ``ftp``, ``http`` to ``f(ctx) -> IStreamInspector``.
 
-    Optional hooks the router may set: ``nat`` (the NAT engine: used for
-    ``nat.reserve`` in the inspectors' ``nat_map`` and ``nat.touch``),
-    ``icmp_error_hook(pkt, session, direction)`` (replaces the built-in
-    rewrite of translated ICMP errors).
+    ``send(ip_packet)`` sends an IPv4 packet the table made (RSTs, the
+    stream engine's extra segments): the router's
+    :meth:`~cbac.dataplane.router.Router.send_generated`, wired by
+    ``cbac/app.py``.  Without one, such packets are counted
+    (``no-sender``) and dropped.
+
+    Set by the appliance: ``nat`` (the NAT engine: used for
+    ``nat.reserve`` in the inspectors' ``nat_map`` and ``nat.touch``).
     """
 
     #: timer slot granularity (seconds)
@@ -227,7 +231,7 @@ class SessionTable:
     EXPIRE_BUDGET = 10000
     BACKLOG_TICK = 0.05
 
-    def __init__(self, clock, router_model, app_factories=None):
+    def __init__(self, clock, router_model, app_factories=None, send=None):
         self.clock = clock
         self.model = router_model
         self.factories = dict(app_factories or {})
@@ -236,8 +240,8 @@ class SessionTable:
         self.icmp = {}
         self._by_proto = {6: self.tcp, 17: self.udp, 1: self.icmp}
         self.sessions = {}               # sid -> Session, creation order
-        self.outbox = []
         self.stats = Stats()
+        self.send = send if send is not None else self._no_sender
         self.nat = None
         self.offload = None              # cbac.dataplane.flowoffload.FlowOffloader
         self.reopened = False            # process() refused a SYN reopening a closed 4-tuple
@@ -260,6 +264,9 @@ class SessionTable:
 
     # ------------------------------------------------------------------
     # configuration
+
+    def _no_sender(self, ip_packet) -> None:
+        self.stats.drop("no-sender")
 
     def reconfigure(self, router_model) -> None:
         """Use a new configuration (existing sessions keep their settings;
@@ -805,8 +812,9 @@ class SessionTable:
             else:
                 pkt.sport, pkt.dport = t[2], t[3]
         if extras:
+            send = self.send
             for seq, data, fin in extras:
-                self.outbox.append(clone_segment(pkt, seq, data, fin))
+                send(clone_segment(pkt, seq, data, fin))
         if self.nat is not None and s.translation is not None:
             try:
                 self.nat.touch(s.translation, now, pkt.tcp_flags if proto == 6 else None)
@@ -917,7 +925,7 @@ class SessionTable:
     # deletion, resets
 
     def reset_session(self, s, reason: str = "reset") -> None:
-        """Reset both ends of a TCP session (RSTs in the outbox) and delete it."""
+        """Reset both ends of a TCP session (RSTs sent) and delete it."""
         self._delete(s, reason, rst=True)
 
     def inspector_failed(self, s) -> None:
@@ -936,7 +944,9 @@ class SessionTable:
         if self.offload is not None:
             self.offload.forget(s)       # the kernel's state and counts first
         if rst and s.proto == 6 and s.tcp.state < CLOSING:
-            self.outbox.extend(session_rsts(s))
+            send = self.send
+            for p in session_rsts(s):
+                send(p)
         s.dead = True
         table = self._by_proto[s.proto]
         kc, ks = s.keys
