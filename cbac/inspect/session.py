@@ -246,7 +246,6 @@ class SessionTable:
         self.offload = None              # cbac.dataplane.flowoffload.FlowOffloader
         self.reopened = False            # process() refused a SYN reopening a closed 4-tuple
         self._fp = _FastSegment()
-        self.icmp_error_hook = None
         self.debug_enabled = _debug_enabled
         self._seq = 0
         self.thresholds = Thresholds(self)   # thresholds.py

@@ -32,7 +32,7 @@ from cbac.nat.translation import (BINDING, DOOR, FLOW, STATIC, T_EST, T_FINRST, 
                                   Translation, ios_duration, make_rewrites)
 from cbac.log import ios
 from cbac.log.ios import debugging
-from cbac.packet.checksum import checksum, update16, update32
+from cbac.packet.icmp import rewrite_error
 from cbac.packet.rewrite import Rewrite
 from cbac.packet.view import ACK, FIN, RST, SYN, ip_str
 from cbac.timerwheel import TimerWheel
@@ -1440,54 +1440,9 @@ class Nat:
                     b = self.bind_by_local.get(pkt.src)
                     osrc = b.inside_global[0] if b is not None else pkt.src
             odst = og if pkt.dst == ol else self._og_for(pkt.dst)
-        f = pkt.frame
-        end = pkt.l3 + pkt.ip_len
-        # quoted datagram
-        ql3, ql4 = q.l3, q.l4
-        old_src, old_dst = q.src, q.dst
-        f[ql3 + 12:ql3 + 16] = nsrc.to_bytes(4, "big")
-        f[ql3 + 16:ql3 + 20] = ndst.to_bytes(4, "big")
-        f[ql3 + 10:ql3 + 12] = b"\0\0"
-        f[ql3 + 10:ql3 + 12] = checksum(f, ql3, ql3 + q.ihl).to_bytes(2, "big")
-        if qp in (6, 17):
-            osp, odp = q.sport, q.dport
-            f[ql4:ql4 + 2] = nsp.to_bytes(2, "big")
-            f[ql4 + 2:ql4 + 4] = ndp.to_bytes(2, "big")
-            c = ql4 + (16 if qp == 6 else 6)
-            if c + 2 <= end:
-                v = (f[c] << 8) | f[c + 1]
-                if not (qp == 17 and v == 0):
-                    v = update32(v, old_src, nsrc)
-                    v = update32(v, old_dst, ndst)
-                    v = update16(v, osp, nsp)
-                    v = update16(v, odp, ndp)
-                    if qp == 17 and v == 0:
-                        v = 0xFFFF
-                    f[c:c + 2] = v.to_bytes(2, "big")
-            q.sport, q.dport = nsp, ndp
-        elif qp == 1:
-            # the quoted ICMP query: its identifier is the inside/global id
-            new_id = nsp if direction == INBOUND else ndp
-            old_id = q.icmp_id
-            if new_id is not None and new_id != old_id:
-                f[ql4 + 4:ql4 + 6] = new_id.to_bytes(2, "big")
-                c = ql4 + 2
-                if c + 2 <= end:
-                    v = (f[c] << 8) | f[c + 1]
-                    f[c:c + 2] = update16(v, old_id, new_id).to_bytes(2, "big")
-                q.icmp_id = new_id
-        q.src, q.dst = nsrc, ndst
-        # outer ICMP checksum: full (the whole message is here)
-        l4 = pkt.l4
-        f[l4 + 2:l4 + 4] = b"\0\0"
-        f[l4 + 2:l4 + 4] = checksum(f, l4, end).to_bytes(2, "big")
-        # outer IP header
-        l3 = pkt.l3
-        f[l3 + 12:l3 + 16] = osrc.to_bytes(4, "big")
-        f[l3 + 16:l3 + 20] = odst.to_bytes(4, "big")
-        f[l3 + 10:l3 + 12] = b"\0\0"
-        f[l3 + 10:l3 + 12] = checksum(f, l3, l3 + pkt.ihl).to_bytes(2, "big")
-        pkt.src, pkt.dst = osrc, odst
+        if qp == 1:
+            nsp = nsp if direction == INBOUND else ndp    # the inside/global identifier
+        rewrite_error(pkt, nsrc, ndst, nsp, ndp, osrc, odst)
         return t
 
     # ------------------------------------------------------------------
