@@ -15,7 +15,6 @@ passes those stages, which is what the data-plane unit tests use.
 
 from __future__ import annotations
 
-import struct
 from collections import Counter
 from typing import Optional
 
@@ -30,7 +29,8 @@ from cbac.inspect.normalise import no_session as inspect_no_session
 from cbac.nat import DROP as NAT_DROP
 from cbac.packet import checksum as ck
 from cbac.packet.arp import build_gratuitous as arp_gratuitous
-from cbac.packet.arp import build_reply
+from cbac.packet.arp import build_reply, parse_arp_frame
+from cbac.packet.ethernet import ethertype
 from cbac.packet.arp import build_request as arp_request
 from cbac.packet.icmp import build_echo_reply, build_error, may_send_error
 from cbac.packet.tcp import rst_for
@@ -38,15 +38,12 @@ from cbac.packet.errors import MalformedPacket
 from cbac.packet.ipv4 import fragment as ipv4_fragment
 from cbac.packet.vnet import finish_checksum
 from cbac.packet.vnet import segment as vnet_segment
-from cbac.packet.view import (ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6,
+from cbac.packet.view import (ETH_P_ARP, ETH_P_IP, ETH_P_IPV6,
                               PROTO_ICMP, PROTO_TCP, PROTO_UDP, ip_str,
                               parse_frame)
 
 log = Logger(namespace="cbac.router")
 
-
-
-_ARP = struct.Struct("!HHBBH6s4s6s4s")
 
 #: ICMP error rate limit: a token bucket (IOS: ip icmp rate-limit
 #: unreachable 500 ms; cbac allows a small burst so traceroute's three
@@ -318,9 +315,7 @@ class Router:
             if len(frame) < 14:
                 self._drop(ri, "malformed-truncated")
                 return
-            et = (frame[12] << 8) | frame[13]
-            if et == ETH_P_8021Q and len(frame) >= 18:
-                et = (frame[16] << 8) | frame[17]
+            et = ethertype(frame)           # after an 802.1Q tag
             dst = bytes(frame[0:6])
             if et == ETH_P_ARP:
                 self._arp_received(ri, frame)
@@ -816,16 +811,12 @@ class Router:
     # ARP
 
     def _arp_received(self, ri: RouterInterface, frame) -> None:
-        off = 14 if frame[12:14] != b"\x81\x00" else 18
-        if len(frame) < off + 28:
+        try:
+            a = parse_arp_frame(frame)      # Ethernet/IPv4 request or reply only
+        except MalformedPacket:
             self._drop(ri, "malformed-arp")
             return
-        htype, ptype, hlen, plen, op, sha, spa, tha, tpa = _ARP.unpack_from(frame, off)
-        if htype != 1 or ptype != ETH_P_IP or hlen != 6 or plen != 4:
-            self._drop(ri, "malformed-arp")
-            return
-        sender = int.from_bytes(spa, "big")
-        target = int.from_bytes(tpa, "big")
+        op, sha, sender, target = a.op, a.sha, a.spa, a.tpa
         if self.dhcp:
             from cbac.dataplane.dhcpport import arp_input
             arp_input(self, ri, sha, sender, target)      # a DHCP lease's address in use?
@@ -843,8 +834,7 @@ class Router:
                 f[6:12] = ri.mac
                 ri.port.send(f, v)
         if op == 1 and ours:
-            vlan = ((frame[14] << 8) | frame[15]) if off == 18 else None
-            ri.port.send(build_reply(ri.mac, target, bytes(sha), sender, vlan), b"")
+            ri.port.send(build_reply(ri.mac, target, bytes(sha), sender, a.vlan), b"")
 
     def _send_arp_request(self, ifname: str, ip: int) -> None:
         ri = self.interfaces.get(ifname)
@@ -860,9 +850,6 @@ class Router:
 
     def show_arp(self) -> str:
         return self.arp.render()
-
-    def drop_counters(self) -> dict:
-        return dict(self.drops)
 
 
 __all__ = ["Router", "RouterInterface", "ip_str", "PROTO_TCP"]
