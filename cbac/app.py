@@ -59,6 +59,9 @@ class Appliance:
         else:
             self.acls = self.nat = self.sessions = None
         self.router = Router(model, clock, ports, self.acls, self.nat, self.sessions)
+        if self.sessions is not None:
+            # RSTs and re-emitted segments: routed and sent by the router
+            self.sessions.send = self.router.send_generated
         from cbac.inspect.zones import ZonePolicy
         self.zones = self.router.zones = ZonePolicy(model, self.acls, clock)
         self.log_observers = None          # cbac.log.observers.LogObservers
@@ -270,13 +273,11 @@ class Appliance:
         if what == "ip inspect sessions":
             if self.sessions:
                 self.sessions.clear()
-                self.router._drain_outbox()
             return ""
         if what == "zone-pair inspect sessions":
             if self.sessions:
                 from cbac.inspect import zones
                 zones.clear_sessions(self.sessions, arg)
-                self.router._drain_outbox()
             return ""
         if what == "arp-cache":
             self.router.arp.clear()

@@ -135,14 +135,14 @@ def collect(appliance, log_counter=None) -> str:
         for (proto, state), n in sorted(by.items()):
             g.add(n, protocol=proto, state=state)
         fam("cbac_inspect_sessions_half_open", "gauge",
-            "Half-open sessions (max-incomplete counts these)").add(len(s._half))
+            "Half-open sessions (max-incomplete counts these)").add(s.half_open_count)
         gi = appliance.model.inspect
         fam("cbac_inspect_max_incomplete_high", "gauge", "ip inspect max-incomplete high").add(
             gi.max_incomplete_high)
         fam("cbac_inspect_max_incomplete_low", "gauge", "ip inspect max-incomplete low").add(
             gi.max_incomplete_low)
         fam("cbac_inspect_aggressive_mode", "gauge",
-            "1 while the half-open thresholds are exceeded (aggressive mode)").add(1 if s._aggressive else 0)
+            "1 while the half-open thresholds are exceeded (aggressive mode)").add(1 if s.aggressive else 0)
         fam("cbac_inspect_aggressive_mode_entered_total", "counter",
             "Times aggressive mode was entered").add(s.stats.aggressive_entered)
         fam("cbac_inspect_sessions_peak", "gauge", "Most sessions at once").add(s.stats.peak)
@@ -157,7 +157,7 @@ def collect(appliance, log_counter=None) -> str:
             d.add(n, reason=reason)
         fam("cbac_inspect_hosts_blocked_total", "counter",
             "Hosts blocked by max-incomplete host block-time").add(s.stats.hosts_blocked)
-        fam("cbac_inspect_hosts_blocked", "gauge", "Hosts blocked now").add(len(s._blocked))
+        fam("cbac_inspect_hosts_blocked", "gauge", "Hosts blocked now").add(len(s.blocked_hosts()))
 
     if log_counter is not None:
         m = fam("cbac_log_messages_total", "counter",

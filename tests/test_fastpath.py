@@ -70,6 +70,26 @@ class FastPathTests(unittest.TestCase):
         port.sent.clear()
         return out
 
+    def test_idle_timeout_resets_both_ends_at_once(self):
+        """A timer-caused reset is on the wire the moment the session
+        expires, not at the router's next once-a-second sweep."""
+        self.clock.advance(0.5)          # the session's timer ticks at x.5, the sweep at x.0
+        self.establish()
+        [s] = self.app.sessions.sessions.values()
+        self.clock.advance(s.idle - 2)
+        for _ in range(40):
+            self.clock.advance(0.1)
+            if not self.app.sessions.sessions:
+                break
+        self.assertEqual(len(self.app.sessions.sessions), 0)
+        frac = self.clock.seconds() % 1.0
+        self.assertTrue(0.1 < frac < 0.9, frac)     # between two sweeps
+        [to_client] = [Ether(f) for f in self.sent(self.pin)]
+        [to_server] = [Ether(f) for f in self.sent(self.pout)]
+        self.assertTrue(to_client[TCP].flags.R and to_server[TCP].flags.R)
+        self.assertEqual((to_client[IP].dst, to_client[TCP].dport), ("10.10.10.2", 40000))
+        self.assertEqual((to_server[IP].dst, to_server[TCP].dport), ("172.22.1.1", 8080))
+
     def test_data_is_translated_with_valid_checksums_both_ways(self):
         self.establish()
         fast_before = self.r.forwarded

@@ -199,7 +199,7 @@ def state(app):
                        for k, m in getattr(nat, "portmaps", {}).items()),
                 [(x.refcount, x.misses, x.allocated, x.cursor) for x in nat.rules]),
         "sessions": (sorted(s.sessions), sorted(s.tcp), sorted(s.udp), sorted(s.icmp),
-                     s.stats.drops, s.stats.created, s.stats.peak, len(s._half), s._rate),
+                     s.stats.drops, s.stats.created, s.stats.peak, s.half_open_count, s.thresholds.rate),
         "router": (dict(r.drops), r.forwarded, r.received,
                    {n: dict(ri.drops) for n, ri in r.interfaces.items()}),
         "ports": {n: (len(p.sent), p.counters.tx_packets, p.counters.rx_packets)

@@ -4,7 +4,7 @@ import os
 import random
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
-from scapy.all import ARP, ICMP, IP, TCP, UDP, Ether, UDPerror, raw
+from scapy.all import ARP, ICMP, IP, TCP, UDP, Dot1Q, Ether, UDPerror, raw
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
@@ -64,6 +64,24 @@ class ArpTests(RouterTestMixin, unittest.TestCase):
         self.assertEqual(reply[ARP].hwsrc, R_IN)
         self.assertEqual(reply[ARP].psrc, "10.10.10.1")
         self.assertEqual(reply.dst, H_IN)
+
+    def test_tagged_arp_request_gets_a_tagged_reply(self):
+        self.make_router()
+        self.pin.inject(bytearray(raw(Ether(src=H_IN, dst="ff:ff:ff:ff:ff:ff") / Dot1Q(vlan=42) /
+                                      ARP(op=1, hwsrc=H_IN, psrc="10.10.10.2", pdst="10.10.10.1"))))
+        [reply] = self.sent(self.pin)
+        self.assertEqual((reply[Dot1Q].vlan, reply[ARP].op, reply[ARP].psrc), (42, 2, "10.10.10.1"))
+
+    def test_malformed_and_unknown_op_arp_dropped_counted_not_learned(self):
+        r = self.make_router()
+        for a in (ARP(op=3, hwsrc=H_IN, psrc="10.10.10.2", pdst="10.10.10.1"),
+                  ARP(op=2, hwsrc=H_IN, psrc="10.10.10.2", pdst="10.10.10.1", plen=6)):
+            self.pin.inject(bytearray(raw(Ether(src=H_IN, dst="ff:ff:ff:ff:ff:ff") / a)))
+        self.pin.inject(bytearray(raw(Ether(src=H_IN, dst="ff:ff:ff:ff:ff:ff", type=0x0806)
+                                      / b"\x00\x01\x08\x00")))             # truncated
+        self.assertEqual(self.sent(self.pin), [])
+        self.assertEqual(r.drops["malformed-arp"], 3)
+        self.assertIsNone(r.arp.lookup("Ethernet2/1", int(IPv4Address("10.10.10.2"))))
 
     def test_ignores_arp_for_other_addresses(self):
         self.make_router()

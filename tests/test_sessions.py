@@ -51,7 +51,9 @@ def model(*protocols, **inspect):
 
 def table(m=None, factories=None, clock=None, testcase=None):
     c = clock or Clock()
-    t = SessionTable(c, m or model(), factories or {})
+    sent = []
+    t = SessionTable(c, m or model(), factories or {}, send=sent.append)
+    t.sent = sent               # the wire: what the table sent (RSTs, extra segments)
     if testcase is not None:
         testcase.addCleanup(t.stop)
     return c, t
@@ -368,12 +370,12 @@ class CapAndClearTests(unittest.TestCase):
         est = handshake(t, sport=1)
         h1 = t.create(tcp(A, B, 2, 23, "S", seq=10), "in", "out", "R", None, None)
         h2 = t.create(tcp(A, B, 3, 23, "S", seq=10), "in", "out", "R", None, None)
-        t.outbox.clear()
+        t.sent.clear()
         h3 = t.create(tcp(A, B, 4, 23, "S", seq=10), "in", "out", "R", None, None)
         self.assertIsNotNone(h3)
         self.assertTrue(h1.dead)
         self.assertFalse(h2.dead)
-        self.assertEqual(len(t.outbox), 2)          # h1 reset at both ends
+        self.assertEqual(len(t.sent), 2)          # h1 reset at both ends
         send(t, tcp(B, A, 23, 3, "SA", seq=1, ack=11))
         send(t, tcp(A, B, 3, 23, "A", seq=11, ack=2))
         send(t, tcp(B, A, 23, 4, "SA", seq=1, ack=11))
@@ -389,11 +391,11 @@ class CapAndClearTests(unittest.TestCase):
         c, t = table(testcase=self)
         handshake(t)
         t.create(P(IP(src=A, dst=B) / UDP(sport=1, dport=2)), "in", "out", "R", None, None)
-        t.outbox.clear()
+        t.sent.clear()
         self.assertEqual(t.clear(), 2)
         self.assertEqual(t.show_sessions(), "")
-        self.assertEqual(len(t.outbox), 2)
-        rsts = [IP(bytes(p)) for p in t.outbox]
+        self.assertEqual(len(t.sent), 2)
+        rsts = [IP(bytes(p)) for p in t.sent]
         self.assertEqual({(r.src, r.dst) for r in rsts}, {(A, B), (B, A)})
         self.assertTrue(all(r[TCP].flags.R for r in rsts))
         self.assertEqual(t.tcp, {})

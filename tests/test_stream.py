@@ -177,18 +177,18 @@ class HoldAndMaskTests(StreamCase):
         p, ok = self.c(150, b"B" * 60 + b"\r\n")
         seq, data, flags = out(p)
         self.assertEqual((seq, data), (C0, b"A" * 100))
-        self.assertEqual(len(self.t.outbox), 2)
-        extra = IP(bytes(self.t.outbox[0]))
+        self.assertEqual(len(self.t.sent), 2)
+        extra = IP(bytes(self.t.sent[0]))
         self.assertEqual(extra[TCP].seq, C0 + 100)
         self.assertEqual(bytes(extra[TCP].payload), b"A" * 50 + b"B" * 50)
-        extra = IP(bytes(self.t.outbox[1]))
+        extra = IP(bytes(self.t.sent[1]))
         self.assertEqual(extra[TCP].seq, C0 + 200)
         self.assertEqual(bytes(extra[TCP].payload), b"B" * 10 + b"\r\n")
         self.assertEqual((extra.src, extra.dst), (A, B))
-        again = IP(bytes(self.t.outbox[0]))
+        again = IP(bytes(self.t.sent[0]))
         again.chksum = None
         again[TCP].chksum = None
-        self.assertEqual(bytes(IP(bytes(again))), bytes(self.t.outbox[0]))
+        self.assertEqual(bytes(IP(bytes(again))), bytes(self.t.sent[0]))
 
 
 class LengthChangeTests(StreamCase):
@@ -235,7 +235,7 @@ class ResetOpaquePinholeTests(StreamCase):
         p, ok = self.c(8, b"KILL\r\n", ack=S0 + 8)
         self.assertFalse(ok)
         self.assertTrue(self.s.dead)
-        rsts = [IP(bytes(x)) for x in self.t.outbox]
+        rsts = [IP(bytes(x)) for x in self.t.sent]
         to_server = [r for r in rsts if r.dst == B]
         to_client = [r for r in rsts if r.dst == A]
         # what each end expects next: the KILL line never reached the server
@@ -298,7 +298,7 @@ class ResetOpaquePinholeTests(StreamCase):
         p, ok = self.c(0, b"HELO\r\n")
         self.assertFalse(ok)
         self.assertTrue(self.s.dead)
-        self.assertEqual(len(self.t.outbox), 2)
+        self.assertEqual(len(self.t.sent), 2)
         self.flushLoggedErrors(RuntimeError)
 
 
@@ -391,8 +391,8 @@ class NatAndRobustnessTests(unittest.TestCase):
                 packets = []
                 if send(t, p):
                     packets.append(p.frame[14:])
-                packets.extend(t.outbox)
-                del t.outbox[:]
+                packets.extend(t.sent)
+                del t.sent[:]
                 for raw in packets:
                     ip = IP(bytes(raw))
                     data = bytes(ip[TCP].payload)
@@ -518,8 +518,8 @@ class SegmentationPropertyTests(unittest.TestCase):
                 packets = []
                 if send(t, p):
                     packets.append(p.frame[14:])
-                packets.extend(t.outbox)
-                del t.outbox[:]
+                packets.extend(t.sent)
+                del t.sent[:]
                 for raw in packets:
                     ip = IP(bytes(raw))
                     data = bytes(ip[TCP].payload)

@@ -44,7 +44,7 @@ class HandshakeTests(unittest.TestCase):
         self.assertFalse(s.dead)
         c.advance(2)                                  # finwait 5 s
         self.assertTrue(s.dead)
-        self.assertEqual(t.outbox, [])                # closed: no resets
+        self.assertEqual(t.sent, [])                # closed: no resets
 
     def test_reopen_after_close(self):
         c, t = table(testcase=self)
@@ -174,7 +174,7 @@ class TimerTests(unittest.TestCase):
         send(t, tcp(A, B, 1234, 80, "S", seq=100))    # retransmission: synwait still runs
         c.advance(11)
         self.assertTrue(s.dead)
-        rsts = [IP(bytes(p)) for p in t.outbox]
+        rsts = [IP(bytes(p)) for p in t.sent]
         to_server = [r for r in rsts if r.dst == B][0]
         self.assertEqual((to_server[TCP].seq, str(to_server[TCP].flags)), (101, "R"))
         to_client = [r for r in rsts if r.dst == A][0]
@@ -198,7 +198,7 @@ class TimerTests(unittest.TestCase):
         self.assertFalse(s.dead)
         c.advance(2)
         self.assertTrue(s.dead)
-        self.assertEqual(len(t.outbox), 2)            # idle: both ends reset
+        self.assertEqual(len(t.sent), 2)            # idle: both ends reset
 
     def test_rule_timeout(self):
         c, t = table(model(InspectProtocol("tcp", timeout=20)), testcase=self)
@@ -225,7 +225,7 @@ class TimerTests(unittest.TestCase):
             t.create(tcp(A, B, 1024 + i, 80, "S", seq=i), "in", "out", "R", None, None)
         c.advance(31)
         self.assertEqual(len(t.sessions), 150)
-        self.assertEqual(len(t.outbox), 200)
+        self.assertEqual(len(t.sent), 200)
         c.advance(t.BACKLOG_TICK)
         self.assertEqual(len(t.sessions), 50)
         c.advance(t.BACKLOG_TICK)

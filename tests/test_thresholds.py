@@ -30,10 +30,10 @@ class AggressiveModeTests(unittest.TestCase):
         # cut back to the low mark, oldest first, both ends reset
         self.assertEqual(t.half_open_count, 5)
         self.assertEqual([s.dead for s in ss], [True] * 6 + [False] * 4)
-        self.assertEqual(len(t.outbox), 12)
-        rst = IP(bytes(t.outbox[0]))
+        self.assertEqual(len(t.sent), 12)
+        rst = IP(bytes(t.sent[0]))
         self.assertEqual((rst.dst, rst[TCP].seq, str(rst[TCP].flags)), (B, 1, "R"))
-        rst = IP(bytes(t.outbox[1]))
+        rst = IP(bytes(t.sent[1]))
         self.assertEqual((rst.dst, rst[TCP].ack, str(rst[TCP].flags)), (A, 1, "RA"))
         # each new one replaces the oldest half-open one
         t.create(fast_syn(A, B, 2001, 80), "in", "out", "R", None, None)
@@ -95,7 +95,7 @@ class PerHostTests(unittest.TestCase):
         self.assertFalse(other.dead)
         self.assertEqual(fw(logs), ["%FW-4-HOST_TCP_ALERT_ON: Max tcp half-open connections "
                                     "(3) exceeded for host 20.0.0.1."])
-        rsts = [IP(bytes(p)) for p in t.outbox]
+        rsts = [IP(bytes(p)) for p in t.sent]
         self.assertEqual(sorted((r.dst, r.sport, r.dport) for r in rsts),
                          [(A, 80, 1000), (B, 1000, 80)])
         t.create(fast_syn(A, B, 1004, 80), "in", "out", "R", None, None)
@@ -109,7 +109,7 @@ class PerHostTests(unittest.TestCase):
               for i in range(3)]
         self.assertIsNone(t.create(fast_syn(A, B, 1003, 80), "in", "out", "R", None, None))
         self.assertTrue(all(s.dead for s in ss))
-        self.assertEqual(len(t.outbox), 6)
+        self.assertEqual(len(t.sent), 6)
         self.assertEqual(fw(logs), [
             "%FW-4-HOST_TCP_ALERT_ON: Max tcp half-open connections (3) exceeded for host "
             "20.0.0.1.",
@@ -155,5 +155,5 @@ class PerHostTests(unittest.TestCase):
             send(t, tcp(B, A, 80, 1000 + i, "SA", seq=1, ack=2))
             send(t, tcp(A, B, 1000 + i, 80, "A", seq=2, ack=2))
             self.assertEqual(s.sis, "SIS_OPEN")
-        self.assertEqual(t.outbox, [])
+        self.assertEqual(t.sent, [])
         self.assertEqual(len(t.sessions), 5)

@@ -300,10 +300,6 @@ def _mask(tok: str) -> int:
     return 32 - inv.bit_length()
 
 
-def _prefix_mask(prefix: int) -> IPv4Address:
-    return IPv4Address((0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF)
-
-
 def _level(tok: str) -> int:
     t = tok.lower()
     if t.isdigit():

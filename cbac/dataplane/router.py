@@ -15,7 +15,6 @@ passes those stages, which is what the data-plane unit tests use.
 
 from __future__ import annotations
 
-import struct
 from collections import Counter
 from typing import Optional
 
@@ -30,7 +29,8 @@ from cbac.inspect.normalise import no_session as inspect_no_session
 from cbac.nat import DROP as NAT_DROP
 from cbac.packet import checksum as ck
 from cbac.packet.arp import build_gratuitous as arp_gratuitous
-from cbac.packet.arp import build_reply
+from cbac.packet.arp import build_reply, parse_arp_frame
+from cbac.packet.ethernet import ethertype
 from cbac.packet.arp import build_request as arp_request
 from cbac.packet.icmp import build_echo_reply, build_error, may_send_error
 from cbac.packet.tcp import rst_for
@@ -38,15 +38,12 @@ from cbac.packet.errors import MalformedPacket
 from cbac.packet.ipv4 import fragment as ipv4_fragment
 from cbac.packet.vnet import finish_checksum
 from cbac.packet.vnet import segment as vnet_segment
-from cbac.packet.view import (ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6,
+from cbac.packet.view import (ETH_P_ARP, ETH_P_IP, ETH_P_IPV6,
                               PROTO_ICMP, PROTO_TCP, PROTO_UDP, ip_str,
                               parse_frame)
 
 log = Logger(namespace="cbac.router")
 
-
-
-_ARP = struct.Struct("!HHBBH6s4s6s4s")
 
 #: ICMP error rate limit: a token bucket (IOS: ip icmp rate-limit
 #: unreachable 500 ms; cbac allows a small burst so traceroute's three
@@ -138,6 +135,10 @@ class Router:
         if nat is not None:
             nat.route_hook = self._nat_route
         self.offload = None             # cbac.dataplane.flowoffload.FlowOffloader
+        # packets the engines make while a frame is handled go out after it
+        # (a stream's extra segments after the segment they follow)
+        self._holding = False
+        self._held = []
         self.apply_config(model)
 
     def _nat_route(self, add: bool, ol: int, og: int) -> None:
@@ -292,7 +293,6 @@ class Router:
             c = ri.port.counters
             rin.sample(now, c.rx_bytes, c.rx_packets)
             rout.sample(now, c.tx_bytes, c.tx_packets)
-        self._drain_outbox()
 
     # ------------------------------------------------------------------
     # ingress
@@ -315,9 +315,7 @@ class Router:
             if len(frame) < 14:
                 self._drop(ri, "malformed-truncated")
                 return
-            et = (frame[12] << 8) | frame[13]
-            if et == ETH_P_8021Q and len(frame) >= 18:
-                et = (frame[16] << 8) | frame[17]
+            et = ethertype(frame)           # after an 802.1Q tag
             dst = bytes(frame[0:6])
             if et == ETH_P_ARP:
                 self._arp_received(ri, frame)
@@ -402,6 +400,18 @@ class Router:
     # the IPv4 pipeline
 
     def _ip_received(self, ri: RouterInterface, frame, vnet) -> None:
+        if self._holding:                # a frame looped back while handling one
+            self._ip_pipeline(ri, frame, vnet)
+            return
+        self._holding = True
+        try:
+            self._ip_pipeline(ri, frame, vnet)
+        finally:
+            self._holding = False
+            if self._held:
+                self._send_held()
+
+    def _ip_pipeline(self, ri: RouterInterface, frame, vnet) -> None:
         pkt = parse_frame(frame, vnet)
         l3 = pkt.l3
         if not ck.ip_checksum_ok(frame, l3, pkt.ihl):
@@ -451,7 +461,6 @@ class Router:
                 else:
                     self._drop(ri, "inspect")
                 if hit is not None:
-                    self._drain_outbox()
                     return
             # 2. ICMP errors only for sessions they belong to.
             if pkt.inner is not None:
@@ -462,7 +471,6 @@ class Router:
                         self._route_out(ri, pkt, None, direction)
                     else:
                         self._drop(ri, "inspect")
-                    self._drain_outbox()
                     return
 
         # 3. Pinholes (FTP data) bypass the input ACL.
@@ -590,15 +598,12 @@ class Router:
                 if session is None:
                     self._drop(ri, "inspect-refused")
                     self._nat_discard(translation)
-                    self._drain_outbox()
                     return
                 if zrule is not None:
                     zones.session_created(zrule, self.clock.seconds())
 
         # 10. Egress.
         self._egress(out, pkt, hop[1])
-        if sessions is not None:
-            self._drain_outbox()
 
     def _nat_discard(self, translation) -> None:
         """The packet is dropped: a NAT entry it created goes too."""
@@ -720,13 +725,19 @@ class Router:
             frame[12:14] = b"\x08\x00"
             self._send_ip(out, frame, b"", hop[1])
 
-    def _drain_outbox(self) -> None:
-        s = self.sessions
-        if s is None or not s.outbox:
-            return
-        box = s.outbox[:]
-        del s.outbox[:]
-        for ip_packet in box:
+    def send_generated(self, ip_packet) -> None:
+        """Route and send an IPv4 packet an engine made (the session
+        table's RSTs and extra segments): at once, or right after the frame
+        being handled when one is (so a segment's extras follow it)."""
+        if self._holding:
+            self._held.append(ip_packet)
+        else:
+            self._send_packet(bytearray(ip_packet))
+
+    def _send_held(self) -> None:
+        held = self._held
+        self._held = []
+        for ip_packet in held:
             self._send_packet(bytearray(ip_packet))
 
     # ------------------------------------------------------------------
@@ -800,16 +811,12 @@ class Router:
     # ARP
 
     def _arp_received(self, ri: RouterInterface, frame) -> None:
-        off = 14 if frame[12:14] != b"\x81\x00" else 18
-        if len(frame) < off + 28:
+        try:
+            a = parse_arp_frame(frame)      # Ethernet/IPv4 request or reply only
+        except MalformedPacket:
             self._drop(ri, "malformed-arp")
             return
-        htype, ptype, hlen, plen, op, sha, spa, tha, tpa = _ARP.unpack_from(frame, off)
-        if htype != 1 or ptype != ETH_P_IP or hlen != 6 or plen != 4:
-            self._drop(ri, "malformed-arp")
-            return
-        sender = int.from_bytes(spa, "big")
-        target = int.from_bytes(tpa, "big")
+        op, sha, sender, target = a.op, a.sha, a.spa, a.tpa
         if self.dhcp:
             from cbac.dataplane.dhcpport import arp_input
             arp_input(self, ri, sha, sender, target)      # a DHCP lease's address in use?
@@ -827,8 +834,7 @@ class Router:
                 f[6:12] = ri.mac
                 ri.port.send(f, v)
         if op == 1 and ours:
-            vlan = ((frame[14] << 8) | frame[15]) if off == 18 else None
-            ri.port.send(build_reply(ri.mac, target, bytes(sha), sender, vlan), b"")
+            ri.port.send(build_reply(ri.mac, target, bytes(sha), sender, a.vlan), b"")
 
     def _send_arp_request(self, ifname: str, ip: int) -> None:
         ri = self.interfaces.get(ifname)
@@ -844,9 +850,6 @@ class Router:
 
     def show_arp(self) -> str:
         return self.arp.render()
-
-    def drop_counters(self) -> dict:
-        return dict(self.drops)
 
 
 __all__ = ["Router", "RouterInterface", "ip_str", "PROTO_TCP"]

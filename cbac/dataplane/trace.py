@@ -632,8 +632,8 @@ class _Tracer:
         if self.t.detailed:
             g = r.model.inspect
             p.info.append("sessions %d, half-open %d (max-incomplete high %d), aggressive mode %s" % (
-                len(sessions.sessions), len(sessions._half), g.max_incomplete_high,
-                "on" if sessions._aggressive else "off"))
+                len(sessions.sessions), sessions.half_open_count, g.max_incomplete_high,
+                "on" if sessions.aggressive else "off"))
         return True
 
     # -- egress --------------------------------------------------------------------------------------
@@ -974,14 +974,14 @@ def _would_refuse(sessions, pkt, c_in) -> str:
     g = sessions.model.inspect
     if proto == PROTO_TCP:
         host = c_in[1]
-        until = sessions._blocked.get(host)
+        until = sessions.blocked_until(host)
         if until is not None and now < until:
             return "new TCP connections to %s are blocked (max-incomplete host)" % ip_str(host)
-        half = len(sessions._host_half.get(host) or ())
+        half = sessions.host_half_open(host)
         if half >= g.tcp_max_incomplete_host and g.tcp_block_time > 0:
             return ("%s has %d half-open connections (max-incomplete host %d): it would be "
                     "blocked for %d minutes" % (ip_str(host), half, g.tcp_max_incomplete_host,
                                                 g.tcp_block_time))
-    if len(sessions.sessions) >= sessions.model.session_limit and not sessions._half:
+    if len(sessions.sessions) >= sessions.model.session_limit and not sessions.half_open_count:
         return "the session table is full (%d)" % sessions.model.session_limit
     return ""

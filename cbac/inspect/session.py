@@ -31,17 +31,18 @@ from cbac.inspect.icmp import NAMES as ICMP_NAMES
 from cbac.inspect.icmp import error_lookup, icmp_process
 from cbac.inspect.stream import Stream
 from cbac.inspect import normalise
-from cbac.inspect.tcp import (CLOSED, CLOSING, ESTABLISHED, M32, RST_CHALLENGE, RST_EXACT,
-                              SYN_RECV, TcpTrack, build_tcp,
-                              fix_ip_header, fix_tcp_checksum, init_client, new_bytes,
-                              parse_options, track)
+from cbac.inspect.tcp import (CLOSED, CLOSING, ESTABLISHED, RST_CHALLENGE, RST_EXACT,
+                              SYN_RECV, TcpTrack, init_client, new_bytes, parse_options, track)
 from cbac.config.model import PORT_NAMES
 from cbac.inspect.dns import DROP as DNS_DROP, DnsGuard
 from cbac.inspect import tftp
 from cbac.inspect.api import Expectation
 from cbac.inspect.udp import udp_process
+from cbac.inspect.resets import clone_segment, session_rsts
+from cbac.inspect.thresholds import Thresholds
 from cbac.inspect.uninspected import UninspectedConnections
 from cbac.log import ios
+from cbac.timerwheel import TimerWheel
 from cbac.packet.rewrite import Rewrite
 from cbac.packet.view import ACK, FIN, RST, SYN, ip_str
 
@@ -119,6 +120,49 @@ class Session:
         "inspector",
     )
 
+    def __init__(self, sid, proto, protocol, rule_name, rule, alert, audit, now,
+                 c_in, c_out, s_in, s_out, rw, keys, translation, host, parent,
+                 in_if, out_if):
+        """A new session in its first state (SIS_OPENING, half-open; the
+        table sets ICMP's and the protocol's own fields after this)."""
+        self.sid = sid
+        self._hexid = None
+        self.proto = proto
+        self.protocol = protocol
+        self.rule_name = rule_name
+        self.rule = rule
+        self.alert = alert
+        self.audit = audit
+        self.created = self.last = now
+        self.bytes = [0, 0]
+        self.pkts = [1, 0]
+        self.route = [None, None]
+        self.translation = translation
+        self.c_in = c_in
+        self.c_out = c_out
+        self.s_in = s_in
+        self.s_out = s_out
+        self.rw = rw
+        self.keys = keys
+        self.entries = ((self, CLIENT), (self, SERVER))
+        self.tcp = None
+        self.stream = None
+        self.inspector = None
+        self.app_state = ""
+        self.host = host
+        self.parent = parent
+        self.pinholes = None
+        self.dead = False
+        self.slot = None
+        self.in_if = in_if
+        self.out_if = out_if
+        self.dns = False
+        self.icmp_req = 0
+        self.fixed = None
+        self.idle = 0
+        self.sis = SIS_OPENING
+        self.half_open = True
+
     @property
     def initiator(self):
         """(address, port) of the initiator as it sent the first packet
@@ -171,10 +215,14 @@ class SessionTable:
     :class:`cbac.config.model.Router`; ``app_factories`` maps ``smtp``,
     ``esmtp``, ``ftp``, ``http`` to ``f(ctx) -> IStreamInspector``.
 
-    Optional hooks the router may set: ``nat`` (the NAT engine: used for
-    ``nat.reserve`` in the inspectors' ``nat_map`` and ``nat.touch``),
-    ``icmp_error_hook(pkt, session, direction)`` (replaces the built-in
-    rewrite of translated ICMP errors).
+    ``send(ip_packet)`` sends an IPv4 packet the table made (RSTs, the
+    stream engine's extra segments): the router's
+    :meth:`~cbac.dataplane.router.Router.send_generated`, wired by
+    ``cbac/app.py``.  Without one, such packets are counted
+    (``no-sender``) and dropped.
+
+    Set by the appliance: ``nat`` (the NAT engine: used for
+    ``nat.reserve`` in the inspectors' ``nat_map`` and ``nat.touch``).
     """
 
     #: timer slot granularity (seconds)
@@ -183,7 +231,7 @@ class SessionTable:
     EXPIRE_BUDGET = 10000
     BACKLOG_TICK = 0.05
 
-    def __init__(self, clock, router_model, app_factories=None):
+    def __init__(self, clock, router_model, app_factories=None, send=None):
         self.clock = clock
         self.model = router_model
         self.factories = dict(app_factories or {})
@@ -192,32 +240,16 @@ class SessionTable:
         self.icmp = {}
         self._by_proto = {6: self.tcp, 17: self.udp, 1: self.icmp}
         self.sessions = {}               # sid -> Session, creation order
-        self.outbox = []
         self.stats = Stats()
+        self.send = send if send is not None else self._no_sender
         self.nat = None
         self.offload = None              # cbac.dataplane.flowoffload.FlowOffloader
         self.reopened = False            # process() refused a SYN reopening a closed 4-tuple
         self._fp = _FastSegment()
-        self.icmp_error_hook = None
         self.debug_enabled = _debug_enabled
         self._seq = 0
-        self._half = {}                  # half-open TCP+UDP sessions, oldest first
-        self._host_half = {}             # host -> {session: None} (TCP)
-        self._group_half = {}            # (proto, responder) -> {session: None} (TCP+UDP)
-        self._per_src = {}               # initiator address -> sessions
-        self._src_logged = {}            # initiator address -> last limit log time
-        self._per_dst = {}               # responder address (real) -> sessions
-        self._dst_logged = {}            # responder address -> last limit log time
-        self._heavy = None               # the group that grew largest last
-        self._host_alerted = set()
-        self._blocked = {}               # host -> unblock time
-        self._aggressive = False
-        self._rate_buckets = [0] * 60
-        self._rate_sec = None
-        self._rate = 0
-        self._wheel = {}
-        self._next_slot = None
-        self._timer = None
+        self.thresholds = Thresholds(self)   # thresholds.py
+        self._wheel = TimerWheel(clock, self._tick)   # cbac/timerwheel.py
         self._pinholes = {}              # (proto, dst, dport) -> [Pinhole]
         self._npinholes = 0
         self._last_full_log = None
@@ -231,6 +263,9 @@ class SessionTable:
 
     # ------------------------------------------------------------------
     # configuration
+
+    def _no_sender(self, ip_packet) -> None:
+        self.stats.drop("no-sender")
 
     def reconfigure(self, router_model) -> None:
         """Use a new configuration (existing sessions keep their settings;
@@ -427,10 +462,11 @@ class SessionTable:
         else:
             return None
         g = self.model.inspect
+        th = self.thresholds
         counts = proto != 1
         if counts:
             # the one-minute rate counts connection attempts, refused ones too
-            self._rate_add(now)
+            th.rate_add(now)
         c_in = self._arrival_form(translation, c_out, proto)
         table = self._by_proto[proto]
         if proto == 1:
@@ -448,20 +484,20 @@ class SessionTable:
         host = c_in[1]
         # per-source limit (cbac session-limit host; pf max-src-states)
         src = c_in[0]
-        if self._per_src.get(src, 0) >= self.model.session_limit_host:
+        if th.per_src.get(src, 0) >= self.model.session_limit_host:
             stats.drop("source-limit")
-            self._log_source_limit(src, now)
+            th.log_source_limit(src, now, self.model.session_limit_host)
             return None
         # per-destination limit (cbac session-limit destination; a cbac
         # extension): the real responder, after NAT
         dst = c_out[1]
-        if self._per_dst.get(dst, 0) >= self.model.session_limit_dest:
+        if th.per_dst.get(dst, 0) >= self.model.session_limit_dest:
             stats.drop("destination-limit")
-            self._log_dest_limit(dst, now)
+            th.log_dest_limit(dst, now, self.model.session_limit_dest)
             return None
         # per-host half-open limit (TCP)
-        if proto == 6 and not self._host_check(host, now, g):
-            self._check_aggressive(None, g)
+        if proto == 6 and not th.host_check(host, now, g):
+            th.check_aggressive(None, g)
             return None
         # ZBF: sessions maximum of the class's parameter-map
         rname = rule_name if pinhole is None else parent.rule_name
@@ -479,8 +515,8 @@ class SessionTable:
             return None
         # table cap
         if len(self.sessions) >= self.model.session_limit:
-            if self._half:
-                victim = self._victim()
+            if th.half:
+                victim = th.victim()
                 self.stats.drop("evicted-table-full")
                 self._delete(victim, "table-full", rst=True)
             else:
@@ -488,54 +524,28 @@ class SessionTable:
                 self._log_full(rule_name, in_if, out_if)
                 return None
         # aggressive mode: keep half-open at most max-incomplete low
-        if counts and self._aggressive:
+        if counts and th.aggressive:
             low = g.max_incomplete_low
-            while self._half and len(self._half) >= low:
-                victim = self._victim()
+            while th.half and len(th.half) >= low:
+                victim = th.victim()
                 stats.drop("aggressive-delete")
                 self._delete(victim, "aggressive", rst=True)
-        s = Session()
         self._seq += 1
-        s.sid = self._seq
-        s._hexid = None
-        s.proto = proto
-        s.protocol = protocol
-        s.rule_name = rule_name if pinhole is None else parent.rule_name
-        s.rule = rp
         alert = rp.alert if rp is not None else None
         audit = rp.audit_trail if rp is not None else None
-        s.alert = (not g.alert_off) if alert is None else alert
-        s.audit = g.audit_trail if audit is None else audit
-        s.created = s.last = now
-        s.bytes = [0, 0]
-        s.pkts = [1, 0]
-        s.route = [None, None]
-        s.translation = translation
-        s.c_in = c_in
-        s.c_out = c_out
-        s.s_in = self._rev(c_out, proto)
-        s.s_out = self._rev(c_in, proto) if c_in != c_out else s.s_in
+        s_in = self._rev(c_out, proto)
+        s_out = self._rev(c_in, proto) if c_in != c_out else s_in
         if c_in != c_out:
-            s.rw = self._shared_rewrites(translation, c_in, c_out, s.s_in, s.s_out) or \
-                [Rewrite(proto, c_in, c_out), Rewrite(proto, s.s_in, s.s_out)]
+            rw = self._shared_rewrites(translation, c_in, c_out, s_in, s_out) or \
+                [Rewrite(proto, c_in, c_out), Rewrite(proto, s_in, s_out)]
         else:
-            s.rw = _NO_REWRITE
-        s.keys = (kc, ks)
-        s.entries = ((s, CLIENT), (s, SERVER))
-        s.tcp = None
-        s.stream = None
-        s.inspector = None
-        s.app_state = ""
-        s.host = host
-        s.parent = parent
-        s.pinholes = None
-        s.dead = False
-        s.slot = None
-        s.in_if = in_if
-        s.out_if = out_if
-        s.dns = False
-        s.icmp_req = 0
-        s.fixed = None
+            rw = _NO_REWRITE
+        s = Session(self._seq, proto, protocol,
+                    rule_name if pinhole is None else parent.rule_name, rp,
+                    (not g.alert_off) if alert is None else alert,
+                    g.audit_trail if audit is None else audit, now,
+                    c_in, c_out, s_in, s_out, rw, (kc, ks), translation, host, parent,
+                    in_if, out_if)
         if proto == 1:
             s.icmp_req = pkt.icmp_type
             s.idle = rp.timeout if (rp is not None and rp.timeout is not None) else 10
@@ -544,8 +554,6 @@ class SessionTable:
             s.app_state = ICMP_NAMES[pkt.icmp_type]
             s.bytes[0] = pkt.payload_len
         else:
-            s.sis = SIS_OPENING
-            s.half_open = True
             if proto == 6:
                 s.idle = rp.timeout if (rp is not None and rp.timeout is not None) \
                     else g.tcp_idle_time
@@ -577,8 +585,7 @@ class SessionTable:
         table[kc] = s.entries[0]
         table[ks] = s.entries[1]
         self.sessions[s.sid] = s
-        self._per_src[src] = self._per_src.get(src, 0) + 1
-        self._per_dst[dst] = self._per_dst.get(dst, 0) + 1
+        th.count(src, dst)
         if cap is not None:
             self._rule_live[rname] = self._rule_live.get(rname, 0) + 1
         n = len(self.sessions)
@@ -598,22 +605,9 @@ class SessionTable:
         if nat is not None and translation is not None and nat.created is translation:
             nat.adopt(translation, s)        # made for this session: dies with it
         if s.half_open:
-            self._half[s] = None
-            gk = (proto, host)
-            gh = self._group_half.get(gk)
-            if gh is None:
-                gh = self._group_half[gk] = {}
-            gh[s] = None
-            heavy = self._group_half.get(self._heavy)
-            if heavy is None or len(gh) > len(heavy):
-                self._heavy = gk
-            if proto == 6:
-                hh = self._host_half.get(host)
-                if hh is None:
-                    hh = self._host_half[host] = {}
-                hh[s] = None
+            th.add_half(s)
         if counts:
-            self._check_aggressive(s, g)
+            th.check_aggressive(s, g)
         self._schedule(s, self._deadline(s))
         if s.audit:
             ios.message("FW", 6, "SESS_AUDIT_TRAIL_START",
@@ -677,147 +671,40 @@ class SessionTable:
         return (addr, port)
 
     # ------------------------------------------------------------------
-    # thresholds
-
-    def _host_check(self, host, now, g) -> bool:
-        until = self._blocked.get(host)
-        if until is not None:
-            if now < until:
-                self.stats.drop("host-blocked")
-                return False
-            self._unblock(host)
-        hh = self._host_half.get(host)
-        n = len(hh) if hh else 0
-        limit = g.tcp_max_incomplete_host
-        if n < limit:
-            return True
-        if host not in self._host_alerted:
-            self._host_alerted.add(host)
-            if not g.alert_off:
-                ios.message("FW", 4, "HOST_TCP_ALERT_ON",
-                            "Max tcp half-open connections (%d) exceeded for host %s." % (
-                                limit, ip_str(host)))
-        if g.tcp_block_time > 0:
-            for victim in list(hh):
-                self.stats.drop("host-limit-delete")
-                self._delete(victim, "host-block", rst=True)
-            self._blocked[host] = now + 60 * g.tcp_block_time
-            self.stats.hosts_blocked += 1
-            ios.message("FW", 2, "BLOCK_HOST",
-                        "Blocking new TCP connections to host %s for %d minute%s "
-                        "(half-open count %d exceeded)." % (
-                            ip_str(host), g.tcp_block_time,
-                            "" if g.tcp_block_time == 1 else "s", limit))
-            self.stats.drop("host-blocked")
-            self._ensure_timer()
-            return False
-        while hh and len(hh) >= limit:
-            victim = next(iter(hh))
-            self.stats.drop("host-limit-delete")
-            self._delete(victim, "host-limit", rst=True)
-        return True
-
-    def _unblock(self, host) -> None:
-        del self._blocked[host]
-        self._host_alerted.discard(host)
-        ios.message("FW", 4, "UNBLOCK_HOST",
-                    "New TCP connections to host %s no longer blocked" % ip_str(host))
-
-    def _rate_advance(self, now) -> None:
-        sec = int(now)
-        last = self._rate_sec
-        if last is None:
-            self._rate_sec = sec
-            return
-        if sec == last:
-            return
-        b = self._rate_buckets
-        if sec - last >= 60 or sec < last:
-            for i in range(60):
-                b[i] = 0
-            self._rate = 0
-        else:
-            for i in range(last + 1, sec + 1):
-                j = i % 60
-                self._rate -= b[j]
-                b[j] = 0
-        self._rate_sec = sec
-
-    def _rate_add(self, now) -> None:
-        self._rate_advance(now)
-        self._rate_buckets[int(now) % 60] += 1
-        self._rate += 1
+    # thresholds (cbac/inspect/thresholds.py): read accessors
 
     def one_minute_rate(self) -> int:
         """TCP/UDP connection attempts (first packets the rules inspect,
         including refused ones) in the last 60 seconds."""
-        self._rate_advance(self.clock.seconds())
-        return self._rate
+        return self.thresholds.one_minute_rate(self.clock.seconds())
 
     @property
     def half_open_count(self) -> int:
-        return len(self._half)
+        return len(self.thresholds.half)
+
+    def half_open_tcp(self) -> int:
+        """Half-open TCP sessions (the rest of half_open_count are UDP)."""
+        return self.thresholds.half_open_tcp()
 
     @property
     def aggressive(self) -> bool:
-        return self._aggressive
+        return self.thresholds.aggressive
 
-    def _check_aggressive(self, newest, g) -> None:
-        half = len(self._half)
-        rate = self._rate
-        if not self._aggressive:
-            if half > g.max_incomplete_high or rate > g.one_minute_high:
-                self._aggressive = True
-                self.stats.aggressive_entered += 1
-                if not g.alert_off:
-                    ios.message("FW", 4, "ALERT_ON",
-                                "getting aggressive, count (%d/%d) current 1-min rate: %d" % (
-                                    half, g.max_incomplete_high, rate))
-                # cut back to the low mark, oldest first
-                low = g.max_incomplete_low
-                while len(self._half) > low:
-                    victim = self._victim()
-                    if victim is newest:
-                        break
-                    self.stats.drop("aggressive-delete")
-                    self._delete(victim, "aggressive", rst=True)
-                self._ensure_timer()
-        else:
-            self._check_calm(g)
+    def blocked_hosts(self):
+        """[(host, unblock time)] of the hosts blocked by max-incomplete
+        host block-time, sorted by host."""
+        return self.thresholds.blocked_hosts()
 
-    def _check_calm(self, g) -> None:
-        if not self._aggressive:
-            return
-        half = len(self._half)
-        rate = self.one_minute_rate()
-        if half < g.max_incomplete_low and rate < g.one_minute_low:
-            self._aggressive = False
-            if not g.alert_off:
-                ios.message("FW", 4, "ALERT_OFF",
-                            "calming down, count (%d/%d) current 1-min rate: %d" % (
-                                half, g.max_incomplete_low, rate))
+    def blocked_until(self, host):
+        return self.thresholds.blocked_until(host)
 
-    def _log_source_limit(self, src, now) -> None:
-        last = self._src_logged.get(src)
-        if last is not None and now - last < 60:
-            return
-        if len(self._src_logged) > 1024:
-            self._src_logged = {h: t for h, t in self._src_logged.items() if now - t < 60}
-        self._src_logged[src] = now
-        ios.message("FW", 4, "HOST_SESSIONS_MAXIMUM",
-                    "Number of sessions from host %s exceeds the configured maximum value %d"
-                    % (ip_str(src), self.model.session_limit_host))
+    def host_half_open(self, host) -> int:
+        return self.thresholds.host_half_open(host)
 
-    def _log_dest_limit(self, dst, now) -> None:
-        last = self._dst_logged.get(dst)
-        if last is not None and now - last < 60:
-            return
-        if len(self._dst_logged) > 1024:
-            self._dst_logged = {h: t for h, t in self._dst_logged.items() if now - t < 60}
-        self._dst_logged[dst] = now
-        ios.message("FW", 4, "DEST_SESSIONS_MAXIMUM",
-                    "Number of sessions to host %s exceeds the configured maximum value %d"
-                    % (ip_str(dst), self.model.session_limit_dest))
+    @property
+    def pinhole_count(self) -> int:
+        """Pinholes (expected connections) waiting."""
+        return self._npinholes
 
     def _log_full(self, rule_name, in_if, out_if) -> None:
         now = self.clock.seconds()
@@ -833,38 +720,11 @@ class SessionTable:
                     "exceeds the configured maximum value %d" % (
                         rule_name, iface, self.model.session_limit))
 
-    def _victim(self):
-        """The half-open session to delete when the table or aggressive
-        mode needs room: the oldest of the flood, not of everyone.  When
-        one (protocol, responder) group holds at least a quarter of the
-        half-open sessions (a SYN flood to one server, one host's UDP
-        sweep to one address), its oldest session goes; otherwise the
-        oldest half-open session (IOS).  So a legitimate connection
-        waiting for its SYN/ACK is not pushed out by a flood aimed
-        elsewhere."""
-        g = self._group_half.get(self._heavy)
-        if g and 4 * len(g) >= len(self._half):
-            return next(iter(g))
-        return next(iter(self._half))
-
     def set_open(self, s) -> None:
         """The session is no longer half-open."""
         if s.half_open:
             s.half_open = False
-            self._half.pop(s, None)
-            gk = (s.proto, s.host)
-            gh = self._group_half.get(gk)
-            if gh is not None:
-                gh.pop(s, None)
-                if not gh:
-                    del self._group_half[gk]
-            if s.proto == 6:
-                hh = self._host_half.get(s.host)
-                if hh is not None:
-                    hh.pop(s, None)
-                    if not hh:
-                        del self._host_half[s.host]
-                        self._host_alerted.discard(s.host)
+            self.thresholds.remove_half(s)
         if s.sis == SIS_OPENING:
             s.sis = SIS_OPEN
 
@@ -951,8 +811,9 @@ class SessionTable:
             else:
                 pkt.sport, pkt.dport = t[2], t[3]
         if extras:
+            send = self.send
             for seq, data, fin in extras:
-                self.outbox.append(self._clone_segment(pkt, seq, data, fin))
+                send(clone_segment(pkt, seq, data, fin))
         if self.nat is not None and s.translation is not None:
             try:
                 self.nat.touch(s.translation, now, pkt.tcp_flags if proto == 6 else None)
@@ -1059,49 +920,11 @@ class SessionTable:
             self.debug_line("detailed", "CBAC* sis %s pak dropped: %s %s" % (
                 s.hexid, reason, s.flow_text()))
 
-    def _clone_segment(self, pkt, seq, data, fin):
-        frame = pkt.frame
-        l3 = pkt.l3
-        p = pkt.payload
-        out = bytearray(frame[l3:p])
-        out += data
-        l4 = pkt.l4 - l3
-        out[l4 + 4:l4 + 8] = (seq & M32).to_bytes(4, "big")
-        if fin:
-            out[l4 + 13] |= FIN
-        else:
-            out[l4 + 13] &= ~FIN & 0xFF
-        fix_ip_header(out, 0, pkt.ihl, len(out))
-        fix_tcp_checksum(out, 0, l4, len(out), False)
-        return out
-
     # ------------------------------------------------------------------
     # deletion, resets
 
-    def _rsts(self, s):
-        t = s.tcp
-        st = s.stream
-        out = []
-        cs, cd, csp, cdp = s.c_out
-        ss, sd, ssp, sdp = s.s_out
-        if st is not None and st.dirs[SERVER].isn is not None:
-            ack_s = st.ack_for(SERVER)
-            ack_c = st.ack_for(CLIENT)
-            for seq in st.rst_seqs(CLIENT):
-                out.append(build_tcp(cs, cd, csp, cdp, seq, ack_s, RST | ACK))
-            for seq in st.rst_seqs(SERVER):
-                out.append(build_tcp(ss, sd, ssp, sdp, seq, ack_c, RST | ACK))
-            return out
-        if t.state >= SYN_RECV:
-            out.append(build_tcp(cs, cd, csp, cdp, t.end[0], t.end[1], RST | ACK))
-            out.append(build_tcp(ss, sd, ssp, sdp, t.end[1], t.end[0], RST | ACK))
-        else:
-            out.append(build_tcp(cs, cd, csp, cdp, t.end[0], 0, RST))
-            out.append(build_tcp(ss, sd, ssp, sdp, 0, t.end[0], RST | ACK))
-        return out
-
     def reset_session(self, s, reason: str = "reset") -> None:
-        """Reset both ends of a TCP session (RSTs in the outbox) and delete it."""
+        """Reset both ends of a TCP session (RSTs sent) and delete it."""
         self._delete(s, reason, rst=True)
 
     def inspector_failed(self, s) -> None:
@@ -1120,7 +943,9 @@ class SessionTable:
         if self.offload is not None:
             self.offload.forget(s)       # the kernel's state and counts first
         if rst and s.proto == 6 and s.tcp.state < CLOSING:
-            self.outbox.extend(self._rsts(s))
+            send = self.send
+            for p in session_rsts(s):
+                send(p)
         s.dead = True
         table = self._by_proto[s.proto]
         kc, ks = s.keys
@@ -1129,26 +954,12 @@ class SessionTable:
         if table.get(ks) is s.entries[1]:
             del table[ks]
         self.sessions.pop(s.sid, None)
-        src = s.c_in[0]
-        n = self._per_src.get(src, 0) - 1
-        if n > 0:
-            self._per_src[src] = n
-        else:
-            self._per_src.pop(src, None)
-        dst = s.c_out[1]
-        n = self._per_dst.get(dst, 0) - 1
-        if n > 0:
-            self._per_dst[dst] = n
-        else:
-            self._per_dst.pop(dst, None)
+        self.thresholds.uncount(s.c_in[0], s.c_out[1])
         if s.slot is not None:
             # out of the timer wheel now (O(1)): a deleted session must not
             # stay referenced until its old deadline (a SYN flood's victims
             # would pile up for synwait, an idle session's for an hour)
-            b = self._wheel.get(s.slot)
-            if b is not None:
-                b.pop(s, None)
-            s.slot = None
+            self._wheel.remove(s)
         tr = s.translation
         if tr is not None and tr.owner is s and self.nat is not None:
             self.nat.release(tr, s)
@@ -1281,40 +1092,26 @@ class SessionTable:
     def _schedule(self, s, deadline) -> None:
         slot = int(deadline) + 1
         old = s.slot
-        if old is not None:
-            if old <= slot:
-                return
-            b = self._wheel.get(old)
-            if b is not None:
-                b.pop(s, None)
-        s.slot = slot
-        b = self._wheel.get(slot)
-        if b is None:
-            self._wheel[slot] = {s: None}
-        else:
-            b[s] = None
-        if self._next_slot is None or slot < self._next_slot:
-            self._next_slot = slot
+        if old is not None and old <= slot:
+            return                       # lazy: the later deadline is checked when due
+        self._wheel.add(s, slot)
         self._ensure_timer()
 
     def _ensure_timer(self) -> None:
-        if self._timer is None or not self._timer.active():
-            self._timer = self.clock.callLater(self.TICK, self._tick)
+        self._wheel.ensure(self.TICK)
 
     def stop(self) -> None:
         """Cancel the timer (shutdown, tests)."""
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        self._wheel.stop()
 
     def _tick(self) -> None:
-        self._timer = None
         try:
             self.expire(self.clock.seconds())
         finally:
             if self._backlog:
-                self._timer = self.clock.callLater(self.BACKLOG_TICK, self._tick)
-            elif self._wheel or self._blocked or self._npinholes or self._aggressive:
+                self._wheel.call_at(self.clock.seconds() + self.BACKLOG_TICK)
+            elif (self._wheel or self.thresholds.blocked or self._npinholes
+                  or self.thresholds.aggressive):
                 self._ensure_timer()
 
     def expire(self, now) -> None:
@@ -1322,19 +1119,11 @@ class SessionTable:
         if self.offload is not None:
             self.offload.refresh(now)    # last-seen of offloaded sessions
         wheel = self._wheel
-        if wheel and self._next_slot is not None and self._next_slot <= now:
-            cur = int(now)
-            if cur - self._next_slot < 4096:
-                slots = range(self._next_slot, cur + 1)
-            else:
-                slots = sorted(k for k in wheel if k <= cur)
+        nxt = wheel.next_slot()
+        if nxt is not None and nxt <= now:
             budget = self.EXPIRE_BUDGET
             self._backlog = False
-            for slot in slots:
-                bucket = wheel.pop(slot, None)
-                if not bucket:
-                    continue
-                bucket = list(bucket)
+            for slot, bucket in wheel.pop_due(now):
                 for i, s in enumerate(bucket):
                     if s.dead or s.slot != slot:
                         continue
@@ -1345,11 +1134,7 @@ class SessionTable:
                         continue
                     if budget <= 0:
                         # too much for one tick: the rest waits for the next one
-                        rest = dict.fromkeys(bucket[i:])
-                        old = wheel.get(slot)
-                        if old:
-                            rest.update(old)
-                        wheel[slot] = rest
+                        wheel.put_back(slot, bucket[i:])
                         self._backlog = True
                         break
                     budget -= 1
@@ -1357,18 +1142,16 @@ class SessionTable:
                     self._expire_session(s, now)
                 if self._backlog:
                     break
-            self._next_slot = min(wheel) if wheel else None
-        if self._blocked:
-            for host, until in list(self._blocked.items()):
-                if until <= now:
-                    self._unblock(host)
+        th = self.thresholds
+        if th.blocked:
+            th.unblock_due(now)
         if self._npinholes:
             for key, lst in list(self._pinholes.items()):
                 for ph in list(lst):
                     if ph.deadline <= now:
                         self._consume_pinhole(ph)
-        if self._aggressive:
-            self._check_calm(self.model.inspect)
+        if th.aggressive:
+            th.check_calm(self.model.inspect)
 
     def _expire_session(self, s, now) -> None:
         t = s.tcp if s.proto == 6 else None

@@ -80,7 +80,7 @@ def show_statistics(table) -> str:
     for s in sessions:
         row = per.setdefault(s.protocol, [0, 0, 0])
         row[{"SIS_OPEN": 0, "SIS_OPENING": 1, "SIS_CLOSING": 2}.get(s.sis, 0)] += 1
-    half_tcp = sum(1 for s in table._half if s.proto == 6)
+    half_tcp = table.half_open_tcp()
     half_udp = table.half_open_count - half_tcp
     out = [
         "Session table: %d sessions (limit %d), peak %d" % (
@@ -97,11 +97,12 @@ def show_statistics(table) -> str:
             g.tcp_max_incomplete_host, g.tcp_block_time,
             "" if g.tcp_block_time == 1 else "s"),
     ]
-    if table._blocked:
+    blocked = table.blocked_hosts()
+    if blocked:
         now = table.clock.seconds()
-        for host, until in sorted(table._blocked.items()):
+        for host, until in blocked:
             out.append("  Host %s blocked for %d more seconds" % (ip_str(host), int(until - now)))
-    out.append("Pinholes (expected connections): %d" % table._npinholes)
+    out.append("Pinholes (expected connections): %d" % table.pinhole_count)
     un = getattr(table, "uninspected", None)
     if un is not None:
         out.append("Uninspected TCP connections (ACL-permitted, no rule): %d of max %d, "

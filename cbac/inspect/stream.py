@@ -23,7 +23,7 @@ Per direction it keeps:
   checksums fixed).  When a later call releases held bytes, the packet
   that caused it carries them (the segment grows backwards to the first
   unforwarded byte; beyond the receiver's MSS the rest goes out as extra
-  segments through the session table's outbox).
+  segments through the session table's ``send``).
 * ``out_buf``: the forwarded bytes, *as forwarded* (after edits), from
   the receiver's last acknowledgement (``out_base``) to ``out_fwd``.  A
   retransmission of forwarded bytes is re-sent from this copy.  Its size

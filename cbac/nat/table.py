@@ -14,16 +14,16 @@ are templates from which flow entries are made, as IOS makes extended
 entries under a simple one.
 
 Timeouts (IOS ``ip nat translation ...`` defaults in
-:class:`cbac.config.model.NatTimeouts`): entries are put in one-second
-buckets at their deadline; one timer fires at the earliest bucket and
-re-buckets entries that were used since (so a packet only writes
+:class:`cbac.config.model.NatTimeouts`): entries are filed in one-second
+slots of the timer wheel (:mod:`cbac.timerwheel`, shared with the session
+table) at their deadline; one timer fires at the earliest slot and
+re-files entries that were used since (so a packet only writes
 ``last_use``: no per-packet rescheduling).  A TCP FIN or RST shortens the
-timeout to ``finrst-timeout`` and re-buckets the entry once.
+timeout to ``finrst-timeout`` and re-files the entry once.
 """
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import math
 from collections import deque
@@ -32,9 +32,10 @@ from cbac.nat.translation import (BINDING, DOOR, FLOW, STATIC, T_EST, T_FINRST, 
                                   Translation, ios_duration, make_rewrites)
 from cbac.log import ios
 from cbac.log.ios import debugging
-from cbac.packet.checksum import checksum, update16, update32
+from cbac.packet.icmp import rewrite_error
 from cbac.packet.rewrite import Rewrite
 from cbac.packet.view import ACK, FIN, RST, SYN, ip_str
+from cbac.timerwheel import TimerWheel
 
 #: returned by inbound/outbound when the packet must be dropped (it matched
 #: a NAT rule but cannot be translated: pool or ports exhausted, max-entries
@@ -198,10 +199,7 @@ class Nat:
         #: routes of ``ip nat outside source list ... add-route`` (the router)
         self.route_hook = None
         # timers
-        self.buckets: dict[int, dict] = {}
-        self.heap: list[int] = []
-        self.timer = None
-        self.timer_at = None
+        self.wheel = TimerWheel(clock, self._sweep)     # cbac/timerwheel.py
         self._sweeping = False
         self.listeners = []            # callables(translation) on removal
         self._own_acls = acls is None
@@ -539,7 +537,7 @@ class Nat:
             elif t.tcp_state == T_SYN and flags & ACK and not flags & SYN:
                 t.tcp_state = T_EST
                 t.timeout = self.timeouts.tcp_timeout
-                if t.bucket is None:
+                if t.slot is None:
                     self._schedule(t)
 
     @staticmethod
@@ -1276,65 +1274,43 @@ class Nat:
     # -- timers -------------------------------------------------------------
 
     def _unbucket(self, t):
-        """Take ``t`` out of its timer bucket (O(1)): a removed entry must
+        """Take ``t`` out of its timer slot (O(1)): a removed entry must
         not stay referenced until its old deadline."""
-        b = t.bucket
-        if b is not None:
-            d = self.buckets.get(b)
-            if d is not None:
-                d.pop(t, None)
-            t.bucket = None
+        self.wheel.remove(t)
 
     def _schedule(self, t):
-        self._unbucket(t)
+        self.wheel.remove(t)
         to = t.timeout
         if to is None:
             return
         b = int(math.ceil(t.last_use + to * self.adaptive()))
-        t.bucket = b
-        d = self.buckets.get(b)
-        if d is None:
-            self.buckets[b] = {t: None}
-            heapq.heappush(self.heap, b)
-            if not self._sweeping and (self.timer_at is None or b < self.timer_at):
-                self._arm(b)
-        else:
-            d[t] = None
-
-    def _arm(self, at):
-        if self.timer is not None and self.timer.active():
-            self.timer.cancel()
-        self.timer_at = at
-        self.timer = self.clock.callLater(max(0.0, at - self.clock.seconds()), self._sweep)
+        if self.wheel.add(t, b) and not self._sweeping:
+            self.wheel.call_at(b)
 
     def _sweep(self):
-        self.timer = None
-        self.timer_at = None
         self._sweeping = True
         try:
             self._sweep_due()
         finally:
             self._sweeping = False
+        wheel = self.wheel
         if not self.entries and not self.doors:
-            # only stale bucket slots left (entries re-bucketed or removed)
-            self.buckets.clear()
-            del self.heap[:]
-        if self.heap:
-            self._arm(self.heap[0])
+            # only stale slots left (entries re-filed or removed)
+            wheel.clear()
+        b = wheel.next_slot()
+        if b is not None:
+            wheel.call_at(b)
 
     def _sweep_due(self):
         now = self.clock.seconds()
         f = self.adaptive()
-        heap = self.heap
-        while heap and heap[0] <= now + 1e-9:
-            b = heapq.heappop(heap)
-            for t in list(self.buckets.pop(b, ())):
-                if t.dead or t.bucket != b:
+        for b, bucket in self.wheel.pop_due(now + 1e-9):
+            for t in bucket:
+                if t.dead or t.slot != b:
                     continue
-                t.bucket = None
+                t.slot = None
                 to = t.timeout
                 if to is None:
-                    t.bucket = None
                     continue
                 if t.last_use + to * f <= now + 1e-9:
                     if t.kind == BINDING and t.refcount > 0:
@@ -1418,10 +1394,7 @@ class Nat:
                 Logger(namespace="cbac.nat").failure("NAT removal listener failed")
 
     def stop(self):
-        if self.timer is not None and self.timer.active():
-            self.timer.cancel()
-        self.timer = None
-        self.timer_at = None
+        self.wheel.stop()
 
     # ------------------------------------------------------------------
     # ICMP errors
@@ -1467,54 +1440,9 @@ class Nat:
                     b = self.bind_by_local.get(pkt.src)
                     osrc = b.inside_global[0] if b is not None else pkt.src
             odst = og if pkt.dst == ol else self._og_for(pkt.dst)
-        f = pkt.frame
-        end = pkt.l3 + pkt.ip_len
-        # quoted datagram
-        ql3, ql4 = q.l3, q.l4
-        old_src, old_dst = q.src, q.dst
-        f[ql3 + 12:ql3 + 16] = nsrc.to_bytes(4, "big")
-        f[ql3 + 16:ql3 + 20] = ndst.to_bytes(4, "big")
-        f[ql3 + 10:ql3 + 12] = b"\0\0"
-        f[ql3 + 10:ql3 + 12] = checksum(f, ql3, ql3 + q.ihl).to_bytes(2, "big")
-        if qp in (6, 17):
-            osp, odp = q.sport, q.dport
-            f[ql4:ql4 + 2] = nsp.to_bytes(2, "big")
-            f[ql4 + 2:ql4 + 4] = ndp.to_bytes(2, "big")
-            c = ql4 + (16 if qp == 6 else 6)
-            if c + 2 <= end:
-                v = (f[c] << 8) | f[c + 1]
-                if not (qp == 17 and v == 0):
-                    v = update32(v, old_src, nsrc)
-                    v = update32(v, old_dst, ndst)
-                    v = update16(v, osp, nsp)
-                    v = update16(v, odp, ndp)
-                    if qp == 17 and v == 0:
-                        v = 0xFFFF
-                    f[c:c + 2] = v.to_bytes(2, "big")
-            q.sport, q.dport = nsp, ndp
-        elif qp == 1:
-            # the quoted ICMP query: its identifier is the inside/global id
-            new_id = nsp if direction == INBOUND else ndp
-            old_id = q.icmp_id
-            if new_id is not None and new_id != old_id:
-                f[ql4 + 4:ql4 + 6] = new_id.to_bytes(2, "big")
-                c = ql4 + 2
-                if c + 2 <= end:
-                    v = (f[c] << 8) | f[c + 1]
-                    f[c:c + 2] = update16(v, old_id, new_id).to_bytes(2, "big")
-                q.icmp_id = new_id
-        q.src, q.dst = nsrc, ndst
-        # outer ICMP checksum: full (the whole message is here)
-        l4 = pkt.l4
-        f[l4 + 2:l4 + 4] = b"\0\0"
-        f[l4 + 2:l4 + 4] = checksum(f, l4, end).to_bytes(2, "big")
-        # outer IP header
-        l3 = pkt.l3
-        f[l3 + 12:l3 + 16] = osrc.to_bytes(4, "big")
-        f[l3 + 16:l3 + 20] = odst.to_bytes(4, "big")
-        f[l3 + 10:l3 + 12] = b"\0\0"
-        f[l3 + 10:l3 + 12] = checksum(f, l3, l3 + pkt.ihl).to_bytes(2, "big")
-        pkt.src, pkt.dst = osrc, odst
+        if qp == 1:
+            nsp = nsp if direction == INBOUND else ndp    # the inside/global identifier
+        rewrite_error(pkt, nsrc, ndst, nsp, ndp, osrc, odst)
         return t
 
     # ------------------------------------------------------------------

@@ -37,7 +37,7 @@ class Translation:
     __slots__ = ("kind", "proto", "inside_local", "inside_global", "outside_local",
                  "outside_global", "forward", "reverse", "in_key", "out_key",
                  "created", "last_use", "timeout", "tcp_state", "parent", "refcount",
-                 "rule", "pat_key", "bucket", "dead", "outside_xlat", "door_key",
+                 "rule", "pat_key", "slot", "dead", "outside_xlat", "door_key",
                  "remote", "static_cfg", "owner", "host", "oparent", "__weakref__")
 
     def __init__(self, kind, proto, il, ig, ol, og, now):
@@ -56,7 +56,7 @@ class Translation:
         self.refcount = 0
         self.rule = None
         self.pat_key = None
-        self.bucket = None
+        self.slot = None
         self.dead = False
         self.outside_xlat = False
         self.door_key = None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from struct import Struct
 
-from cbac.packet.checksum import checksum
+from cbac.packet.checksum import checksum, update16, update32
 from cbac.packet.ipv4 import build_ipv4
 from cbac.packet.view import ICMP_ERROR_TYPES
 
@@ -135,8 +135,69 @@ def build_time_exceeded(src, offending, code: int = TTL_EXCEEDED, **kw) -> bytea
     return build_error(src, TIME_EXCEEDED, code, offending, **kw)
 
 
-def build_parameter_problem(src, offending, pointer: int, **kw) -> bytearray:
-    return build_error(src, PARAMETER_PROBLEM, 0, offending, rest=(pointer & 0xFF) << 24, **kw)
+def _put(frame, off, value, width):
+    frame[off:off + width] = value.to_bytes(width, "big")
+
+
+def rewrite_error(pkt, src: int, dst: int, sport: int, dport: int,
+                  outer_src: int, outer_dst: int) -> None:
+    """Rewrite an ICMP error for NAT, in place: the quoted datagram gets
+    addresses ``src``/``dst`` and ports ``sport``/``dport`` (a quoted ICMP
+    query: identifier ``sport``), the outer header ``outer_src`` ->
+    ``outer_dst``.  The one ICMP-error rewrite of cbac: NAT
+    (:meth:`cbac.nat.table.Nat.translate_icmp_error`) and inspection
+    (:func:`cbac.inspect.icmp.error_lookup`) both use it.
+
+    Checksums: the quoted IP header's is recomputed; the quoted TCP/UDP
+    checksum (when quoted) and the quoted ICMP query's are updated
+    incrementally (RFC 1624).  A quoted UDP checksum of 0 means "no
+    checksum" and stays 0 (RFC 768); an updated UDP checksum that comes
+    out 0 is sent as 0xFFFF, since 0 would mean "none".  The ICMP checksum
+    and the outer IP header checksum are recomputed over the message."""
+    f = pkt.frame
+    q = pkt.inner
+    end = pkt.l3 + pkt.ip_len
+    ql3, ql4, qp = q.l3, q.l4, q.proto
+    osrc, odst = q.src, q.dst
+    _put(f, ql3 + 12, src, 4)
+    _put(f, ql3 + 16, dst, 4)
+    f[ql3 + 10] = f[ql3 + 11] = 0
+    _put(f, ql3 + 10, checksum(f, ql3, ql3 + q.ihl), 2)
+    if qp == 6 or qp == 17:
+        osp, odp = q.sport, q.dport
+        _put(f, ql4, sport, 2)
+        _put(f, ql4 + 2, dport, 2)
+        c = ql4 + (16 if qp == 6 else 6)
+        if c + 2 <= end:
+            v = (f[c] << 8) | f[c + 1]
+            if not (qp == 17 and v == 0):
+                v = update32(v, osrc, src)
+                v = update32(v, odst, dst)
+                v = update16(v, osp, sport)
+                v = update16(v, odp, dport)
+                if qp == 17 and v == 0:
+                    v = 0xFFFF
+                _put(f, c, v, 2)
+        q.sport, q.dport = sport, dport
+    elif qp == 1:
+        old_id = q.icmp_id
+        if sport is not None and sport != old_id:
+            _put(f, ql4 + 4, sport, 2)
+            c = ql4 + 2
+            if c + 2 <= end:
+                v = (f[c] << 8) | f[c + 1]
+                _put(f, c, update16(v, old_id, sport), 2)
+            q.icmp_id = sport
+    q.src, q.dst = src, dst
+    l4 = pkt.l4
+    f[l4 + 2] = f[l4 + 3] = 0
+    _put(f, l4 + 2, checksum(f, l4, end), 2)
+    l3 = pkt.l3
+    _put(f, l3 + 12, outer_src, 4)
+    _put(f, l3 + 16, outer_dst, 4)
+    f[l3 + 10] = f[l3 + 11] = 0
+    _put(f, l3 + 10, checksum(f, l3, l3 + pkt.ihl), 2)
+    pkt.src, pkt.dst = outer_src, outer_dst
 
 
 def next_hop_mtu(pkt) -> int:

@@ -10,7 +10,7 @@ Established flows may skip this: a fast path can look the session up on
 a key sliced straight from the frame.
 
 :func:`parse_ip_packet` parses a bare IPv4 packet (``l3 == 0``), e.g. one
-an engine put in an outbox.  ``verify_ip=True`` also checks the IP header
+an engine made (the session table's RSTs).  ``verify_ip=True`` also checks the IP header
 checksum (RFC 1812 5.2.2: a router MUST); a bad one raises
 ``MalformedPacket("bad-ip-checksum")``.
 
