@@ -170,3 +170,31 @@ class OptionsDropTests(Base, unittest.TestCase):
         model, _ = parse_config(PLAIN_CONFIG.format(extra=""))
         self.net.router.apply_config(model)
         self.assertEqual(self.udp_out(RR, b"rr"), [b"rr"])
+
+
+class TracerTests(Base, unittest.TestCase):
+    """packet-tracer (cbac-replay --trace) says what the pipeline does with
+    options, and the pipeline does it."""
+    extra = "ip options drop"
+
+    def frame(self, options):
+        from scapy.all import Ether
+        from tests.hosts import R_IN
+        return bytearray(raw(Ether(src="02:00:00:00:00:02", dst=R_IN) /
+                             IP(src=INSIDE_CLIENT_IP, dst=CLIENT_IP, options=options) /
+                             UDP(sport=5353, dport=53) / b"q"))
+
+    def test_trace_matches_the_pipeline(self):
+        from cbac.dataplane.trace import trace_frame
+        for options, reason, text in (
+                (LSRR, "source-route", "Source-routed packet"),
+                (RR, "ip-options", "Packet with IP options (ip options drop)")):
+            t = trace_frame(self.net.router, INSIDE, self.frame(options))
+            out = t.render(self.net.router)
+            self.assertIn("Type: IP-OPTIONS", out)
+            self.assertIn("Drop-reason: (%s) %s" % (reason, text), out)
+            self.assertEqual(drops(self.net, INSIDE, reason), 0)      # the trace changed nothing
+            self.assertEqual(self.udp_out(options), [])
+            self.assertEqual(drops(self.net, INSIDE, reason), 1)
+        t = trace_frame(self.net.router, INSIDE, self.frame([]))
+        self.assertTrue(t.allowed)

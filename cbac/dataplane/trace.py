@@ -41,6 +41,8 @@ DROP_TEXT = {
     "zone-drop": "Flow is denied by the zone-based policy",
     "zone-no-session": "Zone policy inspects this flow, but the packet opens no session",
     "bad-l4-checksum": "Bad TCP/UDP/ICMP checksum",
+    "source-route": "Source-routed packet (LSRR/SSRR): source routing is not implemented",
+    "ip-options": "Packet with IP options (ip options drop)",
     "ttl-exceeded": "TTL exceeded",
     "interface-down": "Input interface is down",
     "local": "To the router: no service for this packet",
@@ -212,6 +214,26 @@ def trace_frame(router, in_if, frame, detailed=False) -> Trace:
         p = t.phase("DECODE", "", "DROP")
         p.info.append("bad IPv4 header checksum")
         return t.drop("malformed-ip-checksum")
+    if pkt.ihl > 20:
+        from cbac.dataplane.ipoptions import verdict
+        try:
+            why = verdict(frame, pkt.l3, getattr(router, "ip_options", None))
+        except MalformedPacket as e:
+            p = t.phase("IP-OPTIONS", "", "DROP")
+            p.info.append("malformed IP options (%s): dropped, whatever ip options says" % e)
+            return t.drop("malformed-" + e.reason)
+        p = t.phase("IP-OPTIONS", "", "DROP" if why else "ALLOW")
+        if why == "source-route":
+            p.info.append("loose or strict source route option: cbac does not implement source "
+                          "routing and drops it, whatever ip source-route says")
+        elif why:
+            p.config.append("ip options drop")
+            p.info.append("the packet carries IP options")
+        else:
+            p.info.append("IP options forwarded unchanged%s" % (
+                " (ip options ignore)" if getattr(router, "ip_options", None) == "ignore" else ""))
+        if why:
+            return t.drop(why)
     if (pkt.frag or pkt.mf) and getattr(router, "reassembly", None) is not None:
         p = t.phase("VIRTUAL-REASSEMBLY")
         p.info.append("a fragment (offset %d%s): held until its datagram is complete; the whole "
