@@ -3,7 +3,7 @@
 The pipeline for an IPv4 packet is one explicit sequence of stages, in IOS
 order of operations (docs/nat-order.md):
 
-    ingress -> session lookup (ACL bypass) -> ICMP error association
+    ingress (checksums, IP options) -> session lookup (ACL bypass) -> ICMP error association
     -> pinhole -> input ACL -> NAT outside->inside -> local delivery
     -> routing -> NAT inside->outside -> output ACL -> inspection
     -> egress (TTL, MTU, ARP, MAC rewrite, send)
