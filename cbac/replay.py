@@ -24,6 +24,18 @@ Timing:
 ``--trace`` prints packet-tracer's phases (:mod:`cbac.dataplane.trace`)
 for every input frame, on the state just before it, then feeds it.
 
+``--trust-checksums``: captures taken on the sending host with checksum
+offload carry partial or zero TCP/UDP (and sometimes IP header) checksums,
+which cbac drops as damaged (``bad-l4-checksum``,
+``malformed-ip-checksum``).  With this option the checksums of the
+*replayed* frames are taken as correct: before a frame is fed, its IP
+header checksum and, for an unfragmented TCP, UDP or ICMP packet, its
+transport checksum are recomputed (a UDP checksum of 0, "none", stays 0).
+The summary says how many frames had theirs replaced.  Frames cbac itself
+makes are never affected, and the default is to verify: use it only for a
+capture taken on a sending host, where a wrong checksum means offload, not
+damage on the wire.
+
 At the end a summary (frames in and out per interface, drops by reason)
 is printed; ``--show CMD`` (repeatable) prints ``show`` output too, e.g.
 ``--show "ip inspect sessions"``.
@@ -73,6 +85,10 @@ def build_parser():
                    help="print packet-tracer's phases for every input frame (on the state "
                         "before the frame), then feed it")
     p.add_argument("--detailed", action="store_true", help="with --trace: packet-tracer detailed")
+    p.add_argument("--trust-checksums", action="store_true",
+                   help="take the IP/TCP/UDP/ICMP checksums of the replayed frames as correct "
+                        "(recomputed before each frame is fed): for captures taken with "
+                        "checksum offload; default: verify, and drop frames with bad checksums")
     return p
 
 
@@ -119,6 +135,12 @@ def run(argv=None, stdout=sys.stdout):
                                outfile=outputs.get(name), reactor=clock, **kw)
     app = Appliance(model, clock, ports, config_path=args.config, engines=not args.no_engines)
     app.router.start()
+    trusted = None
+    if args.trust_checksums:
+        trusted = [0]
+        for name, port in ports.items():
+            if name in inputs and args.realtime:
+                port.attach(_trusting(port.receiver, trusted))
     if args.realtime:
         from twisted.internet import defer
         dl = [p.done for n, p in ports.items() if n in inputs]
@@ -127,10 +149,55 @@ def run(argv=None, stdout=sys.stdout):
         reactor.run()
     else:
         _replay_merged(app, ports, inputs, clock,
-                       trace=(stdout, args.detailed) if args.trace else None)
+                       trace=(stdout, args.detailed) if args.trace else None,
+                       trusted=trusted)
     app.router.stop()
+    if trusted is not None:
+        print("--trust-checksums: %d frame(s) had their checksums replaced" % trusted[0],
+              file=stdout)
     _summary(app, ports, inputs, args.show, stdout)
     return 0
+
+
+def trust_checksums(frame) -> bool:
+    """Recompute the IPv4 header checksum and, for an unfragmented TCP,
+    UDP or ICMP packet, the transport checksum of ``frame`` in place (a
+    UDP checksum of 0 stays 0).  True when a checksum changed.  Frames
+    that do not parse as IPv4 are left alone (the router judges them)."""
+    from cbac.packet.checksum import checksum
+    from cbac.packet.errors import MalformedPacket
+    from cbac.packet.ipv4 import set_ip_checksum
+    from cbac.packet.tcp import set_tcp_checksum
+    from cbac.packet.udp import set_udp_checksum
+    from cbac.packet.view import parse_frame
+    try:
+        pkt = parse_frame(frame)
+    except MalformedPacket:
+        return False
+    l3, l4 = pkt.l3, pkt.l4
+    before = bytes(frame[l3:l3 + pkt.ip_len])
+    set_ip_checksum(frame, l3)
+    if not (pkt.frag or pkt.mf):
+        end = l3 + pkt.ip_len
+        if pkt.proto == 6:
+            set_tcp_checksum(frame, l3, l4, end)
+        elif pkt.proto == 17 and (frame[l4 + 6] or frame[l4 + 7]):
+            set_udp_checksum(frame, l3, l4, end)
+        elif pkt.proto == 1 and end - l4 >= 4:
+            frame[l4 + 2] = frame[l4 + 3] = 0
+            c = checksum(frame, l4, end)
+            frame[l4 + 2] = c >> 8
+            frame[l4 + 3] = c & 0xFF
+    return bytes(frame[l3:l3 + pkt.ip_len]) != before
+
+
+def _trusting(receiver, trusted):
+    """A port receiver that trusts the checksums of each frame first."""
+    def received(port, frame, vnet=b""):
+        if trust_checksums(frame):
+            trusted[0] += 1
+        return receiver(port, frame, vnet)
+    return received
 
 
 def _first_timestamp(paths) -> float:
@@ -143,10 +210,12 @@ def _first_timestamp(paths) -> float:
     return first or 0.0
 
 
-def _replay_merged(app, ports, inputs, clock, trace=None):
+def _replay_merged(app, ports, inputs, clock, trace=None, trusted=None):
     """Feed all input frames in timestamp order on a virtual clock.
     ``trace``: (stream, detailed): print packet-tracer's view of each frame
-    first (cbac.dataplane.trace; it changes nothing)."""
+    first (cbac.dataplane.trace; it changes nothing).  ``trusted``: a
+    one-element counter list: --trust-checksums (each frame's checksums
+    are recomputed before it is traced and fed)."""
     readers = []
     for name, path in inputs.items():
         readers.append((name, iter(PcapReader(path))))
@@ -162,6 +231,9 @@ def _replay_merged(app, ports, inputs, clock, trace=None):
         if delta > 0:
             clock.advance(delta)
         n += 1
+        frame = bytearray(frame)
+        if trusted is not None and trust_checksums(frame):
+            trusted[0] += 1
         if trace is not None:
             from cbac.dataplane.trace import trace_frame
             out, detailed = trace
@@ -172,7 +244,7 @@ def _replay_merged(app, ports, inputs, clock, trace=None):
         port = ports[name]
         port.counters.rx_packets += 1
         port.counters.rx_bytes += len(frame)
-        app.router.frameReceived(port, bytearray(frame), b"")
+        app.router.frameReceived(port, frame, b"")
     clock.advance(0)
 
 

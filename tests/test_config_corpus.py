@@ -86,7 +86,8 @@ class BranchTests(unittest.TestCase):
         full, counts = grouped(diags)
         msgs = [d.message for d in full]
         self.assertFalse(any("cbac does not inspect" in m for m in msgs), msgs)   # tftp is inspected
-        self.assertTrue(any("source-routed" in m for m in msgs), msgs)
+        self.assertFalse(r.source_route)        # no ip source-route: acted on, no warning
+        self.assertFalse(any("source-rout" in m for m in msgs), msgs)
         self.assertLessEqual(len(full), 4, [d.format() for d in full])
         self.assertTrue(any("line/aux/console" in c for c in counts), counts)
 

@@ -127,11 +127,36 @@ class FailClosedTests(unittest.TestCase):
             r, diags = run(BASE + snippet)
             self.assertEqual([d.format() for d in diags if d.is_error], [], snippet)
 
-    def test_source_route_warning_printed_in_full(self):
-        r, diags = run(BASE + "no ip source-route\nip cef\n")
+    def test_ip_options_lines_enforced_without_warning(self):
+        """``no ip source-route`` and ``ip options drop|ignore`` are acted on
+        (cbac/dataplane/ipoptions.py): no warning, in the model, rendered
+        back."""
+        n = len(BASE.splitlines())
+        for line, field, value in (("no ip source-route", "source_route", False),
+                                   ("ip options drop", "ip_options", "drop"),
+                                   ("ip options ignore", "ip_options", "ignore")):
+            r, diags = run(BASE + line + "\nip cef\n")
+            self.assertEqual([d.line for d in diags if d.line == n + 1], [], line)
+            self.assertEqual(getattr(r, field), value)
+            self.assertEqual(r.extra, [x for x in r.extra if x.text != line])
+            self.assertIn("\n%s\n" % line, render(r))
+            again, d2 = run(render(r))
+            self.assertEqual(getattr(again, field), value)
+        r, diags = run(BASE + "ip options drop\nno ip options drop\n")
+        self.assertIsNone(r.ip_options)
+
+    def test_ip_source_route_warns_that_it_is_not_implemented(self):
+        r, diags = run(BASE + "ip source-route\n")
         full, counts = grouped(diags)
         self.assertEqual([d.line for d in full], [len(BASE.splitlines()) + 1])
-        self.assertIn("source-routed", full[0].message)
+        self.assertIn("dropped", full[0].message)
+        self.assertNotIn("\nip source-route", render(r))
+
+    def test_bad_ip_options_is_an_error_with_its_line(self):
+        for line in ("ip options", "ip options bogus", "ip options drop now",
+                     "ip source-route always"):
+            r, diags = run(BASE + line + "\n")
+            self.assertEqual(list(errors_at(diags)), [len(BASE.splitlines()) + 1], line)
 
     def test_undefined_references_are_errors(self):
         # issue 17: a reload naming a list that does not exist must not open the box

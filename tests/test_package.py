@@ -67,6 +67,8 @@ class DebianPackageTests(unittest.TestCase):
         self.assertIn("./etc/cbac/router.conf", contents)
         self.assertIn("cbac.service", contents)
         self.assertIn("./usr/share/man/man8/cbac.8.gz", contents)
+        # the zone-based seed configuration, as an example
+        self.assertIn("./usr/share/doc/cbac/examples/router-zbf.conf", contents)
         conffiles = run(["dpkg-deb", "-e", deb, os.path.join(tmp, "ctl")]) and \
             open(os.path.join(tmp, "ctl", "conffiles")).read()
         self.assertIn("/etc/cbac/router.conf", conffiles)
@@ -106,13 +108,19 @@ class DebianPackageTests(unittest.TestCase):
         from cbac.lab import Lab, unavailable_reason
         if unavailable_reason():
             return
+        # the daemon's log and state directory, removed after the lab (and
+        # the daemon in it) is down: cleanups run last in, first out
+        tmp = tempfile.mkdtemp(prefix="cbac-deb-run-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        state = os.path.join(tmp, "state")
+        os.mkdir(state, 0o700)
         lab = Lab()
         lab.up()
         self.addCleanup(lab.down)
-        log = open(os.path.join(tempfile.gettempdir(), "cbac-deb-%s.log" % lab.suffix), "w")
+        log = open(os.path.join(tmp, "cbac.log"), "w")
         self.addCleanup(log.close)
         lab.popen("fw", ["/usr/bin/twistd3", "-n", "--pidfile=", "cbac", "-c", "/etc/cbac/router.conf",
-                         "--state-dir", tempfile.mkdtemp(prefix="cbac-state-")],
+                         "--state-dir", state],
                   env=CLEAN_ENV, cwd="/", stdout=log, stderr=subprocess.STDOUT)
         ok = False
         for _ in range(30):

@@ -209,15 +209,19 @@ def state(app):
     })
 
 
+def learn_neighbours(testcase):
+    """Both neighbours known (ARP), as on a running box."""
+    testcase.pin, testcase.pout = testcase.ports["Ethernet2/1"], testcase.ports["Ethernet2/0"]
+    for port, mac, rmac, ip, rip in ((testcase.pin, H_IN, R_IN, "10.10.10.25", "10.10.10.1"),
+                                     (testcase.pout, H_OUT, R_OUT, "172.22.1.1", "172.22.1.16")):
+        port.inject(bytearray(raw(Ether(src=mac, dst=rmac) / ARP(
+            op=2, hwsrc=mac, psrc=ip, hwdst=rmac, pdst=rip))))
+
+
 class PacketTracerTests(unittest.TestCase):
     def setUp(self):
         self.app, self.ports, _ = real_appliance(self)
-        self.pin, self.pout = self.ports["Ethernet2/1"], self.ports["Ethernet2/0"]
-        # both neighbours known (ARP), as on a running box
-        for port, mac, rmac, ip, rip in ((self.pin, H_IN, R_IN, "10.10.10.25", "10.10.10.1"),
-                                         (self.pout, H_OUT, R_OUT, "172.22.1.1", "172.22.1.16")):
-            port.inject(bytearray(raw(Ether(src=mac, dst=rmac) / ARP(
-                op=2, hwsrc=mac, psrc=ip, hwdst=rmac, pdst=rip))))
+        learn_neighbours(self)
         # one connection already through PAT (port 40000 taken)
         self.syn("in", "10.10.10.2", 40000, "172.22.1.1", 80)
         self.assertEqual(len(self.app.sessions.sessions), 1)
@@ -364,6 +368,79 @@ class PacketTracerTests(unittest.TestCase):
         self.pout.inject(bytearray(raw(ack)))
         [f] = [Ether(x) for x, _ in self.pin.sent]
         self.assertEqual((f[IP].dst, f[TCP].dport, str(f[TCP].flags)), ("10.10.10.25", 25, "A"))
+
+
+class PerHostLimitTracerTests(unittest.TestCase):
+    """packet-tracer reports the per-host limits the real pipeline
+    enforces: ``ip nat translation max-entries host`` (NAT) and ``cbac
+    session-limit host`` (inspection)."""
+
+    def start(self, extra):
+        """The seed with ``extra`` appended (reloaded as a user would), both
+        neighbours known, and 10.10.10.2's first connection through PAT."""
+        self.app, self.ports, conf = real_appliance(self)
+        with open(conf) as f:
+            text = f.read()
+        head, end, tail = text.rpartition("\nend\n")
+        self.assertEqual(end, "\nend\n")
+        with open(conf, "w") as f:
+            f.write(head + "\n" + extra + end + tail)
+        ok, msg = self.app.reload_config()
+        self.assertTrue(ok, msg)
+        learn_neighbours(self)
+        self.syn( "in", "10.10.10.2", 40000, "172.22.1.1", 80)
+        self.assertEqual(len(self.app.sessions.sessions), 1)
+        self.assertEqual(len(self.pout.sent), 1)
+
+    syn = PacketTracerTests.syn
+    tracer = PacketTracerTests.tracer
+
+    def second_connection(self, reason):
+        """Trace 10.10.10.2's second connection: dropped for ``reason``;
+        then send it: the real pipeline drops it, counted as ``reason``."""
+        before = state(self.app)
+        r = self.tracer("packet-tracer input Ethernet2/1 tcp 10.10.10.2 40001 172.22.1.1 80")
+        self.assertEqual(state(self.app), before)
+        self.assertEqual(r.status, 1, r.text)
+        self.assertIn("Action: drop", r.text)
+        self.assertIn("Drop-reason: (%s)" % reason, r.text)
+        drops = self.app.router.drops[reason]
+        self.syn("in", "10.10.10.2", 40001, "172.22.1.1", 80)
+        self.assertEqual(self.pout.sent, [])
+        self.assertEqual(self.app.router.drops[reason], drops + 1)
+        # another host is not limited, in the trace as on the wire
+        r = self.tracer("packet-tracer input Ethernet2/1 tcp 10.10.10.3 40001 172.22.1.1 80")
+        self.assertEqual(r.status, 0, r.text)
+        self.syn("in", "10.10.10.3", 40001, "172.22.1.1", 80)
+        self.assertEqual(len(self.pout.sent), 1)
+        return r
+
+    def test_nat_max_entries_host(self):
+        self.start("ip nat translation max-entries host 10.10.10.2 1\n")
+        self.second_connection("nat")
+        text = self.tracer("packet-tracer input Ethernet2/1 tcp 10.10.10.2 40001 172.22.1.1 80").text
+        self.assertIn("10.10.10.2 holds 1 translation(s): its limit is 1", text)
+
+    def test_nat_max_entries_all_host(self):
+        self.start("ip nat translation max-entries all-host 1\n")
+        self.second_connection("nat")
+
+    def test_outbound_to_an_outside_static(self):
+        """Inside -> outside to an ``ip nat outside source static`` address:
+        a translation without a configuration line of its own (the trace
+        used to crash rendering it)."""
+        self.start("ip nat outside source static 172.22.1.99 192.168.200.99\n")
+        # from a source no inside rule translates (access-list 1 is 10.10.10.0/24)
+        r = self.tracer("packet-tracer input Ethernet2/1 tcp 10.10.11.5 40001 192.168.200.99 80")
+        self.assertIn("Type: NAT\nSubtype: outside static\nResult: ALLOW\nConfig:\n"
+                      "Additional Information:\n", r.text)
+        self.assertEqual(r.status, 0, r.text)
+
+    def test_session_limit_host(self):
+        self.start("cbac session-limit host 1\n")
+        self.second_connection("inspect-refused")
+        text = self.tracer("packet-tracer input Ethernet2/1 tcp 10.10.10.2 40001 172.22.1.1 80").text
+        self.assertIn("10.10.10.2 has 1 session(s): cbac session-limit host 1", text)
 
 
 def zbf_appliance(testcase):

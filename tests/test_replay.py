@@ -107,3 +107,59 @@ class ReplayTraceTests(unittest.TestCase):
         self.assertIn("Drop-reason: (acl-in) Flow is denied by the input access list", frames[4])
         # and the frames were fed: the summary follows
         self.assertIn("drops: acl-in 1", text)
+
+
+def offloaded_capture(path):
+    """What tcpdump shows on a host with checksum offload: the SYN and a
+    data segment leave with TCP checksum 0, the ping with an IP header
+    checksum of 0."""
+    pkts = [
+        Ether(src=H_IN, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=H_IN, psrc="10.10.10.2", pdst="10.10.10.1"),
+        Ether(src=H_IN, dst=R_IN) / IP(src="10.10.10.2", dst="172.22.1.1") /
+        TCP(sport=40000, dport=80, flags="S", seq=100, chksum=0),
+        Ether(src=H_IN, dst=R_IN) / IP(src="10.10.10.2", dst="10.10.10.1", chksum=0) / ICMP(id=9, seq=1),
+    ]
+    for i, p in enumerate(pkts):
+        p.time = 1700000000.0 + i * 0.01
+    wrpcap(path, pkts)
+
+
+class TrustChecksumsTests(unittest.TestCase):
+    def replay(self, *extra):
+        from io import StringIO
+        from cbac import replay
+        tmp = self.mktemp()
+        os.makedirs(tmp)
+        inpcap, outpcap = os.path.join(tmp, "in.pcap"), os.path.join(tmp, "out.pcap")
+        offloaded_capture(inpcap)
+        outside_capture(outpcap)            # the next hop's ARP reply
+        outs = os.path.join(tmp, "out-in.pcap"), os.path.join(tmp, "out-out.pcap")
+        out = StringIO()
+        replay.run(["-c", SEED_CONFIG, "--in", "Ethernet2/1=" + inpcap, "--in", "Ethernet2/0=" + outpcap,
+                    "--out", "Ethernet2/1=" + outs[0], "--out", "Ethernet2/0=" + outs[1],
+                    "--mac", "Ethernet2/1=" + R_IN, "--mac", "Ethernet2/0=" + R_OUT] + list(extra),
+                   stdout=out)
+        return out.getvalue(), rdpcap(outs[0]), rdpcap(outs[1])
+
+    def test_default_verifies_and_drops_zero_checksums(self):
+        text, inside, outside = self.replay()
+        self.assertEqual([p for p in outside if TCP in p], [])
+        self.assertEqual([p for p in inside if ICMP in p], [])
+        self.assertIn("bad-l4-checksum 1", text)
+        self.assertIn("malformed-ip-checksum 1", text)
+        self.assertNotIn("trust-checksums", text)
+
+    def test_trust_checksums_forwards_with_correct_checksums(self):
+        text, inside, outside = self.replay("--trust-checksums")
+        [syn] = [p for p in outside if TCP in p]
+        self.assertEqual((syn[IP].src, syn[TCP].sport, syn[TCP].flags), ("172.22.1.16", 40000, "S"))
+        # what leaves carries the checksum the sender's NIC would have put in
+        sent = syn[TCP].chksum
+        ip = syn[IP].copy()
+        del ip[TCP].chksum
+        self.assertEqual(IP(bytes(ip))[TCP].chksum, sent)
+        self.assertNotEqual(sent, 0)
+        [echo] = [p for p in inside if ICMP in p]
+        self.assertEqual((echo[ICMP].type, echo[ICMP].id), (0, 9))
+        self.assertIn("--trust-checksums: 2 frame(s) had their checksums replaced", text)
+        self.assertNotIn("checksum", text.split("--trust-checksums")[1].split("\n", 1)[1])

@@ -667,6 +667,8 @@ class Router:
     session_limit_host: int = 4096               # cbac session-limit host N
     session_limit_dest: int = 8192               # cbac session-limit destination N
     fastpath_offload: bool = True                # [no] cbac fastpath offload
+    source_route: bool = True                    # [no] ip source-route (IOS default: on)
+    ip_options: Optional[str] = None             # ip options drop|ignore (None: IOS default)
     smtp: SmtpOptions = field(default_factory=SmtpOptions)
     ports: dict[str, PortBinding] = field(default_factory=dict)
     zbf: ZbfConfig = field(default_factory=ZbfConfig)

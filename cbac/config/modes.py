@@ -249,8 +249,6 @@ def refused_global(body: list[str], neg: bool) -> Optional[str]:
             return "TCP intercept is not implemented"
         if b[1] == "local" and len(b) > 2 and b[2] == "policy" and not neg:
             return "local policy routing is not implemented"
-        if b[1] == "options" and len(b) > 2 and b[2] in ("drop", "ignore") and not neg:
-            return None
         if b[1] == "inspect" and not neg:
             if len(b) > 2 and (b[2] in ("log", "hashtable-size", "hashtable", "name")
                                or b[2:4] == ["tcp", "window-scale-enforcement"]):
@@ -266,8 +264,6 @@ def refused_global(body: list[str], neg: bool) -> Optional[str]:
                                        "compiled", "counter"):
                 return None
             return "unsupported access list type '%s'" % (b[2] if len(b) > 2 else "")
-        if b[1] == "source-route" or b[1] == "options":
-            return None
     return None
 
 
@@ -305,7 +301,7 @@ _GROUP_IP = {
     "multicast-routing": G_ROUTING, "prefix-list": G_ROUTING, "sla": G_MISC,
     "flow-export": G_LOGGING, "flow-cache": G_LOGGING, "flow-top-talkers": G_LOGGING,
     "gratuitous-arps": G_SERVICES, "tcp": G_SERVICES, "telnet": G_SERVICES,
-    "options": G_SERVICES, "source-route": G_SERVICES, "vrf": G_ROUTING,
+    "vrf": G_ROUTING,
     "accounting-threshold": G_LOGGING, "arp": G_SERVICES, "inspect": None,
     "nat": G_LOGGING, "access-list": G_LOGGING, "ips": G_CRYPTO, "audit": G_CRYPTO,
     "auth-proxy": G_CRYPTO, "urlfilter": G_CRYPTO, "admission": G_CRYPTO,
@@ -341,17 +337,6 @@ def misplaced(body: list[str]) -> Optional[str]:
             (interface_refused(body) and interface_command(body)):
         return ("'%s' is an interface or line command, but no interface or line block is open "
                 "here (IOS: %% Invalid input); it would do nothing" % " ".join(body[:3]))
-    return None
-
-
-def notable_global(body: list[str], neg: bool) -> Optional[str]:
-    """A warning printed in full (never grouped) for a not-acted-on global
-    line whose IOS behaviour cbac does not reproduce, or None."""
-    if body[:2] == ["ip", "source-route"] and neg:
-        return ("accepted, not acted on: cbac does not drop source-routed packets as IOS does "
-                "with 'no ip source-route' (it forwards on the destination address only)")
-    if body[:3] == ["ip", "options", "drop"] and not neg:
-        return "accepted, not acted on: cbac does not drop packets with IP options"
     return None
 
 

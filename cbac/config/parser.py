@@ -737,11 +737,7 @@ class Parser:
             return
         v = Verbatim(ln.text, (), ln.no)
         self.router.extra.append(v)
-        notable = modes.notable_global(body, neg)
-        if notable is not None:
-            self.warn(notable)
-        else:
-            self.warn("accepted, not acted on", group=modes.global_group(body))
+        self.warn("accepted, not acted on", group=modes.global_group(body))
         if _opens_block(ln.kw):
             self.block = ("verbatim", v)
 
@@ -1760,6 +1756,28 @@ class Parser:
             raise _Bad("expected 'cbac fastpath offload'")
         self.router.fastpath_offload = not neg
 
+    def g_ip_source_route(self, ln, neg, a):
+        """``[no] ip source-route``.  cbac does not implement source
+        routing: packets with a loose or strict source route option are
+        dropped whatever this says (cbac/dataplane/ipoptions.py)."""
+        if a:
+            raise _Bad("expected '[no] ip source-route'")
+        self.router.source_route = not neg
+        if not neg:
+            self.warn("cbac does not implement source routing: packets with a loose or strict "
+                      "source route option (LSRR/SSRR) are dropped and counted (source-route) "
+                      "whatever this line says, as with 'no ip source-route'")
+
+    def g_ip_options(self, ln, neg, a):
+        """``ip options {drop|ignore}`` (IOS: ACL IP Options Selective
+        Drop); ``no ip options ...``: back to the default."""
+        if neg:
+            self.router.ip_options = None
+        elif len(a) == 1 and a[0].lower() in ("drop", "ignore"):
+            self.router.ip_options = a[0].lower()
+        else:
+            raise _Bad("expected 'ip options drop|ignore'")
+
     def g_cbac_authorized_keys(self, ln, neg, a):
         self.router.ssh.authorized_keys = None if neg else _rest(ln.raw, 3)
 
@@ -1889,6 +1907,8 @@ GLOBAL_COMMANDS: dict[tuple[str, ...], Callable] = {
     ("ip", "nat", "translation"): P.g_nat_translation,
     ("ip", "nat", "service"): P.g_nat_service,
     ("ip", "route"): P.g_route,
+    ("ip", "source-route"): P.g_ip_source_route,
+    ("ip", "options"): P.g_ip_options,
     ("logging", "host"): P.g_logging_host,
     ("logging", "buffered"): P.g_logging_buffered,
     ("logging", "trap"): P.g_logging_trap,

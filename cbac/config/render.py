@@ -321,6 +321,10 @@ def render_body(r: Router) -> list[str]:
     if en:
         out += en + ["!"]
     g = _section(r, S_GLOBAL)
+    if not r.source_route:
+        g.append("no ip source-route")
+    if r.ip_options is not None:
+        g.append("ip options %s" % r.ip_options)
     if g:
         out += g + ["!"]
     users = []

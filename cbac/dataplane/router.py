@@ -3,7 +3,7 @@
 The pipeline for an IPv4 packet is one explicit sequence of stages, in IOS
 order of operations (docs/nat-order.md):
 
-    ingress -> session lookup (ACL bypass) -> ICMP error association
+    ingress (checksums, IP options) -> session lookup (ACL bypass) -> ICMP error association
     -> pinhole -> input ACL -> NAT outside->inside -> local delivery
     -> routing -> NAT inside->outside -> output ACL -> inspection
     -> egress (TTL, MTU, ARP, MAC rewrite, send)
@@ -22,6 +22,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from cbac.dataplane.arp import ArpCache
+from cbac.dataplane.ipoptions import verdict as ip_options_verdict
 from cbac.dataplane.routes import RouteEntry, RouteTable
 from cbac.dataplane.reassembly import Reassembly, settings_from_interface
 from cbac.dataplane.show import RateMeter
@@ -218,6 +219,7 @@ class Router:
         """Install a plan from :meth:`prepare_config`: assignments only."""
         model, interfaces, local, statics, routes = plan
         self.model = model
+        self.ip_options = getattr(model, "ip_options", None)
         self._fast_tables = {6: self.sessions.tcp, 17: self.sessions.udp} if self.sessions else {}
         if self.sessions is not None:
             for sess in self.sessions.sessions.values():
@@ -417,6 +419,13 @@ class Router:
         if not ck.ip_checksum_ok(frame, l3, pkt.ihl):
             self._drop(ri, "malformed-ip-checksum")
             return
+        if pkt.ihl > 20:
+            # IP options: source routes, ip options drop (ipoptions.py);
+            # malformed options raise MalformedPacket
+            why = ip_options_verdict(frame, l3, self.ip_options)
+            if why is not None:
+                self._drop(ri, why)
+                return
         if (pkt.frag or pkt.mf) and self.reassembly is not None:
             whole = self.reassembly.add(ri.name, pkt)
             if whole is None:

@@ -41,6 +41,8 @@ DROP_TEXT = {
     "zone-drop": "Flow is denied by the zone-based policy",
     "zone-no-session": "Zone policy inspects this flow, but the packet opens no session",
     "bad-l4-checksum": "Bad TCP/UDP/ICMP checksum",
+    "source-route": "Source-routed packet (LSRR/SSRR): source routing is not implemented",
+    "ip-options": "Packet with IP options (ip options drop)",
     "ttl-exceeded": "TTL exceeded",
     "interface-down": "Input interface is down",
     "local": "To the router: no service for this packet",
@@ -212,6 +214,26 @@ def trace_frame(router, in_if, frame, detailed=False) -> Trace:
         p = t.phase("DECODE", "", "DROP")
         p.info.append("bad IPv4 header checksum")
         return t.drop("malformed-ip-checksum")
+    if pkt.ihl > 20:
+        from cbac.dataplane.ipoptions import verdict
+        try:
+            why = verdict(frame, pkt.l3, getattr(router, "ip_options", None))
+        except MalformedPacket as e:
+            p = t.phase("IP-OPTIONS", "", "DROP")
+            p.info.append("malformed IP options (%s): dropped, whatever ip options says" % e)
+            return t.drop("malformed-" + e.reason)
+        p = t.phase("IP-OPTIONS", "", "DROP" if why else "ALLOW")
+        if why == "source-route":
+            p.info.append("loose or strict source route option: cbac does not implement source "
+                          "routing and drops it, whatever ip source-route says")
+        elif why:
+            p.config.append("ip options drop")
+            p.info.append("the packet carries IP options")
+        else:
+            p.info.append("IP options forwarded unchanged%s" % (
+                " (ip options ignore)" if getattr(router, "ip_options", None) == "ignore" else ""))
+        if why:
+            return t.drop(why)
     if (pkt.frag or pkt.mf) and getattr(router, "reassembly", None) is not None:
         p = t.phase("VIRTUAL-REASSEMBLY")
         p.info.append("a fragment (offset %d%s): held until its datagram is complete; the whole "
@@ -279,7 +301,7 @@ class _Tracer:
         # 4. NAT outside -> inside
         translation = None
         if ri.nat == "outside" and r.nat is not None:
-            translation = self.nat_inbound()
+            translation = self.nat(inbound=True)
             if translation is False:
                 return self.t.drop("nat")
         # local delivery (ZBF: the self zone)
@@ -316,7 +338,7 @@ class _Tracer:
                     return self.t.drop("zone-no-session")
         # 6. NAT inside -> outside
         if translation is None and r.nat is not None and ri.nat == "inside" and out.nat == "outside":
-            translation = self.nat_outbound(out)
+            translation = self.nat(inbound=False)
             if translation is False:
                 return self.t.drop("nat")
         # 7. output ACL
@@ -400,19 +422,22 @@ class _Tracer:
         return ace.permit
 
     # -- NAT -------------------------------------------------------------------------
-    def nat_inbound(self):
-        """Returns the rewrite applied, None (no translation) or False (drop)."""
+    def nat(self, inbound):
+        """NAT outside -> inside (``inbound``: phase UN-NAT) or inside ->
+        outside (NAT), as ``Nat.inbound``/``Nat.outbound`` would do it.
+        Returns the rewrite applied, None (no translation) or False (drop)."""
         nat, pkt = self.r.nat, self.pkt
-        p = self.t.phase("UN-NAT")
+        p = self.t.phase("UN-NAT" if inbound else "NAT")
+        verb = "untranslate" if inbound else "translate"
         self.note_packet(p)
-        t = nat.lookup(pkt, inside=False)
+        t = nat.lookup(pkt, inside=not inbound)
         if t is not None:
             p.subtype = "existing translation"
             old = _flow(pkt)
-            _rewrite(pkt, t.reverse)
-            p.info.append("untranslate %s to %s (translation %s)" % (old, _flow(pkt), _xlat_text(t)))
+            _rewrite(pkt, t.reverse if inbound else t.forward)
+            p.info.append("%s %s to %s (translation %s)" % (verb, old, _flow(pkt), _xlat_text(t)))
             return t
-        decision = predict_inbound(nat, pkt)
+        decision = (predict_inbound if inbound else predict_outbound)(nat, pkt)
         kind, cfg, new = decision
         if kind == "drop":
             p.result = "DROP"
@@ -426,37 +451,12 @@ class _Tracer:
         if cfg:
             p.config.extend(cfg if isinstance(cfg, list) else [cfg])
         old = _flow(pkt)
-        ol = predict_outside_local(nat, pkt)[0]
-        _retarget(pkt, src=(ol, None) if ol != pkt.src else None, dst=new)
-        p.info.append("untranslate %s to %s" % (old, _flow(pkt)))
-        return decision
-
-    def nat_outbound(self, out):
-        nat, pkt = self.r.nat, self.pkt
-        p = self.t.phase("NAT")
-        self.note_packet(p)
-        t = nat.lookup(pkt, inside=True)
-        if t is not None:
-            p.subtype = "existing translation"
-            old = _flow(pkt)
-            _rewrite(pkt, t.forward)
-            p.info.append("translate %s to %s (translation %s)" % (old, _flow(pkt), _xlat_text(t)))
-            return t
-        decision = predict_outbound(nat, pkt)
-        kind, cfg, new = decision
-        if kind == "drop":
-            p.result = "DROP"
-            p.subtype = cfg or ""
-            p.info.append(new)
-            return False
-        if kind is None:
-            p.info.append("no translation: %s" % new)
-            return None
-        p.subtype = kind
-        p.config.extend(cfg if isinstance(cfg, list) else [cfg])
-        old = _flow(pkt)
-        _retarget(pkt, src=new)
-        p.info.append("translate %s to %s" % (old, _flow(pkt)))
+        if inbound:
+            ol = predict_outside_local(nat, pkt)[0]
+            _retarget(pkt, src=(ol, None) if ol != pkt.src else None, dst=new)
+        else:
+            _retarget(pkt, src=new)
+        p.info.append("%s %s to %s" % (verb, old, _flow(pkt)))
         return decision
 
     # -- routing ------------------------------------------------------------------------
@@ -746,8 +746,9 @@ def predict_outside_local(nat, pkt):
             if proto == PROTO_TCP and pkt.tcp_flags & 0x17 != 0x02:
                 return "drop", "outside", ("%s has no outside binding and this TCP segment "
                                            "cannot open a connection" % ip_str(src))
-            if not nat._room():
-                return "drop", "max-entries", "ip nat translation max-entries reached"
+            lim = _nat_limit(nat, src, False)
+            if lim is not None:
+                return lim
             free = [a for a in r.addresses
                     if a not in nat.obind_by_local and a not in nat.st_out_by_local][:1]
             if not free:
@@ -771,6 +772,7 @@ def predict_inbound(nat, pkt):
     il = None
     ilp = None
     kind = cfg = None
+    dynamic = False             # an entry of a dynamic rule: the host's limit applies
     if proto in (6, 17):
         s = nat.st_port_by_global.get((proto, dst, dp))
         if s is not None:
@@ -785,11 +787,13 @@ def predict_inbound(nat, pkt):
         if b is not None:
             il, kind = b.inside_local[0], "dynamic"
             cfg = _nat_lines(dynamic=_dyn_cfg(nat, b.rule))
+            dynamic = True
     if il is None and nat.doors:
         d = nat.doors.get((proto, dst, dp))
         if d is not None and not d.dead and (d.remote is None or d.remote == src):
             il, ilp = d.inside_local
             kind = "reserved (FTP data through PAT)"
+            dynamic = d.rule is not None or d.parent is not None
     if il is None:
         if nat._in_pool(dst):
             return "drop", "pool", "%s is a pool address nobody holds" % ip_str(dst)
@@ -802,14 +806,50 @@ def predict_inbound(nat, pkt):
         # both: the inside translation of the destination and the outside
         # list's of the source
         cfg = (cfg if isinstance(cfg, list) else [cfg] if cfg else []) + ocfg
-    if not nat._room():
-        return "drop", "max-entries", "ip nat translation max-entries reached"
+    # (Nat._create_inbound2: no entry, so no limit, for a protocol without
+    # ports or a TCP segment that cannot open a connection of no dynamic rule)
+    if proto in (1, 6, 17) and not (proto == PROTO_TCP and not dynamic
+                                    and pkt.tcp_flags & 0x17 != 0x02):
+        lim = _nat_limit(nat, il, dynamic)
+        if lim is not None:
+            return lim
     new_il, new_p = il, (ilp if ilp is not None else dp)
     out_key = (proto, src, sp, dst, dp) if proto != PROTO_ICMP else (1, src, sp, dst, 0)
     in_key = (proto, new_il, new_p if proto != PROTO_ICMP else sp, ol, sp if proto != PROTO_ICMP else 0)
     if out_key in nat.flows_out or in_key in nat.flows_in:
         return "drop", "collision", "the translated flow is taken by another translation"
     return kind, cfg, (new_il, new_p if proto in (6, 17) else None)
+
+
+def _nat_limit(nat, host, dynamic):
+    """``("drop", subtype, why)`` when ``Nat._limits_ok(host, dynamic)``
+    would refuse one more translation (``Nat.limit_reached``, which counts
+    and logs nothing), else None."""
+    hit = nat.limit_reached(host, dynamic)
+    if hit is None:
+        return None
+    who, limit, n = hit
+    if who is None:
+        return ("drop", "max-entries", "the translation table is full: %d entries "
+                "(ip nat translation max-entries %d)" % (n, limit))
+    return ("drop", "max-entries host", "%s holds %d translation(s): its limit is %d (%s)" % (
+        ip_str(who), n, limit, _host_limit_line(nat, who)))
+
+
+def _host_limit_line(nat, host) -> str:
+    """The configuration that sets ``host``'s limit (``Nat.host_max``)."""
+    from ipaddress import IPv4Address
+    to = nat.timeouts
+    n = to.max_entries_host.get(IPv4Address(host))
+    if n is not None:
+        return "ip nat translation max-entries host %s %d" % (ip_str(host), n)
+    for name, n, _line in to.max_entries_list:
+        acl = nat.acls.get(name)
+        if acl is not None and acl.permits_fields(0, host):
+            return "ip nat translation max-entries list %s %d" % (name, n)
+    if to.max_entries_all_host is not None:
+        return "ip nat translation max-entries all-host %d" % to.max_entries_all_host
+    return "cbac's default per-host limit"
 
 
 def _dyn_cfg(nat, rule):
@@ -838,6 +878,8 @@ def predict_outbound(nat, pkt):
     ig = None
     igp = sp
     kind = cfg = None
+    ported = proto in (1, 6, 17)
+    by_rule = False             # of a dynamic rule (Nat._create_outbound's rule is not None)
     if proto in (6, 17):
         s = nat.st_port_by_local.get((proto, src, sp))
         if s is not None:
@@ -852,6 +894,10 @@ def predict_outbound(nat, pkt):
         if b is not None:
             ig, kind = b.inside_global[0], "dynamic (existing binding)"
             cfg = _nat_lines(dynamic=_dyn_cfg(nat, b.rule))
+            by_rule = True
+            lim = _nat_limit(nat, src, True) if ported else None
+            if lim is not None:
+                return lim
     if ig is None:
         for r in nat.rules:
             acl = nat.acls.get(r.acl)
@@ -863,8 +909,10 @@ def predict_outbound(nat, pkt):
             if entry is None or entry.action != "permit":
                 continue
             cfg = [_nat_lines(dynamic=_dyn_cfg(nat, r)), _acl_entry_line(acl, entry)]
-            if not nat._room():
-                return "drop", "max-entries", "ip nat translation max-entries reached"
+            by_rule = True
+            lim = _nat_limit(nat, src, True) if ported or r.overload else None
+            if lim is not None:
+                return lim
             if r.overload:
                 kind = "PAT"
                 got = None
@@ -899,6 +947,10 @@ def predict_outbound(nat, pkt):
             return None, None, "no inside source rule matches %s" % ip_str(src)
         ig = src
         kind = "outside static"
+    if not by_rule and ported and not (proto == PROTO_TCP and pkt.tcp_flags & 0x17 != 0x02):
+        lim = _nat_limit(nat, src, False)       # a static's entry: the table's limit
+        if lim is not None:
+            return lim
     if proto in (6, 17):
         out_key = (proto, og, dp, ig, igp)
     elif proto == PROTO_ICMP:
@@ -951,8 +1003,9 @@ def _free_port_dry(nat, proto, ig, want, range_of):
 def _would_refuse(sessions, pkt, c_in) -> str:
     """Why ``SessionTable.create`` would refuse this packet, or ''.
     ``c_in``: its 4-tuple as it arrived (before NAT).  (Mirrors create's
-    checks: fragments, key collision, blocked host, table full without
-    half-open sessions to evict.)"""
+    checks: fragments, key collision, per-source and per-destination
+    limits, blocked host, table full without half-open sessions to evict;
+    not the zone-based class's sessions maximum.)"""
     from cbac.inspect.session import _k, _ki
     now = sessions.clock.seconds()
     if pkt.frag:
@@ -971,6 +1024,16 @@ def _would_refuse(sessions, pkt, c_in) -> str:
         keys = (_k(*c_in), _k(c_out[1], c_out[0], c_out[3], c_out[2]))
     if any(k in table for k in keys):
         return "another session has the same addresses and ports"
+    th = sessions.thresholds
+    limit = sessions.model.session_limit_host
+    n = th.per_src.get(c_in[0], 0)
+    if n >= limit:
+        return "%s has %d session(s): cbac session-limit host %d" % (ip_str(c_in[0]), n, limit)
+    limit = sessions.model.session_limit_dest
+    n = th.per_dst.get(c_out[1], 0)
+    if n >= limit:
+        return "%s has %d session(s) to it: cbac session-limit destination %d" % (
+            ip_str(c_out[1]), n, limit)
     g = sessions.model.inspect
     if proto == PROTO_TCP:
         host = c_in[1]

@@ -886,10 +886,11 @@ class Nat:
         m = self.timeouts.max_entries
         return self.DEFAULT_MAX_ENTRIES if m is None else m
 
-    def host_max(self, host: int) -> int:
+    def host_max(self, host: int, count: bool = True) -> int:
         """The per-host limit of inside local ``host``: ``max-entries host``,
         else the first ``max-entries list`` whose ACL permits it, else
-        ``all-host`` (default :data:`DEFAULT_HOST_MAX`)."""
+        ``all-host`` (default :data:`DEFAULT_HOST_MAX`).  ``count``: False
+        evaluates the list's ACL without counting a match (packet-tracer)."""
         to = self.timeouts
         if to.max_entries_host:
             from ipaddress import IPv4Address
@@ -898,7 +899,8 @@ class Nat:
                 return n
         for name, n, _line in to.max_entries_list:
             acl = self.acls.get(name)
-            if acl is not None and acl.check_fields(0, host):
+            if acl is not None and (acl.check_fields(0, host) if count
+                                    else acl.permits_fields(0, host)):
                 return n
         m = to.max_entries_all_host
         return self.DEFAULT_HOST_MAX if m is None else m
@@ -922,25 +924,37 @@ class Nat:
     def _room(self):
         return len(self.entries) < self.max_entries()
 
-    def _limits_ok(self, host, dynamic) -> bool:
-        """Room for one more entry: the table (``max-entries``) and, for an
-        entry an inside host makes through a dynamic rule, that host's
-        limit.  A refusal is counted and logged (once a minute per limit
-        and host)."""
-        if len(self.entries) >= self.max_entries():
-            self.limit_misses += 1
-            self._limit_log(None, self.max_entries())
-            return False
+    def limit_reached(self, host, dynamic, count: bool = False):
+        """The limit one more entry would exceed, or None (room): the
+        table's (``max-entries``) as ``(None, limit, n)`` and, for an entry
+        an inside host makes through a dynamic rule, that host's as
+        ``(host, limit, n)``.  Changes nothing (``count``: the ACL of a
+        ``max-entries list`` counts its match, as for a real packet).
+        :meth:`_limits_ok` and packet-tracer both decide with it."""
+        m = self.max_entries()
+        if len(self.entries) >= m:
+            return None, m, len(self.entries)
         if dynamic:
             n = self.host_count.get(host, 0)
             if n >= self.DEFAULT_HOST_MAX or self.timeouts.max_entries_all_host is not None \
                     or self.timeouts.max_entries_host or self.timeouts.max_entries_list:
-                m = self.host_max(host)
+                m = self.host_max(host, count)
                 if n >= m:
-                    self.host_misses += 1
-                    self._limit_log(host, m)
-                    return False
-        return True
+                    return host, m, n
+        return None
+
+    def _limits_ok(self, host, dynamic) -> bool:
+        """Room for one more entry (:meth:`limit_reached`).  A refusal is
+        counted and logged (once a minute per limit and host)."""
+        hit = self.limit_reached(host, dynamic, count=True)
+        if hit is None:
+            return True
+        if hit[0] is None:
+            self.limit_misses += 1
+        else:
+            self.host_misses += 1
+        self._limit_log(hit[0], hit[1])
+        return False
 
     def _limit_log(self, host, limit):
         now = self.clock.seconds()
