@@ -69,6 +69,7 @@ class Appliance:
         self.offload_reason = None
         self.inband_addresses = []
         self.on_apply = []                 # callables(new model) after apply (metrics)
+        self.continuity = None             # cbac.continuity.restart.Continuity
 
     # -- identity and authentication ------------------------------------
 
@@ -246,6 +247,28 @@ class Appliance:
         self.offloader = start_offload(self.router, self.sessions, self.clock, self.model)
         if self.offloader is None:
             self.offload_reason = "unavailable: see the log"
+
+    def start_continuity(self, state_dir=None, restore=True):
+        """Restore the sessions and translations saved in ``state_dir``
+        and journal their changes from now on (docs/continuity.md).  Call
+        before the router starts forwarding."""
+        from cbac.continuity.restart import Continuity
+        if self.sessions is None or self.continuity is not None:
+            return self.continuity
+        c = Continuity(self.sessions, self.nat, self.clock, state_dir or self.state_dir)
+        try:
+            c.start(restore=restore)
+        except Exception:
+            log.failure("continuity: start failed; running without saved state")
+            c.detach()
+            return None
+        self.continuity = c
+        return c
+
+    def stop_continuity(self, clean=True) -> None:
+        if self.continuity is not None:
+            self.continuity.stop(clean=clean)
+            self.continuity = None
 
     def stop_offload(self) -> None:
         if self.offloader is not None:
@@ -563,6 +586,8 @@ class RouterService(service.Service):
     def startService(self):
         service.Service.startService(self)
         router = self.appliance.router
+        if self.appliance.state_dir:
+            self.appliance.start_continuity()
         router.start()
         self.appliance.start_offload()
         if self.inband:
@@ -629,6 +654,7 @@ class RouterService(service.Service):
             self.tun.stop()
         self.appliance.stop_offload()
         self.appliance.router.stop()
+        self.appliance.stop_continuity(clean=True)
 
 
 def makeApplianceService(model, options):
