@@ -229,10 +229,13 @@ class Continuity:
 
     # -- life cycle ---------------------------------------------------------
 
-    def start(self, restore: bool = True) -> None:
-        """Restore the saved state (``--state-dir``) into the engines, then
-        start journalling (the restored state becomes the new snapshot)."""
-        if restore and self.state_dir:
+    def start(self, restore: bool = True, state=None) -> None:
+        """Restore the saved state (``--state-dir``, or ``state``: records
+        a standby received) into the engines, then start journalling (the
+        restored state becomes the new snapshot)."""
+        if state is not None:
+            self.restore(state)
+        elif restore and self.state_dir:
             self.restore(load(self.state_dir))
         self.attach()
         if self.journal is not None:
