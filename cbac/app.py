@@ -280,6 +280,13 @@ class Appliance:
         ctl = Redundancy(self, red, reactor, local)
         self.redundancy = ctl
         ctl.start(initial=load(self.state_dir) if self.state_dir else None)
+        if self.state_dir:
+            # for keepalived's health check (kill -0 $(cat redundancy.pid))
+            try:
+                with open(os.path.join(self.state_dir, "redundancy.pid"), "w") as f:
+                    f.write("%d\n" % os.getpid())
+            except OSError as e:
+                log.error("redundancy: cannot write the pid file: {e}", e=e)
         if notify and self.state_dir:
             from cbac.continuity.vrrp import NotifyListener, read_state
             ctl.notify = NotifyListener(reactor, self.state_dir, ctl.set_role)

@@ -57,6 +57,10 @@ ROLES = (MASTER, BACKUP, FAULT)
 PING_INTERVAL = 1.0
 DEAD_AFTER = 3.5
 RECONNECT_DELAY = 1.0
+#: gratuitous ARP again this long after a takeover (seconds): a Linux
+#: neighbour ignores a new address for the same IP within ``locktime``
+#: (1 s) of its last update, so one announcement can be missed under load
+GARP_REPEAT = (0.5, 1.5, 3.0, 6.0)
 #: records per message of a bulk resync
 BULK_CHUNK = 500
 LABEL = b"cbac-sync-1"
@@ -230,6 +234,7 @@ class Redundancy:
         self.refused = 0
         self.last_change = None
         self.last_takeover = None
+        self.link_down_at = None        # monotonic time the link went down
         self.connects = 0
         self.running = False
 
@@ -315,6 +320,7 @@ class Redundancy:
 
     def link_up(self, proto) -> None:
         self.peer_role = proto.peer_role
+        self.link_down_at = None
         ios.message("CBAC", 5, "SYNC_LINK_UP", "State sync link to %s up (peer is %s)" % (
             self.peer, proto.peer_role))
         if self.role == MASTER:
@@ -325,8 +331,8 @@ class Redundancy:
     def link_lost(self, proto) -> None:
         if self.proto is proto:
             self.proto = None
-            self.in_sync = False if self.role != MASTER else self.in_sync
             if proto.authed:
+                self.link_down_at = time.monotonic()
                 ios.message("CBAC", 3, "SYNC_LINK_DOWN",
                             "State sync link to %s down; %s" % (
                                 self.peer,
@@ -434,26 +440,52 @@ class Redundancy:
         if c is not None:
             c.subscribe(self.changes)
         app.router.start()              # ports open, gratuitous ARP for every address
+        for delay in GARP_REPEAT:
+            self.clock.callLater(delay, self._garp)
         self.last_takeover = (time.monotonic() - t0) * 1000.0
+        if old == INIT:
+            note = ""
+        elif not self.in_sync:
+            note = " (the full resync had not completed: sessions may be missing)"
+        elif self.link_down_at is not None:
+            note = (" (the sync link has been down for %.1f s: changes the active box made "
+                    "since then are missing)" % (time.monotonic() - self.link_down_at))
+        else:
+            note = ""
         ios.message("CBAC", 4, "REDUNDANCY_ACTIVE",
                     "Redundancy: now ACTIVE (was %s): %d sessions and %d translations taken "
                     "over%s; forwarding, gratuitous ARP sent (%.0f ms)" % (
                         old, counts.get("sessions", 0), counts.get("translations", 0),
-                        "" if self.in_sync or old == INIT else
-                        " (the sync was not complete: some sessions may be missing)",
-                        self.last_takeover))
+                        note, self.last_takeover))
+
+    def _garp(self) -> None:
+        if self.role != MASTER or not self.running:
+            return
+        router = self.app.router
+        for ri in router.interfaces.values():
+            if not ri.shutdown:
+                for addr in ri.addresses:
+                    router._send_gratuitous_arp(ri, addr)
 
     def _become_standby(self, old, role) -> None:
         app = self.app
         if old == MASTER:
             app.router.stop()
+            # what this box had becomes what it holds as a standby: a flap
+            # (MASTER, FAULT, MASTER again with the peer gone) loses nothing
+            kept = State()
+            c = app.continuity
+            if c is not None:
+                c.flush()
+                for r in c.live_records():
+                    kept.apply(r)
             app.stop_continuity(clean=True)
             if app.sessions is not None:
                 for s in list(app.sessions.sessions.values()):
                     app.sessions.delete(s, "standby")
             if app.nat is not None:
                 app.nat.clear()
-            self.state = State()
+            self.state = kept
             self.in_sync = False
         ios.message("CBAC", 4, "REDUNDANCY_STANDBY",
                     "Redundancy: now %s (was %s): not forwarding%s" % (

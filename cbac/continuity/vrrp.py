@@ -61,6 +61,8 @@ class _Datagrams(protocol.DatagramProtocol):
         self.deliver = deliver
 
     def datagramReceived(self, data, addr=None):
+        if data.strip() == b"PING":
+            return                  # notify --check: alive
         role = parse(data[:256])
         if role is None:
             log.warn("redundancy: notify message {data!r} not understood; role unchanged",
@@ -100,19 +102,33 @@ class NotifyListener:
 
 def keepalived_conf(instance: str, interface: str, router_id: int, priority: int,
                     src: str, peer: str, notify: str, advert: float = 0.2,
-                    vip: str = None) -> str:
-    """A keepalived.conf for one box of the pair: VRRP (unicast, on the
-    sync link) elects the MASTER; ``notify`` is the command keepalived runs
-    with the new state appended (cbac.continuity.notify).  Both boxes
-    start as BACKUP (no preemption: a box that comes back does not take
-    the traffic back and cut it again)."""
+                    vip: str = None, check: str = None, script_security: bool = True) -> str:
+    """A keepalived.conf for one box of the pair: VRRP (version 3, unicast,
+    on ``interface``: a link between the two boxes, best not the sync link
+    itself, so that a cut sync link does not split the election) elects the
+    MASTER; ``notify`` is the command keepalived runs with the new state
+    appended (cbac.continuity.notify); ``check`` (``notify --check``) a
+    health check run every second whose failure (twice) puts this box in
+    FAULT;
+    keepalived wants one virtual address: ``vip`` (e.g. a management
+    address of the active box on ``interface``).
+    Both boxes start as BACKUP (no preemption: a box that comes back does
+    not take the traffic back and cut it again)."""
     vips = ("    virtual_ipaddress {\n        %s\n    }\n" % vip) if vip else ""
+    sec = ("    enable_script_security\n" if script_security else "") + "    script_user root\n"
+    chk = ""
+    track = ""
+    if check:
+        # a Python start can take a second on a busy box: two failures in
+        # a row, each with 3 s to answer, before FAULT
+        chk = ("vrrp_script cbac_alive {\n    script \"%s\"\n    interval 1\n    timeout 3\n"
+               "    fall 2\n    rise 2\n    weight 0\n}\n" % check)
+        track = "    track_script {\n        cbac_alive\n    }\n"
     return """global_defs {
     router_id %(instance)s
-    enable_script_security
-    script_user root
-}
-vrrp_instance %(instance)s {
+%(sec)s}
+%(chk)svrrp_instance %(instance)s {
+    version 3
     state BACKUP
     nopreempt
     interface %(interface)s
@@ -123,11 +139,11 @@ vrrp_instance %(instance)s {
     unicast_peer {
         %(peer)s
     }
-%(vips)s    notify "%(notify)s"
+%(vips)s%(track)s    notify "%(notify)s"
 }
 """ % {"instance": instance, "interface": interface, "vrid": router_id,
        "priority": priority, "advert": advert, "src": src, "peer": peer,
-       "notify": notify, "vips": vips}
+       "notify": notify, "vips": vips, "sec": sec, "chk": chk, "track": track}
 
 
 __all__ = ["NotifyListener", "parse", "read_state", "keepalived_conf", "SOCKET", "STATE_FILE"]
