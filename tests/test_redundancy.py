@@ -182,6 +182,32 @@ class PairTests(PairCase):
         self.assertEqual(cmds, ["HELO", "MAIL", "XXX"])     # WIZ masked: still inspected
         self.assertFalse(c.reset or m.reset)
 
+    def test_sync_traffic_per_connection(self):
+        """What one new TCP connection through PAT costs on the sync link
+        (handshake, some data, both FINs, deletion): a few records, no
+        per-packet traffic."""
+        self.link()
+        out_srv = self.net.host(OUTSIDE, "172.22.1.9", 9)
+        out_srv.listen(5001, Recorder)
+        cli = self.net.host(INSIDE, "10.10.10.5", 5)
+        self.sync()
+        before, recs = self.ra.tx_bytes, self.ra.records_sent
+        n = 20
+        for i in range(n):
+            c = cli.connect("172.22.1.9", 5001, sport=41000 + i)
+            self.net.pump()
+            for _ in range(10):
+                c.send(b"d" * 1000)
+                self.net.pump()
+            self.sync()
+        per_conn = (self.ra.tx_bytes - before) / n
+        per_recs = (self.ra.records_sent - recs) / n
+        print("\nsync link: %.0f bytes, %.1f records per new connection through PAT"
+              % (per_conn, per_recs))
+        self.assertLessEqual(per_recs, 3)
+        self.assertLess(per_conn, 2000)
+        self.assertEqual(len(self.rb.state.sessions), n)
+
     def test_closed_sessions_leave_the_standby(self):
         self.link()
         out_srv = self.net.host(OUTSIDE, "172.22.1.9", 9)
