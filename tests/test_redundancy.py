@@ -319,3 +319,29 @@ class NotifyTests(unittest.TestCase):
                                     "/usr/bin/python3 -m cbac.continuity.notify --state-dir /x")
         self.assertIn("unicast_peer {\n        192.0.2.2", text)
         self.assertIn('notify "/usr/bin/python3 -m cbac.continuity.notify --state-dir /x"', text)
+
+
+class ConsoleTests(PairCase):
+
+    def test_show_redundancy_on_the_console(self):
+        """``show redundancy`` (abbreviated) through the IOS CLI of the
+        standby, and ``show ip inspect sessions`` there, once a session
+        is synced."""
+        from tests.test_console_cli import Term
+        self.link()
+        out_srv = self.net.host(OUTSIDE, "172.22.1.9", 9)
+        out_srv.listen(5001, Recorder)
+        cli = self.net.host(INSIDE, "10.10.10.5", 5)
+        cli.connect("172.22.1.9", 5001)
+        self.net.pump()
+        self.sync()
+        t = Term(self.b)
+        out = t.type("sh redundancy\r")
+        self.assertIn("My role: STANDBY (not forwarding)", out)
+        self.assertIn("Peer: 192.0.2.1, role MASTER", out)
+        self.assertIn("Sync link: Ethernet2/2 192.0.2.2:3780 <- 192.0.2.1:3780, up", out)
+        self.assertRegex(out, r"Sequence numbers: sent \d+, received \d+")
+        self.assertIn("Synced state: 1 sessions, 1 translations, 0 blocked hosts (in step)", out)
+        out = t.type("show ip inspect sessions\r")
+        self.assertIn("Synced from the active box 192.0.2.1 (standby: not forwarding)", out)
+        self.assertIn("(10.10.10.5:40000)=>(172.22.1.9:5001) tcp SIS_OPEN", out)
