@@ -191,6 +191,20 @@ class PairLab:
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         return self.keepalived[i]
 
+    def console(self, i, command, timeout=20):
+        """One console command on box i (OpenSSH client, admin/cisco)."""
+        askpass = os.path.join(self.tmp, "askpass.sh")
+        with open(askpass, "w") as f:
+            f.write("#!/bin/sh\necho cisco\n")
+        os.chmod(askpass, 0o700)
+        env = dict(os.environ, SSH_ASKPASS=askpass, SSH_ASKPASS_REQUIRE="force", DISPLAY=":0")
+        r = self.exec("f%d" % i, ["ssh", "-p", str(2300 + i), "-o", "StrictHostKeyChecking=no",
+                                  "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+                                  "-o", "PreferredAuthentications=password",
+                                  "-o", "NumberOfPasswordPrompts=1", "admin@127.0.0.1", command],
+                      env=env, stdin=subprocess.DEVNULL, timeout=timeout)
+        return r.stdout + r.stderr
+
     def kill(self, p):
         if p is not None and p.poll() is None:
             try:

@@ -41,7 +41,7 @@ def _skip():
 #: a TCP stream: sends for SECONDS, prints JSON (bytes sent, error)
 STREAM = r"""
 import json, socket, sys, time
-s = socket.create_connection(("172.22.1.1", int(sys.argv[1])), timeout=8)
+s = socket.create_connection(("172.22.1.1", int(sys.argv[1])), timeout=12)
 out = {"port": s.getsockname()[1], "sent": 0}
 end = time.monotonic() + float(sys.argv[2])
 chunk = b"x" * 16384
@@ -141,6 +141,15 @@ class PairLabCase(unittest.TestCase):
 class FailoverLabTests(PairLabCase):
 
     def test_kill_9_active_box(self):
+        """The box dies: cbac and keepalived killed."""
+        self._failover(lambda: self.lab.kill_box(1), "box 1 (cbac and keepalived)")
+
+    def test_kill_9_active_cbac_only(self):
+        """Only cbac dies; keepalived's health check (kill -0 of cbac's
+        pid) puts box 1 in FAULT and box 2 takes over."""
+        self._failover(lambda: self.lab.kill(self.lab.cbac[1]), "cbac of box 1", limit=5.0)
+
+    def _failover(self, kill, what, limit=3.0):
         lab = self.lab
         record = self.smtp_server()
         go = os.path.join(lab.tmp, "smtp-go")
@@ -156,7 +165,7 @@ class FailoverLabTests(PairLabCase):
                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         time.sleep(3.0)              # both sessions synced (the SMTP state: 1 s sweep)
         t0 = time.monotonic()
-        lab.kill_box(1)
+        kill()
         self.assertTrue(wait_for(lambda: "now ACTIVE" in lab.log(2), 15), self.logs())
         t_active = time.monotonic() - t0
         with open(go, "w"):
@@ -180,15 +189,15 @@ class FailoverLabTests(PairLabCase):
         lost = int("error" in result or sum(i["bytes"] for i in ivals[-4:]) < 500000) + \
             int(not sres.get("ok"))
         takeover = [l for l in lab.log(2).splitlines() if "now ACTIVE" in l]
-        print("\nfailover: box 2 active %.2f s after kill -9 of box 1; iperf3 longest "
-              "stall %.2f s; sessions lost %d of 2; %s" % (t_active, longest, lost,
+        print("\nfailover: box 2 active %.2f s after kill -9 of %s; iperf3 longest "
+              "stall %.2f s; sessions lost %d of 2; %s" % (t_active, what, longest, lost,
                                                            takeover[-1] if takeover else ""))
         self.assertNotIn("error", result, self.logs())
         self.assertTrue(sres["ok"], (sres, self.logs()))
         self.assertEqual(lost, 0, self.logs())
         self.assertTrue(wait_for(lambda: records(record, "msg"), 5))
         self.assertIn("survived", records(record, "msg")[-1]["data"])
-        self.assertLess(longest, 3.0, ivals)
+        self.assertLess(longest, limit, ivals)
         self.assertIn("gratuitous ARP sent", lab.log(2))
 
 
@@ -210,11 +219,13 @@ class SyncCutLabTests(PairLabCase):
         self.assertTrue(wait_for(lambda: "now ACTIVE" in lab.log(2), 15), self.logs())
         b, _ = before.communicate(timeout=60)
         a, _ = after.communicate(timeout=60)
+        state2 = lab.console(2, "show ip inspect sessions detail") + \
+            lab.console(2, "show ip inspect statistics") + lab.console(2, "show arp")
         rb = json.loads(b.decode().strip().splitlines()[-1])
         ra = json.loads(a.decode().strip().splitlines()[-1])
         print("\nsync cut: connection from before the cut: %s; opened after the cut: %s"
               % (rb, ra))
-        self.assertTrue(rb["ok"], (rb, self.logs()))
+        self.assertTrue(rb["ok"], "%s\n%s\n%s" % (rb, state2, self.logs()))
         self.assertEqual(rb["echo"], str(rb["sent"]))
         self.assertFalse(ra["ok"], ra)       # lost: never mirrored
         log1, log2 = lab.log(1), lab.log(2)
