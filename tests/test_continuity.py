@@ -394,6 +394,25 @@ class DamagedStateTests(unittest.TestCase):
         self.assertEqual(len(app.sessions.sessions), 0)
         self.assertTrue(any("unreadable" in l for l in self.logs))
 
+    def test_translation_rule_gone(self):
+        """The NAT rule of a saved PAT translation is no longer configured:
+        the translation and its session are not restored (log lines)."""
+        jpath, _ = self._saved()
+        lines = open(jpath, "rb").read().split(b"\n")
+        for i, line in enumerate(lines):
+            if line and J.decode_line(line).get("k") == "T":
+                rec = J.decode_line(line)
+                rec["rule"]["acl"] = "99"
+                lines[i] = J.encode_line(rec).rstrip(b"\n")
+        with open(jpath, "wb") as f:
+            f.write(b"\n".join(lines))
+        app = self._start()
+        self.assertEqual(len(app.sessions.sessions), 0)
+        self.assertNotIn("172.22.1.9", app.show_ip_nat_translations())
+        self.assertTrue(any("rule of this translation is no longer configured" in l
+                            for l in self.logs), self.logs)
+        self.assertTrue(any("its NAT translation was not restored" in l for l in self.logs))
+
     def test_older_journal_generation_ignored(self):
         """Compaction died after the new snapshot, before the new journal:
         the old journal (its records are in the snapshot) is ignored."""

@@ -308,6 +308,15 @@ class Continuity:
                 continue
             tid = rec.get("tr")
             tr = by_tid.get(tid) if tid is not None else None
+            if tid is not None and tr is None:
+                # its translation (PAT port) could not be made again: the
+                # session would forward with a port NAT may hand to another
+                counts["skipped"] += 1
+                if logged < LOG_SESSIONS:
+                    logged += 1
+                    log.warn("continuity: session {flow} not restored: its NAT translation "
+                             "was not restored", flow=_flow(rec))
+                continue
             try:
                 s = install_session(table, rec, tr, now,
                                     owned=tr is not None and owners.get(tr) == sid)
