@@ -256,15 +256,17 @@ class Appliance:
         """Restore the sessions and translations saved in ``state_dir``
         and journal their changes from now on (docs/continuity.md).  Call
         before the router starts forwarding."""
-        from cbac.continuity.restart import Continuity
         if self.sessions is None or self.continuity is not None:
             return self.continuity
-        c = Continuity(self.sessions, self.nat, self.clock, state_dir or self.state_dir)
+        c = None
         try:
+            from cbac.continuity.restart import Continuity
+            c = Continuity(self.sessions, self.nat, self.clock, state_dir or self.state_dir)
             c.start(restore=restore, state=state)
         except Exception:
             log.failure("continuity: start failed; running without saved state")
-            c.detach()
+            if c is not None:
+                c.detach()
             return None
         self.continuity = c
         return c
