@@ -17,6 +17,7 @@ setup(
         "cbac.dataplane",
         "cbac.console",
         "cbac.log",
+        "cbac.continuity",
         "twisted.plugins",
     ],
     package_data={"twisted.plugins": ["cbac_plugin.py"],

@@ -34,7 +34,9 @@ H_IN, H_OUT = "02:00:0a:0a:0a:02", "02:00:ac:16:01:01"
 IN_IP, OUT_IP, GLOBAL = "10.10.10.2", "172.22.1.1", "172.22.1.16"
 
 
-def appliance():
+def appliance(journal=False):
+    """The seed appliance on memory ports; ``journal``: with the continuity
+    journal (``--state-dir``) in a temporary directory."""
     model, _ = parse_file(SEED)
     # one benchmark host stands for many: its per-host limits (4,096
     # sessions and translations by default) are lifted
@@ -44,6 +46,13 @@ def appliance():
     pin = MemoryPort("Ethernet2/1", R_IN, keep_sent=False)
     pout = MemoryPort("Ethernet2/0", R_OUT, keep_sent=False)
     app = Appliance(model, clock, {"Ethernet2/1": pin, "Ethernet2/0": pout})
+    if journal:
+        import atexit
+        import shutil
+        import tempfile
+        d = tempfile.mkdtemp(prefix="cbac-bench-")
+        atexit.register(shutil.rmtree, d, True)
+        app.start_continuity(d)
     app.router.start()
     from cbac.packet.arp import build_request
     app.router.frameReceived(pin, build_request(H_IN, IN_IP, "10.10.10.1"), b"")
@@ -68,15 +77,27 @@ def establish(app, pin, pout, nflows, dport=8080):
         fr(pin, frame(H_IN, R_IN, IN_IP, OUT_IP, sp, dport, "A", 1001, 5001), b"")
 
 
-def timed(feed, frames):
+def timed(feed, frames, clock=None, every=300):
+    """Seconds to feed ``frames``; with ``clock``, the clock moves on by the
+    journal's batch delay every ``every`` frames (so the journal's batched
+    writes and fsyncs happen inside the timed loop)."""
+    if clock is None:
+        t = time.perf_counter()
+        for port, f, v in frames:
+            feed(port, bytearray(f), v)
+        return time.perf_counter() - t
+    from cbac.continuity.restart import FLUSH_DELAY
     t = time.perf_counter()
-    for port, f, v in frames:
+    for i, (port, f, v) in enumerate(frames):
         feed(port, bytearray(f), v)
+        if i % every == every - 1:
+            clock.advance(FLUSH_DELAY)
+    clock.advance(FLUSH_DELAY)
     return time.perf_counter() - t
 
 
-def established(nflows=64, rounds=200, payload=b"x" * 18, gso=False):
-    app, pin, pout = appliance()
+def established(nflows=64, rounds=200, payload=b"x" * 18, gso=False, journal=False):
+    app, pin, pout = appliance(journal)
     establish(app, pin, pout, nflows)
     frames = []
     seq = {i: 1001 for i in range(nflows)}
@@ -91,24 +112,29 @@ def established(nflows=64, rounds=200, payload=b"x" * 18, gso=False):
             seq[i] += len(payload)
             frames.append((pout, frame(H_OUT, R_OUT, OUT_IP, GLOBAL, 8080, sp, "A", 5001, seq[i]), b""))
     before = pout.counters.tx_packets + pin.counters.tx_packets
-    dt = timed(app.router.frameReceived, frames)
+    dt = timed(app.router.frameReceived, frames, app.clock if journal else None)
     sent = pout.counters.tx_packets + pin.counters.tx_packets - before
     assert sent == len(frames), (sent, len(frames), dict(app.router.drops))
     return len(frames), dt, len(payload) * len(frames) // 2
 
 
-def new_flows(n=20000):
+def new_flows(n=20000, journal=False):
     """Whole TCP handshakes (SYN, SYN/ACK, ACK) of distinct flows: each
     creates a PAT translation and a session.  Returns (flows, seconds,
     sessions)."""
-    app, pin, pout = appliance()
+    app, pin, pout = appliance(journal)
     frames = []
     for i in range(n):
         sp, dp = 10000 + i % 50000, 8000 + i // 50000
         frames.append((pin, frame(H_IN, R_IN, IN_IP, OUT_IP, sp, dp, "S", 1000, 0), b""))
         frames.append((pout, frame(H_OUT, R_OUT, OUT_IP, GLOBAL, dp, sp, "SA", 5000, 1001), b""))
         frames.append((pin, frame(H_IN, R_IN, IN_IP, OUT_IP, sp, dp, "A", 1001, 5001), b""))
-    dt = timed(app.router.frameReceived, frames)
+    dt = timed(app.router.frameReceived, frames, app.clock if journal else None)
+    if journal:
+        c = app.continuity
+        print("journal: %d records written, %d bytes, %d fsyncs, %d compactions"
+              % (c.journal.written, c.journal.bytes, c.journal.fsyncs, c.journal.compactions - 1),
+              file=sys.stderr)
     return n, dt, len(app.sessions.sessions)
 
 
@@ -120,13 +146,19 @@ def main(quick=False, out=sys.stdout):
     n, dt, nbytes = established(rounds=max(5, rounds // 10), gso=True)
     rows.append(("established TCP, 64 KB GSO frames + ACKs", n, dt))
     gbps = nbytes * 8 / dt / 1e9
+    n, dt, _ = established(rounds=rounds, journal=True)
+    rows.append(("  the same with the --state-dir journal", n, dt))
     nflows, fdt, created = new_flows(5000 if quick else 20000)
+    jflows, jdt, _ = new_flows(5000 if quick else 20000, journal=True)
     print("%-44s %10s %10s %9s" % ("engine only (no I/O)", "packets", "pps", "us/pkt"), file=out)
     for name, n, dt in rows:
         print("%-44s %10d %10.0f %9.2f" % (name, n, n / dt, dt / n * 1e6), file=out)
     print("GSO: %.1f Gbit/s of TCP payload through the engine (one core)" % gbps, file=out)
     print("new TCP connections (3-way handshake, PAT, session): %.0f per second "
           "(%d sessions created)" % (nflows / fdt, created), file=out)
+    print("  the same with the --state-dir journal (continuity): %.0f per second "
+          "(%.1f us more per connection)" % (jflows / jdt, (jdt / jflows - fdt / nflows) * 1e6),
+          file=out)
 
 
 if __name__ == "__main__":

@@ -69,6 +69,8 @@ class Appliance:
         self.offload_reason = None
         self.inband_addresses = []
         self.on_apply = []                 # callables(new model) after apply (metrics)
+        self.continuity = None             # cbac.continuity.restart.Continuity
+        self.redundancy = None             # cbac.continuity.sync.Redundancy
 
     # -- identity and authentication ------------------------------------
 
@@ -158,6 +160,9 @@ class Appliance:
             if name not in self.model.inspect_rules:
                 return False, text.rstrip("\n")
             return text
+        if what in ("sessions", "sessions detail") and self.redundancy is not None \
+                and self.redundancy.role != "MASTER":
+            return self.redundancy.show_synced_sessions()
         if what == "sessions":
             return self.sessions.show_sessions(detail=False) if self.sessions else ""
         if what == "sessions detail":
@@ -246,6 +251,64 @@ class Appliance:
         self.offloader = start_offload(self.router, self.sessions, self.clock, self.model)
         if self.offloader is None:
             self.offload_reason = "unavailable: see the log"
+
+    def start_continuity(self, state_dir=None, restore=True, state=None):
+        """Restore the sessions and translations saved in ``state_dir``
+        and journal their changes from now on (docs/continuity.md).  Call
+        before the router starts forwarding."""
+        if self.sessions is None or self.continuity is not None:
+            return self.continuity
+        c = None
+        try:
+            from cbac.continuity.restart import Continuity
+            c = Continuity(self.sessions, self.nat, self.clock, state_dir or self.state_dir)
+            c.start(restore=restore, state=state)
+        except Exception:
+            log.failure("continuity: start failed; running without saved state")
+            if c is not None:
+                c.detach()
+            return None
+        self.continuity = c
+        return c
+
+    def start_redundancy(self, reactor, notify=True):
+        """``cbac redundancy``: the sync link and keepalived's notify
+        socket; the router starts only when keepalived says MASTER.
+        Returns the controller."""
+        from cbac.continuity.sync import Redundancy
+        from cbac.continuity.journal import load
+        red = self.model.redundancy
+        local = str(self.model.interfaces[red.interface].address.ip)
+        ctl = Redundancy(self, red, reactor, local)
+        self.redundancy = ctl
+        ctl.start(initial=load(self.state_dir) if self.state_dir else None)
+        if self.state_dir:
+            # for keepalived's health check (kill -0 $(cat redundancy.pid))
+            try:
+                with open(os.path.join(self.state_dir, "redundancy.pid"), "w") as f:
+                    f.write("%d\n" % os.getpid())
+            except OSError as e:
+                log.error("redundancy: cannot write the pid file: {e}", e=e)
+        if notify and self.state_dir:
+            from cbac.continuity.vrrp import NotifyListener, read_state
+            ctl.notify = NotifyListener(reactor, self.state_dir, ctl.set_role)
+            ctl.notify.start()
+            last = read_state(self.state_dir)
+            if last is not None:
+                log.info("redundancy: keepalived's last word was {role}", role=last)
+                ctl.set_role(last)
+        return ctl
+
+    def show_redundancy(self) -> str:
+        """``show redundancy`` (cbac extension)."""
+        if self.redundancy is None:
+            return "Redundancy is not configured (cbac redundancy peer ...)"
+        return self.redundancy.show()
+
+    def stop_continuity(self, clean=True) -> None:
+        if self.continuity is not None:
+            self.continuity.stop(clean=clean)
+            self.continuity = None
 
     def stop_offload(self) -> None:
         if self.offloader is not None:
@@ -563,8 +626,15 @@ class RouterService(service.Service):
     def startService(self):
         service.Service.startService(self)
         router = self.appliance.router
-        router.start()
-        self.appliance.start_offload()
+        if getattr(self.appliance.model, "redundancy", None) is not None \
+                and self.appliance.sessions is not None:
+            # the pair: keepalived's MASTER starts the router (sync.py)
+            self.appliance.start_redundancy(self.reactor)
+        else:
+            if self.appliance.state_dir:
+                self.appliance.start_continuity()
+            router.start()
+            self.appliance.start_offload()
         if self.inband:
             self._start_tun(router)
         ios.message("FW", 6, "INIT", "Firewall inspection startup completed; beginning operation.")
@@ -628,7 +698,13 @@ class RouterService(service.Service):
         if self.tun is not None:
             self.tun.stop()
         self.appliance.stop_offload()
+        if self.appliance.redundancy is not None:
+            self.appliance.redundancy.stop()
+            n = getattr(self.appliance.redundancy, "notify", None)
+            if n is not None:
+                n.stop()
         self.appliance.router.stop()
+        self.appliance.stop_continuity(clean=True)
 
 
 def makeApplianceService(model, options):

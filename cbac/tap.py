@@ -53,7 +53,8 @@ class Options(usage.Options):
     optParameters = [
         ["config", "c", "/etc/cbac/router.conf", "IOS configuration file."],
         ["state-dir", None, "/var/lib/cbac",
-         "Directory for state (SSH host keys, saved startup configuration)."],
+         "Directory for state (SSH host keys, the journal of sessions and NAT "
+         "translations that a restart restores: docs/continuity.md)."],
     ]
 
     compData = usage.Completions(

@@ -108,6 +108,9 @@ class FakeAppliance:
     def show_cbac_fastpath(self):
         return "Kernel fast path: not loaded (not started)"
 
+    def show_redundancy(self):
+        return "Redundancy is not configured (cbac redundancy peer ...)"
+
     def show_arp(self):
         return "Protocol  Address          Age (min)  Hardware Addr   Type   Interface"
 

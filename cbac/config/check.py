@@ -265,8 +265,25 @@ def check(router: Router, devices: Optional[Iterable[str]] = None, strict: bool 
             add(ERROR if strict else WARNING, b.lineno,
                 "cbac port: network device %s does not exist" % b.device,
                 "cbac port %s %s" % (b.interface, b.device))
+    red = getattr(r, "redundancy", None)
+    if red is not None:
+        text = "cbac redundancy peer %s interface %s" % (red.peer, red.interface)
+        itf = itfs.get(red.interface)
+        if itf is None or itf.address is None:
+            add(ERROR, red.lineno, "cbac redundancy: interface %s is not defined with an "
+                "'ip address' (the sync link's own address)" % red.interface, text)
+        elif red.peer not in itf.address.network or red.peer == itf.address.ip:
+            add(ERROR, red.lineno, "cbac redundancy: peer %s is not another address of "
+                "interface %s's subnet %s" % (red.peer, red.interface, itf.address.network),
+                text)
+        if red.interface in r.ports:
+            add(ERROR, red.lineno, "cbac redundancy: the sync interface %s is a data port "
+                "('cbac port'); the sync link is a kernel interface of its own" % red.interface,
+                text)
     if r.ports:
         for itf in itfs.values():
+            if red is not None and itf.name == red.interface:
+                continue
             if (itf.address is not None or itf.dhcp) and not itf.shutdown \
                     and itf.name not in r.ports:
                 add(WARNING, itf.lineno, "interface %s has an address but no 'cbac port' "

@@ -642,6 +642,23 @@ class ZbfConfig:
 
 
 # --------------------------------------------------------------------------
+# Active/standby pair (cbac extension, docs/continuity.md)
+
+#: the TCP port of the state sync link when none is configured
+REDUNDANCY_PORT_DEFAULT = 3780
+
+
+@dataclass
+class Redundancy:
+    """``cbac redundancy peer A.B.C.D interface IFNAME key KEY [port N]``."""
+    peer: IPv4Address
+    interface: Optional[str] = None
+    key: Optional[str] = None
+    port: int = REDUNDANCY_PORT_DEFAULT
+    lineno: int = 0
+
+
+# --------------------------------------------------------------------------
 # The whole router
 
 @dataclass
@@ -669,6 +686,7 @@ class Router:
     fastpath_offload: bool = True                # [no] cbac fastpath offload
     source_route: bool = True                    # [no] ip source-route (IOS default: on)
     ip_options: Optional[str] = None             # ip options drop|ignore (None: IOS default)
+    redundancy: Optional["Redundancy"] = None    # cbac redundancy peer ... (continuity)
     smtp: SmtpOptions = field(default_factory=SmtpOptions)
     ports: dict[str, PortBinding] = field(default_factory=dict)
     zbf: ZbfConfig = field(default_factory=ZbfConfig)

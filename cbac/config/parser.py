@@ -1778,6 +1778,51 @@ class Parser:
         else:
             raise _Bad("expected 'ip options drop|ignore'")
 
+    def g_cbac_redundancy(self, ln, neg, a):
+        """``cbac redundancy peer A.B.C.D interface IFNAME key KEY [port N]``
+        (cbac extension, docs/continuity.md): the state sync link of an
+        active/standby pair.  Anything else is an error."""
+        from cbac.config.model import Redundancy
+        if neg:
+            self.router.redundancy = None
+            return
+        if len(a) < 2 or a[0].lower() != "peer":
+            raise _Bad("expected 'cbac redundancy peer A.B.C.D interface IFNAME key KEY [port N]'")
+        try:
+            peer = IPv4Address(a[1])
+        except ValueError:
+            raise _Bad("invalid peer address '%s'" % a[1]) from None
+        r = Redundancy(peer=peer, lineno=ln.no)
+        rest = a[2:]
+        seen = set()
+        i = 0
+        while i < len(rest):
+            kw = rest[i].lower()
+            if kw in seen or i + 1 >= len(rest):
+                raise _Bad("expected 'cbac redundancy peer A.B.C.D interface IFNAME key KEY "
+                           "[port N]'")
+            seen.add(kw)
+            val = rest[i + 1]
+            if kw == "interface":
+                r.interface = normalize_interface(val)
+            elif kw == "key":
+                if not 8 <= len(val) <= 128:
+                    raise _Bad("the redundancy key must be 8 to 128 characters")
+                r.key = val
+            elif kw == "port":
+                r.port = _int(val, 1, 65535, "redundancy port")
+            else:
+                raise _Bad("unknown redundancy keyword '%s'" % rest[i])
+            i += 2
+        if r.interface is None:
+            raise _Bad("'cbac redundancy' needs 'interface IFNAME' (the sync link)")
+        if r.key is None:
+            raise _Bad("'cbac redundancy' needs 'key KEY': an unauthenticated sync link "
+                       "would let anyone on it install sessions")
+        if peer.is_multicast or peer.is_unspecified or peer == IPv4Address("255.255.255.255"):
+            raise _Bad("invalid peer address '%s'" % a[1])
+        self.router.redundancy = r
+
     def g_cbac_authorized_keys(self, ln, neg, a):
         self.router.ssh.authorized_keys = None if neg else _rest(ln.raw, 3)
 
@@ -1919,6 +1964,7 @@ GLOBAL_COMMANDS: dict[tuple[str, ...], Callable] = {
     ("cbac", "port"): P.g_cbac_port,
     ("cbac", "session-limit"): P.g_cbac_session_limit,
     ("cbac", "fastpath", "offload"): P.g_cbac_fastpath_offload,
+    ("cbac", "redundancy"): P.g_cbac_redundancy,
     ("cbac", "ssh", "authorized-keys"): P.g_cbac_authorized_keys,
     ("cbac", "logging", "tls-ca"): P.g_cbac_tls_ca,
     ("cbac", "metrics", "listen"): P.g_cbac_metrics_listen,

@@ -441,6 +441,12 @@ def render_body(r: Router) -> list[str]:
         cb.append("cbac session-limit destination %d" % r.session_limit_dest)
     if not r.fastpath_offload:
         cb.append("no cbac fastpath offload")
+    red = getattr(r, "redundancy", None)
+    if red is not None:
+        from cbac.config.model import REDUNDANCY_PORT_DEFAULT
+        cb.append("cbac redundancy peer %s interface %s key %s%s" % (
+            red.peer, red.interface, red.key,
+            "" if red.port == REDUNDANCY_PORT_DEFAULT else " port %d" % red.port))
     if r.ssh.authorized_keys is not None:
         cb.append("cbac ssh authorized-keys %s" % r.ssh.authorized_keys)
     if lg.tls_ca is not None:

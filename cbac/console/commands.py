@@ -360,6 +360,7 @@ COMMANDS = [
     ("show debugging", lambda c, a: c.app.show_debugging(), "State of each debugging option", 1, True),
     ("show login", _show_login, "Display login information (login block-for, quiet mode)", 1, True),
     ("show cbac fastpath", lambda c, a: c.app.show_cbac_fastpath(), "Kernel fast path (cbac extension)", 1, True),
+    ("show redundancy", lambda c, a: c.app.show_redundancy(), "Active/standby pair and state sync (cbac extension)", 1, True),
     ("show privilege", lambda c, a: "Current privilege level is %d" % c.privilege, "Show current privilege level", 1, False),
     ("show terminal", _show_terminal, "Display terminal configuration parameters", 1, True),
     ("show history", _show_history, "Display the session command history", 1, True),

@@ -81,6 +81,10 @@ class IConsoleAppliance(Interface):
         """``show cbac fastpath`` (cbac extension): the kernel fast path's
         state, offloaded sessions and counters."""
 
+    def show_redundancy():
+        """``show redundancy`` (cbac extension): role, peer, sync link,
+        sequence numbers and synced counts of an active/standby pair."""
+
     def show_ip_route():
         """``show ip route``"""
 

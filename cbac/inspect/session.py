@@ -260,6 +260,10 @@ class SessionTable:
         # TCP connections the ACLs passed without inspection (normalise.py)
         self.uninspected = UninspectedConnections(lambda: self.model.session_limit,
                                                   lambda: self.model.inspect.tcp_idle_time)
+        # continuity (cbac/continuity): the observer of state changes, and
+        # restored sessions whose first packets are handled specially
+        self.observer = None
+        self.resuming = {}
 
     # ------------------------------------------------------------------
     # configuration
@@ -629,6 +633,8 @@ class SessionTable:
             else:
                 self.debug_line("icmp", "CBAC sis %s ICMP type %d id %d %s" % (
                     s.hexid, pkt.icmp_type, pkt.icmp_id, s.flow_text()))
+        if self.observer is not None:
+            self.observer.session_changed(s)
         return s
 
     def _attach_inspector(self, s, protocol, rp, t) -> None:
@@ -727,6 +733,8 @@ class SessionTable:
             self.thresholds.remove_half(s)
         if s.sis == SIS_OPENING:
             s.sis = SIS_OPEN
+        if self.observer is not None and not s.dead:
+            self.observer.session_changed(s)
 
     # ------------------------------------------------------------------
     # per packet
@@ -787,6 +795,10 @@ class SessionTable:
         if proto == 1 and pkt.inner is not None:
             # an ICMP error lookup_icmp_error() already checked and rewrote
             return True
+        if self.resuming and s in self.resuming:
+            from cbac.continuity.resume import before
+            if not before(self, s, direction, pkt):
+                return False
         now = self.clock.seconds()
         extras = None
         if proto == 6:
@@ -890,6 +902,8 @@ class SessionTable:
             s.fixed = now + (rp.finwait if rp is not None and rp.finwait is not None
                              else g.tcp_finwait_time)
             self._schedule(s, s.fixed)
+            if self.observer is not None:
+                self.observer.session_changed(s)
             if self.debug_enabled:
                 self.debug_line("events", "CBAC sis %s SIS_CLOSING: %s %s" % (
                     s.hexid, "FIN exchange" if new == CLOSING else "RST", s.flow_text()))
@@ -947,6 +961,9 @@ class SessionTable:
             for p in session_rsts(s):
                 send(p)
         s.dead = True
+        if self.observer is not None:
+            self.observer.session_closed(s)
+        self.resuming.pop(s, None)
         table = self._by_proto[s.proto]
         kc, ks = s.keys
         if table.get(kc) is s.entries[0]:

@@ -181,6 +181,8 @@ class Thresholds:
                 table._delete(victim, "host-block", rst=True)
             self.blocked[host] = now + 60 * g.tcp_block_time
             table.stats.hosts_blocked += 1
+            if table.observer is not None:          # continuity
+                table.observer.host_blocked(host, self.blocked[host])
             ios.message("FW", 2, "BLOCK_HOST",
                         "Blocking new TCP connections to host %s for %d minute%s "
                         "(half-open count %d exceeded)." % (
@@ -198,6 +200,8 @@ class Thresholds:
     def unblock(self, host) -> None:
         del self.blocked[host]
         self.host_alerted.discard(host)
+        if self.table.observer is not None:          # continuity
+            self.table.observer.host_unblocked(host)
         ios.message("FW", 4, "UNBLOCK_HOST",
                     "New TCP connections to host %s no longer blocked" % ip_str(host))
 

@@ -202,6 +202,7 @@ class Nat:
         self.wheel = TimerWheel(clock, self._sweep)     # cbac/timerwheel.py
         self._sweeping = False
         self.listeners = []            # callables(translation) on removal
+        self.observer = None           # continuity: translation_created(t)
         self._own_acls = acls is None
         self.rules = []
         self.out_rules = []
@@ -1021,6 +1022,8 @@ class Nat:
         self._schedule(t)
         self.created = t
         self._note_peak(now)
+        if self.observer is not None:
+            self.observer.translation_created(t)
         return t
 
     def _note_peak(self, now):
