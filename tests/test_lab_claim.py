@@ -9,7 +9,6 @@ as they were."""
 import json
 import os
 import signal
-import time
 
 from twisted.trial import unittest
 
@@ -122,7 +121,9 @@ class ClaimLabTests(unittest.TestCase):
         self.assertRestored()
         self.env.extra_args.append("--no-claim-ports")
         self.env.spawn()
-        time.sleep(2)
+        # the second start (it takes seconds on a loaded machine)
+        wait_for(lambda: self.env.started(2) or self.env.proc.poll() is not None,
+                 timeout=30)
         self.assertIsNone(self.env.proc.poll(), self.env.log())
         now = snapshot(self.env.lab)
         self.assertEqual(now, self.originals)
