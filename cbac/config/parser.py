@@ -847,7 +847,7 @@ class Parser:
         if kind == 0 and "9" in kinds:
             # a secret entered in clear text is kept hashed (type 9, scrypt),
             # as IOS 15.3+ does: never held or shown in clear
-            from cbac.console.auth import hash_secret
+            from cbac.config.passwords import hash_secret
             return Secret(9, hash_secret(value))
         return Secret(kind, value)
 
