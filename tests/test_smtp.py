@@ -465,3 +465,87 @@ class DebugToggleTests(SynchronousTestCase):
         v = insp.data_received(CLIENT, b"NOOP\r\n")
         self.assertEqual(v.debug, ["CBAC SMTP: VERB - Cmd len:4, match_len:4, verb:NOOP",
                                    "CBAC SMTP: End Of Command Line - index:1, len:6"])
+
+
+class MaxDataBoundaryTests(SynchronousTestCase):
+    """``max-data N``: a body of exactly N bytes passes, N + 1 is refused
+    (session reset, alert, nothing past byte N released); a declared SIZE
+    of exactly N is accepted, N + 1 refused.  (Each test fails when the
+    inspector's comparison is flipped between > and >=.)"""
+
+    N = 40
+
+    def start(self, proto="esmtp"):
+        w = Wire(make(proto, max_data=self.N))
+        w.feed(SERVER, b"220 mail ESMTP\r\n" if proto == "esmtp" else b"220 mail\r\n")
+        if proto == "esmtp":
+            w.feed(CLIENT, b"EHLO c\r\n")
+            w.feed(SERVER, b"250-mail\r\n250-CHUNKING\r\n250 SIZE 100\r\n")
+        else:
+            w.feed(CLIENT, b"HELO c\r\n")
+            w.feed(SERVER, b"250 mail\r\n")
+        w.feed(CLIENT, b"MAIL FROM:<a@b>\r\n")
+        w.feed(SERVER, b"250 ok\r\n")
+        w.feed(CLIENT, b"RCPT TO:<c@d>\r\n")
+        w.feed(SERVER, b"250 ok\r\n")
+        return w
+
+    def data(self, body):
+        w = self.start("smtp")
+        w.feed(CLIENT, b"DATA\r\n")
+        w.feed(SERVER, b"354 go\r\n")
+        before = len(w.received_by("server"))
+        w.feed(CLIENT, body + b".\r\n")
+        return w, w.received_by("server")[before:]
+
+    def test_data_body_exactly_max_data_passes(self):
+        body = b"x" * (self.N - 2) + b"\r\n"
+        self.assertEqual(len(body), self.N)
+        w, got = self.data(body)
+        self.assertFalse(w.reset)
+        self.assertEqual(w.mnemonics(), [])
+        self.assertEqual(got, body + b".\r\n")
+
+    def test_data_body_one_byte_over_is_refused(self):
+        body = b"x" * (self.N - 1) + b"\r\n"
+        w, got = self.data(body)
+        self.assertTrue(w.reset)
+        self.assertEqual(w.mnemonics(), ["SMTP_MAX_DATA"])
+        self.assertEqual(got, body[:self.N])            # not one byte past the limit
+
+    def bdat(self, n):
+        w = self.start("esmtp")
+        before = len(w.received_by("server"))
+        w.feed(CLIENT, b"BDAT %d LAST\r\n" % n + b"y" * n)
+        return w, w.received_by("server")[before:]
+
+    def test_bdat_chunk_exactly_max_data_passes(self):
+        w, got = self.bdat(self.N)
+        self.assertFalse(w.reset)
+        self.assertEqual(w.mnemonics(), [])
+        self.assertEqual(got, b"BDAT %d LAST\r\n" % self.N + b"y" * self.N)
+
+    def test_bdat_chunk_one_byte_over_is_refused(self):
+        w, got = self.bdat(self.N + 1)
+        self.assertTrue(w.reset)
+        self.assertEqual(w.mnemonics(), ["SMTP_MAX_DATA"])
+        self.assertEqual(got, b"BDAT %d LAST\r\n" % (self.N + 1) + b"y" * self.N)
+
+    def size(self, n):
+        w = Wire(make("esmtp", max_data=self.N))
+        w.feed(SERVER, b"220 mail ESMTP\r\n")
+        w.feed(CLIENT, b"EHLO c\r\n")
+        w.feed(SERVER, b"250-mail\r\n250 SIZE 100\r\n")
+        line = b"MAIL FROM:<a@b> SIZE=%d\r\n" % n
+        w.feed(CLIENT, line)
+        return w, line in w.received_by("server")
+
+    def test_declared_size_exactly_max_data_is_accepted(self):
+        w, passed = self.size(self.N)
+        self.assertTrue(passed)
+        self.assertEqual(w.mnemonics(), [])
+
+    def test_declared_size_one_over_is_refused(self):
+        w, passed = self.size(self.N + 1)
+        self.assertFalse(passed)
+        self.assertEqual(w.mnemonics(), ["SMTP_MAX_DATA"])
