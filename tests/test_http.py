@@ -206,6 +206,19 @@ class SmugglingTests(unittest.TestCase):
         eng = self.refused(b"GET / HTTP/1.1\r\nX: " + b"a" * http.MAX_HEAD + b"\r\n\r\n", "head-too-long")
         self.assertEqual(eng.held(CLIENT), len(eng.inp[CLIENT]))
 
+    def test_head_of_exactly_max_head_passes_one_more_is_refused(self):
+        """MAX_HEAD counts the whole head with its final CRLF CRLF: a head of
+        exactly MAX_HEAD bytes passes whole, one byte more is refused."""
+        def head(n):
+            start = b"GET / HTTP/1.1\r\nHost: h\r\nX: "
+            h = start + b"a" * (n - len(start) - 4) + b"\r\n\r\n"
+            self.assertEqual(len(h), n)
+            return h
+        ok = head(http.MAX_HEAD)
+        eng = run(make(), [(CLIENT, ok)])
+        self.assertEqual((eng.reasons, eng.output(CLIENT)), ([], ok))
+        self.refused(head(http.MAX_HEAD + 1), "head-too-long")
+
     def test_smuggled_request_after_valid_one_is_seen(self):
         first = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello"
         second = (b"GET /admin HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n"

@@ -549,3 +549,71 @@ class MaxDataBoundaryTests(SynchronousTestCase):
         w, passed = self.size(self.N + 1)
         self.assertFalse(passed)
         self.assertEqual(w.mnemonics(), ["SMTP_MAX_DATA"])
+
+
+class CommandLineBoundaryTests(SynchronousTestCase):
+    """A command line of exactly MAX_COMMAND_LINE bytes (CRLF included)
+    passes; one byte more is masked and alerted, and its first
+    MAX_COMMAND_LINE bytes go out masked before its end arrives (nothing
+    more is held); an AUTH line may be longer (MAX_AUTH_LINE) from the
+    first byte over; a ZBF ``match cmd line length gt N`` resets on N + 1,
+    not on N.  (Each fails with its comparison flipped.)"""
+
+    def greeted(self, ehlo=b"250-mail\r\n250 AUTH PLAIN\r\n", rule_max=None):
+        insp = make("esmtp")
+        if rule_max is not None:
+            insp.cmd_line_max = rule_max
+            insp.cmd_line_log = True
+        w = Wire(insp)
+        w.feed(SERVER, b"220 mail ESMTP\r\n")
+        w.feed(CLIENT, b"EHLO c\r\n")
+        w.feed(SERVER, ehlo)
+        return w, len(w.received_by("server"))
+
+    @staticmethod
+    def line(verb, n):
+        return verb + b"x" * (n - len(verb) - 2) + b"\r\n"
+
+    def test_command_line_exactly_the_limit_passes(self):
+        w, before = self.greeted()
+        line = self.line(b"NOOP ", smtp.MAX_COMMAND_LINE)
+        w.feed(CLIENT, line)
+        self.assertEqual(w.received_by("server")[before:], line)
+        self.assertEqual(w.mnemonics(), [])
+
+    def test_command_line_one_over_is_masked(self):
+        w, before = self.greeted()
+        w.feed(CLIENT, self.line(b"NOOP ", smtp.MAX_COMMAND_LINE + 1))
+        self.assertEqual(w.mnemonics(), ["SMTP_INVALID_COMMAND"])
+        got = w.received_by("server")[before:]
+        self.assertEqual(len(got), smtp.MAX_COMMAND_LINE + 1)
+        self.assertNotIn(b"NOOP", got)
+
+    def test_unfinished_line_held_up_to_the_limit_then_masked(self):
+        w, before = self.greeted()
+        w.feed(CLIENT, b"NOOP " + b"x" * (smtp.MAX_COMMAND_LINE - 6))    # limit - 1 bytes
+        self.assertEqual(w.received_by("server")[before:], b"")          # held
+        w.feed(CLIENT, b"x")                                             # the limit: no line end
+        got = w.received_by("server")[before:]
+        self.assertEqual(len(got), smtp.MAX_COMMAND_LINE)                # released masked
+        self.assertNotIn(b"NOOP", got)
+        w.feed(CLIENT, b"\r\n")
+        self.assertEqual(w.mnemonics(), ["SMTP_INVALID_COMMAND"])
+
+    def test_auth_line_one_over_the_command_limit_passes(self):
+        w, before = self.greeted()
+        line = self.line(b"AUTH PLAIN ", smtp.MAX_COMMAND_LINE + 1)
+        w.feed(CLIENT, line)
+        self.assertEqual(w.received_by("server")[before:], line)
+        self.assertEqual(w.mnemonics(), [])
+
+    def test_zbf_cmd_line_length_gt(self):
+        w, before = self.greeted(rule_max=20)
+        ok = b"NOOP " + b"x" * 15 + b"\r\n"                  # 20 bytes without CRLF
+        w.feed(CLIENT, ok)
+        self.assertFalse(w.reset)
+        self.assertEqual(w.received_by("server")[before:], ok)
+        w.feed(SERVER, b"250 ok\r\n")
+        w.feed(CLIENT, b"NOOP " + b"x" * 16 + b"\r\n")       # 21
+        self.assertTrue(w.reset)
+        self.assertEqual(w.mnemonics(), ["SMTP_L7_POLICY"])
