@@ -617,3 +617,42 @@ class CommandLineBoundaryTests(SynchronousTestCase):
         w.feed(CLIENT, b"NOOP " + b"x" * 16 + b"\r\n")       # 21
         self.assertTrue(w.reset)
         self.assertEqual(w.mnemonics(), ["SMTP_L7_POLICY"])
+
+
+class StateMachineTests(SynchronousTestCase):
+    """The inspector's states and transitions are the table at the top of
+    cbac/inspect/smtp.py; a change of state outside it raises (the session
+    engine then resets the connection: tests/test_stream.py,
+    test_inspector_exception_fails_closed)."""
+
+    def test_a_transition_not_in_the_table_raises(self):
+        from cbac.inspect.fsm import IllegalTransition
+        insp = make("esmtp")
+        self.assertEqual(insp.state, smtp.GREETING)
+        insp.data_received(SERVER, b"220 mail ESMTP\r\n")
+        self.assertEqual(insp.state, smtp.COMMAND)
+        self.assertRaises(IllegalTransition, insp._go, smtp.GREETING)
+        insp._go(smtp.DATA)
+        self.assertRaises(IllegalTransition, insp._go, smtp.BDAT)
+        self.assertEqual(insp.state, smtp.DATA)
+        insp._go(smtp.CLOSED)
+        self.assertTrue(insp.dead)
+        for state in smtp.TRANSITIONS:
+            self.assertRaises(IllegalTransition, insp._go, state)   # CLOSED is final
+
+    def test_the_corpus_uses_every_state_and_only_table_transitions(self):
+        seen = set()
+        for conv in CORPUS:
+            insp = make(conv.proto, conv.max_data, conv.starttls, conv.bare_lf)
+            go = insp._go
+
+            def spy(new, go=go, insp=insp):
+                seen.add((insp.state, new))
+                go(new)
+            insp._go = spy
+            w = Wire(insp)
+            for d, data in whole(conv):
+                w.feed(d, data)
+        for old, new in seen:
+            self.assertIn(new, smtp.TRANSITIONS[old])
+        self.assertEqual({s for s, _ in seen} | {n for _, n in seen}, set(smtp.TRANSITIONS))

@@ -28,7 +28,7 @@ import re
 from zope.interface import implementer, provider
 
 from cbac.inspect.api import (CLIENT, SERVER, Edit, Expectation,
-                              IInspectorFactory, IStreamInspector, Verdict)
+                              IInspectorFactory, IStreamInspector, Verdict, alert)
 
 #: Lifetime of a data-channel pinhole (seconds) if no connection uses it.
 DATA_TIMEOUT = 30.0
@@ -261,7 +261,7 @@ class FtpInspector:
                                                  ntoa(self.ctx.server_addr))
 
     def _alert(self, v, mnemonic, what):
-        v.log.append(("FW", 3, mnemonic, "%s %s" % (what, self._tail())))
+        v.log.append(alert(3, mnemonic, "%s %s" % (what, self._tail())))
 
     def _debug(self, v, text):
         if self.ctx.debug:
@@ -326,7 +326,7 @@ class FtpInspector:
             return
         vs = verb.decode()
         if not self.authenticated:
-            v.log.append(("FW", 3, "FTP_SESSION_NOT_AUTHENTICATED",
+            v.log.append(alert(3, "FTP_SESSION_NOT_AUTHENTICATED",
                           "Command issued before the session is authenticated -- FTP client %s"
                           % ntoa(self.ctx.client_addr)))
             self._debug(v, "%s command before login, refused" % vs)
@@ -510,7 +510,7 @@ class FtpInspector:
     def _reply_auth(self, content, off, v, what):
         if self.authenticated:
             return True
-        v.log.append(("FW", 3, "FTP_SESSION_NOT_AUTHENTICATED",
+        v.log.append(alert(3, "FTP_SESSION_NOT_AUTHENTICATED",
                       "Command issued before the session is authenticated -- FTP client %s"
                       % ntoa(self.ctx.client_addr)))
         self._debug(v, "%s before login, refused" % what)
@@ -535,7 +535,7 @@ class FtpInspector:
         return True
 
     def _non_matching(self, direction, addr, port, own, what, content, off, v):
-        v.log.append(("FW", 3, "FTP_NON_MATCHING_IP_ADDR",
+        v.log.append(alert(3, "FTP_NON_MATCHING_IP_ADDR",
                       "Non-matching address %s used in %s %s" % (ntoa(addr), what, self._tail())))
         self._debug(v, "%s names %s:%d, not the %s's address %s, refused"
                     % (what, ntoa(addr), port,
@@ -543,7 +543,7 @@ class FtpInspector:
         self._mask(direction, content, off, v)
 
     def _priv_port(self, direction, port, what, content, off, v):
-        v.log.append(("FW", 3, "FTP_PRIV_PORT",
+        v.log.append(alert(3, "FTP_PRIV_PORT",
                       "Privileged port %d used in %s %s" % (port, what, self._tail())))
         self._debug(v, "%s names privileged port %d, refused" % (what, port))
         self._mask(direction, content, off, v)

@@ -27,7 +27,7 @@ from urllib.parse import unquote_to_bytes
 
 from zope.interface import implementer
 
-from cbac.inspect.api import CLIENT, SERVER, IInspectorFactory, IStreamInspector, Verdict
+from cbac.inspect.api import CLIENT, SERVER, IInspectorFactory, IStreamInspector, Verdict, alert
 
 #: Largest request head (request line + header fields) or trailer section.
 MAX_HEAD = 65536
@@ -287,7 +287,7 @@ class HttpInspector:
         self._dead = True
         v.reset = True
         v.reason = "http " + e.reason
-        v.log.append(("FW", 3, "HTTP_PROTOCOL_VIOLATION",
+        v.log.append(alert(3, "HTTP_PROTOCOL_VIOLATION",
                       "HTTP protocol violation (%s) from %s -- session reset"
                       % (REASONS[e.reason], self._peers())))
         self._debug(v, "protocol violation %s%s, session reset"
@@ -298,7 +298,7 @@ class HttpInspector:
         c = self.ctx
         v.reset = True
         v.reason = "http java"
-        v.log.append(("FW", 3, "HTTP_JAVA_BLOCK",
+        v.log.append(alert(3, "HTTP_JAVA_BLOCK",
                       "JAVA applet is blocked from (%s:%d) to (%s:%d)."
                       % (_ntoa(c.server_addr), c.server_port, _ntoa(c.client_addr), c.client_port)))
         self._debug(v, "Java applet from %s blocked, session reset" % _ntoa(c.server_addr))

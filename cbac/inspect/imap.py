@@ -53,7 +53,7 @@ import re
 from zope.interface import implementer, provider
 
 from cbac.inspect.heldcmd import HeldCommandInspector
-from cbac.inspect.api import Edit, IInspectorFactory, IStreamInspector
+from cbac.inspect.api import Edit, IInspectorFactory, IStreamInspector, alert
 
 MAX_LINE = 8192
 MAX_REPLY_LINE = 65536
@@ -122,7 +122,7 @@ class ImapInspector(HeldCommandInspector):
 
 
     def _alert(self, sev, mnemonic, text):
-        self._log.append(("FW", sev, mnemonic, text))
+        self._log.append(alert(sev, mnemonic, text))
 
     # -- client ----------------------------------------------------------------
 

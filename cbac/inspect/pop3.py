@@ -45,7 +45,7 @@ from __future__ import annotations
 from zope.interface import implementer, provider
 
 from cbac.inspect.heldcmd import HeldCommandInspector
-from cbac.inspect.api import Edit, IInspectorFactory, IStreamInspector
+from cbac.inspect.api import Edit, IInspectorFactory, IStreamInspector, alert
 
 #: longest command line, CRLF included (RFC 2449 §4: 255 octets)
 MAX_LINE = 255
@@ -237,7 +237,7 @@ class Pop3Inspector(HeldCommandInspector):
         self._pending_multi = False
 
     def _alert(self, sev, mnemonic, text):
-        self._log.append(("FW", sev, mnemonic, text))
+        self._log.append(alert(sev, mnemonic, text))
 
 
 @provider(IInspectorFactory)

@@ -1068,15 +1068,16 @@ class SessionTable:
     # ------------------------------------------------------------------
     # logging helpers
 
-    def emit_log(self, s, facility, severity, mnemonic, text, *rest) -> None:
-        """Emit an inspector's IOS message honouring alert / audit-trail."""
-        if facility == "FW":
-            if mnemonic.startswith("SESS_AUDIT_TRAIL"):
+    def emit_log(self, s, event) -> None:
+        """Emit an inspector's IOS message (an api.LogEvent) honouring
+        alert / audit-trail."""
+        if event.facility == "FW":
+            if event.mnemonic.startswith("SESS_AUDIT_TRAIL"):
                 if not s.audit:
                     return
             elif not s.alert:
                 return
-        ios.message(facility, severity, mnemonic, text)
+        ios.message(event.facility, event.severity, event.mnemonic, event.text)
 
     def debug_line(self, category, text) -> None:
         ios.debugging.line(category, text)
