@@ -195,6 +195,25 @@ class PlainSessionTests(unittest.TestCase):
         eng = run(make(), LOGIN[:4] + [(SERVER, b"230-Welcome\r\n230-more\r\n230 OK\r\n")])
         self.assertEqual(eng.insp.state_summary(), "FTP state: authenticated, data channels 0")
 
+    def test_state_table(self):
+        """The login states and transitions are the table at the top of
+        cbac/inspect/ftp.py; a change outside it raises (the engine resets
+        the session); TLS is final and keeps the login state shown."""
+        from cbac.inspect.fsm import IllegalTransition
+        eng = run(make(), LOGIN)
+        insp = eng.insp
+        self.assertIs(insp.state, ftp.AUTHENTICATED)
+        self.assertRaises(IllegalTransition, insp._go, ftp.LOGIN_FAILED)
+        self.assertRaises(IllegalTransition, insp._go, ftp.USER_SENT)
+        self.assertIs(insp.state, ftp.AUTHENTICATED)
+        eng.feed(CLIENT, b"AUTH TLS\r\n")
+        eng.feed(SERVER, b"234 go ahead\r\n")
+        self.assertIs(insp.state, ftp.TLS)
+        self.assertEqual(insp.state_summary(), "FTP state: authenticated, data channels 0")
+        for state in ftp.TRANSITIONS:
+            if state is not ftp.TLS:
+                self.assertRaises(IllegalTransition, insp._go, state)
+
     def test_incomplete_data_command_is_held_until_complete(self):
         eng = Engine(make()())
         for d, x in LOGIN:

@@ -538,3 +538,26 @@ class LiveHttpTests(unittest.TestCase):
         self.assertIsInstance(second, Exception)
         self.assertEqual(relay.messages(), [
             "%FW-3-HTTP_JAVA_BLOCK: JAVA applet is blocked from (127.0.0.1:80) to (127.0.0.1:0)."])
+
+
+class StateMachineTests(unittest.TestCase):
+    """Each direction's framing states and transitions are the table at the
+    top of cbac/inspect/http.py; a change outside it raises (the engine
+    resets the session); LOST and UNTIL_CLOSE are final."""
+
+    def test_a_transition_not_in_the_table_raises(self):
+        from cbac.inspect.fsm import IllegalTransition
+        side = http._Side()
+        self.assertEqual(side.mode, http._HEAD)
+        http._set(side, http._HEAD)                 # staying is no change
+        self.assertRaises(IllegalTransition, http._set, side, http._CHUNK_END)
+        self.assertRaises(IllegalTransition, http._set, side, http._TRAILER)
+        http._set(side, http._CHUNK_SIZE)
+        http._set(side, http._CHUNK_DATA)
+        self.assertRaises(IllegalTransition, http._set, side, http._HEAD)
+        self.assertEqual(side.mode, http._CHUNK_DATA)
+        for final in (http._LOST, http._UNTIL_CLOSE):
+            side.mode = final
+            for state in http.TRANSITIONS:
+                if state != final:
+                    self.assertRaises(IllegalTransition, http._set, side, state)

@@ -92,11 +92,12 @@ BODY_VALUES = frozenset((b"7BIT", b"8BITMIME", b"BINARYMIME"))
 #   DISCARD   the rest of an over-long command line, masked (then back to
 #             COMMAND, or AUTH if it was a SASL line)
 #   TLS       after 220 to STARTTLS: opaque, no longer inspected (final)
-#   CLOSED    reset by the inspector (final)
+#   CLOSED    reset by the inspector (final; reachable from every state that
+#             is not final: the inspector can always fail closed)
 GREETING, COMMAND, DATA, BDAT, AUTH, DISCARD, TLS, CLOSED = (
     "GREETING", "COMMAND", "DATA", "BDAT", "AUTH", "DISCARD", "TLS", "CLOSED")
 TRANSITIONS = check_table({
-    GREETING: {COMMAND, DATA, BDAT, AUTH, DISCARD, TLS, CLOSED},
+    GREETING: {COMMAND, BDAT, DISCARD, CLOSED},      # gate replies come after the greeting
     COMMAND: {DATA, BDAT, AUTH, DISCARD, TLS, CLOSED},
     DATA: {COMMAND, CLOSED},
     BDAT: {COMMAND, CLOSED},
