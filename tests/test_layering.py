@@ -22,17 +22,18 @@ ALLOWED = {
     "cbac": set(),
     "packet": set(),                      # codecs: the bottom layer
     "log": set(),                         # IOS message helpers, observers
+    "timerwheel": set(),                  # the timer wheel of sessions and NAT
     "config": {"log"},                    # IOS text <-> model: no console, no data plane
     "acl": {"config", "log", "packet"},
-    "nat": {"acl", "config", "log", "packet"},
-    "inspect": {"config", "log", "packet"},                # sans-I/O: no data plane, no console
+    "nat": {"acl", "config", "log", "packet", "timerwheel"},
+    "inspect": {"config", "log", "packet", "timerwheel"},  # sans-I/O: no data plane, no console
     "interfaces": {"inspect"},            # IPort; re-exports IStreamInspector
     "dataplane": {"acl", "config", "inspect", "interfaces", "log", "nat", "packet"},
     "console": {"config", "log"},         # the appliance only through IConsoleAppliance
     "metrics": {"cbac", "packet"},
     # the one place that wires everything, and the entry points around it
     "app": {"cbac", "acl", "config", "console", "dataplane", "inspect", "interfaces", "log",
-            "metrics", "nat", "packet"},
+            "metrics", "nat", "packet", "timerwheel"},
     "tap": {"app", "cbac", "config", "console", "log"},
     "replay": {"app", "config", "dataplane", "packet", "log"},
     "lab": {"config", "console", "log"},
@@ -48,7 +49,7 @@ FORBIDDEN = [
 
 #: Parts that are sans-I/O: no reactor, sockets, threads or wall clock
 #: (time comes from an injected IReactorTime).
-SANS_IO = ("packet", "config", "acl", "nat", "inspect")
+SANS_IO = ("packet", "config", "acl", "nat", "inspect", "timerwheel")
 IO_MODULES = ("socket", "select", "selectors", "asyncio", "threading", "subprocess", "time",
               "twisted.internet")
 IO_ALLOWED = ("twisted.internet.interfaces",)     # IReactorTime, for annotations
