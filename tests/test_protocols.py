@@ -484,6 +484,20 @@ class Pop3Inspector(unittest.TestCase):
                 self.assertEqual(released(e, CLIENT), want_c, cuts)
                 self.assertIn("UPDATE", e.insp.state_summary())
 
+    def test_state_table(self):
+        """RFC 1939's states are pop3.TRANSITIONS; a change outside it raises
+        (the engine resets the session)."""
+        from cbac.inspect.fsm import IllegalTransition
+        insp = pop3_engine().insp
+        self.assertRaises(IllegalTransition, insp._go, pop3.TRANSACTION)   # before the greeting
+        insp._go(pop3.AUTHORIZATION)
+        insp._go(pop3.TRANSACTION)
+        self.assertRaises(IllegalTransition, insp._go, pop3.AUTHORIZATION)
+        insp._go(pop3.UPDATE)
+        for state in pop3.TRANSITIONS:
+            if state != pop3.UPDATE:
+                self.assertRaises(IllegalTransition, insp._go, state)
+
     def test_illegal_commands_masked_every_segmentation(self):
         for verb in (b"DELE 1", b"RETR 1", b"XTND XMIT", b"LIST", b"USER a\x00b"):
             line = verb + b"\r\n"
@@ -674,6 +688,21 @@ class ImapInspector(unittest.TestCase):
                 self.assertIn("LOGOUT", e.insp.state_summary())
         e = run_imap(IMAP_SESSION, list(range(1, longest)))
         self.assertEqual(released(e, CLIENT), want)
+
+    def test_state_table(self):
+        """RFC 9051's states are imap.TRANSITIONS; a change outside it raises
+        (the engine resets the session)."""
+        from cbac.inspect.fsm import IllegalTransition
+        insp = imap_engine().insp
+        self.assertRaises(IllegalTransition, insp._go, imap.SELECTED)
+        insp._go(imap.NOT_AUTH)
+        self.assertRaises(IllegalTransition, insp._go, imap.SELECTED)      # not logged in
+        insp._go(imap.AUTH)
+        insp._go(imap.SELECTED)
+        insp._go(imap.LOGOUT)
+        for state in imap.TRANSITIONS:
+            if state != imap.LOGOUT:
+                self.assertRaises(IllegalTransition, insp._go, state)
 
     def test_illegal_commands_get_bad_with_their_tag(self):
         for line in (b"t1 FETCH 1 BODY[]\r\n", b"t1 XYZZY\r\n", b"t1 select INBOX\r\n",
