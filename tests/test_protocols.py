@@ -292,6 +292,31 @@ class DnsParser(unittest.TestCase):
         self.assertIsNone(parse_question(head + b"\x01a\x00\x00\x01\x00"))
 
 
+    def test_boundaries(self):
+        """Exactly at each limit passes, one over is refused: MAX_UDP_MESSAGE
+        bytes, a name of 255 octets on the wire (RFC 1035 2.3.4: labels,
+        their length bytes and the root's 0; cbac let 256 through before),
+        MAX_OUTSTANDING queries.  (Each fails with its comparison flipped.)"""
+        from cbac.inspect import dns
+        head = b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+        msg = head + b"\x01a\x00\x00\x01\x00\x01"
+        pad = dns.MAX_UDP_MESSAGE - len(msg)
+        self.assertIsNotNone(dns.parse_question(msg + b"\x00" * pad))
+        self.assertIsNone(dns.parse_question(msg + b"\x00" * (pad + 1)))
+
+        def name(last):
+            return (b"\x3f" + b"a" * 63) * 3 + bytes([last]) + b"b" * last + b"\x00"
+        self.assertEqual(len(name(61)), 255)
+        self.assertIsNotNone(dns.parse_question(head + name(61) + b"\x00\x01\x00\x01"))
+        self.assertIsNone(dns.parse_question(head + name(62) + b"\x00\x01\x00\x01"))
+
+        g = dns.DnsGuard()
+        for i in range(dns.MAX_OUTSTANDING):
+            self.assertEqual(g.datagram(0, query(i)), ("pass", ""))
+        self.assertEqual(g.datagram(0, query(dns.MAX_OUTSTANDING)), ("drop", "dns-too-many-queries"))
+        self.assertEqual(g.datagram(0, query(0)), ("pass", ""))        # a retry of one outstanding
+
+
 # --------------------------------------------------------------------------
 # TFTP
 
