@@ -591,6 +591,56 @@ class Pop3Inspector(unittest.TestCase):
         self.assertIn("ip inspect name X pop3 alert on reset secure-login\n", render(model))
 
 
+class Pop3Boundaries(unittest.TestCase):
+    """At each POP3 limit the bytes pass, one more resets: a command line of
+    MAX_LINE bytes (LF included; MAX_LINE bytes without an LF already
+    reset), MAX_HOLD bytes pipelined before a reply, a reply line of
+    MAX_REPLY_LINE bytes, complete or not.  (Each fails with its comparison
+    flipped.)"""
+
+    def greeted(self):
+        e = pop3_engine()
+        e.feed(SERVER, GREET)
+        return e
+
+    def test_command_line(self):
+        n = pop3.MAX_LINE
+        e = self.greeted()
+        e.feed(CLIENT, b"USER " + b"u" * (n - 7) + b"\r\n")
+        self.assertFalse(e.reset)
+        self.assertEqual(released(e, CLIENT)[:5], b"USER ")
+        e = self.greeted()
+        e.feed(CLIENT, b"USER " + b"u" * (n - 6) + b"\r\n")     # n + 1 bytes
+        self.assertTrue(e.reset)
+        e = self.greeted()
+        e.feed(CLIENT, b"USER " + b"u" * (n - 6))              # n - 1 bytes, no LF: waits
+        self.assertFalse(e.reset)
+        e.feed(CLIENT, b"u")                                   # n bytes, no LF: too long
+        self.assertTrue(e.reset)
+        self.assertEqual(released(e, CLIENT), b"")
+
+    def test_pipelined_bytes_held(self):
+        e = pop3_engine()                                      # the greeting is outstanding
+        e.feed(CLIENT, b"x" * pop3.MAX_HOLD)
+        self.assertFalse(e.reset)
+        e.feed(CLIENT, b"x")
+        self.assertTrue(e.reset)
+
+    def test_reply_line(self):
+        n = pop3.MAX_REPLY_LINE
+        e = pop3_engine()
+        e.feed(SERVER, b"+OK " + b"r" * (n - 6) + b"\r\n")
+        self.assertFalse(e.reset)
+        e = pop3_engine()
+        e.feed(SERVER, b"+OK " + b"r" * (n - 5) + b"\r\n")
+        self.assertTrue(e.reset)
+        e = pop3_engine()
+        e.feed(SERVER, b"+OK " + b"r" * (n - 4))                # n bytes, unfinished: held
+        self.assertFalse(e.reset)
+        e.feed(SERVER, b"r")
+        self.assertTrue(e.reset)
+
+
 class Pop3Server:
     """A POP3 server that answers -ERR to any verb it does not know."""
 
