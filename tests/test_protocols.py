@@ -824,6 +824,63 @@ class ImapInspector(unittest.TestCase):
         self.assertEqual(released(e, CLIENT), b"a NOOP\r\nb NOOP\r\n")
 
 
+class ImapBoundaries(unittest.TestCase):
+    """At each IMAP limit the bytes pass, one more resets: a command line
+    of MAX_LINE bytes (MAX_LINE bytes without an LF reset), a literal of
+    MAX_LITERAL bytes, MAX_HOLD bytes held before a reply, a reply line of
+    MAX_REPLY_LINE bytes, complete or not.  (Each fails with its comparison
+    flipped.)"""
+
+    def greeted(self):
+        e = imap_engine()
+        e.feed(SERVER, b"* OK IMAP4rev1 ready\r\n")
+        return e
+
+    def test_command_line(self):
+        n = imap.MAX_LINE
+        e = self.greeted()
+        e.feed(CLIENT, b"a1 NOOP " + b"x" * (n - 10) + b"\r\n")
+        self.assertFalse(e.reset)
+        e = self.greeted()
+        e.feed(CLIENT, b"a1 NOOP " + b"x" * (n - 9) + b"\r\n")
+        self.assertTrue(e.reset)
+        e = self.greeted()
+        e.feed(CLIENT, b"a1 NOOP " + b"x" * (n - 9))           # n - 1 bytes, no LF: waits
+        self.assertFalse(e.reset)
+        e.feed(CLIENT, b"x")
+        self.assertTrue(e.reset)
+
+    def test_literal_size(self):
+        e = self.greeted()
+        e.feed(CLIENT, b"a1 LOGIN {%d}\r\n" % imap.MAX_LITERAL)
+        self.assertFalse(e.reset)
+        e = self.greeted()
+        e.feed(CLIENT, b"a1 LOGIN {%d}\r\n" % (imap.MAX_LITERAL + 1))
+        self.assertTrue(e.reset)
+
+    def test_held_before_a_reply(self):
+        e = self.greeted()
+        e.feed(CLIENT, b"a1 NOOP\r\n")                          # a reply is outstanding
+        e.feed(CLIENT, b"x" * imap.MAX_HOLD)
+        self.assertFalse(e.reset)
+        e.feed(CLIENT, b"x")
+        self.assertTrue(e.reset)
+
+    def test_reply_line(self):
+        n = imap.MAX_REPLY_LINE
+        e = self.greeted()
+        e.feed(SERVER, b"* " + b"r" * (n - 4) + b"\r\n")
+        self.assertFalse(e.reset)
+        e = self.greeted()
+        e.feed(SERVER, b"* " + b"r" * (n - 3) + b"\r\n")
+        self.assertTrue(e.reset)
+        e = self.greeted()
+        e.feed(SERVER, b"* " + b"r" * (n - 2))                   # n bytes, unfinished: held
+        self.assertFalse(e.reset)
+        e.feed(SERVER, b"r")
+        self.assertTrue(e.reset)
+
+
 class ImapServer:
     def __init__(self, log):
         self.log = log
