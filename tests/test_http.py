@@ -561,3 +561,25 @@ class StateMachineTests(unittest.TestCase):
             for state in http.TRANSITIONS:
                 if state != final:
                     self.assertRaises(IllegalTransition, http._set, side, state)
+
+
+class ChunkBoundaryTests(unittest.TestCase):
+    """A chunk of MAX_CHUNK_SIZE bytes is accepted, one more refused; a
+    trailer section of MAX_HEAD bytes passes, one more is refused.  (Each
+    fails with its comparison flipped.)"""
+
+    HEAD = b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+    def test_chunk_size(self):
+        eng = run(make(), [(CLIENT, self.HEAD + b"%x\r\n" % http.MAX_CHUNK_SIZE)])
+        self.assertEqual(eng.reasons, [])
+        eng = run(make(), [(CLIENT, self.HEAD + b"%x\r\n" % (http.MAX_CHUNK_SIZE + 1))])
+        self.assertEqual(eng.reasons, ["http chunk-too-large"])
+
+    def test_trailer_size(self):
+        def req(n):                     # a trailer section of n bytes, final CRLF included
+            return self.HEAD + b"0\r\nX: " + b"a" * (n - 7) + b"\r\n\r\n"
+        eng = run(make(), [(CLIENT, req(http.MAX_HEAD))])
+        self.assertEqual((eng.reasons, eng.output(CLIENT)), ([], req(http.MAX_HEAD)))
+        eng = run(make(), [(CLIENT, req(http.MAX_HEAD + 1))])
+        self.assertEqual(eng.reasons, ["http head-too-long"])

@@ -656,3 +656,34 @@ class StateMachineTests(SynchronousTestCase):
         for old, new in seen:
             self.assertIn(new, smtp.TRANSITIONS[old])
         self.assertEqual({s for s, _ in seen} | {n for _, n in seen}, set(smtp.TRANSITIONS))
+
+
+class ReplyAndHoldBoundaryTests(SynchronousTestCase):
+    """A reply line of MAX_REPLY_LINE bytes (LF included) is parsed, one
+    more is an invalid reply (unfinished: MAX_REPLY_LINE - 1 bytes wait,
+    MAX_REPLY_LINE do not); MAX_PENDING_HOLD bytes pipelined after DATA are
+    held, one more resets.  (Each fails with its comparison flipped.)"""
+
+    def test_reply_line(self):
+        n = smtp.MAX_REPLY_LINE
+        w = Wire(make("esmtp"))
+        w.feed(SERVER, b"220 " + b"r" * (n - 6) + b"\r\n")
+        self.assertEqual(w.mnemonics(), [])
+        w = Wire(make("esmtp"))
+        w.feed(SERVER, b"220 " + b"r" * (n - 5) + b"\r\n")
+        self.assertEqual(w.mnemonics(), ["SMTP_INVALID_REPLY"])
+        w = Wire(make("esmtp"))
+        w.feed(SERVER, b"220 " + b"r" * (n - 5))                  # n - 1 bytes: waits
+        self.assertEqual(w.mnemonics(), [])
+        w.feed(SERVER, b"r")                                       # n bytes, no LF
+        self.assertEqual(w.mnemonics(), ["SMTP_INVALID_REPLY"])
+
+    def test_bytes_held_after_data(self):
+        w = Wire(make("esmtp"))
+        w.feed(SERVER, b"220 mail ESMTP\r\n")
+        w.feed(CLIENT, b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n")
+        w.feed(CLIENT, b"x" * smtp.MAX_PENDING_HOLD)               # before the 354
+        self.assertFalse(w.reset)
+        w.feed(CLIENT, b"x")
+        self.assertTrue(w.reset)
+        self.assertEqual(w.mnemonics(), ["SMTP_PENDING_OVERFLOW"])
