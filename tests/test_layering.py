@@ -30,10 +30,13 @@ ALLOWED = {
     "interfaces": {"inspect"},            # IPort; re-exports IStreamInspector
     "dataplane": {"acl", "config", "inspect", "interfaces", "log", "nat", "packet"},
     "console": {"config", "log"},         # the appliance only through IConsoleAppliance
+    # stateful restart and the standby's sync: reads and rebuilds sessions
+    # and translations (nothing of inspect/ or nat/ imports it back)
+    "continuity": {"inspect", "log", "nat", "packet"},
     "metrics": {"cbac", "packet"},
     # the one place that wires everything, and the entry points around it
-    "app": {"cbac", "acl", "config", "console", "dataplane", "inspect", "interfaces", "log",
-            "metrics", "nat", "packet", "timerwheel"},
+    "app": {"cbac", "acl", "config", "console", "continuity", "dataplane", "inspect",
+            "interfaces", "log", "metrics", "nat", "packet", "timerwheel"},
     "tap": {"app", "cbac", "config", "console", "log"},
     "replay": {"app", "config", "dataplane", "packet", "log"},
     "lab": {"config", "console", "log"},

@@ -264,6 +264,9 @@ class SessionTable:
         # restored sessions whose first packets are handled specially
         self.observer = None
         self.resuming = {}
+        # resuming's per-packet hook (cbac.continuity.resume.before, set by
+        # its register(): inspect/ does not import continuity/)
+        self.resume_before = None
 
     # ------------------------------------------------------------------
     # configuration
@@ -796,8 +799,7 @@ class SessionTable:
             # an ICMP error lookup_icmp_error() already checked and rewrote
             return True
         if self.resuming and s in self.resuming:
-            from cbac.continuity.resume import before
-            if not before(self, s, direction, pkt):
+            if not self.resume_before(self, s, direction, pkt):
                 return False
         now = self.clock.seconds()
         extras = None
