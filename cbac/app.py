@@ -51,6 +51,7 @@ class Appliance:
         self.model = model
         self.clock = clock
         self.config_path = config_path
+        self.port_overrides = {}           # --port IOSNAME=DEVICE, kept over reloads
         self.state_dir = state_dir
         self.started = clock.seconds()
         self.boot_time = time.time()
@@ -482,15 +483,13 @@ class Appliance:
 
     def _build_from_file(self, path):
         """-> (staged or None, text).  Touches nothing that runs."""
-        from cbac.config.check import check
-        from cbac.config.parser import parse_file
+        from cbac.config.loader import load
         try:
             try:
-                new, diags = parse_file(path)
+                new, diags = load(path, self.port_overrides)
             except OSError as e:
                 return None, "%% Error opening %s (%s)" % (path, e.strerror)
             from cbac.config.errors import log_lines
-            diags = list(diags) + list(check(new, filename=path))
             errors = [d for d in diags if d.severity == "error"]
             text = "\n".join(log_lines(path, diags))
             if errors:
@@ -718,6 +717,7 @@ def makeApplianceService(model, options):
         ports[ifname] = LinuxPort(ifname, device, reactor)
     appliance = Appliance(model, reactor, ports, config_path=options.get("config"),
                           state_dir=options.get("state-dir"))
+    appliance.port_overrides = dict(options.get("ports", {}))
     top = service.MultiService()
     # first to start, last to stop: the ports are taken from the kernel
     # (cbac.dataplane.claim) before the router opens them, and given back after

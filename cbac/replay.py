@@ -93,8 +93,8 @@ def build_parser():
 
 
 def _load_config(path):
-    from cbac.config.parser import parse_file
-    model, diags = parse_file(path)
+    from cbac.config.loader import load
+    model, diags = load(path)          # as the daemon reads it (checks included)
     errors = [d for d in diags if d.severity == "error"]
     for d in errors:
         print(str(d), file=sys.stderr)

@@ -21,10 +21,9 @@ import sys
 
 from twisted.python import usage
 
-from cbac.config.check import check
 from cbac.config.errors import WARNING, Diagnostic, errors, log_lines, report, summary
-from cbac.config.model import PortBinding
-from cbac.config.parser import normalize_interface, parse_bytes
+from cbac.config.loader import load
+from cbac.config.parser import normalize_interface
 
 
 class Options(usage.Options):
@@ -88,20 +87,21 @@ class Options(usage.Options):
         return getattr(self, name) or getattr(sys, name)
 
     def postOptions(self):
+        """Read and check the configuration.  ``--check`` reports and exits
+        0 or 1 (like ``nginx -t``); otherwise a configuration that cannot be
+        read or has errors is a usage.UsageError (twistd prints it and exits
+        1), its errors listed on stderr first."""
         path = self["config"]
         try:
-            with open(path, "rb") as f:
-                data = f.read()
+            router, diags = load(path, self["port"], strict=not self["check"])
         except OSError as e:
-            stream = self._out("stdout" if self["check"] else "stderr")
-            stream.write("%s: error: cannot read configuration: %s\n"
-                         % (path, e.strerror or e))
-            stream.flush()
-            raise SystemExit(1)
-        router, diags = parse_bytes(data, path)
-        for iosname, dev in self["port"].items():
-            router.ports[iosname] = PortBinding(iosname, dev)
-        diags = diags + check(router, strict=not self["check"], filename=path)
+            msg = "%s: error: cannot read configuration: %s" % (path, e.strerror or e)
+            if self["check"]:
+                out = self._out("stdout")
+                out.write(msg + "\n")
+                out.flush()
+                raise SystemExit(1)
+            raise usage.UsageError(msg)
         diags += weak_secret_warnings(router, path)
         diags.sort(key=lambda d: d.line)
         self["router"] = router
@@ -114,16 +114,15 @@ class Options(usage.Options):
         if errors(diags):
             err = self._out("stderr")
             err.write("".join(d.format() + "\n" for d in errors(diags)))
-            err.write(summary(path, diags) + "\n")
             err.flush()
-            raise SystemExit(1)
+            raise usage.UsageError(summary(path, diags))
 
 
 def weak_secret_warnings(router, path) -> list:
     """Warnings for console passwords a scan would guess (the shipped
     example's ``cisco`` first): the console answers in-band on every
     interface address, so such a password is an open door."""
-    from cbac.console.auth import well_known
+    from cbac.config.passwords import well_known
     out = []
     found = [("enable secret", router.enable_secret, 0),
              ("enable password", router.enable_password, 0)]

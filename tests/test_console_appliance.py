@@ -30,11 +30,18 @@ R_OUT = "02:00:ac:16:01:10"
 H_IN = "02:00:0a:0a:0a:02"
 
 
-def real_appliance(testcase):
+def real_appliance(testcase, edit=None):
+    """The seed configuration (its text through ``edit`` if given) on
+    memory ports: (appliance, ports, path of its configuration file)."""
     tmp = os.path.abspath(testcase.mktemp())
     os.makedirs(tmp)
     conf = os.path.join(tmp, "router.conf")
     shutil.copy(SEED, conf)
+    if edit is not None:
+        with open(conf) as f:
+            text = edit(f.read())
+        with open(conf, "w") as f:
+            f.write(text)
     model, _ = parse_file(conf)
     clock = Clock()
     clock.advance(1000)

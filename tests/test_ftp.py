@@ -195,6 +195,25 @@ class PlainSessionTests(unittest.TestCase):
         eng = run(make(), LOGIN[:4] + [(SERVER, b"230-Welcome\r\n230-more\r\n230 OK\r\n")])
         self.assertEqual(eng.insp.state_summary(), "FTP state: authenticated, data channels 0")
 
+    def test_state_table(self):
+        """The login states and transitions are the table at the top of
+        cbac/inspect/ftp.py; a change outside it raises (the engine resets
+        the session); TLS is final and keeps the login state shown."""
+        from cbac.inspect.fsm import IllegalTransition
+        eng = run(make(), LOGIN)
+        insp = eng.insp
+        self.assertIs(insp.state, ftp.AUTHENTICATED)
+        self.assertRaises(IllegalTransition, insp._go, ftp.LOGIN_FAILED)
+        self.assertRaises(IllegalTransition, insp._go, ftp.USER_SENT)
+        self.assertIs(insp.state, ftp.AUTHENTICATED)
+        eng.feed(CLIENT, b"AUTH TLS\r\n")
+        eng.feed(SERVER, b"234 go ahead\r\n")
+        self.assertIs(insp.state, ftp.TLS)
+        self.assertEqual(insp.state_summary(), "FTP state: authenticated, data channels 0")
+        for state in ftp.TRANSITIONS:
+            if state is not ftp.TLS:
+                self.assertRaises(IllegalTransition, insp._go, state)
+
     def test_incomplete_data_command_is_held_until_complete(self):
         eng = Engine(make()())
         for d, x in LOGIN:
@@ -853,3 +872,39 @@ class LongLineTests(unittest.TestCase):
         eng.feed(CLIENT, b"PORT 10,10,10,2,195,81\r\n")
         self.assertTrue(eng.output(CLIENT).endswith(b"x\rPORT 172,22,1,16,199,57\r\n"))
         self.assertEqual(len(eng.expect), 2)
+
+
+class HeldLineBoundaryTests(unittest.TestCase):
+    """A line cbac must hold (a PORT command) is judged whole up to
+    MAX_HELD_LINE bytes before its LF; one byte more is masked as overlong.
+    Unfinished, it is held up to MAX_HELD_LINE bytes, then masked and
+    released.  (Each fails with its comparison flipped.)"""
+
+    def login(self):
+        eng = Engine(make()())
+        for d, x in LOGIN:
+            eng.feed(d, x)
+        return eng, len(eng.inp[CLIENT])
+
+    def overlong(self, eng):
+        return [e.text for e in eng.log if e.text.startswith("Overlong")]
+
+    def test_complete_line_at_the_limit_is_judged_one_more_is_overlong(self):
+        limit = ftp.MAX_HELD_LINE
+        eng, _ = self.login()
+        eng.feed(CLIENT, b"PORT " + b"1" * (limit - 6) + b"\r\n")     # limit bytes + LF
+        self.assertEqual(self.overlong(eng), [])
+        eng, _ = self.login()
+        eng.feed(CLIENT, b"PORT " + b"1" * (limit - 5) + b"\r\n")
+        self.assertEqual(len(self.overlong(eng)), 1)
+
+    def test_unfinished_line_held_up_to_the_limit(self):
+        limit = ftp.MAX_HELD_LINE
+        eng, start = self.login()
+        eng.feed(CLIENT, b"PORT " + b"1" * (limit - 5))               # limit bytes, no LF
+        self.assertEqual(eng.rel[CLIENT], start)                       # held
+        self.assertEqual(self.overlong(eng), [])
+        eng.feed(CLIENT, b"1")
+        self.assertEqual(len(self.overlong(eng)), 1)
+        self.assertEqual(eng.rel[CLIENT], start + limit + 1)           # released, masked
+        self.assertNotIn(b"PORT", eng.output(CLIENT)[start:])

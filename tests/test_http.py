@@ -206,6 +206,19 @@ class SmugglingTests(unittest.TestCase):
         eng = self.refused(b"GET / HTTP/1.1\r\nX: " + b"a" * http.MAX_HEAD + b"\r\n\r\n", "head-too-long")
         self.assertEqual(eng.held(CLIENT), len(eng.inp[CLIENT]))
 
+    def test_head_of_exactly_max_head_passes_one_more_is_refused(self):
+        """MAX_HEAD counts the whole head with its final CRLF CRLF: a head of
+        exactly MAX_HEAD bytes passes whole, one byte more is refused."""
+        def head(n):
+            start = b"GET / HTTP/1.1\r\nHost: h\r\nX: "
+            h = start + b"a" * (n - len(start) - 4) + b"\r\n\r\n"
+            self.assertEqual(len(h), n)
+            return h
+        ok = head(http.MAX_HEAD)
+        eng = run(make(), [(CLIENT, ok)])
+        self.assertEqual((eng.reasons, eng.output(CLIENT)), ([], ok))
+        self.refused(head(http.MAX_HEAD + 1), "head-too-long")
+
     def test_smuggled_request_after_valid_one_is_seen(self):
         first = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello"
         second = (b"GET /admin HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n"
@@ -525,3 +538,48 @@ class LiveHttpTests(unittest.TestCase):
         self.assertIsInstance(second, Exception)
         self.assertEqual(relay.messages(), [
             "%FW-3-HTTP_JAVA_BLOCK: JAVA applet is blocked from (127.0.0.1:80) to (127.0.0.1:0)."])
+
+
+class StateMachineTests(unittest.TestCase):
+    """Each direction's framing states and transitions are the table at the
+    top of cbac/inspect/http.py; a change outside it raises (the engine
+    resets the session); LOST and UNTIL_CLOSE are final."""
+
+    def test_a_transition_not_in_the_table_raises(self):
+        from cbac.inspect.fsm import IllegalTransition
+        side = http._Side()
+        self.assertEqual(side.mode, http._HEAD)
+        http._set(side, http._HEAD)                 # staying is no change
+        self.assertRaises(IllegalTransition, http._set, side, http._CHUNK_END)
+        self.assertRaises(IllegalTransition, http._set, side, http._TRAILER)
+        http._set(side, http._CHUNK_SIZE)
+        http._set(side, http._CHUNK_DATA)
+        self.assertRaises(IllegalTransition, http._set, side, http._HEAD)
+        self.assertEqual(side.mode, http._CHUNK_DATA)
+        for final in (http._LOST, http._UNTIL_CLOSE):
+            side.mode = final
+            for state in http.TRANSITIONS:
+                if state != final:
+                    self.assertRaises(IllegalTransition, http._set, side, state)
+
+
+class ChunkBoundaryTests(unittest.TestCase):
+    """A chunk of MAX_CHUNK_SIZE bytes is accepted, one more refused; a
+    trailer section of MAX_HEAD bytes passes, one more is refused.  (Each
+    fails with its comparison flipped.)"""
+
+    HEAD = b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+    def test_chunk_size(self):
+        eng = run(make(), [(CLIENT, self.HEAD + b"%x\r\n" % http.MAX_CHUNK_SIZE)])
+        self.assertEqual(eng.reasons, [])
+        eng = run(make(), [(CLIENT, self.HEAD + b"%x\r\n" % (http.MAX_CHUNK_SIZE + 1))])
+        self.assertEqual(eng.reasons, ["http chunk-too-large"])
+
+    def test_trailer_size(self):
+        def req(n):                     # a trailer section of n bytes, final CRLF included
+            return self.HEAD + b"0\r\nX: " + b"a" * (n - 7) + b"\r\n\r\n"
+        eng = run(make(), [(CLIENT, req(http.MAX_HEAD))])
+        self.assertEqual((eng.reasons, eng.output(CLIENT)), ([], req(http.MAX_HEAD)))
+        eng = run(make(), [(CLIENT, req(http.MAX_HEAD + 1))])
+        self.assertEqual(eng.reasons, ["http head-too-long"])

@@ -204,14 +204,38 @@ class InspectCbac(InspectMixin, unittest.TestCase):
         self.assertRegex(r.stdout, r"tcp 172\.22\.1\.16:25\s+10\.10\.10\.25:25")
         self.assertRegex(r.stdout, r"172\.22\.1\.16:\d+\s+10\.10\.10\.2:\d+\s+172\.22\.1\.1:8080")
 
+    def acl_in_drops(self):
+        """The ``acl-in`` drop counter of the outside interface (``show
+        interfaces``): packets refused by its inbound access list."""
+        r = self.env.console("show interfaces Ethernet2/0")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        m = re.search(r"\n\s+acl-in\s+(\d+)\n", r.stdout + "\n")
+        return int(m.group(1)) if m else 0
+
     def test_unsolicited_inbound_counted_by_acl(self):
         """The implicit deny of ACL 101 is what drops unsolicited inbound
-        traffic: ``show ip inspect sessions`` has no session for it."""
+        traffic: a SYN from outside to a listening inside host never
+        arrives, the outside interface's ACL drop counter goes up by one,
+        and ``show ip inspect sessions`` has no session for it.  (With
+        ``ip access-group 101 in`` removed the SYN arrives, the counter
+        stays: this test fails.)"""
+        before = self.acl_in_drops()
+        cap = self.env.capture("in", "eth0", "ip and src host 172.22.1.4")
         self.env.exec("out", ["timeout", "10", "hping3", "-q", "-c", "1", "-S", "-p", "8080",
-                              "-a", "172.22.1.4", "172.22.1.16"], timeout=15)
+                              "-s", "7790", "-k", "-a", "172.22.1.4", "10.10.10.2"], timeout=15)
+        # control: the capture works (a SYN to the published mail server arrives)
+        self.env.exec("out", ["timeout", "10", "hping3", "-q", "-c", "1", "-S", "-p", "25",
+                              "-s", "7791", "-k", "-a", "172.22.1.4", "172.22.1.16"], timeout=15)
+        lines = cap.stop()
+        self.assertEqual([line for line in lines if ".7791 > " not in line], [], lines)
+        self.assertEqual(len([line for line in lines
+                              if ".7791 > 10.10.10.25.25" in line and "Flags [S]" in line]), 1, lines)
+        self.assertEqual([a for a in records(self.l8080, "accept")
+                          if a.get("peer", "").startswith("172.22.1.4:")], [])
+        self.assertEqual(self.acl_in_drops() - before, 1)
         r = self.env.console("show ip inspect sessions")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertNotIn("172.22.1.4", r.stdout)
+        self.assertNotIn("172.22.1.4:7790", r.stdout)
 
 
 class InspectZbf(InspectMixin, unittest.TestCase):

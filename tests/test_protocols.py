@@ -292,6 +292,31 @@ class DnsParser(unittest.TestCase):
         self.assertIsNone(parse_question(head + b"\x01a\x00\x00\x01\x00"))
 
 
+    def test_boundaries(self):
+        """Exactly at each limit passes, one over is refused: MAX_UDP_MESSAGE
+        bytes, a name of 255 octets on the wire (RFC 1035 2.3.4: labels,
+        their length bytes and the root's 0; cbac let 256 through before),
+        MAX_OUTSTANDING queries.  (Each fails with its comparison flipped.)"""
+        from cbac.inspect import dns
+        head = b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+        msg = head + b"\x01a\x00\x00\x01\x00\x01"
+        pad = dns.MAX_UDP_MESSAGE - len(msg)
+        self.assertIsNotNone(dns.parse_question(msg + b"\x00" * pad))
+        self.assertIsNone(dns.parse_question(msg + b"\x00" * (pad + 1)))
+
+        def name(last):
+            return (b"\x3f" + b"a" * 63) * 3 + bytes([last]) + b"b" * last + b"\x00"
+        self.assertEqual(len(name(61)), 255)
+        self.assertIsNotNone(dns.parse_question(head + name(61) + b"\x00\x01\x00\x01"))
+        self.assertIsNone(dns.parse_question(head + name(62) + b"\x00\x01\x00\x01"))
+
+        g = dns.DnsGuard()
+        for i in range(dns.MAX_OUTSTANDING):
+            self.assertEqual(g.datagram(0, query(i)), ("pass", ""))
+        self.assertEqual(g.datagram(0, query(dns.MAX_OUTSTANDING)), ("drop", "dns-too-many-queries"))
+        self.assertEqual(g.datagram(0, query(0)), ("pass", ""))        # a retry of one outstanding
+
+
 # --------------------------------------------------------------------------
 # TFTP
 
@@ -484,6 +509,20 @@ class Pop3Inspector(unittest.TestCase):
                 self.assertEqual(released(e, CLIENT), want_c, cuts)
                 self.assertIn("UPDATE", e.insp.state_summary())
 
+    def test_state_table(self):
+        """RFC 1939's states are pop3.TRANSITIONS; a change outside it raises
+        (the engine resets the session)."""
+        from cbac.inspect.fsm import IllegalTransition
+        insp = pop3_engine().insp
+        self.assertRaises(IllegalTransition, insp._go, pop3.TRANSACTION)   # before the greeting
+        insp._go(pop3.AUTHORIZATION)
+        insp._go(pop3.TRANSACTION)
+        self.assertRaises(IllegalTransition, insp._go, pop3.AUTHORIZATION)
+        insp._go(pop3.UPDATE)
+        for state in pop3.TRANSITIONS:
+            if state != pop3.UPDATE:
+                self.assertRaises(IllegalTransition, insp._go, state)
+
     def test_illegal_commands_masked_every_segmentation(self):
         for verb in (b"DELE 1", b"RETR 1", b"XTND XMIT", b"LIST", b"USER a\x00b"):
             line = verb + b"\r\n"
@@ -550,6 +589,56 @@ class Pop3Inspector(unittest.TestCase):
         p = model.inspect_rules["X"].get("pop3")
         self.assertTrue(p.reset and p.secure_login)
         self.assertIn("ip inspect name X pop3 alert on reset secure-login\n", render(model))
+
+
+class Pop3Boundaries(unittest.TestCase):
+    """At each POP3 limit the bytes pass, one more resets: a command line of
+    MAX_LINE bytes (LF included; MAX_LINE bytes without an LF already
+    reset), MAX_HOLD bytes pipelined before a reply, a reply line of
+    MAX_REPLY_LINE bytes, complete or not.  (Each fails with its comparison
+    flipped.)"""
+
+    def greeted(self):
+        e = pop3_engine()
+        e.feed(SERVER, GREET)
+        return e
+
+    def test_command_line(self):
+        n = pop3.MAX_LINE
+        e = self.greeted()
+        e.feed(CLIENT, b"USER " + b"u" * (n - 7) + b"\r\n")
+        self.assertFalse(e.reset)
+        self.assertEqual(released(e, CLIENT)[:5], b"USER ")
+        e = self.greeted()
+        e.feed(CLIENT, b"USER " + b"u" * (n - 6) + b"\r\n")     # n + 1 bytes
+        self.assertTrue(e.reset)
+        e = self.greeted()
+        e.feed(CLIENT, b"USER " + b"u" * (n - 6))              # n - 1 bytes, no LF: waits
+        self.assertFalse(e.reset)
+        e.feed(CLIENT, b"u")                                   # n bytes, no LF: too long
+        self.assertTrue(e.reset)
+        self.assertEqual(released(e, CLIENT), b"")
+
+    def test_pipelined_bytes_held(self):
+        e = pop3_engine()                                      # the greeting is outstanding
+        e.feed(CLIENT, b"x" * pop3.MAX_HOLD)
+        self.assertFalse(e.reset)
+        e.feed(CLIENT, b"x")
+        self.assertTrue(e.reset)
+
+    def test_reply_line(self):
+        n = pop3.MAX_REPLY_LINE
+        e = pop3_engine()
+        e.feed(SERVER, b"+OK " + b"r" * (n - 6) + b"\r\n")
+        self.assertFalse(e.reset)
+        e = pop3_engine()
+        e.feed(SERVER, b"+OK " + b"r" * (n - 5) + b"\r\n")
+        self.assertTrue(e.reset)
+        e = pop3_engine()
+        e.feed(SERVER, b"+OK " + b"r" * (n - 4))                # n bytes, unfinished: held
+        self.assertFalse(e.reset)
+        e.feed(SERVER, b"r")
+        self.assertTrue(e.reset)
 
 
 class Pop3Server:
@@ -675,6 +764,21 @@ class ImapInspector(unittest.TestCase):
         e = run_imap(IMAP_SESSION, list(range(1, longest)))
         self.assertEqual(released(e, CLIENT), want)
 
+    def test_state_table(self):
+        """RFC 9051's states are imap.TRANSITIONS; a change outside it raises
+        (the engine resets the session)."""
+        from cbac.inspect.fsm import IllegalTransition
+        insp = imap_engine().insp
+        self.assertRaises(IllegalTransition, insp._go, imap.SELECTED)
+        insp._go(imap.NOT_AUTH)
+        self.assertRaises(IllegalTransition, insp._go, imap.SELECTED)      # not logged in
+        insp._go(imap.AUTH)
+        insp._go(imap.SELECTED)
+        insp._go(imap.LOGOUT)
+        for state in imap.TRANSITIONS:
+            if state != imap.LOGOUT:
+                self.assertRaises(IllegalTransition, insp._go, state)
+
     def test_illegal_commands_get_bad_with_their_tag(self):
         for line in (b"t1 FETCH 1 BODY[]\r\n", b"t1 XYZZY\r\n", b"t1 select INBOX\r\n",
                      b"t1 UID EXPLODE 1\r\n"):
@@ -718,6 +822,63 @@ class ImapInspector(unittest.TestCase):
         e.feed(SERVER, b"a OK\r\n")
         e.feed(CLIENT, b"")
         self.assertEqual(released(e, CLIENT), b"a NOOP\r\nb NOOP\r\n")
+
+
+class ImapBoundaries(unittest.TestCase):
+    """At each IMAP limit the bytes pass, one more resets: a command line
+    of MAX_LINE bytes (MAX_LINE bytes without an LF reset), a literal of
+    MAX_LITERAL bytes, MAX_HOLD bytes held before a reply, a reply line of
+    MAX_REPLY_LINE bytes, complete or not.  (Each fails with its comparison
+    flipped.)"""
+
+    def greeted(self):
+        e = imap_engine()
+        e.feed(SERVER, b"* OK IMAP4rev1 ready\r\n")
+        return e
+
+    def test_command_line(self):
+        n = imap.MAX_LINE
+        e = self.greeted()
+        e.feed(CLIENT, b"a1 NOOP " + b"x" * (n - 10) + b"\r\n")
+        self.assertFalse(e.reset)
+        e = self.greeted()
+        e.feed(CLIENT, b"a1 NOOP " + b"x" * (n - 9) + b"\r\n")
+        self.assertTrue(e.reset)
+        e = self.greeted()
+        e.feed(CLIENT, b"a1 NOOP " + b"x" * (n - 9))           # n - 1 bytes, no LF: waits
+        self.assertFalse(e.reset)
+        e.feed(CLIENT, b"x")
+        self.assertTrue(e.reset)
+
+    def test_literal_size(self):
+        e = self.greeted()
+        e.feed(CLIENT, b"a1 LOGIN {%d}\r\n" % imap.MAX_LITERAL)
+        self.assertFalse(e.reset)
+        e = self.greeted()
+        e.feed(CLIENT, b"a1 LOGIN {%d}\r\n" % (imap.MAX_LITERAL + 1))
+        self.assertTrue(e.reset)
+
+    def test_held_before_a_reply(self):
+        e = self.greeted()
+        e.feed(CLIENT, b"a1 NOOP\r\n")                          # a reply is outstanding
+        e.feed(CLIENT, b"x" * imap.MAX_HOLD)
+        self.assertFalse(e.reset)
+        e.feed(CLIENT, b"x")
+        self.assertTrue(e.reset)
+
+    def test_reply_line(self):
+        n = imap.MAX_REPLY_LINE
+        e = self.greeted()
+        e.feed(SERVER, b"* " + b"r" * (n - 4) + b"\r\n")
+        self.assertFalse(e.reset)
+        e = self.greeted()
+        e.feed(SERVER, b"* " + b"r" * (n - 3) + b"\r\n")
+        self.assertTrue(e.reset)
+        e = self.greeted()
+        e.feed(SERVER, b"* " + b"r" * (n - 2))                   # n bytes, unfinished: held
+        self.assertFalse(e.reset)
+        e.feed(SERVER, b"r")
+        self.assertTrue(e.reset)
 
 
 class ImapServer:

@@ -314,6 +314,37 @@ class PatAllocationTests(NatCase):
         self.assertNotIn(0, {self.port_of(t) for t in held})
         self.assertIs(self.out(b(5)), DROP)
 
+    def test_cursor_wraps_to_the_bottom_of_its_own_range(self):
+        """The next free port is searched from the range's cursor to its top,
+        then from the bottom of the same range (never another range): a port
+        freed below the cursor is found, and it is of the range."""
+        G = int(IPv4("203.0.113.1"))
+        first = [self.out(UdpFrames("10.0.0.%d" % h)(512)) for h in range(3, 13)]
+        self.assertEqual([self.port_of(t) for t in first], list(range(512, 522)))  # cursor at 522
+        a = UdpFrames("10.0.0.2")
+        for p in range(522, 1024):
+            self.assertEqual(self.port_of(self.out(a(p))), p)   # free: kept, cursor stays
+        self.assertIs(self.out(UdpFrames("10.0.0.20")(700)), DROP)           # full
+        self.assertEqual(self.nat.clear_translation(
+            "udp", inside=(G, 515, int(IPv4("10.0.0.6")), 512)), 1)
+        # nothing free from the cursor (522) up: the search wraps to 512..521
+        self.assertEqual(self.port_of(self.out(UdpFrames("10.0.0.21")(700))), 515)
+        self.assertIs(self.out(UdpFrames("10.0.0.22")(700)), DROP)
+
+    def test_low_range_last_port_while_512_is_taken(self):
+        """Port 512 belongs to the middle range: holding it does not use up
+        the low range, whose last port (511) is still handed out."""
+        a, b = UdpFrames("10.0.0.2"), UdpFrames("10.0.0.3")
+        self.assertEqual(self.port_of(self.out(a(512))), 512)
+        for p in range(1, 511):
+            self.assertEqual(self.port_of(self.out(a(p))), p)
+        self.assertEqual(self.port_of(self.out(b(5))), 511)
+        self.assertIs(self.out(UdpFrames("10.0.0.4")(5)), DROP)
+        self.assertEqual([m for m in self.logs if "ADDR_ALLOC_FAILURE" in m],
+                         ["%IPNAT-4-ADDR_ALLOC_FAILURE: Address allocation failed; "
+                          "pool Ethernet0/0 may be exhausted [1]"])
+        self.assertIn("Address allocation failures: 1\n", self.nat.show_statistics())
+
     def test_exhaustion_by_one_host_is_logged_counted_cheap_and_recovers(self):
         self.reconfigure("ip nat translation max-entries 200000\n"
                          "ip nat translation max-entries all-host 100000")

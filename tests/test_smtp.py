@@ -465,3 +465,225 @@ class DebugToggleTests(SynchronousTestCase):
         v = insp.data_received(CLIENT, b"NOOP\r\n")
         self.assertEqual(v.debug, ["CBAC SMTP: VERB - Cmd len:4, match_len:4, verb:NOOP",
                                    "CBAC SMTP: End Of Command Line - index:1, len:6"])
+
+
+class MaxDataBoundaryTests(SynchronousTestCase):
+    """``max-data N``: a body of exactly N bytes passes, N + 1 is refused
+    (session reset, alert, nothing past byte N released); a declared SIZE
+    of exactly N is accepted, N + 1 refused.  (Each test fails when the
+    inspector's comparison is flipped between > and >=.)"""
+
+    N = 40
+
+    def start(self, proto="esmtp"):
+        w = Wire(make(proto, max_data=self.N))
+        w.feed(SERVER, b"220 mail ESMTP\r\n" if proto == "esmtp" else b"220 mail\r\n")
+        if proto == "esmtp":
+            w.feed(CLIENT, b"EHLO c\r\n")
+            w.feed(SERVER, b"250-mail\r\n250-CHUNKING\r\n250 SIZE 100\r\n")
+        else:
+            w.feed(CLIENT, b"HELO c\r\n")
+            w.feed(SERVER, b"250 mail\r\n")
+        w.feed(CLIENT, b"MAIL FROM:<a@b>\r\n")
+        w.feed(SERVER, b"250 ok\r\n")
+        w.feed(CLIENT, b"RCPT TO:<c@d>\r\n")
+        w.feed(SERVER, b"250 ok\r\n")
+        return w
+
+    def data(self, body):
+        w = self.start("smtp")
+        w.feed(CLIENT, b"DATA\r\n")
+        w.feed(SERVER, b"354 go\r\n")
+        before = len(w.received_by("server"))
+        w.feed(CLIENT, body + b".\r\n")
+        return w, w.received_by("server")[before:]
+
+    def test_data_body_exactly_max_data_passes(self):
+        body = b"x" * (self.N - 2) + b"\r\n"
+        self.assertEqual(len(body), self.N)
+        w, got = self.data(body)
+        self.assertFalse(w.reset)
+        self.assertEqual(w.mnemonics(), [])
+        self.assertEqual(got, body + b".\r\n")
+
+    def test_data_body_one_byte_over_is_refused(self):
+        body = b"x" * (self.N - 1) + b"\r\n"
+        w, got = self.data(body)
+        self.assertTrue(w.reset)
+        self.assertEqual(w.mnemonics(), ["SMTP_MAX_DATA"])
+        self.assertEqual(got, body[:self.N])            # not one byte past the limit
+
+    def bdat(self, n):
+        w = self.start("esmtp")
+        before = len(w.received_by("server"))
+        w.feed(CLIENT, b"BDAT %d LAST\r\n" % n + b"y" * n)
+        return w, w.received_by("server")[before:]
+
+    def test_bdat_chunk_exactly_max_data_passes(self):
+        w, got = self.bdat(self.N)
+        self.assertFalse(w.reset)
+        self.assertEqual(w.mnemonics(), [])
+        self.assertEqual(got, b"BDAT %d LAST\r\n" % self.N + b"y" * self.N)
+
+    def test_bdat_chunk_one_byte_over_is_refused(self):
+        w, got = self.bdat(self.N + 1)
+        self.assertTrue(w.reset)
+        self.assertEqual(w.mnemonics(), ["SMTP_MAX_DATA"])
+        self.assertEqual(got, b"BDAT %d LAST\r\n" % (self.N + 1) + b"y" * self.N)
+
+    def size(self, n):
+        w = Wire(make("esmtp", max_data=self.N))
+        w.feed(SERVER, b"220 mail ESMTP\r\n")
+        w.feed(CLIENT, b"EHLO c\r\n")
+        w.feed(SERVER, b"250-mail\r\n250 SIZE 100\r\n")
+        line = b"MAIL FROM:<a@b> SIZE=%d\r\n" % n
+        w.feed(CLIENT, line)
+        return w, line in w.received_by("server")
+
+    def test_declared_size_exactly_max_data_is_accepted(self):
+        w, passed = self.size(self.N)
+        self.assertTrue(passed)
+        self.assertEqual(w.mnemonics(), [])
+
+    def test_declared_size_one_over_is_refused(self):
+        w, passed = self.size(self.N + 1)
+        self.assertFalse(passed)
+        self.assertEqual(w.mnemonics(), ["SMTP_MAX_DATA"])
+
+
+class CommandLineBoundaryTests(SynchronousTestCase):
+    """A command line of exactly MAX_COMMAND_LINE bytes (CRLF included)
+    passes; one byte more is masked and alerted, and its first
+    MAX_COMMAND_LINE bytes go out masked before its end arrives (nothing
+    more is held); an AUTH line may be longer (MAX_AUTH_LINE) from the
+    first byte over; a ZBF ``match cmd line length gt N`` resets on N + 1,
+    not on N.  (Each fails with its comparison flipped.)"""
+
+    def greeted(self, ehlo=b"250-mail\r\n250 AUTH PLAIN\r\n", rule_max=None):
+        insp = make("esmtp")
+        if rule_max is not None:
+            insp.cmd_line_max = rule_max
+            insp.cmd_line_log = True
+        w = Wire(insp)
+        w.feed(SERVER, b"220 mail ESMTP\r\n")
+        w.feed(CLIENT, b"EHLO c\r\n")
+        w.feed(SERVER, ehlo)
+        return w, len(w.received_by("server"))
+
+    @staticmethod
+    def line(verb, n):
+        return verb + b"x" * (n - len(verb) - 2) + b"\r\n"
+
+    def test_command_line_exactly_the_limit_passes(self):
+        w, before = self.greeted()
+        line = self.line(b"NOOP ", smtp.MAX_COMMAND_LINE)
+        w.feed(CLIENT, line)
+        self.assertEqual(w.received_by("server")[before:], line)
+        self.assertEqual(w.mnemonics(), [])
+
+    def test_command_line_one_over_is_masked(self):
+        w, before = self.greeted()
+        w.feed(CLIENT, self.line(b"NOOP ", smtp.MAX_COMMAND_LINE + 1))
+        self.assertEqual(w.mnemonics(), ["SMTP_INVALID_COMMAND"])
+        got = w.received_by("server")[before:]
+        self.assertEqual(len(got), smtp.MAX_COMMAND_LINE + 1)
+        self.assertNotIn(b"NOOP", got)
+
+    def test_unfinished_line_held_up_to_the_limit_then_masked(self):
+        w, before = self.greeted()
+        w.feed(CLIENT, b"NOOP " + b"x" * (smtp.MAX_COMMAND_LINE - 6))    # limit - 1 bytes
+        self.assertEqual(w.received_by("server")[before:], b"")          # held
+        w.feed(CLIENT, b"x")                                             # the limit: no line end
+        got = w.received_by("server")[before:]
+        self.assertEqual(len(got), smtp.MAX_COMMAND_LINE)                # released masked
+        self.assertNotIn(b"NOOP", got)
+        w.feed(CLIENT, b"\r\n")
+        self.assertEqual(w.mnemonics(), ["SMTP_INVALID_COMMAND"])
+
+    def test_auth_line_one_over_the_command_limit_passes(self):
+        w, before = self.greeted()
+        line = self.line(b"AUTH PLAIN ", smtp.MAX_COMMAND_LINE + 1)
+        w.feed(CLIENT, line)
+        self.assertEqual(w.received_by("server")[before:], line)
+        self.assertEqual(w.mnemonics(), [])
+
+    def test_zbf_cmd_line_length_gt(self):
+        w, before = self.greeted(rule_max=20)
+        ok = b"NOOP " + b"x" * 15 + b"\r\n"                  # 20 bytes without CRLF
+        w.feed(CLIENT, ok)
+        self.assertFalse(w.reset)
+        self.assertEqual(w.received_by("server")[before:], ok)
+        w.feed(SERVER, b"250 ok\r\n")
+        w.feed(CLIENT, b"NOOP " + b"x" * 16 + b"\r\n")       # 21
+        self.assertTrue(w.reset)
+        self.assertEqual(w.mnemonics(), ["SMTP_L7_POLICY"])
+
+
+class StateMachineTests(SynchronousTestCase):
+    """The inspector's states and transitions are the table at the top of
+    cbac/inspect/smtp.py; a change of state outside it raises (the session
+    engine then resets the connection: tests/test_stream.py,
+    test_inspector_exception_fails_closed)."""
+
+    def test_a_transition_not_in_the_table_raises(self):
+        from cbac.inspect.fsm import IllegalTransition
+        insp = make("esmtp")
+        self.assertEqual(insp.state, smtp.GREETING)
+        insp.data_received(SERVER, b"220 mail ESMTP\r\n")
+        self.assertEqual(insp.state, smtp.COMMAND)
+        self.assertRaises(IllegalTransition, insp._go, smtp.GREETING)
+        insp._go(smtp.DATA)
+        self.assertRaises(IllegalTransition, insp._go, smtp.BDAT)
+        self.assertEqual(insp.state, smtp.DATA)
+        insp._go(smtp.CLOSED)
+        self.assertTrue(insp.dead)
+        for state in smtp.TRANSITIONS:
+            self.assertRaises(IllegalTransition, insp._go, state)   # CLOSED is final
+
+    def test_the_corpus_uses_every_state_and_only_table_transitions(self):
+        seen = set()
+        for conv in CORPUS:
+            insp = make(conv.proto, conv.max_data, conv.starttls, conv.bare_lf)
+            go = insp._go
+
+            def spy(new, go=go, insp=insp):
+                seen.add((insp.state, new))
+                go(new)
+            insp._go = spy
+            w = Wire(insp)
+            for d, data in whole(conv):
+                w.feed(d, data)
+        for old, new in seen:
+            self.assertIn(new, smtp.TRANSITIONS[old])
+        self.assertEqual({s for s, _ in seen} | {n for _, n in seen}, set(smtp.TRANSITIONS))
+
+
+class ReplyAndHoldBoundaryTests(SynchronousTestCase):
+    """A reply line of MAX_REPLY_LINE bytes (LF included) is parsed, one
+    more is an invalid reply (unfinished: MAX_REPLY_LINE - 1 bytes wait,
+    MAX_REPLY_LINE do not); MAX_PENDING_HOLD bytes pipelined after DATA are
+    held, one more resets.  (Each fails with its comparison flipped.)"""
+
+    def test_reply_line(self):
+        n = smtp.MAX_REPLY_LINE
+        w = Wire(make("esmtp"))
+        w.feed(SERVER, b"220 " + b"r" * (n - 6) + b"\r\n")
+        self.assertEqual(w.mnemonics(), [])
+        w = Wire(make("esmtp"))
+        w.feed(SERVER, b"220 " + b"r" * (n - 5) + b"\r\n")
+        self.assertEqual(w.mnemonics(), ["SMTP_INVALID_REPLY"])
+        w = Wire(make("esmtp"))
+        w.feed(SERVER, b"220 " + b"r" * (n - 5))                  # n - 1 bytes: waits
+        self.assertEqual(w.mnemonics(), [])
+        w.feed(SERVER, b"r")                                       # n bytes, no LF
+        self.assertEqual(w.mnemonics(), ["SMTP_INVALID_REPLY"])
+
+    def test_bytes_held_after_data(self):
+        w = Wire(make("esmtp"))
+        w.feed(SERVER, b"220 mail ESMTP\r\n")
+        w.feed(CLIENT, b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n")
+        w.feed(CLIENT, b"x" * smtp.MAX_PENDING_HOLD)               # before the 354
+        self.assertFalse(w.reset)
+        w.feed(CLIENT, b"x")
+        self.assertTrue(w.reset)
+        self.assertEqual(w.mnemonics(), ["SMTP_PENDING_OVERFLOW"])

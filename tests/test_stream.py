@@ -7,7 +7,7 @@ from twisted.trial import unittest
 from zope.interface import implementer
 
 from cbac.config.model import InspectProtocol
-from cbac.inspect.api import Edit, Expectation, IStreamInspector, Verdict
+from cbac.inspect.api import Edit, Expectation, IStreamInspector, Verdict, alert
 from cbac.inspect.engine import app_factories
 from cbac.packet.checksum import pseudo_header_sum
 from cbac.packet.view import ip_int, parse_frame
@@ -63,8 +63,10 @@ class LineInspector:
             if line.startswith(b"STARTTLS"):
                 v.opaque = True
             if line.startswith(b"BAD"):
-                v.log.append(("FW", 3, "SMTP_INVALID_COMMAND",
-                              "Invalid SMTP command from initiator (10.0.0.1:40000)"))
+                v.log.append(alert(3, "SMTP_INVALID_COMMAND",
+                                   "Invalid SMTP command from initiator (10.0.0.1:40000)"))
+            if line.startswith(b"UNTYPED"):
+                v.log.append(("FW", 3, "SMTP_INVALID_COMMAND", "a bare tuple"))
                 v.debug.append("CBAC SMTP: bad line")
         v.release = self.base[d]
         return v
@@ -300,6 +302,16 @@ class ResetOpaquePinholeTests(StreamCase):
         self.assertTrue(self.s.dead)
         self.assertEqual(len(self.t.sent), 2)
         self.flushLoggedErrors(RuntimeError)
+
+    def test_untyped_log_entry_fails_closed(self):
+        """Verdict.log holds api.LogEvent only: a bare tuple is a broken
+        inspector, and the session is reset, the entry not logged."""
+        logs = capture_logs(self)
+        p, ok = self.c(0, b"UNTYPED\r\n")
+        self.assertFalse(ok)
+        self.assertTrue(self.s.dead)
+        self.assertEqual([x for x in logs if "a bare tuple" in x], [])
+        self.flushLoggedErrors(TypeError)
 
 
 class NatAndRobustnessTests(unittest.TestCase):

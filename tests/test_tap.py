@@ -95,6 +95,9 @@ class TapTests(unittest.TestCase):
         self.assertEqual(rc, 1)
         self.assertIn("%s:1: error: standard access list 1 does not take extended syntax" % path,
                       err)
+        # a usage error, as twistd reports them: the usage, then the reason
+        self.assertIn("%s: 1 error, 0 warnings; configuration has errors" % path,
+                      out.splitlines()[-1])
 
     def test_start_refused_on_missing_device(self):
         # strict device check at start: a binding to a missing device is an error
@@ -144,3 +147,34 @@ class OptionsUnitTests(unittest.TestCase):
 
         from cbac.tap import Options
         self.assertRaises(usage.UsageError, Options().parseOptions, ["--port", "eth0"])
+
+    def test_errors_are_a_usage_error(self):
+        """postOptions refuses a configuration with errors, or one it cannot
+        read, with usage.UsageError (as Twisted's own taps do), the errors
+        listed on stderr first; --check keeps its exit status."""
+        import io
+
+        from twisted.python import usage
+
+        from cbac.tap import Options
+        tmp = self.mktemp()
+        os.makedirs(tmp)
+        bad = os.path.join(tmp, "bad.conf")
+        with open(bad, "w") as f:
+            f.write("hostname fw\naccess-list 1 permit tcp any any\n")
+        o = Options()
+        o.stderr = io.StringIO()
+        with self.assertRaises(usage.UsageError) as cm:
+            o.parseOptions(["-c", bad])
+        self.assertEqual(str(cm.exception),
+                         "%s: 1 error, 0 warnings; configuration has errors" % bad)
+        self.assertIn("%s:2: error: standard access list 1 does not take extended syntax" % bad,
+                      o.stderr.getvalue())
+        with self.assertRaises(usage.UsageError) as cm:
+            Options().parseOptions(["-c", os.path.join(tmp, "nope.conf")])
+        self.assertIn("nope.conf: error: cannot read configuration", str(cm.exception))
+        o = Options()
+        o.stdout = io.StringIO()
+        with self.assertRaises(SystemExit) as cm:
+            o.parseOptions(["-c", bad, "--check"])
+        self.assertEqual(cm.exception.code, 1)

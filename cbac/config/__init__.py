@@ -4,6 +4,8 @@
 * :mod:`cbac.config.parser` - IOS text -> model, with diagnostics
 * :mod:`cbac.config.render` - model -> ``show running-config``
 * :mod:`cbac.config.check`  - semantic checks (references, overlaps, devices)
+* :mod:`cbac.config.loader` - a file -> (model, diagnostics), ``--port`` applied:
+  the start (tap.py) and every reload (app.py) read files through it
 * :mod:`cbac.config.show`   - ``show ip inspect`` configuration renderings
 * :mod:`cbac.config.errors` - :class:`Diagnostic`, :class:`ConfigError`
 """

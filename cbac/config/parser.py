@@ -847,7 +847,7 @@ class Parser:
         if kind == 0 and "9" in kinds:
             # a secret entered in clear text is kept hashed (type 9, scrypt),
             # as IOS 15.3+ does: never held or shown in clear
-            from cbac.console.auth import hash_secret
+            from cbac.config.passwords import hash_secret
             return Secret(9, hash_secret(value))
         return Secret(kind, value)
 
@@ -937,8 +937,12 @@ class Parser:
                 p.timeout = _int(a[i + 1], 1, 2147483, "timeout")
             elif k == "max-data" and proto in ("smtp", "esmtp"):
                 p.max_data = _int(a[i + 1], 1, 2147483647, "max-data")
-            elif k in ("reset", "secure-login") and proto in ("pop3", "imap"):
-                setattr(p, k.replace("-", "_"), True)
+            elif k == "reset" and proto in ("pop3", "imap"):
+                p.reset = True
+                i += 1
+                continue
+            elif k == "secure-login" and proto in ("pop3", "imap"):
+                p.secure_login = True
                 i += 1
                 continue
             elif k == "router-traffic" and proto in ("tcp", "udp", "icmp"):
@@ -978,11 +982,16 @@ class Parser:
                 setattr(g, attr, _int(a[0], lo, hi, what))
         return handler
 
+    #: (ip inspect KEYWORD, high|low) -> the InspectGlobals attribute it sets
+    _THRESHOLDS = {("max-incomplete", "high"): "max_incomplete_high",
+                   ("max-incomplete", "low"): "max_incomplete_low",
+                   ("one-minute", "high"): "one_minute_high",
+                   ("one-minute", "low"): "one_minute_low"}
+
     def g_inspect_threshold(self, ln, neg, a, which):
-        hl = a[0].lower()
-        if hl not in ("high", "low"):
+        attr = self._THRESHOLDS.get((which, a[0].lower()))
+        if attr is None:
             raise _Bad("expected 'high' or 'low'")
-        attr = "%s_%s" % (which, hl)
         g = self.router.inspect
         if neg:
             setattr(g, attr, getattr(InspectGlobals(), attr))
@@ -990,10 +999,10 @@ class Parser:
             setattr(g, attr, _int(a[1], 1, 2147483647, "threshold"))
 
     def g_inspect_max_incomplete(self, ln, neg, a):
-        self.g_inspect_threshold(ln, neg, a, "max_incomplete")
+        self.g_inspect_threshold(ln, neg, a, "max-incomplete")
 
     def g_inspect_one_minute(self, ln, neg, a):
-        self.g_inspect_threshold(ln, neg, a, "one_minute")
+        self.g_inspect_threshold(ln, neg, a, "one-minute")
 
     def g_inspect_host(self, ln, neg, a):
         g = self.router.inspect
@@ -1118,14 +1127,23 @@ class Parser:
         value = None if neg else _acl_ref(a[0])
         if not neg and len(a) != 2:
             raise _Bad("expected 'ip access-group ACL in|out'")
-        setattr(itf, "access_group_" + d, value)
-        itf.lines["access_group_" + d] = ln.no
+        if d == "in":
+            itf.access_group_in = value
+            itf.lines["access_group_in"] = ln.no
+        else:
+            itf.access_group_out = value
+            itf.lines["access_group_out"] = ln.no
 
     def i_inspect(self, itf, ln, neg, a):
         if len(a) != 2 or a[1].lower() not in ("in", "out"):
             raise _Bad("expected 'ip inspect NAME in|out'")
-        setattr(itf, "inspect_" + a[1].lower(), None if neg else a[0])
-        itf.lines["inspect_" + a[1].lower()] = ln.no
+        name = None if neg else a[0]
+        if a[1].lower() == "in":
+            itf.inspect_in = name
+            itf.lines["inspect_in"] = ln.no
+        else:
+            itf.inspect_out = name
+            itf.lines["inspect_out"] = ln.no
 
     def i_nat(self, itf, ln, neg, a):
         if len(a) != 1 or a[0].lower() not in ("inside", "outside"):
@@ -1445,8 +1463,11 @@ class Parser:
                        % (name, size, MAX_POOL_ADDRESSES))
         self.router.nat.pools[name] = pool
 
-    _NAT_TIMEOUTS = {"timeout", "udp-timeout", "dns-timeout", "tcp-timeout",
-                     "finrst-timeout", "icmp-timeout", "syn-timeout"}
+    #: ip nat translation KEYWORD -> the NatTimeouts attribute it sets
+    _NAT_TIMEOUTS = {"timeout": "timeout", "udp-timeout": "udp_timeout",
+                     "dns-timeout": "dns_timeout", "tcp-timeout": "tcp_timeout",
+                     "finrst-timeout": "finrst_timeout", "icmp-timeout": "icmp_timeout",
+                     "syn-timeout": "syn_timeout"}
 
     def g_nat_translation(self, ln, neg, a):
         k = a[0].lower()
@@ -1476,7 +1497,7 @@ class Parser:
             self.router.extra.append(Verbatim(ln.text, (), ln.no))
             self.warn("accepted, not acted on")
             return
-        attr = k.replace("-", "_")
+        attr = self._NAT_TIMEOUTS[k]
         if neg:
             setattr(t, attr, getattr(NatTimeouts(), attr))
         elif a[1].lower() == "never":

@@ -40,7 +40,7 @@ def _secret(s: Secret, encrypt: bool = False) -> str:
     """``TYPE VALUE``.  A clear ``secret`` (a model built in code) is shown
     hashed, never in clear; with ``service password-encryption`` a clear
     password is shown as type 7."""
-    from cbac.console.auth import hash_secret, stable_type7
+    from cbac.config.passwords import hash_secret, stable_type7
     if s.kind == 0 and encrypt == "secret":
         return "9 %s" % hash_secret(s.value)
     if s.kind == 0 and encrypt is True:

@@ -405,11 +405,13 @@ def _param_int(attr, lo, hi, what):
     return handler
 
 
-def _param_hl(which):
+def _param_hl(high, low):
+    """A ``KEYWORD high|low N`` parameter: sets the attribute ``high`` or
+    ``low`` (named in full where the handler is made)."""
     def handler(self, pm, ln, neg, a):
         if not a or a[0].lower() not in ("low", "high"):
             raise _Bad("expected 'high' or 'low'")
-        attr = "%s_%s" % (which, a[0].lower())
+        attr = high if a[0].lower() == "high" else low
         if neg:
             setattr(pm, attr, None)
             return
@@ -497,8 +499,8 @@ def install(global_commands: dict, sub_commands: dict) -> None:
         None: _unsupported("policy-map class"),
     }
     sub_commands["zbf-parameter-map"] = {
-        ("max-incomplete",): _param_hl("max_incomplete"),
-        ("one-minute",): _param_hl("one_minute"),
+        ("max-incomplete",): _param_hl("max_incomplete_high", "max_incomplete_low"),
+        ("one-minute",): _param_hl("one_minute_high", "one_minute_low"),
         ("tcp", "max-incomplete"): pa_host,
         ("tcp", "synwait-time"): _param_int("tcp_synwait_time", 1, 2147483, "synwait-time"),
         ("tcp", "finwait-time"): _param_int("tcp_finwait_time", 1, 2147483, "finwait-time"),

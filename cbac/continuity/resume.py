@@ -58,11 +58,15 @@ RESUMABLE = ("smtp", "esmtp")
 
 # SmtpInspector attributes saved, with their types (restored only into a
 # fresh inspector of the same kind; any mismatch refuses the resume)
-_SMTP_INTS = ("_coff", "_cmode", "_hdr_start", "_bdat_left", "_resume_mode", "_discard_len",
+_SMTP_INTS = ("_coff", "_hdr_start", "_bdat_left", "_discard_len",
               "_soff", "_rline", "commands", "replies", "reply_lines", "body_bytes",
               "masked", "bad_replies")
 _SMTP_BOOLS = ("_bdat_last", "_sdiscard")
 _SMTP_BYTES = ("_prev2", "_data_tail")
+# the state (smtp.TRANSITIONS) a session is saved and restored in: between
+# commands only; _resume_mode (after an over-long line) is COMMAND or AUTH.
+# (A snapshot of a version that saved an int _cmode has no "state": its
+# SMTP sessions are not resumed, they are reset.)
 _DIR_INTS = ("isn", "fed", "released", "fwd", "out_base", "out_fwd", "shift", "mss")
 
 
@@ -89,7 +93,8 @@ def snapshot(s):
         from cbac.inspect import smtp
         if not isinstance(insp, smtp.SmtpInspector):
             return "reset"
-        if (insp.dead or insp.opaque or insp._cmode != smtp._CMD or insp._blocked
+        if (insp.dead or insp.opaque or insp.state not in (smtp.GREETING, smtp.COMMAND)
+                or insp._blocked
                 or insp._cbuf or insp._sbuf or insp._hdr is not None
                 or insp._edits[0] or insp._edits[1]):
             return "reset"
@@ -110,6 +115,8 @@ def snapshot(s):
         i["_pending"] = [_b(x) for x in insp._pending]
         i["_ext"] = sorted(_b(x) for x in insp._ext)
         i["esmtp"] = bool(insp.esmtp)
+        i["state"] = insp.state
+        i["_resume_mode"] = insp._resume_mode
         return {"kind": s.protocol, "dirs": dirs, "insp": i}
     except Exception:
         return "reset"
@@ -185,8 +192,14 @@ def restore_stream(table, s, app) -> bool:
         if type(ext) is not list or len(ext) > 100:
             raise ValueError("_ext")
         insp._ext = set(_unb(x) for x in ext)
-        if insp._cmode != smtp._CMD:
+        state = i.get("state")
+        if state not in (smtp.GREETING, smtp.COMMAND):
             raise ValueError("not between commands")
+        resume_mode = i.get("_resume_mode")
+        if resume_mode not in (smtp.COMMAND, smtp.AUTH):
+            raise ValueError("_resume_mode")
+        insp.state = smtp.GREETING if state == smtp.GREETING else smtp.COMMAND   # a restore
+        insp._resume_mode = smtp.AUTH if resume_mode == smtp.AUTH else smtp.COMMAND
         return True
     except Exception:
         s.stream = None
@@ -208,6 +221,7 @@ class Resume:
 def register(table, s, reset: bool, reason: str = "") -> None:
     """Put a restored TCP session in re-learning (or reset) mode."""
     from cbac.continuity.state import NoRouteCache
+    table.resume_before = before
     table.resuming[s] = Resume(reset, reason)
     s.route = NoRouteCache([None, None])
 

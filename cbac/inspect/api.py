@@ -35,9 +35,12 @@ of one TCP connection and applies what the inspector returns:
 * ``opaque``: stop inspecting (after STARTTLS); the engine forwards the
   rest of the connection like plain ``tcp`` inspection.
 * ``expect``: pinholes (child sessions) to open, see :class:`Expectation`.
-* ``log``: IOS messages to emit, ``(facility, severity, mnemonic, text)``;
-  the engine emits them through :func:`cbac.log.ios.message` (respecting
-  the rule's ``alert``/``audit-trail`` settings for ``FW`` alerts).
+* ``log``: IOS messages to emit, each a :class:`LogEvent` (``facility,
+  severity, mnemonic, text``; :func:`alert` makes an ``FW`` one); the
+  session table emits them through :func:`cbac.log.ios.message`
+  (respecting the rule's ``alert``/``audit-trail`` settings for ``FW``
+  alerts).  Anything else in ``log`` is an inspector failure: the session
+  is reset.
 * ``debug``: debug lines (``CBAC SMTP: ...``) to emit when the inspector's
   debug category is on; inspectors only produce them when
   ``ctx.debug`` is true.
@@ -49,7 +52,7 @@ Time, if needed, comes as ``ctx.now()``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 from zope.interface import Attribute, Interface
 
@@ -84,6 +87,22 @@ class Expectation:
     label: str = ""               # e.g. "ftp-data"
 
 
+class LogEvent(NamedTuple):
+    """An IOS message an inspector asks for (``%FACILITY-SEVERITY-MNEMONIC:
+    text``); the session table logs it.  A tuple with named fields and no
+    instance dictionary."""
+
+    facility: str
+    severity: int
+    mnemonic: str
+    text: str
+
+
+def alert(severity: int, mnemonic: str, text: str) -> LogEvent:
+    """A firewall (``FW``) message."""
+    return LogEvent("FW", severity, mnemonic, text)
+
+
 @dataclass
 class Verdict:
     release: Optional[int] = None
@@ -92,7 +111,7 @@ class Verdict:
     reason: str = ""
     opaque: bool = False
     expect: list[Expectation] = field(default_factory=list)
-    log: list[tuple] = field(default_factory=list)
+    log: list[LogEvent] = field(default_factory=list)
     debug: list[str] = field(default_factory=list)
 
 

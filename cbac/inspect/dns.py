@@ -83,7 +83,7 @@ def parse_question(data):
         if i + ln > n:
             return None
         total += ln + 1
-        if total > 255:
+        if total + 1 > 255:              # RFC 1035 2.3.4: 255 octets with the root's 0
             return None
         labels.append(bytes(data[i:i + ln]).lower())
         i += ln

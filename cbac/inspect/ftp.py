@@ -28,7 +28,8 @@ import re
 from zope.interface import implementer, provider
 
 from cbac.inspect.api import (CLIENT, SERVER, Edit, Expectation,
-                              IInspectorFactory, IStreamInspector, Verdict)
+                              IInspectorFactory, IStreamInspector, Verdict, alert)
+from cbac.inspect.fsm import check_table, go
 
 #: Lifetime of a data-channel pinhole (seconds) if no connection uses it.
 DATA_TIMEOUT = 30.0
@@ -98,6 +99,35 @@ class _Dir:
         self.skip = 0            # bytes dropped from the middle of buf's first line
 
 
+# -- the state machine --------------------------------------------------------
+#
+# The control connection's login state (what ``show ip inspect sessions
+# detail`` prints); every change goes through FtpInspector._go, which refuses
+# one this table does not list (fsm.IllegalTransition: the engine resets the
+# session).  Data-channel commands (PORT/PASV/EPRT/EPSV) are refused before
+# AUTHENTICATED.
+#
+#   NOT_AUTHENTICATED   at the start and after REIN
+#   USER/PASS/ACCT_SENT the client sent that login command, no 230 yet
+#   AUTHENTICATED       the server answered 230
+#   LOGIN_FAILED        530 to a login command
+#   TLS                 234 to AUTH TLS/SSL: the channel is encrypted, no
+#                       longer inspected (final)
+NOT_AUTHENTICATED, USER_SENT, PASS_SENT, ACCT_SENT, AUTHENTICATED, LOGIN_FAILED, TLS = (
+    "not authenticated", "USER sent", "PASS sent", "ACCT sent", "authenticated", "login failed",
+    "TLS")
+_SENT = {b"USER": USER_SENT, b"PASS": PASS_SENT, b"ACCT": ACCT_SENT}
+TRANSITIONS = check_table({
+    NOT_AUTHENTICATED: {USER_SENT, PASS_SENT, ACCT_SENT, AUTHENTICATED, LOGIN_FAILED, TLS},
+    USER_SENT: {PASS_SENT, ACCT_SENT, NOT_AUTHENTICATED, AUTHENTICATED, LOGIN_FAILED, TLS},
+    PASS_SENT: {USER_SENT, ACCT_SENT, NOT_AUTHENTICATED, AUTHENTICATED, LOGIN_FAILED, TLS},
+    ACCT_SENT: {USER_SENT, PASS_SENT, NOT_AUTHENTICATED, AUTHENTICATED, LOGIN_FAILED, TLS},
+    AUTHENTICATED: {NOT_AUTHENTICATED, TLS},
+    LOGIN_FAILED: {USER_SENT, PASS_SENT, ACCT_SENT, NOT_AUTHENTICATED, AUTHENTICATED, TLS},
+    TLS: set(),
+})
+
+
 @implementer(IStreamInspector)
 class FtpInspector:
     name = "ftp"
@@ -105,15 +135,30 @@ class FtpInspector:
     def __init__(self, ctx):
         self.ctx = ctx
         self._dirs = (_Dir(), _Dir())
-        self.authenticated = False
-        self.login = "not authenticated"
+        self.state = NOT_AUTHENTICATED
+        self._shown = NOT_AUTHENTICATED  # the login state shown (kept in TLS)
         self._login_pending = False
         self._multiline = None          # reply code of an open multi-line reply
         self.data_channels = 0          # pinholes opened
         self.refused = 0                # lines refused
         self.rewritten = 0              # lines rewritten for NAT
         self._auth_tls = False          # AUTH TLS/SSL sent, awaiting 234
-        self._opaque = False
+
+    @property
+    def authenticated(self):
+        return self.state is AUTHENTICATED
+
+    @property
+    def _opaque(self):
+        return self.state is TLS
+
+    def _go(self, new):
+        """The one way to change state: along TRANSITIONS only (staying
+        in a state is no change)."""
+        if new is not self.state:
+            self.state = go("FTP", TRANSITIONS, self.state, new)
+            if new is not TLS:
+                self._shown = new
 
     # -- IStreamInspector -------------------------------------------------
 
@@ -199,7 +244,7 @@ class FtpInspector:
         return v
 
     def state_summary(self):
-        return "FTP state: %s, data channels %d" % (self.login, self.data_channels)
+        return "FTP state: %s, data channels %d" % (self._shown, self.data_channels)
 
     # -- holding ----------------------------------------------------------
 
@@ -261,7 +306,7 @@ class FtpInspector:
                                                  ntoa(self.ctx.server_addr))
 
     def _alert(self, v, mnemonic, what):
-        v.log.append(("FW", 3, mnemonic, "%s %s" % (what, self._tail())))
+        v.log.append(alert(3, mnemonic, "%s %s" % (what, self._tail())))
 
     def _debug(self, v, text):
         if self.ctx.debug:
@@ -305,15 +350,14 @@ class FtpInspector:
         if verb == b"USER" or verb == b"PASS" or verb == b"ACCT":
             self._login_pending = True
             if not self.authenticated:
-                self.login = "%s sent" % verb.decode()
+                self._go(_SENT[verb])
             self._debug(v, "%s command from client" % verb.decode())
             return
         if verb == b"AUTH":
             self._auth_tls = True
             return
         if verb == b"REIN":
-            self.authenticated = False
-            self.login = "not authenticated"
+            self._go(NOT_AUTHENTICATED)
             return
         if verb in _LONG_VERBS:
             # RFC 1639 (LPRT/LPSV) opens data channels cbac does not
@@ -326,7 +370,7 @@ class FtpInspector:
             return
         vs = verb.decode()
         if not self.authenticated:
-            v.log.append(("FW", 3, "FTP_SESSION_NOT_AUTHENTICATED",
+            v.log.append(alert(3, "FTP_SESSION_NOT_AUTHENTICATED",
                           "Command issued before the session is authenticated -- FTP client %s"
                           % ntoa(self.ctx.client_addr)))
             self._debug(v, "%s command before login, refused" % vs)
@@ -409,18 +453,17 @@ class FtpInspector:
                 self._multiline = code
                 return
         if code == 230:
-            self.authenticated = True
-            self.login = "authenticated"
+            self._go(AUTHENTICATED)
             self._login_pending = False
             self._debug(v, "login successful (230)")
         elif code in (331, 332):
             pass
         elif code == 234 and self._auth_tls:
-            self._opaque = True
+            self._go(TLS)
             self._debug(v, "AUTH accepted (234): control channel encrypted, inspection stopped")
         elif code == 530:
             if self._login_pending and not self.authenticated:
-                self.login = "login failed"
+                self._go(LOGIN_FAILED)
                 self._debug(v, "login failed (530)")
             self._login_pending = False
         elif code == 227:
@@ -510,7 +553,7 @@ class FtpInspector:
     def _reply_auth(self, content, off, v, what):
         if self.authenticated:
             return True
-        v.log.append(("FW", 3, "FTP_SESSION_NOT_AUTHENTICATED",
+        v.log.append(alert(3, "FTP_SESSION_NOT_AUTHENTICATED",
                       "Command issued before the session is authenticated -- FTP client %s"
                       % ntoa(self.ctx.client_addr)))
         self._debug(v, "%s before login, refused" % what)
@@ -535,7 +578,7 @@ class FtpInspector:
         return True
 
     def _non_matching(self, direction, addr, port, own, what, content, off, v):
-        v.log.append(("FW", 3, "FTP_NON_MATCHING_IP_ADDR",
+        v.log.append(alert(3, "FTP_NON_MATCHING_IP_ADDR",
                       "Non-matching address %s used in %s %s" % (ntoa(addr), what, self._tail())))
         self._debug(v, "%s names %s:%d, not the %s's address %s, refused"
                     % (what, ntoa(addr), port,
@@ -543,7 +586,7 @@ class FtpInspector:
         self._mask(direction, content, off, v)
 
     def _priv_port(self, direction, port, what, content, off, v):
-        v.log.append(("FW", 3, "FTP_PRIV_PORT",
+        v.log.append(alert(3, "FTP_PRIV_PORT",
                       "Privileged port %d used in %s %s" % (port, what, self._tail())))
         self._debug(v, "%s names privileged port %d, refused" % (what, port))
         self._mask(direction, content, off, v)

@@ -2,7 +2,8 @@
 stream held until each command is judged, a server stream parsed reply by
 reply, and the verdict built from what the subclass decided.
 
-A subclass sets ``LABEL`` ("POP3", "IMAP"), initialises ``state``,
+A subclass sets ``LABEL`` ("POP3", "IMAP") and ``TRANSITIONS`` (its state
+table; every change of ``state`` goes through :meth:`_go`), initialises ``state``,
 ``_cbuf``, ``_coff``, ``_edits``, ``_log``, ``dead``, ``opaque``,
 ``reason``, ``commands``, ``refused``, and implements ``_client()`` (judge
 the held bytes in ``_cbuf``, advance ``_coff``) and ``_server(data)``.
@@ -11,10 +12,18 @@ the held bytes in ``_cbuf``, advance ``_coff``) and ``_server(data)``.
 from __future__ import annotations
 
 from cbac.inspect.api import CLIENT, Verdict
+from cbac.inspect.fsm import go
 
 
 class HeldCommandInspector:
     LABEL = "?"
+    TRANSITIONS: dict = {}
+
+    def _go(self, new):
+        """The one way to change state: along TRANSITIONS only (staying
+        in a state is no change)."""
+        if new != self.state:
+            self.state = go(self.LABEL, self.TRANSITIONS, self.state, new)
 
     def data_received(self, direction, data):
         if self.opaque:

@@ -27,7 +27,8 @@ from urllib.parse import unquote_to_bytes
 
 from zope.interface import implementer
 
-from cbac.inspect.api import CLIENT, SERVER, IInspectorFactory, IStreamInspector, Verdict
+from cbac.inspect.api import CLIENT, SERVER, IInspectorFactory, IStreamInspector, Verdict, alert
+from cbac.inspect.fsm import check_table, go
 
 #: Largest request head (request line + header fields) or trailer section.
 MAX_HEAD = 65536
@@ -62,10 +63,40 @@ _BARE_CR = re.compile(rb"\r(?!\n)")
 _RL_BAD = re.compile(rb"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f]")
 _TOKEN_CHAR = re.compile(_TOKEN[:-1])
 
-# Request-side modes
-_HEAD, _BODY, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER = range(6)
-# Response-side modes (also _HEAD, _BODY, _CHUNK_*, _TRAILER) plus:
-_UNTIL_CLOSE, _LOST = 6, 7
+# -- the state machine --------------------------------------------------------
+#
+# Each direction is read in one of these states (its framing); every change
+# goes through _set, which refuses one this table does not list
+# (fsm.IllegalTransition: the engine resets the session).  Staying in a state
+# (a request without a body after another) is no change.
+#
+#   HEAD         a request or response head, held (requests) until complete
+#   BODY         Content-Length bytes
+#   CHUNK_SIZE   a chunk-size line          CHUNK_DATA  the chunk's bytes
+#   CHUNK_END    the CRLF after a chunk     TRAILER     the trailer section
+#   UNTIL_CLOSE  responses only: a body delimited by the connection's close
+#   LOST         responses only: the response stream can no longer be
+#                followed (passed, not parsed; final)
+# Outside the table: a violation resets the session (final), a CONNECT
+# tunnel makes the connection opaque (final).
+_HEAD, _BODY, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _UNTIL_CLOSE, _LOST = (
+    "HEAD", "BODY", "CHUNK_SIZE", "CHUNK_DATA", "CHUNK_END", "TRAILER", "UNTIL_CLOSE", "LOST")
+TRANSITIONS = check_table({
+    _HEAD: {_BODY, _CHUNK_SIZE, _UNTIL_CLOSE, _LOST},
+    _BODY: {_HEAD, _LOST},
+    _CHUNK_SIZE: {_CHUNK_DATA, _TRAILER, _LOST},
+    _CHUNK_DATA: {_CHUNK_END},
+    _CHUNK_END: {_CHUNK_SIZE, _LOST},
+    _TRAILER: {_HEAD, _LOST},
+    _UNTIL_CLOSE: set(),                  # final: the connection's close ends it
+    _LOST: set(),
+})
+
+
+def _set(s, new):
+    """The one way to change a direction's state: along TRANSITIONS."""
+    if new is not s.mode:
+        s.mode = go("HTTP", TRANSITIONS, s.mode, new)
 
 _MODE_NAMES = {_HEAD: "head", _BODY: "body", _CHUNK_SIZE: "chunked body",
                _CHUNK_DATA: "chunked body", _CHUNK_END: "chunked body",
@@ -287,7 +318,7 @@ class HttpInspector:
         self._dead = True
         v.reset = True
         v.reason = "http " + e.reason
-        v.log.append(("FW", 3, "HTTP_PROTOCOL_VIOLATION",
+        v.log.append(alert(3, "HTTP_PROTOCOL_VIOLATION",
                       "HTTP protocol violation (%s) from %s -- session reset"
                       % (REASONS[e.reason], self._peers())))
         self._debug(v, "protocol violation %s%s, session reset"
@@ -298,7 +329,7 @@ class HttpInspector:
         c = self.ctx
         v.reset = True
         v.reason = "http java"
-        v.log.append(("FW", 3, "HTTP_JAVA_BLOCK",
+        v.log.append(alert(3, "HTTP_JAVA_BLOCK",
                       "JAVA applet is blocked from (%s:%d) to (%s:%d)."
                       % (_ntoa(c.server_addr), c.server_port, _ntoa(c.client_addr), c.client_port)))
         self._debug(v, "Java applet from %s blocked, session reset" % _ntoa(c.server_addr))
@@ -356,7 +387,7 @@ class HttpInspector:
                 self._consume(s, n)
                 s.remaining -= n
                 if s.remaining == 0:
-                    s.mode = _HEAD
+                    _set(s, _HEAD)
             elif mode == _CHUNK_SIZE:
                 lo = max(0, s.scanned - 1)
                 end = self._find_line(s, b"\r\n", MAX_CHUNK_LINE)
@@ -371,17 +402,17 @@ class HttpInspector:
                 size = self._chunk_size(bytes(s.buf[:end]))
                 self._consume(s, end + 2)
                 if size == 0:
-                    s.mode = _TRAILER
+                    _set(s, _TRAILER)
                     s.trailer_len = 0
                 else:
-                    s.mode = _CHUNK_DATA
+                    _set(s, _CHUNK_DATA)
                     s.remaining = size
             elif mode == _CHUNK_DATA:
                 n = min(s.remaining, len(s.buf))
                 self._consume(s, n)
                 s.remaining -= n
                 if s.remaining == 0:
-                    s.mode = _CHUNK_END
+                    _set(s, _CHUNK_END)
             elif mode == _CHUNK_END:
                 if len(s.buf) < 2:
                     if s.buf[:1] != b"\r":
@@ -390,7 +421,7 @@ class HttpInspector:
                 if s.buf[:2] != b"\r\n":
                     raise _Violation("chunk-end")
                 self._consume(s, 2)
-                s.mode = _CHUNK_SIZE
+                _set(s, _CHUNK_SIZE)
             elif mode == _TRAILER:
                 lo = max(0, s.scanned - 1)
                 end = self._find_line(s, b"\r\n", MAX_HEAD - s.trailer_len)
@@ -415,7 +446,7 @@ class HttpInspector:
                     self._consume(s, end + 2)
                 else:
                     self._consume(s, 2)
-                    s.mode = _HEAD
+                    _set(s, _HEAD)
                     self._debug(v, "request body complete (chunked)")
 
     def _chunk_size(self, line):
@@ -461,7 +492,7 @@ class HttpInspector:
             for c in codings[:-1]:
                 if c not in TE_CODINGS:
                     raise _Violation("te-unknown", c)
-            s.mode = _CHUNK_SIZE
+            _set(s, _CHUNK_SIZE)
             framing = "chunked"
         elif cl:
             values = [e.strip(b" \t") for v in cl for e in v.split(b",")]
@@ -472,10 +503,10 @@ class HttpInspector:
             if len(n) != 1:
                 raise _Violation("cl-conflict")
             s.remaining = n.pop()
-            s.mode = _BODY if s.remaining else _HEAD
+            _set(s, _BODY if s.remaining else _HEAD)
             framing = "length %d" % s.remaining
         else:
-            s.mode = _HEAD
+            _set(s, _HEAD)
             framing = "no body"
         if self._sides[SERVER].mode != _LOST:
             if len(self._pending) >= MAX_PIPELINE:
@@ -522,7 +553,7 @@ class HttpInspector:
                     if mode == _BODY:
                         self._response_done(s, v)
                     else:
-                        s.mode = _CHUNK_END
+                        _set(s, _CHUNK_END)
             elif mode == _CHUNK_SIZE:
                 end = s.buf.find(b"\n", s.scanned)
                 if end < 0:
@@ -538,9 +569,9 @@ class HttpInspector:
                 self._consume(s, end + 1)
                 size = int(m.group(1), 16)
                 if size == 0:
-                    s.mode = _TRAILER
+                    _set(s, _TRAILER)
                 else:
-                    s.mode = _CHUNK_DATA
+                    _set(s, _CHUNK_DATA)
                     s.remaining = size
             elif mode == _CHUNK_END:
                 end = s.buf.find(b"\n", s.scanned)
@@ -553,7 +584,7 @@ class HttpInspector:
                     self._lose(s, v, "chunk data not followed by CRLF")
                     continue
                 self._consume(s, end + 1)
-                s.mode = _CHUNK_SIZE
+                _set(s, _CHUNK_SIZE)
             elif mode == _TRAILER:
                 end = s.buf.find(b"\n", s.scanned)
                 if end < 0:
@@ -582,7 +613,7 @@ class HttpInspector:
         """The response stream can no longer be followed."""
         if self._java_check and not self._java_ok():
             raise _Violation("response", why)
-        s.mode = _LOST
+        _set(s, _LOST)
         self._pending.clear()
         self._sniff = None
         self._debug(v, "%s, responses no longer followed" % why)
@@ -638,13 +669,13 @@ class HttpInspector:
                        else None)
         if method == b"HEAD" or code in (204, 304):
             framing = "no body"
-            s.mode = _HEAD
+            _set(s, _HEAD)
         elif te is not None:
             if _list([te])[-1:] == [b"chunked"]:
-                s.mode = _CHUNK_SIZE
+                _set(s, _CHUNK_SIZE)
                 framing = "chunked"
             else:
-                s.mode = _UNTIL_CLOSE
+                _set(s, _UNTIL_CLOSE)
                 framing = "until close"
         elif cl:
             values = set(e.strip(b" \t") for x in cl for e in x.split(b","))
@@ -652,10 +683,10 @@ class HttpInspector:
                 self._lose(s, v, "invalid Content-Length in response")
                 return
             s.remaining = int(values.pop())
-            s.mode = _BODY if s.remaining else _HEAD
+            _set(s, _BODY if s.remaining else _HEAD)
             framing = "length %d" % s.remaining
         else:
-            s.mode = _UNTIL_CLOSE
+            _set(s, _UNTIL_CLOSE)
             framing = "until close"
         self._debug(v, "response %d, %s" % (code, framing))
         if s.mode == _HEAD:
@@ -670,7 +701,7 @@ class HttpInspector:
             self._sniff = None
 
     def _response_done(self, s, v):
-        s.mode = _HEAD
+        _set(s, _HEAD)
         self._sniff = None
 
 

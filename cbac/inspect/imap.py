@@ -52,16 +52,26 @@ import re
 
 from zope.interface import implementer, provider
 
+from cbac.inspect.fsm import check_table
 from cbac.inspect.heldcmd import HeldCommandInspector
-from cbac.inspect.api import Edit, IInspectorFactory, IStreamInspector
+from cbac.inspect.api import Edit, IInspectorFactory, IStreamInspector, alert
 
 MAX_LINE = 8192
 MAX_REPLY_LINE = 65536
 MAX_LITERAL = 64 << 20
 MAX_HOLD = 1 << 20
 
+# The RFC 9051 states; every change goes through _go (an illegal one raises:
+# the engine resets).  STARTTLS (opaque) and a reset are flags outside the table.
 GREETING, NOT_AUTH, AUTH, SELECTED, LOGOUT = (
     "GREETING", "NOT_AUTHENTICATED", "AUTHENTICATED", "SELECTED", "LOGOUT")
+TRANSITIONS = check_table({
+    GREETING: {NOT_AUTH, AUTH, LOGOUT},        # * OK / * PREAUTH / * BYE
+    NOT_AUTH: {AUTH, LOGOUT},                  # OK to LOGIN/AUTHENTICATE; to LOGOUT
+    AUTH: {SELECTED, LOGOUT},                  # OK to SELECT/EXAMINE; to LOGOUT
+    SELECTED: {AUTH, LOGOUT},                  # CLOSE/UNSELECT, a failed SELECT; LOGOUT
+    LOGOUT: set(),
+})
 
 _ANY = frozenset(b"CAPABILITY NOOP LOGOUT ID".split())
 _AUTHED = _ANY | frozenset(b"SELECT EXAMINE CREATE DELETE RENAME SUBSCRIBE UNSUBSCRIBE LIST "
@@ -92,6 +102,7 @@ def _show(b):
 @implementer(IStreamInspector)
 class ImapInspector(HeldCommandInspector):
     LABEL = "IMAP"
+    TRANSITIONS = TRANSITIONS
     name = "imap"
 
     def __init__(self, ctx):
@@ -122,7 +133,7 @@ class ImapInspector(HeldCommandInspector):
 
 
     def _alert(self, sev, mnemonic, text):
-        self._log.append(("FW", sev, mnemonic, text))
+        self._log.append(alert(sev, mnemonic, text))
 
     # -- client ----------------------------------------------------------------
 
@@ -280,11 +291,11 @@ class ImapInspector(HeldCommandInspector):
             if self.pending == b"*":
                 word = line[2:].split(b" ", 1)[0].rstrip(b"\r\n").upper()
                 if word == b"OK":
-                    self.state = NOT_AUTH
+                    self._go(NOT_AUTH)
                 elif word == b"PREAUTH":
-                    self.state = AUTH
+                    self._go(AUTH)
                 elif word == b"BYE":
-                    self.state = LOGOUT
+                    self._go(LOGOUT)
                 else:
                     self._reset("malformed greeting")
                     return
@@ -300,20 +311,20 @@ class ImapInspector(HeldCommandInspector):
         v = self.verb
         if status == b"OK":
             if v in LOGIN_VERBS:
-                self.state = AUTH
+                self._go(AUTH)
             elif v in (b"SELECT", b"EXAMINE"):
-                self.state = SELECTED
+                self._go(SELECTED)
             elif v in (b"CLOSE", b"UNSELECT"):
-                self.state = AUTH
+                self._go(AUTH)
             elif v == b"LOGOUT":
-                self.state = LOGOUT
+                self._go(LOGOUT)
             elif v == b"STARTTLS":
                 self._alert(6, "IMAP_STARTTLS", "STARTTLS from initiator (%s), inspection "
                             "stopped" % self._cli)
                 self.opaque = True
         elif status in (b"NO", b"BAD"):
             if v in (b"SELECT", b"EXAMINE") and self.state == SELECTED:
-                self.state = AUTH
+                self._go(AUTH)
         else:
             self._reset("malformed tagged reply")
             return

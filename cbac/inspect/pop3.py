@@ -44,8 +44,9 @@ from __future__ import annotations
 
 from zope.interface import implementer, provider
 
+from cbac.inspect.fsm import check_table
 from cbac.inspect.heldcmd import HeldCommandInspector
-from cbac.inspect.api import Edit, IInspectorFactory, IStreamInspector
+from cbac.inspect.api import Edit, IInspectorFactory, IStreamInspector, alert
 
 #: longest command line, CRLF included (RFC 2449 §4: 255 octets)
 MAX_LINE = 255
@@ -56,7 +57,15 @@ MAX_REPLY_LINE = 512
 #: most client bytes held while a reply is outstanding
 MAX_HOLD = 65536
 
+# The RFC 1939 states; every change goes through _go (an illegal one raises:
+# the engine resets).  STLS (opaque) and a reset are flags outside the table.
 GREETING, AUTHORIZATION, TRANSACTION, UPDATE = "GREETING", "AUTHORIZATION", "TRANSACTION", "UPDATE"
+TRANSITIONS = check_table({
+    GREETING: {AUTHORIZATION},                 # +OK greeting
+    AUTHORIZATION: {TRANSACTION, UPDATE},      # +OK to PASS/APOP/AUTH; to QUIT
+    TRANSACTION: {UPDATE},                     # +OK to QUIT
+    UPDATE: set(),
+})
 
 ALLOWED = {
     AUTHORIZATION: frozenset(b"USER PASS APOP AUTH CAPA STLS QUIT NOOP".split()),
@@ -78,6 +87,7 @@ def _show(b):
 @implementer(IStreamInspector)
 class Pop3Inspector(HeldCommandInspector):
     LABEL = "POP3"
+    TRANSITIONS = TRANSITIONS
     name = "pop3"
 
     def __init__(self, ctx):
@@ -215,11 +225,11 @@ class Pop3Inspector(HeldCommandInspector):
             return
         if ok:
             if p == b"GREETING":
-                self.state = AUTHORIZATION
+                self._go(AUTHORIZATION)
             elif p in (b"PASS", b"APOP", b"AUTH"):
-                self.state = TRANSACTION
+                self._go(TRANSACTION)
             elif p == b"QUIT":
-                self.state = UPDATE
+                self._go(UPDATE)
             elif p == b"STLS":
                 self._alert(6, "POP3_STLS", "STLS from initiator (%s), inspection stopped"
                             % self._cli)
@@ -237,7 +247,7 @@ class Pop3Inspector(HeldCommandInspector):
         self._pending_multi = False
 
     def _alert(self, sev, mnemonic, text):
-        self._log.append(("FW", sev, mnemonic, text))
+        self._log.append(alert(sev, mnemonic, text))
 
 
 @provider(IInspectorFactory)

@@ -264,6 +264,9 @@ class SessionTable:
         # restored sessions whose first packets are handled specially
         self.observer = None
         self.resuming = {}
+        # resuming's per-packet hook (cbac.continuity.resume.before, set by
+        # its register(): inspect/ does not import continuity/)
+        self.resume_before = None
 
     # ------------------------------------------------------------------
     # configuration
@@ -796,8 +799,7 @@ class SessionTable:
             # an ICMP error lookup_icmp_error() already checked and rewrote
             return True
         if self.resuming and s in self.resuming:
-            from cbac.continuity.resume import before
-            if not before(self, s, direction, pkt):
+            if not self.resume_before(self, s, direction, pkt):
                 return False
         now = self.clock.seconds()
         extras = None
@@ -1068,15 +1070,16 @@ class SessionTable:
     # ------------------------------------------------------------------
     # logging helpers
 
-    def emit_log(self, s, facility, severity, mnemonic, text, *rest) -> None:
-        """Emit an inspector's IOS message honouring alert / audit-trail."""
-        if facility == "FW":
-            if mnemonic.startswith("SESS_AUDIT_TRAIL"):
+    def emit_log(self, s, event) -> None:
+        """Emit an inspector's IOS message (an api.LogEvent) honouring
+        alert / audit-trail."""
+        if event.facility == "FW":
+            if event.mnemonic.startswith("SESS_AUDIT_TRAIL"):
                 if not s.audit:
                     return
             elif not s.alert:
                 return
-        ios.message(facility, severity, mnemonic, text)
+        ios.message(event.facility, event.severity, event.mnemonic, event.text)
 
     def debug_line(self, category, text) -> None:
         ios.debugging.line(category, text)

@@ -42,7 +42,8 @@ from zope.interface import implementer, provider
 
 from cbac.config.model import SMTP_MAX_DATA_DEFAULT, SmtpOptions
 from cbac.inspect.api import (CLIENT, SERVER, Edit, IInspectorFactory,
-                              IStreamInspector, Verdict)
+                              IStreamInspector, Verdict, alert)
+from cbac.inspect.fsm import check_table, go
 
 #: Longest command line judged, terminator included.  RFC 5321
 #: §4.5.3.1.4 says 512, but ESMTP parameters lengthen MAIL/RCPT; 2048 is
@@ -76,10 +77,40 @@ MAIL_PARAMS = frozenset(b"SIZE BODY RET ENVID AUTH SMTPUTF8".split())
 RCPT_PARAMS = frozenset(b"NOTIFY ORCPT".split())
 BODY_VALUES = frozenset((b"7BIT", b"8BITMIME", b"BINARYMIME"))
 
-# client modes
-_CMD, _BODY, _BDAT, _SASL, _DISCARD = range(5)
-_MODE_NAMES = {_CMD: "COMMAND", _BODY: "DATA", _BDAT: "BDAT", _SASL: "AUTH",
-               _DISCARD: "COMMAND"}
+# -- the state machine --------------------------------------------------------
+#
+# The session's state is how the client's next bytes are read.  Every change
+# goes through SmtpInspector._go, which refuses one this table does not list
+# (fsm.IllegalTransition: the engine resets the session).
+#
+#   GREETING  before the server's greeting; client lines are read as commands
+#             (pipelined early), the greeting reply makes it COMMAND
+#   COMMAND   command lines, judged whole
+#   DATA      message body after a 354 to DATA, until <CRLF>.<CRLF>
+#   BDAT      the counted bytes of a BDAT chunk
+#   AUTH      SASL lines after a 334 to AUTH (or to a SASL line)
+#   DISCARD   the rest of an over-long command line, masked (then back to
+#             COMMAND, or AUTH if it was a SASL line)
+#   TLS       after 220 to STARTTLS: opaque, no longer inspected (final)
+#   CLOSED    reset by the inspector (final; reachable from every state that
+#             is not final: the inspector can always fail closed)
+GREETING, COMMAND, DATA, BDAT, AUTH, DISCARD, TLS, CLOSED = (
+    "GREETING", "COMMAND", "DATA", "BDAT", "AUTH", "DISCARD", "TLS", "CLOSED")
+TRANSITIONS = check_table({
+    GREETING: {COMMAND, BDAT, DISCARD, CLOSED},      # gate replies come after the greeting
+    COMMAND: {DATA, BDAT, AUTH, DISCARD, TLS, CLOSED},
+    DATA: {COMMAND, CLOSED},
+    BDAT: {COMMAND, CLOSED},
+    AUTH: {COMMAND, DISCARD, CLOSED},
+    DISCARD: {COMMAND, AUTH, CLOSED},
+    TLS: set(),
+    CLOSED: set(),
+})
+#: states whose lines are commands
+_COMMANDS = (GREETING, COMMAND)
+#: how ``show ip inspect sessions detail`` names a state
+_MODE_NAMES = {GREETING: "COMMAND", COMMAND: "COMMAND", DATA: "DATA", BDAT: "BDAT", AUTH: "AUTH",
+               DISCARD: "COMMAND", TLS: "TLS", CLOSED: "RESET"}
 # kinds of outstanding commands whose reply decides how to read what follows
 _GATES = (b"DATA", b"STARTTLS", b"AUTH", b"SASL")
 
@@ -141,14 +172,14 @@ class SmtpInspector:
         self._cbuf = bytearray()       # unprocessed client bytes
         self._coff = 0                 # stream offset of _cbuf[0]
         self._cscan = 0                # where to look for the next LF
-        self._cmode = _CMD
+        self.state = GREETING
         self._blocked = False          # waiting for the reply to a gate
         self._prev2 = b"\r\n"          # two body bytes before _cbuf
         self._hdr = None               # partial header line (bytearray) or None
         self._hdr_start = 0            # stream offset of that line
         self._bdat_left = 0
         self._data_tail = b"\r\n"
-        self._resume_mode = _CMD
+        self._resume_mode = COMMAND
         self._discard_len = 0
         self._bdat_last = False
         # server direction
@@ -165,9 +196,7 @@ class SmtpInspector:
         self._ext = set()              # EHLO keywords passed to the client
         self._log = []
         self._dbg = []
-        self.dead = False
         self.reason = ""
-        self.opaque = False
         # counters (state_summary)
         self.commands = 0
         self.replies = 0
@@ -175,6 +204,18 @@ class SmtpInspector:
         self.body_bytes = 0
         self.masked = 0
         self.bad_replies = 0
+
+    @property
+    def dead(self):
+        return self.state is CLOSED
+
+    @property
+    def opaque(self):
+        return self.state is TLS
+
+    def _go(self, new):
+        """The one way to change state: along TRANSITIONS only."""
+        self.state = go("SMTP", TRANSITIONS, self.state, new)
 
     @property
     def debug(self):
@@ -205,7 +246,7 @@ class SmtpInspector:
             return None
         self._log, self._dbg = [], []
         if direction == CLIENT:
-            if self._cbuf and not self._blocked and self._cmode in (_CMD, _SASL):
+            if self._cbuf and not self._blocked and self.state in (GREETING, COMMAND, AUTH):
                 line = bytes(self._cbuf)
                 self._take_client(len(line))
                 self._client_line(line, self._coff - len(line), 0)
@@ -221,14 +262,10 @@ class SmtpInspector:
         return self._verdict(direction)
 
     def state_summary(self):
-        if self.dead:
-            state = "RESET"
-        elif self.opaque:
-            state = "TLS"
-        elif self._blocked:
+        if self._blocked and self.state not in (TLS, CLOSED):
             state = self._pending[-1].decode() + " PENDING"
         else:
-            state = _MODE_NAMES[self._cmode]
+            state = _MODE_NAMES[self.state]
         return ("SMTP state: %s, commands %d, replies %d, body bytes %d, masked %d"
                 % (state, self.commands, self.replies, self.body_bytes, self.masked))
 
@@ -256,14 +293,14 @@ class SmtpInspector:
             self._edits[direction].append(Edit(off, length, char * length))
 
     def _alert(self, severity, mnemonic, text):
-        self._log.append(("FW", severity, mnemonic, text))
+        self._log.append(alert(severity, mnemonic, text))
 
     def _d(self, text):
         if self.debug:
             self._dbg.append("CBAC SMTP: " + text)
 
     def _reset(self, reason):
-        self.dead = True
+        self._go(CLOSED)
         self.reason = reason
         self._d("session reset - %s" % reason)
 
@@ -292,14 +329,14 @@ class SmtpInspector:
                                                        self._pending[-1].decode(), self._cli))
                     self._reset("data pipelined before reply")
                 return
-            mode = self._cmode
-            if mode == _BODY:
+            mode = self.state
+            if mode == DATA:
                 if not self._body():
                     return
-            elif mode == _BDAT:
+            elif mode == BDAT:
                 if not self._bdat():
                     return
-            elif mode == _DISCARD:
+            elif mode == DISCARD:
                 if not self._discard():
                     return
             elif not self._next_line():
@@ -307,7 +344,7 @@ class SmtpInspector:
 
     def _long_ok(self, buf):
         """May this line be as long as an AUTH line?"""
-        if self._cmode == _SASL:
+        if self.state == AUTH:
             return True
         return self.esmtp and buf.lstrip(b" \t")[:5].upper() in (b"AUTH ", b"AUTH\t")
 
@@ -322,7 +359,7 @@ class SmtpInspector:
         buf = self._cbuf
         i = buf.find(b"\n", self._cscan)
         cmax = self.cmd_line_max
-        if cmax is not None and self._cmode == _CMD:
+        if cmax is not None and self.state in _COMMANDS:
             n = (i - (1 if i > 0 and buf[i - 1] == 13 else 0)) if i >= 0 else len(buf) - 1
             if n > cmax:
                 self._policy_reset(self.cmd_line_log, "command line longer than %d" % cmax)
@@ -348,9 +385,9 @@ class SmtpInspector:
         self.masked += 1
         self._invalid_command()
         self._d("VERB - line longer than %d bytes, masked" % limit)
-        self._resume_mode = _SASL if self._cmode == _SASL else _CMD
+        self._resume_mode = AUTH if self.state == AUTH else COMMAND
         self._discard_len = 0
-        self._cmode = _DISCARD
+        self._go(DISCARD)
         return True
 
     def _discard(self):
@@ -370,11 +407,11 @@ class SmtpInspector:
         self._take_client(i + 1)
         self._discard_len += i + 1
         self._release(CLIENT, self._coff)
-        if self._resume_mode == _SASL:
+        if self._resume_mode == AUTH:
             self._push(b"SASL")
         else:
             self._push(b"OTHER")
-        self._cmode = self._resume_mode
+        self._go(self._resume_mode)
         self._d("End Of Command Line - index:%d, len:%d" % (self.commands, self._discard_len))
         return True
 
@@ -388,7 +425,7 @@ class SmtpInspector:
         content = line[:len(line) - term]
         self.commands += 1
         index = self.commands
-        if self._cmode == _SASL:
+        if self.state == AUTH:
             if b"\r" in content or b"\x00" in content:
                 self._invalid_command()
                 self._refuse(content, off, b"SASL")
@@ -425,7 +462,7 @@ class SmtpInspector:
             m = _BDAT_ARGS.match(args)
             self._bdat_left = int(m.group(1))
             self._bdat_last = m.group(2) is not None
-            self._cmode = _BDAT
+            self._go(BDAT)
         elif kind == b"DATA":
             self._data_tail = line[-2:] if len(line) >= 2 else b"\r" + line
         self._push(kind)
@@ -497,7 +534,7 @@ class SmtpInspector:
     # -- message body ---------------------------------------------------------
 
     def _enter_body(self):
-        self._cmode = _BODY
+        self._go(DATA)
         self._prev2 = self._data_tail
         self._hdr = bytearray()
         self._hdr_start = self._coff
@@ -568,7 +605,7 @@ class SmtpInspector:
             self._take_client(stop + 3 - 2)
             self._release(CLIENT, self._coff)
             self._hdr = None
-            self._cmode = _CMD
+            self._go(COMMAND)
             self.commands += 1
             self._d("End Of Data - index:%d, body len:%d" % (self.commands, self.body_bytes))
             self._push(b"EOD")
@@ -645,7 +682,7 @@ class SmtpInspector:
             self._d("BDAT - chunk len:%d, left:%d, total:%d"
                     % (take, self._bdat_left, self.body_bytes))
         if self._bdat_left == 0:
-            self._cmode = _CMD
+            self._go(COMMAND)
             return True
         return False
 
@@ -722,7 +759,9 @@ class SmtpInspector:
             self._d("OTHER REPLY - reply with no outstanding command")
             return
         self._pending.popleft()
-        if head in _GATES:
+        if head == b"GREETING" and self.state is GREETING:
+            self._go(COMMAND)
+        elif head in _GATES:
             self._gate_answered(head, code)
 
     def _ehlo_line(self, content, off):
@@ -753,10 +792,12 @@ class SmtpInspector:
                             "STARTTLS from initiator %s to responder %s, inspection stopped"
                             % (self._cli, self._srv))
                 self._d("STARTTLS - 220, session is now opaque")
-                self.opaque = True
+                self._go(TLS)
                 return
         else:                      # AUTH / SASL
-            self._cmode = _SASL if code == 334 else _CMD
+            target = AUTH if code == 334 else COMMAND
+            if self.state is not target:
+                self._go(target)
         self._client()
 
 

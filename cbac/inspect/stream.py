@@ -43,7 +43,7 @@ from __future__ import annotations
 from struct import Struct
 
 from cbac.inspect import normalise
-from cbac.inspect.api import CLIENT, SERVER, Edit, Verdict
+from cbac.inspect.api import CLIENT, SERVER, Edit, LogEvent, Verdict
 from cbac.inspect.tcp import M32, fix_ip_header, fix_tcp_checksum, is_partial
 from cbac.packet.errors import MalformedPacket
 from cbac.packet.tcp import parse_options
@@ -223,8 +223,14 @@ class Stream:
             for line in v.debug:
                 table.debug_line(self.category, line)
         if v.log:
-            for entry in v.log:
-                table.emit_log(s, *entry)
+            for event in v.log:
+                if type(event) is not LogEvent:          # untyped: a broken inspector
+                    try:
+                        raise TypeError("inspector log entry is not a LogEvent: %r" % (event,))
+                    except TypeError:
+                        table.inspector_failed(s)
+                    return False
+                table.emit_log(s, event)
         if v.expect:
             for e in v.expect:
                 table.add_pinhole(s, e)
