@@ -579,13 +579,13 @@ class _Tracer:
         rule = proto_name = rp = None
         where = None
         if zrule is not None:
-            pn, prot = sessions._protocol_for_uncached(zrule, pkt)
+            pn, prot = sessions.protocol_for_rule(zrule, pkt)
             rule, proto_name, rp, where = zrule, pn, prot, None
         else:
             for name, itf, d in ((ri.inspect_in, ri, "in"), (out.inspect_out, out, "out")):
                 if name is None:
                     continue
-                pn, prot = sessions._protocol_for_uncached(name, pkt)
+                pn, prot = sessions.protocol_for_rule(name, pkt)
                 if pn is not None:
                     rule, proto_name, rp, where = name, pn, prot, (itf.name, d)
                     break
@@ -1015,7 +1015,7 @@ def _would_refuse(sessions, pkt, c_in) -> str:
         c_out = (pkt.src, pkt.dst, pkt.icmp_id, 0)
     else:
         c_out = (pkt.src, pkt.dst, pkt.sport, pkt.dport)
-    table = sessions._by_proto.get(proto)
+    table = sessions.proto_table(proto)
     if table is None:
         return "protocol %d is not inspected" % proto
     if proto == PROTO_ICMP:
