@@ -824,6 +824,18 @@ class HeaderLineBoundaryTests(SynchronousTestCase):
         self.assertRefused(w, got, "SMTP_HEADER_TOO_LONG", len(msg))
         self.assertNotIn(b"|x", got)
 
+    def test_only_an_empty_line_ends_the_header(self):
+        # "\r\r\n" or blanks are not an empty line to every mail reader:
+        # the Reply-To after one is still checked
+        for sep in (b"\r\r\n", b" \r\n", b"\r \r\n"):
+            msg = b"From: a@b\r\n" + sep + b"Reply-To: |mail evil@x\r\n\r\nbody\r\n.\r\n"
+            w, got = self.send(msg)
+            self.assertRefused(w, got, "TCP_MAJORDOMO_EXEC_BUG", len(msg))
+            self.assertNotIn(b"|mail", got)
+        msg = b"From: a@b\n\nReply-To: |x\n\r\n.\r\n"       # LF alone ends it
+        w, got = self.send(msg)
+        self.assertFalse(w.reset)
+
     def test_body_after_the_header_is_not_checked(self):
         msg = b"From: a@b\r\n\r\nReply-To: |x\r\n" + b"b" * (3 * self.N) + b"\r\n.\r\n"
         w, got = self.send(msg)

@@ -677,8 +677,10 @@ class SmtpInspector:
             line = bytes(hdr)
             hdr.clear()
             start = j + 1
-            if not line.strip(b"\r\n"):
-                self._hdr = None         # end of the header
+            if line == b"\r\n" or line == b"\n":
+                # end of the header; only an empty line ends it for cbac
+                # ("\r\r\n" may not end it for the list software)
+                self._hdr = None
                 return None
             if self._reply_to(line) and (b"`" in line or b"|" in line):
                 return line_start, "majordomo"
