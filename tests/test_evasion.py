@@ -189,6 +189,20 @@ class NoSessionTests(SmtpCase):
         self.assertEqual(len([x for x in self.logs if "%FW-6-DROP_PKT" in x]), 1)
         self.assertRegex(self.stats(), r"tcp-no-session +20")
 
+    def test_drop_log_again_after_the_interval(self):
+        from cbac.inspect.normalise import DROP_LOG_INTERVAL
+        self.lose_session()
+        self.c.raw(b"NOOP\r\n")
+        self.net.pump()
+        self.net.clock.advance(DROP_LOG_INTERVAL * 0.5)
+        self.c.raw(b"NOOP\r\n")
+        self.net.pump()
+        self.assertEqual(len([x for x in self.logs if "%FW-6-DROP_PKT" in x]), 1)
+        self.net.clock.advance(DROP_LOG_INTERVAL)
+        self.c.raw(b"NOOP\r\n")
+        self.net.pump()
+        self.assertEqual(len([x for x in self.logs if "%FW-6-DROP_PKT" in x]), 2)
+
 
 class NoSessionNoNatTests(NoNat, NoSessionTests, unittest.TestCase):
     pass

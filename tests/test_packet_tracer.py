@@ -2,6 +2,7 @@
 trace, and the real pipeline doing what the trace said."""
 
 import copy
+import re
 
 from scapy.all import ARP, IP, TCP, Ether, raw
 from twisted.trial import unittest
@@ -568,3 +569,53 @@ class ZonePacketTracerTests(unittest.TestCase):
 
     syn = PacketTracerTests.syn
     tracer = PacketTracerTests.tracer
+
+
+class PatPortAgreesTests(unittest.TestCase):
+    """The PAT port packet-tracer shows is the port the real packet gets,
+    whatever the allocator's state: the original port when free, the next
+    of its IOS range when taken (the cursor moved by earlier allocations),
+    and past a port the remote still holds in TIME_WAIT.  (The tracer asks
+    the real allocator for a dry run, Nat.pat_choice; nothing changes.)"""
+
+    setUp = PacketTracerTests.setUp
+    syn = PacketTracerTests.syn
+    tracer = PacketTracerTests.tracer
+
+    def traced_then_real(self, src, sport, dst="172.22.1.1", dport=80):
+        before = state(self.app)
+        r = self.tracer("packet-tracer input Ethernet2/1 tcp %s %d %s %d" % (src, sport, dst, dport))
+        self.assertEqual(state(self.app), before)
+        m = re.search(r"translate tcp %s/%d -> %s/%d to tcp 172\.22\.1\.16/(\d+) -> "
+                      % (re.escape(src), sport, re.escape(dst), dport), r.text)
+        self.assertIsNotNone(m, r.text)
+        self.syn("in", src, sport, dst, dport)
+        [f] = [Ether(x) for x, _ in self.pout.sent]
+        self.assertEqual(f[IP].src, "172.22.1.16")
+        self.assertEqual(int(m.group(1)), f[TCP].sport)
+        return f[TCP].sport
+
+    def test_free_taken_and_cursor(self):
+        self.assertEqual(self.traced_then_real("10.10.10.3", 41000), 41000)
+        self.assertEqual(self.traced_then_real("10.10.10.3", 40000), 1024)   # 40000 is taken
+        self.assertEqual(self.traced_then_real("10.10.10.4", 40000), 1025)   # the cursor moved
+        self.assertEqual(self.traced_then_real("10.10.10.4", 41000), 1026)
+        self.assertEqual(self.traced_then_real("10.10.10.5", 600), 600)
+        self.assertEqual(self.traced_then_real("10.10.10.6", 600), 512)      # same IOS range
+
+    def test_past_a_port_in_time_wait(self):
+        # 10.10.10.2:40000's connection (172.22.1.16:40000) is reset by the
+        # server: the remote may hold 172.22.1.16:40000 <-> 172.22.1.1:80 in
+        # TIME_WAIT, so that 4-tuple is not handed out again for a while
+        f = Ether(src=H_OUT, dst=R_OUT) / IP(src="172.22.1.1", dst="172.22.1.16") / TCP(
+            sport=80, dport=40000, flags="RA", seq=0, ack=1001)     # refuses the SYN (seq 1000)
+        self.pout.inject(bytearray(raw(f)))
+        for _ in range(30):                 # the closed session goes at its next tick
+            if not self.app.sessions.sessions:
+                break
+            self.app.clock.advance(1)
+        self.assertEqual(self.app.sessions.sessions, {})
+        port = self.traced_then_real("10.10.10.3", 40000)
+        self.assertNotEqual(port, 40000)
+        # to another remote port the 4-tuple is free: the original port
+        self.assertEqual(self.traced_then_real("10.10.10.7", 40000, dport=81), 40000)

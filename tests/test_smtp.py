@@ -687,3 +687,163 @@ class ReplyAndHoldBoundaryTests(SynchronousTestCase):
         w.feed(CLIENT, b"x")
         self.assertTrue(w.reset)
         self.assertEqual(w.mnemonics(), ["SMTP_PENDING_OVERFLOW"])
+
+
+class HeaderLineBoundaryTests(SynchronousTestCase):
+    """The Majordomo check holds each message-header line for its verdict:
+    a line of MAX_HEADER_LINE bytes (LF included) is checked (a ``|`` in
+    Reply-To is flagged, a clean one passes); one byte more cannot be held
+    and fails closed (session reset, ``SMTP_HEADER_TOO_LONG``, nothing of
+    the line forwarded) -- in every segmentation, folded continuation lines
+    included.  (Each fails with the inspector's comparison flipped.)"""
+
+    N = smtp.MAX_HEADER_LINE
+
+    def start(self):
+        w = Wire(make("smtp"))
+        w.feed(SERVER, b"220 mail\r\n")
+        for cmd in (b"HELO c\r\n", b"MAIL FROM:<a@b>\r\n", b"RCPT TO:<list@d>\r\n"):
+            w.feed(CLIENT, cmd)
+            w.feed(SERVER, b"250 ok\r\n")
+        w.feed(CLIENT, b"DATA\r\n")
+        w.feed(SERVER, b"354 go\r\n")
+        return w
+
+    @staticmethod
+    def reply_to(n, tail=b"|mail evil@x", prefix=b"Reply-To: "):
+        """A header line of n bytes (CRLF included) ending with ``tail``."""
+        pad = n - len(prefix) - len(tail) - 2
+        assert pad >= 0
+        return prefix + b"a" * pad + tail + b"\r\n"
+
+    def padded(self, prefix=b"Reply-To: ", tail=b"|mail evil@x"):
+        """The attack: a header line padded so that ``tail`` starts just
+        past the MAX_HEADER_LINE bytes cbac can hold."""
+        return prefix + b"a" * (self.N - len(prefix)) + tail + b"\r\n"
+
+    def send(self, message, cuts=()):
+        w = self.start()
+        before = len(w.received_by("server"))
+        last = 0
+        for c in list(cuts) + [len(message)]:
+            w.feed(CLIENT, message[last:c])
+            last = c
+        return w, w.received_by("server")[before:]
+
+    def message(self, line, folded=b""):
+        return b"From: a@b\r\n" + line + folded + b"Subject: s\r\n\r\nbody\r\n.\r\n"
+
+    def assertRefused(self, w, got, mnemonic, line_at):
+        self.assertTrue(w.reset)
+        self.assertEqual(w.mnemonics(), [mnemonic])
+        self.assertLessEqual(len(got), line_at)      # nothing of the line forwarded
+
+    def test_clean_line_exactly_the_limit_passes(self):
+        line = self.reply_to(self.N, tail=b"x")
+        self.assertEqual(len(line), self.N)
+        msg = self.message(line)
+        w, got = self.send(msg)
+        self.assertFalse(w.reset)
+        self.assertEqual(w.mnemonics(), [])
+        self.assertEqual(got, msg)
+
+    def test_pipe_exactly_the_limit_is_flagged(self):
+        msg = self.message(self.reply_to(self.N))
+        w, got = self.send(msg)
+        self.assertRefused(w, got, "TCP_MAJORDOMO_EXEC_BUG", 11)
+
+    def test_one_over_the_limit_fails_closed(self):
+        for line in (self.reply_to(self.N + 1, tail=b"x"), self.padded()):
+            msg = self.message(line)
+            w, got = self.send(msg)
+            self.assertRefused(w, got, "SMTP_HEADER_TOO_LONG", 11)
+            self.assertNotIn(b"Reply-To", got)
+        # a pipe inside the bytes held is still the Majordomo signature
+        w, got = self.send(self.message(self.reply_to(self.N + 1)))
+        self.assertRefused(w, got, "TCP_MAJORDOMO_EXEC_BUG", 11)
+
+    def test_any_other_header_one_over_fails_closed(self):
+        msg = self.message(self.reply_to(self.N + 1, tail=b"x", prefix=b"X-Pad: "))
+        w, got = self.send(msg)
+        self.assertRefused(w, got, "SMTP_HEADER_TOO_LONG", 11)
+        msg = self.message(self.reply_to(self.N, tail=b"x", prefix=b"X-Pad: "))
+        w, got = self.send(msg)
+        self.assertFalse(w.reset)
+        self.assertEqual(got, msg)
+
+    def test_unfinished_line_waits_below_the_limit(self):
+        w = self.start()
+        w.feed(CLIENT, b"From: a@b\r\n" + b"Reply-To: " + b"a" * (self.N - 11))   # N - 1 bytes
+        self.assertFalse(w.reset)
+        self.assertEqual(w.mnemonics(), [])
+        w.feed(CLIENT, b"a")                                  # N bytes, no LF: can't fit
+        self.assertTrue(w.reset)
+        self.assertEqual(w.mnemonics(), ["SMTP_HEADER_TOO_LONG"])
+
+    def test_every_segmentation_of_the_padded_line(self):
+        # the padded Reply-To line of the attack, one byte over the limit,
+        # cut in two anywhere near the interesting places (the line's start,
+        # the limit, the pipe, the LF), and in three at every 512 bytes
+        over = self.message(self.padded())
+        at = self.message(self.reply_to(self.N))
+        start = 11
+        points = set(range(0, 24)) | set(range(start + self.N - 16, start + self.N + 20))
+        points |= set(range(0, len(over), 97))
+        for msg, mnemonic in ((over, "SMTP_HEADER_TOO_LONG"), (at, "TCP_MAJORDOMO_EXEC_BUG")):
+            for c in sorted(points):
+                if 0 < c < len(msg):
+                    w, got = self.send(msg, [c])
+                    self.assertRefused(w, got, mnemonic, start)
+            for c in range(1, len(msg) - 1024, 512):
+                w, got = self.send(msg, [c, c + 512])
+                self.assertRefused(w, got, mnemonic, start)
+        w, got = self.send(at[:start + 200], range(start, start + 200))    # byte at a time
+        w.feed(CLIENT, at[start + 200:])
+        self.assertRefused(w, w.received_by("server"), "TCP_MAJORDOMO_EXEC_BUG", 1000)
+
+    def test_folded_reply_to_is_checked(self):
+        for folded in (b"Reply-To: list@d\r\n |mail evil@x\r\n",
+                       b"Reply-To: list@d\r\n\tx\r\n  `cmd`\r\n",
+                       b"reply-to : list@d\r\n |mail evil@x\r\n"):
+            msg = b"From: a@b\r\n" + folded + b"Subject: s\r\n\r\nbody\r\n.\r\n"
+            for c in range(1, len(msg)):
+                w, got = self.send(msg, [c])
+                self.assertRefused(w, got, "TCP_MAJORDOMO_EXEC_BUG", len(msg))
+                self.assertNotIn(b"|mail", got)
+                self.assertNotIn(b"`cmd`", got)
+        # a folded continuation of another field is not Reply-To
+        msg = b"From: a@b\r\nSubject: s\r\n |x\r\nReply-To: l@d\r\n\r\nbody\r\n.\r\n"
+        w, got = self.send(msg)
+        self.assertFalse(w.reset)
+        self.assertEqual(got, msg)
+
+    def test_folded_continuation_over_the_limit_fails_closed(self):
+        cont = self.padded(prefix=b" ", tail=b"|x")
+        msg = self.message(b"Reply-To: list@d\r\n", cont)
+        w, got = self.send(msg)
+        self.assertRefused(w, got, "SMTP_HEADER_TOO_LONG", len(msg))
+        self.assertNotIn(b"|x", got)
+
+    def test_only_an_empty_line_ends_the_header(self):
+        # "\r\r\n" or blanks are not an empty line to every mail reader:
+        # the Reply-To after one is still checked
+        for sep in (b"\r\r\n", b" \r\n", b"\r \r\n"):
+            msg = b"From: a@b\r\n" + sep + b"Reply-To: |mail evil@x\r\n\r\nbody\r\n.\r\n"
+            w, got = self.send(msg)
+            self.assertRefused(w, got, "TCP_MAJORDOMO_EXEC_BUG", len(msg))
+            self.assertNotIn(b"|mail", got)
+        msg = b"From: a@b\n\nReply-To: |x\n\r\n.\r\n"       # LF alone ends it
+        w, got = self.send(msg)
+        self.assertFalse(w.reset)
+
+    def test_body_after_the_header_is_not_checked(self):
+        msg = b"From: a@b\r\n\r\nReply-To: |x\r\n" + b"b" * (3 * self.N) + b"\r\n.\r\n"
+        w, got = self.send(msg)
+        self.assertFalse(w.reset)
+        self.assertEqual(got, msg)
+
+    def test_the_alert_text(self):
+        w, got = self.send(self.message(self.padded()))
+        self.assertEqual([format_message(*m) for m in w.logs], [
+            "%%FW-4-SMTP_HEADER_TOO_LONG: Message header line longer than %d bytes from initiator"
+            " (192.168.12.3:52419) -- session reset" % self.N])

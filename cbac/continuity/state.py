@@ -267,7 +267,9 @@ def install_session(table, rec: dict, translation, now: float, owned: bool = Fal
     from cbac.inspect.session import _k, _ki
     proto = rec["p"]
     c_in, c_out = rec["ci"], rec["co"]
-    tab = table._by_proto[proto]
+    tab = table.proto_table(proto)
+    if tab is None:
+        raise StateError("protocol %r is not inspected" % (proto,))
     if proto == 1:
         kc = _ki(c_in[0], c_in[1], c_in[2])
         ks = _ki(c_out[1], c_out[0], c_out[2])
@@ -342,7 +344,7 @@ def install_session(table, rec: dict, translation, now: float, owned: bool = Fal
     n = len(table.sessions)
     if n > table.stats.peak:
         table.stats.peak = n
-    table._schedule(s, table._deadline(s))
+    table.schedule(s)
     return s
 
 

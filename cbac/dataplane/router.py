@@ -599,7 +599,7 @@ class Router:
                 # rule covers are not taken for evasion (normalise.py).
                 c_out = (pkt.src, pkt.dst, pkt.sport, pkt.dport)
                 sessions.uninspected.remember(
-                    sessions._arrival_form(translation, c_out, PROTO_TCP), c_out,
+                    sessions.arrival_form(translation, c_out, PROTO_TCP), c_out,
                     self.clock.seconds())
             if rule is not None or pinhole is not None:
                 session = sessions.create(pkt, ri.name, out.name, rule, translation,

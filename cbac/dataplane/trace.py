@@ -579,13 +579,13 @@ class _Tracer:
         rule = proto_name = rp = None
         where = None
         if zrule is not None:
-            pn, prot = sessions._protocol_for_uncached(zrule, pkt)
+            pn, prot = sessions.protocol_for_rule(zrule, pkt)
             rule, proto_name, rp, where = zrule, pn, prot, None
         else:
             for name, itf, d in ((ri.inspect_in, ri, "in"), (out.inspect_out, out, "out")):
                 if name is None:
                     continue
-                pn, prot = sessions._protocol_for_uncached(name, pkt)
+                pn, prot = sessions.protocol_for_rule(name, pkt)
                 if pn is not None:
                     rule, proto_name, rp, where = name, pn, prot, (itf.name, d)
                     break
@@ -731,7 +731,7 @@ def predict_outside_local(nat, pkt):
     address unchanged or from an outside static / existing binding), or
     ``("drop", subtype, why)``."""
     proto, src, dst = pkt.proto, pkt.src, pkt.dst
-    ol = nat._ol_for(src) if hasattr(nat, "_ol_for") else nat.st_out_by_global.get(src, src)
+    ol = nat._ol_for(src)
     if ol == src and getattr(nat, "out_rules", None):
         # ip nat outside source list: the binding the packet would make
         for r in nat.out_rules:
@@ -868,11 +868,11 @@ def _dyn_cfg(nat, rule):
 def predict_outbound(nat, pkt):
     """What ``Nat.outbound`` would do with the first packet of a flow
     (mirrors ``Nat._create_outbound``, PAT port choice included, without
-    allocating anything)."""
-    from cbac.nat.table import _range_of
+    allocating anything: the PAT port is the real allocator's dry-run
+    answer, ``Nat.pat_choice``)."""
     proto, src, dst = pkt.proto, pkt.src, pkt.dst
     sp, dp = (pkt.icmp_id, 0) if proto == PROTO_ICMP else (pkt.sport, pkt.dport)
-    og = nat._og_for(dst) if hasattr(nat, "_og_for") else nat.st_out_by_local.get(dst, dst)
+    og = nat._og_for(dst)
     if og == dst and getattr(nat, "out_pool_ranges", None) and nat._in_out_pool(dst):
         return "drop", "pool", "%s is an outside pool address nobody holds" % ip_str(dst)
     ig = None
@@ -915,22 +915,7 @@ def predict_outbound(nat, pkt):
                 return lim
             if r.overload:
                 kind = "PAT"
-                got = None
-                if proto not in (1, 6, 17):
-                    for a in r.addresses:
-                        if (proto, og, 0, a, 0) not in nat.flows_out:
-                            got = (a, 0)
-                            break
-                else:
-                    m = nat.pat_by_local.get((proto, src, sp, r.id))
-                    if m is not None:
-                        got = m
-                    else:
-                        for a in r.addresses:
-                            port = _free_port_dry(nat, proto, a, sp, _range_of)
-                            if port is not None:
-                                got = (a, port)
-                                break
+                got = nat.pat_choice(r, proto, src, sp, og, dp)
                 if got is None:
                     return "drop", "PAT", "no free port on the PAT address(es)"
                 ig, igp = got
@@ -962,44 +947,6 @@ def predict_outbound(nat, pkt):
     return kind, cfg, (ig, igp if proto in (1, 6, 17) else None)
 
 
-def _free_port_dry(nat, proto, ig, want, range_of):
-    """The port PAT would hand out (``_PortMap.alloc``, or the older
-    ``Nat._free_port``) without taking it or moving a cursor."""
-    portmaps = getattr(nat, "portmaps", None)
-    if portmaps is not None:
-        from cbac.nat.table import PORT_RANGES, _PortMap
-        m = portmaps.get((proto, ig))
-        if m is None:           # not made yet: a throwaway one from the port table
-            m = _PortMap(proto, [k[2] for k in nat.ports if k[0] == proto and k[1] == ig])
-        used = m.used
-        if not used[want]:
-            return want
-        r = m._r(want)
-        if m.free[r] <= 0:
-            return None
-        lo, hi = PORT_RANGES[r]
-        lo = max(lo, m.first)
-        c = m.cursor[r]
-        p = used.find(0, c, hi + 1)
-        if p < 0:
-            p = used.find(0, lo, c)
-        return p if p >= 0 else None
-    ports = nat.ports
-    if (proto, ig, want) not in ports:
-        return want
-    lo, hi = range_of(want)
-    if lo == 0 and proto != 1:
-        lo = 1
-    p = nat.cursors.get((proto, ig, lo), want)
-    for _ in range(hi - lo + 1):
-        p += 1
-        if p > hi:
-            p = lo
-        if (proto, ig, p) not in ports:
-            return p
-    return None
-
-
 def _would_refuse(sessions, pkt, c_in) -> str:
     """Why ``SessionTable.create`` would refuse this packet, or ''.
     ``c_in``: its 4-tuple as it arrived (before NAT).  (Mirrors create's
@@ -1015,7 +962,7 @@ def _would_refuse(sessions, pkt, c_in) -> str:
         c_out = (pkt.src, pkt.dst, pkt.icmp_id, 0)
     else:
         c_out = (pkt.src, pkt.dst, pkt.sport, pkt.dport)
-    table = sessions._by_proto.get(proto)
+    table = sessions.proto_table(proto)
     if table is None:
         return "protocol %d is not inspected" % proto
     if proto == PROTO_ICMP:

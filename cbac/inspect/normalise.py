@@ -80,7 +80,7 @@ def challenge(table, s, d: int, now: float) -> None:
     if not t.chal:
         t.chal = now + CHALLENGE_TIME
         t.chald = d
-        table._schedule(s, t.chal)
+        table.schedule(s, t.chal)
         if table.debug_enabled:
             table.debug_line("events", "CBAC sis %s RST challenge: in-window RST not at the "
                              "expected sequence %s" % (s.hexid, s.flow_text()))
@@ -123,9 +123,7 @@ def no_session(table, pkt, rule_name, ifname) -> bool:
         table.debug_line("detailed", "CBAC* pak dropped: no session (not a SYN) "
                          "(%s:%d) => (%s:%d)" % (ip_str(pkt.src), pkt.sport, ip_str(pkt.dst),
                                                  pkt.dport))
-    last = getattr(table, "_drop_log_last", None)
-    if last is None or now - last >= DROP_LOG_INTERVAL:
-        table._drop_log_last = now
+    if table.log_due("no-session", now, DROP_LOG_INTERVAL):
         ios.message("FW", 6, "DROP_PKT",
                     "Dropping tcp pkt %s:%d => %s:%d on %s rule %s with ip ident %d due to "
                     "no session (not a SYN)" % (

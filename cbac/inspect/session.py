@@ -253,6 +253,7 @@ class SessionTable:
         self._pinholes = {}              # (proto, dst, dport) -> [Pinhole]
         self._npinholes = 0
         self._last_full_log = None
+        self._log_last = {}              # log_due(): line -> when last logged
         self._pcache = {}
         self._backlog = False
         self._rule_live = {}             # ZBF class rule name -> live sessions
@@ -293,13 +294,16 @@ class SessionTable:
         hit = self._pcache.get(ck)
         if hit is not None and hit[1] is rule and (rule is None or hit[2] == len(rule.protocols)):
             return hit[0]
-        res = self._protocol_for_uncached(rule_name, pkt)
+        res = self.protocol_for_rule(rule_name, pkt)
         if len(self._pcache) > 20000:
             self._pcache.clear()
         self._pcache[ck] = (res, rule, len(rule.protocols) if rule is not None else 0)
         return res
 
-    def _protocol_for_uncached(self, rule_name, pkt):
+    def protocol_for_rule(self, rule_name, pkt):
+        """(protocol keyword, InspectProtocol) the inspection rule
+        ``rule_name`` inspects this packet with, or (None, None); computed
+        afresh, the cache neither read nor filled (packet-tracer)."""
         rules = self.model.inspect_rules
         rule = rules.get(rule_name) if rule_name is not None else None
         if rule is None:
@@ -380,7 +384,9 @@ class SessionTable:
     # ------------------------------------------------------------------
     # creation
 
-    def _arrival_form(self, translation, c_out, proto):
+    def arrival_form(self, translation, c_out, proto):
+        """The 4-tuple ``c_out`` (as it leaves, after ``translation``) as
+        it arrived, before NAT."""
         if translation is None:
             return c_out
         for name in ("forward", "reverse"):
@@ -474,7 +480,7 @@ class SessionTable:
         if counts:
             # the one-minute rate counts connection attempts, refused ones too
             th.rate_add(now)
-        c_in = self._arrival_form(translation, c_out, proto)
+        c_in = self.arrival_form(translation, c_out, proto)
         table = self._by_proto[proto]
         if proto == 1:
             kc = _ki(c_in[0], c_in[1], c_in[2])
@@ -1108,6 +1114,27 @@ class SessionTable:
             return 1.0
         end = lim * self.ADAPTIVE_END
         return max(0.0, (end - n) / (end - start))
+
+    def proto_table(self, proto):
+        """The key -> entry dict of the sessions of IP protocol ``proto``
+        (6, 17 or 1), or None when cbac does not inspect it."""
+        return self._by_proto.get(proto)
+
+    def log_due(self, what, now: float, interval: float) -> bool:
+        """Rate limit of a log line: True (and ``now`` remembered) when
+        the line ``what`` was not logged in the last ``interval`` seconds."""
+        last = self._log_last.get(what)
+        if last is not None and now - last < interval:
+            return False
+        self._log_last[what] = now
+        return True
+
+    def schedule(self, s, deadline=None) -> None:
+        """Have the timer look at session ``s`` by ``deadline`` (default:
+        its own deadline, idle or fixed): for code outside the table that
+        changes when a session must end (a closing DNS/TFTP session, an RST
+        challenge, a restored session)."""
+        self._schedule(s, self._deadline(s) if deadline is None else deadline)
 
     def _schedule(self, s, deadline) -> None:
         slot = int(deadline) + 1

@@ -118,6 +118,9 @@ _BLANK = re.compile(rb"[ \t]+")
 _BDAT_ARGS = re.compile(rb"[ \t]+(\d{1,18})(?:[ \t]+(LAST))?[ \t]*\Z", re.I)
 _REPLY = re.compile(rb"([2-5][0-5]\d)(?:([ -])|\Z)")
 _SIZE_VAL = re.compile(rb"\d{1,20}\Z")
+# a Reply-To field name; blanks before the colon (RFC 5322 §4.5.3
+# obs-optional) are read as a server may read them
+_REPLY_TO = re.compile(rb"reply-to[ \t]*:", re.I)
 
 
 def ntoa(addr: int) -> str:
@@ -177,6 +180,7 @@ class SmtpInspector:
         self._prev2 = b"\r\n"          # two body bytes before _cbuf
         self._hdr = None               # partial header line (bytearray) or None
         self._hdr_start = 0            # stream offset of that line
+        self._hdr_rt = False           # that line's field is Reply-To (folding)
         self._bdat_left = 0
         self._data_tail = b"\r\n"
         self._resume_mode = COMMAND
@@ -538,6 +542,7 @@ class SmtpInspector:
         self._prev2 = self._data_tail
         self._hdr = bytearray()
         self._hdr_start = self._coff
+        self._hdr_rt = False
 
     def _body(self):
         """Scan body bytes; False when more data is needed."""
@@ -592,8 +597,8 @@ class SmtpInspector:
         if self._hdr is not None:
             hev = self._headers(w, 2, stop, base)
             if hev is not None:
-                event = ("majordomo", 0)
-                rel_at = hev
+                rel_at, kind = hev
+                event = (kind, 0)
             elif (self._hdr is not None and self._hdr_start < rel_at
                   and not (event and event[0] == "max")):
                 rel_at = self._hdr_start
@@ -622,6 +627,13 @@ class SmtpInspector:
                             "max-data %d bytes exceeded by initiator %s -- session reset"
                             % (self.max_data, self._cli))
                 self._reset("max-data exceeded")
+            elif kind == "long":
+                # fail closed: a header line too long to hold for the
+                # Majordomo check is not passed unchecked
+                self._alert(4, "SMTP_HEADER_TOO_LONG",
+                            "Message header line longer than %d bytes from initiator %s"
+                            " -- session reset" % (MAX_HEADER_LINE, self._cli))
+                self._reset("header line too long to check")
             else:
                 self._sig("TCP_MAJORDOMO_EXEC_BUG", "Majordomo Execute Attack")
                 self._reset("Majordomo execute attack")
@@ -635,32 +647,52 @@ class SmtpInspector:
         return False
 
     def _headers(self, w, start, stop, base):
-        """Check header lines in w[start:stop]; return the stream offset of
-        a Majordomo line, else None.  Leaves _hdr_start at the current
-        (incomplete) header line."""
+        """Check header lines in w[start:stop]; return ``(offset, kind)``
+        of a refused line (its stream offset; kind ``"majordomo"`` or
+        ``"long"``), else None.  Leaves _hdr_start at the current
+        (incomplete) header line.
+
+        A line (LF included) of up to MAX_HEADER_LINE bytes is checked;
+        a longer one -- complete, or MAX_HEADER_LINE bytes without an LF --
+        cannot be held for the check and is refused (fail closed), whatever
+        the segmentation.  A folded continuation line (one that starts with
+        a space or a tab) belongs to the field before it: the continuation
+        of a ``Reply-To`` is checked as ``Reply-To``."""
         hdr = self._hdr
         while start < stop:
-            j = w.find(b"\n", start, stop)
+            room = MAX_HEADER_LINE - len(hdr)   # bytes the line may still take
+            j = w.find(b"\n", start, min(stop, start + room))
             if j < 0:
-                hdr += w[start:stop]
-                if len(hdr) > MAX_HEADER_LINE:
-                    self._hdr = None     # not a header any more: stop checking
-                return None
+                if stop - start < room:
+                    hdr += w[start:stop]
+                    return None
+                hdr += w[start:start + room]    # the limit reached without LF
+                line = bytes(hdr)
+                if self._reply_to(line) and (b"`" in line or b"|" in line):
+                    return self._hdr_start, "majordomo"
+                return self._hdr_start, "long"
             hdr += w[start:j + 1]
             line_start = self._hdr_start
             self._hdr_start = base + j + 1
             line = bytes(hdr)
             hdr.clear()
             start = j + 1
-            if len(line) > MAX_HEADER_LINE:
+            if line == b"\r\n" or line == b"\n":
+                # end of the header; only an empty line ends it for cbac
+                # ("\r\r\n" may not end it for the list software)
                 self._hdr = None
                 return None
-            if not line.strip(b"\r\n"):
-                self._hdr = None         # end of the header
-                return None
-            if line[:9].lower() == b"reply-to:" and (b"`" in line or b"|" in line):
-                return line_start
+            if self._reply_to(line) and (b"`" in line or b"|" in line):
+                return line_start, "majordomo"
         return None
+
+    def _reply_to(self, line):
+        """Whether the header line ``line`` is (or continues) a Reply-To
+        field; records which field a following continuation belongs to."""
+        if line[:1] in (b" ", b"\t"):
+            return self._hdr_rt          # folded: the field before it
+        self._hdr_rt = _REPLY_TO.match(line) is not None
+        return self._hdr_rt
 
     def _bdat(self):
         buf = self._cbuf

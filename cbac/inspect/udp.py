@@ -60,7 +60,7 @@ def udp_process(table, s, d: int, pkt) -> bool:
                 if not x.dead:
                     x.sis = SIS_CLOSING
                     x.fixed = now
-                    table._schedule(x, now)
+                    table.schedule(x, now)
         elif s.fixed is not None and d == 0:
             # a new query on the same socket before the deletion
             s.sis = SIS_OPEN if not s.half_open else s.sis

@@ -55,13 +55,6 @@ _SYN_ACK_RST_FIN = SYN | ACK | RST | FIN
 _ICMP_ERRORS = frozenset((3, 4, 5, 11, 12))
 
 
-def _range_of(port):
-    for lo, hi in PORT_RANGES:
-        if port <= hi:
-            return lo, hi
-    return PORT_RANGES[-1]
-
-
 class _PortMap:
     """The ports of one (protocol, global address) that PAT may hand out:
     one byte per port (1 = in use: a flow, a static, an FTP door) and a
@@ -97,6 +90,15 @@ class _PortMap:
             self.used[p] = 0
             if p >= self.first:
                 self.free[self._r(p)] += 1
+
+    def copy(self):
+        """An independent copy (a dry-run allocation works on it)."""
+        m = _PortMap.__new__(_PortMap)
+        m.used = bytearray(self.used)
+        m.free = list(self.free)
+        m.cursor = list(self.cursor)
+        m.first = self.first
+        return m
 
     def alloc(self, want):
         """``want`` if free, else the next free port of its range, or None."""
@@ -922,9 +924,6 @@ class Nat:
         end = lim * self.ADAPTIVE_END
         return max(0.0, (end - n) / (end - start))
 
-    def _room(self):
-        return len(self.entries) < self.max_entries()
-
     def limit_reached(self, host, dynamic, count: bool = False):
         """The limit one more entry would exceed, or None (room): the
         table's (``max-entries``) as ``(None, limit, n)`` and, for an entry
@@ -1047,11 +1046,19 @@ class Nat:
 
     # -- PAT ports ---------------------------------------------------------
 
-    def _pat_alloc(self, rule, proto, il, ilp, og=0, ogp=0, prefer=None):
+    def pat_choice(self, rule, proto, il, ilp, og=0, ogp=0):
+        """The (IG, IGp) PAT ``rule`` would give a new flow from (il, ilp)
+        to (og, ogp) now, or None (nothing free); changes nothing.  The
+        same code as the real allocation (packet-tracer asks it)."""
+        a = self._pat_alloc(rule, proto, il, ilp, og, ogp, dry=True)
+        return None if a is None else a[:2]
+
+    def _pat_alloc(self, rule, proto, il, ilp, og=0, ogp=0, prefer=None, dry=False):
         """(IG, IGp, pat_key) or None.  Endpoint-independent: an inside
         (address, port) keeps its global port for every destination while
         it is in use.  The original port is kept when free; else the next
-        free port of the same IOS range (1-511, 512-1023, 1024-65535)."""
+        free port of the same IOS range (1-511, 512-1023, 1024-65535).
+        ``dry``: the same answer, nothing taken or moved (:meth:`pat_choice`)."""
         if proto not in (1, 6, 17):
             # no ports: address-only, one inside host per (global, remote)
             for ig in rule.addresses:
@@ -1064,7 +1071,8 @@ class Nat:
         if proto == 6 and self.time_wait:
             tw = self._time_wait_now()
         if m is not None and (tw is None or (m[0], m[1], og, ogp) not in tw):
-            self.ports[(proto, m[0], m[1])][2] += 1
+            if not dry:
+                self.ports[(proto, m[0], m[1])][2] += 1
             return m[0], m[1], pk
         addrs = rule.addresses
         if prefer is not None:
@@ -1074,16 +1082,18 @@ class Nat:
             # this remote still holds the last connection on that 4-tuple:
             # this flow gets a port of its own
             for ig in addrs:
-                p = self._alloc_port(proto, ig, ilp, tw, og, ogp)
+                p = self._alloc_port(proto, ig, ilp, tw, og, ogp, dry)
                 if p is not None:
-                    self.ports[(proto, ig, p)] = [il, ilp, 1]
+                    if not dry:
+                        self.ports[(proto, ig, p)] = [il, ilp, 1]
                     return ig, p, (proto, il, ilp, rule.id, p)
             return None
         for ig in addrs:
-            p = self._alloc_port(proto, ig, ilp, tw, og, ogp)
+            p = self._alloc_port(proto, ig, ilp, tw, og, ogp, dry)
             if p is not None:
-                self.ports[(proto, ig, p)] = [il, ilp, 1]
-                self.pat_by_local[pk] = (ig, p)
+                if not dry:
+                    self.ports[(proto, ig, p)] = [il, ilp, 1]
+                    self.pat_by_local[pk] = (ig, p)
                 return ig, p, pk
         return None
 
@@ -1107,11 +1117,16 @@ class Nat:
                     "Address allocation failed; pool %s may be exhausted [%d]"
                     % (rule.pool if rule.pool is not None else rule.interface, n))
 
-    def _portmap(self, proto, ig):
+    def _portmap(self, proto, ig, dry=False):
+        """The _PortMap of (proto, ig); ``dry``: a copy (or one not kept),
+        for an allocation that must change nothing."""
         m = self.portmaps.get((proto, ig))
         if m is None:
-            m = self.portmaps[(proto, ig)] = _PortMap(
-                proto, [k[2] for k in self.ports if k[0] == proto and k[1] == ig])
+            m = _PortMap(proto, [k[2] for k in self.ports if k[0] == proto and k[1] == ig])
+            if not dry:
+                self.portmaps[(proto, ig)] = m
+        elif dry:
+            m = m.copy()
         return m
 
     def _time_wait_now(self):
@@ -1145,11 +1160,12 @@ class Nat:
     #: holds them in TIME_WAIT (keeps the allocation O(1))
     TIME_WAIT_SKIP = 64
 
-    def _alloc_port(self, proto, ig, want, tw, og, ogp):
+    def _alloc_port(self, proto, ig, want, tw, og, ogp, dry=False):
         """A free global port of ``ig`` (``want`` when free, else the next of
         its range) that, for TCP, the remote (og, ogp) does not hold in
-        TIME_WAIT, or None."""
-        pm = self._portmap(proto, ig)
+        TIME_WAIT, or None.  ``dry``: run on a copy of the port map, so the
+        answer is the real one and nothing is taken."""
+        pm = self._portmap(proto, ig, dry)
         p = pm.alloc(want)
         if tw is None or p is None or (ig, p, og, ogp) not in tw:
             return p
