@@ -50,9 +50,12 @@ def wait_for(predicate, timeout=5.0, step=0.01):
 class Collector:
     def __init__(self):
         self.frames = []
+        self.kinds = set()
 
     def __call__(self, port, frame, vnet):
-        self.frames.append((frame, vnet))
+        # a ring slot's view is valid during the call only
+        self.kinds.add(type(frame))
+        self.frames.append((bytes(frame), vnet))
 
     def with_marker(self, marker):
         return [(f, v) for f, v in self.frames if marker in f]
@@ -185,7 +188,10 @@ class LinuxPortTests(unittest.TestCase):
         ok = yield wait_for(lambda: got.with_marker(b"hello-from-kernel"))
         self.assertTrue(ok, "UDP datagram from the inside host not received")
         frame, vnet = got.with_marker(b"hello-from-kernel")[0]
-        self.assertIsInstance(frame, bytearray)
+        # a view of the receive ring's slot, or the copy recv_into made
+        self.assertEqual(got.kinds, {memoryview} if p._ring is not None else {bytearray})
+        if p.use_ring:
+            self.assertIsNotNone(p._ring, p.ring_error)
         self.assertEqual(bytes(frame[0:6]), INSIDE_MAC)
         self.assertEqual(bytes(frame[6:12]), IN_MAC)
         self.assertEqual(bytes(frame[12:14]), b"\x08\x00")
@@ -293,17 +299,26 @@ class LinuxPortTests(unittest.TestCase):
     def test_kernel_drops_counted(self):
         """A tiny receive buffer that nobody reads overflows; the kernel's
         drop count (PACKET_STATISTICS) shows up as rx_dropped."""
-        p = self.port("Ethernet2/0", "outside", rcvbuf=4096, stats_interval=0)
+        self._kernel_drops(ring=False, n=300, dropped=100)
+
+    def test_kernel_drops_counted_with_the_ring(self):
+        """The same with the receive ring (240 slots) full."""
+        self._kernel_drops(ring=True, n=600, dropped=300)
+
+    def _kernel_drops(self, ring, n, dropped):
+        p = self.port("Ethernet2/0", "outside", rcvbuf=4096, stats_interval=0, ring=ring)
+        self.assertEqual(p.use_ring, ring)
         p.start()
+        self.assertEqual(p._ring is not None, ring, p.ring_error)
         self.lab.run("out", ["ip", "neigh", "replace", "172.22.1.16", "lladdr", labmod.OUTSIDE_MAC, "dev", "eth0"], check=True)
         script = (
             "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
-            "for i in range(300): s.sendto(b'x' * 1000, ('172.22.1.16', 9))\n"
+            "for i in range(%d): s.sendto(b'x' * 1000, ('172.22.1.16', 9))\n" % n
         )
         # blocking on purpose: the reactor does not read while this runs
         self.lab.run("out", [sys.executable, "-c", script], check=True)
         p.poll_stats()
-        self.assertGreater(p.counters.rx_dropped, 100)
+        self.assertGreater(p.counters.rx_dropped, dropped)
         dropped = p.counters.rx_dropped
         p.poll_stats()  # read-and-reset in the kernel: no double counting
         self.assertEqual(p.counters.rx_dropped, dropped)

@@ -11,7 +11,10 @@ Facts behind the choices are in /work/shared/reference/dataplane.md:
   GSO super-frames (up to 64 KiB) and partial checksums pass unchanged and
   the kernel finishes them on transmit;
 - one ``IReadDescriptor`` in the reactor that drains up to ``batch`` frames
-  per wake-up with ``recv_into`` a preallocated buffer; ``send`` goes
+  per wake-up from a ``PACKET_MMAP`` receive ring (:mod:`cbac.dataplane.ring`:
+  no system call, the frame handed over as a view of its slot), or, where
+  the kernel refuses a ring (or ``ring=False``, ``CBAC_RX_RING=0``), with
+  ``recv_into`` a preallocated buffer; ``send`` goes
   straight to the socket, EAGAIN/ENOBUFS count as tx drops, EMSGSIZE and
   other errors as tx errors; nothing here ever raises into the reactor;
 - ``PACKET_STATISTICS`` (kernel drops) polled into ``counters.rx_dropped``.
@@ -36,6 +39,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from cbac.interfaces import IPort
+from cbac.dataplane.ring import open_ring
 from cbac.dataplane.port import (
     VIRTIO_NET_HDR_F_NEEDS_CSUM,
     VNET_HDR_LEN,
@@ -164,7 +168,8 @@ class LinuxPort:
 
     log = Logger()
 
-    def __init__(self, name, device, reactor=None, vnet=True, batch=128, rcvbuf=8 << 20, stats_interval=1.0, netns=None):
+    def __init__(self, name, device, reactor=None, vnet=True, batch=128, rcvbuf=8 << 20, stats_interval=1.0, netns=None,
+                 ring=None):
         if reactor is None:
             from twisted.internet import reactor
         self.name = name
@@ -175,6 +180,11 @@ class LinuxPort:
         self.rcvbuf = rcvbuf
         self.stats_interval = stats_interval
         self.netns = netns
+        if ring is None:
+            ring = os.environ.get("CBAC_RX_RING", "1") != "0"
+        self.use_ring = ring
+        self._ring = None       # the RxRing of the data socket, if any
+        self.ring_error = None  # why the kernel refused a ring (recv_into used)
         self.counters = PortCounters()
         self.receiver = None
         self.running = False
@@ -316,10 +326,16 @@ class LinuxPort:
         except OSError:
             pass
         self._sock = None
+        self._close_ring()
         try:
             sock.close()
         except OSError:
             pass
+
+    def _close_ring(self):
+        ring, self._ring = self._ring, None
+        if ring is not None:
+            ring.close()
 
     def _configure(self, sock):
         sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
@@ -333,6 +349,14 @@ class LinuxPort:
         self.rcvbuf_effective = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
         if self.vnet:
             sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
+        if self.use_ring:
+            # before bind: no frame is queued outside the ring
+            ring, why = open_ring(sock, vnet=self.vnet)
+            if ring is None and why != self.ring_error:
+                self.log.warn("{port}: no receive ring, reading with recv: {why}",
+                              port=self.name, why=why)
+            self.ring_error = why
+            self._ring = ring
         sock.bind((self.device, ETH_P_ALL))
         sock.setblocking(False)
 
@@ -457,6 +481,7 @@ class LinuxPort:
         # The reactor dropped our socket (EPOLLERR: ENETDOWN when the device
         # went down).  Close it; the link state decides what comes next.
         sock, self._sock = self._sock, None
+        self._close_ring()
         if sock is not None:
             try:
                 sock.close()
@@ -469,9 +494,24 @@ class LinuxPort:
         if self._reopen_call is None or not self._reopen_call.active():
             self._reopen_call = self.reactor.callLater(0, self.link_event, None)
 
+    def _receiver_failed(self):
+        self.counters.drop("receiver-error")
+        self._receiver_failures += 1
+        if self._receiver_failures <= 10 or self._receiver_failures % 10000 == 0:
+            self.log.failure(
+                "{port}: frame handler failed ({n} so far)",
+                port=self.name,
+                n=self._receiver_failures,
+            )
+
     def doRead(self):
         sock = self._sock
         if sock is None:
+            return None
+        ring = self._ring
+        if ring is not None:
+            # frames come as views of their ring slot, valid during the call
+            ring.drain(self, self.receiver, self.counters, self.batch)
             return None
         recv_into = sock.recv_into
         mv = self._mv

@@ -315,6 +315,10 @@ class Router:
                     and not (frame[20] & 0x3F or frame[21])
                     and self._fast(ri, frame, vnet)):
                 return
+            if frame.__class__ is not bytearray:
+                # a view of a receive-ring slot (valid during this call):
+                # the slow path keeps frames (ARP queue, reassembly)
+                frame = bytearray(frame)
             if len(frame) < 14:
                 self._drop(ri, "malformed-truncated")
                 return
