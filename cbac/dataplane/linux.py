@@ -39,6 +39,9 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from cbac.interfaces import IPort
+from cbac.dataplane import txbatch
+from cbac.dataplane.ring import CURRENT as _RING_CURRENT
+from cbac.dataplane.ring import PENDING as _TX_PENDING
 from cbac.dataplane.ring import open_ring
 from cbac.dataplane.port import (
     VIRTIO_NET_HDR_F_NEEDS_CSUM,
@@ -183,6 +186,10 @@ class LinuxPort:
         if ring is None:
             ring = os.environ.get("CBAC_RX_RING", "1") != "0"
         self.use_ring = ring
+        #: frames forwarded out of a receive ring go out with one sendmmsg
+        #: per batch (cbac/dataplane/txbatch.py; CBAC_TX_BATCH=0: sendmsg each)
+        self.use_tx_batch = os.environ.get("CBAC_TX_BATCH", "1") != "0"
+        self._tx = None
         self._ring = None       # the RxRing of the data socket, if any
         self.ring_error = None  # why the kernel refused a ring (recv_into used)
         self.counters = PortCounters()
@@ -313,6 +320,8 @@ class LinuxPort:
                 # of this port (every frame reaches Python): slower, correct
                 self.log.warn("{port}: socket filter not attached: {e}", port=self.name, e=e)
         self._sock = sock
+        if self.vnet and self.use_tx_batch and txbatch.available():
+            self._tx = txbatch.TxBatch(self)
         self.reactor.addReader(self)
 
     def _close_data(self):
@@ -325,12 +334,18 @@ class LinuxPort:
             self.counters.rx_dropped += struct.unpack("II", raw)[1]
         except OSError:
             pass
+        self._drop_tx()
         self._sock = None
         self._close_ring()
         try:
             sock.close()
         except OSError:
             pass
+
+    def _drop_tx(self):
+        tx, self._tx = self._tx, None
+        if tx is not None:
+            tx.discard()
 
     def _close_ring(self):
         ring, self._ring = self._ring, None
@@ -399,6 +414,17 @@ class LinuxPort:
             self._ctl = None
 
     def send(self, frame, vnet=b""):
+        tx = self._tx
+        if tx is not None:
+            if frame is _RING_CURRENT[0]:
+                # straight out of a ring slot: queued by address, sent with
+                # the batch before the slot goes back to the kernel
+                if not tx.n:
+                    _TX_PENDING.append(tx)
+                tx.add(_RING_CURRENT[1], _RING_CURRENT[2], vnet)
+                return
+            if tx.n:
+                tx.flush()              # keep this port's order
         sock = self._sock
         if sock is None:
             self.counters.tx_dropped += 1
@@ -480,6 +506,7 @@ class LinuxPort:
     def connectionLost(self, reason):
         # The reactor dropped our socket (EPOLLERR: ENETDOWN when the device
         # went down).  Close it; the link state decides what comes next.
+        self._drop_tx()
         sock, self._sock = self._sock, None
         self._close_ring()
         if sock is not None:

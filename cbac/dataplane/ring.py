@@ -26,6 +26,7 @@ virtio-net header lies just before ``tp_mac``.
 
 from __future__ import annotations
 
+import ctypes
 import mmap
 import struct
 
@@ -48,6 +49,21 @@ BLOCK_SIZE = 4 << 20
 DEFAULT_FRAMES = 240
 
 _HDR = struct.Struct("=IIIHH")
+_KERNEL = b"\0\0\0\0"
+
+#: the frame a ring is handing up now: (view, address, length), so that an
+#: egress port can queue it by address (cbac/dataplane/txbatch.py)
+CURRENT = [None, 0, 0]
+#: transmit batches with frames queued during this drain
+PENDING = []
+#: frames handed up between two flushes of PENDING (their slots are held
+#: until then)
+TX_BATCH = 32
+
+
+def flush_pending():
+    while PENDING:
+        PENDING.pop().flush()
 _REQ = struct.Struct("=IIII")       # struct tpacket_req
 
 
@@ -73,6 +89,8 @@ class RxRing:
         except (OSError, ValueError) as e:
             raise RingUnavailable(getattr(e, "errno", None) or 0, "PACKET_RX_RING: %s" % e) from e
         self.mv = memoryview(self.map)
+        self._anchor = ctypes.c_char.from_buffer(self.map)
+        self.base = ctypes.addressof(self._anchor)
         # slot offsets: frames never straddle blocks
         self.offsets = [b * BLOCK_SIZE + i * FRAME_SIZE
                         for b in range(blocks) for i in range(per_block)]
@@ -80,6 +98,7 @@ class RxRing:
         self.truncated = 0
 
     def close(self):
+        self._anchor = None
         mv, self.mv = self.mv, None
         if mv is not None:
             mv.release()
@@ -92,14 +111,18 @@ class RxRing:
 
     def drain(self, port, receiver, counters, limit):
         """Hand up to ``limit`` ready frames to ``receiver(port, frame,
-        vnet)``; each slot goes back to the kernel after its call.  Returns
-        the number of frames seen."""
+        vnet)``.  A slot goes back to the kernel only after the frames
+        queued for batched transmit have been sent (every :data:`TX_BATCH`
+        frames and at the end).  Returns the number of frames seen."""
         mv = self.mv
         offsets = self.offsets
         n = self.nframes
         head = self.head
         unpack = _HDR.unpack_from
         vnet_on = self.vnet
+        base = self.base
+        cur = CURRENT
+        held = []
         seen = 0
         try:
             while seen < limit:
@@ -108,35 +131,46 @@ class RxRing:
                 if not status & TP_STATUS_USER:
                     break
                 seen += 1
+                held.append(off)
+                head += 1
+                if head == n:
+                    head = 0
+                if status & TP_STATUS_COPY or snap < tp_len:
+                    self.truncated += 1
+                    counters.rx_errors += 1
+                    counters.drop("rx-truncated")
+                    continue
+                start = off + mac
+                hdr = b""
+                if vnet_on:
+                    # NEEDS_CSUM or GSO: the kernel's header matters
+                    if mv[start - 10] & 1 or mv[start - 9]:
+                        hdr = bytes(mv[start - 10:start])
+                frame = mv[start:start + snap]
+                counters.rx_packets += 1
+                counters.rx_bytes += snap
+                if receiver is None:
+                    counters.drop("no-receiver")
+                    continue
+                cur[0] = frame
+                cur[1] = base + start
+                cur[2] = snap
                 try:
-                    if status & TP_STATUS_COPY or snap < tp_len:
-                        self.truncated += 1
-                        counters.rx_errors += 1
-                        counters.drop("rx-truncated")
-                        continue
-                    start = off + mac
-                    hdr = b""
-                    if vnet_on:
-                        # NEEDS_CSUM or GSO: the kernel's header matters
-                        if mv[start - 10] & 1 or mv[start - 9]:
-                            hdr = bytes(mv[start - 10:start])
-                    frame = mv[start:start + snap]
-                    counters.rx_packets += 1
-                    counters.rx_bytes += snap
-                    if receiver is None:
-                        counters.drop("no-receiver")
-                        continue
-                    try:
-                        receiver(port, frame, hdr)
-                    except Exception:  # noqa: BLE001 - never raise into the reactor
-                        port._receiver_failed()
-                finally:
-                    mv[off:off + 4] = b"\0\0\0\0"          # TP_STATUS_KERNEL
-                    head += 1
-                    if head == n:
-                        head = 0
+                    receiver(port, frame, hdr)
+                except Exception:  # noqa: BLE001 - never raise into the reactor
+                    port._receiver_failed()
+                cur[0] = None
+                if len(held) >= TX_BATCH:
+                    flush_pending()
+                    for o in held:
+                        mv[o:o + 4] = _KERNEL
+                    held = []
         finally:
+            cur[0] = None
             self.head = head
+            flush_pending()
+            for o in held:
+                mv[o:o + 4] = _KERNEL          # TP_STATUS_KERNEL
         return seen
 
 
