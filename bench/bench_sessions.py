@@ -49,6 +49,7 @@ def make_table(n: int):
     m = Router()
     m.inspect_rules["R"] = InspectRule("R", [InspectProtocol("tcp"), InspectProtocol("udp")])
     m.session_limit = n + 10
+    m.session_limit_host = m.session_limit_dest = 10 ** 8   # one server, few hosts
     # thresholds out of the way: this measures the table itself
     m.inspect.max_incomplete_high = m.inspect.max_incomplete_low = 10 * n
     m.inspect.one_minute_high = m.inspect.one_minute_low = 10 * n
