@@ -326,6 +326,54 @@ class LinuxPortTests(unittest.TestCase):
         self.assertLessEqual(tx.calls, tx.frames)
 
     @defer.inlineCallbacks
+    def test_batched_frames_refused_by_the_kernel_are_counted_and_the_rest_sent(self):
+        """Frames larger than the egress MTU in a sendmmsg batch: each is
+        refused (EMSGSIZE, a tx error), the frames around it still go."""
+        self.lab.run("fw", ["ip", "link", "set", "outside", "mtu", "1000"], check=True)
+        ins = self.port("Ethernet2/1", "inside")
+        outs = self.port("Ethernet2/0", "outside")
+
+        def forward(port, frame, vnet):
+            if b"cbac-test:" in bytes(frame):
+                frame[0:6] = OUT_MAC
+                frame[6:12] = OUTSIDE_MAC
+                outs.send(frame, vnet)
+
+        ins.attach(forward)
+        outs.attach(lambda *a: None)
+        ins.start()
+        outs.start()
+        if ins._ring is None or outs._tx is None:
+            raise unittest.SkipTest("no receive ring or sendmmsg here")
+        sender = self.peer_socket(self.lab.in_ns)
+        receiver = self.peer_socket(self.lab.out_ns)
+        receiver.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)       # SO_RCVBUFFORCE
+        receiver.setblocking(False)
+        frames = [raw_frame(INSIDE_MAC, IN_MAC, b"%04d" % i, size=1400 if i % 3 == 1 else 200)
+                  for i in range(60)]
+
+        def blast():
+            for f in frames:
+                sender.send(f)
+        yield threads.deferToThread(blast)
+        got = []
+
+        def collect():
+            while True:
+                try:
+                    data = receiver.recv(70000)
+                except BlockingIOError:
+                    break
+                if b"cbac-test:" in data:
+                    got.append(data)
+            return len(got) >= 40 and outs.counters.tx_errors >= 20
+        ok = yield wait_for(collect, 5)
+        self.assertTrue(ok, "%d frames arrived (tx %r)" % (len(got), outs.counters))
+        self.assertEqual(got, [OUT_MAC + OUTSIDE_MAC + f[12:] for f in frames if len(f) == 200])
+        self.assertEqual(outs.counters.drops.get("emsgsize"), 20)
+        self.assertEqual(outs.counters.tx_packets, 40)
+
+    @defer.inlineCallbacks
     def test_receiver_error_keeps_port_reading(self):
         p = self.port("Ethernet2/0", "outside")
         seen = []
@@ -442,4 +490,7 @@ class LinuxPortRecvTests(LinuxPortTests):
         raise unittest.SkipTest("needs the ring")
 
     def test_kernel_drops_counted_with_the_ring(self):
+        raise unittest.SkipTest("needs the ring")
+
+    def test_batched_frames_refused_by_the_kernel_are_counted_and_the_rest_sent(self):
         raise unittest.SkipTest("needs the ring")
