@@ -42,6 +42,7 @@ from cbac.interfaces import IPort
 from cbac.dataplane import txbatch
 from cbac.dataplane.ring import CURRENT as _RING_CURRENT
 from cbac.dataplane.ring import PENDING as _TX_PENDING
+from cbac.dataplane.ring import flush_pending as _flush_pending
 from cbac.dataplane.ring import open_ring
 from cbac.dataplane.port import (
     VIRTIO_NET_HDR_F_NEEDS_CSUM,
@@ -424,7 +425,7 @@ class LinuxPort:
                 tx.add(_RING_CURRENT[1], _RING_CURRENT[2], vnet)
                 return
             if tx.n:
-                tx.flush()              # keep this port's order
+                _flush_pending()        # keep this port's order (never raises)
         sock = self._sock
         if sock is None:
             self.counters.tx_dropped += 1

@@ -62,8 +62,17 @@ TX_BATCH = 32
 
 
 def flush_pending():
+    """Send every queued batch; never raises (the reactor would drop the
+    reader): a batch that cannot be sent is counted as tx errors."""
     while PENDING:
-        PENDING.pop().flush()
+        tx = PENDING.pop()
+        try:
+            tx.flush()
+        except Exception:  # noqa: BLE001
+            tx.n = 0
+            c = tx.port.counters
+            c.tx_errors += 1
+            c.drop("tx-error")
 _REQ = struct.Struct("=IIII")       # struct tpacket_req
 
 
