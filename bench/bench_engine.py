@@ -38,9 +38,10 @@ def appliance(journal=False):
     """The seed appliance on memory ports; ``journal``: with the continuity
     journal (``--state-dir``) in a temporary directory."""
     model, _ = parse_file(SEED)
-    # one benchmark host stands for many: its per-host limits (4,096
-    # sessions and translations by default) are lifted
-    model.session_limit_host = 10 ** 8
+    # one benchmark host stands for many, one server for many: the per-host
+    # and per-destination limits (4,096 sessions and translations, 8,192
+    # sessions to one destination by default) are lifted
+    model.session_limit_host = model.session_limit_dest = 10 ** 8
     model.nat.timeouts.max_entries_all_host = 10 ** 8
     clock = Clock()
     pin = MemoryPort("Ethernet2/1", R_IN, keep_sent=False)

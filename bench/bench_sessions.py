@@ -49,6 +49,7 @@ def make_table(n: int):
     m = Router()
     m.inspect_rules["R"] = InspectRule("R", [InspectProtocol("tcp"), InspectProtocol("udp")])
     m.session_limit = n + 10
+    m.session_limit_host = m.session_limit_dest = 10 ** 8   # one server, few hosts
     # thresholds out of the way: this measures the table itself
     m.inspect.max_incomplete_high = m.inspect.max_incomplete_low = 10 * n
     m.inspect.one_minute_high = m.inspect.one_minute_low = 10 * n
@@ -82,6 +83,26 @@ def bench_memory(n: int) -> float:
     return (after - before) / n
 
 
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+def bench_rss(n: int) -> float:
+    """The process's resident memory growth per session while ``n``
+    sessions are created (no tracemalloc: its own records would count)."""
+    pkts = [parse_frame(syn_frame(i)) for i in range(n)]
+    t = make_table(n)
+    gc.collect()
+    before = _rss()
+    for p in pkts:
+        t.create(p, "in", "out", "R", None, None)
+    gc.collect()
+    per = (_rss() - before) / n
+    t.stop()
+    return per
+
+
 def bench_process(t, pkts, rounds: int = 3):
     """SYN retransmissions through lookup + process (half-open sessions)."""
     n = len(pkts)
@@ -97,6 +118,8 @@ def bench_process(t, pkts, rounds: int = 3):
 def main(n: int = 100000, quick: bool = False):
     if quick:
         n = min(n, 20000)
+    rss = bench_rss(n)          # first: no freed memory to reuse yet
+    gc.collect()
     t, pkts, dt = bench_create(n)
     print("sessions:            %d" % n)
     print("create rate:         %.0f sessions/s (%.2f us each)" % (n / dt, dt / n * 1e6))
@@ -116,6 +139,7 @@ def main(n: int = 100000, quick: bool = False):
     gc.collect()
     per = bench_memory(n)
     print("memory per session:  %.0f bytes (tracemalloc, at %d sessions)" % (per, n))
+    print("                     %.0f bytes (RSS growth, at %d sessions, measured first)" % (rss, n))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,11 @@ class IPort(Interface):
     counters = Attribute("a cbac.dataplane.port.PortCounters")
 
     def attach(receiver):
-        """Deliver every received frame as ``receiver(port, frame, vnet)``."""
+        """Deliver every received frame as ``receiver(port, frame, vnet)``.
+        ``frame`` is a ``bytearray`` the receiver may keep and edit, or a
+        writable ``memoryview`` valid only during the call (a slot of a
+        receive ring: cbac/dataplane/ring.py): a receiver that keeps or
+        resizes a frame copies it first."""
 
     def send(frame, vnet=b""):
         """Transmit one frame now.  Never raises: failures (EAGAIN, ENOBUFS,

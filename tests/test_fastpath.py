@@ -7,7 +7,7 @@ checksums), and the checks that must still hold on the fast path are
 exercised: window, flags, counters, NAT in both directions.
 """
 
-from scapy.all import ARP, IP, TCP, UDP, Ether, raw
+from scapy.all import ARP, ICMP, IP, TCP, UDP, Ether, raw
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
@@ -173,3 +173,78 @@ class FastPathTests(unittest.TestCase):
         [f] = self.sent(self.pout)
         self.assertEqual(Ether(f)[TCP].flags, "SA")
         self.assertEqual(self.app.show_ip_inspect("sessions"), "")
+
+
+class IcmpFastPathTests(unittest.TestCase):
+    """ICMP echo of an established ICMP session takes the fast path (one
+    lookup on addresses + identifier, the session's PAT rewrite), with the
+    slow path's type checks."""
+
+    setUp = FastPathTests.setUp
+    inject = FastPathTests.inject
+    sent = FastPathTests.sent
+
+    def ping(self, ident, seq, typ=8):
+        return Ether(src=H_IN, dst=R_IN) / IP(src="10.10.10.2", dst="172.22.1.1") / \
+            ICMP(type=typ, id=ident, seq=seq) / b"0123456789abcdef"
+
+    def pong(self, ident, seq, typ=0):
+        return Ether(src=H_OUT, dst=R_OUT) / IP(src="172.22.1.1", dst="172.22.1.16") / \
+            ICMP(type=typ, id=ident, seq=seq) / b"0123456789abcdef"
+
+    def count_slow(self):
+        calls = []
+        real = self.r._ip_received
+
+        def counting(ri, frame, vnet):
+            calls.append(bytes(frame))
+            return real(ri, frame, vnet)
+        self.r._ip_received = counting
+        return calls
+
+    def test_echo_request_and_reply_take_the_fast_path_with_pat(self):
+        self.inject(self.pin, self.ping(0x1234, 1))
+        [f] = self.sent(self.pout)
+        nat_id = Ether(f)[ICMP].id
+        self.inject(self.pout, self.pong(nat_id, 1))
+        self.assertEqual(len(self.sent(self.pin)), 1)
+        # the second request learns its route on the slow path (the reply
+        # learnt the other direction's)
+        self.inject(self.pin, self.ping(0x1234, 2))
+        self.inject(self.pout, self.pong(nat_id, 2))
+        self.assertEqual((len(self.sent(self.pout)), len(self.sent(self.pin))), (1, 1))
+        slow = self.count_slow()
+        for seq in range(3, 7):
+            self.inject(self.pin, self.ping(0x1234, seq))
+            [f] = self.sent(self.pout)
+            p = Ether(f)
+            self.assertEqual((p[IP].src, p[IP].dst, p[IP].ttl, p[ICMP].type, p[ICMP].id, p[ICMP].seq),
+                             ("172.22.1.16", "172.22.1.1", 63, 8, nat_id, seq))
+            self.assertEqual((p.src, p.dst), (R_OUT, H_OUT))
+            self.assertTrue(checksums_ok(f))
+            self.inject(self.pout, self.pong(nat_id, seq))
+            [f] = self.sent(self.pin)
+            p = Ether(f)
+            self.assertEqual((p[IP].src, p[IP].dst, p[ICMP].type, p[ICMP].id, p[ICMP].seq),
+                             ("172.22.1.1", "10.10.10.2", 0, 0x1234, seq))
+            self.assertTrue(checksums_ok(f))
+        self.assertEqual(slow, [])
+        self.assertIn("Bytes sent (initiator:responder) [96:96]",
+                      self.app.show_ip_inspect("sessions detail"))
+
+    def test_wrong_types_leave_the_fast_path_and_are_dropped(self):
+        self.inject(self.pin, self.ping(0x1234, 1))
+        [f] = self.sent(self.pout)
+        nat_id = Ether(f)[ICMP].id
+        self.inject(self.pout, self.pong(nat_id, 1))
+        self.sent(self.pin)
+        slow = self.count_slow()
+        # the responder may not send a request, the initiator not a reply,
+        # nor a timestamp on an echo session
+        self.inject(self.pout, self.pong(nat_id, 2, typ=8))
+        self.inject(self.pin, self.ping(0x1234, 2, typ=0))
+        self.inject(self.pin, self.ping(0x1234, 2, typ=13))
+        self.assertEqual(self.sent(self.pin), [])
+        self.assertEqual(self.sent(self.pout), [])
+        self.assertEqual(len(slow), 3)
+        self.assertIn("icmp-unexpected-type", self.app.show_ip_inspect("statistics"))

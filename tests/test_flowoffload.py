@@ -15,13 +15,13 @@ import socket
 import struct
 import time
 
-from scapy.all import IP, TCP, Ether
+from scapy.all import ICMP, IP, TCP, Ether
 from twisted.trial import unittest
 
 from cbac.dataplane import offload as off
 from cbac.dataplane import flowoffload
 from cbac.dataplane.flowoffload import FlowOffloader
-from tests.test_fastpath import FastPathTests, H_IN, H_OUT, R_IN, R_OUT
+from tests.test_fastpath import FastPathTests, IcmpFastPathTests, H_IN, H_OUT, R_IN, R_OUT
 
 
 class FakeOffload:
@@ -204,6 +204,37 @@ class FlowOffloaderTests(FastPathTests):
         self.assertGreater(self.fo.refused_full, 0)
         self.inject(self.pin, self.c2s("PA", 116, 5001, b"more"))
         self.assertEqual(len(self.sent(self.pout)), 1)
+
+    def test_icmp_echo_session_gets_an_entry_per_direction(self):
+        """Keyed by addresses + identifier (dport 0), the identifier's PAT
+        rewrite, the type each direction carries in the slot field; a reply
+        from the initiator's side reaches Python, which takes the session
+        back and drops it."""
+        ping, pong = IcmpFastPathTests.ping, IcmpFastPathTests.pong
+        self.inject(self.pin, ping(self, 0x1234, 1))
+        [f] = self.sent(self.pout)
+        nat_id = Ether(f)[ICMP].id
+        for seq in range(1, 4):
+            if seq > 1:
+                self.inject(self.pin, ping(self, 0x1234, seq))
+            self.inject(self.pout, pong(self, nat_id, seq))
+        [s] = self.app.sessions.sessions.values()
+        self.assertIn(s, self.fo.flows)
+        kc = _key("10.10.10.2", "172.22.1.1", 0x1234, 0, 1)
+        ks = _key("172.22.1.1", "172.22.1.16", nat_id, 0, 1)
+        self.assertEqual(set(self.fake.flows), {kc, ks})
+        c, v = self.fake.flows[kc], self.fake.flows[ks]
+        self.assertEqual((socket.inet_ntoa(c[0]), socket.inet_ntoa(c[1])), ("172.22.1.16", "172.22.1.1"))
+        self.assertEqual(struct.unpack("!HH", c[2] + c[3]), (nat_id, 0))
+        self.assertEqual((c[9], c[10] & off.F_TCP, c[11]), (0, 0, 8))
+        self.assertEqual(struct.unpack("!HH", v[2] + v[3]), (0x1234, 0))
+        self.assertEqual((socket.inet_ntoa(v[1]), v[9], v[11]), ("10.10.10.2", 1, 0))
+        self.sent(self.pin)
+        self.sent(self.pout)
+        self.inject(self.pin, ping(self, 0x1234, 9, typ=0))
+        self.assertEqual(self.sent(self.pout), [])
+        self.assertNotIn(s, self.fo.flows)
+        self.assertEqual(self.fake.flows, {})
 
     def test_application_inspected_session_is_not_offloaded(self):
         s = self.offload_flow()

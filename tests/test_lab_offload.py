@@ -181,3 +181,30 @@ class OffloadedFlowTest(LabCase, unittest.TestCase):
             s.recv(10)
         ok = wait_for(lambda: "SIS_OPEN" not in (self.session_line(cport) or ""), timeout=5)
         self.assertTrue(ok, self.session_line(cport))
+
+
+class OffloadedPingTest(LabCase, unittest.TestCase):
+    """ping from the inside through cbac (ICMP inspection, PAT): every echo
+    answered with the right identifier and sequence, and once the ICMP
+    session is offloaded the kernel forwards the echoes."""
+
+    def setUp(self):
+        reason = skip_reason() or (offload_skip_reason() if OFFLOAD else None)
+        if reason:
+            raise unittest.SkipTest(reason)
+        LabCase.setUp(self)
+
+    def test_ping_answered_and_offloaded(self):
+        r = self.env.exec("in", ["ping", "-n", "-c", "60", "-i", "0.01", "-W", "1", SERVER])
+        out = r.stdout if isinstance(r.stdout, str) else r.stdout.decode()
+        self.assertIn("60 received", out)
+        self.assertIn("icmp_seq=60 ", out)
+        if OFFLOAD:
+            fp = self.env.console("show cbac fastpath").stdout
+            fwd = int(re.search(r"Kernel: forwarded (\d+) packets", fp).group(1))
+            self.assertGreater(fwd, 60, fp)
+        # a second ping (a new identifier: a new session) while the first
+        # one's entries may still be installed
+        r = self.env.exec("in", ["ping", "-n", "-c", "30", "-i", "0.01", "-W", "1", SERVER])
+        out = r.stdout if isinstance(r.stdout, str) else r.stdout.decode()
+        self.assertIn("30 received", out)

@@ -28,7 +28,7 @@ from cbac.dataplane import offload as off
 from cbac.dataplane.linux import in_netns
 
 try:
-    from scapy.layers.inet import IP, TCP, UDP, IPOption_NOP
+    from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_NOP
     from scapy.layers.l2 import Ether
 except ImportError:  # pragma: no cover
     IP = None
@@ -163,6 +163,8 @@ def _checksums_ok(frame):
     if proto in (6, 17):
         pseudo = bytes(ip[12:20]) + struct.pack("!BBH", 0, proto, len(seg))
         return _ones(pseudo + seg) == 0xFFFF
+    if proto == 1:
+        return _ones(seg) == 0xFFFF
     return True
 
 
@@ -309,6 +311,52 @@ class OffloadProgramTest(unittest.TestCase):
         self.assertEqual(field, s)
         self.assertEqual(Ether(f)[UDP].sport, GPORT)
         self.assertEqual(full.len, length)
+
+    def install_icmp(self):
+        """An echo session's entries: the identifier CPORT is translated to
+        GPORT; the client's direction carries requests (8), the server's
+        replies (0), in the slot field."""
+        o = self.o
+        kc = off.flow_key(_a(CLIENT) + _a(SERVER) + struct.pack("!H", CPORT), 1)
+        ks = off.flow_key(_a(SERVER) + _a(GLOBAL) + struct.pack("!H", GPORT), 1)
+        o.put_flow(kc, off.pack_flow(_a(GLOBAL) + _a(SERVER) + struct.pack("!HH", GPORT, 0),
+                                     self.if_in, self.if_out, _mac(labmod.INSIDE_MAC),
+                                     _mac(labmod.OUT_MAC), _mac(labmod.OUTSIDE_MAC), 0, False, 8, True))
+        o.put_flow(ks, off.pack_flow(_a(SERVER) + _a(CLIENT) + struct.pack("!HH", CPORT, 0),
+                                     self.if_out, self.if_in, _mac(labmod.OUTSIDE_MAC),
+                                     _mac(labmod.IN_MAC), _mac(labmod.INSIDE_MAC), 1, False, 0, True))
+        return kc, ks
+
+    def test_icmp_echo_forwarded_with_nat_of_the_identifier(self):
+        kc, _ = self.install_icmp()
+        got = self.send_c2s(self.c2s(ICMP(type=8, id=CPORT, seq=7) / (b"e" * 56)))
+        self.assertEqual(len(got), 1)
+        p = Ether(got[0])
+        self.assertEqual((p.src, p.dst), (labmod.OUTSIDE_MAC, labmod.OUT_MAC))
+        self.assertEqual((p[IP].src, p[IP].dst, p[IP].ttl), (GLOBAL, SERVER, 63))
+        self.assertEqual((p[ICMP].type, p[ICMP].id, p[ICMP].seq), (8, GPORT, 7))
+        self.assertTrue(_checksums_ok(got[0]), p.show(dump=True))
+        bad = bytearray(got[0])
+        bad[-1] ^= 1
+        self.assertFalse(_checksums_ok(bytes(bad)))     # the check can fail
+        got = self.send_s2c(self.s2c(ICMP(type=0, id=GPORT, seq=7) / (b"e" * 56)))
+        self.assertEqual(len(got), 1)
+        p = Ether(got[0])
+        self.assertEqual((p[IP].src, p[IP].dst, p[IP].ttl), (SERVER, CLIENT, 63))
+        self.assertEqual((p[ICMP].type, p[ICMP].id, p[ICMP].seq), (0, CPORT, 7))
+        self.assertTrue(_checksums_ok(got[0]))
+        v = self.o.get_flow(kc)
+        self.assertEqual((v[12], v[13]), (1, 56))
+
+    def test_icmp_of_an_unexpected_type_goes_to_userspace(self):
+        self.install_icmp()
+        # a reply from the initiator, a timestamp on an echo session, an
+        # error quoting nothing of it, with the session's key
+        for t in (0, 13, 3):
+            self._assert_passed(self.c2s(ICMP(type=t, id=CPORT, seq=1) / (b"x" * 8)), "not-eligible")
+        self.assertEqual(len(self.send_c2s(self.c2s(ICMP(type=8, id=CPORT, seq=1) / (b"x" * 8)))), 1)
+        # shorter than the 50 bytes the program reads: Python's
+        self._assert_passed(self.c2s(ICMP(type=8, id=CPORT, seq=1)), "not-eligible")
 
     # --- pass to userspace ----------------------------------------------------
 

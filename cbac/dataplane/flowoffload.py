@@ -5,7 +5,8 @@ into the eBPF flow map (:mod:`cbac.dataplane.offload`) and takes them back:
 
 - :meth:`FlowOffloader.consider` (called by the router after a packet of a
   session went through the Python fast path): a session whose packets need
-  nothing from Python -- TCP in ESTABLISHED or UDP with a reply seen, no
+  nothing from Python -- TCP in ESTABLISHED, UDP with a reply seen or an
+  ICMP echo/timestamp session, no
   application inspector or stream engine, not DNS (its short timeout counts
   packets), both directions routed and their next hops' MACs known -- gets
   one flow entry per direction: the key as packets arrive, the NAT rewrite
@@ -39,6 +40,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from cbac.dataplane import offload as _off
+from cbac.inspect.icmp import REPLY_OF
 from cbac.inspect.tcp import ESTABLISHED
 
 log = Logger(namespace="cbac.fastpath")
@@ -148,6 +150,9 @@ class FlowOffloader:
         elif proto == 17:
             if s.half_open or s.dns or s.inspector is not None:
                 return False                 # DNS/TFTP guards see every datagram
+        elif proto == 1:
+            if s.icmp_req not in REPLY_OF:
+                return False                 # echo and timestamp sessions only
         else:
             return False
         if s.pinholes or s.parent is not None:
@@ -188,8 +193,11 @@ class FlowOffloader:
                 rw = s.rw[d]
                 new = _k(rw.new) if rw is not None else s.keys[d]
                 ii, oi, inmac, dmac, smac = hops[d]
+                # ICMP: the slot field holds the type direction d carries
+                # (the initiator's request, the responder's reply)
+                tag = slot if proto != 1 else (s.icmp_req if d == 0 else REPLY_OF[s.icmp_req])
                 o.put_flow(key, _off.pack_flow(new, ii, oi, inmac, dmac, smac, d, proto == 6,
-                                               slot, rw is not None))
+                                               tag, rw is not None))
         except OSError as e:
             o.delete_flow(kc)
             o.delete_flow(ks)

@@ -11,7 +11,10 @@ Facts behind the choices are in /work/shared/reference/dataplane.md:
   GSO super-frames (up to 64 KiB) and partial checksums pass unchanged and
   the kernel finishes them on transmit;
 - one ``IReadDescriptor`` in the reactor that drains up to ``batch`` frames
-  per wake-up with ``recv_into`` a preallocated buffer; ``send`` goes
+  per wake-up from a ``PACKET_MMAP`` receive ring (:mod:`cbac.dataplane.ring`:
+  no system call, the frame handed over as a view of its slot), or, where
+  the kernel refuses a ring (or ``ring=False``, ``CBAC_RX_RING=0``), with
+  ``recv_into`` a preallocated buffer; ``send`` goes
   straight to the socket, EAGAIN/ENOBUFS count as tx drops, EMSGSIZE and
   other errors as tx errors; nothing here ever raises into the reactor;
 - ``PACKET_STATISTICS`` (kernel drops) polled into ``counters.rx_dropped``.
@@ -36,6 +39,11 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from cbac.interfaces import IPort
+from cbac.dataplane import txbatch
+from cbac.dataplane.ring import CURRENT as _RING_CURRENT
+from cbac.dataplane.ring import PENDING as _TX_PENDING
+from cbac.dataplane.ring import flush_pending as _flush_pending
+from cbac.dataplane.ring import open_ring
 from cbac.dataplane.port import (
     VIRTIO_NET_HDR_F_NEEDS_CSUM,
     VNET_HDR_LEN,
@@ -164,7 +172,8 @@ class LinuxPort:
 
     log = Logger()
 
-    def __init__(self, name, device, reactor=None, vnet=True, batch=128, rcvbuf=8 << 20, stats_interval=1.0, netns=None):
+    def __init__(self, name, device, reactor=None, vnet=True, batch=128, rcvbuf=8 << 20, stats_interval=1.0, netns=None,
+                 ring=None):
         if reactor is None:
             from twisted.internet import reactor
         self.name = name
@@ -175,6 +184,15 @@ class LinuxPort:
         self.rcvbuf = rcvbuf
         self.stats_interval = stats_interval
         self.netns = netns
+        if ring is None:
+            ring = os.environ.get("CBAC_RX_RING", "1") != "0"
+        self.use_ring = ring
+        #: frames forwarded out of a receive ring go out with one sendmmsg
+        #: per batch (cbac/dataplane/txbatch.py; CBAC_TX_BATCH=0: sendmsg each)
+        self.use_tx_batch = os.environ.get("CBAC_TX_BATCH", "1") != "0"
+        self._tx = None
+        self._ring = None       # the RxRing of the data socket, if any
+        self.ring_error = None  # why the kernel refused a ring (recv_into used)
         self.counters = PortCounters()
         self.receiver = None
         self.running = False
@@ -303,6 +321,8 @@ class LinuxPort:
                 # of this port (every frame reaches Python): slower, correct
                 self.log.warn("{port}: socket filter not attached: {e}", port=self.name, e=e)
         self._sock = sock
+        if self.vnet and self.use_tx_batch and txbatch.available():
+            self._tx = txbatch.TxBatch(self)
         self.reactor.addReader(self)
 
     def _close_data(self):
@@ -315,11 +335,23 @@ class LinuxPort:
             self.counters.rx_dropped += struct.unpack("II", raw)[1]
         except OSError:
             pass
+        self._drop_tx()
         self._sock = None
+        self._close_ring()
         try:
             sock.close()
         except OSError:
             pass
+
+    def _drop_tx(self):
+        tx, self._tx = self._tx, None
+        if tx is not None:
+            tx.discard()
+
+    def _close_ring(self):
+        ring, self._ring = self._ring, None
+        if ring is not None:
+            ring.close()
 
     def _configure(self, sock):
         sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
@@ -333,6 +365,14 @@ class LinuxPort:
         self.rcvbuf_effective = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
         if self.vnet:
             sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
+        if self.use_ring:
+            # before bind: no frame is queued outside the ring
+            ring, why = open_ring(sock, vnet=self.vnet)
+            if ring is None and why != self.ring_error:
+                self.log.warn("{port}: no receive ring, reading with recv: {why}",
+                              port=self.name, why=why)
+            self.ring_error = why
+            self._ring = ring
         sock.bind((self.device, ETH_P_ALL))
         sock.setblocking(False)
 
@@ -375,6 +415,17 @@ class LinuxPort:
             self._ctl = None
 
     def send(self, frame, vnet=b""):
+        tx = self._tx
+        if tx is not None:
+            if frame is _RING_CURRENT[0]:
+                # straight out of a ring slot: queued by address, sent with
+                # the batch before the slot goes back to the kernel
+                if not tx.n:
+                    _TX_PENDING.append(tx)
+                tx.add(_RING_CURRENT[1], _RING_CURRENT[2], vnet)
+                return
+            if tx.n:
+                _flush_pending()        # keep this port's order (never raises)
         sock = self._sock
         if sock is None:
             self.counters.tx_dropped += 1
@@ -456,7 +507,9 @@ class LinuxPort:
     def connectionLost(self, reason):
         # The reactor dropped our socket (EPOLLERR: ENETDOWN when the device
         # went down).  Close it; the link state decides what comes next.
+        self._drop_tx()
         sock, self._sock = self._sock, None
+        self._close_ring()
         if sock is not None:
             try:
                 sock.close()
@@ -469,9 +522,24 @@ class LinuxPort:
         if self._reopen_call is None or not self._reopen_call.active():
             self._reopen_call = self.reactor.callLater(0, self.link_event, None)
 
+    def _receiver_failed(self):
+        self.counters.drop("receiver-error")
+        self._receiver_failures += 1
+        if self._receiver_failures <= 10 or self._receiver_failures % 10000 == 0:
+            self.log.failure(
+                "{port}: frame handler failed ({n} so far)",
+                port=self.name,
+                n=self._receiver_failures,
+            )
+
     def doRead(self):
         sock = self._sock
         if sock is None:
+            return None
+        ring = self._ring
+        if ring is not None:
+            # frames come as views of their ring slot, valid during the call
+            ring.drain(self, self.receiver, self.counters, self.batch)
             return None
         recv_into = sock.recv_into
         mv = self._mv

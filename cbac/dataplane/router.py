@@ -220,7 +220,8 @@ class Router:
         model, interfaces, local, statics, routes = plan
         self.model = model
         self.ip_options = getattr(model, "ip_options", None)
-        self._fast_tables = {6: self.sessions.tcp, 17: self.sessions.udp} if self.sessions else {}
+        self._fast_tables = ({6: self.sessions.tcp, 17: self.sessions.udp, 1: self.sessions.icmp}
+                             if self.sessions else {})
         if self.sessions is not None:
             for sess in self.sessions.sessions.values():
                 sess.route = [None, None]          # interfaces are rebuilt
@@ -314,6 +315,10 @@ class Router:
                     and not (frame[20] & 0x3F or frame[21])
                     and self._fast(ri, frame, vnet)):
                 return
+            if frame.__class__ is not bytearray:
+                # a view of a receive-ring slot (valid during this call):
+                # the slow path keeps frames (ARP queue, reassembly)
+                frame = bytearray(frame)
             if len(frame) < 14:
                 self._drop(ri, "malformed-truncated")
                 return
@@ -351,10 +356,13 @@ class Router:
         slow path.  The IPv4 header checksum is not verified here: the
         incremental updates keep a wrong checksum wrong (RFC 1624), so the
         receiver still discards a damaged header."""
-        table = self._fast_tables.get(frame[23])
+        proto = frame[23]
+        table = self._fast_tables.get(proto)
         if table is None:
             return False
-        entry = table.get(bytes(frame[26:38]))
+        # ICMP query sessions are keyed by addresses + identifier
+        entry = table.get(bytes(frame[26:38]) if proto != 1
+                          else bytes(frame[26:34]) + bytes(frame[38:40]))
         if entry is None:
             return False
         s, d = entry

@@ -28,6 +28,7 @@ from ipaddress import IPv4Address
 
 from cbac.inspect.api import CLIENT, SERVER, InspectContext
 from cbac.inspect.icmp import NAMES as ICMP_NAMES
+from cbac.inspect.icmp import REPLY_OF as _ICMP_REPLY_OF
 from cbac.inspect.icmp import error_lookup, icmp_process
 from cbac.inspect.stream import Stream
 from cbac.inspect import normalise
@@ -754,8 +755,9 @@ class SessionTable:
         one lookup on ``frame[26:38]``).
 
         Handles a TCP segment without SYN/FIN/RST/URG of an ESTABLISHED
-        session that has no application inspector, or a datagram of an
-        open UDP session: the same window check as :meth:`process`,
+        session that has no application inspector, a datagram of an
+        open UDP session, or an ICMP echo/timestamp request or reply of an
+        ICMP session (the key is addresses + identifier): the same window check as :meth:`process`,
         counters, the pre-computed NAT rewrite; no Packet object.  Returns
         False, having changed nothing, for anything else (the slow path then
         handles, counts or drops it)."""
@@ -784,6 +786,14 @@ class SessionTable:
             if s.half_open or s.dns or s.inspector is not None:    # guards: slow path
                 return False
             s.bytes[d] += ((frame[38] << 8) | frame[39]) - 8
+        elif proto == 1:
+            # an echo/timestamp request of the initiator or the matching
+            # reply of the responder (icmp_process's check); no error
+            # message comes here (they are not keyed like a query)
+            ip_len = (frame[16] << 8) | frame[17]
+            if ip_len < 28 or frame[34] != (s.icmp_req if d == 0 else _ICMP_REPLY_OF[s.icmp_req]):
+                return False
+            s.bytes[d] += ip_len - 28
         else:
             return False
         if now - s.last >= 1.0 and s.translation is not None and self.nat is not None:

@@ -23,7 +23,9 @@
  * A frame is offloaded only when it is: untagged IPv4, IHL 5 (no
  * options), not a fragment, TTL > 1, TCP with ACK and without
  * SYN/FIN/RST/URG inside the tracked window (the same checks as
- * cbac/inspect/tcp.py track()) or UDP, addressed to the ingress port's MAC,
+ * cbac/inspect/tcp.py track()) or UDP, or an ICMP echo/timestamp request
+ * or reply of the type the entry expects (the initiator's request, the
+ * responder's reply: cbac/inspect/icmp.py), addressed to the ingress port's MAC,
  * arriving on the port the entry was made for, and within the egress MTU
  * (bpf_check_mtu, GSO aware).
  */
@@ -38,7 +40,8 @@
 #define F_TCP        0x01
 #define F_REWRITE    0x02   /* addresses and/or ports change */
 
-struct flow_key {            /* as the frame arrives: frame[26:38] + proto */
+struct flow_key {            /* as the frame arrives: frame[26:38] + proto;
+                              * ICMP: sport = identifier, dport = 0 */
 	__be32 src;
 	__be32 dst;
 	__be16 sport;
@@ -58,7 +61,8 @@ struct flow_val {
 	__u8 smac[6];            /* egress port's MAC */
 	__u8 dir;                /* 0 client->server, 1 server->client */
 	__u8 flags;
-	__u32 slot;              /* index into tcp_states (TCP) */
+	__u32 slot;              /* index into tcp_states (TCP); the ICMP type
+	                          * this direction carries (ICMP) */
 	__u64 packets;
 	__u64 bytes;             /* L4 payload bytes */
 	__u64 last;              /* bpf_ktime_get_ns() of the last packet */
@@ -168,6 +172,10 @@ struct hdrs {
 		struct {
 			__be16 sport, dport, len, csum;
 		} __attribute__((packed)) udp;
+		struct {
+			__u8 type, code;
+			__be16 csum, id, seq;
+		} __attribute__((packed)) icmp;
 	} l4;
 } __attribute__((packed));
 
@@ -195,7 +203,20 @@ static __always_inline int parse(struct __sk_buff *skb, struct hdrs *h)
 	}
 	if (h->ip.protocol == IPPROTO_UDP)
 		return 0;
+	if (h->ip.protocol == IPPROTO_ICMP) {
+		__u8 t = h->l4.icmp.type;
+		/* echo and timestamp queries only; errors go to Python */
+		if ((t == 0 || t == 8 || t == 13 || t == 14) &&
+		    bpf_ntohs(h->ip.tot_len) >= 28)
+			return 0;
+	}
 	return ST_NOT_ELIGIBLE;
+}
+
+/* ICMP: the type this direction may carry (cbac/inspect/icmp.py) */
+static __always_inline int icmp_bad(struct hdrs *h, struct flow_val *v)
+{
+	return h->ip.protocol == IPPROTO_ICMP && h->l4.icmp.type != v->slot;
 }
 
 static __always_inline int port_ok(struct __sk_buff *skb, struct hdrs *h,
@@ -290,9 +311,21 @@ static __always_inline void make_key(struct hdrs *h, struct flow_key *k)
 {
 	k->src = h->ip.saddr;
 	k->dst = h->ip.daddr;
-	k->sport = h->l4.tcp.sport;
-	k->dport = h->l4.tcp.dport;
+	if (h->ip.protocol == IPPROTO_ICMP) {
+		k->sport = h->l4.icmp.id;
+		k->dport = 0;
+	} else {
+		k->sport = h->l4.tcp.sport;
+		k->dport = h->l4.tcp.dport;
+	}
 	k->proto = h->ip.protocol;
+}
+
+/* what the note identifies a frame by besides addresses, length and ports:
+ * the TCP sequence number, the UDP checksum, ICMP identifier + sequence */
+static __always_inline __u32 note_seq(struct hdrs *h)
+{
+	return h->ip.protocol == IPPROTO_UDP ? h->l4.udp.csum : h->l4.tcp.seq;
 }
 
 SEC("socket")
@@ -319,6 +352,10 @@ int cbac_sf(struct __sk_buff *skb)
 		count(ST_SF_WINDOW);
 		return skb->len;
 	}
+	if (icmp_bad(&h, v)) {
+		count(ST_NOT_ELIGIBLE);
+		return skb->len;
+	}
 	/* the MTU check is the tc program's (bpf_check_mtu is tc/XDP only):
 	 * Python keeps the egress MTU equal to what the entry was made for,
 	 * and an oversize frame the tc program refuses is dropped there */
@@ -328,8 +365,8 @@ int cbac_sf(struct __sk_buff *skb)
 	n->len = skb->len;
 	n->src = h.ip.saddr;
 	n->dst = h.ip.daddr;
-	n->ports = (((__u32)h.l4.tcp.sport << 16) | h.l4.tcp.dport);
-	n->seq = h.ip.protocol == IPPROTO_TCP ? h.l4.tcp.seq : h.l4.udp.csum;
+	n->ports = (((__u32)k.sport << 16) | k.dport);
+	n->seq = note_seq(&h);
 	n->forward = 1;
 	count(ST_SF_DROPPED);
 	return 0;
@@ -364,8 +401,8 @@ int cbac_tc(struct __sk_buff *skb)
 		/* follow the socket filter only for the very frame it judged */
 		if (!n || n->ifindex != skb->ingress_ifindex || n->len != skb->len ||
 		    n->src != h.ip.saddr || n->dst != h.ip.daddr ||
-		    n->ports != (((__u32)h.l4.tcp.sport << 16) | h.l4.tcp.dport) ||
-		    n->seq != (h.ip.protocol == IPPROTO_TCP ? h.l4.tcp.seq : h.l4.udp.csum)) {
+		    n->ports != (((__u32)k.sport << 16) | k.dport) ||
+		    n->seq != note_seq(&h)) {
 			count(ST_NO_NOTE);
 			return TC_ACT_OK;
 		}
@@ -377,6 +414,10 @@ int cbac_tc(struct __sk_buff *skb)
 		}
 		if (!port_ok(skb, &h, v, skb->ingress_ifindex)) {
 			count(ST_WRONG_PORT);
+			return TC_ACT_OK;
+		}
+		if (icmp_bad(&h, v)) {
+			count(ST_NOT_ELIGIBLE);
 			return TC_ACT_OK;
 		}
 	}
@@ -407,12 +448,36 @@ int cbac_tc(struct __sk_buff *skb)
 		plen = bpf_ntohs(h.ip.tot_len) - 20 - ((h.l4.tcp.doff >> 4) << 2);
 		l4csum = 14 + 20 + 16;
 		l4flags = 0;
-	} else {
+	} else if (h.ip.protocol == IPPROTO_UDP) {
 		plen = bpf_ntohs(h.l4.udp.len) - 8;
 		l4csum = 14 + 20 + 6;
 		l4flags = BPF_F_MARK_MANGLED_0;   /* a zero UDP checksum stays zero */
+	} else {
+		plen = bpf_ntohs(h.ip.tot_len) - 28;
+		l4csum = 14 + 20 + 2;
+		l4flags = 0;
 	}
-	if (v->flags & F_REWRITE) {
+	if ((v->flags & F_REWRITE) && h.ip.protocol == IPPROTO_ICMP) {
+		/* no pseudo-header in the ICMP checksum: the addresses enter the
+		 * IP header checksum only, the identifier the ICMP checksum */
+		__be32 ns = v->nsrc, nd = v->ndst;
+		__be16 nid = v->nsport;
+		if (ns != h.ip.saddr) {
+			if (bpf_l3_csum_replace(skb, 24, h.ip.saddr, ns, 4) ||
+			    bpf_skb_store_bytes(skb, 26, &ns, 4, 0))
+				goto error;
+		}
+		if (nd != h.ip.daddr) {
+			if (bpf_l3_csum_replace(skb, 24, h.ip.daddr, nd, 4) ||
+			    bpf_skb_store_bytes(skb, 30, &nd, 4, 0))
+				goto error;
+		}
+		if (nid != h.l4.icmp.id) {
+			if (bpf_l4_csum_replace(skb, l4csum, h.l4.icmp.id, nid, 2) ||
+			    bpf_skb_store_bytes(skb, 38, &nid, 2, 0))
+				goto error;
+		}
+	} else if (v->flags & F_REWRITE) {
 		__be32 ns = v->nsrc, nd = v->ndst;
 		__be16 nsp = v->nsport, ndp = v->ndport;
 		if (ns != h.ip.saddr) {
