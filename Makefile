@@ -8,7 +8,7 @@ BIN     = $(VENV)/bin
 APT_RUN  = $(shell sed -e 's/\#.*//' requirements-apt.txt)
 APT_TEST = $(shell sed -e 's/\#.*//' requirements-apt-test.txt)
 TRIAL_ARGS ?= tests
-# e.g. TRIAL_FLAGS=--reporter=timing: each test's time
+# e.g. TRIAL_FLAGS=--reporter=timing: each test's time (0.00 under trial -j)
 TRIAL_FLAGS ?=
 TRIAL = $(BIN)/python -m twisted.trial $(TRIAL_FLAGS)
 # The whole suite (TRIAL_ARGS=tests) runs in three trial invocations, one
