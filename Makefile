@@ -20,10 +20,12 @@ TRIAL = $(BIN)/python -m twisted.trial $(TRIAL_FLAGS)
 # 3. the lab modules whose traffic the kernel fast path can carry
 #    (inspection, evasion, FTP data, the offload tests) again with it off
 #    (CBAC_OFFLOAD=0: every packet in Python), without their kernel
-#    reference classes (no cbac in them: nothing changes); the second run
-#    has it on wherever it loads.  Only inspected sessions are offloaded:
-#    test_lab_forwarding (routed, no inspect rule) and the application
-#    inspectors' modules (never offloaded) would run the same way twice.
+#    reference classes (no cbac in them: nothing changes) and the classes
+#    marked offload_off_pass = False (nothing of their traffic can be
+#    offloaded); the second run has it on wherever it loads.  Only
+#    inspected sessions are offloaded: test_lab_forwarding (routed, no
+#    inspect rule) and the application inspectors' modules (never
+#    offloaded) would run the same way twice.
 # Every group runs even when one before it failed; make fails if any did.
 TEST_JOBS ?= 2
 OFFLOAD_OFF_TESTS ?= tests.test_lab_inspect tests.test_lab_evasion tests.test_lab_ftp tests.test_lab_offload

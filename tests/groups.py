@@ -20,7 +20,9 @@ python: it imports the modules) prints what the second pass with the
 kernel fast path off (``CBAC_OFFLOAD=0``) runs of those modules: all of
 them but their kernel reference classes (``mode = "kernel"``: the Linux
 kernel is the router, no cbac runs, so the fast path setting changes
-nothing and the first pass ran them already).
+nothing and the first pass ran them already) and the classes that say
+``offload_off_pass = False`` (none of their traffic can be offloaded:
+only SYNs, short connections, ...).
 """
 
 import os
@@ -55,9 +57,9 @@ def modules(group, directory=HERE):
             and group_of(os.path.join(directory, f)) == group]
 
 
-def without_kernel_references(names):
-    """``names`` (dotted module names), each module whose test classes
-    include kernel references replaced by its other test classes."""
+def offload_off_tests(names):
+    """``names`` (dotted module names), each module with test classes
+    the offload-off pass leaves out replaced by its other test classes."""
     import importlib
     import inspect
     import unittest
@@ -67,7 +69,8 @@ def without_kernel_references(names):
         classes = [c for _, c in inspect.getmembers(mod, inspect.isclass)
                    if issubclass(c, unittest.TestCase) and c.__module__ == name
                    and any(a.startswith("test") for a in dir(c))]
-        kept = [c for c in classes if getattr(c, "mode", None) != "kernel"]
+        kept = [c for c in classes if getattr(c, "mode", None) != "kernel"
+                and getattr(c, "offload_off_pass", True)]
         if len(kept) == len(classes):
             out.append(name)
         else:
@@ -78,7 +81,7 @@ def without_kernel_references(names):
 def main(argv):
     if len(argv) >= 2 and argv[1] == "offload-off":
         sys.path.insert(0, os.path.dirname(HERE))
-        print(" ".join(without_kernel_references(argv[2:])))
+        print(" ".join(offload_off_tests(argv[2:])))
         return 0
     if len(argv) != 2 or argv[1] not in ("unit", "lab"):
         sys.stderr.write("usage: %s unit|lab|offload-off MODULE...\n" % argv[0])

@@ -48,12 +48,17 @@ class GroupTests(unittest.TestCase):
                          [pkg + ".test_parser", pkg + ".test_words"])
 
     def test_offload_off_pass_leaves_out_kernel_references(self):
-        got = groups.without_kernel_references(["tests.test_lab_ftp", "tests.test_lab_offload"])
+        got = groups.offload_off_tests(["tests.test_lab_ftp", "tests.test_lab_offload",
+                                        "tests.test_lab_inspect"])
         self.assertIn("tests.test_lab_ftp.FtpCbac", got)
         self.assertIn("tests.test_lab_ftp.FtpZbf", got)
         self.assertIn("tests.test_lab_offload", got)
         self.assertNotIn("tests.test_lab_ftp", got)
         self.assertFalse([n for n in got if "KernelReference" in n], got)
+        # nothing of the host-block tests can be offloaded
+        self.assertIn("tests.test_lab_inspect.FloodCbac", got)
+        self.assertNotIn("tests.test_lab_inspect.HostBlockCbac", got)
+        self.assertNotIn("tests.test_lab_inspect.HostBlockZbf", got)
 
     def test_usage(self):
         self.patch(sys, "stderr", io.StringIO())
