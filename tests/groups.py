@@ -7,8 +7,8 @@ network namespaces, start cbac and real clients and servers in them, or
 install packages as root.  A module is a lab module when
 
 - its name starts with ``test_lab_`` (or it is ``test_lab``), or
-- its source uses the lab (``LabCase``, ``RunningLab``, ``Lab(``,
-  ``lab_fixture``, ``netns``, ``in_netns``) or the package tools
+- its source uses the lab (``LabCase``, ``RunningLab``, ``PairLab``,
+  ``Lab(``, ``lab_fixture``, ``netns``, ``in_netns``) or the package tools
   (``dpkg``, ``apt-get``), or
 - it says so: a line ``# test-group: lab`` (or ``# test-group: unit`` to
   keep a module that only mentions those words in the parallel group).
@@ -31,7 +31,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-LAB_USE = re.compile(r"\bLabCase\b|\bRunningLab\b|\bLab\(|\blab_fixture\b|netns"
+LAB_USE = re.compile(r"\bLabCase\b|\bRunningLab\b|\bPairLab\b|\bLab\(|\blab_fixture\b|netns"
                      r"|\bdpkg\b|\bapt-get\b")
 MARKER = re.compile(r"^# test-group: (lab|unit)\s*$", re.M)
 

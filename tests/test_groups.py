@@ -35,6 +35,7 @@ class GroupTests(unittest.TestCase):
         self.write(d, "test_lab_sip.py", "x = 1\n")
         self.write(d, "test_keepalived.py", "from tests.labrun import LabCase\n")
         self.write(d, "test_nsport.py", "p = Port(netns=ns)\n")
+        self.write(d, "test_pair.py", "from tests.pairlab import PairLab\n")
         self.write(d, "test_deb.py", "run(['dpkg', '-i', deb])\n")
         self.write(d, "test_marked.py", "# test-group: lab\nx = 1\n")
         self.write(d, "test_parser.py", "from tests.labrun import SEED_CONFIG\n")
@@ -43,7 +44,7 @@ class GroupTests(unittest.TestCase):
         pkg = os.path.basename(d)
         self.assertEqual(groups.modules("lab", d),
                          [pkg + "." + m for m in ("test_deb", "test_keepalived", "test_lab_sip",
-                                                  "test_marked", "test_nsport")])
+                                                  "test_marked", "test_nsport", "test_pair")])
         self.assertEqual(groups.modules("unit", d),
                          [pkg + ".test_parser", pkg + ".test_words"])
 
