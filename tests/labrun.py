@@ -342,12 +342,16 @@ class LabCase:
     Class attributes: ``mode`` (``"cbac"`` or ``"kernel"``), ``config``
     (configuration text for cbac; ``None``: the seed), ``nft_extra``
     (kernel mode: extra nftables rules), ``extra_args`` (more ``twistd cbac``
-    options).  ``setUpLab(cls)`` (a classmethod hook) starts servers."""
+    options), ``offload_off_pass`` (False: ``make test`` does not run the
+    class again with ``CBAC_OFFLOAD=0``, because nothing of its traffic can
+    be offloaded; see tests/groups.py).  ``setUpLab(cls)`` (a classmethod
+    hook) starts servers."""
 
     mode = "cbac"
     config = None
     nft_extra = None
     extra_args = ()
+    offload_off_pass = True
 
     def setUp(self):
         cls = type(self)

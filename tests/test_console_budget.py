@@ -319,6 +319,13 @@ class SSHBatchTests(unittest.TestCase):
         self.assertEqual(code, 1, err)
         self.assertEqual(out, ("%% Command line too long (%d characters; the maximum is 1024).\n"
                                % len(cmd)).encode())
+        # and the log has no line as long as the request: conch would log
+        # it whole (one 100 kB line); cbac logs its start and its length
+        from twisted.logger import formatEvent
+        lines = [formatEvent(e) for e in self.events]
+        self.assertLess(max(len(line) for line in lines), 1024)
+        self.assertIn("Executing command b'show version zzzz", "\n".join(lines))
+        self.assertIn("z'... (%d bytes)" % len(cmd), "\n".join(lines))
 
     @defer.inlineCallbacks
     def test_catastrophic_regex_exec(self):
@@ -327,6 +334,17 @@ class SSHBatchTests(unittest.TestCase):
                                         password="operpw")
         self.assertEqual((code, out), (0, b""), err)
         self.assertLess(time.perf_counter() - start, 15)
+
+
+class LoggedCommandTests(unittest.TestCase):
+    def test_logged_command_is_cut_and_escaped(self):
+        from cbac.console import ssh as cssh
+        self.assertEqual(cssh.loggable_command(b"show clock"), "b'show clock'")
+        shown = cssh.loggable_command(b"show version\n%FW-6-FAKE " + b"\x1b[2J" * 1000)
+        self.assertNotIn("\n", shown)
+        self.assertNotIn("\x1b", shown)
+        self.assertTrue(shown.endswith("... (%d bytes)" % (24 + 4000)), shown)
+        self.assertLess(len(shown), 4 * cssh.LOGGED_COMMAND + 30)
 
 
 class StepReactor:

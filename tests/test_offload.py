@@ -459,3 +459,28 @@ class OffloadUnavailableTest(unittest.TestCase):
         o, why = off.open_offload(path="/nonexistent/fastpath.bpf.o")
         self.assertIsNone(o)
         self.assertIn("not built", why)
+
+
+class BuildObjectTest(unittest.TestCase):
+    """Building the object when it is missing (as offload_skip_reason does)
+    is safe while another process builds it too (trial -j2 workers)."""
+
+    def test_concurrent_builds_all_succeed_atomically(self):
+        import shutil
+        import threading
+        if shutil.which("clang") is None:
+            raise unittest.SkipTest("clang is not installed (make test installs it as root)")
+        d = self.mktemp()
+        os.makedirs(d)
+        out = os.path.join(d, off.OBJECT_NAME)
+        results = []
+        threads = [threading.Thread(target=lambda: results.append(off.build_object(out)))
+                   for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(results, [None] * 4)
+        with open(out, "rb") as f:
+            self.assertEqual(f.read(4), b"\x7fELF")
+        self.assertEqual(os.listdir(d), [off.OBJECT_NAME])

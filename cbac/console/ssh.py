@@ -22,7 +22,7 @@ from twisted.conch.checkers import SSHPublicKeyChecker
 from twisted.conch.error import IgnoreAuthentication, ValidPublicKey
 from twisted.conch.insults import insults
 from twisted.conch.interfaces import IConchUser, ISession
-from twisted.conch.ssh import connection, factory, keys, session, transport, userauth
+from twisted.conch.ssh import common, connection, factory, keys, session, transport, userauth
 from twisted.cred import credentials, portal
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.error import UnauthorizedLogin
@@ -55,6 +55,9 @@ MAX_STARTUPS_PER_SOURCE = 3
 #: seconds a connection has to log in, from the TCP connection on (IOS
 #: ``ip ssh time-out 120``; conch's own timer starts only after key exchange)
 LOGIN_GRACE = 120.0
+#: bytes of an exec request's command line shown in the log (the rest is
+#: counted): a client may send a line of hundreds of kilobytes
+LOGGED_COMMAND = 128
 
 
 def _ios_time(t: float) -> str:
@@ -526,7 +529,7 @@ class CbacAvatar(avatar.ConchUser):
         self.console = console
         self.username = user
         self.privilege = privilege
-        self.channelLookup[b"session"] = session.SSHSession
+        self.channelLookup[b"session"] = CbacSSHChannel
 
     def __conform__(self, iface):
         if iface is ISession:
@@ -545,6 +548,49 @@ class CbacAvatar(avatar.ConchUser):
 
 # ---------------------------------------------------------------------------
 # Sessions
+
+
+def loggable_command(cmd: bytes) -> str:
+    """An exec request's command line as the log shows it: escaped (no
+    control characters reach the log) and cut after :data:`LOGGED_COMMAND`
+    bytes, with the full length."""
+    shown = repr(cmd[:LOGGED_COMMAND])
+    if len(cmd) > LOGGED_COMMAND:
+        shown += "... (%d bytes)" % len(cmd)
+    return shown
+
+
+class CbacSSHChannel(session.SSHSession):
+    """conch's session channel, except that an exec request's command line
+    is logged cut to :data:`LOGGED_COMMAND` bytes (conch logs all of it:
+    one log line as long as the client's request).  Logged in conch's
+    namespace: chatter, shown only under ``debug ip ssh``."""
+
+    _chatter = Logger(namespace=session.__name__)
+
+    def _isession(self):
+        # Twisted >= 23 keeps the ISession in a cached property (which also
+        # sets .session); 22.4 in .session only.
+        if "_session" in dir(type(self)):
+            return self._session
+        if not self.session:
+            self.session = ISession(self.avatar)
+        return self.session
+
+    def request_exec(self, data):
+        cmd = common.getNS(data)[0]
+        self._chatter.info("Executing command {cmd}", cmd=loggable_command(cmd))
+        if self.client is not None:
+            self._chatter.error("multiple session-client requests sent to the same session")
+            return 0
+        pp = session.SSHSessionProcessProtocol(self)
+        try:
+            self._isession().execCommand(pp, cmd)
+        except Exception:
+            self._chatter.failure("Error executing command {cmd}", cmd=loggable_command(cmd))
+            return 0
+        self.client = pp
+        return 1
 
 
 class _Sink:

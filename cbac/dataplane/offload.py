@@ -86,12 +86,24 @@ def build_object(out=None):
     import subprocess
     if shutil.which("clang") is None:
         return "clang is not installed"
+    import tempfile
     src = os.path.join(_HERE, "bpf", "fastpath.bpf.c")
     out = out or default_object_path()
-    r = subprocess.run(clang_command(src, out + ".tmp"), capture_output=True, text=True)
-    if r.returncode != 0:
-        return (r.stderr or r.stdout).strip()[-500:]
-    os.replace(out + ".tmp", out)
+    # a temporary file of our own, renamed over ``out``: two processes
+    # building at once (trial -j2 workers) never see a half-written object
+    # nor rename each other's file away
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(out) + ".", suffix=".tmp",
+                               dir=os.path.dirname(out) or ".")
+    os.close(fd)
+    try:
+        r = subprocess.run(clang_command(src, tmp), capture_output=True, text=True)
+        if r.returncode != 0:
+            return (r.stderr or r.stdout).strip()[-500:]
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     return None
 
 
