@@ -44,6 +44,10 @@ class Options(usage.Options):
          "Allow the console's 'manhole' command: a Python prompt inside the "
          "running process, for privilege 15 after the enable secret is entered "
          "again. Off by default."],
+        ["no-privsep", None,
+         "One process: run the SSH console (and manhole) inside the engine, as "
+         "the engine's user, instead of in the unprivileged management process "
+         "(for development and tests; docs/architecture.md, 'Two processes')."],
         ["no-claim-ports", None,
          "Leave the data ports as they are: do not hide them from the kernel "
          "(nftables netdev drop chain), remove their kernel addresses, turn IPv6 "
@@ -51,6 +55,9 @@ class Options(usage.Options):
     ]
     optParameters = [
         ["config", "c", "/etc/cbac/router.conf", "IOS configuration file."],
+        ["mgmt-user", None, "cbac",
+         "User of the management process (SSH console, manhole); when it does "
+         "not exist, nobody (65534), with a warning."],
         ["state-dir", None, "/var/lib/cbac",
          "Directory for state (SSH host keys, the journal of sessions and NAT "
          "translations that a restart restores: docs/continuity.md)."],
@@ -105,6 +112,7 @@ class Options(usage.Options):
         diags += weak_secret_warnings(router, path)
         diags.sort(key=lambda d: d.line)
         self["router"] = router
+        self["config_text"] = data
         self["diagnostics"] = diags
         if self["check"]:
             out = self._out("stdout")

@@ -1,0 +1,255 @@
+"""Privilege separation (issue 16): the console's appliance over AMP.
+
+The engine's :class:`EngineProtocol` (on a real appliance: the seed
+configuration on memory ports) and the management process's
+:class:`RemoteAppliance` talk through an in-memory AMP connection; every
+console command runs through it and prints what it prints in one process;
+big outputs come in pages, generated outputs in time slices; the log
+stream to ``terminal monitor`` is bounded and drops the oldest lines.
+"""
+
+import os
+
+from twisted.internet.task import Clock
+from twisted.test import iosim
+from twisted.trial import unittest
+from zope.interface.verify import verifyObject
+
+from cbac.config.parser import parse_config
+from cbac.console.cli import Context, run_line
+from cbac.console.commands import build_tree
+from cbac.console.interfaces import IConsoleAppliance
+from cbac.log import ios
+from cbac.privsep import engine as E
+from cbac.privsep import protocol as P
+from cbac.privsep.remote import MgmtProtocol, RemoteAppliance
+from tests.test_console_appliance import ARGS, EXEC_REFUSED, commands, real_appliance
+
+
+class Pair:
+    """An engine and a management side joined by an in-memory AMP link."""
+
+    def __init__(self, testcase):
+        self.app, self.ports, self.conf = real_appliance(testcase)
+        self.clock = self.app.clock
+        self.engine = E.EngineProtocol(self.app, self.clock)
+        self.config_changes = []
+        self.mgmt = MgmtProtocol(on_config=lambda: self.config_changes.append(1))
+        self.pump = iosim.connect(self.engine, iosim.makeFakeServer(self.engine),
+                                  self.mgmt, iosim.makeFakeClient(self.mgmt))
+        self.remote = None
+        text, path = self.wait(self.mgmt.fetch_config())
+        model, _ = parse_config(text, path)
+        self.remote = RemoteAppliance(model, path)
+        self.remote.amp = self.mgmt
+        self.mgmt.monitor = self.remote.log_observers.monitor
+
+    def settle(self, rounds=2000):
+        for _ in range(rounds):
+            if not self.pump.pump() and not self.clock.getDelayedCalls():
+                return
+            self.clock.advance(0)
+
+    def wait(self, d):
+        out = []
+        d.addBoth(out.append)
+        for _ in range(100000):
+            if out:
+                break
+            self.pump.pump()
+            self.clock.advance(0)
+        assert out, "no answer"
+        if hasattr(out[0], "raiseException"):
+            out[0].raiseException()
+        return out[0]
+
+    def run(self, line, priv=15):
+        ctx = Context(self.remote, "admin", priv, "127.0.0.1")
+        return self.wait(run_line(build_tree(), ctx, line, echo=True))
+
+
+class RemoteApplianceTests(unittest.TestCase):
+    def setUp(self):
+        self.p = Pair(self)
+        self.addCleanup(ios.debugging.clear)
+
+    def local(self, line):
+        ctx = Context(self.p.app, "admin", 15, "127.0.0.1")
+        out = []
+        run_line(build_tree(), ctx, line, echo=True).addCallback(out.append)
+        return out[0]
+
+    def test_provides_the_interface(self):
+        verifyObject(IConsoleAppliance, self.p.remote)
+
+    def test_config_copy_is_the_running_config(self):
+        self.assertEqual(self.p.remote.hostname, self.p.app.hostname)
+        self.assertEqual(self.p.run("show running-config").text,
+                         self.local("show running-config").text)
+
+    def test_every_command_through_amp(self):
+        done = 0
+        for syntax, node in commands(build_tree()):
+            args = list(ARGS.get(syntax, []))
+            words = []
+            for tok in syntax.split():
+                if tok in ("WORD", "LINE"):
+                    words.append(args.pop(0) if args else "x")
+                elif tok.startswith("<"):
+                    words.append(tok[1:].split("-")[0])
+                elif tok == "A.B.C.D":
+                    words.append("10.10.10.2")
+                else:
+                    words.append(tok)
+            line = " ".join(words)
+            if syntax.startswith("configure replace"):
+                line = "configure replace %s force" % self.p.conf
+            if syntax.startswith("packet-tracer"):
+                line = "packet-tracer input Ethernet2/1 %s %s" % (
+                    syntax.split()[3],
+                    "10.10.10.2 8 0 172.22.1.1" if " icmp " in syntax
+                    else "10.10.10.2 40001 172.22.1.1 80")
+            r = self.p.run(line)
+            done += 1
+            self.assertNotIn("% Command failed", r.text, line)
+            self.assertNotIn("Engine error", r.text, line)
+            self.assertNotIn("did not answer", r.text, line)
+            if syntax in EXEC_REFUSED:
+                self.assertEqual(r.status, 1, line)
+            else:
+                self.assertEqual(r.status, 0, (line, r.text))
+        self.assertGreater(done, 80)
+
+    def test_shows_match_one_process(self):
+        for line in ("show access-lists 101", "show ip inspect config", "show ip route",
+                     "show ip interface brief", "show ip inspect name OUT-IN",
+                     "show ip nat statistics", "show debugging"):
+            self.assertEqual(self.p.run(line).text, self.local(line).text, line)
+
+    def test_failed_result_keeps_its_status(self):
+        r = self.p.run("show ip inspect name FOO")
+        self.assertEqual((r.status, r.text), (1, "% Inspection rule FOO is not configured"))
+        r = self.p.run("clear counters Ethernet9/9")
+        self.assertEqual(r.status, 1)
+        self.assertIn("% Invalid interface", r.text)
+
+    def test_debug_acts_in_the_engine(self):
+        ios.debugging.clear()
+        self.assertIn("IP NAT debugging is on", self.p.run("debug ip nat").text)
+        self.assertIn("ip nat", ios.debugging.enabled)
+        self.assertIn("turned off", self.p.run("undebug all").text)
+        self.assertEqual(ios.debugging.enabled, set())
+
+    def test_logins_are_checked_on_the_management_side(self):
+        self.assertEqual(self.p.remote.check_login("admin", "cisco"),
+                         self.p.app.check_login("admin", "cisco"))
+        self.assertIsNone(self.p.remote.check_login("admin", "wrong"))
+        self.assertTrue(self.p.remote.check_enable("cisco"))
+        self.assertFalse(self.p.remote.check_enable("nope"))
+
+    def test_configure_replace_notifies(self):
+        r = self.p.run("configure replace %s force" % self.p.conf)
+        self.assertIn("completed successfully", r.text)
+        self.p.settle()
+        self.assertEqual(self.p.config_changes, [])       # no supervisor hook here
+        self.p.engine.config_changed()
+        self.p.settle()
+        self.assertEqual(self.p.config_changes, [1])
+
+    def test_unknown_show_method_refused(self):
+        r = self.p.wait(self.p.remote._show("manhole_namespace"))
+        self.assertEqual(r[0], False)
+        self.assertIn("Engine error", r[1])
+        r = self.p.wait(self.p.remote._show("__init__"))
+        self.assertIn("Engine error", r[1])
+
+    def test_engine_gone(self):
+        self.p.mgmt.connected = False
+        r = self.p.run("show version")
+        self.assertEqual(r.status, 1)
+        self.assertIn("engine is not reachable", r.text)
+
+
+class PagingTests(unittest.TestCase):
+    def setUp(self):
+        self.p = Pair(self)
+
+    def test_big_string_comes_in_pages(self):
+        text = "\n".join("line %06d" % i for i in range(100000))
+        self.p.app.show_version = lambda: text
+        r = self.p.run("show version")
+        self.assertEqual(r.text, text)
+        self.assertEqual(self.p.engine.pagers, {})
+
+    def test_generated_output_is_sliced(self):
+        """A generator of lines is consumed SLICE seconds per reactor turn:
+        the engine's reactor turns in between (the clock's callLater(0))."""
+        import time
+        n = 50000
+
+        def gen():
+            for i in range(n):
+                if i % 1000 == 0:
+                    time.sleep(0.001)           # 1 ms of 'work' every 1,000 lines
+                yield "entry %d" % i
+        self.p.app.show_logging = gen
+        turns = []
+        orig = self.p.clock.advance
+
+        def advance(t):
+            turns.append(t)
+            return orig(t)
+        self.p.clock.advance = advance
+        r = self.p.run("show logging")
+        self.assertEqual(r.text, "\n".join("entry %d" % i for i in range(n)))
+        self.assertGreater(len(turns), 20)
+
+    def test_too_many_open_replies_drop_the_oldest(self):
+        text = "x" * (P.PAGE * 3)
+        for i in range(E.MAX_HANDLES + 5):
+            self.p.wait(self.p.engine._reply(text))
+        self.assertEqual(len(self.p.engine.pagers), E.MAX_HANDLES)
+
+    def test_bad_arguments(self):
+        self.assertRaises(P.EngineError, E.decode_args, "[[{}], {}]")
+        self.assertRaises(P.EngineError, E.decode_args, "nonsense")
+        self.assertEqual(E.decode_args('[["a", 1, null], {"x": true}]'), (["a", 1, None], {"x": True}))
+
+
+class LogStreamTests(unittest.TestCase):
+    def setUp(self):
+        self.p = Pair(self)
+
+    def test_monitor_lines_reach_the_console_side(self):
+        from twisted.logger import globalLogPublisher
+        globalLogPublisher.addObserver(self.p.app.log_observers)
+        self.addCleanup(globalLogPublisher.removeObserver, self.p.app.log_observers)
+        got = []
+        self.p.remote.log_observers.monitor.attach(got.append)
+        self.p.settle()
+        self.assertTrue(self.p.engine._monitoring)
+        ios.message("FW", 6, "TEST", "hello from the engine")
+        self.p.settle()
+        self.assertTrue(any("%FW-6-TEST: hello from the engine" in l for l in got), got)
+        self.p.remote.log_observers.monitor.detach(got.append)
+        self.p.settle()
+        self.assertFalse(self.p.engine._monitoring)
+
+    def test_slow_console_loses_oldest_lines_engine_never_waits(self):
+        eng = self.p.engine
+        eng._sending = True                     # a LogEvent in flight, never answered
+        for i in range(E.LOG_QUEUE + 500):
+            eng.monitor_line("line %d" % i)
+        self.assertEqual(len(eng.queue), E.LOG_QUEUE)
+        self.assertEqual(eng.dropped, 500)
+        self.assertEqual(eng.queue[0], "line 500")
+        got = []
+        self.p.remote.log_observers.monitor.callbacks.append(got.append)
+        eng._sending = False
+        eng.monitor_line("last")
+        self.p.settle()
+        # 'last' found the queue full too: 501 dropped, oldest first
+        self.assertIn("501 log lines were not shown", got[0])
+        self.assertEqual(got[1], "line 501")
+        self.assertEqual(got[-1], "last")
+        self.assertEqual(len(got), E.LOG_QUEUE + 1)
