@@ -197,6 +197,11 @@ class Appliance:
     def show_access_lists(self, name=None) -> str:
         return self.acls.show(name) if self.acls else ""
 
+    def lines_access_lists(self, name=None):
+        """``show access-lists`` as a generator of lines (the engine's
+        sliced form for the management process)."""
+        return self.acls.show_lines(name) if self.acls else iter(())
+
     def show_ip_nat_translations(self, verbose=False) -> str:
         return self.nat.show_translations(verbose) if self.nat else ""
 
@@ -225,6 +230,12 @@ class Appliance:
         if self.log_observers is None:
             return "Syslog logging: enabled\n    Buffer logging: disabled"
         return self.log_observers.show_logging()
+
+    def lines_logging(self):
+        """``show logging`` as a generator of lines (sliced by the engine)."""
+        if self.log_observers is None:
+            return iter(self.show_logging().split("\n"))
+        return self.log_observers.show_logging_lines()
 
     def packet_tracer(self, in_if, proto, src, sport, dst, dport, detailed=False):
         """``packet-tracer input ...``: (allowed, text); changes nothing."""

@@ -123,7 +123,8 @@ class RemoteApplianceTests(unittest.TestCase):
     def test_shows_match_one_process(self):
         for line in ("show access-lists 101", "show ip inspect config", "show ip route",
                      "show ip interface brief", "show ip inspect name OUT-IN",
-                     "show ip nat statistics", "show debugging"):
+                     "show ip nat statistics", "show debugging", "show access-lists",
+                     "show logging"):
             self.assertEqual(self.p.run(line).text, self.local(line).text, line)
 
     def test_failed_result_keeps_its_status(self):
@@ -192,7 +193,7 @@ class PagingTests(unittest.TestCase):
                 if i % 1000 == 0:
                     time.sleep(0.001)           # 1 ms of 'work' every 1,000 lines
                 yield "entry %d" % i
-        self.p.app.show_logging = gen
+        self.p.app.lines_logging = gen
         turns = []
         orig = self.p.clock.advance
 

@@ -15,6 +15,11 @@ def _early_args(argv):
 
 def main(argv):
     uid, gid = _early_args(argv)
+    # Everything the console may import is imported before the drop: the
+    # interpreter's own files may not be readable by the unprivileged user
+    # (a Python under /root in development); Debian's are.
+    from cbac.mgmt.main import preload
+    preload()
     if uid is not None:
         from cbac.privsep.drop import DropError, drop_privileges
         try:

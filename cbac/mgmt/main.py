@@ -12,7 +12,7 @@ Arguments (given by the engine, :class:`cbac.privsep.engine.MgmtSupervisor`)::
 
 from __future__ import annotations
 
-import argparse
+import argparse  # noqa: F401  (imported before the drop)
 import os
 import socket
 import sys
@@ -28,6 +28,47 @@ def _args(argv):
     p.add_argument("--uid", type=int)
     p.add_argument("--gid", type=int)
     return p.parse_args(argv)
+
+
+#: packages imported whole before privileges are dropped
+PRELOAD_PACKAGES = ("cbac.console", "cbac.config", "cbac.log", "cbac.privsep", "cbac.acl",
+                    "twisted.conch.ssh", "twisted.conch.insults")
+PRELOAD_MODULES = (
+    "twisted.internet.reactor", "twisted.internet.endpoints", "twisted.internet.tcp",
+    "twisted.internet.unix", "twisted.protocols.amp", "twisted.conch.manhole",
+    "twisted.conch.manhole_ssh", "twisted.conch.recvline", "twisted.conch.checkers",
+    "twisted.conch.openssh_compat.primes", "twisted.cred.portal", "twisted.cred.checkers",
+    "twisted.logger", "twisted.python.failure", "cbac.mgmt.main", "cbac.packet.view",
+    "cbac.inspect.zones", "cryptography.hazmat.primitives.asymmetric.ed25519",
+    "cryptography.hazmat.primitives.asymmetric.rsa", "cryptography.hazmat.primitives.serialization",
+    "json", "hashlib", "hmac", "secrets", "base64", "argparse", "code", "tokenize", "rlcompleter",
+    "encodings.idna", "encodings.ascii", "encodings.latin_1", "encodings.utf_8_sig",
+    "unicodedata", "ipaddress", "difflib", "textwrap", "pwd", "grp", "ctypes",
+)
+
+
+def preload():
+    """Import what the management process may need, while the files are
+    still readable (see ``__main__``); a module that fails is skipped."""
+    import importlib
+    import pkgutil
+    for name in PRELOAD_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception:
+            pass
+    for pkg in PRELOAD_PACKAGES:
+        try:
+            mod = importlib.import_module(pkg)
+        except Exception:
+            continue
+        for info in pkgutil.walk_packages(mod.__path__, pkg + "."):
+            if "test" in info.name:
+                continue
+            try:
+                importlib.import_module(info.name)
+            except Exception:
+                pass
 
 
 class _Forwarder:

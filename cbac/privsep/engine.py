@@ -57,6 +57,10 @@ SHOW_METHODS = frozenset([
 ])
 
 
+#: show methods whose output the appliance can also give line by line
+LINE_METHODS = {"show_access_lists": "lines_access_lists", "show_logging": "lines_logging"}
+
+
 def _scalar(v):
     return v is None or isinstance(v, (str, int, float, bool))
 
@@ -167,6 +171,9 @@ class EngineProtocol(amp.AMP):
         if method not in SHOW_METHODS:
             raise P.EngineError("not a show method: %r" % method[:40])
         a, kw = decode_args(args)
+        lines = LINE_METHODS.get(method)
+        if lines is not None and hasattr(self.appliance, lines):
+            method = lines                 # the same output, produced in slices
         return self._call(method, *a, **kw)
 
     @P.Clear.responder
@@ -283,8 +290,8 @@ class _LinePager:
     def page(self):
         self.used = self.reactor.seconds()
         d = defer.Deferred()
-        self._fill(d, [self.carry] if self.carry else [], len(self.carry))
-        self.carry = ""
+        carry, self.carry = self.carry, ""
+        self._fill(d, [carry] if carry else [], len(carry))
         return d
 
     def _fill(self, d, parts, size):
