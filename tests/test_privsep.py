@@ -254,3 +254,33 @@ class LogStreamTests(unittest.TestCase):
         self.assertEqual(got[1], "line 501")
         self.assertEqual(got[-1], "last")
         self.assertEqual(len(got), E.LOG_QUEUE + 1)
+
+
+class AuthorizedKeysTests(unittest.TestCase):
+    def test_unreadable_file_comes_from_the_engine(self):
+        p = Pair(self)
+        path = os.path.abspath(self.mktemp())
+        with open(path, "w") as f:
+            f.write("# comment\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample admin@x\n")
+        p.app.model.ssh.authorized_keys = path
+        p.remote.model.ssh.authorized_keys = path
+        r = p.wait(p.mgmt.callRemote(P.GetAuthorizedKeys))
+        p.remote.keys_from_engine = r["data"].encode()
+        self.assertEqual(p.remote.authorized_keys("admin"),
+                         [b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample admin@x"])
+        os.chmod(path, 0)
+        self.patch(__import__("builtins"), "open", _refuse_open(path))
+        self.assertEqual(p.remote.authorized_keys("admin"),
+                         [b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample admin@x"])
+        self.assertEqual(p.remote.authorized_keys("nobody-such"), [])
+
+
+def _refuse_open(path):
+    import builtins
+    real = builtins.open
+
+    def fake(name, *a, **kw):
+        if name == path:
+            raise PermissionError(13, "Permission denied", name)
+        return real(name, *a, **kw)
+    return fake

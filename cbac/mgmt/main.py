@@ -109,6 +109,7 @@ def run(argv):
 
     from cbac.console import ssh as cssh
     from cbac.config.parser import parse_config
+    from cbac.privsep import protocol as P
     from cbac.privsep.remote import MgmtProtocol, RemoteAppliance
 
     log = Logger(namespace="cbac.mgmt")
@@ -154,9 +155,15 @@ def run(argv):
             app.model = model
             app._acls = None
 
+    def keys(_):
+        def got(r):
+            state["appliance"].keys_from_engine = r["data"].encode("utf-8")
+        return proto.callRemote(P.GetAuthorizedKeys).addCallback(got)
+
     def fetch():
         d = proto.fetch_config()
         d.addCallback(lambda r: apply(*r))
+        d.addCallback(keys)
         d.addErrback(lambda f: log.failure("cannot read the running configuration", f))
 
     def lost(reason):

@@ -206,6 +206,22 @@ class EngineProtocol(amp.AMP):
             return r
         return d.addCallback(add_path)
 
+    @P.GetAuthorizedKeys.responder
+    def get_authorized_keys(self):
+        path = self.appliance.model.ssh.authorized_keys
+        data = ""
+        if path:
+            try:
+                with open(path, "rb") as f:
+                    data = f.read(P.MAX_KEYS + 1).decode("utf-8", "replace")
+            except OSError:
+                data = ""
+            if len(data) > P.MAX_KEYS:
+                log.warn("{path}: more than {n} characters: the console reads the first {n}",
+                         path=path, n=P.MAX_KEYS)
+                data = data[:data.rfind("\n", 0, P.MAX_KEYS) + 1]
+        return {"data": data}
+
     @P.MgmtLog.responder
     def mgmt_log(self, severity, facility, mnemonic, message):
         from cbac.log import ios

@@ -78,6 +78,17 @@ class GetConfig(amp.Command):
     errors = _ERRORS
 
 
+class GetAuthorizedKeys(amp.Command):
+    """The ``cbac ssh authorized-keys`` file as the engine reads it (for a
+    file the management user cannot read); at most MAX_KEYS characters."""
+    arguments = []
+    response = [(b"data", amp.Unicode())]
+    errors = _ERRORS
+
+
+MAX_KEYS = 60000
+
+
 class More(amp.Command):
     """The next page of a paged reply."""
     arguments = [(b"handle", amp.Integer())]

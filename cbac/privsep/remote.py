@@ -107,18 +107,24 @@ class RemoteAppliance:
             return None
         return u.privilege
 
+    #: the authorized-keys file as the engine read it (after each
+    #: configuration fetch), for a file this process cannot read
+    keys_from_engine = b""
+
     def authorized_keys(self, user):
-        """Read here: the file must be readable by the management user
-        (a file it cannot read gives no key: key login is refused)."""
+        """The file is read here when the management user can read it (an
+        edit counts at once, as in one process), else the copy the engine
+        read at the last configuration change."""
         path = self.model.ssh.authorized_keys
         if not path or user not in self.model.users:
             return []
         try:
             with open(path, "rb") as f:
-                return [line.strip() for line in f
-                        if line.strip() and not line.startswith(b"#")]
+                data = f.read()
         except OSError:
-            return []
+            data = self.keys_from_engine
+        return [line.strip() for line in data.splitlines()
+                if line.strip() and not line.startswith(b"#")]
 
     def show_running_config(self):
         from cbac.config.render import render
