@@ -1,7 +1,8 @@
 """Dropping root for good (standard library only: runs before Twisted is
 imported in the management process).
 
-:func:`drop_privileges` empties the capability bounding set, the
+:func:`drop_privileges` empties the capability bounding set (when it
+may: CAP_SETPCAP), the
 supplementary groups, sets real/effective/saved gid and uid, sets
 ``PR_SET_NO_NEW_PRIVS`` (no set-uid program or file capability can give
 anything back), then checks ``/proc/self/status``: any uid or gid 0 or any
@@ -47,7 +48,11 @@ def drop_privileges(uid: int, gid: int) -> None:
         for cap in range(CAP_LAST + 1):
             if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
                 e = ctypes.get_errno()
-                if e == errno.EINVAL:             # past the kernel's last capability
+                if e in (errno.EINVAL, errno.EPERM):
+                    # EINVAL: past the kernel's last capability; EPERM: no
+                    # CAP_SETPCAP (the systemd unit does not give it): the
+                    # bounding set stays, harmless once uid 0 and every
+                    # permitted capability are gone and no_new_privs is set
                     break
                 raise DropError("PR_CAPBSET_DROP %d: %s" % (cap, os.strerror(e)))
         os.setgroups([])

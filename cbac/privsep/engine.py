@@ -473,11 +473,14 @@ class MgmtSupervisor(service.Service):
         if self._delayed is not None and self._delayed.active():
             self._delayed.cancel()
         self._delayed = None
+        if self.proto is not None and self.proto.transport is not None:
+            # the management process exits when its AMP connection closes
+            self.proto.transport.loseConnection()
         if self.transport is not None:
             try:
                 self.transport.signalProcess("TERM")
-            except error.ProcessExitedAlready:
-                pass
+            except (error.ProcessExitedAlready, OSError):
+                pass                     # no CAP_KILL: the closed socket ends it
         for s, _ in self.sockets:
             s.close()
         self.sockets = []
