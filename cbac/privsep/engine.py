@@ -96,6 +96,10 @@ class EngineProtocol(amp.AMP):
         self.connected = False
 
     # -- connection ----------------------------------------------------------
+    def makeConnection(self, transport):
+        # not AMP.makeConnection: it logs every connection at info level
+        amp.BinaryBoxProtocol.makeConnection(self, transport)
+
     def connectionMade(self):
         amp.AMP.connectionMade(self)
         self.connected = True
@@ -105,7 +109,8 @@ class EngineProtocol(amp.AMP):
         self._monitor(False)
         self.pagers.clear()
         self.queue.clear()
-        amp.AMP.connectionLost(self, reason)
+        amp.BinaryBoxProtocol.connectionLost(self, reason)   # (quietly)
+        self.transport = None
         if self.on_lost is not None:
             self.on_lost(self)
 

@@ -254,13 +254,18 @@ class MgmtProtocol(amp.AMP):
         self.monitor = monitor                 # MonitorHub
         self.connected = False
 
+    def makeConnection(self, transport):
+        # not AMP.makeConnection: it logs every connection at info level
+        amp.BinaryBoxProtocol.makeConnection(self, transport)
+
     def connectionMade(self):
         amp.AMP.connectionMade(self)
         self.connected = True
 
     def connectionLost(self, reason):
         self.connected = False
-        amp.AMP.connectionLost(self, reason)
+        amp.BinaryBoxProtocol.connectionLost(self, reason)   # (quietly)
+        self.transport = None
         if self.on_lost is not None:
             self.on_lost(reason)
 
