@@ -157,6 +157,23 @@ class RemoteApplianceTests(unittest.TestCase):
         self.p.settle()
         self.assertEqual(self.p.config_changes, [1])
 
+    def test_configure_replace_only_from_the_configuration_directory(self):
+        """The unprivileged console cannot make the engine read /etc/shadow."""
+        for path in ("/etc/shadow", os.path.dirname(self.p.conf) + "/../../../etc/passwd",
+                     "/etc/passwd"):
+            r = self.p.run("configure replace %s force" % path)
+            self.assertEqual(r.status, 1, path)
+            self.assertIn("cbac reads replacement configurations only from there", r.text)
+            self.assertNotIn("root:", r.text)
+        link = os.path.join(os.path.dirname(self.p.conf), "link.conf")
+        os.symlink("/etc/passwd", link)
+        r = self.p.run("configure replace %s force" % link)
+        self.assertEqual(r.status, 1)
+        self.assertNotIn("root:", r.text)
+        r = self.p.run("configure replace %s force" % os.path.basename(self.p.conf))
+        self.assertEqual(r.status, 0, r.text)
+        self.assertIn("completed successfully", r.text)
+
     def test_unknown_show_method_refused(self):
         r = self.p.wait(self.p.remote._show("manhole_namespace"))
         self.assertEqual(r[0], False)

@@ -199,7 +199,29 @@ class EngineProtocol(amp.AMP):
     def configure_replace(self, path):
         if not path:
             return self._call("reload_config")
+        path, refusal = self.replace_path(path)
+        if refusal:
+            return self._reply((False, refusal))
         return self._call("configure_replace", path)
+
+    def replace_path(self, path):
+        """-> (path, refusal).  The engine reads replacement files only from
+        the running configuration's directory and the state directory: the
+        console must not make the engine (root) read any file for it (the
+        diagnostics would print its lines).  A relative name is in the
+        configuration's directory."""
+        app = self.appliance
+        dirs = [os.path.dirname(os.path.realpath(d)) for d in
+                (app.config_path, os.path.join(app.state_dir, "x") if app.state_dir else None) if d]
+        if not dirs:
+            return None, "% configure replace: no configuration directory"
+        if not os.path.isabs(path):
+            path = os.path.join(dirs[0], path)
+        real = os.path.realpath(path)
+        if os.path.dirname(real) not in dirs:
+            return None, ("%% configure replace: %s is not in %s; cbac reads replacement "
+                          "configurations only from there" % (path, " or ".join(dirs)))
+        return real, None
 
     @P.GetConfig.responder
     def get_config(self):
