@@ -159,20 +159,46 @@ class RemoteApplianceTests(unittest.TestCase):
 
     def test_configure_replace_only_from_the_configuration_directory(self):
         """The unprivileged console cannot make the engine read /etc/shadow."""
-        for path in ("/etc/shadow", os.path.dirname(self.p.conf) + "/../../../etc/passwd",
-                     "/etc/passwd"):
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("needs root: the engine's view of root-only files")
+        self.p.engine.peer_ids = (65534, 65534)
+        for path in ("/etc/shadow", os.path.dirname(self.p.conf) + "/../../../../../etc/shadow"):
             r = self.p.run("configure replace %s force" % path)
             self.assertEqual(r.status, 1, path)
             self.assertIn("cbac reads replacement configurations only from there", r.text)
             self.assertNotIn("root:", r.text)
         link = os.path.join(os.path.dirname(self.p.conf), "link.conf")
-        os.symlink("/etc/passwd", link)
+        os.symlink("/etc/shadow", link)
         r = self.p.run("configure replace %s force" % link)
         self.assertEqual(r.status, 1)
         self.assertNotIn("root:", r.text)
         r = self.p.run("configure replace %s force" % os.path.basename(self.p.conf))
         self.assertEqual(r.status, 0, r.text)
         self.assertIn("completed successfully", r.text)
+
+    def test_configure_replace_from_a_file_the_console_user_could_read(self):
+        import shutil
+        import tempfile
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("needs root: the engine's view of root-only files")
+        self.p.engine.peer_ids = (65534, 65534)
+        d = tempfile.mkdtemp(prefix="cbac-replace-")
+        self.addCleanup(shutil.rmtree, d, True)
+        path = os.path.join(d, "other.conf")
+        shutil.copy(self.p.conf, path)
+        os.chmod(d, 0o755)
+        os.chmod(path, 0o644)
+        r = self.p.run("configure replace %s force" % path)
+        self.assertEqual(r.status, 0, r.text)
+        os.chmod(path, 0o600)                 # readable by its owner only
+        if os.stat(path).st_uid != 65534:
+            r = self.p.run("configure replace %s force" % path)
+            self.assertEqual(r.status, 1, r.text)
+            self.assertIn("could not read it itself", r.text)
+        os.chmod(path, 0o644)
+        os.chmod(d, 0o700)                    # the directory is not searchable
+        r = self.p.run("configure replace %s force" % path)
+        self.assertEqual(r.status, 1, r.text)
 
     def test_unknown_show_method_refused(self):
         r = self.p.wait(self.p.remote._show("manhole_namespace"))

@@ -61,6 +61,39 @@ SHOW_METHODS = frozenset([
 LINE_METHODS = {"show_access_lists": "lines_access_lists", "show_logging": "lines_logging"}
 
 
+def _may(st, uid, gid, bits):
+    """Do the mode bits of ``st`` give ``uid``/``gid`` the permission
+    ``bits`` (4 read, 1 search)?  (Supplementary groups: none, the
+    management process has dropped them.)"""
+    if st.st_uid == uid:
+        return bool(st.st_mode & (bits << 6))
+    if st.st_gid == gid:
+        return bool(st.st_mode & (bits << 3))
+    return bool(st.st_mode & bits)
+
+
+def user_can_read(path, ids):
+    """Could ``ids`` = (uid, gid) open ``path`` (already resolved) for
+    reading: the file readable, every directory above it searchable?
+    ``ids`` None: the engine's own user (``os.access``)."""
+    if ids is None:
+        return os.access(path, os.R_OK)
+    uid, gid = ids
+    try:
+        if not _may(os.stat(path), uid, gid, 4):
+            return False
+        d = os.path.dirname(path)
+        while True:
+            if not _may(os.stat(d), uid, gid, 1):
+                return False
+            parent = os.path.dirname(d)
+            if parent == d:
+                return True
+            d = parent
+    except OSError:
+        return False
+
+
 def _scalar(v):
     return v is None or isinstance(v, (str, int, float, bool))
 
@@ -94,6 +127,8 @@ class EngineProtocol(amp.AMP):
         self._sending = False
         self._monitoring = False
         self.connected = False
+        #: (uid, gid) of the management process (None: the engine's own)
+        self.peer_ids = None
 
     # -- connection ----------------------------------------------------------
     def makeConnection(self, transport):
@@ -218,10 +253,11 @@ class EngineProtocol(amp.AMP):
         if not os.path.isabs(path):
             path = os.path.join(dirs[0], path)
         real = os.path.realpath(path)
-        if os.path.dirname(real) not in dirs:
-            return None, ("%% configure replace: %s is not in %s; cbac reads replacement "
-                          "configurations only from there" % (path, " or ".join(dirs)))
-        return real, None
+        if os.path.dirname(real) in dirs or user_can_read(real, self.peer_ids):
+            return real, None
+        return None, ("%% configure replace: %s is not in %s, and the console's user could not "
+                      "read it itself; cbac reads replacement configurations only from there"
+                      % (path, " or ".join(dirs)))
 
     @P.GetConfig.responder
     def get_config(self):
@@ -558,6 +594,8 @@ class MgmtSupervisor(service.Service):
         self.pid = self.transport.pid
         self._started_at = self.reactor.seconds()
         proto = EngineProtocol(self.appliance, self.reactor)
+        if self.uid is not None:
+            proto.peer_ids = (self.uid, self.gid)
         self.proto = proto
 
         class _F(protocol.Factory):
