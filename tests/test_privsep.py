@@ -200,6 +200,29 @@ class RemoteApplianceTests(unittest.TestCase):
         r = self.p.run("configure replace %s force" % path)
         self.assertEqual(r.status, 1, r.text)
 
+    def test_clear_secret_never_shown_or_written_through_amp(self):
+        """The seed's 'secret 0 cisco': the management process's
+        show running-config and write memory through the engine keep it
+        hashed; the text sent to the management process is the file."""
+        import stat
+        from cbac.config.parser import parse
+        from cbac.console import auth
+        with open(self.p.conf) as f:
+            self.assertIn("secret 0 cisco", f.read())
+        out = self.p.run("show running-config").text
+        self.assertNotIn(" cisco", out)
+        self.assertIn("enable secret 9 $9$", out)
+        out = self.p.run("show running-config | include secret").text
+        self.assertNotIn("cisco", out)
+        r = self.p.run("write memory")
+        self.assertIn("[OK]", r.text)
+        self.assertEqual(stat.S_IMODE(os.stat(self.p.conf).st_mode), 0o600)
+        with open(self.p.conf) as f:
+            saved = f.read()
+        self.assertNotIn("secret 0", saved)
+        self.assertNotIn(" cisco\n", saved)
+        self.assertTrue(auth.verify(parse(saved).enable_secret, "cisco"))
+
     def test_unknown_show_method_refused(self):
         r = self.p.wait(self.p.remote._show("manhole_namespace"))
         self.assertEqual(r[0], False)
