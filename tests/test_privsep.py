@@ -350,3 +350,26 @@ def _refuse_open(path):
             raise PermissionError(13, "Permission denied", name)
         return real(name, *a, **kw)
     return fake
+
+
+class MgmtLogTests(unittest.TestCase):
+    def test_console_lines_reach_the_engine_log_rate_limited(self):
+        from twisted.logger import globalLogPublisher
+        p = Pair(self)
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        for i in range(E.MGMT_LOG_RATE + 100):
+            p.mgmt.callRemote(P.MgmtLog, severity=5, facility="SEC_LOGIN", mnemonic="LOGIN_SUCCESS",
+                              message="%%SEC_LOGIN-5-LOGIN_SUCCESS: line %d" % i)
+        p.settle()
+        mine = [e for e in events if e.get("cbac_from_mgmt")]
+        self.assertEqual(len(mine), E.MGMT_LOG_RATE)
+        self.assertEqual(mine[0]["ios_message"], "%SEC_LOGIN-5-LOGIN_SUCCESS: line 0")
+        self.assertEqual(mine[0]["ios_severity"], 5)
+        p.clock.advance(1.5)
+        p.mgmt.callRemote(P.MgmtLog, severity=5, facility="", mnemonic="X", message="after")
+        p.settle()
+        text = [e.get("log_format") for e in events]
+        self.assertIn("management process: {n} log lines dropped (more than {rate}/s)", text)
+        self.assertEqual([e for e in events if e.get("cbac_from_mgmt")][-1]["ios_message"], "after")

@@ -47,6 +47,9 @@ LOG_QUEUE = 2000
 LOG_BATCH = 200
 LOG_BATCH_BYTES = 48000
 
+#: log lines per second the engine takes from the management process
+MGMT_LOG_RATE = 500
+
 #: the read-only methods :class:`protocol.Show` may call
 SHOW_METHODS = frozenset([
     "show_startup_config", "show_version", "show_ip_inspect", "show_zone_security",
@@ -129,6 +132,8 @@ class EngineProtocol(amp.AMP):
         self.connected = False
         #: (uid, gid) of the management process (None: the engine's own)
         self.peer_ids = None
+        self._log_window = -1e9
+        self._log_count = self._log_dropped = 0
 
     # -- connection ----------------------------------------------------------
     def makeConnection(self, transport):
@@ -288,6 +293,16 @@ class EngineProtocol(amp.AMP):
     @P.MgmtLog.responder
     def mgmt_log(self, severity, facility, mnemonic, message):
         from cbac.log import ios
+        now = self.reactor.seconds()
+        if now - self._log_window >= 1.0:
+            if self._log_dropped:
+                log.warn("management process: {n} log lines dropped (more than {rate}/s)",
+                         n=self._log_dropped, rate=MGMT_LOG_RATE)
+            self._log_window, self._log_count, self._log_dropped = now, 0, 0
+        self._log_count += 1
+        if self._log_count > MGMT_LOG_RATE:
+            self._log_dropped += 1
+            return {}
         severity = max(0, min(7, severity))
         ios.log.emit(ios._LEVELS[severity], "{ios_message}", ios_facility=facility[:32],
                      ios_severity=severity, ios_mnemonic=mnemonic[:64],
