@@ -14,9 +14,11 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import signal
 
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_PDEATHSIG = 1
 CAP_LAST = 63
 
 
@@ -58,6 +60,11 @@ def drop_privileges(uid: int, gid: int) -> None:
         os.setgroups([])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
+    # the engine's death ends this process at once (the setting does not
+    # survive the change of credentials above, so it is made here)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() == 1:
+        raise DropError("the engine is gone")
     if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise DropError("PR_SET_NO_NEW_PRIVS: %s" % os.strerror(ctypes.get_errno()))
     check_dropped()
