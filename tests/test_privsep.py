@@ -373,3 +373,13 @@ class MgmtLogTests(unittest.TestCase):
         text = [e.get("log_format") for e in events]
         self.assertIn("management process: {n} log lines dropped (more than {rate}/s)", text)
         self.assertEqual([e for e in events if e.get("cbac_from_mgmt")][-1]["ios_message"], "after")
+
+
+class EndpointSocketTests(unittest.TestCase):
+    def test_tcp_endpoints_are_bound_by_the_engine(self):
+        s = E._endpoint_socket("tcp:0:interface=127.0.0.1")
+        self.addCleanup(s.close)
+        self.assertEqual(s.getsockname()[0], "127.0.0.1")
+        self.assertIsNone(E._endpoint_socket("unix:/tmp/x.sock"))
+        self.assertIsNone(E._endpoint_socket("tcp:port=0:interface=127.0.0.1:foo=bar"))
+        self.assertRaises(ValueError, E._endpoint_socket, "tcp:notaport")

@@ -527,7 +527,9 @@ class MgmtSupervisor(service.Service):
         for desc in self.endpoints:
             try:
                 s = _endpoint_socket(desc)
-            except (OSError, ValueError) as e:
+            except ValueError:
+                s = None                  # a form not parsed here: the console listens itself
+            except OSError as e:
                 log.error("cbac console could not listen on {desc}: {error}", desc=desc, error=e)
                 continue
             if s is None:
