@@ -10,7 +10,6 @@ stream to ``terminal monitor`` is bounded and drops the oldest lines.
 
 import os
 
-from twisted.internet.task import Clock
 from twisted.test import iosim
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
