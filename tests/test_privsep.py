@@ -32,6 +32,7 @@ class Pair:
         self.app, self.ports, self.conf = real_appliance(testcase)
         self.clock = self.app.clock
         self.engine = E.EngineProtocol(self.app, self.clock)
+        self.engine.cpu_budget = 1e9         # (its own test below)
         self.config_changes = []
         self.mgmt = MgmtProtocol(on_config=lambda: self.config_changes.append(1))
         self.pump = iosim.connect(self.engine, iosim.makeFakeServer(self.engine),
@@ -382,3 +383,28 @@ class EndpointSocketTests(unittest.TestCase):
         self.assertIsNone(E._endpoint_socket("unix:/tmp/x.sock"))
         self.assertIsNone(E._endpoint_socket("tcp:port=0:interface=127.0.0.1:foo=bar"))
         self.assertRaises(ValueError, E._endpoint_socket, "tcp:notaport")
+
+
+class CpuBudgetTests(unittest.TestCase):
+    def test_requests_beyond_the_budget_wait_for_the_next_second(self):
+        import time
+        p = Pair(self)
+        p.engine.cpu_budget = 0.05
+
+        def slow():
+            time.sleep(0.03)
+            return "slow"
+        p.app.show_version = slow
+        first = p.run("show version")            # 30 ms
+        second = p.run("show version")           # 60 ms: over the budget now
+        self.assertEqual((first.text, second.text), ("slow", "slow"))
+        out = []
+        run_line(build_tree(), Context(p.remote, "admin", 15, "x"), "show version").addCallback(out.append)
+        for _ in range(200):
+            p.pump.pump()
+            p.clock.advance(0)
+        self.assertEqual(out, [])                 # waits: the engine keeps forwarding
+        self.assertEqual(p.engine.requests_delayed, 1)
+        p.clock.advance(1.0)
+        p.settle()
+        self.assertEqual(out[0].text, "slow")

@@ -117,6 +117,10 @@ def decode_args(text):
 class EngineProtocol(amp.AMP):
     """The engine's end of the AMP socket."""
 
+    #: engine seconds per second the console's requests may take (their
+    #: synchronous part: building a show's text, a clear, a swap)
+    cpu_budget = 0.25
+
     def __init__(self, appliance, reactor, on_lost=None):
         amp.AMP.__init__(self)
         self.appliance = appliance
@@ -134,6 +138,9 @@ class EngineProtocol(amp.AMP):
         self.peer_ids = None
         self._log_window = -1e9
         self._log_count = self._log_dropped = 0
+        self._cpu_window = -1e9
+        self._cpu_spent = 0.0
+        self.requests_delayed = 0
 
     # -- connection ----------------------------------------------------------
     def makeConnection(self, transport):
@@ -190,7 +197,25 @@ class EngineProtocol(amp.AMP):
             del self.pagers[h]
 
     def _call(self, method, *args, **kwargs):
-        d = defer.maybeDeferred(getattr(self.appliance, method), *args, **kwargs)
+        """Run an appliance method for the console, within the console's
+        CPU budget: once its requests have cost the engine
+        ``cpu_budget`` seconds in the current second, the next ones wait
+        for the next second (a console sending requests in a loop, or a
+        compromised management process, gets a share of the engine, not
+        all of it)."""
+        now = self.reactor.seconds()
+        if now - self._cpu_window >= 1.0:
+            self._cpu_window, self._cpu_spent = now, 0.0
+        if self._cpu_spent >= self.cpu_budget:
+            self.requests_delayed += 1
+            from twisted.internet import task
+            return task.deferLater(self.reactor, max(0.0, self._cpu_window + 1.0 - now),
+                                   self._call, method, *args, **kwargs)
+        t0 = time.perf_counter()
+        try:
+            d = defer.maybeDeferred(getattr(self.appliance, method), *args, **kwargs)
+        finally:
+            self._cpu_spent += time.perf_counter() - t0
         return d.addCallback(self._reply)
 
     @P.More.responder
