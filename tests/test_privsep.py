@@ -408,3 +408,81 @@ class CpuBudgetTests(unittest.TestCase):
         p.clock.advance(1.0)
         p.settle()
         self.assertEqual(out[0].text, "slow")
+
+
+class _FakeTransport:
+    def __init__(self, pid):
+        self.pid = pid
+        self.signals = []
+
+    def signalProcess(self, sig):
+        self.signals.append(sig)
+
+
+class SupervisorTests(unittest.TestCase):
+    """MgmtSupervisor's restarts, with a clock and a fake spawnProcess."""
+
+    def setUp(self):
+        from twisted.internet.task import Clock
+        from twisted.python.failure import Failure
+        from twisted.internet.error import ProcessTerminated
+        self.Failure, self.ProcessTerminated = Failure, ProcessTerminated
+        self.clock = Clock()
+        self.spawned = []
+        self.adopted = []
+        clock = self.clock
+
+        def spawnProcess(pp, exe, argv, env=None, path=None, childFDs=None):
+            t = _FakeTransport(1000 + len(self.spawned))
+            self.spawned.append((pp, argv, childFDs))
+            return t
+
+        def adoptStreamConnection(fd, family, factory):
+            self.adopted.append(factory.buildProtocol(None))
+        clock.spawnProcess = spawnProcess
+        clock.adoptStreamConnection = adoptStreamConnection
+
+        class App:
+            on_apply = []
+        self.state = os.path.abspath(self.mktemp())
+        self.sup = E.MgmtSupervisor(App(), clock, ["tcp:0:interface=127.0.0.1", "unix:/x"],
+                                    self.state, user="no-such-user-cbac-test")
+        self.sup.startService()
+        self.addCleanup(self.sup.stopService)
+
+    def die(self, n, how=9):
+        pp = self.spawned[n][0]
+        pp.processEnded(self.Failure(self.ProcessTerminated(signal=how)))
+
+    def test_spawn_arguments(self):
+        pp, argv, fds = self.spawned[0]
+        self.assertEqual(argv[1:5], ["-m", "cbac.mgmt", "--amp-fd", "3"])
+        self.assertIn("--hostkey-fd", argv)
+        self.assertIn("--listen", argv)
+        self.assertEqual(argv[argv.index("--listen") + 1], "unix:/x")
+        self.assertTrue(any(a.startswith("5:tcp:0:interface=127.0.0.1") for a in argv))
+        self.assertEqual(sorted(fds), [0, 1, 2, 3, 4, 5])
+        if os.geteuid() == 0:
+            self.assertEqual(argv[argv.index("--uid") + 1], "65534")
+        self.assertTrue(os.path.exists(os.path.join(self.state, "ssh_host_ed25519_key")))
+
+    def test_restart_with_backoff_and_reset(self):
+        delays = []
+        for n in range(8):
+            self.die(n)
+            [call] = self.clock.getDelayedCalls()
+            delays.append(call.getTime() - self.clock.seconds())
+            self.clock.advance(delays[-1])
+            self.assertEqual(len(self.spawned), n + 2)
+        self.assertEqual(delays, [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0])
+        self.assertEqual(self.sup.restarts, 8)
+        self.clock.advance(E.RESET + 1)           # ran long enough: back to the first delay
+        self.die(8)
+        [call] = self.clock.getDelayedCalls()
+        self.assertEqual(call.getTime() - self.clock.seconds(), 0.5)
+
+    def test_no_restart_after_stop(self):
+        self.sup.stopService()
+        self.die(0, how=15)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(len(self.spawned), 1)

@@ -565,7 +565,7 @@ class MgmtSupervisor(service.Service):
             from cbac.privsep.drop import resolve_user
             self.uid, self.gid, warning = resolve_user(self.user)
             if warning:
-                log.warn("{warning}", warning=warning)
+                log.warn("{why}", why=warning)
         else:
             self.uid = self.gid = None
             log.warn("not running as root: the management process keeps uid {uid}",
