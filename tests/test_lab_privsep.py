@@ -64,6 +64,11 @@ def mgmt_pids(engine_pid):
     return out
 
 
+def p99(values):
+    v = sorted(values)
+    return v[min(len(v) - 1, int(len(v) * 0.99))]
+
+
 def _rtts(text):
     return [float(x) for x in re.findall(r"time=([\d.]+) ms", text)]
 
@@ -94,6 +99,10 @@ class PrivsepLabTests(LabCase, unittest.TestCase):
         self.assertEqual(int(st["CapBnd"][0], 16), 0, st["CapBnd"])
         self.assertEqual(st["NoNewPrivs"], ["1"])
         self.assertEqual(st.get("Groups", []), [])
+        # and it yields the CPU to the engine
+        with open("/proc/%d/stat" % pid) as f:
+            nice = int(f.read().rsplit(")", 1)[1].split()[16])
+        self.assertEqual(nice, 10)
         # the engine is the one with the capabilities (root here)
         eng = _status(self.engine_pid())
         self.assertIn("0", eng["Uid"])
@@ -189,8 +198,12 @@ class BigShowLabTests(LabCase, unittest.TestCase):
         self.assertGreater(len(load_rtts), 980, out[-500:])        # nothing lost
         idle_avg = sum(idle_rtts) / len(idle_rtts)
         load_avg = sum(load_rtts) / len(load_rtts)
-        msg = "idle avg %.2f max %.2f ms; during 100,000-line shows avg %.2f max %.2f ms" % (
-            idle_avg, max(idle_rtts), load_avg, max(load_rtts))
+        msg = "idle avg %.2f p99 %.2f max %.2f ms; during 100,000-line shows avg %.2f p99 %.2f " \
+            "max %.2f ms" % (idle_avg, p99(idle_rtts), max(idle_rtts), load_avg, p99(load_rtts),
+                             max(load_rtts))
         print(msg)
         self.assertLess(load_avg, idle_avg + 5, msg)
-        self.assertLess(max(load_rtts), max(idle_rtts) + 50, msg)
+        # the 99th percentile, not the maximum: one late ping is the shared
+        # machine's scheduler (seen idle too); an engine held for 100 ms
+        # delays ten pings in a row
+        self.assertLess(p99(load_rtts), p99(idle_rtts) + 20, msg)

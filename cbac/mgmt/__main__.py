@@ -2,6 +2,9 @@
 
 import sys
 
+#: scheduling niceness of the management process (the engine keeps 0)
+NICE = 10
+
 
 def _early_args(argv):
     uid = gid = None
@@ -18,6 +21,13 @@ def main(argv):
     # Everything the console may import is imported before the drop: the
     # interpreter's own files may not be readable by the unprivileged user
     # (a Python under /root in development); Debian's are.
+    import os
+    # The engine wins the CPU: the console's work (SSH crypto, filters,
+    # rendering) runs at a lower priority than forwarding.
+    try:
+        os.nice(NICE)
+    except OSError:
+        pass
     from cbac.mgmt.main import preload
     preload()
     if uid is not None:
