@@ -55,8 +55,16 @@ class PackagedConfigTests(unittest.TestCase):
 
     def test_debian_rules_build_it(self):
         with open(os.path.join(ROOT, "debian", "rules")) as f:
-            self.assertIn("python3 -m cbac.firstpass etc/router.conf "
-                          "debian/cbac/etc/cbac/router.conf", f.read())
+            rules = f.read()
+        self.assertIn("python3 -m cbac.firstpass etc/router.conf "
+                      "debian/cbac/etc/cbac/router.conf", rules)
+        # the zone-based example too (an admin may copy it into place)
+        self.assertIn("python3 -m cbac.firstpass etc/router-zbf.conf "
+                      "debian/cbac/usr/share/doc/cbac/examples/router-zbf.conf", rules)
+        with open(os.path.join(ROOT, "etc", "router-zbf.conf")) as f:
+            zbf = firstpass.packaged_config(f.read())
+        self.assertNotIn("secret 0 cisco", zbf)
+        self.assertEqual(zbf.count("secret 0 " + firstpass.PLACEHOLDER), 2)
         out = os.path.abspath(self.mktemp())
         r = subprocess.run([sys.executable, "-m", "cbac.firstpass", SEED, out], cwd=ROOT,
                            capture_output=True, text=True)
