@@ -82,6 +82,17 @@ class RemoteApplianceTests(unittest.TestCase):
     def test_provides_the_interface(self):
         verifyObject(IConsoleAppliance, self.p.remote)
 
+    def test_every_engine_method_of_the_interface_is_served(self):
+        """A show method added to IConsoleAppliance must be whitelisted for
+        the engine (or answered in the management process), or the console
+        says 'Engine error' for it in the default two-process mode."""
+        local = {"hostname", "router_model", "log_observers", "check_enable", "check_login",
+                 "authorized_keys", "show_running_config", "show_clock", "manhole_namespace"}
+        other = {"clear", "debug", "undebug_all", "copy_running_startup", "configure_replace",
+                 "reload_config"}
+        names = set(IConsoleAppliance.names(all=True))
+        self.assertEqual(names - local - other - E.SHOW_METHODS, set())
+
     def test_config_copy_is_the_running_config(self):
         self.assertEqual(self.p.remote.hostname, self.p.app.hostname)
         self.assertEqual(self.p.run("show running-config").text,

@@ -57,6 +57,7 @@ SHOW_METHODS = frozenset([
     "show_ip_nat_translations", "show_ip_nat_statistics", "show_interfaces",
     "show_ip_interface_brief", "show_dhcp_lease", "show_cbac_fastpath", "show_ip_route",
     "show_arp", "show_logging", "show_processes_cpu", "show_debugging", "packet_tracer",
+    "show_redundancy",
 ])
 
 

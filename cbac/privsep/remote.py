@@ -202,6 +202,9 @@ class RemoteAppliance:
     def show_cbac_fastpath(self):
         return self._show("show_cbac_fastpath")
 
+    def show_redundancy(self):
+        return self._show("show_redundancy")
+
     def show_ip_route(self):
         return self._show("show_ip_route")
 
