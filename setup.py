@@ -18,6 +18,8 @@ setup(
         "cbac.console",
         "cbac.log",
         "cbac.continuity",
+        "cbac.privsep",
+        "cbac.mgmt",
         "twisted.plugins",
     ],
     package_data={"twisted.plugins": ["cbac_plugin.py"],

@@ -197,6 +197,11 @@ class Appliance:
     def show_access_lists(self, name=None) -> str:
         return self.acls.show(name) if self.acls else ""
 
+    def lines_access_lists(self, name=None):
+        """``show access-lists`` as a generator of lines (the engine's
+        sliced form for the management process)."""
+        return self.acls.show_lines(name) if self.acls else iter(())
+
     def show_ip_nat_translations(self, verbose=False) -> str:
         return self.nat.show_translations(verbose) if self.nat else ""
 
@@ -225,6 +230,12 @@ class Appliance:
         if self.log_observers is None:
             return "Syslog logging: enabled\n    Buffer logging: disabled"
         return self.log_observers.show_logging()
+
+    def lines_logging(self):
+        """``show logging`` as a generator of lines (sliced by the engine)."""
+        if self.log_observers is None:
+            return iter(self.show_logging().split("\n"))
+        return self.log_observers.show_logging_lines()
 
     def packet_tracer(self, in_if, proto, src, sport, dst, dport, detailed=False):
         """``packet-tracer input ...``: (allowed, text); changes nothing."""
@@ -483,12 +494,15 @@ class Appliance:
 
     def _build_from_file(self, path):
         """-> (staged or None, text).  Touches nothing that runs."""
-        from cbac.config.loader import load
+        from cbac.config.loader import load_bytes
         try:
             try:
-                new, diags = load(path, self.port_overrides)
+                with open(path, "rb") as f:
+                    data = f.read()
             except OSError as e:
                 return None, "%% Error opening %s (%s)" % (path, e.strerror)
+            new, diags = load_bytes(path, data, self.port_overrides)
+            self.remember_source(new, data)
             from cbac.config.errors import log_lines
             errors = [d for d in diags if d.severity == "error"]
             text = "\n".join(log_lines(path, diags))
@@ -580,6 +594,24 @@ class Appliance:
         the session table keeps its sessions, the router keeps ARP.  All or
         nothing: if building raises, nothing has changed."""
         self.commit(self.stage(new))
+
+    #: (model, source text) of the running configuration when it came from a file
+    _config_source = None
+
+    def config_source(self) -> str:
+        """The running configuration's text for the management process:
+        the file it was read from (as read), or rendered when it was
+        installed otherwise."""
+        src = self._config_source
+        if src is not None and src[0] is self.model:
+            return src[1]
+        from cbac.config.render import render
+        return render(self.model)
+
+    def remember_source(self, model, data) -> None:
+        if isinstance(data, bytes):
+            data = data.decode("utf-8-sig", "replace")
+        self._config_source = (model, data)
 
     def manhole_namespace(self) -> dict:
         return {"appliance": self, "router": self.router, "sessions": self.sessions,
@@ -725,10 +757,17 @@ def makeApplianceService(model, options):
     claim_ports(bindings, options.get("state-dir"),
                 claim_ports=not options.get("no-claim-ports")).setServiceParent(top)
     _add_link_monitor(ports, reactor, top)
-    _QuietConch(appliance).setServiceParent(top)
+    privsep = not options.get("no-privsep")
+    if options.get("config_text") is not None:
+        appliance.remember_source(model, options["config_text"])
+    if not privsep:
+        _QuietConch(appliance).setServiceParent(top)
     RouterService(appliance, reactor, inband=bool(ports)).setServiceParent(top)
     _add_logging(appliance, model, reactor, top)
-    _add_console(appliance, model, options, reactor, top)
+    if privsep:
+        _add_mgmt(appliance, model, options, reactor, top)
+    else:
+        _add_console(appliance, model, options, reactor, top)
     _add_metrics(appliance, reactor, top)
     _install_sighup(appliance, reactor)
     return top
@@ -813,8 +852,7 @@ def _acl_permits(appliance):
     return permits
 
 
-def _add_console(appliance, model, options, reactor, top):
-    from cbac.console.ssh import makeConsoleService
+def _console_endpoints(appliance, model, options):
     endpoints = list(options.get("listen", []))
     # In-band: the router's interface addresses (served through the
     # management TUN, started before this service by RouterService).
@@ -822,6 +860,25 @@ def _add_console(appliance, model, options, reactor, top):
         for ifm in model.interfaces.values():
             if ifm.address is not None and not ifm.shutdown and ifm.name in appliance.router.interfaces:
                 endpoints.append("tcp:%d:interface=%s" % (model.ssh.port, ifm.address.ip))
+    return endpoints
+
+
+def _add_mgmt(appliance, model, options, reactor, top):
+    """Two processes (the default): the console runs in the management
+    process, spawned and supervised by :class:`cbac.privsep.engine.MgmtSupervisor`
+    (started after RouterService: the in-band addresses exist then)."""
+    from cbac.privsep.engine import MgmtSupervisor
+    sup = MgmtSupervisor(appliance, reactor, _console_endpoints(appliance, model, options),
+                         options.get("state-dir") or "/var/lib/cbac",
+                         user=options.get("mgmt-user") or "cbac",
+                         manhole=bool(options.get("manhole")))
+    sup.setName("mgmt")
+    sup.setServiceParent(top)
+
+
+def _add_console(appliance, model, options, reactor, top):
+    from cbac.console.ssh import makeConsoleService
+    endpoints = _console_endpoints(appliance, model, options)
     state_dir = options.get("state-dir") or "/var/lib/cbac"
     svc = makeConsoleService(appliance, model, state_dir, endpoints, reactor=reactor,
                              vty_permits=_vty_permits(appliance),

@@ -17,12 +17,13 @@ starts.  Errors and warnings are printed compiler-style::
 
 from __future__ import annotations
 
+import os
 import sys
 
 from twisted.python import usage
 
 from cbac.config.errors import WARNING, Diagnostic, errors, log_lines, report, summary
-from cbac.config.loader import load
+from cbac.config.loader import load_bytes
 from cbac.config.parser import normalize_interface
 
 
@@ -44,6 +45,10 @@ class Options(usage.Options):
          "Allow the console's 'manhole' command: a Python prompt inside the "
          "running process, for privilege 15 after the enable secret is entered "
          "again. Off by default."],
+        ["no-privsep", None,
+         "One process: run the SSH console (and manhole) inside the engine, as "
+         "the engine's user, instead of in the unprivileged management process "
+         "(for development and tests; docs/architecture.md, 'Two processes')."],
         ["no-claim-ports", None,
          "Leave the data ports as they are: do not hide them from the kernel "
          "(nftables netdev drop chain), remove their kernel addresses, turn IPv6 "
@@ -51,6 +56,9 @@ class Options(usage.Options):
     ]
     optParameters = [
         ["config", "c", "/etc/cbac/router.conf", "IOS configuration file."],
+        ["mgmt-user", None, "cbac",
+         "User of the management process (SSH console, manhole); when it does "
+         "not exist, nobody (65534), with a warning."],
         ["state-dir", None, "/var/lib/cbac",
          "Directory for state (SSH host keys, the journal of sessions and NAT "
          "translations that a restart restores: docs/continuity.md)."],
@@ -90,10 +98,13 @@ class Options(usage.Options):
         """Read and check the configuration.  ``--check`` reports and exits
         0 or 1 (like ``nginx -t``); otherwise a configuration that cannot be
         read or has errors is a usage.UsageError (twistd prints it and exits
-        1), its errors listed on stderr first."""
+        1), its errors listed on stderr first.  A configuration with the
+        packaged placeholder secrets gets generated passwords first
+        (:mod:`cbac.firstpass`; not with ``--check``)."""
         path = self["config"]
         try:
-            router, diags = load(path, self["port"], strict=not self["check"])
+            with open(path, "rb") as f:
+                data = f.read()
         except OSError as e:
             msg = "%s: error: cannot read configuration: %s" % (path, e.strerror or e)
             if self["check"]:
@@ -102,9 +113,31 @@ class Options(usage.Options):
                 out.flush()
                 raise SystemExit(1)
             raise usage.UsageError(msg)
+        first = []
+        from cbac import firstpass
+        if firstpass.has_placeholder(data):
+            if self["check"]:
+                first.append(Diagnostic(path, 0, WARNING,
+                                        "%s: the first start replaces it with generated "
+                                        "passwords (written once to %s)" % (
+                                            firstpass.PLACEHOLDER,
+                                            os.path.join(self["state-dir"], firstpass.FILENAME))))
+            else:
+                try:
+                    data, where, what = firstpass.generate(path, data, self["state-dir"])
+                except (firstpass.FirstPasswordError, UnicodeError) as e:
+                    raise usage.UsageError("%s: error: %s; not starting" % (path, e))
+                self["first_password"] = (where, what)
+                err = self._out("stderr")
+                err.write("%s: first start: generated passwords for %s, stored hashed; "
+                          "written once to %s\n" % (path, ", ".join(what), where))
+                err.flush()
+        router, diags = load_bytes(path, data, self["port"], strict=not self["check"])
+        diags += first
         diags += weak_secret_warnings(router, path)
         diags.sort(key=lambda d: d.line)
         self["router"] = router
+        self["config_text"] = data
         self["diagnostics"] = diags
         if self["check"]:
             out = self._out("stdout")
@@ -148,5 +181,11 @@ def makeService(options):
     diags = [d for d in options["diagnostics"] if not d.is_error]
     for line in log_lines(options["config"], diags):
         log.warn("{diagnostic}", diagnostic=line)
+    if options.get("first_password"):
+        where, what = options["first_password"]
+        log.warn("first start: generated passwords for {what}; stored hashed (type 9) in "
+                 "{config}, written once in clear to {where} (root only): log in with them, "
+                 "set your own and delete that file",
+                 what=", ".join(what), config=options["config"], where=where)
     from cbac.app import makeApplianceService
     return makeApplianceService(options["router"], options)

@@ -126,10 +126,23 @@ class RunningLab:
             r = self.lab.exec("in", ["ping", "-c", "1", "-W", "1", wait_for])
             # bare mode: the kernel answers pings until cbac has taken the ports
             if r.returncode == 0 and (self.mode != "bare" or self.started(1)):
+                self._wait_console()
                 return
         raise RuntimeError("cbac did not answer ping within 20 s:\n" + self.log())
 
     STARTED = "%FW-6-INIT: Firewall inspection startup completed"
+    CONSOLE = "%SSH-5-ENABLED"
+
+    def _wait_console(self, timeout=30.0):
+        """The console listens a moment after forwarding starts (the
+        management process starts, reads and parses the configuration):
+        wait for it, so tests do not race it (no error if it never comes:
+        tests without a console)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if self.CONSOLE in self.log():
+                return
+            time.sleep(0.1)
 
     def started(self, n=1):
         """Has the daemon logged its start ``n`` times (restarts)?"""

@@ -225,7 +225,8 @@ class ConsoleLabTests(LabCase, unittest.TestCase):
         t.read_until(rb"Enable secret: ")
         t.send("cisco\r")
         t.read_until(rb">>> ")
-        t.send("len(sessions.sessions) >= 0, 6 * 7\r")
+        # the manhole runs in the management process, as the unprivileged user
+        t.send("__import__('os').getuid() != 0, 6 * 7\r")
         out = t.read_until(rb"\(True, 42\)")
         self.assertIn("(True, 42)", out)
         t.send("\x04")

@@ -14,6 +14,7 @@ import threading
 from twisted.trial import unittest
 
 from tests.labrun import LabCase, seed_variant, skip_reason
+from tests.test_lab_privsep import p99
 from tests.test_lab_console import SSH_OPTS, _askpass, ssh
 
 CATASTROPHIC = "show version | include ^(.|.){25}X"
@@ -70,8 +71,10 @@ class ConsoleLoadLabTests(LabCase, unittest.TestCase):
         self.assertGreater(len(load_rtts), 780, out[-500:])       # nothing lost
         idle_avg = sum(idle_rtts) / len(idle_rtts)
         load_avg = sum(load_rtts) / len(load_rtts)
-        msg = "idle avg %.2f max %.2f ms; under console load avg %.2f max %.2f ms" % (
-            idle_avg, max(idle_rtts), load_avg, max(load_rtts))
+        msg = "idle avg %.2f p99 %.2f max %.2f ms; under console load avg %.2f p99 %.2f " \
+            "max %.2f ms" % (idle_avg, p99(idle_rtts), max(idle_rtts), load_avg, p99(load_rtts),
+                             max(load_rtts))
         print(msg)
         self.assertLess(load_avg, idle_avg + 5, msg)
-        self.assertLess(max(load_rtts), max(idle_rtts) + 50, msg)
+        # the 99th percentile, not the maximum (see tests/test_lab_privsep.py)
+        self.assertLess(p99(load_rtts), p99(idle_rtts) + 20, msg)

@@ -100,6 +100,10 @@ class PairLabCase(unittest.TestCase):
         for i in (1, 2):
             self.assertTrue(wait_for(lambda: "Redundancy: peer" in lab.log(i), 30),
                             lab.log(i)[-3000:])
+            # and the management process (the console) has started: its
+            # start-up CPU is not part of what a failover test measures
+            self.assertTrue(wait_for(lambda: "%SSH-5-ENABLED" in lab.log(i), 30),
+                            lab.log(i)[-3000:])
         lab.start_keepalived(1, 150)
         # box 1 first: with no preemption the first MASTER stays MASTER
         self.assertTrue(wait_for(lambda: "now ACTIVE" in lab.log(1), 20), self.logs())

@@ -78,8 +78,20 @@ class DebianPackageTests(unittest.TestCase):
             self.assertEqual(errors, [], lint.stdout)
 
         # Install with apt: only Debian packages are pulled in.
+        had_user = subprocess.run(["getent", "passwd", "cbac"], capture_output=True).returncode == 0
+        if not had_user:
+            # the package leaves its system user behind on purge (Debian
+            # practice); the test does not leave it on this machine
+            self.addCleanup(run, ["userdel", "cbac"], check=False)
         self.addCleanup(run, ["apt-get", "-o", "DPkg::Lock::Timeout=300", "purge", "-y", "-q", "cbac"], check=False)
         run(["apt-get", "-o", "DPkg::Lock::Timeout=300", "install", "-y", "-q", "--no-install-recommends", deb])
+        # postinst made the management process's user
+        self.assertEqual(run(["getent", "passwd", "cbac"], check=False).returncode, 0)
+        # the shipped configuration has no lab password, only the placeholders
+        with open("/etc/cbac/router.conf") as f:
+            shipped = f.read()
+        self.assertNotIn("secret 0 cisco", shipped)
+        self.assertEqual(shipped.count("secret 0 INITIAL-PASSWORD-NOT-YET-GENERATED"), 2)
         helptext = run(["/usr/bin/twistd3", "cbac", "--help"], cwd="/").stdout
         self.assertIn("--config", helptext)
         self.assertIn("--check", helptext)
@@ -119,6 +131,8 @@ class DebianPackageTests(unittest.TestCase):
         self.addCleanup(lab.down)
         log = open(os.path.join(tmp, "cbac.log"), "w")
         self.addCleanup(log.close)
+        state = tempfile.mkdtemp(prefix="cbac-state-")
+        self.addCleanup(shutil.rmtree, state, True)
         lab.popen("fw", ["/usr/bin/twistd3", "-n", "--pidfile=", "cbac", "-c", "/etc/cbac/router.conf",
                          "--state-dir", state],
                   env=CLEAN_ENV, cwd="/", stdout=log, stderr=subprocess.STDOUT)
@@ -132,3 +146,16 @@ class DebianPackageTests(unittest.TestCase):
         log.flush()
         self.assertTrue(ok, "no ping through the installed cbac:\n" +
                         open(log.name).read()[-3000:])
+        # the first start generated the passwords; the management process
+        # runs as the package's user
+        self.assertTrue(os.path.exists(os.path.join(state, "initial-password")))
+        with open("/etc/cbac/router.conf") as f:
+            self.assertIn("enable secret 9 $9$", f.read())
+        text = ""
+        for _ in range(40):
+            text = open(log.name).read()
+            if "management process started" in text:
+                break
+            time.sleep(0.5)
+        self.assertRegex(text, r"management process started \(pid \d+, uid \d+ gid \d+\)")
+        self.assertNotIn("does not exist", text)

@@ -104,11 +104,15 @@ class CompiledAcl:
         raise KeyError(seq)
 
     def show(self) -> str:
+        return "\n".join(self.show_lines()) + "\n"
+
+    def show_lines(self):
+        """The lines of :meth:`show`, one at a time."""
         head = "Standard IP access list %s" if self.standard else "Extended IP access list %s"
-        lines = [head % self.name]
-        for a in self.aces:
-            lines.append("    %d %s" % (a.seq, format_entry(a.model, self.standard, a.hits)))
-        return "\n".join(lines) + "\n"
+        yield head % self.name
+        standard = self.standard
+        for a in list(self.aces):
+            yield "    %d %s" % (a.seq, format_entry(a.model, standard, a.hits))
 
 
 # --------------------------------------------------------------------------
@@ -240,6 +244,18 @@ class AclSet:
             c = self.lists.get(str(name))
             return c.show() if c is not None else ""
         return "".join(self.lists[n].show() for n in sorted(self.lists, key=_sort_key))
+
+    def show_lines(self, name=None):
+        """The lines of :meth:`show`, one at a time (sliced by the engine)."""
+        if name is not None:
+            c = self.lists.get(str(name))
+            if c is not None:
+                yield from c.show_lines()
+            return
+        for n in sorted(self.lists, key=_sort_key):
+            c = self.lists.get(n)
+            if c is not None:
+                yield from c.show_lines()
 
     def clear_counters(self, name=None) -> None:
         """``clear access-list counters [NAME|NUMBER]``."""

@@ -32,6 +32,13 @@ def load(path: str, ports: Optional[Mapping[str, str]] = None, strict: bool = Fa
     a warning.  Raises OSError when the file cannot be read."""
     with open(path, "rb") as f:
         data = f.read()
+    return load_bytes(path, data, ports, strict)
+
+
+def load_bytes(path: str, data: bytes, ports: Optional[Mapping[str, str]] = None,
+               strict: bool = False):
+    """:func:`load` of bytes already read from ``path`` (the engine keeps
+    them: the management process gets the running configuration's text)."""
     model, diags = parse_bytes(data, path)
     apply_ports(model, ports)
     diags = list(diags) + list(check(model, strict=strict, filename=path))

@@ -165,6 +165,9 @@ def verify(secret, password: str) -> bool:
     if secret is None:
         return False
     kind, value = int(secret.kind), secret.value
+    from cbac.firstpass import PLACEHOLDER
+    if PLACEHOLDER in (value, password):
+        return False                 # the shipped placeholder is never a password
     try:
         if kind == 0:
             expect = value

@@ -270,6 +270,8 @@ def _configure_replace(force):
 
 
 def _cleared(ctx, text, interface=None):
+    if isinstance(text, defer.Deferred):        # the engine answers over AMP
+        return text.addCallback(lambda t: _cleared(ctx, t, interface))
     if isinstance(text, tuple) and not text[0]:
         return text
     ios.message("CLEAR", 5, "COUNTERS", "Clear counter on %s by %s on %s (%s)"

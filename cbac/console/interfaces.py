@@ -2,7 +2,9 @@
 
 :class:`IConsoleAppliance` is everything the SSH console and its command
 table (:mod:`cbac.console.commands`) call.  ``cbac.app.Appliance``
-implements it for the daemon and ``tests.fakeappliance.FakeAppliance``
+implements it for the engine, ``cbac.privsep.remote.RemoteAppliance`` for
+the console in the management process (over AMP: the engine's methods
+return Deferreds of the same values) and ``tests.fakeappliance.FakeAppliance``
 for the console's unit tests; ``tests/test_console_appliance.py`` checks
 both with ``verifyObject`` and runs every command of the table against a
 real appliance.

@@ -1147,7 +1147,10 @@ class ConsoleService(service.MultiService):
         service.MultiService.startService(self)
         ds = []
         for desc in self.endpoints:
-            ep = endpoints.serverFromString(self.reactor, desc)
+            if isinstance(desc, str):
+                ep = endpoints.serverFromString(self.reactor, desc)
+            else:
+                ep, desc = desc, getattr(desc, "description", repr(desc))
             d = ep.listen(self.factory)
             d.addCallback(self._listened, desc)
             ds.append(d)
@@ -1186,17 +1189,21 @@ class ConsoleService(service.MultiService):
 
 
 def makeConsoleService(appliance, router_model, state_dir, listen_endpoints,
-                       reactor=None, vty_permits=None, acl_permits=None, manhole=False):
+                       reactor=None, vty_permits=None, acl_permits=None, manhole=False,
+                       host_key=None):
     """The SSH console service.  ``listen_endpoints``: endpoint strings such
     as ``tcp:2222:interface=192.0.2.1``; ``vty_permits(source) -> bool``
     implements ``line vty ... access-class ACL in``, ``acl_permits(acl,
     source) -> bool`` ``login quiet-mode access-class ACL``; ``manhole``:
-    allow the ``manhole`` command (``twistd cbac --manhole``; off by default)."""
+    allow the ``manhole`` command (``twistd cbac --manhole``; off by default);
+    ``host_key``: the SSH host key (else read or made in ``state_dir``).
+    An endpoint may also be an endpoint object (the management process
+    gets sockets the engine bound: ``AdoptedStreamServerEndpoint``)."""
     if reactor is None:
         from twisted.internet import reactor
     console = Console(appliance, router_model, reactor, vty_permits, acl_permits=acl_permits)
     console.manhole = manhole
-    f = CbacSSHFactory(console, load_host_key(state_dir))
+    f = CbacSSHFactory(console, host_key if host_key is not None else load_host_key(state_dir))
     svc = ConsoleService(console, f, listen_endpoints, reactor)
     svc.setName("console")
     return svc

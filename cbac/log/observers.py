@@ -857,6 +857,11 @@ class LogObservers:
         self.buffer.clear()
 
     def show_logging(self) -> str:
+        return "\n".join(self.show_logging_lines())
+
+    def show_logging_lines(self):
+        """``show logging`` line by line (the engine hands a long buffer to
+        the management process in slices)."""
         dropped = sum(h.dropped + h.lost for h in self.hosts) + \
             (self.file.lost if self.file is not None else 0)
         lvl = SEVERITIES
@@ -897,8 +902,10 @@ class LogObservers:
             out.append(h.describe())
         if b.enabled:
             out += ["", "Log Buffer (%d bytes):" % b.size, ""]
-            out += b.lines()
-        return "\n".join(out)
+            yield from out
+            yield from b.lines()             # a snapshot: the buffer may grow meanwhile
+            return
+        yield from out
 
 
 def makeLogging(router_model, reactor=None):
