@@ -61,7 +61,7 @@ class GenericNamesConfig(unittest.TestCase):
         self.assertIn("isakmp alert is on audit-trail is off timeout 30", out)
 
     def test_unknown_names_still_not_acted_on(self):
-        for proto in ("sip", "rtsp", "pptp", "h323"):
+        for proto in ("h323", "cuseeme"):
             model, diags = parse_config("ip inspect name X %s\n" % proto)
             msgs = [d.format() for d in diags]
             self.assertTrue(any("not acted on" in m for m in msgs), msgs)

@@ -38,7 +38,7 @@ from cbac.config.model import PORT_NAMES
 from cbac.inspect.dns import DROP as DNS_DROP, DnsGuard
 from cbac.inspect import tftp
 from cbac.inspect.api import Expectation
-from cbac.inspect.udp import udp_process
+from cbac.inspect.udp import udp_guard_start, udp_process
 from cbac.inspect.resets import clone_segment, session_rsts
 from cbac.inspect.thresholds import Thresholds
 from cbac.inspect.uninspected import UninspectedConnections
@@ -52,7 +52,8 @@ SIS_OPEN = "SIS_OPEN"
 SIS_CLOSING = "SIS_CLOSING"
 
 #: application inspectors by responder port, in order of preference
-APP_BY_PORT = {25: ("esmtp", "smtp"), 21: ("ftp",), 80: ("http",), 110: ("pop3",), 143: ("imap",)}
+APP_BY_PORT = {25: ("esmtp", "smtp"), 21: ("ftp",), 80: ("http",), 110: ("pop3",), 143: ("imap",),
+               5060: ("sip",)}
 #: debug category of an application protocol
 DEBUG_CATEGORY = {"esmtp": "smtp", "smtp": "smtp", "ftp": "ftp", "http": "http"}
 
@@ -202,7 +203,7 @@ class Pinhole:
     """An expected connection (child of an inspected session)."""
 
     __slots__ = ("proto", "src", "sport", "dst", "dport", "deadline", "parent", "label",
-                 "used", "rule", "key")
+                 "used", "rule", "key", "group")
 
     def matches(self, pkt) -> bool:
         return ((self.src is None or self.src == pkt.src)
@@ -608,6 +609,13 @@ class SessionTable:
         stats.created[protocol] = stats.created.get(protocol, 0) + 1
         if pinhole is not None:
             self._consume_pinhole(pinhole)
+            if pinhole.group is not None:
+                pinhole.group.append(s)      # closed with its call (SIP BYE)
+        if proto == 17 and protocol == "sip" and pinhole is None and \
+                not udp_guard_start(self, s, pkt):
+            s.audit = False
+            self._delete(s, "sip-bad-message")
+            return None
         if proto == 17 and tftp_req is not None:
             # RFC 1350: the server answers from a new port
             caddr, cport = self._nat_map(s, CLIENT, "udp", c_in[0], c_in[2])
@@ -653,6 +661,7 @@ class SessionTable:
         ctx = InspectContext(
             client_addr=c_in[0], client_port=c_in[2], server_addr=c_in[1],
             server_port=c_in[3], rule=rp, server_own_addr=s.c_out[1],
+            client_seen=(s.c_out[0], s.c_out[2]), server_seen=(s.c_in[1], s.c_in[3]),
             options=self.model.smtp if protocol in ("smtp", "esmtp") else None,
             debug=category in self.debug_enabled, now=self.clock.seconds,
             nat_map=lambda direction, proto, addr, port, _s=s: self._nat_map(
@@ -1051,6 +1060,9 @@ class SessionTable:
         ph.used = False
         ph.rule = parent.rule
         ph.key = (proto, e.dst, e.dst_port)
+        ph.group = getattr(e, "group", None)
+        if ph.group is not None:
+            ph.group.append(ph)
         self._pinholes.setdefault(ph.key, []).append(ph)
         self._npinholes += 1
         if parent.pinholes is None:
