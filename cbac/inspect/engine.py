@@ -32,7 +32,7 @@ def _java_permitted(acls, name):
 def app_factories(router_model=None, acls=None) -> dict:
     """``{"smtp": f, "esmtp": f, "ftp": f, "http": f}`` with ``f(ctx) ->
     IStreamInspector``."""
-    from cbac.inspect import ftp, http, imap, pop3, sip, smtp
+    from cbac.inspect import ftp, http, imap, pop3, rtsp, sip, smtp
 
     def http_factory(ctx, _f=http.factory):
         jl = getattr(ctx.rule, "java_list", None)
@@ -47,6 +47,7 @@ def app_factories(router_model=None, acls=None) -> dict:
     out["pop3"] = pop3.factory
     out["imap"] = imap.factory
     out["sip"] = sip.factory
+    out["rtsp"] = rtsp.factory
     return out
 
 
