@@ -70,7 +70,7 @@ class User:
 #: Protocols of ``ip inspect name``.  The generic names of
 #: :data:`GENERIC_PROTOCOLS` are accepted too.
 INSPECT_PROTOCOLS = ("tcp", "udp", "icmp", "ftp", "http", "smtp", "esmtp", "dns", "tftp", "pop3", "imap",
-                     "sip", "rtsp")
+                     "sip", "rtsp", "pptp")
 
 #: ``ip inspect name X NAME`` for protocols IOS inspects at layer 4 only:
 #: cbac inspects them with its generic TCP/UDP inspection, **only** on
@@ -99,6 +99,7 @@ PORT_NAMES[(6, 53)] = PORT_NAMES[(17, 53)] = "dns"
 PORT_NAMES[(17, 69)] = "tftp"
 PORT_NAMES[(6, 5060)] = PORT_NAMES[(17, 5060)] = "sip"
 PORT_NAMES[(6, 554)] = "rtsp"
+PORT_NAMES[(6, 1723)] = "pptp"
 
 
 @dataclass

@@ -32,7 +32,7 @@ def _java_permitted(acls, name):
 def app_factories(router_model=None, acls=None) -> dict:
     """``{"smtp": f, "esmtp": f, "ftp": f, "http": f}`` with ``f(ctx) ->
     IStreamInspector``."""
-    from cbac.inspect import ftp, http, imap, pop3, rtsp, sip, smtp
+    from cbac.inspect import ftp, http, imap, pop3, pptp, rtsp, sip, smtp
 
     def http_factory(ctx, _f=http.factory):
         jl = getattr(ctx.rule, "java_list", None)
@@ -48,6 +48,7 @@ def app_factories(router_model=None, acls=None) -> dict:
     out["imap"] = imap.factory
     out["sip"] = sip.factory
     out["rtsp"] = rtsp.factory
+    out["pptp"] = pptp.factory
     return out
 
 

@@ -246,6 +246,7 @@ class SessionTable:
         self.send = send if send is not None else self._no_sender
         self.nat = None
         self.offload = None              # cbac.dataplane.flowoffload.FlowOffloader
+        self.gre = None                  # cbac.nat.gre.GreTable (PPTP calls), made on first use
         self.reopened = False            # process() refused a SYN reopening a closed 4-tuple
         self._fp = _FastSegment()
         self.debug_enabled = _debug_enabled
@@ -357,6 +358,8 @@ class SessionTable:
         if proto == 1 and pkt.inner is None and pkt.icmp_type in (0, 8, 13, 14):
             l4 = pkt.l4
             return self.icmp.get(bytes(frame[l3 + 12:l3 + 20] + frame[l4 + 4:l4 + 6]))
+        if proto == 47 and self.gre is not None:
+            return self.gre.lookup(pkt)          # a PPTP call's GRE (cbac/nat/gre.py)
         return None
 
     def lookup_icmp_error(self, pkt):
@@ -666,6 +669,9 @@ class SessionTable:
             debug=category in self.debug_enabled, now=self.clock.seconds,
             nat_map=lambda direction, proto, addr, port, _s=s: self._nat_map(
                 _s, direction, proto, addr, port))
+        if protocol == "pptp":
+            from cbac.nat.gre import CallMap
+            ctx.pptp_calls = CallMap(self, s)
         try:
             insp = self.factories[protocol](ctx)
         except Exception:
@@ -823,6 +829,8 @@ class SessionTable:
         if proto == 1 and pkt.inner is not None:
             # an ICMP error lookup_icmp_error() already checked and rewrote
             return True
+        if proto == 47:
+            return self.gre.process(s, direction, pkt)
         if self.resuming and s in self.resuming:
             if not self.resume_before(self, s, direction, pkt):
                 return False
