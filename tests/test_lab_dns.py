@@ -105,4 +105,4 @@ class DnsLabTests(LabCase, unittest.TestCase):
     def _dns_sessions(self):
         """The DNS-guarded (UDP) sessions' detail lines."""
         out = self.env.console("show ip inspect sessions detail").stdout
-        return [line for line in out.splitlines() if "DNS " in line]
+        return [line for line in out.splitlines() if "DNS " in line and "over TCP" not in line]
