@@ -338,3 +338,9 @@ class SipConfig(unittest.TestCase):
         self.assertEqual([d.format() for d in diags], [])
         p = model.inspect_rules["X"].get("sip")
         self.assertEqual((p.alert, p.audit_trail, p.timeout), (False, True, 90))
+
+    def test_router_traffic_refused_like_ios(self):
+        for proto in ("sip", "rtsp", "pptp", "dns"):
+            model, diags = parse_config("ip inspect name X %s router-traffic\n" % proto)
+            msgs = [d.format() for d in diags if d.is_error]
+            self.assertTrue(any("tcp, udp and icmp only" in m for m in msgs), msgs)

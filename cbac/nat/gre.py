@@ -27,7 +27,9 @@ an ACL permits gre, as before).
 so a call's packets take the router's session path (ACL bypass, cached
 route).  A call dies with its control session (checked on every lookup
 and swept when calls are added), on Call-Disconnect-Notify,
-Stop-Control-Connection, or after :data:`IDLE` seconds without a packet.
+Stop-Control-Connection, or after the control session's idle time (the
+rule's ``timeout``, else ``ip inspect tcp idle-time``) without a packet;
+GRE packets count as activity of the control session too.
 """
 
 from __future__ import annotations
@@ -38,13 +40,19 @@ from cbac.packet import checksum as ck
 from cbac.packet.view import ip_str
 
 PROTO_GRE = 47
-#: idle lifetime of a call's GRE (s) (IOS tcp idle-time, the control
-#: session's default)
+#: idle lifetime of a call's GRE (s) when its control session has none
+#: (normally the control session's idle time applies)
 IDLE = 3600.0
 #: calls one control connection may hold
 MAX_CALLS_PER_CONTROL = 64
 #: calls in the whole table
 MAX_CALLS = 4096
+
+
+def _idle(c) -> float:
+    """A call's GRE idle time: its control session's (``pptp timeout N``
+    or ip inspect tcp idle-time), else :data:`IDLE`."""
+    return getattr(c.parent, "idle", None) or IDLE
 
 
 def _key(src: int, dst: int, cid: int) -> bytes:
@@ -213,7 +221,7 @@ class GreTable:
     def _sweep(self) -> None:
         now = self.sessions.clock.seconds()
         for c in list(self.calls.values()):
-            if c.parent.dead or now - c.last > IDLE:
+            if c.parent.dead or now - c.last > _idle(c):
                 self.close(c, "pptp-control-gone" if c.parent.dead else "idle")
         for k, v in list(self.mapped.items()):
             if isinstance(v, tuple) and v[0] not in self.sessions.sessions:
@@ -236,7 +244,7 @@ class GreTable:
         if hit is None:
             return None
         c = hit[0]
-        if c.parent.dead or self.sessions.clock.seconds() - c.last > IDLE:
+        if c.parent.dead or self.sessions.clock.seconds() - c.last > _idle(c):
             self.close(c, "pptp-control-gone" if c.parent.dead else "idle")
             return None
         return hit
