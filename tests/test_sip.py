@@ -243,9 +243,91 @@ class SipThroughAppliance(unittest.TestCase):
         self.assertTrue(self.drops("sip-unsupported-body"))
         self.assertTrue(self.drops("sip-bad-sdp"))
 
+    def test_evasion(self):
+        inv = msg("INVITE sip:bob@%s SIP/2.0" % BOB, ALICE, body=sdp(ALICE, 49170))
+        # a pinhole toward another inside host, or a privileged port: refused
+        other = sdp(ALICE, 49170).replace(b"c=IN IP4 10.10.10.2", b"c=IN IP4 10.10.10.25")
+        for bad, why in ((msg("INVITE sip:bob@%s SIP/2.0" % BOB, ALICE, body=other),
+                          "sip-non-matching-address"),
+                         (inv.replace(b"m=audio 49170", b"m=audio 22222").replace(
+                             b"m=audio 22222", b"m=audio 00022"), "sip-privileged-port"),
+                         # two messages in one datagram: the second is no body
+                         (inv + inv, "sip-bad-content-length")):
+            self.assertEqual(self.a2b(bad), [], why)
+            self.assertTrue(self.drops(why), why)
+        # compact header forms are rewritten like the long ones
+        compact = (inv.replace(b"Via:", b"v:").replace(b"Content-Length:", b"l:")
+                   .replace(b"Call-ID:", b"i:"))
+        compact = compact.replace(b"Max-Forwards: 70", b"m: <sip:alice@%s:5060>" % ALICE.encode())
+        got = self.a2b(compact)
+        self.assertEqual(len(got), 1)
+        start, hdrs, body = parse(got[0][3])
+        self.assertIn("SIP/2.0/UDP %s:5060" % self.me, hdrs["v"])
+        self.assertEqual(hdrs["m"], "<sip:alice@%s:5060>" % self.me)
+        self.assertEqual(int(hdrs["l"]), len(body))
+
+    def test_fragmented_invite_is_reassembled_and_inspected(self):
+        # a SIP datagram in IP fragments is judged whole (virtual
+        # reassembly): rewritten like any other, never passed unseen
+        self.a2b(msg("OPTIONS sip:bob@%s SIP/2.0" % BOB, ALICE, cseq="1 OPTIONS"))
+        big = msg("INVITE sip:bob@%s SIP/2.0" % BOB, ALICE, body=sdp(ALICE, 49170),
+                  extra="X-Pad: " + "p" * 1600)
+        got = self.a2b(big)
+        self.assertEqual(len(got), 1)
+        self.assertIn(b"c=IN IP4 %s\r\n" % self.me.encode(), got[0][3])
+        bad = big.replace(b"Content-Length: ", b"Content-Length: 1")
+        self.assertEqual(self.a2b(bad), [])
+
     def test_show_and_audit_trail(self):
         out = self.net.app.show_ip_inspect("name", "IN-OUT")
         self.assertIn("sip alert is on audit-trail is on timeout 30", out)
+
+
+class SipTcpThroughAppliance(unittest.TestCase):
+    """SIP over TCP through PAT: the INVITE grows (10.10.10.2 ->
+    172.22.1.16 in Via, Contact, o=, c=), the engine moves the sequence
+    numbers, and later messages both ways arrive intact."""
+
+    def setUp(self):
+        from tests.hosts import Recorder
+        self.net = Net(config=sip_config(True))
+        self.addCleanup(self.net.stop)
+        self.alice = self.net.host(INSIDE, ALICE, 2)
+        self.bob = self.net.host(OUTSIDE, BOB, 1)
+        self.srv = Recorder()
+        self.bob.listen(5060, lambda: self.srv)
+
+    def test_call_over_tcp(self):
+        c = self.alice.connect(BOB, 5060, sport=40000)
+        self.net.pump()
+        inv = msg("INVITE sip:bob@%s SIP/2.0" % BOB, ALICE, 40000, transport="TCP",
+                  contact="alice@%s:40000;transport=tcp" % ALICE, body=sdp(ALICE, 49170))
+        for i in range(0, len(inv), 100):         # several segments
+            c.send(inv[i:i + 100])
+            self.net.pump()
+        got = bytes(self.srv.data)
+        start, hdrs, body = parse(got)
+        self.assertIn("SIP/2.0/TCP %s:40000;" % GLOBAL, hdrs["via"])
+        self.assertIn(b"c=IN IP4 %s\r\n" % GLOBAL.encode(), body)
+        self.assertEqual(int(hdrs["content-length"]), len(body))
+        self.assertEqual(len(got), len(inv) + 4)
+        conn = [x for x in self.bob.conns.values()][0]
+        ok = msg("SIP/2.0 200 OK", GLOBAL, 40000, transport="TCP",
+                 contact="bob@%s:5060;transport=tcp" % BOB, body=sdp(BOB, 3456))
+        conn.send(ok)
+        self.net.pump()
+        self.assertIn(b"Via: SIP/2.0/TCP %s:40000;" % ALICE.encode(), bytes(c.data))
+        ack = msg("ACK sip:bob@%s SIP/2.0" % BOB, ALICE, 40000, transport="TCP", cseq="1 ACK")
+        c.send(ack)
+        self.net.pump()
+        self.assertTrue(bytes(self.srv.data).endswith(
+            ack.replace(ALICE.encode() + b":40000", GLOBAL.encode() + b":40000")))
+        self.assertEqual(c.state, "ESTABLISHED")
+        # media pinhole opened from the TCP signalling
+        n = len(self.alice.udp)
+        self.bob.send_udp(GLOBAL, 3456, 49170, b"\x80" * 30)
+        self.net.pump()
+        self.assertEqual(len(self.alice.udp), n + 1)
 
 
 class SipThroughApplianceNoNat(SipThroughAppliance):

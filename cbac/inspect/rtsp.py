@@ -34,7 +34,8 @@ line that is neither ``METHOD URI RTSP/1.0`` nor ``RTSP/1.0 NNN``; a
 folded, colon-less or CR/LF-damaged header line; a header section over
 :data:`MAX_HEADER` bytes; a repeated or non-numeric ``Content-Length`` or
 one over :data:`MAX_BODY`; a SETUP whose Transport cbac cannot parse
-(a ``client_port`` that is not ``a`` or ``a-b``, ``destination=`` naming
+(a ``client_port`` that is not ``a`` or ``a-b`` or is below 1024,
+``destination=`` naming
 another host: media would go somewhere cbac was not asked to open); more
 than :data:`MAX_PENDING` SETUPs awaiting their answer.
 """
@@ -259,6 +260,8 @@ class RtspInspector:
                     p[2] = b"destination=" + ntoa(self._map_addr()).encode()
                 elif p[0] == b"client_port":
                     a, b = _ports(p[1])
+                    if a < 1024 or (b is not None and b < 1024):
+                        raise Malformed("rtsp-privileged-port")
                     ma = self._map_port(a)
                     mb = self._map_port(b) if b is not None else None
                     if ma is None or (b is not None and mb is None):

@@ -48,7 +48,10 @@ Via, From, To, Call-ID or CSeq; a ``Content-Length`` missing (TCP),
 repeated, not a number, over :data:`MAX_BODY` or (UDP) different from
 the datagram's body; a multipart body (SDP inside it could not be
 checked); an SDP body cbac cannot parse (a c= or m= line it does not
-understand, a port range ``m=audio 5000/2``); more than
+understand, a port range ``m=audio 5000/2``); a media port below 1024;
+a media address that is not the sender's own address when the sender is
+the session's initiator or a side NAT translates (a pinhole toward
+another host of the protected side); more than
 :data:`MAX_MEDIA` media lines or :data:`MAX_CALLS` calls per signalling
 session.
 
@@ -304,6 +307,10 @@ def _sdp(core, d, body, out_media):
         if addr is None or addr == 0 or md.port == 0 or md.port > 65534 or md.rtcp == 0:
             md.maddr = None
             continue
+        if md.port < 1024 or md.rtcp < 1024:
+            raise Malformed("sip-privileged-port")
+        if addr != core.own(d) and core.restricted(d):
+            raise Malformed("sip-non-matching-address")
         md.maddr = core.map_addr(d, addr)
         md.mport = core.map_port(d, addr, md.port)
         md.mrtcp = core.map_port(d, addr, md.rtcp)
@@ -364,6 +371,15 @@ class SipCore:
             return c.client_addr
         o = getattr(c, "server_own_addr", None)
         return o if o is not None else c.server_addr
+
+    def restricted(self, d):
+        """Must media announced by side ``d`` be at its own address?  The
+        session's initiator's always, the responder's when NAT translates
+        it (a pinhole toward another host of a protected side is refused)."""
+        if d == CLIENT:
+            return True
+        o = getattr(self.ctx, "server_own_addr", None)
+        return o is not None and o != self.ctx.server_addr
 
     def map_addr(self, d, addr):
         if addr != self.own(d):
