@@ -278,6 +278,15 @@ class SipThroughAppliance(unittest.TestCase):
         bad = big.replace(b"Content-Length: ", b"Content-Length: 1")
         self.assertEqual(self.a2b(bad), [])
 
+    def test_calls_bounded_oldest_evicted(self):
+        for i in range(sip.MAX_CALLS + 1):
+            self.invite(call_id="call%d" % i, port=20000 + 2 * i)
+            self.answer(call_id="call%d" % i, port=30000 + 2 * i)
+        # the first call's media was closed to make room; the last works
+        self.assertEqual(self.b2a(b"\x80" * 30, sport=30000, dport=20000), [])
+        n = sip.MAX_CALLS
+        self.assertEqual(len(self.b2a(b"\x80" * 30, sport=30000 + 2 * n, dport=20000 + 2 * n)), 1)
+
     def test_show_and_audit_trail(self):
         out = self.net.app.show_ip_inspect("name", "IN-OUT")
         self.assertIn("sip alert is on audit-trail is on timeout 30", out)

@@ -51,9 +51,9 @@ checked); an SDP body cbac cannot parse (a c= or m= line it does not
 understand, a port range ``m=audio 5000/2``); a media port below 1024;
 a media address that is not the sender's own address when the sender is
 the session's initiator or a side NAT translates (a pinhole toward
-another host of the protected side); more than
-:data:`MAX_MEDIA` media lines or :data:`MAX_CALLS` calls per signalling
-session.
+another host of the protected side); more than :data:`MAX_MEDIA` media
+lines.  A signalling session tracks at most :data:`MAX_CALLS` calls: a
+new one evicts the oldest (its media closed).
 
 Under NAT, a message's sender's own address (and ports) in the top Via's
 sent-by, in Contact URIs and in SDP ``o=``, ``c=`` and ``m=`` (plus the
@@ -537,7 +537,10 @@ class SipCore:
         if media is not None:
             if call is None:
                 if len(self.calls) >= MAX_CALLS:
-                    raise Malformed("sip-too-many-calls")
+                    # bounded: the oldest call (whose BYE cbac never saw)
+                    # gives way, its media closed
+                    old = next(iter(self.calls))
+                    self._end(old, self.calls[old], v, "evicted")
                 call = self.calls[cid] = Call()
             if call.offer is None or call.offer_side == d or call.answered:
                 call.offer = media
