@@ -435,3 +435,41 @@ class SipConfig(unittest.TestCase):
             model, diags = parse_config("ip inspect name X %s router-traffic\n" % proto)
             msgs = [d.format() for d in diags if d.is_error]
             self.assertTrue(any("tcp, udp and icmp only" in m for m in msgs), msgs)
+
+
+class HostileBytes(unittest.TestCase):
+    """Random and mutated messages never raise out of the inspectors and
+    never open anything they should not."""
+
+    def test_fuzz(self):
+        from hypothesis import given, settings, strategies as st
+        from cbac.inspect import dns, pptp, rtsp
+        seeds = [msg("INVITE sip:bob@172.22.1.1 SIP/2.0", "10.10.10.2",
+                     body=sdp("10.10.10.2", 49170)), INV_TCP, OK_TCP]
+
+        def ctx():
+            c = InspectContext(client_addr=0x0A0A0A02, client_port=5060,
+                               server_addr=0xAC160101, server_port=5060)
+            c.nat_map = lambda d, proto, addr, port: (0xAC160110, port)
+            return c
+
+        @settings(max_examples=300, deadline=None)
+        @given(st.sampled_from(seeds), st.lists(st.tuples(st.integers(0, 2000),
+                                                          st.binary(max_size=4)), max_size=6),
+               st.integers(0, 1))
+        def check(seed, muts, d):
+            data = bytearray(seed)
+            for pos, b in muts:
+                pos = pos % (len(data) + 1)
+                data[pos:pos + len(b)] = b
+            data = bytes(data)
+            g = sip.SipGuard(ctx())
+            verdict, why = g.datagram(d, data)
+            self.assertIn(verdict, (sip.PASS, sip.DROP, sip.EDIT))
+            for factory in (sip.factory, rtsp.factory, pptp.factory, dns.tcp_factory):
+                insp = factory(ctx())
+                for i in range(0, len(data), 97):
+                    v = insp.data_received(d, data[i:i + 97])
+                    if v.reset:
+                        break
+        check()

@@ -675,8 +675,9 @@ class SipGuard:
                 raise Malformed("sip-bad-message" if len(data) <= MAX_HEADER
                                 else "sip-header-too-long")
             new = self.core.message(direction, data[:end], data[end:], v)
-        except Malformed as e:
-            why = str(e)
+        except Exception as e:
+            # Malformed, or a bug on hostile input: dropped either way
+            why = str(e) if isinstance(e, Malformed) else "sip-inspector-error"
             v.expect.clear()
             v.close.clear()
             self.core.alert(v, why)
