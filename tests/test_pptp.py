@@ -239,6 +239,30 @@ class PptpThroughAppliance(unittest.TestCase):
         self.assertNotIn("pptp-gre", self.net.show("sessions"))
 
 
+class PptpTimeout(PptpThroughAppliance):
+    def setUp(self):
+        global PPTP_CONFIG
+        saved = PPTP_CONFIG
+        PPTP_CONFIG = saved.replace("pptp audit-trail on", "pptp timeout 100")
+        try:
+            super().setUp()
+        finally:
+            PPTP_CONFIG = saved
+
+    def test_two_pns_same_call_id_through_pat(self):
+        pass
+
+    def test_gre_keeps_the_call_and_its_control_session(self):
+        self.call(self.a, 40000, 1)
+        for _ in range(4):                      # 4 x 50 s > the 100 s timeout
+            self.net.advance(50, step=5)
+            self.assertEqual(len(self.gre_to(self.pac, PAC, "172.22.1.16", 1, self.a)), 1)
+        self.assertIn(" pptp SIS_OPEN", self.net.show("sessions"))
+        self.net.advance(110, step=5)            # silence: control and call idle out
+        self.assertEqual(self.gre_to(self.pac, PAC, "172.22.1.16", 1, self.a), [])
+        self.assertEqual(self.net.show("sessions"), "")
+
+
 class PptpConfig(unittest.TestCase):
     def test_accepted(self):
         model, diags = parse_config("ip inspect name X pptp alert on audit-trail off timeout 600\n")

@@ -288,8 +288,50 @@ class SipThroughAppliance(unittest.TestCase):
         self.assertEqual(len(self.b2a(b"\x80" * 30, sport=30000 + 2 * n, dport=20000 + 2 * n)), 1)
 
     def test_show_and_audit_trail(self):
+        from tests.test_sessions import capture_logs
         out = self.net.app.show_ip_inspect("name", "IN-OUT")
         self.assertIn("sip alert is on audit-trail is on timeout 30", out)
+        lines = capture_logs(self)
+        self.invite()
+        self.answer()
+        self.b2a(b"\x80" * 30, sport=3456, dport=49170)
+        self.a2b(msg("OPTIONS x SIP/2.0", ALICE, cseq="2 OPTIONS", clen=5))
+        self.b2a(msg("BYE sip:alice@%s:5060 SIP/2.0" % self.me, BOB, cseq="1 BYE"))
+        self.assertIn("%%FW-6-SESS_AUDIT_TRAIL_START: Start sip session: initiator (%s:5060) "
+                      "-- responder (%s:5060)" % (ALICE, BOB), lines)
+        self.assertIn("%%FW-6-SESS_AUDIT_TRAIL_START: Start sip-rtp session: initiator "
+                      "(%s:3456) -- responder (%s:49170)" % (BOB, self.me), lines)
+        self.assertTrue(any(x.startswith("%FW-6-SESS_AUDIT_TRAIL: Stop sip-rtp session")
+                            for x in lines), lines)
+        self.assertIn("%%FW-3-SIP_MALFORMED: Malformed SIP message (sip-bad-content-length) "
+                      "dropped -- initiator %s:5060 responder %s:5060" % (ALICE, BOB), lines)
+
+
+class SipOptions(unittest.TestCase):
+    """``alert off`` silences SIP_MALFORMED (the drop stays); ``timeout N``
+    is the signalling session's idle time."""
+
+    def setUp(self):
+        cfg = sip_config(True).replace("ip inspect name IN-OUT sip audit-trail on",
+                                       "ip inspect name IN-OUT sip alert off timeout 90")
+        self.net = Net(config=cfg)
+        self.addCleanup(self.net.stop)
+        self.alice = self.net.host(INSIDE, ALICE, 2)
+        self.bob = self.net.host(OUTSIDE, BOB, 1)
+
+    def test_alert_off_and_timeout(self):
+        from tests.test_sessions import capture_logs
+        lines = capture_logs(self)
+        self.alice.send_udp(BOB, 5060, 5060, msg("OPTIONS x SIP/2.0", ALICE, cseq="1 OPTIONS"))
+        self.alice.send_udp(BOB, 5060, 5060, msg("OPTIONS x SIP/2.0", ALICE, cseq="2 OPTIONS",
+                                                 clen=9))
+        self.net.pump()
+        self.assertEqual([x for x in lines if "SIP_MALFORMED" in x], [])
+        self.assertEqual(self.net.app.sessions.stats.drops.get("sip-bad-content-length"), 1)
+        self.net.advance(60)
+        self.assertIn(" sip ", self.net.show("sessions"))       # 90 s, not 30
+        self.net.advance(40)
+        self.assertNotIn(" sip ", self.net.show("sessions"))
 
 
 class SipTcpThroughAppliance(unittest.TestCase):
