@@ -168,6 +168,43 @@ class SipThroughAppliance(unittest.TestCase):
         self.assertNotIn("sip-rtp", self.net.show("sessions"))
         self.assertEqual(len(self.a2b(msg("SIP/2.0 200 OK", BOB, cseq="1 BYE"))), 1)
 
+    def test_proxy_authentication_flow(self):
+        # RFC 3665 3.2 shape: INVITE / 407 / ACK / INVITE (CSeq 2) / 100 /
+        # 180 / 200 / ACK: the challenged attempt ends the call state, the
+        # second offer/answer opens the media
+        self.invite(call_id="auth1")
+        self.assertEqual(len(self.b2a(msg("SIP/2.0 407 Proxy Authentication Required", self.me,
+                                          call_id="auth1"))), 1)
+        self.assertEqual(len(self.a2b(msg("ACK sip:bob@%s SIP/2.0" % BOB, ALICE, call_id="auth1",
+                                          cseq="1 ACK"))), 1)
+        inv2 = msg("INVITE sip:bob@%s SIP/2.0" % BOB, ALICE, call_id="auth1", cseq="2 INVITE",
+                   contact="alice@%s:5060" % ALICE, body=sdp(ALICE, 49170),
+                   extra='Proxy-Authorization: Digest username="alice", realm="atlanta.example.com"')
+        self.assertEqual(len(self.a2b(inv2)), 1)
+        for code in ("100 Trying", "180 Ringing"):
+            self.assertEqual(len(self.b2a(msg("SIP/2.0 " + code, self.me, call_id="auth1",
+                                              cseq="2 INVITE"))), 1)
+        ok = msg("SIP/2.0 200 OK", self.me, call_id="auth1", cseq="2 INVITE",
+                 contact="bob@%s:5060" % BOB, body=sdp(BOB, 3456))
+        self.assertEqual(len(self.b2a(ok)), 1)
+        self.assertEqual(len(self.b2a(b"\x80" * 30, sport=3456, dport=49170)), 1)
+
+    def test_late_offer_in_200_answer_in_ack(self):
+        inv = msg("INVITE sip:bob@%s SIP/2.0" % BOB, ALICE, call_id="late1",
+                  contact="alice@%s:5060" % ALICE)
+        self.assertEqual(len(self.a2b(inv)), 1)
+        ok = msg("SIP/2.0 200 OK", self.me, call_id="late1", contact="bob@%s:5060" % BOB,
+                 body=sdp(BOB, 3456))
+        self.assertEqual(len(self.b2a(ok)), 1)
+        self.assertEqual(self.b2a(b"\x80" * 30, sport=3456, dport=49170), [])   # no answer yet
+        ack = msg("ACK sip:bob@%s SIP/2.0" % BOB, ALICE, call_id="late1", cseq="1 ACK",
+                  body=sdp(ALICE, 49170))
+        got = self.a2b(ack)
+        self.assertEqual(len(got), 1)
+        self.assertIn(b"c=IN IP4 %s" % self.me.encode(), got[0][3])
+        self.assertEqual(len(self.b2a(b"\x80" * 30, sport=3456, dport=49170)), 1)
+        self.assertEqual(len(self.a2b(b"\x80" * 30, sport=49170, dport=3456)), 1)
+
     def test_early_media_and_busy_closes_pinholes(self):
         self.invite(call_id="busy1")
         got = self.answer(call_id="busy1", code="183 Session Progress")
