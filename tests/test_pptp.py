@@ -239,6 +239,31 @@ class PptpThroughAppliance(unittest.TestCase):
         self.assertNotIn("pptp-gre", self.net.show("sessions"))
 
 
+class PptpSegmentation(PptpThroughAppliance):
+    def test_two_pns_same_call_id_through_pat(self):
+        pass
+
+    def test_control_one_byte_per_segment(self):
+        c = self.a.connect(PAC, 1723, sport=40000)
+        self.net.pump()
+        for m in (sccrq(), ocrq(1)):
+            for i in range(len(m)):
+                c.send(m[i:i + 1])
+                self.net.pump()
+        self.assertEqual(bytes(c.data), sccrp() + ocrp(100, 1))
+        self.assertEqual(len(self.gre_to(self.pac, PAC, "172.22.1.16", 1, self.a)), 1)
+
+    def test_bad_control_message_resets_and_admits_no_gre(self):
+        c = self.a.connect(PAC, 1723, sport=40000)
+        self.net.pump()
+        c.send(sccrq())
+        self.net.pump()
+        c.send(ocrq(1)[:8] + b"\x00\x00\x00\x00" + ocrq(1)[12:])      # control type 0
+        self.net.pump()
+        self.assertTrue(c.reset)
+        self.assertEqual(self.gre_to(self.pac, PAC, "172.22.1.16", 1, self.a), [])
+
+
 class PptpTimeout(PptpThroughAppliance):
     def setUp(self):
         global PPTP_CONFIG

@@ -186,6 +186,26 @@ class RtspThroughAppliance(unittest.TestCase):
         self.assertNotIn("rtsp-rtp", self.net.show("sessions"))
 
 
+    def test_setup_one_byte_per_segment(self):
+        c = self.client.connect(SERVER_IP, 554, sport=40002)
+        self.net.pump()
+        for i in range(len(SETUP)):
+            c.send(SETUP[i:i + 1])
+            self.net.pump()
+        self.assertEqual(self.app.got, [SETUP])
+        self.assertIn(b"server_port=6970-6971", bytes(c.data))
+        self.assertEqual(len(self.media()), 1)
+
+    def test_malformed_setup_resets_and_opens_nothing(self):
+        c = self.client.connect(SERVER_IP, 554, sport=40003)
+        self.net.pump()
+        c.send(SETUP.replace(b"client_port=5000-5001", b"client_port=22-23"))
+        self.net.pump()
+        self.assertTrue(c.reset)
+        self.assertEqual(self.app.got, [])
+        self.assertEqual(self.media(dport=22), [])
+
+
 class RtspThroughApplianceNoNat(RtspThroughAppliance):
     nat = False
 
