@@ -1,8 +1,8 @@
 """RTSP inspection end to end in the namespace lab with a real server and
 client (Debian's GStreamer: gst-rtsp-server through python3-gi on the
 outside host, 172.22.1.1:554; ``gst-launch-1.0 rtspsrc protocols=udp`` on
-the inside host): ``ip inspect name IN-OUT rtsp`` added to the seed (PAT
-for the inside; ACL 101 admits no UDP from the outside).  The audio stream
+the inside host): ``ip inspect name IN-OUT rtsp`` in place of the seed's
+``udp`` line (PAT for the inside; ACL 101 admits no UDP from the outside).  The audio stream
 arrives over UDP only through the RTP pinhole the SETUP exchange opened
 (a twin class without rtsp inspection shows it does not), and the
 client's TEARDOWN closes the media channels."""
@@ -18,8 +18,10 @@ from tests.labrun import LabCase, seed_variant, skip_reason, wait_for
 GST = shutil.which("gst-launch-1.0")
 SYS_PYTHON = "/usr/bin/python3"
 
+# Without the seed's generic ``udp`` line: rtspsrc sends a packet from its
+# RTP/RTCP ports to the server's first (NAT hole punching), which generic
+# UDP inspection would answer for; here only the rtsp pinholes can.
 CONFIG = seed_variant(replace=[("ip inspect name IN-OUT udp\n",
-                                "ip inspect name IN-OUT udp\n"
                                 "ip inspect name IN-OUT rtsp audit-trail on\n")])
 
 SERVER = r"""
@@ -103,8 +105,8 @@ class RtspLabTests(LabCase, unittest.TestCase):
 
 
 class RtspLabWithoutRtspInspection(RtspLabTests):
-    """The same stream with the seed's generic inspection only: the SETUP
-    succeeds, but no UDP media gets in."""
+    """The same stream with the seed's generic tcp inspection only (no udp
+    line, as in RtspLabTests): the SETUP succeeds, but no UDP media gets in."""
 
-    config = seed_variant()
+    config = seed_variant(replace=[("ip inspect name IN-OUT udp\n", "")])
     rtsp = False
