@@ -178,12 +178,14 @@ class SipLabTests(LabCase, unittest.TestCase):
         with open(uas, "w") as f:
             f.write(UAS % {"pcap": PCAP})
         env.server("out", [SIPP, "-sf", uas, "-i", "172.22.1.1", "-p", "5060",
+                           "-t", cls.transport,
                            "-mi", "172.22.1.1", "-mp", "6000", "-nostdin",
                            "-trace_err", "-error_file", os.path.join(cls.dir, "uas-err.log")],
                    cwd=cls.dir)
         time.sleep(1)
 
     sip = True
+    transport = "u1"             # SIPp: UDP, one socket
 
     def check_media(self, got, sent):
         # the UAS sent its RTP to the address in the rewritten SDP (the PAT
@@ -197,6 +199,7 @@ class SipLabTests(LabCase, unittest.TestCase):
         cap_in = self.env.capture("in", "eth0", "udp and src host 172.22.1.1 and dst port 7000")
         cap_out = self.env.capture("out", "eth0", "udp and dst port 7000")
         r = self.env.exec("in", [SIPP, "172.22.1.1:5060", "-sf", self.scenario, "-m", "1",
+                                 "-t", self.transport,
                                  "-i", "10.10.10.2", "-p", "5060", "-mi", "10.10.10.2",
                                  "-mp", "7000", "-timeout", "40s", "-nostdin",
                                  "-trace_err", "-error_file", os.path.join(self.dir, "uac-err.log")],
@@ -238,3 +241,12 @@ class SipLabWithoutSipInspection(SipLabTests):
     def check_media(self, got, sent):
         self.assertEqual(got, [])
         self.assertFalse(any("> 172.22.1.16.7000" in ln for ln in sent), sent[:5])
+
+
+class SipLabTcpTests(SipLabTests):
+    """The same call with SIP over TCP (SIPp ``-t t1``): the INVITE and the
+    200 OK grow or shrink under PAT on a real TCP connection (sequence
+    numbers moved by the stream engine), the SDP carried over TCP opens
+    the UDP media pinhole."""
+
+    transport = "t1"
