@@ -315,6 +315,26 @@ class SipThroughAppliance(unittest.TestCase):
         bad = big.replace(b"Content-Length: ", b"Content-Length: 1")
         self.assertEqual(self.a2b(bad), [])
 
+    def test_reinvite_with_new_media_replaces_the_pinholes(self):
+        self.invite()
+        self.answer()
+        self.assertEqual(len(self.b2a(b"\x80" * 30, sport=3456, dport=49170)), 1)
+        # a session refresh with the same SDP keeps everything
+        reinv = msg("INVITE sip:bob@%s SIP/2.0" % BOB, ALICE, cseq="2 INVITE",
+                    body=sdp(ALICE, 49170, sess="2890844527"))
+        self.a2b(reinv)
+        self.b2a(msg("SIP/2.0 200 OK", self.me, cseq="2 INVITE", body=sdp(BOB, 3456)))
+        self.assertEqual(len(self.b2a(b"\x80" * 30, sport=3456, dport=49170)), 1)
+        # new ports: the old channels close, the new ones open
+        for i in range(3, 40):                   # and never pile up
+            self.a2b(msg("INVITE sip:bob@%s SIP/2.0" % BOB, ALICE, cseq="%d INVITE" % i,
+                         body=sdp(ALICE, 40000 + 2 * i)))
+            self.b2a(msg("SIP/2.0 200 OK", self.me, cseq="%d INVITE" % i,
+                         body=sdp(BOB, 50000 + 2 * i)))
+        self.assertEqual(self.b2a(b"\x80" * 30, sport=3456, dport=49170), [])
+        self.assertEqual(len(self.b2a(b"\x80" * 30, sport=50078, dport=40078)), 1)
+        self.assertLessEqual(self.net.app.sessions.pinhole_count, 4)
+
     def test_calls_bounded_oldest_evicted(self):
         for i in range(sip.MAX_CALLS + 1):
             self.invite(call_id="call%d" % i, port=20000 + 2 * i)

@@ -37,7 +37,8 @@ one over :data:`MAX_BODY`; a SETUP whose Transport cbac cannot parse
 (a ``client_port`` that is not ``a`` or ``a-b`` or is below 1024,
 ``destination=`` naming
 another host: media would go somewhere cbac was not asked to open); more
-than :data:`MAX_PENDING` SETUPs awaiting their answer.
+than :data:`MAX_PENDING` SETUPs awaiting their answer or :data:`MAX_CHANNELS`
+media pinholes in the connection's life.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ MAX_BODY = 65536
 MAX_PENDING = 16
 MAX_SESSIONS = 32
 MEDIA_TIMEOUT = 120.0
+#: media pinholes one control connection may open in its life
+MAX_CHANNELS = 128
 
 _REQUEST = re.compile(rb"([A-Z_]+) (\S+) RTSP/1\.0\Z")
 _STATUS = re.compile(rb"RTSP/1\.0 ([1-5]\d\d)( [^\r\n]*)?\Z")
@@ -306,6 +309,8 @@ class RtspInspector:
             return None          # interleaved or multicast: nothing to open
         if sid not in self.groups and len(self.groups) >= MAX_SESSIONS:
             raise Malformed("rtsp-too-many-sessions")
+        if self.channels >= MAX_CHANNELS:
+            raise Malformed("rtsp-too-many-channels")
         group = self.groups.setdefault(sid, [])
         a, b, ma, mb = cp
         caddr = self._map_addr()

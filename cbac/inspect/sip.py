@@ -26,7 +26,11 @@ OFFERED        SDP from B (answer: 183, 200, ACK)           PASS     ANSWERED: R
                                                                      pinholes toward each
                                                                      side's media from the
                                                                      other's c= address
-ANSWERED       SDP from either side (re-INVITE)             PASS     OFFERED (pinholes kept)
+ANSWERED       SDP from either side (re-INVITE)             PASS     OFFERED (pinholes kept
+                                                                     until the new answer:
+                                                                     the same media keeps
+                                                                     them, other media
+                                                                     replaces them)
 any            2xx to INVITE                                PASS     confirmed (keeps the
                                                                      signalling session)
 any            BYE or CANCEL                                PASS     gone: pinholes closed,
@@ -556,6 +560,19 @@ class SipCore:
                 self._end(cid, call, v, "%d" % m.code)
 
     def _open(self, call, offer, answer, v):
+        want = set()
+        for a, b in ((offer, answer), (answer, offer)):
+            srcs = {x.addr for x in b if x.maddr is not None}
+            if len(srcs) == 1:
+                src = next(iter(srcs))
+                want.update((src, md.maddr, p) for md in a if md.maddr is not None
+                            for p in (md.mport, md.mrtcp))
+        if call.keys and want != call.keys:
+            # a new answer with other media (re-INVITE): the old channels
+            # go (bounded: a call holds one generation of pinholes)
+            v.close.append(call.group)
+            call.group = []
+            call.keys = set()
         for a, b in ((offer, answer), (answer, offer)):
             # media toward each of a's streams comes from b's address
             srcs = {x.addr for x in b if x.maddr is not None}
