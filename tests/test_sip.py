@@ -205,6 +205,20 @@ class SipThroughAppliance(unittest.TestCase):
         self.assertEqual(len(self.b2a(b"\x80" * 30, sport=3456, dport=49170)), 1)
         self.assertEqual(len(self.a2b(b"\x80" * 30, sport=49170, dport=3456)), 1)
 
+    def test_media_server_other_than_the_signalling_peer(self):
+        # a provider's media server (not the SIP peer) sends first: the
+        # pinhole admits it from the answer's c= address, and under PAT the
+        # reserved media port is not tied to the signalling peer
+        media = self.net.host(OUTSIDE, "172.22.1.50", 5)
+        self.invite(call_id="ms1")
+        ok = msg("SIP/2.0 200 OK", self.me, call_id="ms1", contact="bob@%s:5060" % BOB,
+                 body=sdp("172.22.1.50", 30000))
+        self.assertEqual(len(self.b2a(ok)), 1)
+        rtp = b"\x80" * 30
+        got = self.b2a(rtp, sport=30000, dport=49170, host=media)
+        self.assertEqual([(u[0], u[1], u[2]) for u in got], [("172.22.1.50", 30000, 49170)])
+        self.assertEqual(self.b2a(rtp, sport=30000, dport=49170), [])      # not from bob
+
     def test_early_media_and_busy_closes_pinholes(self):
         self.invite(call_id="busy1")
         got = self.answer(call_id="busy1", code="183 Session Progress")

@@ -144,6 +144,9 @@ class InspectContext:
     # an endpoint announced by `direction`'s sender as the receiver must
     # see it; creates the translation if needed.  Identity without NAT.
     nat_map: Callable = lambda direction, proto, addr, port: (addr, port)
+    # the same for a media port whose first packet may come from any remote
+    # (SIP/RTSP: the pinhole checks the source); None = use nat_map
+    nat_map_any: Optional[Callable] = None
     # The server's own address (behind NAT: its inside-local address), for
     # FTP active-mode pinholes whose SYN comes from the server itself.
     server_own_addr: Optional[int] = None

@@ -354,8 +354,12 @@ class RtspInspector:
         return self.ctx.nat_map(CLIENT, "udp", self.ctx.client_addr, self.ctx.client_port)[0]
 
     def _map_port(self, port):
+        # media may come from another address than the control connection's
+        # (Transport source=): a PAT door any remote may use, the pinhole
+        # checks the source
+        nat_map = getattr(self.ctx, "nat_map_any", None) or self.ctx.nat_map
         try:
-            maddr, mport = self.ctx.nat_map(CLIENT, "udp", self.ctx.client_addr, port)
+            maddr, mport = nat_map(CLIENT, "udp", self.ctx.client_addr, port)
             mport = int(mport)
         except Exception:
             return None

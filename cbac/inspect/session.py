@@ -668,7 +668,9 @@ class SessionTable:
             options=self.model.smtp if protocol in ("smtp", "esmtp") else None,
             debug=category in self.debug_enabled, now=self.clock.seconds,
             nat_map=lambda direction, proto, addr, port, _s=s: self._nat_map(
-                _s, direction, proto, addr, port))
+                _s, direction, proto, addr, port),
+            nat_map_any=lambda direction, proto, addr, port, _s=s: self._nat_map(
+                _s, direction, proto, addr, port, True))
         if protocol == "pptp":
             from cbac.nat.gre import CallMap
             ctx.pptp_calls = CallMap(self, s)
@@ -684,7 +686,10 @@ class SessionTable:
         s.inspector = insp
         return True
 
-    def _nat_map(self, s, direction, proto, addr, port):
+    def _nat_map(self, s, direction, proto, addr, port, any_remote=False):
+        """``ctx.nat_map``; ``any_remote`` (``ctx.nat_map_any``: SIP/RTSP
+        media) reserves a PAT door any remote may use (the pinhole checks
+        the source), not only the control connection's peer."""
         nat = self.nat
         if nat is None or (s.rw[0] is None and s.rw[1] is None):
             return (addr, port)
@@ -692,11 +697,13 @@ class SessionTable:
             if direction == CLIENT:
                 if addr == s.c_in[0] and s.c_in[0] != s.c_out[0]:
                     return tuple(nat.reserve(proto, addr, port, s.out_if,
-                                             remote=s.c_out[1], like=s.translation))
+                                             remote=None if any_remote else s.c_out[1],
+                                             like=s.translation))
             else:
                 if addr == s.c_out[1] and s.c_out[1] != s.c_in[1]:
                     return tuple(nat.reserve(proto, addr, port, s.in_if,
-                                             remote=s.c_out[0], like=s.translation))
+                                             remote=None if any_remote else s.c_out[0],
+                                             like=s.translation))
         except Exception:
             ios.log.failure("cbac: nat_map failed")
         return (addr, port)

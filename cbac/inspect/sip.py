@@ -316,8 +316,8 @@ def _sdp(core, d, body, out_media):
         if addr != core.own(d) and core.restricted(d):
             raise Malformed("sip-non-matching-address")
         md.maddr = core.map_addr(d, addr)
-        md.mport = core.map_port(d, addr, md.port)
-        md.mrtcp = core.map_port(d, addr, md.rtcp)
+        md.mport = core.map_port(d, addr, md.port, media=True)
+        md.mrtcp = core.map_port(d, addr, md.rtcp, media=True)
         if md.mport is None or md.mrtcp is None:
             raise Malformed("sip-nat-failed")
         if md.mport != md.port:
@@ -395,7 +395,7 @@ class SipCore:
                              else self.ctx.server_port)
         return r[0]
 
-    def map_port(self, d, addr, port, proto="udp"):
+    def map_port(self, d, addr, port, proto="udp", media=False):
         """The port the receiver must use for ``addr:port`` of the sender;
         None when NAT could not provide one."""
         if addr != self.own(d):
@@ -404,8 +404,11 @@ class SipCore:
         seen = getattr(self.ctx, "client_seen" if d == CLIENT else "server_seen", None)
         if proto == self.transport and port == own_port and seen is not None:
             return seen[1]
+        nat_map = self.ctx.nat_map
+        if media:
+            nat_map = getattr(self.ctx, "nat_map_any", None) or nat_map
         try:
-            maddr, mport = self.ctx.nat_map(d, proto, addr, port)
+            maddr, mport = nat_map(d, proto, addr, port)
             mport = int(mport)
         except Exception:
             return None

@@ -155,7 +155,9 @@ def udp_guard_start(table, s, pkt) -> bool:
         client_seen=(c_out[0], c_out[2]), server_seen=(c_in[1], c_in[3]),
         debug="sip" in table.debug_enabled, now=table.clock.seconds,
         nat_map=lambda direction, proto, addr, port, _s=s: table._nat_map(
-            _s, direction, proto, addr, port))
+            _s, direction, proto, addr, port),
+        nat_map_any=lambda direction, proto, addr, port, _s=s: table._nat_map(
+            _s, direction, proto, addr, port, True))
     guard = SipGuard(ctx)
     s.inspector = guard
     guard.base_idle = s.idle
