@@ -474,8 +474,6 @@ class SipCore:
             hv = m.headers[m.clen_index][1]
             if int(hv[1]) != len(m.body):
                 hv[1] = b" %d" % len(m.body)
-        elif changed and self.transport == "udp" and m.clen_index is None:
-            pass
         self._dialog(d, m, media, v)
         if not changed:
             return head + body
