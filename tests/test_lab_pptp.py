@@ -94,6 +94,7 @@ class PptpLabTests(LabCase, unittest.TestCase):
     skip = skip_reason()
     config = CONFIG
     timeout = 120
+    me = "172.22.1.16"           # the PNS as the PAC sees it (PAT)
 
     def test_call_gre_through_pat(self):
         out = os.path.join(self.env.tmp, "pac.json")
@@ -107,10 +108,20 @@ class PptpLabTests(LabCase, unittest.TestCase):
             pac = json.load(f)
         # the control dialogue went through: the PNS got its own Call ID back
         self.assertEqual((pns["pac_id"], pns["peer_id"], pns["result"]), (100, 1, 1))
-        self.assertEqual(pac["peer"], "172.22.1.16")
+        self.assertEqual(pac["peer"], self.me)
         # PNS -> PAC GRE: from the PAT address, keyed with the PAC's Call ID
-        self.assertEqual(pac["got"], [["172.22.1.16", 100]] * 5)
+        self.assertEqual(pac["got"], [[self.me, 100]] * 5)
         # PAC -> PNS GRE: keyed with the PNS's own Call ID; key 777 never arrives
         self.assertEqual(pns["got"], [["172.22.1.1", 1]] * 5)
         log = self.env.log()
         self.assertIn("Start pptp-gre session: initiator (10.10.10.2:1)", log)
+
+
+class PptpLabNoNatTests(PptpLabTests):
+    """The same call without NAT (the seed's PAT rule removed)."""
+
+    config = seed_variant(replace=[("ip inspect name IN-OUT udp\n",
+                                    "ip inspect name IN-OUT udp\n"
+                                    "ip inspect name IN-OUT pptp audit-trail on\n"),
+                                   ("ip nat inside source list 1 interface Ethernet2/0 overload\n", "")])
+    me = "10.10.10.2"

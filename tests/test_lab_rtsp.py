@@ -110,3 +110,11 @@ class RtspLabWithoutRtspInspection(RtspLabTests):
 
     config = seed_variant(replace=[("ip inspect name IN-OUT udp\n", "")])
     rtsp = False
+
+
+class RtspLabNoNatTests(RtspLabTests):
+    """The same stream without NAT (the seed's PAT rule removed)."""
+
+    config = seed_variant(replace=[("ip inspect name IN-OUT udp\n",
+                                    "ip inspect name IN-OUT rtsp audit-trail on\n"),
+                                   ("ip nat inside source list 1 interface Ethernet2/0 overload\n", "")])

@@ -186,12 +186,13 @@ class SipLabTests(LabCase, unittest.TestCase):
 
     sip = True
     transport = "u1"             # SIPp: UDP, one socket
+    me = "172.22.1.16"           # the UAC as the UAS sees it (PAT)
 
     def check_media(self, got, sent):
         # the UAS sent its RTP to the address in the rewritten SDP (the PAT
         # address), and the pinhole let it in to the UAC's real port
         self.assertGreater(len(sent), 20, sent[:5])
-        self.assertTrue(all("> 172.22.1.16.7000" in ln for ln in sent), sent[:5])
+        self.assertTrue(all("> %s.7000" % self.me in ln for ln in sent), sent[:5])
         self.assertGreater(len(got), 20, (len(sent), got[:5]))
         self.assertTrue(all("> 10.10.10.2.7000" in ln for ln in got), got[:5])
 
@@ -250,3 +251,14 @@ class SipLabTcpTests(SipLabTests):
     the UDP media pinhole."""
 
     transport = "t1"
+
+
+class SipLabNoNatTests(SipLabTests):
+    """The same call without NAT (the seed's PAT rule removed): nothing is
+    rewritten, the UAS's RTP reaches 10.10.10.2 through the pinhole."""
+
+    config = seed_variant(replace=[("ip inspect name IN-OUT udp\n",
+                                    "ip inspect name IN-OUT udp\n"
+                                    "ip inspect name IN-OUT sip audit-trail on\n"),
+                                   ("ip nat inside source list 1 interface Ethernet2/0 overload\n", "")])
+    me = "10.10.10.2"
