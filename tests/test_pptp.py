@@ -172,8 +172,10 @@ class Pac:
 
 
 class PptpThroughAppliance(unittest.TestCase):
+    zbf = False
+
     def setUp(self):
-        self.net = Net(config=PPTP_CONFIG)
+        self.net = Net(config=ZBF_CONFIG % "pptp" if self.zbf else PPTP_CONFIG)
         self.addCleanup(self.net.stop)
         self.a = self.net.host(INSIDE, "10.10.10.2", 2)
         self.b = self.net.host(INSIDE, "10.10.10.3", 4)
@@ -237,6 +239,39 @@ class PptpThroughAppliance(unittest.TestCase):
         self.net.app.sessions.clear()
         self.assertEqual(self.gre_to(self.pac, PAC, "172.22.1.16", 1, self.a), [])
         self.assertNotIn("pptp-gre", self.net.show("sessions"))
+
+
+ZBF_CONFIG = """hostname cbac
+class-map type inspect match-any LAN-WAN
+ match protocol %s
+policy-map type inspect LAN-WAN-POLICY
+ class type inspect LAN-WAN
+  inspect
+ class class-default
+  drop
+zone security LAN
+zone security WAN
+zone-pair security LAN-WAN source LAN destination WAN
+ service-policy type inspect LAN-WAN-POLICY
+interface Ethernet2/0
+ ip address 172.22.1.16 255.255.255.0
+ ip nat outside
+ zone-member security WAN
+interface Ethernet2/1
+ ip address 10.10.10.1 255.255.255.0
+ ip nat inside
+ zone-member security LAN
+ip route 0.0.0.0 0.0.0.0 172.22.1.1
+ip nat inside source list 1 interface Ethernet2/0 overload
+access-list 1 permit 10.10.10.0 0.0.0.255
+end
+"""
+
+
+class PptpThroughZoneBasedFirewall(PptpThroughAppliance):
+    """``match protocol pptp`` in a LAN-WAN zone pair: the calls' GRE
+    follows the control session both ways (nothing WAN-LAN)."""
+    zbf = True
 
 
 class PptpSegmentation(PptpThroughAppliance):

@@ -147,11 +147,15 @@ class RtspServer:
 class RtspThroughAppliance(unittest.TestCase):
     nat = True
 
+    zbf = False
+
     def setUp(self):
         nat = self.nat
         cfg = RTSP_CONFIG.format(
             nat_out=" ip nat outside" if nat else "", nat_in=" ip nat inside" if nat else "",
             nat_rules="ip nat inside source list 1 interface Ethernet2/0 overload" if nat else "")
+        if self.zbf:
+            cfg = ZBF_CONFIG % "rtsp"
         self.net = Net(config=cfg)
         self.addCleanup(self.net.stop)
         self.client = self.net.host(INSIDE, INSIDE_CLIENT_IP, 2)
@@ -208,6 +212,38 @@ class RtspThroughAppliance(unittest.TestCase):
 
 class RtspThroughApplianceNoNat(RtspThroughAppliance):
     nat = False
+
+
+ZBF_CONFIG = """hostname cbac
+class-map type inspect match-any LAN-WAN
+ match protocol %s
+policy-map type inspect LAN-WAN-POLICY
+ class type inspect LAN-WAN
+  inspect
+ class class-default
+  drop
+zone security LAN
+zone security WAN
+zone-pair security LAN-WAN source LAN destination WAN
+ service-policy type inspect LAN-WAN-POLICY
+interface Ethernet2/0
+ ip address 172.22.1.16 255.255.255.0
+ ip nat outside
+ zone-member security WAN
+interface Ethernet2/1
+ ip address 10.10.10.1 255.255.255.0
+ ip nat inside
+ zone-member security LAN
+ip route 0.0.0.0 0.0.0.0 172.22.1.1
+ip nat inside source list 1 interface Ethernet2/0 overload
+access-list 1 permit 10.10.10.0 0.0.0.255
+end
+"""
+
+
+class RtspThroughZoneBasedFirewall(RtspThroughAppliance):
+    """``match protocol rtsp`` in a LAN-WAN zone pair (nothing WAN-LAN)."""
+    zbf = True
 
 
 class RtspConfig(unittest.TestCase):

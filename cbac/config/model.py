@@ -504,7 +504,7 @@ class Banner:
 #: inspects at layer 4 only, on their well-known port, which cbac does with
 #: its generic tcp/udp inspection (``esmtp`` is written ``smtp extended``).
 ZBF_PROTOCOLS = ("tcp", "udp", "icmp", "ftp", "http", "smtp", "esmtp",
-                 "dns", "https", "ssh", "telnet")
+                 "dns", "https", "ssh", "telnet", "sip", "rtsp", "pptp")
 
 
 @dataclass
