@@ -1,4 +1,4 @@
-"""PPTP inspection (cbac/inspect/pptp.py) and its GRE (cbac/nat/gre.py):
+"""PPTP inspection (cbac/inspect/pptp.py) and its GRE (cbac/inspect/gre.py):
 every segmentation of a control dialogue, refused messages, and through
 the whole appliance (simulated hosts): two inside PNSs using the same
 Call ID toward one PAC through PAT get distinct Call IDs outside, their

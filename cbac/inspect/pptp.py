@@ -6,9 +6,9 @@ by their Length field whatever the segmentation, held until complete and
 checked (length exact for the type, PPTP message type 1, magic cookie
 0x1A2B3C4D, a known control message type).  Call IDs are tracked; under
 PAT the PNS's Call ID is mapped to one unique per (global address, PAC)
-(``ctx.pptp_calls``, :class:`cbac.nat.gre.CallMap`) with same-length
+(``ctx.pptp_calls``, :class:`cbac.inspect.gre.CallMap`) with same-length
 edits (sequence numbers never move).  When a call is up, its enhanced GRE
-(:mod:`cbac.nat.gre`) passes both ways, translated by Call ID.
+(:mod:`cbac.inspect.gre`) passes both ways, translated by Call ID.
 
 Transitions (C = from the client/PNS, S = from the server/PAC):
 
@@ -44,7 +44,8 @@ from struct import Struct
 
 from zope.interface import implementer, provider
 
-from cbac.inspect.api import CLIENT, SERVER, Edit, IInspectorFactory, IStreamInspector, Verdict
+from cbac.inspect.api import (CLIENT, SERVER, Edit, IInspectorFactory, IStreamInspector, Verdict,
+                              alert)
 
 MAGIC = 0x1A2B3C4D
 #: control message type -> exact length (RFC 2637 section 2)
@@ -270,7 +271,7 @@ class PptpInspector:
         v.edits = []
         v.expect = []
         c = self.ctx
-        v.log.append(("FW", 3, "PPTP_MALFORMED",
+        v.log.append(alert(3, "PPTP_MALFORMED",
                       "PPTP control message refused (%s) -- initiator %s:%d responder %s:%d"
                       % (why, ntoa(c.client_addr), c.client_port, ntoa(c.server_addr),
                          c.server_port)))

@@ -48,7 +48,7 @@ import re
 from zope.interface import implementer, provider
 
 from cbac.inspect.api import (CLIENT, SERVER, Edit, Expectation, IInspectorFactory,
-                              IStreamInspector, Verdict)
+                              IStreamInspector, Verdict, alert)
 
 MAX_HEADER = 8192
 MAX_BODY = 65536
@@ -373,7 +373,7 @@ class RtspInspector:
         v.expect = []
         v.close = []
         c = self.ctx
-        v.log.append(("FW", 3, "RTSP_MALFORMED",
+        v.log.append(alert(3, "RTSP_MALFORMED",
                       "Malformed RTSP message (%s) -- initiator %s:%d responder %s:%d"
                       % (why, ntoa(c.client_addr), c.client_port, ntoa(c.server_addr),
                          c.server_port)))

@@ -246,7 +246,7 @@ class SessionTable:
         self.send = send if send is not None else self._no_sender
         self.nat = None
         self.offload = None              # cbac.dataplane.flowoffload.FlowOffloader
-        self.gre = None                  # cbac.nat.gre.GreTable (PPTP calls), made on first use
+        self.gre = None                  # cbac.inspect.gre.GreTable (PPTP calls), made on first use
         self.reopened = False            # process() refused a SYN reopening a closed 4-tuple
         self._fp = _FastSegment()
         self.debug_enabled = _debug_enabled
@@ -359,7 +359,7 @@ class SessionTable:
             l4 = pkt.l4
             return self.icmp.get(bytes(frame[l3 + 12:l3 + 20] + frame[l4 + 4:l4 + 6]))
         if proto == 47 and self.gre is not None:
-            return self.gre.lookup(pkt)          # a PPTP call's GRE (cbac/nat/gre.py)
+            return self.gre.lookup(pkt)          # a PPTP call's GRE (cbac/inspect/gre.py)
         return None
 
     def lookup_icmp_error(self, pkt):
@@ -672,7 +672,7 @@ class SessionTable:
             nat_map_any=lambda direction, proto, addr, port, _s=s: self._nat_map(
                 _s, direction, proto, addr, port, True))
         if protocol == "pptp":
-            from cbac.nat.gre import CallMap
+            from cbac.inspect.gre import CallMap
             ctx.pptp_calls = CallMap(self, s)
         try:
             insp = self.factories[protocol](ctx)
