@@ -105,6 +105,17 @@ class PptpInspector(unittest.TestCase):
             self.assertEqual(e.calls.opened, [(7, 12, 300)])
             self.assertEqual(e.calls.closed, [300])
 
+    def test_transition_table(self):
+        from cbac.inspect.fsm import IllegalTransition
+        e = engine()
+        e.feed(CLIENT, sccrq())
+        e.feed(SERVER, sccrp())
+        self.assertEqual(e.insp.state, pptp.ESTABLISHED)
+        with self.assertRaises(IllegalTransition):
+            e.insp._go(pptp.IDLE)                # not in pptp.TRANSITIONS
+        e.feed(CLIENT, ctl(3))                   # Stop-Control-Connection-Request
+        self.assertEqual(e.insp.state, pptp.STOPPING)
+
     def test_refused(self):
         cases = [
             [(CLIENT, ocrq(1))],                                    # before the handshake

@@ -46,6 +46,7 @@ from zope.interface import implementer, provider
 
 from cbac.inspect.api import (CLIENT, SERVER, Edit, IInspectorFactory, IStreamInspector, Verdict,
                               alert)
+from cbac.inspect.fsm import check_table, go
 
 MAGIC = 0x1A2B3C4D
 #: control message type -> exact length (RFC 2637 section 2)
@@ -61,6 +62,15 @@ NAMES = {1: "Start-Control-Connection-Request", 2: "Start-Control-Connection-Rep
 MAX_PENDING = 16
 
 IDLE, WAIT_REPLY, ESTABLISHED, STOPPING = "IDLE", "WAIT_REPLY", "ESTABLISHED", "STOPPING"
+
+#: the control connection's states (the table above); every change goes
+#: through fsm.go, so one this table does not list resets the connection
+TRANSITIONS = check_table({
+    IDLE: (WAIT_REPLY, STOPPING),
+    WAIT_REPLY: (ESTABLISHED, IDLE, STOPPING),
+    ESTABLISHED: (STOPPING,),
+    STOPPING: (STOPPING,),
+})
 
 _HDR = Struct("!HHIHH")
 _U16 = Struct("!H")
@@ -143,15 +153,15 @@ class PptpInspector:
         if ctype == 1:
             if d != CLIENT or st != IDLE:
                 raise Refused("unexpected %s" % NAMES[ctype])
-            self.state = WAIT_REPLY
+            self._go(WAIT_REPLY)
             return False
         if ctype == 2:
             if d != SERVER or st != WAIT_REPLY:
                 raise Refused("unexpected %s" % NAMES[ctype])
-            self.state = ESTABLISHED if m[14] == 1 else IDLE
+            self._go(ESTABLISHED if m[14] == 1 else IDLE)
             return False
         if ctype in (3, 4):
-            self.state = STOPPING
+            self._go(STOPPING)
             self._close()
             return False
         if st != ESTABLISHED:
@@ -224,6 +234,9 @@ class PptpInspector:
         if cid not in self.rev:
             raise Refused("%s for an unknown call %d" % (NAMES[ctype], cid))
         return self._put(m, 12, self.rev[cid], cid)
+
+    def _go(self, new):
+        self.state = go("pptp", TRANSITIONS, self.state, new)
 
     @staticmethod
     def _put(m, off, new, old):
