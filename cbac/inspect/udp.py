@@ -109,7 +109,7 @@ def _keep(table, s, guard) -> None:
         # timer wheel only moves a session's slot earlier when asked
         s.idle = new
         s.last = now
-        table._schedule(s, table._deadline(s))
+        table.schedule(s)
     s.idle = new
 
 
