@@ -41,12 +41,13 @@ def capture(case):
 
 
 class RestartCase(unittest.TestCase):
+    extra = ""
 
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="cbac-cont-")
         self.addCleanup(_rmtree, self.dir)
         self.logs = capture(self)
-        self.net = Net(nat=True)
+        self.net = Net(nat=True, extra=self.extra)
         self.net.app.state_dir = self.dir
         self.net.app.start_continuity()
         self.addCleanup(self._stop)
@@ -74,7 +75,7 @@ class RestartCase(unittest.TestCase):
         old.router.stop()
         old.sessions.stop()
         old.nat.stop()
-        model, _ = parse_config(NAT_CONFIG.format(extra=""))
+        model, _ = parse_config(NAT_CONFIG.format(extra=self.extra))
         ports = {INSIDE: MemoryPort(INSIDE, R_IN), OUTSIDE: MemoryPort(OUTSIDE, R_OUT)}
         app = Appliance(model, self.net.clock, dict(ports), state_dir=self.dir)
         c = app.start_continuity()
@@ -275,6 +276,32 @@ class SmtpRestartTests(RestartCase):
         self.say(b"RCPT TO:<b@example.com>\r\n")
         self.assertTrue(self.c.reset)
         self.assertNotIn("RCPT", self.executed())
+
+
+class GuardedUdpRestartTests(RestartCase):
+    """A UDP session carrying a guard (here SIP; DNS and TFTP alike) is not
+    restored: restored without its guard it would pass SIP unrewritten
+    and uninspected."""
+
+    extra = "ip inspect name IN-OUT sip"
+
+    def test_sip_session_not_restored_as_plain_udp(self):
+        from tests.test_sip import msg
+        cli = self.net.host(INSIDE, INSIDE_HOST, 5)
+        srv = self.net.host(OUTSIDE, OUTSIDE_HOST, 9)
+        reg = msg("REGISTER sip:r.example.com SIP/2.0", INSIDE_HOST, call_id="r1",
+                  cseq="1 REGISTER", contact="a@%s:5060" % INSIDE_HOST)
+        cli.send_udp(OUTSIDE_HOST, 5060, 5060, reg)
+        self.net.pump()
+        self.assertEqual(len(srv.udp), 1)
+        self.assertIn(" sip ", self.net.show("sessions"))
+        self.kill_and_start()
+        self.assertNotIn(" sip ", self.net.show("sessions"))
+        inv = msg("INVITE sip:a@172.22.1.16:5060 SIP/2.0", OUTSIDE_HOST, call_id="i1")
+        n = len(cli.udp)
+        srv.send_udp("172.22.1.16", 5060, 5060, inv)
+        self.net.pump()
+        self.assertEqual(len(cli.udp), n)
 
 
 class DamagedStateTests(unittest.TestCase):

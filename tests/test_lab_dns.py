@@ -3,7 +3,9 @@ dns`` added to the seed (PAT for the inside), Debian's dnsmasq as the DNS
 server on the outside host (172.22.1.1:53), a stub resolver on the inside
 host sending A and AAAA queries on one socket (as glibc does), over UDP and
 TCP.  Both answers pass through PAT, and the UDP session is gone once both
-queries are answered (not after dns-timeout)."""
+queries are answered (not after dns-timeout).  A TXT answer too big for
+512 bytes comes truncated over UDP and whole over TCP (the DNS guard over
+TCP)."""
 
 import json
 import os
@@ -39,7 +41,7 @@ if sys.argv[1] == "udp":
     for _ in range(2):
         a = summary(s.recv(4096))
         res[str(a["id"])] = a
-else:
+elif sys.argv[1] == "tcp":
     s = socket.create_connection(("172.22.1.1", 53), timeout=5)
     m = q(0x3333, "www.example.com", 1)
     s.sendall(struct.pack("!H", len(m)) + m)
@@ -51,6 +53,27 @@ else:
         buf += c
     a = summary(buf[2:])
     res[str(a["id"])] = a
+if sys.argv[1] == "tc":
+    # a TXT answer too big for 512 bytes: truncated over UDP (no EDNS),
+    # retried over TCP as a resolver does
+    res = {}
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(5)
+    s.connect(("172.22.1.1", 53))
+    s.send(q(0x4444, "big.example.com", 16))
+    d = s.recv(4096)
+    res["udp_tc"] = bool(struct.unpack("!H", d[2:4])[0] & 0x200)
+    t = socket.create_connection(("172.22.1.1", 53), timeout=5)
+    m = q(0x4444, "big.example.com", 16)
+    t.sendall(struct.pack("!H", len(m)) + m)
+    buf = b""
+    while len(buf) < 2 or len(buf) < 2 + struct.unpack("!H", buf[:2])[0]:
+        c = t.recv(4096)
+        if not c:
+            break
+        buf += c
+    res["tcp"] = summary(buf[2:])
+    res["tcp_len"] = len(buf) - 2
 print(json.dumps(res))
 """
 
@@ -72,6 +95,8 @@ class DnsLabTests(LabCase, unittest.TestCase):
                            "--listen-address=172.22.1.1", "--bind-interfaces", "--pid-file=",
                            "--no-resolv", "--no-hosts",
                            "--address=/www.example.com/192.0.2.80",
+                           "--txt-record=big.example.com," + ",".join('"%s"' % (c * 200)
+                                                                      for c in "abcd"),
                            "--log-queries", "--log-facility=" + os.path.join(env.tmp, "dns.log")])
 
     def _ask(self, transport):
@@ -102,7 +127,14 @@ class DnsLabTests(LabCase, unittest.TestCase):
         res = self._ask("tcp")
         self.assertEqual(res[str(0x3333)]["addr"], "192.0.2.80")
 
+    def test_truncated_udp_answer_retried_over_tcp(self):
+        res = self._ask("tc")
+        self.assertTrue(res["udp_tc"], res)
+        self.assertEqual(res["tcp"]["id"], 0x4444)
+        self.assertGreater(res["tcp"]["an"], 0)
+        self.assertGreater(res["tcp_len"], 800)
+
     def _dns_sessions(self):
         """The DNS-guarded (UDP) sessions' detail lines."""
         out = self.env.console("show ip inspect sessions detail").stdout
-        return [line for line in out.splitlines() if "DNS " in line]
+        return [line for line in out.splitlines() if "DNS " in line and "over TCP" not in line]

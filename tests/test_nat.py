@@ -374,6 +374,19 @@ class NatTestCase(unittest.TestCase):
         self.assertIs(self.out(r), t)
         self.assertEqual(sc(r)[TCP].sport, g[1])
 
+    def test_discarded_door_use_puts_the_door_back(self):
+        # a packet that used a door but was dropped later (a zone policy):
+        # the reservation is still there for the real peer
+        g = self.nat.reserve("udp", ip_int("10.0.0.2"), 49170, OUT_IF)
+        stray = udp("192.0.2.66", G, 1234, g[1])
+        t = self.inb(stray)
+        self.assertIn("Normal doors: 0\n", self.nat.show_statistics())
+        self.nat.discard(t)
+        self.assertIn("Normal doors: 1\n", self.nat.show_statistics())
+        p = udp("192.0.2.21", G, 3456, g[1])
+        self.assertIsNotNone(self.inb(p))
+        self.assertEqual((sc(p)[IP].dst, sc(p)[UDP].dport), ("10.0.0.2", 49170))
+
     def test_unused_door_expires(self):
         g = self.nat.reserve("tcp", ip_int("10.0.0.2"), 50000, OUT_IF)
         self.clock.advance(61)

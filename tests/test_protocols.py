@@ -61,7 +61,7 @@ class GenericNamesConfig(unittest.TestCase):
         self.assertIn("isakmp alert is on audit-trail is off timeout 30", out)
 
     def test_unknown_names_still_not_acted_on(self):
-        for proto in ("sip", "rtsp", "pptp", "h323"):
+        for proto in ("h323", "cuseeme"):
             model, diags = parse_config("ip inspect name X %s\n" % proto)
             msgs = [d.format() for d in diags]
             self.assertTrue(any("not acted on" in m for m in msgs), msgs)
@@ -264,6 +264,69 @@ class DnsThroughAppliance(unittest.TestCase):
         self.net.pump()
         self.assertEqual(c.state, "ESTABLISHED")
         self.assertIn(" dns SIS_OPEN", self.net.show("sessions"))
+
+
+    def _dns_tcp_server(self, answers):
+        """A TCP DNS server answering each framed query with answers(q)."""
+        test = self
+
+        class Srv:
+            def __init__(self):
+                self.buf = bytearray()
+
+            def connected(self, conn):
+                pass
+
+            def received(self, conn, data):
+                self.buf += data
+                while len(self.buf) >= 2 and len(self.buf) >= 2 + int.from_bytes(self.buf[:2], "big"):
+                    n = int.from_bytes(self.buf[:2], "big")
+                    q = bytes(self.buf[2:2 + n])
+                    del self.buf[:2 + n]
+                    for a in answers(q):
+                        conn.send(len(a).to_bytes(2, "big") + a)
+        self.server.listen(53, Srv)
+        return test
+
+    def test_truncated_udp_answer_retried_over_tcp(self):
+        seen = self.ask(query(0x4242))
+        tc = bytearray(answer(0x4242))
+        tc[2] |= 0x02                                # TC
+        self.assertEqual(self.reply(seen, bytes(tc)), [bytes(tc)])
+        full = answer(0x4242, rdata="192.0.2.81")
+        self._dns_tcp_server(lambda q: [full])
+        c = self.client.connect(REMOTE, 53, sport=40053, app=Recorder())
+        self.net.pump()
+        q = query(0x4242)
+        msg = len(q).to_bytes(2, "big") + q
+        for i in range(len(msg)):                    # one byte per segment
+            c.send(msg[i:i + 1])
+            self.net.pump()
+        self.assertEqual(bytes(c.data), len(full).to_bytes(2, "big") + full)
+        self.assertIn("DNS over TCP, 1 queries, 0 outstanding, 1 answered",
+                      self.net.show("sessions detail"))
+
+    def test_tcp_unmatched_or_second_answer_resets(self):
+        self._dns_tcp_server(lambda q: [answer(int.from_bytes(q[:2], "big")),
+                                        answer(int.from_bytes(q[:2], "big"))])
+        c = self.client.connect(REMOTE, 53, sport=40054, app=Recorder())
+        self.net.pump()
+        q = query(0x1111)
+        c.send(len(q).to_bytes(2, "big") + q)
+        self.net.pump()
+        a = answer(0x1111)
+        # the first answer passes; the second (no query outstanding) resets
+        self.assertEqual(bytes(c.data), len(a).to_bytes(2, "big") + a)
+        self.assertTrue(c.reset)
+        self.assertNotIn(" dns ", self.net.show("sessions"))
+
+    def test_tcp_garbage_query_resets(self):
+        self.server.listen(53, Recorder)
+        c = self.client.connect(REMOTE, 53, sport=40055, app=Recorder())
+        self.net.pump()
+        c.send(b"\x00\x05hello")
+        self.net.pump()
+        self.assertTrue(c.reset)
 
 
 class DnsThroughApplianceNoNat(DnsThroughAppliance):

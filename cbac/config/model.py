@@ -69,7 +69,8 @@ class User:
 #: Protocols of ``ip inspect name``.
 #: Protocols of ``ip inspect name``.  The generic names of
 #: :data:`GENERIC_PROTOCOLS` are accepted too.
-INSPECT_PROTOCOLS = ("tcp", "udp", "icmp", "ftp", "http", "smtp", "esmtp", "dns", "tftp", "pop3", "imap")
+INSPECT_PROTOCOLS = ("tcp", "udp", "icmp", "ftp", "http", "smtp", "esmtp", "dns", "tftp", "pop3", "imap",
+                     "sip", "rtsp", "pptp")
 
 #: ``ip inspect name X NAME`` for protocols IOS inspects at layer 4 only:
 #: cbac inspects them with its generic TCP/UDP inspection, **only** on
@@ -96,6 +97,9 @@ GENERIC_BY_PORT = {pp: name for name, pps in GENERIC_PROTOCOLS.items() for pp in
 PORT_NAMES = dict(GENERIC_BY_PORT)
 PORT_NAMES[(6, 53)] = PORT_NAMES[(17, 53)] = "dns"
 PORT_NAMES[(17, 69)] = "tftp"
+PORT_NAMES[(6, 5060)] = PORT_NAMES[(17, 5060)] = "sip"
+PORT_NAMES[(6, 554)] = "rtsp"
+PORT_NAMES[(6, 1723)] = "pptp"
 
 
 @dataclass
@@ -176,7 +180,7 @@ SESSION_LIMIT_DEST_DEFAULT = 8192
 
 def default_timeout(protocol: str, g: InspectGlobals) -> int:
     """The timeout IOS prints for a protocol line without ``timeout``."""
-    if protocol in ("udp", "tftp"):
+    if protocol in ("udp", "tftp", "sip"):
         return g.udp_idle_time
     if protocol == "dns":
         return g.dns_timeout
@@ -500,7 +504,7 @@ class Banner:
 #: inspects at layer 4 only, on their well-known port, which cbac does with
 #: its generic tcp/udp inspection (``esmtp`` is written ``smtp extended``).
 ZBF_PROTOCOLS = ("tcp", "udp", "icmp", "ftp", "http", "smtp", "esmtp",
-                 "dns", "https", "ssh", "telnet")
+                 "dns", "https", "ssh", "telnet", "sip", "rtsp", "pptp")
 
 
 @dataclass

@@ -949,6 +949,9 @@ class Parser:
                 p.router_traffic = True
                 i += 1
                 continue
+            elif k == "router-traffic":
+                raise _Bad("router-traffic applies to tcp, udp and icmp only (as on IOS); "
+                           "the router's own %s traffic is not inspected" % proto)
             elif k == "java-list" and proto == "http":
                 ref = _acl_ref(a[i + 1])
                 if ref.isdigit() and acl_kind_for_number(int(ref)) != "standard":

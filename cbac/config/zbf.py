@@ -9,7 +9,8 @@ IOS commands handled here (the model classes are in
      description TEXT
      service-policy type inspect POLICY
     class-map type inspect [match-any|match-all] NAME
-     match protocol tcp|udp|icmp|ftp|http|smtp|smtp extended|esmtp|dns|https|ssh|telnet
+     match protocol tcp|udp|icmp|ftp|http|smtp|smtp extended|esmtp|dns|https|ssh|telnet|
+                    sip|rtsp|pptp
      match access-group N | match access-group name NAME
      match class-map NAME
     class-map type inspect smtp [match-any|match-all] NAME

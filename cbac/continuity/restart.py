@@ -142,6 +142,10 @@ class Continuity:
         if s.stream is not None:
             app = resume.snapshot(s)
             self._sig[s.sid] = resume.signature(s)
+        elif s.proto == 17 and s.inspector is not None:
+            # a guarded UDP session (DNS, TFTP, SIP): its guard's state is
+            # not kept, so it is not restored (never as plain UDP)
+            app = "reset"
         return encode_session(s, now, self.tid_of(s.translation), app)
 
     def translation_record(self, tid, t, now):

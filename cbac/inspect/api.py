@@ -35,6 +35,7 @@ of one TCP connection and applies what the inspector returns:
 * ``opaque``: stop inspecting (after STARTTLS); the engine forwards the
   rest of the connection like plain ``tcp`` inspection.
 * ``expect``: pinholes (child sessions) to open, see :class:`Expectation`.
+* ``close``: groups of pinholes/child sessions to close (SIP BYE).
 * ``log``: IOS messages to emit, each a :class:`LogEvent` (``facility,
   severity, mnemonic, text``; :func:`alert` makes an ``FW`` one); the
   session table emits them through :func:`cbac.log.ios.message`
@@ -85,6 +86,10 @@ class Expectation:
     dst_port: int
     timeout: float = 30.0
     label: str = ""               # e.g. "ftp-data"
+    #: a list the inspector owns (SIP: one per call): the pinhole and the
+    #: session made through it are appended, and a verdict's ``close``
+    #: naming the list closes them all (cbac.inspect.sip.close_group)
+    group: Optional[list] = None
 
 
 class LogEvent(NamedTuple):
@@ -113,6 +118,9 @@ class Verdict:
     expect: list[Expectation] = field(default_factory=list)
     log: list[LogEvent] = field(default_factory=list)
     debug: list[str] = field(default_factory=list)
+    #: groups (see Expectation.group) to close: unused pinholes consumed,
+    #: sessions made through them deleted (SIP BYE/CANCEL)
+    close: list = field(default_factory=list)
 
 
 @dataclass
@@ -136,9 +144,16 @@ class InspectContext:
     # an endpoint announced by `direction`'s sender as the receiver must
     # see it; creates the translation if needed.  Identity without NAT.
     nat_map: Callable = lambda direction, proto, addr, port: (addr, port)
+    # the same for a media port whose first packet may come from any remote
+    # (SIP/RTSP: the pinhole checks the source); None = use nat_map
+    nat_map_any: Optional[Callable] = None
     # The server's own address (behind NAT: its inside-local address), for
     # FTP active-mode pinholes whose SYN comes from the server itself.
     server_own_addr: Optional[int] = None
+    # (address, port) of the client as the server sees it, and of the
+    # server as the client sees it (SIP's own signalling address under NAT)
+    client_seen: Optional[tuple] = None
+    server_seen: Optional[tuple] = None
 
 
 class IStreamInspector(Interface):

@@ -32,7 +32,7 @@ def _java_permitted(acls, name):
 def app_factories(router_model=None, acls=None) -> dict:
     """``{"smtp": f, "esmtp": f, "ftp": f, "http": f}`` with ``f(ctx) ->
     IStreamInspector``."""
-    from cbac.inspect import ftp, http, imap, pop3, smtp
+    from cbac.inspect import dns, ftp, http, imap, pop3, pptp, rtsp, sip, smtp
 
     def http_factory(ctx, _f=http.factory):
         jl = getattr(ctx.rule, "java_list", None)
@@ -46,6 +46,10 @@ def app_factories(router_model=None, acls=None) -> dict:
     out["http"] = http_factory
     out["pop3"] = pop3.factory
     out["imap"] = imap.factory
+    out["sip"] = sip.factory
+    out["rtsp"] = rtsp.factory
+    out["pptp"] = pptp.factory
+    out["dns"] = dns.tcp_factory            # TCP 53 (UDP: the DnsGuard)
     return out
 
 

@@ -38,7 +38,7 @@ from cbac.config.model import PORT_NAMES
 from cbac.inspect.dns import DROP as DNS_DROP, DnsGuard
 from cbac.inspect import tftp
 from cbac.inspect.api import Expectation
-from cbac.inspect.udp import udp_process
+from cbac.inspect.udp import udp_guard_start, udp_process
 from cbac.inspect.resets import clone_segment, session_rsts
 from cbac.inspect.thresholds import Thresholds
 from cbac.inspect.uninspected import UninspectedConnections
@@ -52,7 +52,8 @@ SIS_OPEN = "SIS_OPEN"
 SIS_CLOSING = "SIS_CLOSING"
 
 #: application inspectors by responder port, in order of preference
-APP_BY_PORT = {25: ("esmtp", "smtp"), 21: ("ftp",), 80: ("http",), 110: ("pop3",), 143: ("imap",)}
+APP_BY_PORT = {25: ("esmtp", "smtp"), 21: ("ftp",), 80: ("http",), 110: ("pop3",), 143: ("imap",),
+               5060: ("sip",)}
 #: debug category of an application protocol
 DEBUG_CATEGORY = {"esmtp": "smtp", "smtp": "smtp", "ftp": "ftp", "http": "http"}
 
@@ -202,7 +203,7 @@ class Pinhole:
     """An expected connection (child of an inspected session)."""
 
     __slots__ = ("proto", "src", "sport", "dst", "dport", "deadline", "parent", "label",
-                 "used", "rule", "key")
+                 "used", "rule", "key", "group")
 
     def matches(self, pkt) -> bool:
         return ((self.src is None or self.src == pkt.src)
@@ -245,6 +246,7 @@ class SessionTable:
         self.send = send if send is not None else self._no_sender
         self.nat = None
         self.offload = None              # cbac.dataplane.flowoffload.FlowOffloader
+        self.gre = None                  # cbac.inspect.gre.GreTable (PPTP calls), made on first use
         self.reopened = False            # process() refused a SYN reopening a closed 4-tuple
         self._fp = _FastSegment()
         self.debug_enabled = _debug_enabled
@@ -356,6 +358,8 @@ class SessionTable:
         if proto == 1 and pkt.inner is None and pkt.icmp_type in (0, 8, 13, 14):
             l4 = pkt.l4
             return self.icmp.get(bytes(frame[l3 + 12:l3 + 20] + frame[l4 + 4:l4 + 6]))
+        if proto == 47 and self.gre is not None:
+            return self.gre.lookup(pkt)          # a PPTP call's GRE (cbac/inspect/gre.py)
         return None
 
     def lookup_icmp_error(self, pkt):
@@ -608,6 +612,13 @@ class SessionTable:
         stats.created[protocol] = stats.created.get(protocol, 0) + 1
         if pinhole is not None:
             self._consume_pinhole(pinhole)
+            if pinhole.group is not None:
+                pinhole.group.append(s)      # closed with its call (SIP BYE)
+        if proto == 17 and protocol == "sip" and pinhole is None and \
+                not udp_guard_start(self, s, pkt):
+            s.audit = False
+            self._delete(s, "sip-bad-message")
+            return None
         if proto == 17 and tftp_req is not None:
             # RFC 1350: the server answers from a new port
             caddr, cport = self._nat_map(s, CLIENT, "udp", c_in[0], c_in[2])
@@ -653,10 +664,16 @@ class SessionTable:
         ctx = InspectContext(
             client_addr=c_in[0], client_port=c_in[2], server_addr=c_in[1],
             server_port=c_in[3], rule=rp, server_own_addr=s.c_out[1],
+            client_seen=(s.c_out[0], s.c_out[2]), server_seen=(s.c_in[1], s.c_in[3]),
             options=self.model.smtp if protocol in ("smtp", "esmtp") else None,
             debug=category in self.debug_enabled, now=self.clock.seconds,
             nat_map=lambda direction, proto, addr, port, _s=s: self._nat_map(
-                _s, direction, proto, addr, port))
+                _s, direction, proto, addr, port),
+            nat_map_any=lambda direction, proto, addr, port, _s=s: self._nat_map(
+                _s, direction, proto, addr, port, True))
+        if protocol == "pptp":
+            from cbac.inspect.gre import CallMap
+            ctx.pptp_calls = CallMap(self, s)
         try:
             insp = self.factories[protocol](ctx)
         except Exception:
@@ -669,7 +686,10 @@ class SessionTable:
         s.inspector = insp
         return True
 
-    def _nat_map(self, s, direction, proto, addr, port):
+    def _nat_map(self, s, direction, proto, addr, port, any_remote=False):
+        """``ctx.nat_map``; ``any_remote`` (``ctx.nat_map_any``: SIP/RTSP
+        media) reserves a PAT door any remote may use (the pinhole checks
+        the source), not only the control connection's peer."""
         nat = self.nat
         if nat is None or (s.rw[0] is None and s.rw[1] is None):
             return (addr, port)
@@ -677,11 +697,13 @@ class SessionTable:
             if direction == CLIENT:
                 if addr == s.c_in[0] and s.c_in[0] != s.c_out[0]:
                     return tuple(nat.reserve(proto, addr, port, s.out_if,
-                                             remote=s.c_out[1], like=s.translation))
+                                             remote=None if any_remote else s.c_out[1],
+                                             like=s.translation))
             else:
                 if addr == s.c_out[1] and s.c_out[1] != s.c_in[1]:
                     return tuple(nat.reserve(proto, addr, port, s.in_if,
-                                             remote=s.c_out[0], like=s.translation))
+                                             remote=None if any_remote else s.c_out[0],
+                                             like=s.translation))
         except Exception:
             ios.log.failure("cbac: nat_map failed")
         return (addr, port)
@@ -814,6 +836,8 @@ class SessionTable:
         if proto == 1 and pkt.inner is not None:
             # an ICMP error lookup_icmp_error() already checked and rewrote
             return True
+        if proto == 47:
+            return self.gre.process(s, direction, pkt)
         if self.resuming and s in self.resuming:
             if not self.resume_before(self, s, direction, pkt):
                 return False
@@ -1051,6 +1075,9 @@ class SessionTable:
         ph.used = False
         ph.rule = parent.rule
         ph.key = (proto, e.dst, e.dst_port)
+        ph.group = getattr(e, "group", None)
+        if ph.group is not None:
+            ph.group.append(ph)
         self._pinholes.setdefault(ph.key, []).append(ph)
         self._npinholes += 1
         if parent.pinholes is None:

@@ -59,6 +59,9 @@ def show_sessions(table, detail: bool = False) -> str:
     groups = {k: [] for k, _ in _SECTIONS}
     for s in table.sessions.values():
         groups.get(s.sis, groups["SIS_OPEN"]).append(s)
+    gre = getattr(table, "gre", None)
+    if gre is not None:                  # PPTP calls' GRE (cbac/inspect/gre.py)
+        groups["SIS_OPEN"].extend(c for c in gre.calls.values() if not c.parent.dead)
     out = []
     for key, title in _SECTIONS:
         lst = groups[key]

@@ -234,6 +234,10 @@ class Stream:
         if v.expect:
             for e in v.expect:
                 table.add_pinhole(s, e)
+        if v.close:
+            from cbac.inspect.sip import close_group
+            for g in v.close:
+                close_group(table, g)
         if v.reset:
             table.stats.drop("inspector-reset")
             table.reset_session(s, v.reason or "inspector")

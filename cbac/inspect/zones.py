@@ -54,6 +54,10 @@ DROP = "drop"
 _PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp"}
 #: tcp destination ports of the application protocols (IOS port map)
 _APP_PORTS = {"ftp": (21,), "http": (80,), "smtp": (25,), "esmtp": (25,)}
+#: application protocols on (IP protocols, port) that keep their inspector
+#: (SIP over UDP and TCP; RTSP; PPTP's control connection, whose GRE then
+#: follows its calls on the session path)
+_APP_L4 = {"sip": ((6, 17), 5060), "rtsp": ((6,), 554), "pptp": ((6,), 1723)}
 #: layer 4 protocols on their IOS port map ports: (IP protocols, port)
 _L4_PORTS = {"dns": ((6, 17), 53), "https": ((6,), 443), "ssh": ((6,), 22),
              "telnet": ((6,), 23)}
@@ -171,6 +175,8 @@ def compile_rules(router) -> dict:
                 timeout = _param(z, c.parameter_map, attr)
                 if timeout is None:
                     timeout = _ZBF_IDLE[attr]
+                if p == "sip" and _param(z, c.parameter_map, attr) is None:
+                    timeout = None     # SIP over UDP and TCP: each its own idle time
                 ip = InspectProtocol(p, alert=alert, audit_trail=audit, timeout=timeout,
                                      synwait=synwait, finwait=finwait, dns_timeout=dns)
                 if p in ("smtp", "esmtp"):
@@ -289,7 +295,7 @@ class ZonePolicy:
             p = m.value
             if p in _APP_PORTS:
                 return pkt.proto == 6 and pkt.dport in _APP_PORTS[p]
-            l4 = _L4_PORTS.get(p)
+            l4 = _L4_PORTS.get(p) or _APP_L4.get(p)
             if l4 is not None:
                 return pkt.proto in l4[0] and pkt.dport == l4[1]
             return _PROTO_NAMES.get(pkt.proto) == p

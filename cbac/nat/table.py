@@ -197,6 +197,7 @@ class Nat:
         self.obind_by_global: dict[int, Translation] = {}
         self.obind_by_local: dict[int, Translation] = {}
         self.created_obind = None
+        self.created_door = None           # the door the last inbound entry used
         #: callable(add: bool, outside_local, outside_global) for the host
         #: routes of ``ip nat outside source list ... add-route`` (the router)
         self.route_hook = None
@@ -499,6 +500,13 @@ class Nat:
                 and t.owner is None:
             self.created = None
             self._remove(t)
+            d, self.created_door = self.created_door, None
+            if d is not None and t.inside_local == d.inside_local \
+                    and t.inside_global == d.inside_global:
+                # the packet that used an FTP/SIP door was dropped later
+                # (a zone policy): the door is still owed to the real peer
+                self.reserve(d.proto, d.inside_local[0], d.inside_local[1],
+                             remote=d.remote)
             b = self.created_obind
             if b is not None and b is t.oparent and b.refcount <= 0:
                 self.created_obind = None
@@ -719,6 +727,7 @@ class Nat:
 
     def _create_inbound(self, pkt, proto, sp, dp):
         self.created_obind = None
+        self.created_door = None
         src = pkt.src
         ol = self.st_out_by_global.get(src)
         oparent = None
@@ -809,6 +818,7 @@ class Nat:
             d = self.doors.get((proto, dst, dp))
             if d is not None and not d.dead and (d.remote is None or d.remote == src):
                 self._drop_door(d, keep_port=True)
+                self.created_door = d          # discard() puts it back
                 il, ilp = d.inside_local
                 pat_key, rule, parent = d.pat_key, d.rule, d.parent
                 if parent is not None:
