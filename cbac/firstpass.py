@@ -21,7 +21,8 @@ import re
 import secrets
 import time
 
-PLACEHOLDER = "INITIAL-PASSWORD-NOT-YET-GENERATED"
+from cbac.config.passwords import PLACEHOLDER  # defined with the password types
+
 #: file name in the state directory
 FILENAME = "initial-password"
 #: no look-alike characters (0/O, 1/l/I)

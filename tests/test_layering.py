@@ -34,10 +34,15 @@ ALLOWED = {
     # and translations (nothing of inspect/ or nat/ imports it back)
     "continuity": {"inspect", "log", "nat", "packet"},
     "metrics": {"cbac", "packet"},
+    # privilege separation: the engine's supervisor and AMP responder, the
+    # management process's remote appliance; the management process itself
+    "privsep": {"config", "console", "log"},
+    "mgmt": {"acl", "config", "console", "log", "packet", "privsep"},
+    "firstpass": {"config"},              # the first start's generated passwords
     # the one place that wires everything, and the entry points around it
     "app": {"cbac", "acl", "config", "console", "continuity", "dataplane", "inspect",
-            "interfaces", "log", "metrics", "nat", "packet", "timerwheel"},
-    "tap": {"app", "cbac", "config", "console", "log"},
+            "interfaces", "log", "metrics", "nat", "packet", "privsep", "timerwheel"},
+    "tap": {"app", "cbac", "config", "console", "firstpass", "log"},
     "replay": {"app", "config", "dataplane", "packet", "log"},
     "lab": {"config", "console", "log"},
 }

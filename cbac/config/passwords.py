@@ -24,6 +24,11 @@ _TO_CISCO = bytes.maketrans(_STD64, _CISCO64)
 _XLAT = b"dsfd;kfoA,.iyewrkldJKDHSUBsgvca69834ncxv9873254k;fg87"
 
 
+#: The shipped configuration's stand-in for a password (cbac/firstpass.py
+#: replaces it on the first start); never accepted as a password.
+PLACEHOLDER = "INITIAL-PASSWORD-NOT-YET-GENERATED"
+
+
 def _salt(n: int) -> str:
     return "".join(chr(_CISCO64[b % 64]) for b in os.urandom(n))
 
@@ -165,7 +170,6 @@ def verify(secret, password: str) -> bool:
     if secret is None:
         return False
     kind, value = int(secret.kind), secret.value
-    from cbac.firstpass import PLACEHOLDER
     if PLACEHOLDER in (value, password):
         return False                 # the shipped placeholder is never a password
     try:
