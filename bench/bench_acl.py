@@ -23,7 +23,7 @@ from twisted.internet.task import Clock  # noqa: E402
 
 from cbac.acl import AclSet  # noqa: E402
 from cbac.acl.entry import Ace, naive_first_match  # noqa: E402
-from cbac.config.model import AccessList, AclEntry, AddrMatch, PortMatch, Router  # noqa: E402
+from cbac.config.model import AccessList, AclEntry, AddrMatch, PortMatch, RouterConfig  # noqa: E402
 
 PORTS = [21, 22, 25, 53, 80, 110, 143, 443, 445, 993, 1433, 3306, 3389, 5060, 8080]
 
@@ -99,7 +99,7 @@ def main(argv=None):
     print("%8s %16s %16s %8s" % ("entries", "compiled chk/s", "naive chk/s", "speedup"))
     for n in (10, 100, 1000):
         entries = typical_acl(n, rnd)
-        r = Router()
+        r = RouterConfig()
         r.acls["B"] = AccessList("B", "extended", entries=entries)
         acl = AclSet(r, Clock()).get("B")
         aces = [Ace(i, e, False) for i, e in enumerate(entries)]

@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from twisted.internet.task import Clock  # noqa: E402
 
-from cbac.config.model import InspectProtocol, InspectRule, Router  # noqa: E402
+from cbac.config.model import InspectProtocol, InspectRule, RouterConfig  # noqa: E402
 from cbac.inspect.session import SessionTable  # noqa: E402
 from cbac.packet.view import parse_frame  # noqa: E402
 
@@ -46,7 +46,7 @@ def syn_frame(i: int) -> bytearray:
 
 
 def make_table(n: int):
-    m = Router()
+    m = RouterConfig()
     m.inspect_rules["R"] = InspectRule("R", [InspectProtocol("tcp"), InspectProtocol("udp")])
     m.session_limit = n + 10
     m.session_limit_host = m.session_limit_dest = 10 ** 8   # one server, few hosts

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from zope.interface import implementer
 
-from cbac.config.model import Router, User
+from cbac.config.model import RouterConfig, User
 from cbac.console.interfaces import IConsoleAppliance
 
 
@@ -24,7 +24,7 @@ class FakeAppliance:
         self.calls: list[tuple] = []
         self.debugs: set[str] = set()
         self.long_lines = long_lines
-        self.router_model = Router(hostname=hostname, users={
+        self.router_model = RouterConfig(hostname=hostname, users={
             n: User(name=n, privilege=p) for n, (_, p) in self.users.items()})
 
     def _call(self, *a):

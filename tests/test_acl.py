@@ -13,7 +13,7 @@ from twisted.trial import unittest
 
 from cbac.acl import AclSet
 from cbac.acl.entry import Ace, naive_first_match
-from cbac.config.model import AccessList, AclEntry, AddrMatch, PortMatch, Router
+from cbac.config.model import AccessList, AclEntry, AddrMatch, PortMatch, RouterConfig
 from cbac.config.parser import parse
 from cbac.packet.view import ip_int, parse_frame
 
@@ -308,7 +308,7 @@ class CompiledVersusNaive(unittest.TestCase):
     @given(_acl(), st.lists(_pkt, min_size=1, max_size=25),
            st.sampled_from(["standard", "extended"]))
     def test_same_first_match(self, entries, pkts, kind):
-        r = Router()
+        r = RouterConfig()
         if kind == "standard":
             for e in entries:
                 e.protocol, e.destination, e.source_port, e.destination_port = "ip", None, None, None

@@ -11,7 +11,7 @@ from cbac.config.model import (
     AccessList, AclEntry, AddrMatch, Banner, InspectProtocol,
     InspectRule, Interface, LogHost, LoggingConfig, NatConfig, NatDynamic,
     NatPool, NatService, NatStatic, PortBinding, PortMatch,
-    Route, Router, Secret, SmtpOptions, SshConfig, User, Verbatim, VtyConfig)
+    Route, RouterConfig, Secret, SmtpOptions, SshConfig, User, Verbatim, VtyConfig)
 from cbac.config.parser import encode_type7, parse, parse_config, verbatim_section
 from cbac.config.render import render
 from tests.test_config_parser import SEED_CONFIG
@@ -235,7 +235,7 @@ VERBATIM_GLOBALS = [
 
 @st.composite
 def routers(draw):
-    r = Router()
+    r = RouterConfig()
     r.hostname = draw(NAME.filter(lambda s: not s.endswith(("-", "_")) and "_" not in s))
     r.version = draw(st.sampled_from([None, "12.3", "12.4"]))
     r.password_encryption = draw(st.booleans())

@@ -11,7 +11,7 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
-from cbac.config.model import LoggingConfig, Router
+from cbac.config.model import LoggingConfig, RouterConfig
 from cbac.console.cli import CLIProtocol, Context, run_line
 from cbac.console.commands import build_tree
 from cbac.log import ios
@@ -255,7 +255,7 @@ class CLITestsMixin:
         self.assertFalse(t.transport.disconnecting)
 
     def test_terminal_monitor(self):
-        obs = LogObservers(Router(hostname="fw1", logging=LoggingConfig(buffered=4096)))
+        obs = LogObservers(RouterConfig(hostname="fw1", logging=LoggingConfig(buffered=4096)))
         self.app.log_observers = obs
         globalLogPublisher.addObserver(obs)
         self.addCleanup(globalLogPublisher.removeObserver, obs)

@@ -10,7 +10,7 @@ from twisted.trial import unittest
 
 from tests.pki import make_pki
 
-from cbac.config.model import LogHost, LoggingConfig, Router
+from cbac.config.model import LogHost, LoggingConfig, RouterConfig
 from cbac.log import ios
 from cbac.log.observers import (BufferObserver, Formatter, LogObservers, format_rfc5424,
                                 ios_timestamp, makeLogging)
@@ -48,7 +48,7 @@ class TimestampTests(unittest.TestCase):
 
 class BufferTests(unittest.TestCase):
     def model(self, **kw):
-        return Router(hostname="fw1", timestamps_log="datetime msec",
+        return RouterConfig(hostname="fw1", timestamps_log="datetime msec",
                       timestamps_debug="datetime msec",
                       logging=LoggingConfig(**kw))
 
@@ -138,7 +138,7 @@ class UDPSyslogTests(unittest.TestCase):
         rx = _UDP()
         port = reactor.listenUDP(0, rx, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
-        m = Router(hostname="fw1", timestamps_log="datetime msec", logging=LoggingConfig(
+        m = RouterConfig(hostname="fw1", timestamps_log="datetime msec", logging=LoggingConfig(
             hosts=[LogHost(ipaddress.IPv4Address("127.0.0.1"), port=port.getHost().port)]))
         obs, svc = makeLogging(m, reactor)
         obs(ev("CBAC SMTP: debug line", 7, debug="smtp"))    # below trap informational
@@ -204,7 +204,7 @@ class TLSSyslogTests(unittest.TestCase):
         return f, p.getHost().port
 
     def sender(self, port, rfc5424=False):
-        m = Router(hostname="fw1", timestamps_log="datetime msec", logging=LoggingConfig(
+        m = RouterConfig(hostname="fw1", timestamps_log="datetime msec", logging=LoggingConfig(
             rfc5424=rfc5424, tls_ca=self.ca,
             hosts=[LogHost(ipaddress.IPv4Address("127.0.0.1"), transport="tls", port=port)]))
         obs, svc = makeLogging(m, reactor)
@@ -272,12 +272,12 @@ class TLSSyslogTests(unittest.TestCase):
 
 class ReconfigureTests(unittest.TestCase):
     def test_configure_replaces_hosts_and_levels(self):
-        m = Router(hostname="fw1", logging=LoggingConfig(buffered=4096, hosts=[
+        m = RouterConfig(hostname="fw1", logging=LoggingConfig(buffered=4096, hosts=[
             LogHost(ipaddress.IPv4Address("127.0.0.1"), port=5514)]))
         obs, svc = makeLogging(m, task.Clock())
         self.assertEqual([(h.address, h.port, h.transport) for h in obs.hosts],
                          [("127.0.0.1", 5514, "udp")])
-        m2 = Router(hostname="fw2", logging=LoggingConfig(buffered=8192, trap_level=3, hosts=[
+        m2 = RouterConfig(hostname="fw2", logging=LoggingConfig(buffered=8192, trap_level=3, hosts=[
             LogHost(ipaddress.IPv4Address("127.0.0.2"), transport="tls")]))
         obs.configure(m2)
         self.assertEqual([(h.address, h.port, h.transport) for h in obs.hosts],

@@ -20,7 +20,7 @@ H_OUT = "02:00:ac:16:01:01"
 
 
 def seed_model(**kw):
-    r = m.Router(hostname="3640-123")
+    r = m.RouterConfig(hostname="3640-123")
     r.interfaces["Ethernet2/0"] = m.Interface("Ethernet2/0", address=IPv4Interface("172.22.1.16/24"))
     r.interfaces["Ethernet2/1"] = m.Interface("Ethernet2/1", address=IPv4Interface("10.10.10.1/24"))
     r.routes.append(m.Route(IPv4Network("0.0.0.0/0"), next_hop=IPv4Address("172.22.1.1")))

@@ -8,7 +8,7 @@ from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
-from cbac.config.model import InspectProtocol, InspectRule, Router
+from cbac.config.model import InspectProtocol, InspectRule, RouterConfig
 from cbac.inspect.session import SessionTable
 from cbac.log import ios
 from cbac.packet.rewrite import Rewrite
@@ -40,7 +40,7 @@ def tcp(src, dst, sport, dport, flags, seq=0, ack=0, data=b"", win=65535, option
 
 
 def model(*protocols, **inspect):
-    m = Router()
+    m = RouterConfig()
     m.inspect_rules["R"] = InspectRule("R", [
         p if isinstance(p, InspectProtocol) else InspectProtocol(p)
         for p in (protocols or ("tcp", "udp", "icmp"))])

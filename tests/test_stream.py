@@ -8,7 +8,7 @@ from zope.interface import implementer
 
 from cbac.config.model import InspectProtocol
 from cbac.inspect.api import Edit, Expectation, IStreamInspector, Verdict, alert
-from cbac.inspect.engine import app_factories
+from cbac.inspect.factories import app_factories
 from cbac.packet.checksum import pseudo_header_sum
 from cbac.packet.view import ip_int, parse_frame
 from tests.test_sessions import (A, B, capture_logs, frame_of, full_checksums_ok, handshake,
@@ -424,10 +424,10 @@ class NatAndRobustnessTests(unittest.TestCase):
 
 class RealInspectorTests(unittest.TestCase):
     """The project's SMTP and FTP inspectors hosted by the engine
-    (cbac.inspect.engine.app_factories)."""
+    (cbac.inspect.factories.app_factories)."""
 
     def converse(self, dport, rule, steps):
-        from cbac.inspect.engine import app_factories
+        from cbac.inspect.factories import app_factories
         m = model(InspectProtocol(rule), "tcp")
         c, t = table(m, app_factories(m, None), testcase=self)
         s = handshake(t, dport=dport, cisn=CISN, sisn=SISN)

@@ -15,7 +15,7 @@ from typing import Iterable, Optional
 
 from cbac.config.errors import ERROR, WARNING, Diagnostic
 from cbac.config import zbf
-from cbac.config.model import Router
+from cbac.config.model import RouterConfig
 
 __all__ = ["check", "system_devices"]
 
@@ -27,7 +27,7 @@ def system_devices(path: str = "/sys/class/net") -> set[str]:
         return set()
 
 
-def check(router: Router, devices: Optional[Iterable[str]] = None, strict: bool = False,
+def check(router: RouterConfig, devices: Optional[Iterable[str]] = None, strict: bool = False,
           filename: str = "<config>") -> list[Diagnostic]:
     out: list[Diagnostic] = []
 

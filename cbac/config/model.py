@@ -1,7 +1,7 @@
 """Typed model of an IOS configuration, as cbac understands it.
 
-The parser (:mod:`cbac.config.parser`) turns IOS text into a :class:`Router`;
-the renderer (:mod:`cbac.config.render`) turns a :class:`Router` back into
+The parser (:mod:`cbac.config.parser`) turns IOS text into a :class:`RouterConfig`;
+the renderer (:mod:`cbac.config.render`) turns a :class:`RouterConfig` back into
 ``show running-config`` text.  ``parse(render(model)) == model`` holds.
 
 Conventions:
@@ -10,7 +10,7 @@ Conventions:
   :class:`ipaddress.IPv4Interface`; prefixes :class:`ipaddress.IPv4Network`.
 * Ports and ICMP types are stored as integers; IOS names (``smtp``,
   ``echo-reply``) are accepted by the parser and produced by the renderer.
-* Every field defaults to the IOS default, so ``Router()`` is the
+* Every field defaults to the IOS default, so ``RouterConfig()`` is the
   configuration of a router with nothing configured.
 * ``lineno`` fields record where a thing was defined (for error messages);
   they never take part in equality.
@@ -666,7 +666,7 @@ class Redundancy:
 # The whole router
 
 @dataclass
-class Router:
+class RouterConfig:
     hostname: str = "Router"
     version: Optional[str] = None                # "version 12.3"
     password_encryption: bool = False            # service password-encryption

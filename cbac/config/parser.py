@@ -1,4 +1,4 @@
-"""IOS configuration text -> :class:`cbac.config.model.Router`.
+"""IOS configuration text -> :class:`cbac.config.model.RouterConfig`.
 
 Usage::
 
@@ -38,7 +38,7 @@ from cbac.config.model import (
     GENERIC_PROTOCOLS, INSPECT_PROTOCOLS, SEVERITIES, AccessList, AclEntry, AddrMatch, Banner,
     InspectGlobals, InspectProtocol, InspectRule, Interface, LogHost,
     NatDynamic, NatPool, NatService, NatStatic, NatTimeouts, PortBinding,
-    PortMatch, Route, Router, Secret, User, Verbatim, VtyConfig)
+    PortMatch, Route, RouterConfig, Secret, User, Verbatim, VtyConfig)
 
 __all__ = ["parse", "parse_config", "parse_file", "parse_bytes", "decode_type7",
            "encode_type7", "normalize_interface", "verbatim_section",
@@ -519,11 +519,11 @@ _COMMENT_RES = [
 
 
 class Parser:
-    """Collects a :class:`Router` and diagnostics from IOS text."""
+    """Collects a :class:`RouterConfig` and diagnostics from IOS text."""
 
     def __init__(self, filename: str = "<config>"):
         self.filename = filename
-        self.router = Router()
+        self.router = RouterConfig()
         self.diagnostics: list[Diagnostic] = []
         self.block = None           # (kind, object) or None
         self.ended = False
@@ -779,7 +779,7 @@ class Parser:
         obj.extra.append(Verbatim(ln.text, (), ln.no))
         self.warn("accepted, not acted on", group=group)
 
-    def finish(self) -> Router:
+    def finish(self) -> RouterConfig:
         r = self.router
         # verbatim global lines are kept in running-config section order
         r.extra.sort(key=lambda v: verbatim_section(v.text))
@@ -2033,7 +2033,7 @@ _zbf.install(GLOBAL_COMMANDS, SUB_COMMANDS)
 # --------------------------------------------------------------------------
 # Entry points
 
-def parse_config(text: str, filename: str = "<config>") -> tuple[Router, list[Diagnostic]]:
+def parse_config(text: str, filename: str = "<config>") -> tuple[RouterConfig, list[Diagnostic]]:
     """Parse IOS text; return the model and every diagnostic (errors and
     warnings, in line order)."""
     p = Parser(filename)
@@ -2041,18 +2041,18 @@ def parse_config(text: str, filename: str = "<config>") -> tuple[Router, list[Di
     return p.finish(), p.diagnostics
 
 
-def parse(text: str, filename: str = "<config>") -> Router:
-    """Parse IOS text into a :class:`Router` (diagnostics discarded)."""
+def parse(text: str, filename: str = "<config>") -> RouterConfig:
+    """Parse IOS text into a :class:`RouterConfig` (diagnostics discarded)."""
     return parse_config(text, filename)[0]
 
 
-def parse_bytes(data: bytes, filename: str = "<config>") -> tuple[Router, list[Diagnostic]]:
+def parse_bytes(data: bytes, filename: str = "<config>") -> tuple[RouterConfig, list[Diagnostic]]:
     """Parse a configuration file's bytes.  The file must be text: ASCII or
     UTF-8 (a UTF-8 byte order mark is allowed).  UTF-16/32, NUL bytes, other
     control characters or bytes that are not UTF-8 are an error naming the
     first bad line, and nothing of the file is used."""
     def refuse(line, msg):
-        return Router(), [Diagnostic(filename, line, ERROR, msg)]
+        return RouterConfig(), [Diagnostic(filename, line, ERROR, msg)]
     if len(data) > MAX_CONFIG_BYTES:
         return refuse(0, "configuration is %d bytes; cbac reads at most %d"
                       % (len(data), MAX_CONFIG_BYTES))
@@ -2078,6 +2078,6 @@ def parse_bytes(data: bytes, filename: str = "<config>") -> tuple[Router, list[D
     return parse_config(text, filename)
 
 
-def parse_file(path: str) -> tuple[Router, list[Diagnostic]]:
+def parse_file(path: str) -> tuple[RouterConfig, list[Diagnostic]]:
     with open(path, "rb") as f:
         return parse_bytes(f.read(), path)

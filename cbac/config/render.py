@@ -1,4 +1,4 @@
-""":class:`cbac.config.model.Router` -> ``show running-config`` text.
+""":class:`cbac.config.model.RouterConfig` -> ``show running-config`` text.
 
 IOS order and style: ``Building configuration...``, ``Current configuration
 : N bytes``, ``!`` separators, one-space indented sub-commands, ``end``.
@@ -13,7 +13,7 @@ from __future__ import annotations
 from cbac.config import names, zbf
 from cbac.config.model import (
     SEVERITIES, AccessList, AclEntry, AddrMatch, InspectGlobals,
-    InspectProtocol, Interface, NatTimeouts, PortMatch, Router, Secret,
+    InspectProtocol, Interface, NatTimeouts, PortMatch, RouterConfig, Secret,
     Verbatim)
 from cbac.config.parser import (
     S_BOOT, S_GLOBAL, S_LINES, S_SECURITY, S_SERVICE, S_TAIL, _opens_block,
@@ -26,7 +26,7 @@ def _verbatim(v: Verbatim, indent: str = "") -> list[str]:
     return [indent + v.text] + [indent + " " + c for c in v.children]
 
 
-def _section(r: Router, section: int) -> list[str]:
+def _section(r: RouterConfig, section: int) -> list[str]:
     out = []
     for v in r.extra:
         if verbatim_section(v.text) == section:
@@ -214,7 +214,7 @@ def _interface(i: Interface) -> list[str]:
 # --------------------------------------------------------------------------
 # NAT
 
-def _nat(r: Router) -> list[str]:
+def _nat(r: RouterConfig) -> list[str]:
     n = r.nat
     out = []
     for p in n.pools.values():
@@ -286,7 +286,7 @@ def _mask(prefix: int) -> str:
 # --------------------------------------------------------------------------
 # The whole configuration
 
-def render_body(r: Router) -> list[str]:
+def render_body(r: RouterConfig) -> list[str]:
     """The configuration lines from the first ``!`` through ``end``."""
     out = ["!"]
     head = ["version %s" % r.version] if r.version else []
@@ -467,7 +467,7 @@ def render_body(r: Router) -> list[str]:
     return out
 
 
-def render(r: Router) -> str:
+def render(r: RouterConfig) -> str:
     """``show running-config`` output for the model."""
     body = "\n".join(render_body(r)) + "\n"
     return ("Building configuration...\n\nCurrent configuration : %d bytes\n"

@@ -22,7 +22,7 @@ from typing import Optional
 
 from cbac.config.model import (
     SMTP_MAX_DATA_DEFAULT, InspectGlobals, InspectProtocol, InspectRule,
-    Router, default_timeout)
+    RouterConfig, default_timeout)
 
 __all__ = ["show_ip_inspect_config", "show_ip_inspect_interfaces",
            "show_ip_inspect_name", "show_ip_inspect_all_config",
@@ -75,7 +75,7 @@ def _text(lines: list[str]) -> str:
     return "\n".join(lines) + "\n" if lines else ""
 
 
-def show_ip_inspect_config(router: Router) -> str:
+def show_ip_inspect_config(router: RouterConfig) -> str:
     g = router.inspect
     lines = _globals(g)
     lines.append("Inspection Rule Configuration")
@@ -85,7 +85,7 @@ def show_ip_inspect_config(router: Router) -> str:
     return _text(lines)
 
 
-def show_ip_inspect_name(router: Router, name: str) -> str:
+def show_ip_inspect_name(router: RouterConfig, name: str) -> str:
     rule = router.inspect_rules.get(name)
     if rule is None:
         # cbac wording; IOS's reply for an unknown name is not documented.
@@ -93,13 +93,13 @@ def show_ip_inspect_name(router: Router, name: str) -> str:
     return _text(["  Inspection name %s" % rule.name] + _rule_lines(rule, router.inspect, "    "))
 
 
-def _inspected_interfaces(router: Router):
+def _inspected_interfaces(router: RouterConfig):
     itfs = [i for i in router.interfaces.values()
             if i.inspect_in is not None or i.inspect_out is not None]
     return list(reversed(itfs))
 
 
-def _direction(router: Router, label: str, rule_name: Optional[str]) -> list[str]:
+def _direction(router: RouterConfig, label: str, rule_name: Optional[str]) -> list[str]:
     if rule_name is None:
         return ["  %s inspection rule is not set" % label]
     out = ["  %s inspection rule is %s" % (label, rule_name)]
@@ -109,7 +109,7 @@ def _direction(router: Router, label: str, rule_name: Optional[str]) -> list[str
     return out
 
 
-def show_ip_inspect_interfaces(router: Router) -> str:
+def show_ip_inspect_interfaces(router: RouterConfig) -> str:
     lines = ["Interface Configuration"]
     for itf in _inspected_interfaces(router):
         lines.append("Interface %s" % itf.name)
@@ -120,6 +120,6 @@ def show_ip_inspect_interfaces(router: Router) -> str:
     return _text(lines)
 
 
-def show_ip_inspect_all_config(router: Router) -> str:
+def show_ip_inspect_all_config(router: RouterConfig) -> str:
     """Configuration and interface parts of ``show ip inspect all``."""
     return show_ip_inspect_config(router) + "\n" + show_ip_inspect_interfaces(router)

@@ -48,7 +48,7 @@ import re
 from cbac.config.errors import ERROR, WARNING, Diagnostic
 from cbac.config.model import (
     PARAMETER_FIELDS, ZBF_PROTOCOLS, ClassMapInspect, ClassMatch,
-    ParameterMapInspect, PolicyClass, PolicyMapInspect, Router, Zone,
+    ParameterMapInspect, PolicyClass, PolicyMapInspect, RouterConfig, Zone,
     ZonePair)
 
 __all__ = ["install", "render_lines", "check", "SELF"]
@@ -538,7 +538,7 @@ def _render_match(m: ClassMatch) -> str:
     raise ValueError(m.kind)
 
 
-def render_lines(r: Router) -> list[str]:
+def render_lines(r: RouterConfig) -> list[str]:
     """ZBF global blocks in IOS order (parameter-maps, class-maps,
     policy-maps, zones, zone-pairs), each block ended by ``!``."""
     z = r.zbf
@@ -599,7 +599,7 @@ def render_lines(r: Router) -> list[str]:
 # --------------------------------------------------------------------------
 # Cross-reference checks (twistd cbac --check)
 
-def check(r: Router, add) -> None:
+def check(r: RouterConfig, add) -> None:
     """Add diagnostics with ``add(severity, lineno, message, text="")``
     (``text``: the offending line, as cbac renders it)."""
     z = r.zbf
@@ -793,7 +793,7 @@ def _protocols(z, name, depth=0) -> set:
     return out
 
 
-def diagnostics(r: Router, filename: str) -> list[Diagnostic]:
+def diagnostics(r: RouterConfig, filename: str) -> list[Diagnostic]:
     out = []
 
     def add(sev, lineno, msg, text=""):

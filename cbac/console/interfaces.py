@@ -19,7 +19,7 @@ from zope.interface import Attribute, Interface
 
 class IConsoleAppliance(Interface):
     hostname = Attribute("str: the configured hostname (the prompt)")
-    router_model = Attribute("cbac.config.model.Router: the running configuration "
+    router_model = Attribute("cbac.config.model.RouterConfig: the running configuration "
                              "(the console reads vty lines, users, ssh settings from it)")
     log_observers = Attribute("cbac.log.observers.LogObservers or None: the buffer and the "
                               "'terminal monitor' hub")

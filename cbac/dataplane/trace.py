@@ -703,7 +703,7 @@ def _route_config(e) -> str:
 def _nat_lines(static=None, dynamic=None) -> str:
     from cbac.config import model as m
     from cbac.config.render import _nat
-    r = m.Router()
+    r = m.RouterConfig()
     if static is not None:
         r.nat.statics = [static]
     if dynamic is not None:

@@ -1,7 +1,7 @@
 """cbac.inspect: CBAC stateful inspection.
 
 ``SessionTable`` (:mod:`cbac.inspect.session`) and ``app_factories``
-(:mod:`cbac.inspect.engine`) are exported lazily, so importing
+(:mod:`cbac.inspect.factories`) are exported lazily, so importing
 ``cbac.inspect.api`` stays light.
 """
 
@@ -11,7 +11,7 @@ def __getattr__(name):
         from cbac.inspect import session
         return getattr(session, name)
     if name == "app_factories":
-        from cbac.inspect.engine import app_factories
+        from cbac.inspect.factories import app_factories
         return app_factories
     raise AttributeError(name)
 

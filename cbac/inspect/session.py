@@ -214,7 +214,7 @@ class SessionTable:
     """The CBAC session engine (see the module docstring and pipeline.md).
 
     ``clock`` is an ``IReactorTime``; ``router_model`` a
-    :class:`cbac.config.model.Router`; ``app_factories`` maps ``smtp``,
+    :class:`cbac.config.model.RouterConfig`; ``app_factories`` maps ``smtp``,
     ``esmtp``, ``ftp``, ``http`` to ``f(ctx) -> IStreamInspector``.
 
     ``send(ip_packet)`` sends an IPv4 packet the table made (RSTs, the
