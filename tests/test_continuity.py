@@ -86,6 +86,31 @@ class RestartCase(unittest.TestCase):
         return c
 
 
+def fake_offload(case, ifindex=None):
+    """The kernel fast path's loader replaced by one on the fake map of
+    tests/test_flowoffload.py (memory ports have no ifindex: Ethernet2/1 is
+    11, Ethernet2/0 12).  Returns the list of (offloader, fake map) the
+    appliance's ``start_offload`` loads, in order."""
+    from cbac.dataplane import flowoffload
+    from tests.test_flowoffload import FakeOffload
+    started = []
+
+    def start(router, sessions, clock, model):
+        fake = FakeOffload()
+        fo = flowoffload.FlowOffloader(fake, router, sessions, clock)
+        fo._ifindex = dict(ifindex or {INSIDE: 11, OUTSIDE: 12})
+        sessions.offload = fo
+        router.offload = fo
+        started.append((fo, fake))
+        return fo
+    case.patch(flowoffload, "start_offload", start)
+    case.patch(flowoffload, "MIN_PACKETS", 3)
+    old = os.environ.pop("CBAC_OFFLOAD", None)
+    if old is not None:
+        case.addCleanup(os.environ.__setitem__, "CBAC_OFFLOAD", old)
+    return started
+
+
 def _rmtree(path):
     import shutil
     shutil.rmtree(path, ignore_errors=True)
@@ -192,6 +217,42 @@ class PatRestartTests(RestartCase):
         c.send(b"q" * 10)
         self.net.pump()
         self.assertTrue(bytes(sc.data).endswith(b"q" * 10))
+
+    def test_fast_path_after_restart_only_once_relearned(self):
+        """The restarted box loads the kernel fast path as a plain start
+        does (router, then offload); a restored established session gets
+        its kernel entries only once both directions have sent a segment
+        (the window state is stale until then), never while one direction
+        is still unknown; ``show cbac fastpath`` counts it."""
+        started = fake_offload(self)
+        cli, c, srv, sc = self._transfer()
+        self.kill_and_start()
+        self.net.app.start_offload()         # as RouterService.startService
+        [(fo, fake)] = started
+        [s] = self.net.app.sessions.sessions.values()
+        self.assertIn(s, self.net.app.sessions.resuming)
+        # three client segments reach the box; the server has not answered
+        n0 = s.pkts[0]
+        for i in range(3):
+            c.send(b"%d" % i * 100)
+        queued, self.net.queue = self.net.queue, []
+        for side, f in queued:               # forwarded, not yet delivered
+            self.net.ports[side].inject(bytearray(f))
+        self.assertEqual(s.pkts[0], n0 + 3)      # all three judged by the session
+        self.assertIn(s, self.net.app.sessions.resuming)
+        self.assertEqual((fake.flows, fo.flows), ({}, {}))
+        self.assertIn("Offloaded sessions: 0", self.net.app.show_cbac_fastpath())
+        self.net.pump()                      # the server's ACKs: re-learned
+        self.assertEqual(self.net.app.sessions.resuming, {})
+        for i in range(3):
+            c.send(b"z" * 100)
+            self.net.pump()
+            sc.send(b"y" * 10)
+            self.net.pump()
+        self.assertIn(s, fo.flows)
+        self.assertEqual(len(fake.flows), 2)
+        self.assertIn("Offloaded sessions: 1 (2 flow entries)", self.net.app.show_cbac_fastpath())
+        self.assertFalse(c.reset or sc.reset)
 
     def test_closed_session_not_restored(self):
         cli, c, srv, sc = self._transfer()
@@ -452,3 +513,61 @@ class DamagedStateTests(unittest.TestCase):
             f.write(old)
         app2 = self._start()
         self.assertEqual(len(app2.sessions.sessions), 1)
+
+
+class FtpRestartTests(RestartCase):
+    """An outside client to the inside FTP server (static NAT, port 21);
+    PASV opened a pinhole for the data channel before the kill."""
+
+    def setUp(self):
+        RestartCase.setUp(self)
+        from tests.hosts import ftp_server
+        self.log = []
+        self.srv = self.net.host(INSIDE, SERVER_IP, 25)
+        self.srv.listen(21, ftp_server(self.log))
+        self.data_app = Recorder()
+        self.srv.listen(50000, lambda: self.data_app)
+        self.cli = self.net.host(OUTSIDE, "172.22.1.1", 1)
+        self.c = self.cli.connect("172.22.1.16", 21, sport=40021)
+        self.net.pump()
+        self.say(b"USER ftp\r\n")
+        self.say(b"PASS x\r\n")
+        self.say(b"PASV\r\n")
+        self.assertIn(b"227 ", bytes(self.c.data))
+        self.assertEqual(len(self.net.app.sessions.pinholes), 1)
+
+    def say(self, data):
+        self.c.send(data)
+        self.net.pump()
+
+    def data_conns(self):
+        return [c for c in self.srv.conns.values() if c.lport == 50000]
+
+    def test_pinhole_not_restored_control_reset(self):
+        """After a kill and start the pinhole is gone, not an open door:
+        the data connection it expected is refused (before and after the
+        control session's next packet); the control session is reset on
+        its next packet (both ends get an RST, the command never reaches
+        the server), with log lines that say the pinholes are lost."""
+        self.kill_and_start()
+        self.assertEqual(self.net.app.sessions.pinholes, [])
+        self.assertTrue(any("RESTORE_RESET" in l and "will be reset on its next packet" in l
+                            and "pinholes it had opened are not restored" in l
+                            for l in self.logs), self.logs)
+        d = self.cli.connect("172.22.1.16", 50000, sport=40022)
+        self.net.pump()
+        self.assertEqual(d.state, "SYN_SENT")
+        self.assertEqual(self.data_conns(), [])
+        self.say(b"NOOP\r\n")
+        self.assertTrue(self.c.reset)
+        [ctl] = [c for c in self.srv.conns.values() if c.lport == 21]
+        self.assertTrue(ctl.reset)
+        self.assertNotIn("NOOP", [x[0] for x in self.log])
+        self.assertTrue(any("RESTORE_RESET" in l and "reset on its first packet" in l
+                            for l in self.logs), self.logs)
+        d2 = self.cli.connect("172.22.1.16", 50000, sport=40023)
+        self.net.pump()
+        self.net.advance(3)
+        self.assertEqual(d2.state, "SYN_SENT")
+        self.assertEqual(self.data_conns(), [])
+        self.assertEqual(len(self.net.app.sessions.sessions), 0)

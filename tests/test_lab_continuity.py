@@ -9,6 +9,7 @@ by the new start (cbac/dataplane/claim.py).
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,9 @@ import time
 from twisted.trial import unittest
 
 from tests.labrun import LabCase, records, seed_variant, skip_reason, wait_for
+from tests.test_offload import offload_skip_reason
+
+OFFLOAD = os.environ.get("CBAC_OFFLOAD", "1") != "0"
 
 SMTP_SERVER = "172.22.1.2"
 IPERF_SERVER = "172.22.1.1"
@@ -58,6 +62,9 @@ class RestartLabTests(LabCase, unittest.TestCase):
 
     def test_kill_9_restart_keeps_transfer_and_smtp(self):
         env = self.env
+        # before the kill: builds the eBPF object if it is missing, so the
+        # restarted cbac can load it
+        fp_reason = offload_skip_reason() if OFFLOAD else "CBAC_OFFLOAD=0"
         go = os.path.join(env.tmp, "smtp-go")
         smtp = env.lab.popen("in", [sys.executable, "-u", "-c", SMTP_PAUSED, go],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -81,6 +88,18 @@ class RestartLabTests(LabCase, unittest.TestCase):
         t_up = time.monotonic() - t_kill
         with open(go, "w"):
             pass
+        # the restarted box loads the kernel fast path as a plain start
+        # does, and offloads the iperf3 transfer once it is re-learned
+        fp = ""
+        if fp_reason is None:
+            def installed():
+                nonlocal fp
+                fp = env.console("show cbac fastpath").stdout
+                m = re.search(r"Installed (\d+)", fp)
+                return m is not None and int(m.group(1)) >= 1
+            self.assertTrue(wait_for(installed, 10, 0.5),
+                            "no session offloaded after the restart:\n" + fp + "\n" +
+                            "\n".join(l for l in env.log().splitlines() if "fast path" in l))
         out, _ = cli.communicate(timeout=60)
         result = json.loads(out.decode())
         self.assertNotIn("error", result, result.get("error"))
@@ -116,3 +135,6 @@ class RestartLabTests(LabCase, unittest.TestCase):
         for l in log.splitlines():
             if "STATE_RESTORE" in l:
                 print(l)
+        print("fast path after the restart: " + (
+            fp.splitlines()[1].strip() + "; " + fp.splitlines()[2].strip()
+            if fp_reason is None else "not checked (%s)" % fp_reason))

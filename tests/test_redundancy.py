@@ -25,7 +25,7 @@ from cbac.continuity import sync, vrrp
 from cbac.continuity.restart import FLUSH_DELAY
 from cbac.dataplane.port import MemoryPort
 from tests.hosts import INSIDE, NAT_CONFIG, OUTSIDE, R_IN, R_OUT, Net, Recorder, smtp_server
-from tests.test_continuity import capture, _rmtree
+from tests.test_continuity import capture, fake_offload, _rmtree
 
 SYNC = "interface Ethernet2/2\n ip address 192.0.2.%d 255.255.255.252\n" \
        "cbac redundancy peer 192.0.2.%d interface Ethernet2/2 key pair-secret-1\n"
@@ -64,6 +64,7 @@ class PairCase(unittest.TestCase):
 
     def setUp(self):
         self.logs = capture(self)
+        self.offloads = fake_offload(self)  # the kernel fast path: a fake map
         self.net = Net(nat=True)            # box A's ports and the hosts
         self.clock = self.net.clock
         self.reactor = _Reactor(self.clock)
@@ -89,6 +90,7 @@ class PairCase(unittest.TestCase):
 
     def _stop(self):
         for app in (self.a, self.b):
+            app.stop_offload()
             app.router.stop()
             app.sessions.stop()
             app.nat.stop()
@@ -181,6 +183,73 @@ class PairTests(PairCase):
         cmds = [x[1] for x in log if x[0] == "CMD"]
         self.assertEqual(cmds, ["HELO", "MAIL", "XXX"])     # WIZ masked: still inspected
         self.assertFalse(c.reset or m.reset)
+
+    def test_fast_path_on_the_new_active_box(self):
+        """The box that takes over loads the kernel fast path, as a plain
+        start does; a taken-over established session gets its kernel
+        entries only after both directions have spoken again."""
+        self.link()
+        [(fo_a, _fake_a)] = self.offloads           # A: loaded when it became MASTER
+        self.assertIs(self.a.offloader, fo_a)
+        self.assertIsNone(self.b.offloader)         # a standby has none
+        out_srv = self.net.host(OUTSIDE, "172.22.1.9", 9)
+        rec = []
+        out_srv.listen(5001, lambda: rec.append(Recorder()) or rec[-1])
+        cli = self.net.host(INSIDE, "10.10.10.5", 5)
+        c = cli.connect("172.22.1.9", 5001)
+        self.net.pump()
+        c.send(b"a" * 2000)
+        self.net.pump()
+        self.sync()
+        [sc] = out_srv.conns.values()
+        self.failover()
+        self.assertEqual(len(self.offloads), 2)
+        fo, fake = self.offloads[1]
+        self.assertIs(self.b.offloader, fo)
+        self.assertNotIn("not loaded", self.b.show_cbac_fastpath())
+        [s] = self.b.sessions.sessions.values()
+        self.assertIn(s, self.b.sessions.resuming)
+        for i in range(4):                          # the client alone speaks
+            c.send(b"c" * 100)
+            queued, self.net.queue = self.net.queue, []
+            for side, f in queued:
+                self.net.ports[side].inject(bytearray(f))
+        self.assertIn(s, self.b.sessions.resuming)
+        self.assertEqual(fake.flows, {})
+        self.net.pump()                             # the server's ACKs
+        self.assertEqual(self.b.sessions.resuming, {})
+        for i in range(3):
+            c.send(b"b" * 100)
+            self.net.pump()
+            sc.send(b"y" * 10)
+            self.net.pump()
+        self.assertIn(s, fo.flows)
+        self.assertEqual(len(fake.flows), 2)
+        self.assertIn("Offloaded sessions: 1 (2 flow entries)", self.b.show_cbac_fastpath())
+        self.assertFalse(c.reset or sc.reset)
+
+    def test_demoted_box_unloads_the_fast_path(self):
+        """A box that stops being active takes its sessions back from the
+        kernel and unloads the fast path: nothing forwards there."""
+        self.link()
+        out_srv = self.net.host(OUTSIDE, "172.22.1.9", 9)
+        out_srv.listen(5001, Recorder)
+        cli = self.net.host(INSIDE, "10.10.10.5", 5)
+        c = cli.connect("172.22.1.9", 5001)
+        self.net.pump()
+        [sc] = out_srv.conns.values()
+        for i in range(4):
+            c.send(b"a" * 100)
+            self.net.pump()
+            sc.send(b"y" * 10)
+            self.net.pump()
+        [(fo, fake)] = self.offloads
+        self.assertEqual(len(fake.flows), 2)
+        self.ra.set_role("BACKUP")
+        self.assertIsNone(self.a.offloader)
+        self.assertEqual(fake.flows, {})
+        self.assertTrue(fake.closed)
+        self.assertIn("not loaded", self.a.show_cbac_fastpath())
 
     def test_sync_traffic_per_connection(self):
         """What one new TCP connection through PAT costs on the sync link

@@ -348,7 +348,8 @@ class Continuity:
                         logged += 1
                         ios.message("FW", 4, "RESTORE_RESET",
                                     "Restored %s session %s will be reset on its next "
-                                    "packet: inspector state not resumable" % (
+                                    "packet: inspector state not resumable; pinholes it "
+                                    "had opened are not restored" % (
                                         s.protocol, s.flow_text()))
             elif s.tcp.state >= ESTABLISHED:
                 counts["relearn"] += 1

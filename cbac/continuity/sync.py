@@ -457,6 +457,10 @@ class Redundancy:
                     "over%s; forwarding, gratuitous ARP sent (%.0f ms)" % (
                         old, counts.get("sessions", 0), counts.get("translations", 0),
                         note, self.last_takeover))
+        # the kernel fast path, as a plain start loads it (after the router:
+        # it attaches to the started ports); restored TCP sessions are
+        # offloaded only once both directions are re-learned (resume.py)
+        app.start_offload()
 
     def _garp(self) -> None:
         if self.role != MASTER or not self.running:
@@ -470,6 +474,9 @@ class Redundancy:
     def _become_standby(self, old, role) -> None:
         app = self.app
         if old == MASTER:
+            # the kernel's entries first: a standby forwards nothing, not
+            # even in the kernel (its sessions are taken back, then dropped)
+            app.stop_offload()
             app.router.stop()
             # what this box had becomes what it holds as a standby: a flap
             # (MASTER, FAULT, MASTER again with the peer gone) loses nothing
