@@ -768,7 +768,10 @@ def makeApplianceService(model, options):
         _add_mgmt(appliance, model, options, reactor, top)
     else:
         _add_console(appliance, model, options, reactor, top)
-    _add_metrics(appliance, reactor, top)
+    if privsep:
+        _add_engine_metrics(appliance, reactor, top)
+    else:
+        _add_metrics(appliance, reactor, top)
     _install_sighup(appliance, reactor)
     return top
 
@@ -789,6 +792,14 @@ def _add_metrics(appliance, reactor, top):
     svc = MetricsService(appliance, reactor)
     svc.setServiceParent(top)
     appliance.on_apply.append(svc.configure)
+
+
+def _add_engine_metrics(appliance, reactor, top):
+    """Two processes: the management process runs the ``cbac metrics
+    listen`` listeners and asks the engine for the numbers over AMP."""
+    from cbac.metrics import EngineMetrics
+    appliance.metrics_source = EngineMetrics(appliance, reactor)
+    appliance.metrics_source.setServiceParent(top)
 
 
 class _QuietConch(service.Service):

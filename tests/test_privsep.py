@@ -497,3 +497,137 @@ class SupervisorTests(unittest.TestCase):
         self.die(0, how=15)
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.assertEqual(len(self.spawned), 1)
+
+
+class MetricsTests(unittest.TestCase):
+    """Two processes: the engine answers :class:`protocol.Metrics` with the
+    exposition text; the management process runs ``GET /metrics``."""
+
+    def setUp(self):
+        self.p = Pair(self)
+
+    def test_snapshot_over_amp_is_the_engines_state(self):
+        from cbac.metrics import collect
+        text = self.p.wait(self.p.remote.metrics_text())
+        self.assertIsInstance(text, str)
+        for name in sorted(self.p.app.router.interfaces):
+            self.assertIn('cbac_interface_up{interface="%s"}' % name, text)
+        self.assertIn("cbac_build_info", text)
+        self.assertIn("cbac_inspect_sessions_half_open", text)
+        # the same families as one process renders
+        fams = lambda t: [l for l in t.splitlines() if l.startswith("# TYPE")]  # noqa: E731
+        self.assertEqual(fams(text), fams(collect(self.p.app, self.p.app.metrics_source.log_counter)))
+
+    def test_snapshot_is_reused_and_paged(self):
+        self.p.wait(self.p.remote.metrics_text())
+        src = self.p.app.metrics_source
+        src._cache = (self.p.clock.seconds(), "x" * (3 * P.PAGE + 7))
+        self.assertEqual(self.p.wait(self.p.remote.metrics_text()), "x" * (3 * P.PAGE + 7))
+
+    def test_too_big_or_failing_snapshot_is_an_error_not_a_cut_text(self):
+        from cbac import metrics as M
+        self.p.wait(self.p.remote.metrics_text())
+        self.patch(M, "MAX_SNAPSHOT", 10)
+        self.p.clock.advance(10)
+        self.assertRaises(Exception, self.p.wait, self.p.remote.metrics_text())
+        self.flushLoggedErrors()
+
+    def render(self, resource, path=b"/metrics"):
+        from twisted.web.test.requesthelper import DummyRequest
+        req = DummyRequest([b"metrics"])
+        req.path = path
+        r = resource.render(req)
+        if r is not None and r != 1:          # (server.NOT_DONE_YET == 1)
+            req.write(r)
+            req.finish()
+        self.p.settle()
+        return req
+
+    def test_endpoint_answers_from_the_management_side(self):
+        from cbac.metrics import CONTENT_TYPE, RemoteMetricsResource
+        res = RemoteMetricsResource(self.p.remote.metrics_text, self.p.clock)
+        a, b = self.render(res), self.render(res)
+        for req in (a, b):
+            self.assertEqual(req.finished, 1)
+            body = b"".join(req.written).decode()
+            self.assertIn('cbac_interface_up{interface="', body)
+            self.assertEqual(req.responseHeaders.getRawHeaders(b"content-type"), [CONTENT_TYPE])
+        self.assertEqual(self.render(res, b"/other").responseCode, 404)
+
+    def test_engine_gone_is_503(self):
+        from cbac.metrics import RemoteMetricsResource
+        self.p.remote.amp = None
+        res = RemoteMetricsResource(self.p.remote.metrics_text, self.p.clock)
+        req = self.render(res)
+        self.assertEqual(req.responseCode, 503)
+        self.assertEqual(req.finished, 1)
+        self.flushLoggedErrors()
+
+
+class MetricsHttpTests(unittest.TestCase):
+    """A real HTTP client against the management side's listener on a
+    socket bound elsewhere (as the engine binds a privileged port),
+    answering from the engine over AMP."""
+
+    def test_real_scrape_through_adopted_socket(self):
+        import socket
+        from twisted.internet import reactor, task
+        from twisted.web.client import Agent, readBody
+        from cbac.mgmt.main import start_metrics
+        p = Pair(self)
+        pumping = task.LoopingCall(lambda: (p.pump.pump(), p.clock.advance(0)))
+        pumping.start(0.001)
+        self.addCleanup(pumping.stop)
+        s = E._endpoint_socket("tcp:0:interface=127.0.0.1")
+        self.addCleanup(s.close)
+        port = s.getsockname()[1]
+        desc = "tcp:%d:interface=127.0.0.1" % port
+        p.remote.model.metrics_listen = [desc]
+        svc = start_metrics(p.remote, {desc: (s.fileno(), socket.AF_INET)}, reactor=reactor)
+        self.assertEqual(svc.adopted[desc][0], s.fileno())      # (kept; a copy listens)
+        self.addCleanup(svc.stopService)
+        self.assertTrue(desc in svc.ports or desc in svc._pending)
+
+        d = Agent(reactor).request(b"GET", b"http://127.0.0.1:%d/metrics" % port)
+
+        def got(resp):
+            self.assertEqual(resp.code, 200)
+            return readBody(resp)
+
+        def body(b):
+            self.assertIn(b"cbac_interface_up{interface=", b)
+            self.assertIn(b"process_cpu_seconds_total", b)
+        return d.addCallback(got).addCallback(body)
+
+
+class MetricsSocketTests(unittest.TestCase):
+    def test_privileged_metrics_port_bound_by_engine_and_passed(self):
+        from twisted.internet.task import Clock
+        self.patch(E, "PRIVILEGED_PORTS", 65536)      # (any port counts as privileged)
+        probe = E._endpoint_socket("tcp:0:interface=127.0.0.1")
+        port = probe.getsockname()[1]
+        probe.close()
+        clock = Clock()
+        spawned = []
+        clock.spawnProcess = lambda pp, exe, argv, env=None, path=None, childFDs=None: \
+            spawned.append((argv, dict(childFDs))) or _FakeTransport(4242)
+        clock.adoptStreamConnection = lambda fd, fam, f: None
+
+        class Model:
+            metrics_listen = ["tcp:%d:interface=127.0.0.1" % port, "tcp:0:interface=127.0.0.1"]
+
+        class App:
+            on_apply = []
+            model = Model()
+        sup = E.MgmtSupervisor(App(), clock, [], os.path.abspath(self.mktemp()),
+                               user="no-such-user-cbac-test")
+        sup.startService()
+        self.addCleanup(sup.stopService)
+        argv, fds = spawned[0]
+        i = argv.index("--metrics-fd")
+        n, _, desc = argv[i + 1].partition(":")
+        self.assertEqual(desc, "tcp:%d:interface=127.0.0.1" % port)
+        self.assertIn(int(n), fds)
+        self.assertEqual(argv.count("--metrics-fd"), 1)     # port 0: the child binds it
+        # the engine's copy is closed once handed over: the port is the child's
+        self.assertEqual(sup.metrics_passed, {desc})

@@ -89,6 +89,14 @@ class GetAuthorizedKeys(amp.Command):
 MAX_KEYS = 60000
 
 
+class Metrics(amp.Command):
+    """The Prometheus exposition text of the engine's state (what ``GET
+    /metrics`` serves; the management process runs the listener)."""
+    arguments = []
+    response = _PAGED
+    errors = _ERRORS
+
+
 class More(amp.Command):
     """The next page of a paged reply."""
     arguments = [(b"handle", amp.Integer())]

@@ -29,6 +29,8 @@ log = Logger(namespace="cbac.mgmt")
 #: most characters of one reply the management process collects (a
 #: bigger output is cut, with a note: fail closed on memory)
 MAX_REPLY = 64 * 1024 * 1024
+#: most characters of a metrics snapshot (cbac.metrics.MAX_SNAPSHOT)
+MAX_METRICS = 16 * 1024 * 1024
 
 
 class MonitorHub:
@@ -223,6 +225,21 @@ class RemoteAppliance:
     def packet_tracer(self, in_if, proto, src, sport, dst, dport, detailed=False):
         return self._show("packet_tracer", in_if, proto, src, sport, dst, dport,
                           detailed=detailed)
+
+    def metrics_text(self):
+        """Deferred: the engine's metrics exposition text (an error when the
+        engine is gone or refused: the scrape fails, never shows stale or
+        cut numbers)."""
+        if self.amp is None or not self.amp.connected:
+            return defer.fail(P.EngineError("the firewall engine is not reachable"))
+
+        def check(r):
+            if isinstance(r, tuple):
+                raise P.EngineError(r[1])
+            if len(r) > MAX_METRICS:
+                raise P.EngineError("metrics too big")
+            return r
+        return self.amp.paged(P.Metrics).addCallback(check)
 
     def clear(self, what, arg=None):
         return self._request(P.Clear, what=what, arg=None if arg is None else str(arg))
