@@ -763,7 +763,7 @@ def makeApplianceService(model, options):
     if not privsep:
         _QuietConch(appliance).setServiceParent(top)
     RouterService(appliance, reactor, inband=bool(ports)).setServiceParent(top)
-    _add_logging(appliance, model, reactor, top)
+    _add_logging(appliance, model, reactor, top, remote_syslog=privsep)
     if privsep:
         _add_mgmt(appliance, model, options, reactor, top)
     else:
@@ -816,10 +816,13 @@ class _QuietConch(service.Service):
         quiet_conch_log(keep=[self.appliance.log_observers])
 
 
-def _add_logging(appliance, model, reactor, top):
+def _add_logging(appliance, model, reactor, top, remote_syslog=False):
+    """The engine's log destinations (buffer, ``terminal monitor``, file;
+    the syslog hosts too with ``--no-privsep``; in two processes the
+    management process sends to them: ``remote_syslog``)."""
     from twisted.logger import globalLogPublisher
     from cbac.log.observers import makeLogging
-    observers, svc = makeLogging(model, reactor)
+    observers, svc = makeLogging(model, reactor, remote_syslog=remote_syslog)
     appliance.log_observers = observers
     globalLogPublisher.addObserver(observers)
     svc.setServiceParent(top)

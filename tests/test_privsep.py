@@ -631,3 +631,96 @@ class MetricsSocketTests(unittest.TestCase):
         self.assertEqual(argv.count("--metrics-fd"), 1)     # port 0: the child binds it
         # the engine's copy is closed once handed over: the port is the child's
         self.assertEqual(sup.metrics_passed, {desc})
+
+
+class SyslogTests(unittest.TestCase):
+    """Two processes: the engine opens no syslog socket; its lines for the
+    ``logging host``s stream to the management process, which sends them."""
+
+    def setUp(self):
+        import ipaddress
+        from twisted.internet import reactor
+        from cbac.config.model import LogHost
+        from cbac.log.observers import LogObservers
+        from tests.test_logging import _UDP
+        self.p = p = Pair(self)
+        self.rx = _UDP()
+        self.port = reactor.listenUDP(0, self.rx, interface="127.0.0.1")
+        self.addCleanup(self.port.stopListening)
+        host = LogHost(ipaddress.IPv4Address("127.0.0.1"), port=self.port.getHost().port)
+        p.app.model.logging.hosts = [host]
+        p.remote.model.logging.hosts = [host]
+        self.obs = LogObservers(p.app.model, p.clock, remote_syslog=True)
+        p.app.log_observers = self.obs
+        p.engine.attach_syslog()
+
+    def mgmt_side(self):
+        from twisted.internet import reactor, task
+        from cbac.privsep.remote import RemoteSyslog
+        p = self.p
+        rs = RemoteSyslog(reactor)
+        p.mgmt.syslog = rs
+        r = p.wait(p.mgmt.callRemote(P.SyslogSources))
+        self.assertEqual(r["sources"], [{"address": "127.0.0.1", "transport": "udp", "ip": "",
+                                         "port": 0}])
+        rs.set_sources(r["sources"])
+        rs.configure(p.remote.model)
+        self.addCleanup(rs.stop)
+        pumping = task.LoopingCall(lambda: (p.pump.pump(), p.clock.advance(0)))
+        pumping.start(0.001)
+        self.addCleanup(pumping.stop)
+        return rs
+
+    def test_datagram_is_sent_by_the_management_side(self):
+        from twisted.internet import defer
+        rs = self.mgmt_side()
+        self.assertEqual(self.obs.hosts, [])            # the engine has no syslog socket
+        self.assertEqual(list(self.obs.service), [])
+        self.assertEqual(len(rs.obs.hosts), 1)          # the management side has
+        self.rx.waiting = defer.Deferred()
+        self.obs(_event("%FW-6-TEST: to syslog from the engine", 6))
+        self.obs(_event("CBAC debug line", 7))           # below trap informational
+
+        def check(data):
+            self.assertTrue(data.startswith(b"<190>1: "), data)
+            self.assertIn(b"%FW-6-TEST: to syslog from the engine", data)
+            self.assertEqual(rs.obs.hosts[0].sent, 1)
+            self.p.settle()                               # (the SyslogEvent's answer)
+            self.assertEqual(self.obs.remote_sent, 1)
+            self.assertIn("Logging to 127.0.0.1  (udp port %d, sent by the management process)"
+                          % self.port.getHost().port, self.obs.show_logging())
+        return self.rx.waiting.addCallback(check)
+
+    def test_dead_management_loses_lines_counted_engine_never_waits(self):
+        self.p.engine.connected = False                 # the management process is gone
+        self.obs.remote_wakeup = None
+        n = self.obs.REMOTE_QUEUE + 25
+        for i in range(n):
+            self.obs(_event("%%FW-6-TEST: line %d" % i, 6))
+        self.assertEqual(len(self.obs.remote_queue), self.obs.REMOTE_QUEUE)
+        self.assertEqual(self.obs.remote_dropped, 25)
+        self.assertIn("line 25", self.obs.remote_queue[0].text)
+        text = self.obs.show_logging()
+        self.assertIn("Syslog logging: enabled (25 messages dropped", text)
+        self.assertIn("25 message lines dropped (management process slow or down)", text)
+        # the buffer (show logging) stays the engine's and has every line
+        self.assertIn("line %d" % (n - 1), text)
+
+    def test_queued_lines_reach_a_restarted_management_side(self):
+        from twisted.internet import defer
+        self.p.engine.connected = False
+        self.obs.remote_wakeup = None
+        self.obs(_event("%FW-6-TEST: while it was down", 6))
+        self.p.engine.connected = True
+        self.rx.waiting = defer.Deferred()
+        self.mgmt_side()
+        self.p.engine.attach_syslog()
+
+        def check(data):
+            self.assertIn(b"while it was down", data)
+        return self.rx.waiting.addCallback(check)
+
+
+def _event(text, severity):
+    from tests.test_logging import ev
+    return ev(text, severity)

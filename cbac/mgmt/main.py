@@ -114,7 +114,7 @@ def run(argv):
     from cbac.console import ssh as cssh
     from cbac.config.parser import parse_config
     from cbac.privsep import protocol as P
-    from cbac.privsep.remote import MgmtProtocol, RemoteAppliance
+    from cbac.privsep.remote import MgmtProtocol, RemoteAppliance, RemoteSyslog
 
     log = Logger(namespace="cbac.mgmt")
     forwarder = _Forwarder()
@@ -176,10 +176,19 @@ def run(argv):
             state["appliance"].keys_from_engine = r["data"].encode("utf-8")
         return proto.callRemote(P.GetAuthorizedKeys).addCallback(got)
 
+    syslog = RemoteSyslog(reactor)
+
+    def sources(_):
+        def got(r):
+            syslog.set_sources(r["sources"])
+            syslog.configure(state["appliance"].model)
+        return proto.callRemote(P.SyslogSources).addCallback(got)
+
     def fetch():
         d = proto.fetch_config()
         d.addCallback(lambda r: apply(*r))
         d.addCallback(keys)
+        d.addCallback(sources)
         d.addErrback(lambda f: log.failure("cannot read the running configuration", f))
 
     def lost(reason):
@@ -187,6 +196,7 @@ def run(argv):
             reactor.stop()
 
     proto = MgmtProtocol(on_config=fetch, on_lost=lost)
+    proto.syslog = syslog
     forwarder.amp = proto
 
     class _F(Factory):

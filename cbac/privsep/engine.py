@@ -151,10 +151,14 @@ class EngineProtocol(amp.AMP):
     def connectionMade(self):
         amp.AMP.connectionMade(self)
         self.connected = True
+        self.attach_syslog()
 
     def connectionLost(self, reason):
         self.connected = False
         self._monitor(False)
+        obs = getattr(self.appliance, "log_observers", None)
+        if obs is not None and obs.remote_wakeup == self._syslog_kick:
+            obs.remote_wakeup = None
         self.pagers.clear()
         self.queue.clear()
         amp.BinaryBoxProtocol.connectionLost(self, reason)   # (quietly)
@@ -403,6 +407,73 @@ class EngineProtocol(amp.AMP):
             else:
                 self._sending = False
         d.addBoth(again)
+
+    # -- syslog: log lines for the management process's syslog hosts ----------
+    _syslog_sending = False
+
+    def attach_syslog(self):
+        """Take the engine's syslog lines (two processes: the management
+        process owns the ``logging host`` sockets)."""
+        obs = getattr(self.appliance, "log_observers", None)
+        if obs is None or not getattr(obs, "remote_syslog", False):
+            return
+        obs.remote_wakeup = self._syslog_kick
+        if obs.remote_queue:
+            self._syslog_kick()
+
+    def _syslog_kick(self):
+        if not self._syslog_sending and self.connected:
+            self._syslog_sending = True
+            self.reactor.callLater(0, self._syslog_send)
+
+    def _syslog_send(self):
+        obs = self.appliance.log_observers
+        q = obs.remote_queue
+        if not q or not self.connected:
+            self._syslog_sending = False
+            return
+        batch, size = [], 0
+        while q and len(batch) < LOG_BATCH:
+            e = q[0]
+            item = {"severity": int(e.severity), "mnemonic": str(e.mnemonic)[:64],
+                    "time": float(e.time), "stamp": e.stamp[:64], "text": e.text[:4000]}
+            n = len(item["text"].encode("utf-8", "replace")) + len(item["stamp"]) + 120
+            if batch and size + n > LOG_BATCH_BYTES:
+                break
+            q.popleft()
+            batch.append(item)
+            size += n
+        d = self.callRemote(P.SyslogEvent, entries=batch)
+
+        def sent(_):
+            obs.remote_sent += len(batch)
+
+        def lost(_):
+            obs.remote_dropped += len(batch)
+
+        def again(_):
+            if q and self.connected:
+                self.reactor.callLater(0, self._syslog_send)
+            else:
+                self._syslog_sending = False
+        d.addCallbacks(sent, lost).addBoth(again)
+
+    @P.SyslogSources.responder
+    def syslog_sources(self):
+        obs = getattr(self.appliance, "log_observers", None)
+        pick = getattr(obs, "source_for", None)
+        out = []
+        for h in self.appliance.model.logging.hosts[:64]:
+            addr, tr = str(h.address), h.transport
+            src = None
+            if pick is not None:
+                try:
+                    src = pick(addr, tr)
+                except Exception:
+                    log.failure("syslog: choosing a source address")
+            out.append({"address": addr, "transport": tr, "ip": src[0] if src else "",
+                        "port": int(src[1]) if src else 0})
+        return {"sources": out}
 
     def config_changed(self):
         if self.connected:

@@ -138,6 +138,28 @@ class LogEvent(amp.Command):
     response = []
 
 
+class SyslogEvent(amp.Command):
+    """Log lines for the syslog hosts (``logging host``), which the
+    management process sends (two processes: the engine opens no syslog
+    socket).  Answered once they are handed to the hosts: the engine sends
+    the next batch then (its queue is bounded and drops the oldest)."""
+    arguments = [(b"entries", amp.AmpList([
+        (b"severity", amp.Integer()), (b"mnemonic", amp.Unicode()), (b"time", amp.Float()),
+        (b"stamp", amp.Unicode()), (b"text", amp.Unicode())]))]
+    response = []
+
+
+class SyslogSources(amp.Command):
+    """The local address (and, for TLS, port) each syslog host is sent
+    from: the router's egress interface address, routed into the
+    management TUN (``ip`` empty: the host's routing decides)."""
+    arguments = []
+    response = [(b"sources", amp.AmpList([
+        (b"address", amp.Unicode()), (b"transport", amp.Unicode()), (b"ip", amp.Unicode()),
+        (b"port", amp.Integer())]))]
+    errors = _ERRORS
+
+
 class ConfigChanged(amp.Command):
     """The running configuration changed (configure replace, reload)."""
     arguments = []

@@ -67,6 +67,52 @@ class MonitorHub:
                     pass
 
 
+class RemoteSyslog:
+    """The syslog hosts (``logging host``), in the management process: the
+    engine streams the lines (:class:`protocol.SyslogEvent`) and tells
+    where to send from (:class:`protocol.SyslogSources`); the UDP sockets
+    and TLS connections are this process's."""
+
+    def __init__(self, reactor):
+        self.reactor = reactor
+        self.obs = None
+        self.sources: dict = {}
+
+    def source_for(self, address, transport):
+        return self.sources.get((address, transport))
+
+    def set_sources(self, items):
+        self.sources = {(i["address"], i["transport"]): (i["ip"], i["port"])
+                        for i in items if i["ip"]}
+
+    def configure(self, model):
+        from cbac.log.observers import LogObservers
+        if self.obs is None:
+            self.obs = LogObservers(None, self.reactor)
+            self.obs.source_for = self.source_for
+            self.obs.configure(model)
+            self.obs.service.startService()
+        else:
+            self.obs.configure(model)
+
+    def deliver(self, entries):
+        from cbac.log.observers import Entry
+        if self.obs is None:
+            return
+        for e in entries:
+            entry = Entry(max(0, min(7, e["severity"])), e["text"], False, e["time"], e["stamp"],
+                          e["mnemonic"] or "-")
+            for h in self.obs.hosts:
+                try:
+                    h.emit(entry)
+                except Exception:
+                    pass
+
+    def stop(self):
+        if self.obs is not None and self.obs.service.running:
+            return self.obs.service.stopService()
+
+
 class RemoteLogObservers:
     """What the console uses of :class:`cbac.log.observers.LogObservers`."""
 
@@ -272,6 +318,7 @@ class MgmtProtocol(amp.AMP):
         self.on_config = on_config
         self.on_lost = on_lost
         self.monitor = monitor                 # MonitorHub
+        self.syslog = None                     # RemoteSyslog
         self.connected = False
 
     def makeConnection(self, transport):
@@ -327,6 +374,12 @@ class MgmtProtocol(amp.AMP):
     def log_event(self, lines, dropped):
         if self.monitor is not None:
             self.monitor.deliver(lines, dropped)
+        return {}
+
+    @P.SyslogEvent.responder
+    def syslog_event(self, entries):
+        if self.syslog is not None:
+            self.syslog.deliver(entries)
         return {}
 
     @P.ConfigChanged.responder
