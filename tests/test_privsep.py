@@ -724,3 +724,49 @@ class SyslogTests(unittest.TestCase):
 def _event(text, severity):
     from tests.test_logging import ev
     return ev(text, severity)
+
+
+class TLSSyslogTests(unittest.TestCase):
+    """TLS syslog in two processes: the management side holds the TLS
+    connection (RFC 5425 octet counting), fed by the engine's stream."""
+    timeout = 20
+
+    def test_tls_line_sent_by_the_management_side(self):
+        import ipaddress
+        from twisted.internet import defer, reactor, ssl, task
+        from cbac.config.model import LogHost
+        from cbac.log.observers import LogObservers
+        from cbac.privsep.remote import RemoteSyslog
+        from tests.test_logging import _CollectorFactory, _make_pki
+        tmp = self.mktemp()
+        os.makedirs(tmp)
+        ca, good, _ = _make_pki(tmp)
+        f = _CollectorFactory()
+        lp = reactor.listenSSL(0, f, ssl.PrivateCertificate.loadPEM(good).options(),
+                               interface="127.0.0.1")
+        self.addCleanup(lp.stopListening)
+        p = Pair(self)
+        host = LogHost(ipaddress.IPv4Address("127.0.0.1"), transport="tls",
+                       port=lp.getHost().port)
+        for m in (p.app.model, p.remote.model):
+            m.logging.hosts = [host]
+            m.logging.tls_ca = ca
+        obs = LogObservers(p.app.model, p.clock, remote_syslog=True)
+        p.app.log_observers = obs
+        p.engine.attach_syslog()
+        rs = RemoteSyslog(reactor)
+        p.mgmt.syslog = rs
+        rs.configure(p.remote.model)
+        self.addCleanup(rs.stop)
+        self.assertEqual(obs.hosts, [])                  # no TLS connection in the engine
+        pumping = task.LoopingCall(lambda: (p.pump.pump(), p.clock.advance(0)))
+        pumping.start(0.001)
+        self.addCleanup(pumping.stop)
+        f.waiting = defer.Deferred()
+        obs(_event("%FW-3-TEST: over TLS from the management side", 3))
+
+        def check(data):
+            n, _, rest = data.partition(b" ")
+            self.assertEqual(int(n), len(rest))
+            self.assertIn(b"%FW-3-TEST: over TLS from the management side", rest)
+        return f.waiting.addCallback(check)
