@@ -499,12 +499,18 @@ class SupervisorTests(unittest.TestCase):
         self.assertEqual(len(self.spawned), 1)
 
 
+def _with_metrics(p):
+    from cbac.metrics import EngineMetrics
+    p.app.metrics_source = EngineMetrics(p.app, p.clock)
+    return p
+
+
 class MetricsTests(unittest.TestCase):
     """Two processes: the engine answers :class:`protocol.Metrics` with the
     exposition text; the management process runs ``GET /metrics``."""
 
     def setUp(self):
-        self.p = Pair(self)
+        self.p = _with_metrics(Pair(self))
 
     def test_snapshot_over_amp_is_the_engines_state(self):
         from cbac.metrics import collect
@@ -554,6 +560,10 @@ class MetricsTests(unittest.TestCase):
             self.assertEqual(req.responseHeaders.getRawHeaders(b"content-type"), [CONTENT_TYPE])
         self.assertEqual(self.render(res, b"/other").responseCode, 404)
 
+    def test_engine_without_metrics_refuses(self):
+        del self.p.app.metrics_source
+        self.assertRaises(Exception, self.p.wait, self.p.remote.metrics_text())
+
     def test_engine_gone_is_503(self):
         from cbac.metrics import RemoteMetricsResource
         self.p.remote.amp = None
@@ -574,7 +584,7 @@ class MetricsHttpTests(unittest.TestCase):
         from twisted.internet import reactor, task
         from twisted.web.client import Agent, readBody
         from cbac.mgmt.main import start_metrics
-        p = Pair(self)
+        p = _with_metrics(Pair(self))
         pumping = task.LoopingCall(lambda: (p.pump.pump(), p.clock.advance(0)))
         pumping.start(0.001)
         self.addCleanup(pumping.stop)
