@@ -763,12 +763,15 @@ def makeApplianceService(model, options):
     if not privsep:
         _QuietConch(appliance).setServiceParent(top)
     RouterService(appliance, reactor, inband=bool(ports)).setServiceParent(top)
-    _add_logging(appliance, model, reactor, top)
+    _add_logging(appliance, model, reactor, top, remote_syslog=privsep)
     if privsep:
         _add_mgmt(appliance, model, options, reactor, top)
     else:
         _add_console(appliance, model, options, reactor, top)
-    _add_metrics(appliance, reactor, top)
+    if privsep:
+        _add_engine_metrics(appliance, reactor, top)
+    else:
+        _add_metrics(appliance, reactor, top)
     _install_sighup(appliance, reactor)
     return top
 
@@ -791,6 +794,14 @@ def _add_metrics(appliance, reactor, top):
     appliance.on_apply.append(svc.configure)
 
 
+def _add_engine_metrics(appliance, reactor, top):
+    """Two processes: the management process runs the ``cbac metrics
+    listen`` listeners and asks the engine for the numbers over AMP."""
+    from cbac.metrics import EngineMetrics
+    appliance.metrics_source = EngineMetrics(appliance, reactor)
+    appliance.metrics_source.setServiceParent(top)
+
+
 class _QuietConch(service.Service):
     """conch's per-connection chatter leaves twistd's log (``debug ip ssh``
     shows it as debug lines); logins and logouts are logged IOS style.  Started
@@ -805,10 +816,13 @@ class _QuietConch(service.Service):
         quiet_conch_log(keep=[self.appliance.log_observers])
 
 
-def _add_logging(appliance, model, reactor, top):
+def _add_logging(appliance, model, reactor, top, remote_syslog=False):
+    """The engine's log destinations (buffer, ``terminal monitor``, file;
+    the syslog hosts too with ``--no-privsep``; in two processes the
+    management process sends to them: ``remote_syslog``)."""
     from twisted.logger import globalLogPublisher
     from cbac.log.observers import makeLogging
-    observers, svc = makeLogging(model, reactor)
+    observers, svc = makeLogging(model, reactor, remote_syslog=remote_syslog)
     appliance.log_observers = observers
     globalLogPublisher.addObserver(observers)
     svc.setServiceParent(top)

@@ -232,6 +232,103 @@ def _rss() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+#: most characters of one snapshot (a bigger one is refused: the scrape
+#: fails with a 500 rather than serving a cut exposition)
+MAX_SNAPSHOT = 16 * 1024 * 1024
+
+
+class EngineMetrics(service.Service):
+    """The engine's side in two-process mode: the exposition text of the
+    appliance's state (:func:`collect`, reused for :attr:`min_interval`
+    seconds, at most :data:`MAX_SNAPSHOT` characters), asked for by the
+    management process over AMP (:class:`cbac.privsep.protocol.Metrics`);
+    counts the IOS messages the engine logs while running."""
+
+    min_interval = 2.0
+
+    def __init__(self, appliance, clock, log_counter=None):
+        self.appliance = appliance
+        self.clock = clock
+        self.log_counter = log_counter if log_counter is not None else LogCounter()
+        self._cache = (None, "")
+
+    def startService(self):
+        service.Service.startService(self)
+        from twisted.logger import globalLogPublisher
+        globalLogPublisher.addObserver(self.log_counter)
+
+    def stopService(self):
+        service.Service.stopService(self)
+        from twisted.logger import globalLogPublisher
+        globalLogPublisher.removeObserver(self.log_counter)
+
+    def text(self) -> str:
+        now = self.clock.seconds()
+        when, body = self._cache
+        if when is None or not 0 <= now - when < self.min_interval:
+            body = collect(self.appliance, self.log_counter)
+            if len(body) > MAX_SNAPSHOT:
+                raise ValueError("the metrics are %d characters, more than %d"
+                                 % (len(body), MAX_SNAPSHOT))
+            self._cache = (now, body)
+        return body
+
+
+class RemoteMetricsResource(wresource.Resource):
+    """``GET /metrics`` in the management process: the text comes from
+    ``fetch()`` (a Deferred of the engine's snapshot, over AMP), reused for
+    :attr:`min_interval` seconds; scrapes that arrive while a fetch is on
+    the way wait for it (one request to the engine at a time)."""
+
+    isLeaf = True
+    min_interval = 2.0
+
+    def __init__(self, fetch, clock):
+        wresource.Resource.__init__(self)
+        self.fetch = fetch
+        self.clock = clock
+        self._cache = (None, b"")
+        self._waiting = None             # requests waiting for the fetch on the way
+
+    def render_GET(self, request):
+        if request.path not in (b"/metrics", b"/metrics/"):
+            request.setResponseCode(404)
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            return b"Not Found: the metrics are at /metrics\n"
+        now = self.clock.seconds()
+        when, body = self._cache
+        if when is not None and 0 <= now - when < self.min_interval:
+            request.setHeader(b"content-type", CONTENT_TYPE)
+            return body
+        if self._waiting is not None:
+            self._waiting.append(request)
+            return server.NOT_DONE_YET
+        self._waiting = [request]
+        d = defer.maybeDeferred(self.fetch)
+        d.addCallbacks(self._got, self._fetch_failed, callbackArgs=(now,))
+        return server.NOT_DONE_YET
+
+    def _got(self, text, now):
+        body = text.encode("utf-8")
+        self._cache = (now, body)
+        self._answer(200, CONTENT_TYPE, body)
+
+    def _fetch_failed(self, f):
+        log.error("metrics: the engine gave no snapshot: {error}", error=f.getErrorMessage())
+        self._answer(503, b"text/plain; charset=utf-8",
+                     b"the firewall engine gave no metrics\n")
+
+    def _answer(self, code, ctype, body):
+        waiting, self._waiting = self._waiting or [], None
+        for request in waiting:
+            if getattr(request, "_disconnected", False) or request.finished:
+                continue
+            request.setResponseCode(code)
+            request.setHeader(b"content-type", ctype)
+            request.write(body)
+            request.finish()
+
+
 class MetricsResource(wresource.Resource):
     """``GET /metrics``.  Collecting walks the session table (about 50 ms
     per 100,000 sessions, on the reactor thread), so an answer is reused
@@ -280,20 +377,38 @@ class MetricsService(service.Service):
     """Listens on the configuration's ``cbac metrics listen`` endpoints and
     follows configuration changes (:meth:`configure`)."""
 
-    def __init__(self, appliance, reactor, log_counter=None):
+    def __init__(self, appliance, reactor, log_counter=None, resource=None, adopted=None):
+        """``resource``: what answers ``/metrics`` (default: collected
+        here; the management process gives a :class:`RemoteMetricsResource`
+        and counts nothing itself); ``adopted``: endpoint string -> file
+        descriptor and address family of a listening socket the engine
+        bound for it (a privileged port)."""
         self.appliance = appliance
         self.reactor = reactor
-        self.log_counter = log_counter if log_counter is not None else LogCounter()
-        self.resource = MetricsResource(appliance, self.log_counter, clock=reactor)
+        self.log_counter = log_counter if log_counter is not None else \
+            (LogCounter() if resource is None else None)
+        self.resource = resource if resource is not None else \
+            MetricsResource(appliance, self.log_counter, clock=reactor)
         self.site = _QuietSite(self.resource)
+        self.adopted = dict(adopted or {})
         self.ports: dict[str, object] = {}          # endpoint string -> listening port
         self._pending: dict[str, defer.Deferred] = {}
 
     def startService(self):
         service.Service.startService(self)
-        from twisted.logger import globalLogPublisher
-        globalLogPublisher.addObserver(self.log_counter)
+        if self.log_counter is not None:
+            from twisted.logger import globalLogPublisher
+            globalLogPublisher.addObserver(self.log_counter)
         self.configure(self.appliance.model)
+
+    def _endpoint(self, desc):
+        got = self.adopted.get(desc)
+        if got is None:
+            return endpoints.serverFromString(self.reactor, desc)
+        fd, family = got
+        # (the endpoint closes the descriptor it is given: a copy, so the
+        # socket can be listened on again after a configuration change)
+        return endpoints.AdoptedStreamServerEndpoint(self.reactor, os.dup(fd), family)
 
     def configure(self, model):
         """Open the endpoints the configuration names, close the others."""
@@ -305,12 +420,15 @@ class MetricsService(service.Service):
             if desc not in want:
                 port = self.ports.pop(desc)
                 ds.append(defer.maybeDeferred(port.stopListening))
+                got = self.adopted.pop(desc, None)
+                if got is not None:
+                    os.close(got[0])         # the engine's socket: given back
                 log.info("metrics: stopped listening on {desc}", desc=desc)
         for desc in want:
             if desc in self.ports or desc in self._pending:
                 continue
             try:
-                ep = endpoints.serverFromString(self.reactor, desc)
+                ep = self._endpoint(desc)
             except Exception as e:      # noqa: BLE001 - the parser checked it
                 log.error("metrics: bad endpoint {desc}: {e}", desc=desc, e=e)
                 continue
@@ -333,7 +451,8 @@ class MetricsService(service.Service):
 
     def stopService(self):
         service.Service.stopService(self)
-        from twisted.logger import globalLogPublisher
-        globalLogPublisher.removeObserver(self.log_counter)
+        if self.log_counter is not None:
+            from twisted.logger import globalLogPublisher
+            globalLogPublisher.removeObserver(self.log_counter)
         ports, self.ports = self.ports, {}
         return defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in ports.values()])

@@ -37,7 +37,7 @@ ALLOWED = {
     # privilege separation: the engine's supervisor and AMP responder, the
     # management process's remote appliance; the management process itself
     "privsep": {"config", "console", "log"},
-    "mgmt": {"acl", "config", "console", "log", "packet", "privsep"},
+    "mgmt": {"acl", "config", "console", "log", "metrics", "packet", "privsep"},
     "firstpass": {"config"},              # the first start's generated passwords
     # the one place that wires everything, and the entry points around it
     "app": {"cbac", "acl", "config", "console", "continuity", "dataplane", "inspect",

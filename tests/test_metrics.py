@@ -146,7 +146,9 @@ class MetricsLabTests(LabCase, unittest.TestCase):
     by curl from the firewall namespace after a ping through it."""
 
     skip = skip_reason()
-    config = seed_variant(extra=["cbac metrics listen tcp:9108:interface=127.0.0.1"])
+    config = seed_variant(extra=["cbac metrics listen tcp:9108:interface=127.0.0.1",
+                                 "cbac metrics listen tcp:907:interface=127.0.0.1",
+                                 "logging host 127.0.0.1 transport udp port 5514"])
 
     def test_scrape_in_the_lab(self):
         env = self.env
@@ -162,3 +164,57 @@ class MetricsLabTests(LabCase, unittest.TestCase):
         r = env.exec("in", ["curl", "-sS", "--max-time", "3", "http://10.10.10.1:9108/metrics"], timeout=20)
         self.assertNotEqual(r.returncode, 0)
         self.assertNotIn("GET /metrics", env.log())
+
+    def test_two_processes_listener_and_syslog_are_the_management_process(self):
+        """The default two processes: ``GET /metrics`` is served by the
+        unprivileged management process (also on a privileged port the
+        engine bound for it); the syslog datagrams come from it too."""
+        import sys
+        import time
+        from tests.test_lab_privsep import mgmt_pids
+        env = self.env
+        engine = env.proc.pid
+        found = []
+        for _ in range(100):
+            found = mgmt_pids(engine)
+            if found:
+                break
+            time.sleep(0.1)
+        self.assertEqual(len(found), 1, found)
+        mgmt = found[0]
+        out = env.tmp + "/syslog.out"
+        rx = env.server("fw", [sys.executable, "-c",
+                               "import socket,sys\n"
+                               "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+                               "s.bind(('127.0.0.1',5514))\n"
+                               "f=open(sys.argv[1],'ab',0)\n"
+                               "while True:\n"
+                               "    d,a=s.recvfrom(65535); f.write(d+b'\\n')\n", out])
+        self.addCleanup(rx.kill)
+        for port in (9108, 907):
+            r = env.exec("fw", ["curl", "-sS", "--max-time", "10",
+                                "http://127.0.0.1:%d/metrics" % port], timeout=20)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("cbac_interface_up", r.stdout)
+            r = env.exec("fw", ["ss", "-ltnpH", "sport = :%d" % port], timeout=20)
+            self.assertIn("pid=%d," % mgmt, r.stdout)
+            self.assertNotIn("pid=%d," % engine, r.stdout)
+        # a console login logs %SEC_LOGIN (through the engine's log) -> syslog
+        time.sleep(0.5)
+        r = env.console("show version")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = b""
+        for _ in range(100):
+            try:
+                with open(out, "rb") as f:
+                    got = f.read()
+            except OSError:
+                pass
+            if b"%" in got:
+                break
+            time.sleep(0.1)
+        self.assertIn(b"<", got)
+        self.assertIn(b"%", got)
+        r = env.exec("fw", ["ss", "-uanpH"], timeout=20)
+        self.assertIn("pid=%d," % mgmt, r.stdout)             # the syslog socket
+        self.assertNotIn("pid=%d," % engine, r.stdout)         # the engine has none

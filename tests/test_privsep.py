@@ -497,3 +497,286 @@ class SupervisorTests(unittest.TestCase):
         self.die(0, how=15)
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.assertEqual(len(self.spawned), 1)
+
+
+def _with_metrics(p):
+    from cbac.metrics import EngineMetrics
+    p.app.metrics_source = EngineMetrics(p.app, p.clock)
+    return p
+
+
+class MetricsTests(unittest.TestCase):
+    """Two processes: the engine answers :class:`protocol.Metrics` with the
+    exposition text; the management process runs ``GET /metrics``."""
+
+    def setUp(self):
+        self.p = _with_metrics(Pair(self))
+
+    def test_snapshot_over_amp_is_the_engines_state(self):
+        from cbac.metrics import collect
+        text = self.p.wait(self.p.remote.metrics_text())
+        self.assertIsInstance(text, str)
+        for name in sorted(self.p.app.router.interfaces):
+            self.assertIn('cbac_interface_up{interface="%s"}' % name, text)
+        self.assertIn("cbac_build_info", text)
+        self.assertIn("cbac_inspect_sessions_half_open", text)
+        # the same families as one process renders
+        fams = lambda t: [l for l in t.splitlines() if l.startswith("# TYPE")]  # noqa: E731
+        self.assertEqual(fams(text), fams(collect(self.p.app, self.p.app.metrics_source.log_counter)))
+
+    def test_snapshot_is_reused_and_paged(self):
+        self.p.wait(self.p.remote.metrics_text())
+        src = self.p.app.metrics_source
+        src._cache = (self.p.clock.seconds(), "x" * (3 * P.PAGE + 7))
+        self.assertEqual(self.p.wait(self.p.remote.metrics_text()), "x" * (3 * P.PAGE + 7))
+
+    def test_too_big_or_failing_snapshot_is_an_error_not_a_cut_text(self):
+        from cbac import metrics as M
+        self.p.wait(self.p.remote.metrics_text())
+        self.patch(M, "MAX_SNAPSHOT", 10)
+        self.p.clock.advance(10)
+        self.assertRaises(Exception, self.p.wait, self.p.remote.metrics_text())
+        self.flushLoggedErrors()
+
+    def render(self, resource, path=b"/metrics"):
+        from twisted.web.test.requesthelper import DummyRequest
+        req = DummyRequest([b"metrics"])
+        req.path = path
+        r = resource.render(req)
+        if r is not None and r != 1:          # (server.NOT_DONE_YET == 1)
+            req.write(r)
+            req.finish()
+        self.p.settle()
+        return req
+
+    def test_endpoint_answers_from_the_management_side(self):
+        from cbac.metrics import CONTENT_TYPE, RemoteMetricsResource
+        res = RemoteMetricsResource(self.p.remote.metrics_text, self.p.clock)
+        a, b = self.render(res), self.render(res)
+        for req in (a, b):
+            self.assertEqual(req.finished, 1)
+            body = b"".join(req.written).decode()
+            self.assertIn('cbac_interface_up{interface="', body)
+            self.assertEqual(req.responseHeaders.getRawHeaders(b"content-type"), [CONTENT_TYPE])
+        self.assertEqual(self.render(res, b"/other").responseCode, 404)
+
+    def test_engine_without_metrics_refuses(self):
+        del self.p.app.metrics_source
+        self.assertRaises(Exception, self.p.wait, self.p.remote.metrics_text())
+
+    def test_engine_gone_is_503(self):
+        from cbac.metrics import RemoteMetricsResource
+        self.p.remote.amp = None
+        res = RemoteMetricsResource(self.p.remote.metrics_text, self.p.clock)
+        req = self.render(res)
+        self.assertEqual(req.responseCode, 503)
+        self.assertEqual(req.finished, 1)
+        self.flushLoggedErrors()
+
+
+class MetricsHttpTests(unittest.TestCase):
+    """A real HTTP client against the management side's listener on a
+    socket bound elsewhere (as the engine binds a privileged port),
+    answering from the engine over AMP."""
+
+    def test_real_scrape_through_adopted_socket(self):
+        import socket
+        from twisted.internet import reactor, task
+        from twisted.web.client import Agent, readBody
+        from cbac.mgmt.main import start_metrics
+        p = _with_metrics(Pair(self))
+        pumping = task.LoopingCall(lambda: (p.pump.pump(), p.clock.advance(0)))
+        pumping.start(0.001)
+        self.addCleanup(pumping.stop)
+        s = E._endpoint_socket("tcp:0:interface=127.0.0.1")
+        self.addCleanup(s.close)
+        port = s.getsockname()[1]
+        desc = "tcp:%d:interface=127.0.0.1" % port
+        p.remote.model.metrics_listen = [desc]
+        svc = start_metrics(p.remote, {desc: (s.fileno(), socket.AF_INET)}, reactor=reactor)
+        self.assertEqual(svc.adopted[desc][0], s.fileno())      # (kept; a copy listens)
+        self.addCleanup(svc.stopService)
+        self.assertTrue(desc in svc.ports or desc in svc._pending)
+
+        d = Agent(reactor).request(b"GET", b"http://127.0.0.1:%d/metrics" % port)
+
+        def got(resp):
+            self.assertEqual(resp.code, 200)
+            return readBody(resp)
+
+        def body(b):
+            self.assertIn(b"cbac_interface_up{interface=", b)
+            self.assertIn(b"process_cpu_seconds_total", b)
+        return d.addCallback(got).addCallback(body)
+
+
+class MetricsSocketTests(unittest.TestCase):
+    def test_privileged_metrics_port_bound_by_engine_and_passed(self):
+        from twisted.internet.task import Clock
+        self.patch(E, "PRIVILEGED_PORTS", 65536)      # (any port counts as privileged)
+        probe = E._endpoint_socket("tcp:0:interface=127.0.0.1")
+        port = probe.getsockname()[1]
+        probe.close()
+        clock = Clock()
+        spawned = []
+        clock.spawnProcess = lambda pp, exe, argv, env=None, path=None, childFDs=None: \
+            spawned.append((argv, dict(childFDs))) or _FakeTransport(4242)
+        clock.adoptStreamConnection = lambda fd, fam, f: None
+
+        class Model:
+            metrics_listen = ["tcp:%d:interface=127.0.0.1" % port, "tcp:0:interface=127.0.0.1"]
+
+        class App:
+            on_apply = []
+            model = Model()
+        sup = E.MgmtSupervisor(App(), clock, [], os.path.abspath(self.mktemp()),
+                               user="no-such-user-cbac-test")
+        sup.startService()
+        self.addCleanup(sup.stopService)
+        argv, fds = spawned[0]
+        i = argv.index("--metrics-fd")
+        n, _, desc = argv[i + 1].partition(":")
+        self.assertEqual(desc, "tcp:%d:interface=127.0.0.1" % port)
+        self.assertIn(int(n), fds)
+        self.assertEqual(argv.count("--metrics-fd"), 1)     # port 0: the child binds it
+        # the engine's copy is closed once handed over: the port is the child's
+        self.assertEqual(sup.metrics_passed, {desc})
+
+
+class SyslogTests(unittest.TestCase):
+    """Two processes: the engine opens no syslog socket; its lines for the
+    ``logging host``s stream to the management process, which sends them."""
+
+    def setUp(self):
+        import ipaddress
+        from twisted.internet import reactor
+        from cbac.config.model import LogHost
+        from cbac.log.observers import LogObservers
+        from tests.test_logging import _UDP
+        self.p = p = Pair(self)
+        self.rx = _UDP()
+        self.port = reactor.listenUDP(0, self.rx, interface="127.0.0.1")
+        self.addCleanup(self.port.stopListening)
+        host = LogHost(ipaddress.IPv4Address("127.0.0.1"), port=self.port.getHost().port)
+        p.app.model.logging.hosts = [host]
+        p.remote.model.logging.hosts = [host]
+        self.obs = LogObservers(p.app.model, p.clock, remote_syslog=True)
+        p.app.log_observers = self.obs
+        p.engine.attach_syslog()
+
+    def mgmt_side(self):
+        from twisted.internet import reactor, task
+        from cbac.privsep.remote import RemoteSyslog
+        p = self.p
+        rs = RemoteSyslog(reactor)
+        p.mgmt.syslog = rs
+        r = p.wait(p.mgmt.callRemote(P.SyslogSources))
+        self.assertEqual(r["sources"], [{"address": "127.0.0.1", "transport": "udp", "ip": "",
+                                         "port": 0}])
+        rs.set_sources(r["sources"])
+        rs.configure(p.remote.model)
+        self.addCleanup(rs.stop)
+        pumping = task.LoopingCall(lambda: (p.pump.pump(), p.clock.advance(0)))
+        pumping.start(0.001)
+        self.addCleanup(pumping.stop)
+        return rs
+
+    def test_datagram_is_sent_by_the_management_side(self):
+        from twisted.internet import defer
+        rs = self.mgmt_side()
+        self.assertEqual(self.obs.hosts, [])            # the engine has no syslog socket
+        self.assertEqual(list(self.obs.service), [])
+        self.assertEqual(len(rs.obs.hosts), 1)          # the management side has
+        self.rx.waiting = defer.Deferred()
+        self.obs(_event("%FW-6-TEST: to syslog from the engine", 6))
+        self.obs(_event("CBAC debug line", 7))           # below trap informational
+
+        def check(data):
+            self.assertTrue(data.startswith(b"<190>1: "), data)
+            self.assertIn(b"%FW-6-TEST: to syslog from the engine", data)
+            self.assertEqual(rs.obs.hosts[0].sent, 1)
+            self.p.settle()                               # (the SyslogEvent's answer)
+            self.assertEqual(self.obs.remote_sent, 1)
+            self.assertIn("Logging to 127.0.0.1  (udp port %d, sent by the management process)"
+                          % self.port.getHost().port, self.obs.show_logging())
+        return self.rx.waiting.addCallback(check)
+
+    def test_dead_management_loses_lines_counted_engine_never_waits(self):
+        self.p.engine.connected = False                 # the management process is gone
+        self.obs.remote_wakeup = None
+        n = self.obs.REMOTE_QUEUE + 25
+        for i in range(n):
+            self.obs(_event("%%FW-6-TEST: line %d" % i, 6))
+        self.assertEqual(len(self.obs.remote_queue), self.obs.REMOTE_QUEUE)
+        self.assertEqual(self.obs.remote_dropped, 25)
+        self.assertIn("line 25", self.obs.remote_queue[0].text)
+        text = self.obs.show_logging()
+        self.assertIn("Syslog logging: enabled (25 messages dropped", text)
+        self.assertIn("25 message lines dropped (management process slow or down)", text)
+        # the buffer (show logging) stays the engine's and has every line
+        self.assertIn("line %d" % (n - 1), text)
+
+    def test_queued_lines_reach_a_restarted_management_side(self):
+        from twisted.internet import defer
+        self.p.engine.connected = False
+        self.obs.remote_wakeup = None
+        self.obs(_event("%FW-6-TEST: while it was down", 6))
+        self.p.engine.connected = True
+        self.rx.waiting = defer.Deferred()
+        self.mgmt_side()
+        self.p.engine.attach_syslog()
+
+        def check(data):
+            self.assertIn(b"while it was down", data)
+        return self.rx.waiting.addCallback(check)
+
+
+def _event(text, severity):
+    from tests.test_logging import ev
+    return ev(text, severity)
+
+
+class TLSSyslogTests(unittest.TestCase):
+    """TLS syslog in two processes: the management side holds the TLS
+    connection (RFC 5425 octet counting), fed by the engine's stream."""
+    timeout = 20
+
+    def test_tls_line_sent_by_the_management_side(self):
+        import ipaddress
+        from twisted.internet import defer, reactor, ssl, task
+        from cbac.config.model import LogHost
+        from cbac.log.observers import LogObservers
+        from cbac.privsep.remote import RemoteSyslog
+        from tests.test_logging import _CollectorFactory, _make_pki
+        tmp = self.mktemp()
+        os.makedirs(tmp)
+        ca, good, _ = _make_pki(tmp)
+        f = _CollectorFactory()
+        lp = reactor.listenSSL(0, f, ssl.PrivateCertificate.loadPEM(good).options(),
+                               interface="127.0.0.1")
+        self.addCleanup(lp.stopListening)
+        p = Pair(self)
+        host = LogHost(ipaddress.IPv4Address("127.0.0.1"), transport="tls",
+                       port=lp.getHost().port)
+        for m in (p.app.model, p.remote.model):
+            m.logging.hosts = [host]
+            m.logging.tls_ca = ca
+        obs = LogObservers(p.app.model, p.clock, remote_syslog=True)
+        p.app.log_observers = obs
+        p.engine.attach_syslog()
+        rs = RemoteSyslog(reactor)
+        p.mgmt.syslog = rs
+        rs.configure(p.remote.model)
+        self.addCleanup(rs.stop)
+        self.assertEqual(obs.hosts, [])                  # no TLS connection in the engine
+        pumping = task.LoopingCall(lambda: (p.pump.pump(), p.clock.advance(0)))
+        pumping.start(0.001)
+        self.addCleanup(pumping.stop)
+        f.waiting = defer.Deferred()
+        obs(_event("%FW-3-TEST: over TLS from the management side", 3))
+
+        def check(data):
+            n, _, rest = data.partition(b" ")
+            self.assertEqual(int(n), len(rest))
+            self.assertIn(b"%FW-3-TEST: over TLS from the management side", rest)
+        return f.waiting.addCallback(check)

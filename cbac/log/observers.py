@@ -726,8 +726,20 @@ class LogObservers:
     observer (``globalLogPublisher.addObserver(observers)``; iterating it
     yields just itself, so ``beginLoggingTo(observers)`` works too)."""
 
-    def __init__(self, router_model=None, reactor=None):
+    #: two processes: syslog lines waiting for the management process
+    REMOTE_QUEUE = 2000
+
+    def __init__(self, router_model=None, reactor=None, remote_syslog=False):
         self.reactor = reactor
+        #: two processes: the management process owns the syslog hosts; the
+        #: lines for them wait in :attr:`remote_queue` (bounded, the oldest
+        #: dropped and counted) until the engine's AMP protocol takes them
+        self.remote_syslog = remote_syslog
+        self.remote_queue: collections.deque = collections.deque()
+        self.remote_dropped = 0
+        self.remote_sent = 0
+        self.remote_wakeup = None              # callable: lines are waiting
+        self.remote_hosts: list = []           # (address, transport, port) configured
         self.formatter = Formatter(clock=reactor)
         self.buffer = BufferObserver(formatter=self.formatter)
         self.monitor = MonitorObserver(formatter=self.formatter)
@@ -802,13 +814,29 @@ class LogObservers:
                 dest.emit(entry)
             except Exception:
                 pass                          # an observer must never raise
-        if self.hosts and entry.severity <= self.trap_level:
+        if self.remote_syslog:
+            if self.remote_hosts and entry.severity <= self.trap_level:
+                self.trap_count += 1
+                self._queue_remote(entry)
+        elif self.hosts and entry.severity <= self.trap_level:
             self.trap_count += 1
             for h in self.hosts:
                 try:
                     h.emit(entry)
                 except Exception:
                     pass
+
+    def _queue_remote(self, entry) -> None:
+        """Never waits: a full queue drops its oldest line (counted)."""
+        if len(self.remote_queue) >= self.REMOTE_QUEUE:
+            self.remote_queue.popleft()
+            self.remote_dropped += 1
+        self.remote_queue.append(entry)
+        if self.remote_wakeup is not None:
+            try:
+                self.remote_wakeup()
+            except Exception:
+                pass
 
     def configure(self, m) -> None:
         """Apply a (new) configuration: levels, buffer, timestamps, hosts."""
@@ -830,6 +858,9 @@ class LogObservers:
             self.file.max_size = lg.file_max
             self.file.level = lg.file_level
         want = [(str(h.address), h.transport, h.port) for h in lg.hosts]
+        if self.remote_syslog:
+            self.remote_hosts = want          # sent by the management process
+            return
         have = [(h.address, h.transport, h.port if h.port != (6514 if h.transport == "tls" else 514)
                  else None) for h in self.hosts]
         for h in self.hosts:
@@ -862,7 +893,7 @@ class LogObservers:
     def show_logging_lines(self):
         """``show logging`` line by line (the engine hands a long buffer to
         the management process in slices)."""
-        dropped = sum(h.dropped + h.lost for h in self.hosts) + \
+        dropped = sum(h.dropped + h.lost for h in self.hosts) + self.remote_dropped + \
             (self.file.lost if self.file is not None else 0)
         lvl = SEVERITIES
         b = self.buffer
@@ -900,6 +931,15 @@ class LogObservers:
                 % (lvl[self.trap_level], self.trap_count)]
         for h in self.hosts:
             out.append(h.describe())
+        if self.remote_syslog and self.remote_hosts:
+            for addr, tr, port in self.remote_hosts:
+                out.append("        Logging to %s  (%s port %d, sent by the management process)"
+                           % (addr, tr, port or (6514 if tr == "tls" else 514)))
+            out += ["              %d message lines handed to the management process,"
+                    % self.remote_sent,
+                    "              %d message lines dropped (management process slow or down),"
+                    % self.remote_dropped,
+                    "              %d message lines queued" % len(self.remote_queue)]
         if b.enabled:
             out += ["", "Log Buffer (%d bytes):" % b.size, ""]
             yield from out
@@ -908,11 +948,13 @@ class LogObservers:
         yield from out
 
 
-def makeLogging(router_model, reactor=None):
+def makeLogging(router_model, reactor=None, remote_syslog=False):
     """-> (observers, service).  Add ``observers`` to the global log
     publisher; start ``service`` to begin sending to syslog hosts; call
-    ``observers.configure(new_model)`` after a configuration change."""
+    ``observers.configure(new_model)`` after a configuration change.
+    ``remote_syslog``: two processes, the management process sends to the
+    syslog hosts (:class:`cbac.privsep.remote.RemoteSyslog`)."""
     if reactor is None:
         from twisted.internet import reactor
-    obs = LogObservers(router_model, reactor)
+    obs = LogObservers(router_model, reactor, remote_syslog=remote_syslog)
     return obs, obs.service

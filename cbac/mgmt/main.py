@@ -6,6 +6,8 @@ Arguments (given by the engine, :class:`cbac.privsep.engine.MgmtSupervisor`)::
     --hostkey-fd N      the SSH host key, an open file (inherited)
     --listen-fd N:DESC  a listening TCP socket bound by the engine (repeatable)
     --listen DESC       an endpoint string this process listens on itself
+    --metrics-fd N:DESC a listening socket for ``cbac metrics listen DESC`` (a
+                        privileged port, bound by the engine; repeatable)
     --manhole           allow the console's 'manhole' command
     --uid/--gid         (handled by __main__ before anything else)
 """
@@ -24,6 +26,7 @@ def _args(argv):
     p.add_argument("--hostkey-fd", type=int)
     p.add_argument("--listen-fd", action="append", default=[])
     p.add_argument("--listen", action="append", default=[])
+    p.add_argument("--metrics-fd", action="append", default=[])
     p.add_argument("--manhole", action="store_true")
     p.add_argument("--uid", type=int)
     p.add_argument("--gid", type=int)
@@ -39,6 +42,7 @@ PRELOAD_MODULES = (
     "twisted.conch.manhole_ssh", "twisted.conch.recvline", "twisted.conch.checkers",
     "twisted.conch.openssh_compat.primes", "twisted.cred.portal", "twisted.cred.checkers",
     "twisted.logger", "twisted.python.failure", "cbac.mgmt.main", "cbac.packet.view",
+    "cbac.metrics", "twisted.web.server", "twisted.web.resource", "twisted.web.http",
     "cbac.inspect.zones", "cryptography.hazmat.primitives.asymmetric.ed25519",
     "cryptography.hazmat.primitives.asymmetric.rsa", "cryptography.hazmat.primitives.serialization",
     "json", "hashlib", "hmac", "secrets", "base64", "argparse", "code", "tokenize", "rlcompleter",
@@ -110,7 +114,7 @@ def run(argv):
     from cbac.console import ssh as cssh
     from cbac.config.parser import parse_config
     from cbac.privsep import protocol as P
-    from cbac.privsep.remote import MgmtProtocol, RemoteAppliance
+    from cbac.privsep.remote import MgmtProtocol, RemoteAppliance, RemoteSyslog
 
     log = Logger(namespace="cbac.mgmt")
     forwarder = _Forwarder()
@@ -122,7 +126,17 @@ def run(argv):
         with os.fdopen(opts.hostkey_fd, "rb") as f:
             host_key = keys.Key.fromString(f.read())
 
-    state = {"appliance": None, "service": None}
+    state = {"appliance": None, "service": None, "metrics": None}
+
+    def metrics_adopted():
+        out = {}
+        for spec in opts.metrics_fd:
+            fd, _, desc = spec.partition(":")
+            fd = int(fd)
+            s = socket.socket(fileno=os.dup(fd))
+            out[desc] = (fd, s.family)
+            s.close()
+        return out
 
     def listen_endpoints():
         eps = []
@@ -151,19 +165,30 @@ def run(argv):
             state["service"] = svc
             svc.startService()
             log.info("management process running as uid {uid}; console started", uid=os.getuid())
+            state["metrics"] = start_metrics(app, metrics_adopted())
         else:
             app.model = model
             app._acls = None
+            state["metrics"].configure(model)
 
     def keys(_):
         def got(r):
             state["appliance"].keys_from_engine = r["data"].encode("utf-8")
         return proto.callRemote(P.GetAuthorizedKeys).addCallback(got)
 
+    syslog = RemoteSyslog(reactor)
+
+    def sources(_):
+        def got(r):
+            syslog.set_sources(r["sources"])
+            syslog.configure(state["appliance"].model)
+        return proto.callRemote(P.SyslogSources).addCallback(got)
+
     def fetch():
         d = proto.fetch_config()
         d.addCallback(lambda r: apply(*r))
         d.addCallback(keys)
+        d.addCallback(sources)
         d.addErrback(lambda f: log.failure("cannot read the running configuration", f))
 
     def lost(reason):
@@ -171,6 +196,7 @@ def run(argv):
             reactor.stop()
 
     proto = MgmtProtocol(on_config=fetch, on_lost=lost)
+    proto.syslog = syslog
     forwarder.amp = proto
 
     class _F(Factory):
@@ -182,6 +208,18 @@ def run(argv):
     reactor.callWhenRunning(fetch)
     reactor.run()
     return 0
+
+
+def start_metrics(app, adopted, reactor=None):
+    """``cbac metrics listen``: the listeners run here, the numbers are
+    the engine's (:class:`cbac.privsep.protocol.Metrics`)."""
+    if reactor is None:
+        from twisted.internet import reactor
+    from cbac.metrics import MetricsService, RemoteMetricsResource
+    svc = MetricsService(app, reactor, resource=RemoteMetricsResource(app.metrics_text, reactor),
+                         adopted=adopted)
+    svc.startService()
+    return svc
 
 
 def _acls_of(app):

@@ -151,10 +151,14 @@ class EngineProtocol(amp.AMP):
     def connectionMade(self):
         amp.AMP.connectionMade(self)
         self.connected = True
+        self.attach_syslog()
 
     def connectionLost(self, reason):
         self.connected = False
         self._monitor(False)
+        obs = getattr(self.appliance, "log_observers", None)
+        if obs is not None and obs.remote_wakeup == self._syslog_kick:
+            obs.remote_wakeup = None
         self.pagers.clear()
         self.queue.clear()
         amp.BinaryBoxProtocol.connectionLost(self, reason)   # (quietly)
@@ -214,7 +218,8 @@ class EngineProtocol(amp.AMP):
                                    self._call, method, *args, **kwargs)
         t0 = time.perf_counter()
         try:
-            d = defer.maybeDeferred(getattr(self.appliance, method), *args, **kwargs)
+            fn = method if callable(method) else getattr(self.appliance, method)
+            d = defer.maybeDeferred(fn, *args, **kwargs)
         finally:
             self._cpu_spent += time.perf_counter() - t0
         return d.addCallback(self._reply)
@@ -299,6 +304,21 @@ class EngineProtocol(amp.AMP):
             r["path"] = self.appliance.config_path or ""
             return r
         return d.addCallback(add_path)
+
+    @P.Metrics.responder
+    def metrics(self):
+        # cbac.metrics.EngineMetrics, set by cbac.app in two-process mode
+        src = getattr(self.appliance, "metrics_source", None)
+        if src is None:
+            raise P.EngineError("the engine has no metrics")
+
+        def text():
+            try:
+                return src.text()
+            except Exception as e:
+                log.failure("collecting metrics failed")
+                raise P.EngineError("collecting metrics failed: %s" % (e,))
+        return self._call(text)
 
     @P.GetAuthorizedKeys.responder
     def get_authorized_keys(self):
@@ -387,6 +407,73 @@ class EngineProtocol(amp.AMP):
             else:
                 self._sending = False
         d.addBoth(again)
+
+    # -- syslog: log lines for the management process's syslog hosts ----------
+    _syslog_sending = False
+
+    def attach_syslog(self):
+        """Take the engine's syslog lines (two processes: the management
+        process owns the ``logging host`` sockets)."""
+        obs = getattr(self.appliance, "log_observers", None)
+        if obs is None or not getattr(obs, "remote_syslog", False):
+            return
+        obs.remote_wakeup = self._syslog_kick
+        if obs.remote_queue:
+            self._syslog_kick()
+
+    def _syslog_kick(self):
+        if not self._syslog_sending and self.connected:
+            self._syslog_sending = True
+            self.reactor.callLater(0, self._syslog_send)
+
+    def _syslog_send(self):
+        obs = self.appliance.log_observers
+        q = obs.remote_queue
+        if not q or not self.connected:
+            self._syslog_sending = False
+            return
+        batch, size = [], 0
+        while q and len(batch) < LOG_BATCH:
+            e = q[0]
+            item = {"severity": int(e.severity), "mnemonic": str(e.mnemonic)[:64],
+                    "time": float(e.time), "stamp": e.stamp[:64], "text": e.text[:4000]}
+            n = len(item["text"].encode("utf-8", "replace")) + len(item["stamp"]) + 120
+            if batch and size + n > LOG_BATCH_BYTES:
+                break
+            q.popleft()
+            batch.append(item)
+            size += n
+        d = self.callRemote(P.SyslogEvent, entries=batch)
+
+        def sent(_):
+            obs.remote_sent += len(batch)
+
+        def lost(_):
+            obs.remote_dropped += len(batch)
+
+        def again(_):
+            if q and self.connected:
+                self.reactor.callLater(0, self._syslog_send)
+            else:
+                self._syslog_sending = False
+        d.addCallbacks(sent, lost).addBoth(again)
+
+    @P.SyslogSources.responder
+    def syslog_sources(self):
+        obs = getattr(self.appliance, "log_observers", None)
+        pick = getattr(obs, "source_for", None)
+        out = []
+        for h in self.appliance.model.logging.hosts[:64]:
+            addr, tr = str(h.address), h.transport
+            src = None
+            if pick is not None:
+                try:
+                    src = pick(addr, tr)
+                except Exception:
+                    log.failure("syslog: choosing a source address")
+            out.append({"address": addr, "transport": tr, "ip": src[0] if src else "",
+                        "port": int(src[1]) if src else 0})
+        return {"sources": out}
 
     def config_changed(self):
         if self.connected:
@@ -497,6 +584,27 @@ def _endpoint_socket(desc):
         s.close()
         raise
     return s
+
+
+def _endpoint_port(desc):
+    """The TCP port of ``tcp:PORT...`` / ``tcp:port=PORT...``, else None."""
+    parts = desc.split(":")
+    if parts[0] not in ("tcp", "tcp6") or len(parts) < 2:
+        return None
+    for p in parts[1:]:
+        k, sep, v = p.partition("=")
+        try:
+            if not sep:
+                return int(k)
+            if k == "port":
+                return int(v)
+        except ValueError:
+            return None
+    return None
+
+
+#: ports below this need root (CAP_NET_BIND_SERVICE) to listen on
+PRIVILEGED_PORTS = 1024
 
 
 class _MgmtProcess(protocol.ProcessProtocol):
@@ -617,6 +725,11 @@ class MgmtSupervisor(service.Service):
             n += 1
         for desc in self.passed:
             argv += ["--listen", desc]
+        metric_socks = self._metrics_sockets()
+        for s, desc in metric_socks:
+            argv += ["--metrics-fd", "%d:%s" % (n, desc)]
+            child[n] = s.fileno()
+            n += 1
         if self.manhole:
             argv.append("--manhole")
         if self.uid is not None:
@@ -634,6 +747,8 @@ class MgmtSupervisor(service.Service):
             theirs.close()
             if key_fd is not None:
                 os.close(key_fd)
+            for s, _ in metric_socks:
+                s.close()                # the child has them
         self.pid = self.transport.pid
         self._started_at = self.reactor.seconds()
         proto = EngineProtocol(self.appliance, self.reactor)
@@ -648,6 +763,26 @@ class MgmtSupervisor(service.Service):
         mine.close()
         log.info("management process started (pid {pid}{user})", pid=self.pid,
                  user="" if self.uid is None else ", uid %d gid %d" % (self.uid, self.gid))
+
+    def _metrics_sockets(self):
+        """``cbac metrics listen`` endpoints on privileged ports, bound
+        here for the management process (which listens on the others
+        itself); bound at each start of the management process."""
+        self.metrics_passed = set()
+        out = []
+        for desc in getattr(getattr(self.appliance, "model", None), "metrics_listen", None) or []:
+            port = _endpoint_port(desc)
+            if not port or port >= PRIVILEGED_PORTS:      # (0: any free port)
+                continue
+            try:
+                s = _endpoint_socket(desc)
+            except (ValueError, OSError) as e:
+                log.error("metrics: cannot listen on {desc}: {error}", desc=desc, error=e)
+                continue
+            if s is not None:
+                out.append((s, desc))
+                self.metrics_passed.add(desc)
+        return out
 
     def _ended(self, pp, reason):
         code = getattr(reason.value, "exitCode", None)
@@ -675,6 +810,14 @@ class MgmtSupervisor(service.Service):
         self._attempt += 1
         self._delayed = self.reactor.callLater(delay, self._spawn)
 
+    metrics_passed: set = set()
+
     def _config_applied(self, model):
+        for desc in getattr(model, "metrics_listen", None) or []:
+            port = _endpoint_port(desc)
+            if port is not None and port < PRIVILEGED_PORTS and desc not in self.metrics_passed:
+                log.error("metrics: {desc} is a privileged port: the management process "
+                          "listens there once it is restarted (restart cbac, or kill the "
+                          "management process: the engine restarts it)", desc=desc)
         if self.proto is not None:
             self.proto.config_changed()

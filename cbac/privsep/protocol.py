@@ -89,6 +89,14 @@ class GetAuthorizedKeys(amp.Command):
 MAX_KEYS = 60000
 
 
+class Metrics(amp.Command):
+    """The Prometheus exposition text of the engine's state (what ``GET
+    /metrics`` serves; the management process runs the listener)."""
+    arguments = []
+    response = _PAGED
+    errors = _ERRORS
+
+
 class More(amp.Command):
     """The next page of a paged reply."""
     arguments = [(b"handle", amp.Integer())]
@@ -128,6 +136,28 @@ class LogEvent(amp.Command):
     the management process was slow."""
     arguments = [(b"lines", amp.ListOf(amp.Unicode())), (b"dropped", amp.Integer())]
     response = []
+
+
+class SyslogEvent(amp.Command):
+    """Log lines for the syslog hosts (``logging host``), which the
+    management process sends (two processes: the engine opens no syslog
+    socket).  Answered once they are handed to the hosts: the engine sends
+    the next batch then (its queue is bounded and drops the oldest)."""
+    arguments = [(b"entries", amp.AmpList([
+        (b"severity", amp.Integer()), (b"mnemonic", amp.Unicode()), (b"time", amp.Float()),
+        (b"stamp", amp.Unicode()), (b"text", amp.Unicode())]))]
+    response = []
+
+
+class SyslogSources(amp.Command):
+    """The local address (and, for TLS, port) each syslog host is sent
+    from: the router's egress interface address, routed into the
+    management TUN (``ip`` empty: the host's routing decides)."""
+    arguments = []
+    response = [(b"sources", amp.AmpList([
+        (b"address", amp.Unicode()), (b"transport", amp.Unicode()), (b"ip", amp.Unicode()),
+        (b"port", amp.Integer())]))]
+    errors = _ERRORS
 
 
 class ConfigChanged(amp.Command):

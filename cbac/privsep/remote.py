@@ -29,6 +29,8 @@ log = Logger(namespace="cbac.mgmt")
 #: most characters of one reply the management process collects (a
 #: bigger output is cut, with a note: fail closed on memory)
 MAX_REPLY = 64 * 1024 * 1024
+#: most characters of a metrics snapshot (cbac.metrics.MAX_SNAPSHOT)
+MAX_METRICS = 16 * 1024 * 1024
 
 
 class MonitorHub:
@@ -63,6 +65,52 @@ class MonitorHub:
                     cb(line)
                 except Exception:
                     pass
+
+
+class RemoteSyslog:
+    """The syslog hosts (``logging host``), in the management process: the
+    engine streams the lines (:class:`protocol.SyslogEvent`) and tells
+    where to send from (:class:`protocol.SyslogSources`); the UDP sockets
+    and TLS connections are this process's."""
+
+    def __init__(self, reactor):
+        self.reactor = reactor
+        self.obs = None
+        self.sources: dict = {}
+
+    def source_for(self, address, transport):
+        return self.sources.get((address, transport))
+
+    def set_sources(self, items):
+        self.sources = {(i["address"], i["transport"]): (i["ip"], i["port"])
+                        for i in items if i["ip"]}
+
+    def configure(self, model):
+        from cbac.log.observers import LogObservers
+        if self.obs is None:
+            self.obs = LogObservers(None, self.reactor)
+            self.obs.source_for = self.source_for
+            self.obs.configure(model)
+            self.obs.service.startService()
+        else:
+            self.obs.configure(model)
+
+    def deliver(self, entries):
+        from cbac.log.observers import Entry
+        if self.obs is None:
+            return
+        for e in entries:
+            entry = Entry(max(0, min(7, e["severity"])), e["text"], False, e["time"], e["stamp"],
+                          e["mnemonic"] or "-")
+            for h in self.obs.hosts:
+                try:
+                    h.emit(entry)
+                except Exception:
+                    pass
+
+    def stop(self):
+        if self.obs is not None and self.obs.service.running:
+            return self.obs.service.stopService()
 
 
 class RemoteLogObservers:
@@ -224,6 +272,21 @@ class RemoteAppliance:
         return self._show("packet_tracer", in_if, proto, src, sport, dst, dport,
                           detailed=detailed)
 
+    def metrics_text(self):
+        """Deferred: the engine's metrics exposition text (an error when the
+        engine is gone or refused: the scrape fails, never shows stale or
+        cut numbers)."""
+        if self.amp is None or not self.amp.connected:
+            return defer.fail(P.EngineError("the firewall engine is not reachable"))
+
+        def check(r):
+            if isinstance(r, tuple):
+                raise P.EngineError(r[1])
+            if len(r) > MAX_METRICS:
+                raise P.EngineError("metrics too big")
+            return r
+        return self.amp.paged(P.Metrics).addCallback(check)
+
     def clear(self, what, arg=None):
         return self._request(P.Clear, what=what, arg=None if arg is None else str(arg))
 
@@ -255,6 +318,7 @@ class MgmtProtocol(amp.AMP):
         self.on_config = on_config
         self.on_lost = on_lost
         self.monitor = monitor                 # MonitorHub
+        self.syslog = None                     # RemoteSyslog
         self.connected = False
 
     def makeConnection(self, transport):
@@ -310,6 +374,12 @@ class MgmtProtocol(amp.AMP):
     def log_event(self, lines, dropped):
         if self.monitor is not None:
             self.monitor.deliver(lines, dropped)
+        return {}
+
+    @P.SyslogEvent.responder
+    def syslog_event(self, entries):
+        if self.syslog is not None:
+            self.syslog.deliver(entries)
         return {}
 
     @P.ConfigChanged.responder
