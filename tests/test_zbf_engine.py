@@ -415,6 +415,41 @@ class-map type inspect match-all SSH-TO-LAN""").replace("""policy-map type inspe
 """)
 
 
+class HostBlockTimeTests(ZoneCase):
+    """``tcp max-incomplete host N block-time 1`` from the global
+    parameter-map blocks the attacked host for one minute and lifts the
+    block on the clock (the lab runs the real minute for the classic seed
+    only)."""
+
+    config = PARAMS.replace("tcp max-incomplete host 50 block-time 0",
+                            "tcp max-incomplete host 2 block-time 1"
+                            ).replace(" sessions maximum 2\n", "").replace(
+                                      "max-incomplete low 2\n max-incomplete high 3",
+                                      "max-incomplete low 80\n max-incomplete high 90")
+
+    def syn(self, sport):
+        self.send("Ethernet0/0", IP(src="10.0.0.2", dst="20.0.0.2") / TCP(sport=sport, dport=80,
+                                                                          flags="S"))
+        return self.sent("Ethernet0/1")
+
+    def test_block_for_one_minute_then_unblock(self):
+        self.assertEqual(len(self.syn(40000)), 1)
+        self.assertEqual(len(self.syn(40001)), 1)
+        self.syn(40002)                                # over the per-host limit: blocked
+        self.assertTrue(any(x.startswith("%FW-2-BLOCK_HOST: Blocking new TCP connections to "
+                                         "host 20.0.0.2 for 1 minute") for x in self.fw()),
+                        self.fw())
+        self.assertEqual(self.syn(40003), [])
+        self.clock.advance(30)
+        self.assertEqual(self.syn(40004), [])         # still blocked half-way
+        for _ in range(40):
+            self.clock.advance(1)
+        self.assertTrue(any(x.startswith("%FW-4-UNBLOCK_HOST: New TCP connections to host "
+                                         "20.0.0.2") for x in self.fw()), self.fw())
+        self.assertEqual(len(self.syn(40005)), 1)
+
+
+
 class SmtpLayer7Tests(ZoneCase):
     config = SMTP_L7
 
