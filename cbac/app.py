@@ -85,21 +85,12 @@ class Appliance:
         return self.model.hostname
 
     def check_enable(self, password: str) -> bool:
-        from cbac.console.auth import verify
-        secret = self.model.enable_secret or self.model.enable_password
-        if secret is None:
-            return False
-        return verify(secret, password)
+        from cbac.config.passwords import enable_permitted
+        return enable_permitted(self.model, password)
 
     def check_login(self, user: str, password: str):
-        from cbac.console.auth import verify
-        u = self.model.users.get(user)
-        if u is None:
-            return None
-        secret = u.secret or u.password
-        if secret is None or not verify(secret, password):
-            return None
-        return u.privilege
+        from cbac.config.passwords import login_privilege
+        return login_privilege(self.model, user, password)
 
     def authorized_keys(self, user: str) -> list:
         path = self.model.ssh.authorized_keys
@@ -830,21 +821,12 @@ def _add_logging(appliance, model, reactor, top, remote_syslog=False):
 
 def _vty_permits(appliance):
     """``line vty ... access-class ACL in``: a standard ACL on the source."""
-    from cbac.packet.view import ip_int
 
     def permits(source: str) -> bool:
         names = [v.access_class for v in appliance.model.vty if v.access_class]
         if not names or appliance.acls is None:
             return True
-        try:
-            addr = ip_int(source)
-        except ValueError:
-            return False
-        for name in names:
-            acl = appliance.acls.get(name)
-            if acl is not None and not acl.check_fields(6, addr):
-                return False
-        return True
+        return appliance.acls.permits_source(names, source, undefined=True)
     return permits
 
 
@@ -852,17 +834,10 @@ def _acl_permits(appliance):
     """``login quiet-mode access-class ACL``: does the (standard) ACL permit
     the source?  An undefined ACL permits nobody (IOS: quiet mode blocks
     all logins without a quiet-mode ACL)."""
-    from cbac.packet.view import ip_int
 
     def permits(name: str, source: str) -> bool:
-        acl = appliance.acls.get(name) if appliance.acls is not None else None
-        if acl is None:
-            return False
-        try:
-            addr = ip_int(source)
-        except ValueError:
-            return False
-        return bool(acl.check_fields(6, addr))
+        return appliance.acls is not None and \
+            appliance.acls.permits_source((name,), source, undefined=False)
     return permits
 
 

@@ -16,6 +16,7 @@ from cbac.acl.aclog import AclLogger
 from cbac.acl.compiled import Matcher
 from cbac.acl.entry import Ace
 from cbac.config import names
+from cbac.packet.view import ip_int
 
 
 class CompiledAcl:
@@ -221,6 +222,25 @@ class AclSet:
                         a.hits = p.hits
             new[name] = c
         return new
+
+    def permits_source(self, acl_names, source: str, undefined: bool) -> bool:
+        """Do the standard lists ``acl_names`` all permit the dotted-quad
+        ``source``?  The console's questions: ``line vty ... access-class``
+        and ``login quiet-mode access-class``.  ``undefined`` is the answer
+        of a list that does not exist (vty: permit, as IOS; quiet mode:
+        deny).  An address that does not parse is never permitted."""
+        try:
+            addr = ip_int(source)
+        except ValueError:
+            return False
+        for name in acl_names:
+            acl = self.get(name)
+            if acl is None:
+                if not undefined:
+                    return False
+            elif not acl.check_fields(6, addr):
+                return False
+        return True
 
     def get(self, name) -> CompiledAcl | None:
         """The compiled list, or None when no such list exists or it has no

@@ -190,3 +190,22 @@ def verify(secret, password: str) -> bool:
         return False
     return hmac.compare_digest(expect.encode("utf-8", "replace"),
                                (password if kind in (0, 7) else value).encode("utf-8", "replace"))
+
+
+def enable_permitted(model, password: str) -> bool:
+    """``enable``: does ``password`` match the enable secret (or, without
+    one, the enable password)?  Neither configured: no."""
+    secret = model.enable_secret or model.enable_password
+    return secret is not None and verify(secret, password)
+
+
+def login_privilege(model, user: str, password: str):
+    """A password login: the user's privilege, or None (no such user, no
+    password, or the wrong one)."""
+    u = model.users.get(user)
+    if u is None:
+        return None
+    secret = u.secret or u.password
+    if secret is None or not verify(secret, password):
+        return None
+    return u.privilege

@@ -22,11 +22,9 @@ the process that wrote it.
 from __future__ import annotations
 
 from cbac.nat.translation import FLOW, Translation, make_rewrites
-from cbac.inspect.api import CLIENT, SERVER
-from cbac.inspect.session import SIS_CLOSING, SIS_OPEN, SIS_OPENING, Session
+from cbac.inspect.session import SIS_CLOSING, SIS_OPEN, SIS_OPENING
 from cbac.inspect.tcp import CLOSING, ESTABLISHED, SYN_SENT, TcpTrack
 from cbac.log import ios
-from cbac.packet.rewrite import Rewrite
 
 #: the record format this cbac writes
 VERSION = 1
@@ -289,20 +287,8 @@ def install_session(table, rec: dict, translation, now: float, owned: bool = Fal
     protocol = rec["pr"]
     rp = rule.get(protocol) if rule is not None else None
     g = table.model.inspect
-    alert = rp.alert if rp is not None else None
-    audit = rp.audit_trail if rp is not None else None
-    s_in = table._rev(c_out, proto)
-    s_out = table._rev(c_in, proto) if c_in != c_out else s_in
-    if c_in != c_out:
-        rw = table._shared_rewrites(translation, c_in, c_out, s_in, s_out) or \
-            [Rewrite(proto, c_in, c_out), Rewrite(proto, s_in, s_out)]
-    else:
-        rw = (None, None)
-    s = Session(sid, proto, protocol, rule_name, rp,
-                (not g.alert_off) if alert is None else alert,
-                g.audit_trail if audit is None else audit, now,
-                c_in, c_out, s_in, s_out, rw, (kc, ks), translation, c_in[1], None,
-                rec["ii"], rec["oi"])
+    s = table.build_session(sid, proto, protocol, rule_name, rp, now, c_in, c_out, (kc, ks),
+                            translation, c_in[1], None, rec["ii"], rec["oi"])
     if sid > table._seq:
         table._seq = sid
     s.created = now - rec["ac"]

@@ -424,6 +424,28 @@ class SessionTable:
             return (t[1], t[0], t[2], 0)
         return (t[1], t[0], t[3], t[2])
 
+    def build_session(self, sid, proto, protocol, rule_name, rp, now, c_in, c_out, keys,
+                      translation, host, parent, in_if, out_if) -> "Session":
+        """A :class:`Session` with its reversed tuples, its NAT rewrites
+        (shared with its translation where possible) and the rule's
+        alert/audit-trail settings: :meth:`create`'s and continuity's
+        restore's one way to make one (nothing is registered)."""
+        g = self.model.inspect
+        alert = rp.alert if rp is not None else None
+        audit = rp.audit_trail if rp is not None else None
+        s_in = self._rev(c_out, proto)
+        s_out = self._rev(c_in, proto) if c_in != c_out else s_in
+        if c_in != c_out:
+            rw = self._shared_rewrites(translation, c_in, c_out, s_in, s_out) or \
+                [Rewrite(proto, c_in, c_out), Rewrite(proto, s_in, s_out)]
+        else:
+            rw = _NO_REWRITE
+        return Session(sid, proto, protocol, rule_name, rp,
+                       (not g.alert_off) if alert is None else alert,
+                       g.audit_trail if audit is None else audit, now,
+                       c_in, c_out, s_in, s_out, rw, keys, translation, host, parent,
+                       in_if, out_if)
+
     def create(self, pkt, in_if, out_if, rule_name, translation=None, pinhole=None):
         """Create a session for the first packet of a flow (the packet has
         already been translated by NAT).  Returns the Session, or None: no
@@ -549,21 +571,9 @@ class SessionTable:
                 stats.drop("aggressive-delete")
                 self._delete(victim, "aggressive", rst=True)
         self._seq += 1
-        alert = rp.alert if rp is not None else None
-        audit = rp.audit_trail if rp is not None else None
-        s_in = self._rev(c_out, proto)
-        s_out = self._rev(c_in, proto) if c_in != c_out else s_in
-        if c_in != c_out:
-            rw = self._shared_rewrites(translation, c_in, c_out, s_in, s_out) or \
-                [Rewrite(proto, c_in, c_out), Rewrite(proto, s_in, s_out)]
-        else:
-            rw = _NO_REWRITE
-        s = Session(self._seq, proto, protocol,
-                    rule_name if pinhole is None else parent.rule_name, rp,
-                    (not g.alert_off) if alert is None else alert,
-                    g.audit_trail if audit is None else audit, now,
-                    c_in, c_out, s_in, s_out, rw, (kc, ks), translation, host, parent,
-                    in_if, out_if)
+        s = self.build_session(self._seq, proto, protocol,
+                               rule_name if pinhole is None else parent.rule_name, rp, now,
+                               c_in, c_out, (kc, ks), translation, host, parent, in_if, out_if)
         if proto == 1:
             s.icmp_req = pkt.icmp_type
             s.idle = rp.timeout if (rp is not None and rp.timeout is not None) else 10

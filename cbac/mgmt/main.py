@@ -238,35 +238,18 @@ def _acls_of(app):
 def _vty_permits(app):
     """``line vty ... access-class ACL in``, from this process's own copy
     of the ACLs."""
-    from cbac.packet.view import ip_int
 
     def permits(source):
         names = [v.access_class for v in (app.model.vty or []) if v.access_class]
         if not names:
             return True
-        try:
-            addr = ip_int(source)
-        except ValueError:
-            return False
-        acls = _acls_of(app)
-        for name in names:
-            acl = acls.get(name)
-            if acl is not None and not acl.check_fields(6, addr):
-                return False
-        return True
+        return _acls_of(app).permits_source(names, source, undefined=True)
     return permits
 
 
 def _acl_permits(app):
-    from cbac.packet.view import ip_int
+    """``login quiet-mode access-class ACL``: an undefined ACL permits nobody."""
 
     def permits(name, source):
-        acl = _acls_of(app).get(name)
-        if acl is None:
-            return False
-        try:
-            addr = ip_int(source)
-        except ValueError:
-            return False
-        return bool(acl.check_fields(6, addr))
+        return _acls_of(app).permits_source((name,), source, undefined=False)
     return permits

@@ -140,20 +140,13 @@ class RemoteAppliance:
     def hostname(self):
         return self.model.hostname
 
-    def check_enable(self, password):
-        from cbac.console.auth import verify
-        secret = self.model.enable_secret or self.model.enable_password
-        return secret is not None and verify(secret, password)
+    def check_enable(self, password: str) -> bool:
+        from cbac.config.passwords import enable_permitted
+        return enable_permitted(self.model, password)
 
-    def check_login(self, user, password):
-        from cbac.console.auth import verify
-        u = self.model.users.get(user)
-        if u is None:
-            return None
-        secret = u.secret or u.password
-        if secret is None or not verify(secret, password):
-            return None
-        return u.privilege
+    def check_login(self, user: str, password: str):
+        from cbac.config.passwords import login_privilege
+        return login_privilege(self.model, user, password)
 
     #: the authorized-keys file as the engine read it (after each
     #: configuration fetch), for a file this process cannot read
