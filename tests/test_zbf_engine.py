@@ -418,8 +418,8 @@ class-map type inspect match-all SSH-TO-LAN""").replace("""policy-map type inspe
 class HostBlockTimeTests(ZoneCase):
     """``tcp max-incomplete host N block-time 1`` from the global
     parameter-map blocks the attacked host for one minute and lifts the
-    block on the clock (the lab runs the real minute for the classic seed
-    only)."""
+    block on the clock (the lab, tests.test_lab_inspect.HostBlockZbf,
+    sees the block through the real daemon)."""
 
     config = PARAMS.replace("tcp max-incomplete host 50 block-time 0",
                             "tcp max-incomplete host 2 block-time 1"
