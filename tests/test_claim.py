@@ -23,6 +23,7 @@ class FakeHost:
                      "v6": "0", "gro": "off", "tso": "on", "gso": "on"},
         }
         self.tables = {}
+        self.clsact = set()            # devices with a clsact qdisc (the fast path's tc hook)
         self.log = []
         self.fail = set()
 
@@ -90,6 +91,11 @@ class FakeHost:
                 return 1, "", "No such file"
             return 0, "table netdev %s {\n%s}\n" % (argv[4], "".join(
                 "\tchain %s {\n\t}\n" % c for c in sorted(self.tables[argv[4]]))), ""
+        if argv[:3] == ["tc", "qdisc", "del"]:
+            if argv[4] not in self.clsact:
+                return 2, "", "Error: Cannot find specified qdisc on specified device."
+            self.clsact.discard(argv[4])
+            return 0, "", ""
         if argv[:3] == ["nft", "delete", "table"]:
             self.tables.pop(argv[4], None)
             return 0, "", ""
@@ -150,6 +156,18 @@ class PortClaimTests(unittest.TestCase):
         again.claim()                              # sees the claimed port now
         self.assertEqual(self.host.chains(), {chain_name("eth1")})
         again.release()
+        self.assertEqual(self.host.state(), self.before)
+
+    def test_release_after_a_crash_detaches_the_fast_path(self):
+        """A crashed cbac leaves its tc program on the port (the kernel fast
+        path would go on forwarding the flows it had): release removes it."""
+        self.host.claim(self.dir).claim()
+        self.host.clsact.add("eth1")               # attached, then the daemon is killed
+        # what `python -m cbac.dataplane.claim release STATE_DIR` does
+        after = PortClaim([], self.dir, run=self.host.run, read=self.host.read,
+                          write=self.host.write)
+        self.assertEqual(after.release(), [])
+        self.assertEqual(self.host.clsact, set())
         self.assertEqual(self.host.state(), self.before)
 
     def test_no_drop_chain_no_start(self):

@@ -32,8 +32,10 @@ def snapshot(lab):
         offl = sorted(line for line in lab.exec("fw", ["ethtool", "-k", dev]).stdout.splitlines()
                       if line.split(":")[0] in ("generic-receive-offload", "tcp-segmentation-offload",
                                                 "generic-segmentation-offload"))
+        # the kernel fast path's tc program (a crash leaves it attached)
+        tc = lab.exec("fw", ["tc", "filter", "show", "dev", dev, "ingress"]).stdout.strip()
         state[dev] = {"addrs": addrs, "routes": routes, "disable_ipv6": v6, "offloads": offl,
-                      "up": "UP" in info["flags"]}
+                      "up": "UP" in info["flags"], "tc-ingress": tc}
     state["nft"] = lab.exec("fw", ["nft", "list", "tables"]).stdout.split("\n")
     return state
 
@@ -126,7 +128,12 @@ class ClaimLabTests(unittest.TestCase):
                  timeout=30)
         self.assertIsNone(self.env.proc.poll(), self.env.log())
         now = snapshot(self.env.lab)
-        self.assertEqual(now, self.originals)
+        # the port settings are untouched (the fast path's tc program is
+        # attached while cbac runs, claim or not; gone again at stop, below)
+        for dev in PORTS:
+            now[dev].pop("tc-ingress")
+        self.assertEqual(now, {k: ({x: y for x, y in v.items() if x != "tc-ingress"}
+                                   if k in PORTS else v) for k, v in self.originals.items()})
         self.assertIn("kernel addresses 172.22.1.16/24", self.env.log())
         # what claiming prevents: the kernel, owning 172.22.1.16 too, resets
         # the server's answers to the PAT ports it knows nothing of
@@ -143,6 +150,11 @@ class ClaimLabTests(unittest.TestCase):
         self.env.proc.popen.send_signal(signal.SIGKILL)
         self.env.proc.wait(10)
         self.assertClaimed()
+        if "kernel offload unavailable" not in self.env.log():
+            # the kernel fast path was on: its program outlives the process
+            for dev in PORTS:
+                tc = self.env.exec("fw", ["tc", "filter", "show", "dev", dev, "ingress"]).stdout
+                self.assertIn("bpf", tc, dev)
         r = self.env.exec("fw", [sys.executable, "-m", "cbac.dataplane.claim", "release",
                                  os.path.join(self.env.tmp, "state")])
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)

@@ -252,6 +252,13 @@ class PortClaim:
         """Put back what :meth:`claim` changed (never raises)."""
         saved = self.saved or self._load_state()
         problems = []
+        for dev in saved:
+            # the kernel fast path's tc program, if a crash left it attached:
+            # it would go on forwarding the flows it was given, with no cbac
+            # left to time them out or clear them (its clsact qdisc goes with
+            # it, as the fast path's own detach does; none there: an error,
+            # ignored)
+            self.run(["tc", "qdisc", "del", "dev", dev, "clsact"])
         for dev, state in saved.items():
             problems += self._restore_device(dev, state)
         code, out, err = self.run(["nft", "list", "table", "netdev", TABLE])
