@@ -13,11 +13,25 @@ from __future__ import annotations
 
 from cbac.inspect.api import CLIENT, Verdict
 from cbac.inspect.fsm import go
+from cbac.packet.view import ip_str
+
+
+def show_bytes(b) -> str:
+    """The first 40 bytes of a line, printable, for log and debug lines."""
+    return "".join(c if " " <= c <= "~" else "." for c in bytes(b[:40]).decode("latin-1"))
 
 
 class HeldCommandInspector:
     LABEL = "?"
     TRANSITIONS: dict = {}
+
+    def _init_rule(self, ctx):
+        """What POP3 and IMAP take from the connection and its rule line."""
+        self.ctx = ctx
+        rule = ctx.rule
+        self.reset_opt = bool(getattr(rule, "reset", False))
+        self.secure_login = bool(getattr(rule, "secure_login", False))
+        self._cli = "%s:%d" % (ip_str(ctx.client_addr), ctx.client_port)
 
     def _go(self, new):
         """The one way to change state: along TRANSITIONS only (staying

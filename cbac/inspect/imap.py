@@ -53,7 +53,7 @@ import re
 from zope.interface import implementer, provider
 
 from cbac.inspect.fsm import check_table
-from cbac.inspect.heldcmd import HeldCommandInspector
+from cbac.inspect.heldcmd import HeldCommandInspector, show_bytes
 from cbac.inspect.api import Edit, IInspectorFactory, IStreamInspector, alert
 
 MAX_LINE = 8192
@@ -91,14 +91,6 @@ _TAG = re.compile(rb"[!#$&'*+,\-./0-9:;<=>?@A-Z\[^_`a-z|}~]{1,64}\Z")
 _LITERAL = re.compile(rb"\{(\d{1,10})(\+?)\}\r?\n\Z")
 
 
-def _ntoa(a):
-    return "%d.%d.%d.%d" % ((a >> 24) & 255, (a >> 16) & 255, (a >> 8) & 255, a & 255)
-
-
-def _show(b):
-    return "".join(c if " " <= c <= "~" else "." for c in bytes(b[:40]).decode("latin-1"))
-
-
 @implementer(IStreamInspector)
 class ImapInspector(HeldCommandInspector):
     LABEL = "IMAP"
@@ -106,11 +98,7 @@ class ImapInspector(HeldCommandInspector):
     name = "imap"
 
     def __init__(self, ctx):
-        self.ctx = ctx
-        rule = ctx.rule
-        self.reset_opt = bool(getattr(rule, "reset", False))
-        self.secure_login = bool(getattr(rule, "secure_login", False))
-        self._cli = "%s:%d" % (_ntoa(ctx.client_addr), ctx.client_port)
+        self._init_rule(ctx)
         self.state = GREETING
         self.pending = b"*"               # tag awaited (b"*": the greeting)
         self.verb = b""
@@ -189,17 +177,17 @@ class ImapInspector(HeldCommandInspector):
             if verb == b"UID" and len(parts) > 2:
                 sub = parts[2].split(b" ", 1)[0].upper()
                 if sub not in (b"FETCH", b"STORE", b"COPY", b"MOVE", b"SEARCH", b"EXPUNGE"):
-                    self._refuse(line, off, tag, verb, "UID %s" % _show(sub), lit)
+                    self._refuse(line, off, tag, verb, "UID %s" % show_bytes(sub), lit)
                     return
             if verb not in ALLOWED[self.state]:
-                self._refuse(line, off, tag, verb, "%s in state %s" % (_show(verb), self.state),
+                self._refuse(line, off, tag, verb, "%s in state %s" % (show_bytes(verb), self.state),
                              lit)
                 return
             if self.secure_login and verb in LOGIN_VERBS:
                 self.refused += 1
                 self._alert(5, "IMAP_NON_SECURE_LOGIN",
                             "LOGON IMAP command from initiator (%s): %s refused outside TLS"
-                            % (self._cli, _show(verb)))
+                            % (self._cli, show_bytes(verb)))
                 self._mask(line, off, tag, verb, lit)
                 return
             self.pending, self.verb = tag, verb

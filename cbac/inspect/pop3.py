@@ -45,7 +45,7 @@ from __future__ import annotations
 from zope.interface import implementer, provider
 
 from cbac.inspect.fsm import check_table
-from cbac.inspect.heldcmd import HeldCommandInspector
+from cbac.inspect.heldcmd import HeldCommandInspector, show_bytes
 from cbac.inspect.api import Edit, IInspectorFactory, IStreamInspector, alert
 
 #: longest command line, CRLF included (RFC 2449 §4: 255 octets)
@@ -76,14 +76,6 @@ ALLOWED = {
 LOGIN_VERBS = frozenset(b"USER PASS APOP AUTH".split())
 
 
-def _ntoa(a):
-    return "%d.%d.%d.%d" % ((a >> 24) & 255, (a >> 16) & 255, (a >> 8) & 255, a & 255)
-
-
-def _show(b):
-    return "".join(c if " " <= c <= "~" else "." for c in bytes(b[:40]).decode("latin-1"))
-
-
 @implementer(IStreamInspector)
 class Pop3Inspector(HeldCommandInspector):
     LABEL = "POP3"
@@ -91,11 +83,7 @@ class Pop3Inspector(HeldCommandInspector):
     name = "pop3"
 
     def __init__(self, ctx):
-        self.ctx = ctx
-        rule = ctx.rule
-        self.reset_opt = bool(getattr(rule, "reset", False))
-        self.secure_login = bool(getattr(rule, "secure_login", False))
-        self._cli = "%s:%d" % (_ntoa(ctx.client_addr), ctx.client_port)
+        self._init_rule(ctx)
         self.state = GREETING
         self._pending = b"GREETING"        # the command whose reply is awaited
         self._pending_multi = False
@@ -146,12 +134,12 @@ class Pop3Inspector(HeldCommandInspector):
         if b"\0" in content or b"\r" in content:
             bad = "NUL or bare CR"
         elif verb not in ALLOWED[self.state]:
-            bad = "%s in state %s" % (_show(verb), self.state)
+            bad = "%s in state %s" % (show_bytes(verb), self.state)
         elif self.secure_login and verb in LOGIN_VERBS:
             self.refused += 1
             self._alert(5, "POP3_NON_SECURE_LOGIN",
                         "LOGON POP3 command from initiator (%s): %s refused outside TLS"
-                        % (self._cli, _show(verb)))
+                        % (self._cli, show_bytes(verb)))
             self._refuse(line, off, "non-secure login")
             return
         if bad is not None:
