@@ -170,6 +170,19 @@ class PortClaimTests(unittest.TestCase):
         self.assertEqual(self.host.clsact, set())
         self.assertEqual(self.host.state(), self.before)
 
+    def test_detach_removes_only_the_fast_path(self):
+        """keepalived's FAULT with cbac dead (cbac.continuity.notify) runs
+        `claim detach`: the tc program goes, the port stays claimed."""
+        self.host.claim(self.dir).claim()
+        self.host.clsact.add("eth1")               # attached, then the daemon is killed
+        after = PortClaim([], self.dir, run=self.host.run, read=self.host.read,
+                          write=self.host.write)
+        self.assertEqual(after.detach_fastpath(), ["eth1"])
+        self.assertEqual(self.host.clsact, set())
+        self.assertEqual(self.host.chains(), {chain_name("eth1")})    # still closed
+        self.assertEqual(self.host.dev["eth1"]["addrs"], [])
+        self.assertTrue(os.path.exists(os.path.join(self.dir, "ports-claimed.json")))
+
     def test_no_drop_chain_no_start(self):
         self.host.fail.add("nft")
         with self.assertRaises(ClaimError) as cm:
@@ -221,4 +234,5 @@ class ReleaseCommandTests(unittest.TestCase):
         d = tempfile.mkdtemp()
         self.addCleanup(__import__("shutil").rmtree, d, True)
         self.assertEqual(main(["release", d]), 0)
+        self.assertEqual(main(["detach", d]), 0)
         self.assertEqual(main(["bogus"]), 2)

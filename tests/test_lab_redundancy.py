@@ -150,10 +150,26 @@ class FailoverLabTests(PairLabCase):
 
     def test_kill_9_active_cbac_only(self):
         """Only cbac dies; keepalived's health check (kill -0 of cbac's
-        pid) puts box 1 in FAULT and box 2 takes over."""
-        self._failover(lambda: self.lab.kill(self.lab.cbac[1]), "cbac of box 1", limit=5.0)
+        pid) puts box 1 in FAULT and box 2 takes over.  Box 1's kernel fast
+        path, attached while it was active, is removed by the notify script
+        (FAULT with no cbac to tell): nothing goes on forwarding for a dead
+        cbac."""
+        def tc(dev):
+            return self.lab.exec("f1", ["tc", "filter", "show", "dev", dev, "ingress"]).stdout
 
-    def _failover(self, kill, what, limit=3.0):
+        def attached():
+            return [dev for dev in ("inside", "outside") if "bpf" in tc(dev)]
+
+        def after():
+            self.assertTrue(wait_for(lambda: attached() == [], 10),
+                            "box 1 kept its tc program after cbac died: %s\n%s"
+                            % (attached(), self.logs()))
+        self._failover(lambda: self.lab.kill(self.lab.cbac[1]), "cbac of box 1", limit=5.0,
+                       before=lambda: ("kernel offload unavailable" in self.lab.log(1) or
+                                       self.assertEqual(attached(), ["inside", "outside"])),
+                       after=after)
+
+    def _failover(self, kill, what, limit=3.0, before=None, after=None):
         lab = self.lab
         record = self.smtp_server()
         go = os.path.join(lab.tmp, "smtp-go")
@@ -168,6 +184,8 @@ class FailoverLabTests(PairLabCase):
                                "-i", "0.25", "-b", "200M", "-J"],
                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         time.sleep(3.0)              # both sessions synced (the SMTP state: 1 s sweep)
+        if before is not None:
+            before()
         t0 = time.monotonic()
         kill()
         self.assertTrue(wait_for(lambda: "now ACTIVE" in lab.log(2), 15), self.logs())
@@ -203,6 +221,8 @@ class FailoverLabTests(PairLabCase):
         self.assertIn("survived", records(record, "msg")[-1]["data"])
         self.assertLess(longest, limit, ivals)
         self.assertIn("gratuitous ARP sent", lab.log(2))
+        if after is not None:
+            after()
 
 
 class SyncCutLabTests(PairLabCase):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import tempfile
 
 from twisted.internet.address import IPv4Address
@@ -382,6 +383,23 @@ class NotifyTests(unittest.TestCase):
         s.close()
         from twisted.internet import task
         return task.deferLater(reactor, 0.2, lambda: self.assertEqual(got, ["MASTER"]))
+
+    def test_fault_with_cbac_dead_removes_the_fast_path(self):
+        """FAULT that cbac cannot hear (killed): the notify script removes
+        the kernel fast path from the claimed ports (`claim detach`), which
+        would otherwise go on forwarding the flows it had.  MASTER/BACKUP
+        with cbac dead, or FAULT that cbac hears, leave the ports alone."""
+        from cbac.continuity import notify
+        d = tempfile.mkdtemp(prefix="cbac-notify-")
+        self.addCleanup(_rmtree, d)
+        ran = []
+        self.patch(notify.subprocess, "run", lambda argv, **kw: ran.append(argv))
+        self.assertEqual(notify.main(["--state-dir", d, "INSTANCE", "VI_1", "BACKUP", "100"]), 1)
+        self.assertEqual(ran, [])
+        self.assertEqual(notify.main(["--state-dir", d, "INSTANCE", "VI_1", "FAULT", "100"]), 1)
+        self.assertEqual(ran, [[sys.executable, "-m", "cbac.dataplane.claim", "detach", d]])
+        self.assertEqual(notify.main(["--state-dir", d, "STOP"]), 1)
+        self.assertEqual(len(ran), 2)
 
     def test_keepalived_conf(self):
         text = vrrp.keepalived_conf("CBAC", "sync", 51, 150, "192.0.2.1", "192.0.2.2",

@@ -12,12 +12,18 @@ running: it reads the file when it starts), 2 on a usage error.
 ``--check`` (keepalived's ``vrrp_script``): exit 0 when cbac is running
 and listening, 1 otherwise; a failing check puts the VRRP instance in
 FAULT, so a dead cbac hands the traffic to its peer.
+
+FAULT when cbac cannot be told (it is not running) also removes the kernel
+fast path's tc program from the ports cbac claimed (``python3 -m
+cbac.dataplane.claim detach DIR``): nothing may go on forwarding for a dead
+cbac.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 
 from cbac.continuity.vrrp import SOCKET, STATE_FILE, parse
@@ -57,10 +63,25 @@ def main(argv=None) -> int:
     try:
         s.sendto(role.encode() + b"\n", os.path.join(state_dir, SOCKET))
     except OSError:
+        if role == "FAULT":
+            detach_fastpath(state_dir)
         return 1
     finally:
         s.close()
     return 0
+
+
+def detach_fastpath(state_dir) -> None:
+    """FAULT with no cbac to tell (killed, crashed): the kernel fast path's
+    tc program may still be on the ports it claimed, forwarding the flows it
+    was given with nobody left to time them out.  Remove it (the ports stay
+    claimed: closed to the kernel) with ``python3 -m cbac.dataplane.claim
+    detach``, which the systemd unit's ExecStopPost release does too."""
+    try:
+        subprocess.run([sys.executable, "-m", "cbac.dataplane.claim", "detach", state_dir],
+            stdin=subprocess.DEVNULL, timeout=20)
+    except (OSError, subprocess.SubprocessError) as e:
+        sys.stderr.write("cbac notify: cannot remove the kernel fast path: %s\n" % e)
 
 
 if __name__ == "__main__":

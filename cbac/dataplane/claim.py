@@ -252,13 +252,7 @@ class PortClaim:
         """Put back what :meth:`claim` changed (never raises)."""
         saved = self.saved or self._load_state()
         problems = []
-        for dev in saved:
-            # the kernel fast path's tc program, if a crash left it attached:
-            # it would go on forwarding the flows it was given, with no cbac
-            # left to time them out or clear them (its clsact qdisc goes with
-            # it, as the fast path's own detach does; none there: an error,
-            # ignored)
-            self.run(["tc", "qdisc", "del", "dev", dev, "clsact"])
+        self.detach_fastpath(saved)
         for dev, state in saved.items():
             problems += self._restore_device(dev, state)
         code, out, err = self.run(["nft", "list", "table", "netdev", TABLE])
@@ -284,6 +278,18 @@ class PortClaim:
         if saved:
             log.info("ports given back to the kernel: {devices}", devices=", ".join(sorted(saved)))
         return problems
+
+    def detach_fastpath(self, saved=None):
+        """Remove the kernel fast path's tc program from the claimed ports,
+        leaving them claimed (closed to the kernel).  If a crash left it
+        attached it would go on forwarding the flows it was given, with no
+        cbac left to time them out or clear them.  Its clsact qdisc goes
+        with it, as the fast path's own detach does; none there is an
+        error, ignored.  Returns the devices."""
+        saved = saved if saved is not None else (self.saved or self._load_state())
+        for dev in saved:
+            self.run(["tc", "qdisc", "del", "dev", dev, "clsact"])
+        return sorted(saved)
 
     def _restore_device(self, dev, state):
         problems = []
@@ -378,13 +384,19 @@ def make_service(bindings, state_dir, claim_ports=True):
 
 def main(argv=None):
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2 or args[0] != "release":
-        print("usage: python -m cbac.dataplane.claim release STATE_DIR\n"
-              "  give back the ports a cbac that did not stop cleanly left claimed", file=sys.stderr)
+    if len(args) != 2 or args[0] not in ("release", "detach"):
+        print("usage: python -m cbac.dataplane.claim release|detach STATE_DIR\n"
+              "  release: give back the ports a cbac that did not stop cleanly left claimed\n"
+              "  detach:  only remove the kernel fast path from them (they stay claimed)",
+              file=sys.stderr)
         return 2
     c = PortClaim([], args[1])
     if not os.path.exists(c.state_path):
-        print("%s: nothing to release" % c.state_path)
+        print("%s: nothing to %s" % (c.state_path, args[0]))
+        return 0
+    if args[0] == "detach":
+        devices = c.detach_fastpath()
+        print("kernel fast path removed from %s" % (", ".join(devices) or "no port"))
         return 0
     problems = c.release()
     for p in problems:
