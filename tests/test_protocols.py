@@ -5,12 +5,11 @@ with simulated Linux hosts (tests/hosts.py)."""
 from twisted.trial import unittest
 
 from cbac.config.parser import parse_config
-from tests.hosts import INSIDE, INSIDE_CLIENT_IP, OUTSIDE, Net, Recorder
+from tests.apphost import EVE, REMOTE, ApplianceCase, cbac_config
+from tests.hosts import OUTSIDE, Net, Recorder
 
-REMOTE = "172.22.1.1"
-
-GENERIC = """hostname cbac
-ip inspect name IN-OUT https
+#: the generic names; DNS, TFTP, POP3 and IMAP below put theirs in https's place
+GENERIC = """ip inspect name IN-OUT https
 ip inspect name IN-OUT ssh timeout 600
 ip inspect name IN-OUT ntp
 ip inspect name IN-OUT isakmp
@@ -19,28 +18,11 @@ ip inspect name IN-OUT snmp
 ip inspect name IN-OUT telnet
 ip inspect name IN-OUT pop3s
 ip inspect name IN-OUT imaps
-interface Ethernet2/0
- ip address 172.22.1.16 255.255.255.0
- ip access-group 101 in
-{nat_out}
-interface Ethernet2/1
- ip address 10.10.10.1 255.255.255.0
-{nat_in}
- ip inspect IN-OUT in
-ip route 0.0.0.0 0.0.0.0 172.22.1.1
-{nat_rules}
-access-list 1 permit 10.10.10.0 0.0.0.255
-access-list 101 deny ip any any
-end
 """
 
 
 def generic_config(nat):
-    if nat:
-        return GENERIC.format(nat_out=" ip nat outside", nat_in=" ip nat inside",
-                              nat_rules="ip nat inside source list 1 interface "
-                                        "Ethernet2/0 overload")
-    return GENERIC.format(nat_out="", nat_in="", nat_rules="")
+    return cbac_config(GENERIC, nat)
 
 
 class GenericNamesConfig(unittest.TestCase):
@@ -69,20 +51,12 @@ class GenericNamesConfig(unittest.TestCase):
             self.assertNotIn("X", model.inspect_rules)
 
 
-class GenericNamesThroughAppliance(unittest.TestCase):
-    nat = True
-
-    def setUp(self):
-        self.net = Net(config=generic_config(self.nat))
-        self.addCleanup(self.net.stop)
-        self.inner = self.net.host(INSIDE, INSIDE_CLIENT_IP, 2)
-        self.outer = self.net.host(OUTSIDE, REMOTE, 1)
+class GenericNamesThroughAppliance(ApplianceCase):
+    inspect = GENERIC
 
     def _tcp(self, port, sport):
-        self.outer.listen(port, Recorder)
-        c = self.inner.connect(REMOTE, port, sport=sport, app=Recorder())
-        self.net.pump()
-        return c
+        self.server.listen(port, Recorder)
+        return self.connect(self.client, REMOTE, port, sport, Recorder())
 
     def test_https_inspected_on_443_only(self):
         c = self._tcp(443, 40001)
@@ -104,14 +78,12 @@ class GenericNamesThroughAppliance(unittest.TestCase):
         self.assertNotIn(" ssh ", self.net.show("sessions"))
 
     def _udp_reply_passes(self, dport, sport):
-        self.inner.send_udp(REMOTE, sport, dport, b"q")
-        self.net.pump()
-        got = [u for u in self.outer.udp if u[2] == dport]
+        got = [u for u in self.udp(self.client, REMOTE, sport, dport, b"q", self.server)
+               if u[2] == dport]
         self.assertTrue(got, "request not forwarded")
         src, psport, _, _ = got[-1]
-        self.outer.send_udp(src, dport, psport, b"r")
-        self.net.pump()
-        return [u for u in self.inner.udp if u[1] == dport and u[2] == sport]
+        return [u for u in self.udp(self.server, src, dport, psport, b"r", self.client)
+                if u[1] == dport and u[2] == sport]
 
     def test_udp_generic_names_on_their_ports(self):
         for dport, sport, name in ((123, 5123, "ntp"), (500, 5500, "isakmp"),
@@ -148,8 +120,8 @@ class GenericNamesRender(unittest.TestCase):
 
 from scapy.all import DNS, DNSQR, DNSRR, raw  # noqa: E402
 
-DNS_CONFIG = GENERIC.replace("ip inspect name IN-OUT https\n",
-                             "ip inspect name IN-OUT dns\nip inspect dns-timeout 7\n")
+DNS_INSPECT = GENERIC.replace("ip inspect name IN-OUT https\n",
+                              "ip inspect name IN-OUT dns\nip inspect dns-timeout 7\n")
 
 
 def query(ident, name="www.example.com", qtype="A"):
@@ -162,38 +134,17 @@ def answer(ident, name="www.example.com", qtype="A", rdata="192.0.2.80"):
                    an=an))
 
 
-class DnsThroughAppliance(unittest.TestCase):
-    nat = True
-
-    def setUp(self):
-        cfg = DNS_CONFIG
-        if self.nat:
-            cfg = cfg.format(nat_out=" ip nat outside", nat_in=" ip nat inside",
-                             nat_rules="ip nat inside source list 1 interface "
-                                       "Ethernet2/0 overload")
-        else:
-            cfg = cfg.format(nat_out="", nat_in="", nat_rules="")
-        self.net = Net(config=cfg)
-        self.addCleanup(self.net.stop)
-        self.client = self.net.host(INSIDE, INSIDE_CLIENT_IP, 2)
-        self.server = self.net.host(OUTSIDE, REMOTE, 1)
+class DnsThroughAppliance(ApplianceCase):
+    inspect = DNS_INSPECT
 
     def ask(self, data, sport=33333):
         """Send a query; return (src, sport) the server saw it from, or None."""
-        n = len(self.server.udp)
-        self.client.send_udp(REMOTE, sport, 53, data)
-        self.net.pump()
-        new = [u for u in self.server.udp[n:] if u[2] == 53 and u[3] == data]
+        new = [u for u in self.udp(self.client, REMOTE, sport, 53, data, self.server)
+               if u[2] == 53 and u[3] == data]
         return (new[-1][0], new[-1][1]) if new else None
 
     def reply(self, seen, data):
-        n = len(self.client.udp)
-        self.server.send_udp(seen[0], 53, seen[1], data)
-        self.net.pump()
-        return [u[3] for u in self.client.udp[n:]]
-
-    def drops(self, reason):
-        return self.net.app.sessions.stats.drops.get(reason, 0)
+        return [u[3] for u in self.udp(self.server, seen[0], 53, seen[1], data, self.client)]
 
     def test_answer_passes_then_session_closes_and_second_answer_dropped(self):
         seen = self.ask(query(0x1234))
@@ -260,8 +211,7 @@ class DnsThroughAppliance(unittest.TestCase):
         self.assertIn("dns alert is on audit-trail is off timeout 7",
                       self.net.app.show_ip_inspect("name", "IN-OUT"))
         self.server.listen(53, Recorder)
-        c = self.client.connect(REMOTE, 53, sport=40053, app=Recorder())
-        self.net.pump()
+        c = self.connect(self.client, REMOTE, 53, 40053, Recorder())
         self.assertEqual(c.state, "ESTABLISHED")
         self.assertIn(" dns SIS_OPEN", self.net.show("sessions"))
 
@@ -295,8 +245,7 @@ class DnsThroughAppliance(unittest.TestCase):
         self.assertEqual(self.reply(seen, bytes(tc)), [bytes(tc)])
         full = answer(0x4242, rdata="192.0.2.81")
         self._dns_tcp_server(lambda q: [full])
-        c = self.client.connect(REMOTE, 53, sport=40053, app=Recorder())
-        self.net.pump()
+        c = self.connect(self.client, REMOTE, 53, 40053, Recorder())
         q = query(0x4242)
         msg = len(q).to_bytes(2, "big") + q
         for i in range(len(msg)):                    # one byte per segment
@@ -309,8 +258,7 @@ class DnsThroughAppliance(unittest.TestCase):
     def test_tcp_unmatched_or_second_answer_resets(self):
         self._dns_tcp_server(lambda q: [answer(int.from_bytes(q[:2], "big")),
                                         answer(int.from_bytes(q[:2], "big"))])
-        c = self.client.connect(REMOTE, 53, sport=40054, app=Recorder())
-        self.net.pump()
+        c = self.connect(self.client, REMOTE, 53, 40054, Recorder())
         q = query(0x1111)
         c.send(len(q).to_bytes(2, "big") + q)
         self.net.pump()
@@ -322,8 +270,7 @@ class DnsThroughAppliance(unittest.TestCase):
 
     def test_tcp_garbage_query_resets(self):
         self.server.listen(53, Recorder)
-        c = self.client.connect(REMOTE, 53, sport=40055, app=Recorder())
-        self.net.pump()
+        c = self.connect(self.client, REMOTE, 53, 40055, Recorder())
         c.send(b"\x00\x05hello")
         self.net.pump()
         self.assertTrue(c.reset)
@@ -383,7 +330,7 @@ class DnsParser(unittest.TestCase):
 # --------------------------------------------------------------------------
 # TFTP
 
-TFTP_CONFIG = GENERIC.replace("ip inspect name IN-OUT https\n", "ip inspect name IN-OUT tftp\n")
+TFTP_INSPECT = GENERIC.replace("ip inspect name IN-OUT https\n", "ip inspect name IN-OUT tftp\n")
 
 
 def rrq(name=b"boot.bin", mode=b"octet", opts=b""):
@@ -402,41 +349,21 @@ def ack(block):
     return b"\x00\x04" + block.to_bytes(2, "big")
 
 
-class TftpThroughAppliance(unittest.TestCase):
-    nat = True
-
-    def setUp(self):
-        cfg = TFTP_CONFIG
-        if self.nat:
-            cfg = cfg.format(nat_out=" ip nat outside", nat_in=" ip nat inside",
-                             nat_rules="ip nat inside source list 1 interface "
-                                       "Ethernet2/0 overload")
-        else:
-            cfg = cfg.format(nat_out="", nat_in="", nat_rules="")
-        self.net = Net(config=cfg)
-        self.addCleanup(self.net.stop)
-        self.client = self.net.host(INSIDE, INSIDE_CLIENT_IP, 2)
-        self.server = self.net.host(OUTSIDE, REMOTE, 1)
-        self.other = self.net.host(OUTSIDE, "172.22.1.66", 3)
+class TftpThroughAppliance(ApplianceCase):
+    inspect = TFTP_INSPECT
+    hosts = dict(ApplianceCase.hosts, other=(OUTSIDE, EVE, 3))
 
     def request(self, msg, sport=5000):
-        n = len(self.server.udp)
-        self.client.send_udp(REMOTE, sport, 69, msg)
-        self.net.pump()
-        new = [u for u in self.server.udp[n:] if u[2] == 69]
+        new = [u for u in self.udp(self.client, REMOTE, sport, 69, msg, self.server) if u[2] == 69]
         return (new[-1][0], new[-1][1]) if new else None
 
     def from_server(self, seen, msg, sport=6000, host=None):
-        n = len(self.client.udp)
-        (host or self.server).send_udp(seen[0], sport, seen[1], msg)
-        self.net.pump()
-        return [(u[1], u[2], u[3]) for u in self.client.udp[n:]]
+        return [(u[1], u[2], u[3])
+                for u in self.udp(host or self.server, seen[0], sport, seen[1], msg, self.client)]
 
     def to_server(self, msg, dport=6000, sport=5000):
-        n = len(self.server.udp)
-        self.client.send_udp(REMOTE, sport, dport, msg)
-        self.net.pump()
-        return [u[3] for u in self.server.udp[n:] if u[2] == dport]
+        return [u[3] for u in self.udp(self.client, REMOTE, sport, dport, msg, self.server)
+                if u[2] == dport]
 
     def test_read_through_new_server_port_closed_at_last_block(self):
         seen = self.request(rrq())
@@ -476,7 +403,7 @@ class TftpThroughAppliance(unittest.TestCase):
         self.assertIn("TFTP transfer, 1 data blocks", self.net.show("sessions detail"))
 
     def test_no_request_no_channel(self):
-        seen = ("172.22.1.16", 5000) if self.nat else (INSIDE_CLIENT_IP, 5000)
+        seen = (self.me, 5000)
         self.assertEqual(self.from_server(seen, data(1, b"x")), [])
 
     def test_only_the_server_may_answer_and_only_once(self):
@@ -726,25 +653,15 @@ class Pop3Server:
                 conn.send(b"-ERR unknown command\r\n")
 
 
-POP3_CONFIG = GENERIC.replace("ip inspect name IN-OUT https\n",
-                              "ip inspect name IN-OUT pop3 secure-login\n")
+POP3_INSPECT = GENERIC.replace("ip inspect name IN-OUT https\n",
+                               "ip inspect name IN-OUT pop3 secure-login\n")
 
 
-class Pop3ThroughAppliance(unittest.TestCase):
-    nat = True
+class Pop3ThroughAppliance(ApplianceCase):
+    inspect = POP3_INSPECT
 
     def setUp(self):
-        cfg = POP3_CONFIG
-        if self.nat:
-            cfg = cfg.format(nat_out=" ip nat outside", nat_in=" ip nat inside",
-                             nat_rules="ip nat inside source list 1 interface "
-                                       "Ethernet2/0 overload")
-        else:
-            cfg = cfg.format(nat_out="", nat_in="", nat_rules="")
-        self.net = Net(config=cfg)
-        self.addCleanup(self.net.stop)
-        self.client = self.net.host(INSIDE, INSIDE_CLIENT_IP, 2)
-        self.server = self.net.host(OUTSIDE, REMOTE, 1)
+        super().setUp()
         self.seen = []
         self.server.listen(110, lambda: Pop3Server(self.seen))
 
@@ -754,8 +671,7 @@ class Pop3ThroughAppliance(unittest.TestCase):
         globalLogPublisher.addObserver(lines.append)
         self.addCleanup(globalLogPublisher.removeObserver, lines.append)
         app = Recorder()
-        c = self.client.connect(REMOTE, 110, sport=41000, app=app)
-        self.net.pump()
+        c = self.connect(self.client, REMOTE, 110, 41000, app)
         self.assertEqual(bytes(app.data), GREET)
         c.send(b"CAPA\r\n")
         self.net.pump()
@@ -964,32 +880,21 @@ class ImapServer:
                 conn.send(tag + b" BAD unknown command\r\n")
 
 
-IMAP_CONFIG = GENERIC.replace("ip inspect name IN-OUT https\n",
-                              "ip inspect name IN-OUT imap secure-login\n")
+IMAP_INSPECT = GENERIC.replace("ip inspect name IN-OUT https\n",
+                               "ip inspect name IN-OUT imap secure-login\n")
 
 
-class ImapThroughAppliance(unittest.TestCase):
-    nat = True
+class ImapThroughAppliance(ApplianceCase):
+    inspect = IMAP_INSPECT
 
     def setUp(self):
-        cfg = IMAP_CONFIG
-        if self.nat:
-            cfg = cfg.format(nat_out=" ip nat outside", nat_in=" ip nat inside",
-                             nat_rules="ip nat inside source list 1 interface "
-                                       "Ethernet2/0 overload")
-        else:
-            cfg = cfg.format(nat_out="", nat_in="", nat_rules="")
-        self.net = Net(config=cfg)
-        self.addCleanup(self.net.stop)
-        self.client = self.net.host(INSIDE, INSIDE_CLIENT_IP, 2)
-        self.server = self.net.host(OUTSIDE, REMOTE, 1)
+        super().setUp()
         self.seen = []
         self.server.listen(143, lambda: ImapServer(self.seen))
 
     def test_clear_text_login_gets_bad_with_its_tag(self):
         app = Recorder()
-        c = self.client.connect(REMOTE, 143, sport=41001, app=app)
-        self.net.pump()
+        c = self.connect(self.client, REMOTE, 143, 41001, app)
         c.send(b"a1 NOOP\r\n")
         self.net.pump()
         c.send(b"a2 LOGIN alice secret\r\n")
