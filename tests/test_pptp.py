@@ -16,7 +16,7 @@ from cbac.config.parser import parse_config
 from cbac.inspect import pptp
 from cbac.inspect.api import CLIENT, SERVER, InspectContext
 from tests.apphost import REMOTE, ApplianceCase
-from tests.hosts import INSIDE, OUTSIDE
+from tests.hosts import INSIDE, OUTSIDE, FramedServer
 from tests.test_ftp import Engine
 from tests.test_sip import released
 
@@ -137,32 +137,29 @@ class PptpInspector(unittest.TestCase):
             self.assertEqual(e.calls.opened, [])
 
 
-class Pac:
+class Pac(FramedServer):
     """A PPTP server's control channel: answers SCCRQ and OCRQ (its own
     Call IDs from 100 up), records what it got."""
 
     def __init__(self, log):
+        super().__init__()
         self.log = log
-        self.buf = bytearray()
         self.next = 100
 
-    def connected(self, conn):
-        self.conn = conn
+    def frame_length(self, buf):
+        if len(buf) >= 2 and len(buf) >= struct.unpack("!H", buf[:2])[0]:
+            return struct.unpack("!H", buf[:2])[0]
+        return None
 
-    def received(self, conn, data):
-        self.buf += data
-        while len(self.buf) >= 2 and len(self.buf) >= struct.unpack("!H", self.buf[:2])[0]:
-            n = struct.unpack("!H", self.buf[:2])[0]
-            m = bytes(self.buf[:n])
-            del self.buf[:n]
-            ctype = struct.unpack("!H", m[8:10])[0]
-            self.log.append(m)
-            if ctype == 1:
-                conn.send(sccrp())
-            elif ctype == 7:
-                cid = struct.unpack("!H", m[12:14])[0]
-                conn.send(ocrp(self.next, cid))
-                self.next += 1
+    def message(self, conn, m):
+        ctype = struct.unpack("!H", m[8:10])[0]
+        self.log.append(m)
+        if ctype == 1:
+            conn.send(sccrp())
+        elif ctype == 7:
+            cid = struct.unpack("!H", m[12:14])[0]
+            conn.send(ocrp(self.next, cid))
+            self.next += 1
 
 
 class PptpThroughAppliance(ApplianceCase):

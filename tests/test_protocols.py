@@ -6,7 +6,7 @@ from twisted.trial import unittest
 
 from cbac.config.parser import parse_config
 from tests.apphost import EVE, REMOTE, ApplianceCase, cbac_config
-from tests.hosts import OUTSIDE, Net, Recorder
+from tests.hosts import OUTSIDE, FramedServer, LineServer, Net, Recorder
 
 #: the generic names; DNS, TFTP, POP3 and IMAP below put theirs in https's place
 GENERIC = """ip inspect name IN-OUT https
@@ -218,25 +218,17 @@ class DnsThroughAppliance(ApplianceCase):
 
     def _dns_tcp_server(self, answers):
         """A TCP DNS server answering each framed query with answers(q)."""
-        test = self
 
-        class Srv:
-            def __init__(self):
-                self.buf = bytearray()
+        class Srv(FramedServer):
+            def frame_length(self, buf):
+                if len(buf) >= 2 and len(buf) >= 2 + int.from_bytes(buf[:2], "big"):
+                    return 2 + int.from_bytes(buf[:2], "big")
+                return None
 
-            def connected(self, conn):
-                pass
-
-            def received(self, conn, data):
-                self.buf += data
-                while len(self.buf) >= 2 and len(self.buf) >= 2 + int.from_bytes(self.buf[:2], "big"):
-                    n = int.from_bytes(self.buf[:2], "big")
-                    q = bytes(self.buf[2:2 + n])
-                    del self.buf[:2 + n]
-                    for a in answers(q):
-                        conn.send(len(a).to_bytes(2, "big") + a)
+            def message(self, conn, m):
+                for a in answers(m[2:]):
+                    conn.send(len(a).to_bytes(2, "big") + a)
         self.server.listen(53, Srv)
-        return test
 
     def test_truncated_udp_answer_retried_over_tcp(self):
         seen = self.ask(query(0x4242))
@@ -631,26 +623,24 @@ class Pop3Boundaries(unittest.TestCase):
         self.assertTrue(e.reset)
 
 
-class Pop3Server:
+class Pop3Server(LineServer):
     """A POP3 server that answers -ERR to any verb it does not know."""
 
+    greeting = GREET
+    terminator = b"\r\n"
+
     def __init__(self, log):
+        super().__init__()
         self.log = log
-        self.buf = b""
 
-    def connected(self, conn):
-        conn.send(GREET)
-
-    def received(self, conn, data):
-        self.buf += data
-        while b"\r\n" in self.buf:
-            line, self.buf = self.buf.split(b"\r\n", 1)
-            self.log.append(line)
-            verb = line.split(b" ")[0].upper()
-            if verb in (b"USER", b"PASS", b"STAT", b"QUIT", b"CAPA"):
-                conn.send(b"+OK\r\n" if verb != b"CAPA" else b"+OK\r\nUSER\r\nSTLS\r\n.\r\n")
-            else:
-                conn.send(b"-ERR unknown command\r\n")
+    def message(self, conn, line):
+        line = line[:-2]
+        self.log.append(line)
+        verb = line.split(b" ")[0].upper()
+        if verb in (b"USER", b"PASS", b"STAT", b"QUIT", b"CAPA"):
+            conn.send(b"+OK\r\n" if verb != b"CAPA" else b"+OK\r\nUSER\r\nSTLS\r\n.\r\n")
+        else:
+            conn.send(b"-ERR unknown command\r\n")
 
 
 POP3_INSPECT = GENERIC.replace("ip inspect name IN-OUT https\n",
@@ -860,24 +850,22 @@ class ImapBoundaries(unittest.TestCase):
         self.assertTrue(e.reset)
 
 
-class ImapServer:
+class ImapServer(LineServer):
+    greeting = b"* OK IMAP ready\r\n"
+    terminator = b"\r\n"
+
     def __init__(self, log):
+        super().__init__()
         self.log = log
-        self.buf = b""
 
-    def connected(self, conn):
-        conn.send(b"* OK IMAP ready\r\n")
-
-    def received(self, conn, data):
-        self.buf += data
-        while b"\r\n" in self.buf:
-            line, self.buf = self.buf.split(b"\r\n", 1)
-            self.log.append(line)
-            tag, verb = (line.split(b" ") + [b""])[:2]
-            if verb.upper() in (b"LOGIN", b"CAPABILITY", b"NOOP", b"LOGOUT"):
-                conn.send(tag + b" OK done\r\n")
-            else:
-                conn.send(tag + b" BAD unknown command\r\n")
+    def message(self, conn, line):
+        line = line[:-2]
+        self.log.append(line)
+        tag, verb = (line.split(b" ") + [b""])[:2]
+        if verb.upper() in (b"LOGIN", b"CAPABILITY", b"NOOP", b"LOGOUT"):
+            conn.send(tag + b" OK done\r\n")
+        else:
+            conn.send(tag + b" BAD unknown command\r\n")
 
 
 IMAP_INSPECT = GENERIC.replace("ip inspect name IN-OUT https\n",

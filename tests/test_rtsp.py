@@ -11,7 +11,7 @@ from cbac.config.parser import parse_config
 from cbac.inspect import rtsp
 from cbac.inspect.api import CLIENT, SERVER, InspectContext
 from tests.apphost import EVE, REMOTE, ApplianceCase
-from tests.hosts import OUTSIDE
+from tests.hosts import OUTSIDE, LineServer
 from tests.test_ftp import Engine
 from tests.test_sip import released
 
@@ -103,28 +103,24 @@ class RtspInspector(unittest.TestCase):
         self.assertEqual(e.expect, [])
 
 
-class RtspServer:
+class RtspServer(LineServer):
+    """Records each request (up to its empty line) and answers 200 OK."""
+
+    terminator = b"\r\n\r\n"
+
     def __init__(self):
-        self.buf = bytearray()
+        super().__init__()
         self.got = []
 
-    def connected(self, conn):
-        pass
-
-    def received(self, conn, data):
-        self.buf += data
-        while b"\r\n\r\n" in self.buf:
-            i = self.buf.index(b"\r\n\r\n") + 4
-            req = bytes(self.buf[:i])
-            del self.buf[:i]
-            self.got.append(req)
-            cseq = [ln for ln in req.split(b"\r\n") if ln.startswith(b"CSeq")][0]
-            if req.startswith(b"SETUP"):
-                tr = [ln for ln in req.split(b"\r\n") if ln.startswith(b"Transport")][0]
-                conn.send(b"RTSP/1.0 200 OK\r\n" + cseq + b"\r\nSession: 12345678\r\n" + tr
-                          + b";server_port=6970-6971\r\n\r\n")
-            else:
-                conn.send(b"RTSP/1.0 200 OK\r\n" + cseq + b"\r\n\r\n")
+    def message(self, conn, req):
+        self.got.append(req)
+        cseq = [ln for ln in req.split(b"\r\n") if ln.startswith(b"CSeq")][0]
+        if req.startswith(b"SETUP"):
+            tr = [ln for ln in req.split(b"\r\n") if ln.startswith(b"Transport")][0]
+            conn.send(b"RTSP/1.0 200 OK\r\n" + cseq + b"\r\nSession: 12345678\r\n" + tr
+                      + b";server_port=6970-6971\r\n\r\n")
+        else:
+            conn.send(b"RTSP/1.0 200 OK\r\n" + cseq + b"\r\n\r\n")
 
 
 class RtspThroughAppliance(ApplianceCase):
