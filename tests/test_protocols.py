@@ -444,11 +444,17 @@ from tests.test_ftp import Engine  # noqa: E402
 GREET = b"+OK POP3 ready\r\n"
 
 
-def pop3_engine(**opts):
-    rule = InspectProtocol("pop3", **opts)
+def mail_engine(protocol, factory, port, **opts):
+    """The inspector ``factory`` makes for 10.10.10.2:40000 ->
+    172.22.1.1:port under ``ip inspect name X <protocol> <opts>``, on a
+    test Engine."""
     ctx = InspectContext(client_addr=0x0A0A0A02, client_port=40000, server_addr=0xAC160101,
-                         server_port=110, rule=rule)
-    return Engine(pop3.factory(ctx))
+                         server_port=port, rule=InspectProtocol(protocol, **opts))
+    return Engine(factory(ctx))
+
+
+def pop3_engine(**opts):
+    return mail_engine("pop3", pop3.factory, 110, **opts)
 
 
 def released(e, d):
@@ -460,9 +466,10 @@ def released(e, d):
     return bytes(out)
 
 
-def run_pop3(dialogue, cuts, **opts):
-    """Feed (direction, bytes) items, each cut at the given offsets."""
-    e = pop3_engine(**opts)
+def run_dialogue(e, dialogue, cuts):
+    """Feed (direction, bytes) items to the engine e, each cut at the given
+    offsets; after each server piece the client's held bytes are offered
+    again (as the stream engine does when a reply arrives)."""
     for d, data in dialogue:
         pos = 0
         for c in sorted(x for x in cuts if 0 < x < len(data)) + [len(data)]:
@@ -471,6 +478,10 @@ def run_pop3(dialogue, cuts, **opts):
                 e.feed(CLIENT, b"")
             pos = c
     return e
+
+
+def run_pop3(dialogue, cuts, **opts):
+    return run_dialogue(pop3_engine(**opts), dialogue, cuts)
 
 
 SESSION = [(SERVER, GREET), (CLIENT, b"USER alice\r\n"), (SERVER, b"+OK\r\n"),
@@ -689,22 +700,11 @@ from cbac.inspect import imap  # noqa: E402
 
 
 def imap_engine(**opts):
-    rule = InspectProtocol("imap", **opts)
-    ctx = InspectContext(client_addr=0x0A0A0A02, client_port=40000, server_addr=0xAC160101,
-                         server_port=143, rule=rule)
-    return Engine(imap.factory(ctx))
+    return mail_engine("imap", imap.factory, 143, **opts)
 
 
 def run_imap(dialogue, cuts, **opts):
-    e = imap_engine(**opts)
-    for d, data in dialogue:
-        pos = 0
-        for c in sorted(x for x in cuts if 0 < x < len(data)) + [len(data)]:
-            e.feed(d, data[pos:c])
-            if d == SERVER and e.inp[CLIENT][e.rel[CLIENT]:]:
-                e.feed(CLIENT, b"")
-            pos = c
-    return e
+    return run_dialogue(imap_engine(**opts), dialogue, cuts)
 
 
 IMAP_SESSION = [
