@@ -658,13 +658,19 @@ POP3_INSPECT = GENERIC.replace("ip inspect name IN-OUT https\n",
                                "ip inspect name IN-OUT pop3 secure-login\n")
 
 
-class Pop3ThroughAppliance(ApplianceCase):
-    inspect = POP3_INSPECT
+class MailServerCase(ApplianceCase):
+    """The outside host runs ``mail_server(self.seen)`` on ``port``
+    (``self.seen``: the lines it got)."""
 
     def setUp(self):
         super().setUp()
         self.seen = []
-        self.server.listen(110, lambda: Pop3Server(self.seen))
+        self.server.listen(self.port, lambda: self.mail_server(self.seen))
+
+
+class Pop3ThroughAppliance(MailServerCase):
+    inspect = POP3_INSPECT
+    port, mail_server = 110, Pop3Server
 
     def test_clear_text_login_refused_with_err_and_alert(self):
         from twisted.logger import globalLogPublisher
@@ -872,13 +878,9 @@ IMAP_INSPECT = GENERIC.replace("ip inspect name IN-OUT https\n",
                                "ip inspect name IN-OUT imap secure-login\n")
 
 
-class ImapThroughAppliance(ApplianceCase):
+class ImapThroughAppliance(MailServerCase):
     inspect = IMAP_INSPECT
-
-    def setUp(self):
-        super().setUp()
-        self.seen = []
-        self.server.listen(143, lambda: ImapServer(self.seen))
+    port, mail_server = 143, ImapServer
 
     def test_clear_text_login_gets_bad_with_its_tag(self):
         app = Recorder()
