@@ -634,10 +634,10 @@ class Pop3Boundaries(unittest.TestCase):
         self.assertTrue(e.reset)
 
 
-class Pop3Server(LineServer):
-    """A POP3 server that answers -ERR to any verb it does not know."""
+class MailServer(LineServer):
+    """A POP3 or IMAP server: records each command line it gets (without
+    its CRLF) in ``log`` and sends ``answer(line)``."""
 
-    greeting = GREET
     terminator = b"\r\n"
 
     def __init__(self, log):
@@ -647,11 +647,19 @@ class Pop3Server(LineServer):
     def message(self, conn, line):
         line = line[:-2]
         self.log.append(line)
+        conn.send(self.answer(line))
+
+
+class Pop3Server(MailServer):
+    """A POP3 server that answers -ERR to any verb it does not know."""
+
+    greeting = GREET
+
+    def answer(self, line):
         verb = line.split(b" ")[0].upper()
         if verb in (b"USER", b"PASS", b"STAT", b"QUIT", b"CAPA"):
-            conn.send(b"+OK\r\n" if verb != b"CAPA" else b"+OK\r\nUSER\r\nSTLS\r\n.\r\n")
-        else:
-            conn.send(b"-ERR unknown command\r\n")
+            return b"+OK\r\n" if verb != b"CAPA" else b"+OK\r\nUSER\r\nSTLS\r\n.\r\n"
+        return b"-ERR unknown command\r\n"
 
 
 POP3_INSPECT = GENERIC.replace("ip inspect name IN-OUT https\n",
@@ -856,22 +864,16 @@ class ImapBoundaries(unittest.TestCase):
         self.assertTrue(e.reset)
 
 
-class ImapServer(LineServer):
+class ImapServer(MailServer):
+    """An IMAP server that answers BAD to any command it does not know."""
+
     greeting = b"* OK IMAP ready\r\n"
-    terminator = b"\r\n"
 
-    def __init__(self, log):
-        super().__init__()
-        self.log = log
-
-    def message(self, conn, line):
-        line = line[:-2]
-        self.log.append(line)
+    def answer(self, line):
         tag, verb = (line.split(b" ") + [b""])[:2]
         if verb.upper() in (b"LOGIN", b"CAPABILITY", b"NOOP", b"LOGOUT"):
-            conn.send(tag + b" OK done\r\n")
-        else:
-            conn.send(tag + b" BAD unknown command\r\n")
+            return tag + b" OK done\r\n"
+        return tag + b" BAD unknown command\r\n"
 
 
 IMAP_INSPECT = GENERIC.replace("ip inspect name IN-OUT https\n",
