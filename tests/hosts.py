@@ -20,7 +20,9 @@ inspection evasion:
 * out-of-order segments are dropped (the sender retransmits).
 
 An application object (``connected(conn)``, ``received(conn, data)``)
-gets the in-band bytes: :class:`SmtpServer` records what it executes.
+gets the in-band bytes: :class:`SmtpServer` records what it executes;
+:class:`FramedServer` and :class:`LineServer` cut the bytes into the
+messages a test server answers.
 Tests craft hostile segments with :meth:`Conn.raw`.
 """
 
@@ -483,47 +485,85 @@ def socket_ip(b):
     return "%d.%d.%d.%d" % tuple(b)
 
 
-class SmtpServer:
-    """A tiny SMTP server: records every command it executes (lines
-    outside DATA) and every message body."""
+class FramedServer:
+    """A server application that cuts the byte stream it gets into
+    messages: ``frame_length(buf)`` is the length of the whole message at
+    the start of ``buf`` (None while it is incomplete), ``message(conn,
+    m)`` handles each in order.  ``greeting`` (if any) is sent when the
+    connection is established; ``conn`` is the connection."""
 
-    def __init__(self, log):
-        self.log = log
+    greeting = None
+
+    def __init__(self):
         self.buf = bytearray()
-        self.in_data = False
-        self.body = bytearray()
+        self.conn = None
 
     def connected(self, conn):
-        conn.send(b"220 mx.example.com ESMTP\r\n")
+        self.conn = conn
+        if self.greeting is not None:
+            conn.send(self.greeting)
 
     def received(self, conn, data):
         self.buf += data
         while True:
-            i = self.buf.find(b"\n")
-            if i < 0:
+            n = self.frame_length(self.buf)
+            if n is None:
                 return
-            line = bytes(self.buf[:i + 1])
-            del self.buf[:i + 1]
-            if self.in_data:
-                if line.rstrip(b"\r\n") == b".":
-                    self.in_data = False
-                    self.log.append(("BODY", bytes(self.body)))
-                    self.body = bytearray()
-                    conn.send(b"250 2.0.0 queued\r\n")
-                else:
-                    self.body += line
-                continue
-            verb = line.split(b" ", 1)[0].strip().upper()
-            self.log.append(("CMD", verb.decode("latin-1")))
-            if verb == b"DATA":
-                self.in_data = True
-                conn.send(b"354 go ahead\r\n")
-            elif verb == b"QUIT":
-                conn.send(b"221 bye\r\n")
-            elif verb in (b"HELO", b"EHLO", b"MAIL", b"RCPT", b"RSET", b"NOOP"):
-                conn.send(b"250 ok\r\n")
+            m = bytes(self.buf[:n])
+            del self.buf[:n]
+            self.message(conn, m)
+
+    def frame_length(self, buf):
+        raise NotImplementedError
+
+    def message(self, conn, m):
+        raise NotImplementedError
+
+
+class LineServer(FramedServer):
+    """A :class:`FramedServer` whose messages end in ``terminator`` (each
+    given with it)."""
+
+    terminator = b"\n"
+
+    def frame_length(self, buf):
+        i = buf.find(self.terminator)
+        return None if i < 0 else i + len(self.terminator)
+
+
+class SmtpServer(LineServer):
+    """A tiny SMTP server: records every command it executes (lines
+    outside DATA) and every message body."""
+
+    greeting = b"220 mx.example.com ESMTP\r\n"
+
+    def __init__(self, log):
+        super().__init__()
+        self.log = log
+        self.in_data = False
+        self.body = bytearray()
+
+    def message(self, conn, line):
+        if self.in_data:
+            if line.rstrip(b"\r\n") == b".":
+                self.in_data = False
+                self.log.append(("BODY", bytes(self.body)))
+                self.body = bytearray()
+                conn.send(b"250 2.0.0 queued\r\n")
             else:
-                conn.send(b"500 unknown command\r\n")
+                self.body += line
+            return
+        verb = line.split(b" ", 1)[0].strip().upper()
+        self.log.append(("CMD", verb.decode("latin-1")))
+        if verb == b"DATA":
+            self.in_data = True
+            conn.send(b"354 go ahead\r\n")
+        elif verb == b"QUIT":
+            conn.send(b"221 bye\r\n")
+        elif verb in (b"HELO", b"EHLO", b"MAIL", b"RCPT", b"RSET", b"NOOP"):
+            conn.send(b"250 ok\r\n")
+        else:
+            conn.send(b"500 unknown command\r\n")
 
 
 def smtp_server(log):
@@ -543,45 +583,37 @@ class Recorder:
         self.data += data
 
 
-class FtpServer:
+class FtpServer(LineServer):
     """A tiny FTP control channel: records the verbs it executes; PASV
     answers with ``pasv`` (address, port) of the server; ``lpsv_reply``
     makes it answer PASV with a 228 (RFC 1639) reply instead."""
 
+    greeting = b"220 ftp ready\r\n"
+
     def __init__(self, log, pasv=("10.10.10.25", 50000), lpsv_reply=False):
+        super().__init__()
         self.log = log
-        self.buf = bytearray()
         self.pasv = pasv
         self.lpsv_reply = lpsv_reply
 
-    def connected(self, conn):
-        conn.send(b"220 ftp ready\r\n")
-
-    def received(self, conn, data):
-        self.buf += data
-        while True:
-            i = self.buf.find(b"\n")
-            if i < 0:
-                return
-            line = bytes(self.buf[:i + 1])
-            del self.buf[:i + 1]
-            verb = line.split(b" ", 1)[0].strip().upper().decode("latin-1")
-            self.log.append((verb, line.strip().decode("latin-1")))
-            a, p = self.pasv
-            nums = a.split(".") + [str(p >> 8), str(p & 255)]
-            if verb == "USER":
-                conn.send(b"331 password please\r\n")
-            elif verb == "PASS":
-                conn.send(b"230 logged in\r\n")
-            elif verb == "PASV" and self.lpsv_reply:
-                conn.send(("228 Entering Long Passive Mode (4,4,%s,2,%s,%s)\r\n"
-                           % (",".join(a.split(".")), p >> 8, p & 255)).encode())
-            elif verb == "PASV":
-                conn.send(("227 Entering Passive Mode (%s)\r\n" % ",".join(nums)).encode())
-            elif verb in ("PORT", "EPRT", "LPRT", "LPSV", "TYPE", "NOOP"):
-                conn.send(b"200 ok\r\n")
-            else:
-                conn.send(b"500 unknown\r\n")
+    def message(self, conn, line):
+        verb = line.split(b" ", 1)[0].strip().upper().decode("latin-1")
+        self.log.append((verb, line.strip().decode("latin-1")))
+        a, p = self.pasv
+        nums = a.split(".") + [str(p >> 8), str(p & 255)]
+        if verb == "USER":
+            conn.send(b"331 password please\r\n")
+        elif verb == "PASS":
+            conn.send(b"230 logged in\r\n")
+        elif verb == "PASV" and self.lpsv_reply:
+            conn.send(("228 Entering Long Passive Mode (4,4,%s,2,%s,%s)\r\n"
+                       % (",".join(a.split(".")), p >> 8, p & 255)).encode())
+        elif verb == "PASV":
+            conn.send(("227 Entering Passive Mode (%s)\r\n" % ",".join(nums)).encode())
+        elif verb in ("PORT", "EPRT", "LPRT", "LPSV", "TYPE", "NOOP"):
+            conn.send(b"200 ok\r\n")
+        else:
+            conn.send(b"500 unknown\r\n")
 
 
 def ftp_server(log, **kw):

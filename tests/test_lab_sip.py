@@ -2,14 +2,14 @@
 (Debian's ``sip-tester``, i.e. SIPp): ``ip inspect name IN-OUT sip`` added
 to the seed (PAT for the inside, ACL 101 admits no UDP from the outside).
 
-A SIPp UAS on the outside host (172.22.1.1:5060, ``-rtp_echo`` on
-6000) answers a SIPp UAC on the inside host (10.10.10.2:5060) that
-announces its media on 10.10.10.2:7000 and plays an RTP stream (the
-package's g711a.pcap) to the UAS's media port.  The call completes only if
-the INVITE's Via/Contact/SDP were rewritten to the PAT address (the UAS
-answers to the Via), and the UAS's echo reaches the UAC only through the
-RTP pinhole opened from the 200 OK's SDP (the ACL drops any other UDP).
-After the BYE the media channels are closed."""
+A SIPp UAS on the outside host (172.22.1.1:5060, media on 6000) answers
+a SIPp UAC on the inside host (10.10.10.2:5060) that announces its media
+on 10.10.10.2:7000; after the ACK the UAS plays an RTP stream (the
+package's g711a.pcap) to the media address of the offer.  The call
+completes only if the INVITE's Via/Contact/SDP were rewritten to the PAT
+address (the UAS answers to the Via), and the UAS's RTP reaches the UAC
+only through the RTP pinhole opened from the 200 OK's SDP (the ACL drops
+any other UDP).  After the BYE the media channels are closed."""
 
 import os
 import shutil
@@ -22,142 +22,89 @@ from tests.labrun import LabCase, seed_variant, skip_reason, wait_for
 SIPP = shutil.which("sipp")
 PCAP = "/usr/share/sip-tester/g711a.pcap"
 
-CONFIG = seed_variant(replace=[("ip inspect name IN-OUT udp\n",
-                                "ip inspect name IN-OUT udp\n"
-                                "ip inspect name IN-OUT sip audit-trail on\n")])
-
-UAC = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="cbac UAC with media">
-  <send retrans="500">
-    <![CDATA[
-
-      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
-      To: [service] <sip:[service]@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: sip:sipp@[local_ip]:[local_port]
-      Max-Forwards: 70
-      Subject: cbac lab
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 8
-      a=rtpmap:8 PCMA/8000
-
-    ]]>
-  </send>
-  <recv response="100" optional="true"></recv>
-  <recv response="180" optional="true"></recv>
-  <recv response="200" rtd="true"></recv>
-  <send>
-    <![CDATA[
-
-      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
-      To: [service] <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Contact: sip:sipp@[local_ip]:[local_port]
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <pause milliseconds="4000"/>
-  <send retrans="500">
-    <![CDATA[
-
-      BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
-      To: [service] <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 2 BYE
-      Contact: sip:sipp@[local_ip]:[local_port]
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="200"></recv>
-</scenario>
-"""
+#: the seed with SIP inspection added to the inside's rule
+SIP_RULE = ("ip inspect name IN-OUT udp\n",
+            "ip inspect name IN-OUT udp\nip inspect name IN-OUT sip audit-trail on\n")
+CONFIG = seed_variant(replace=[SIP_RULE])
 
 
-UAS = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="cbac UAS with media">
-  <recv request="INVITE"></recv>
-  <send>
-    <![CDATA[
+def _send(lines, retrans=False):
+    """A SIPp <send> of one message: its lines (an empty one between the
+    headers and the body) in CDATA, indented as in SIPp's own scenarios."""
+    return ('  <send%s>\n    <![CDATA[\n\n' % (' retrans="500"' if retrans else "")
+            + "".join("      %s\n" % ln if ln else "\n" for ln in lines)
+            + "\n    ]]>\n  </send>\n")
 
-      SIP/2.0 180 Ringing
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Length: 0
 
-    ]]>
-  </send>
-  <send retrans="500">
-    <![CDATA[
+def _scenario(name, steps):
+    return ('<?xml version="1.0" encoding="ISO-8859-1" ?>\n'
+            '<!DOCTYPE scenario SYSTEM "sipp.dtd">\n'
+            '<scenario name="%s">\n%s</scenario>\n' % (name, "".join(steps)))
 
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Type: application/sdp
-      Content-Length: [len]
 
-      v=0
-      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 8
-      a=rtpmap:8 PCMA/8000
+#: the offer (UAC) and the answer (UAS): one PCMA stream on SIPp's media port
+SDP = ["v=0",
+       "o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]",
+       "s=-",
+       "c=IN IP[media_ip_type] [media_ip]",
+       "t=0 0",
+       "m=audio [media_port] RTP/AVP 8",
+       "a=rtpmap:8 PCMA/8000"]
 
-    ]]>
-  </send>
-  <recv request="ACK"></recv>
-  <nop>
-    <action>
-      <exec play_pcap_audio="%(pcap)s"/>
-    </action>
-  </nop>
-  <recv request="BYE"></recv>
-  <send>
-    <![CDATA[
 
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Length: 0
+def _request(method, cseq, to_tag="", extra=(), body=()):
+    """A UAC request in the dialog (``to_tag``: SIPp's [peer_tag_param])."""
+    return (["%s sip:[service]@[remote_ip]:[remote_port] SIP/2.0" % method,
+             "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]",
+             "From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]",
+             "To: [service] <sip:[service]@[remote_ip]:[remote_port]>" + to_tag,
+             "Call-ID: [call_id]",
+             "CSeq: %s" % cseq,
+             "Contact: sip:sipp@[local_ip]:[local_port]",
+             "Max-Forwards: 70"]
+            + list(extra)
+            + (["Content-Type: application/sdp", "Content-Length: [len]", ""] + list(body)
+               if body else ["Content-Length: 0"]))
 
-    ]]>
-  </send>
-  <timewait milliseconds="4000"/>
-</scenario>
-"""
+
+def _response(status, to_tag=True, body=()):
+    """A UAS response to the last request (``to_tag``: the UAS's tag added)."""
+    return (["SIP/2.0 %s" % status,
+             "[last_Via:]",
+             "[last_From:]",
+             "[last_To:]" + (";tag=[pid]SIPpTag01[call_number]" if to_tag else ""),
+             "[last_Call-ID:]",
+             "[last_CSeq:]",
+             "Contact: <sip:[local_ip]:[local_port];transport=[transport]>"]
+            + (["Content-Type: application/sdp", "Content-Length: [len]", ""] + list(body)
+               if body else ["Content-Length: 0"]))
+
+
+#: INVITE with the offer, ACK, four seconds of the call, BYE
+UAC = _scenario("cbac UAC with media", [
+    _send(_request("INVITE", "1 INVITE", extra=["Subject: cbac lab"], body=SDP), retrans=True),
+    '  <recv response="100" optional="true"></recv>\n'
+    '  <recv response="180" optional="true"></recv>\n'
+    '  <recv response="200" rtd="true"></recv>\n',
+    _send(_request("ACK", "1 ACK", to_tag="[peer_tag_param]")),
+    '  <pause milliseconds="4000"/>\n',
+    _send(_request("BYE", "2 BYE", to_tag="[peer_tag_param]"), retrans=True),
+    '  <recv response="200"></recv>\n'])
+
+#: 180, 200 with the answer, the pcap's RTP after the ACK, 200 to the BYE
+UAS = _scenario("cbac UAS with media", [
+    '  <recv request="INVITE"></recv>\n',
+    _send(_response("180 Ringing")),
+    _send(_response("200 OK", body=SDP), retrans=True),
+    '  <recv request="ACK"></recv>\n'
+    '  <nop>\n'
+    '    <action>\n'
+    '      <exec play_pcap_audio="%(pcap)s"/>\n'
+    '    </action>\n'
+    '  </nop>\n'
+    '  <recv request="BYE"></recv>\n',
+    _send(_response("200 OK", to_tag=False)),
+    '  <timewait milliseconds="4000"/>\n'])
 
 
 class SipLabTests(LabCase, unittest.TestCase):
@@ -257,8 +204,6 @@ class SipLabNoNatTests(SipLabTests):
     """The same call without NAT (the seed's PAT rule removed): nothing is
     rewritten, the UAS's RTP reaches 10.10.10.2 through the pinhole."""
 
-    config = seed_variant(replace=[("ip inspect name IN-OUT udp\n",
-                                    "ip inspect name IN-OUT udp\n"
-                                    "ip inspect name IN-OUT sip audit-trail on\n"),
-                                   ("ip nat inside source list 1 interface Ethernet2/0 overload\n", "")])
+    config = seed_variant(replace=[
+        SIP_RULE, ("ip nat inside source list 1 interface Ethernet2/0 overload\n", "")])
     me = "10.10.10.2"

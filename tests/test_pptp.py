@@ -15,11 +15,12 @@ from cbac.config.model import InspectProtocol
 from cbac.config.parser import parse_config
 from cbac.inspect import pptp
 from cbac.inspect.api import CLIENT, SERVER, InspectContext
-from tests.hosts import INSIDE, OUTSIDE, Net
+from tests.apphost import REMOTE, ApplianceCase
+from tests.hosts import INSIDE, OUTSIDE, FramedServer
 from tests.test_ftp import Engine
 from tests.test_sip import released
 
-PAC = "172.22.1.1"
+PAC = REMOTE
 MAGIC = 0x1A2B3C4D
 
 
@@ -136,68 +137,46 @@ class PptpInspector(unittest.TestCase):
             self.assertEqual(e.calls.opened, [])
 
 
-PPTP_CONFIG = """hostname cbac
-ip inspect name IN-OUT pptp audit-trail on
-interface Ethernet2/0
- ip address 172.22.1.16 255.255.255.0
- ip access-group 101 in
- ip nat outside
-interface Ethernet2/1
- ip address 10.10.10.1 255.255.255.0
- ip nat inside
- ip inspect IN-OUT in
-ip route 0.0.0.0 0.0.0.0 172.22.1.1
-ip nat inside source list 1 interface Ethernet2/0 overload
-access-list 1 permit 10.10.10.0 0.0.0.255
-access-list 101 deny ip any any
-end
-"""
-
-
-class Pac:
+class Pac(FramedServer):
     """A PPTP server's control channel: answers SCCRQ and OCRQ (its own
     Call IDs from 100 up), records what it got."""
 
     def __init__(self, log):
+        super().__init__()
         self.log = log
-        self.buf = bytearray()
         self.next = 100
 
-    def connected(self, conn):
-        self.conn = conn
+    def frame_length(self, buf):
+        if len(buf) >= 2 and len(buf) >= struct.unpack("!H", buf[:2])[0]:
+            return struct.unpack("!H", buf[:2])[0]
+        return None
 
-    def received(self, conn, data):
-        self.buf += data
-        while len(self.buf) >= 2 and len(self.buf) >= struct.unpack("!H", self.buf[:2])[0]:
-            n = struct.unpack("!H", self.buf[:2])[0]
-            m = bytes(self.buf[:n])
-            del self.buf[:n]
-            ctype = struct.unpack("!H", m[8:10])[0]
-            self.log.append(m)
-            if ctype == 1:
-                conn.send(sccrp())
-            elif ctype == 7:
-                cid = struct.unpack("!H", m[12:14])[0]
-                conn.send(ocrp(self.next, cid))
-                self.next += 1
+    def message(self, conn, m):
+        ctype = struct.unpack("!H", m[8:10])[0]
+        self.log.append(m)
+        if ctype == 1:
+            conn.send(sccrp())
+        elif ctype == 7:
+            cid = struct.unpack("!H", m[12:14])[0]
+            conn.send(ocrp(self.next, cid))
+            self.next += 1
 
 
-class PptpThroughAppliance(unittest.TestCase):
-    zbf = False
+class PptpThroughAppliance(ApplianceCase):
+    """Two PNSs (a, b) inside behind PAT, the PAC outside."""
+
+    inspect = "ip inspect name IN-OUT pptp audit-trail on\n"
+    hosts = {"a": (INSIDE, "10.10.10.2", 2), "b": (INSIDE, "10.10.10.3", 4),
+             "pac": (OUTSIDE, PAC, 1)}
 
     def setUp(self):
-        self.net = Net(config=ZBF_CONFIG % "pptp" if self.zbf else PPTP_CONFIG)
-        self.addCleanup(self.net.stop)
-        self.a = self.net.host(INSIDE, "10.10.10.2", 2)
-        self.b = self.net.host(INSIDE, "10.10.10.3", 4)
-        self.pac = self.net.host(OUTSIDE, PAC, 1)
+        super().setUp()
         self.log = []
         self.server = Pac(self.log)
         self.pac.listen(1723, lambda: self.server)
 
     def call(self, host, sport, call_id):
-        c = host.connect(PAC, 1723, sport=sport)
-        self.net.pump()
+        c = self.connect(host, PAC, 1723, sport)
         c.send(sccrq())
         self.net.pump()
         c.send(ocrq(call_id))
@@ -205,10 +184,7 @@ class PptpThroughAppliance(unittest.TestCase):
         return c
 
     def gre_to(self, sender, src, dst, call_id, receiver):
-        n = len(receiver.ip_packets)
-        sender.send_ip(gre(src, dst, call_id))
-        self.net.pump()
-        return [p for p in receiver.ip_packets[n:] if p[9] == 47]
+        return [p for p in self.ip(sender, gre(src, dst, call_id), receiver) if p[9] == 47]
 
     def test_two_pns_same_call_id_through_pat(self):
         ca = self.call(self.a, 40000, 1)
@@ -234,10 +210,7 @@ class PptpThroughAppliance(unittest.TestCase):
                          + self.gre_to(self.pac, PAC, "172.22.1.16", 3, self.b), [])
         plain = gre(PAC, "172.22.1.16", 1)
         plain[20 + 1] = 0x00                      # version 0
-        n = len(self.a.ip_packets)
-        self.pac.send_ip(plain)
-        self.net.pump()
-        self.assertEqual(len(self.a.ip_packets), n)
+        self.assertEqual(self.ip(self.pac, plain, self.a), [])
         detail = self.net.show("sessions detail")
         self.assertIn("pptp-gre", detail)
         self.assertIn("PNS call ID 1 (outside 2), PAC call ID 101", detail)
@@ -252,37 +225,10 @@ class PptpThroughAppliance(unittest.TestCase):
         self.assertNotIn("pptp-gre", self.net.show("sessions"))
 
 
-ZBF_CONFIG = """hostname cbac
-class-map type inspect match-any LAN-WAN
- match protocol %s
-policy-map type inspect LAN-WAN-POLICY
- class type inspect LAN-WAN
-  inspect
- class class-default
-  drop
-zone security LAN
-zone security WAN
-zone-pair security LAN-WAN source LAN destination WAN
- service-policy type inspect LAN-WAN-POLICY
-interface Ethernet2/0
- ip address 172.22.1.16 255.255.255.0
- ip nat outside
- zone-member security WAN
-interface Ethernet2/1
- ip address 10.10.10.1 255.255.255.0
- ip nat inside
- zone-member security LAN
-ip route 0.0.0.0 0.0.0.0 172.22.1.1
-ip nat inside source list 1 interface Ethernet2/0 overload
-access-list 1 permit 10.10.10.0 0.0.0.255
-end
-"""
-
-
 class PptpThroughZoneBasedFirewall(PptpThroughAppliance):
     """``match protocol pptp`` in a LAN-WAN zone pair: the calls' GRE
     follows the control session both ways (nothing WAN-LAN)."""
-    zbf = True
+    zbf = "pptp"
 
 
 class PptpSegmentation(PptpThroughAppliance):
@@ -290,8 +236,7 @@ class PptpSegmentation(PptpThroughAppliance):
         pass
 
     def test_control_one_byte_per_segment(self):
-        c = self.a.connect(PAC, 1723, sport=40000)
-        self.net.pump()
+        c = self.connect(self.a, PAC, 1723, 40000)
         for m in (sccrq(), ocrq(1)):
             for i in range(len(m)):
                 c.send(m[i:i + 1])
@@ -300,8 +245,7 @@ class PptpSegmentation(PptpThroughAppliance):
         self.assertEqual(len(self.gre_to(self.pac, PAC, "172.22.1.16", 1, self.a)), 1)
 
     def test_bad_control_message_resets_and_admits_no_gre(self):
-        c = self.a.connect(PAC, 1723, sport=40000)
-        self.net.pump()
+        c = self.connect(self.a, PAC, 1723, 40000)
         c.send(sccrq())
         self.net.pump()
         c.send(ocrq(1)[:8] + b"\x00\x00\x00\x00" + ocrq(1)[12:])      # control type 0
@@ -311,14 +255,7 @@ class PptpSegmentation(PptpThroughAppliance):
 
 
 class PptpTimeout(PptpThroughAppliance):
-    def setUp(self):
-        global PPTP_CONFIG
-        saved = PPTP_CONFIG
-        PPTP_CONFIG = saved.replace("pptp audit-trail on", "pptp timeout 100")
-        try:
-            super().setUp()
-        finally:
-            PPTP_CONFIG = saved
+    inspect = "ip inspect name IN-OUT pptp timeout 100\n"
 
     def test_two_pns_same_call_id_through_pat(self):
         pass

@@ -5,12 +5,11 @@ with simulated Linux hosts (tests/hosts.py)."""
 from twisted.trial import unittest
 
 from cbac.config.parser import parse_config
-from tests.hosts import INSIDE, INSIDE_CLIENT_IP, OUTSIDE, Net, Recorder
+from tests.apphost import EVE, REMOTE, ApplianceCase, cbac_config
+from tests.hosts import OUTSIDE, FramedServer, LineServer, Net, Recorder
 
-REMOTE = "172.22.1.1"
-
-GENERIC = """hostname cbac
-ip inspect name IN-OUT https
+#: the generic names; DNS, TFTP, POP3 and IMAP below put theirs in https's place
+GENERIC = """ip inspect name IN-OUT https
 ip inspect name IN-OUT ssh timeout 600
 ip inspect name IN-OUT ntp
 ip inspect name IN-OUT isakmp
@@ -19,28 +18,11 @@ ip inspect name IN-OUT snmp
 ip inspect name IN-OUT telnet
 ip inspect name IN-OUT pop3s
 ip inspect name IN-OUT imaps
-interface Ethernet2/0
- ip address 172.22.1.16 255.255.255.0
- ip access-group 101 in
-{nat_out}
-interface Ethernet2/1
- ip address 10.10.10.1 255.255.255.0
-{nat_in}
- ip inspect IN-OUT in
-ip route 0.0.0.0 0.0.0.0 172.22.1.1
-{nat_rules}
-access-list 1 permit 10.10.10.0 0.0.0.255
-access-list 101 deny ip any any
-end
 """
 
 
 def generic_config(nat):
-    if nat:
-        return GENERIC.format(nat_out=" ip nat outside", nat_in=" ip nat inside",
-                              nat_rules="ip nat inside source list 1 interface "
-                                        "Ethernet2/0 overload")
-    return GENERIC.format(nat_out="", nat_in="", nat_rules="")
+    return cbac_config(GENERIC, nat)
 
 
 class GenericNamesConfig(unittest.TestCase):
@@ -69,20 +51,12 @@ class GenericNamesConfig(unittest.TestCase):
             self.assertNotIn("X", model.inspect_rules)
 
 
-class GenericNamesThroughAppliance(unittest.TestCase):
-    nat = True
-
-    def setUp(self):
-        self.net = Net(config=generic_config(self.nat))
-        self.addCleanup(self.net.stop)
-        self.inner = self.net.host(INSIDE, INSIDE_CLIENT_IP, 2)
-        self.outer = self.net.host(OUTSIDE, REMOTE, 1)
+class GenericNamesThroughAppliance(ApplianceCase):
+    inspect = GENERIC
 
     def _tcp(self, port, sport):
-        self.outer.listen(port, Recorder)
-        c = self.inner.connect(REMOTE, port, sport=sport, app=Recorder())
-        self.net.pump()
-        return c
+        self.server.listen(port, Recorder)
+        return self.connect(self.client, REMOTE, port, sport, Recorder())
 
     def test_https_inspected_on_443_only(self):
         c = self._tcp(443, 40001)
@@ -104,14 +78,12 @@ class GenericNamesThroughAppliance(unittest.TestCase):
         self.assertNotIn(" ssh ", self.net.show("sessions"))
 
     def _udp_reply_passes(self, dport, sport):
-        self.inner.send_udp(REMOTE, sport, dport, b"q")
-        self.net.pump()
-        got = [u for u in self.outer.udp if u[2] == dport]
+        got = [u for u in self.udp(self.client, REMOTE, sport, dport, b"q", self.server)
+               if u[2] == dport]
         self.assertTrue(got, "request not forwarded")
         src, psport, _, _ = got[-1]
-        self.outer.send_udp(src, dport, psport, b"r")
-        self.net.pump()
-        return [u for u in self.inner.udp if u[1] == dport and u[2] == sport]
+        return [u for u in self.udp(self.server, src, dport, psport, b"r", self.client)
+                if u[1] == dport and u[2] == sport]
 
     def test_udp_generic_names_on_their_ports(self):
         for dport, sport, name in ((123, 5123, "ntp"), (500, 5500, "isakmp"),
@@ -148,8 +120,8 @@ class GenericNamesRender(unittest.TestCase):
 
 from scapy.all import DNS, DNSQR, DNSRR, raw  # noqa: E402
 
-DNS_CONFIG = GENERIC.replace("ip inspect name IN-OUT https\n",
-                             "ip inspect name IN-OUT dns\nip inspect dns-timeout 7\n")
+DNS_INSPECT = GENERIC.replace("ip inspect name IN-OUT https\n",
+                              "ip inspect name IN-OUT dns\nip inspect dns-timeout 7\n")
 
 
 def query(ident, name="www.example.com", qtype="A"):
@@ -162,38 +134,17 @@ def answer(ident, name="www.example.com", qtype="A", rdata="192.0.2.80"):
                    an=an))
 
 
-class DnsThroughAppliance(unittest.TestCase):
-    nat = True
-
-    def setUp(self):
-        cfg = DNS_CONFIG
-        if self.nat:
-            cfg = cfg.format(nat_out=" ip nat outside", nat_in=" ip nat inside",
-                             nat_rules="ip nat inside source list 1 interface "
-                                       "Ethernet2/0 overload")
-        else:
-            cfg = cfg.format(nat_out="", nat_in="", nat_rules="")
-        self.net = Net(config=cfg)
-        self.addCleanup(self.net.stop)
-        self.client = self.net.host(INSIDE, INSIDE_CLIENT_IP, 2)
-        self.server = self.net.host(OUTSIDE, REMOTE, 1)
+class DnsThroughAppliance(ApplianceCase):
+    inspect = DNS_INSPECT
 
     def ask(self, data, sport=33333):
         """Send a query; return (src, sport) the server saw it from, or None."""
-        n = len(self.server.udp)
-        self.client.send_udp(REMOTE, sport, 53, data)
-        self.net.pump()
-        new = [u for u in self.server.udp[n:] if u[2] == 53 and u[3] == data]
+        new = [u for u in self.udp(self.client, REMOTE, sport, 53, data, self.server)
+               if u[2] == 53 and u[3] == data]
         return (new[-1][0], new[-1][1]) if new else None
 
     def reply(self, seen, data):
-        n = len(self.client.udp)
-        self.server.send_udp(seen[0], 53, seen[1], data)
-        self.net.pump()
-        return [u[3] for u in self.client.udp[n:]]
-
-    def drops(self, reason):
-        return self.net.app.sessions.stats.drops.get(reason, 0)
+        return [u[3] for u in self.udp(self.server, seen[0], 53, seen[1], data, self.client)]
 
     def test_answer_passes_then_session_closes_and_second_answer_dropped(self):
         seen = self.ask(query(0x1234))
@@ -260,33 +211,24 @@ class DnsThroughAppliance(unittest.TestCase):
         self.assertIn("dns alert is on audit-trail is off timeout 7",
                       self.net.app.show_ip_inspect("name", "IN-OUT"))
         self.server.listen(53, Recorder)
-        c = self.client.connect(REMOTE, 53, sport=40053, app=Recorder())
-        self.net.pump()
+        c = self.connect(self.client, REMOTE, 53, 40053, Recorder())
         self.assertEqual(c.state, "ESTABLISHED")
         self.assertIn(" dns SIS_OPEN", self.net.show("sessions"))
 
 
     def _dns_tcp_server(self, answers):
         """A TCP DNS server answering each framed query with answers(q)."""
-        test = self
 
-        class Srv:
-            def __init__(self):
-                self.buf = bytearray()
+        class Srv(FramedServer):
+            def frame_length(self, buf):
+                if len(buf) >= 2 and len(buf) >= 2 + int.from_bytes(buf[:2], "big"):
+                    return 2 + int.from_bytes(buf[:2], "big")
+                return None
 
-            def connected(self, conn):
-                pass
-
-            def received(self, conn, data):
-                self.buf += data
-                while len(self.buf) >= 2 and len(self.buf) >= 2 + int.from_bytes(self.buf[:2], "big"):
-                    n = int.from_bytes(self.buf[:2], "big")
-                    q = bytes(self.buf[2:2 + n])
-                    del self.buf[:2 + n]
-                    for a in answers(q):
-                        conn.send(len(a).to_bytes(2, "big") + a)
+            def message(self, conn, m):
+                for a in answers(m[2:]):
+                    conn.send(len(a).to_bytes(2, "big") + a)
         self.server.listen(53, Srv)
-        return test
 
     def test_truncated_udp_answer_retried_over_tcp(self):
         seen = self.ask(query(0x4242))
@@ -295,8 +237,7 @@ class DnsThroughAppliance(unittest.TestCase):
         self.assertEqual(self.reply(seen, bytes(tc)), [bytes(tc)])
         full = answer(0x4242, rdata="192.0.2.81")
         self._dns_tcp_server(lambda q: [full])
-        c = self.client.connect(REMOTE, 53, sport=40053, app=Recorder())
-        self.net.pump()
+        c = self.connect(self.client, REMOTE, 53, 40053, Recorder())
         q = query(0x4242)
         msg = len(q).to_bytes(2, "big") + q
         for i in range(len(msg)):                    # one byte per segment
@@ -309,8 +250,7 @@ class DnsThroughAppliance(unittest.TestCase):
     def test_tcp_unmatched_or_second_answer_resets(self):
         self._dns_tcp_server(lambda q: [answer(int.from_bytes(q[:2], "big")),
                                         answer(int.from_bytes(q[:2], "big"))])
-        c = self.client.connect(REMOTE, 53, sport=40054, app=Recorder())
-        self.net.pump()
+        c = self.connect(self.client, REMOTE, 53, 40054, Recorder())
         q = query(0x1111)
         c.send(len(q).to_bytes(2, "big") + q)
         self.net.pump()
@@ -322,8 +262,7 @@ class DnsThroughAppliance(unittest.TestCase):
 
     def test_tcp_garbage_query_resets(self):
         self.server.listen(53, Recorder)
-        c = self.client.connect(REMOTE, 53, sport=40055, app=Recorder())
-        self.net.pump()
+        c = self.connect(self.client, REMOTE, 53, 40055, Recorder())
         c.send(b"\x00\x05hello")
         self.net.pump()
         self.assertTrue(c.reset)
@@ -383,7 +322,7 @@ class DnsParser(unittest.TestCase):
 # --------------------------------------------------------------------------
 # TFTP
 
-TFTP_CONFIG = GENERIC.replace("ip inspect name IN-OUT https\n", "ip inspect name IN-OUT tftp\n")
+TFTP_INSPECT = GENERIC.replace("ip inspect name IN-OUT https\n", "ip inspect name IN-OUT tftp\n")
 
 
 def rrq(name=b"boot.bin", mode=b"octet", opts=b""):
@@ -402,41 +341,21 @@ def ack(block):
     return b"\x00\x04" + block.to_bytes(2, "big")
 
 
-class TftpThroughAppliance(unittest.TestCase):
-    nat = True
-
-    def setUp(self):
-        cfg = TFTP_CONFIG
-        if self.nat:
-            cfg = cfg.format(nat_out=" ip nat outside", nat_in=" ip nat inside",
-                             nat_rules="ip nat inside source list 1 interface "
-                                       "Ethernet2/0 overload")
-        else:
-            cfg = cfg.format(nat_out="", nat_in="", nat_rules="")
-        self.net = Net(config=cfg)
-        self.addCleanup(self.net.stop)
-        self.client = self.net.host(INSIDE, INSIDE_CLIENT_IP, 2)
-        self.server = self.net.host(OUTSIDE, REMOTE, 1)
-        self.other = self.net.host(OUTSIDE, "172.22.1.66", 3)
+class TftpThroughAppliance(ApplianceCase):
+    inspect = TFTP_INSPECT
+    hosts = dict(ApplianceCase.hosts, other=(OUTSIDE, EVE, 3))
 
     def request(self, msg, sport=5000):
-        n = len(self.server.udp)
-        self.client.send_udp(REMOTE, sport, 69, msg)
-        self.net.pump()
-        new = [u for u in self.server.udp[n:] if u[2] == 69]
+        new = [u for u in self.udp(self.client, REMOTE, sport, 69, msg, self.server) if u[2] == 69]
         return (new[-1][0], new[-1][1]) if new else None
 
     def from_server(self, seen, msg, sport=6000, host=None):
-        n = len(self.client.udp)
-        (host or self.server).send_udp(seen[0], sport, seen[1], msg)
-        self.net.pump()
-        return [(u[1], u[2], u[3]) for u in self.client.udp[n:]]
+        return [(u[1], u[2], u[3])
+                for u in self.udp(host or self.server, seen[0], sport, seen[1], msg, self.client)]
 
     def to_server(self, msg, dport=6000, sport=5000):
-        n = len(self.server.udp)
-        self.client.send_udp(REMOTE, sport, dport, msg)
-        self.net.pump()
-        return [u[3] for u in self.server.udp[n:] if u[2] == dport]
+        return [u[3] for u in self.udp(self.client, REMOTE, sport, dport, msg, self.server)
+                if u[2] == dport]
 
     def test_read_through_new_server_port_closed_at_last_block(self):
         seen = self.request(rrq())
@@ -476,7 +395,7 @@ class TftpThroughAppliance(unittest.TestCase):
         self.assertIn("TFTP transfer, 1 data blocks", self.net.show("sessions detail"))
 
     def test_no_request_no_channel(self):
-        seen = ("172.22.1.16", 5000) if self.nat else (INSIDE_CLIENT_IP, 5000)
+        seen = (self.me, 5000)
         self.assertEqual(self.from_server(seen, data(1, b"x")), [])
 
     def test_only_the_server_may_answer_and_only_once(self):
@@ -525,11 +444,17 @@ from tests.test_ftp import Engine  # noqa: E402
 GREET = b"+OK POP3 ready\r\n"
 
 
-def pop3_engine(**opts):
-    rule = InspectProtocol("pop3", **opts)
+def mail_engine(protocol, factory, port, **opts):
+    """The inspector ``factory`` makes for 10.10.10.2:40000 ->
+    172.22.1.1:port under ``ip inspect name X <protocol> <opts>``, on a
+    test Engine."""
     ctx = InspectContext(client_addr=0x0A0A0A02, client_port=40000, server_addr=0xAC160101,
-                         server_port=110, rule=rule)
-    return Engine(pop3.factory(ctx))
+                         server_port=port, rule=InspectProtocol(protocol, **opts))
+    return Engine(factory(ctx))
+
+
+def pop3_engine(**opts):
+    return mail_engine("pop3", pop3.factory, 110, **opts)
 
 
 def released(e, d):
@@ -541,9 +466,10 @@ def released(e, d):
     return bytes(out)
 
 
-def run_pop3(dialogue, cuts, **opts):
-    """Feed (direction, bytes) items, each cut at the given offsets."""
-    e = pop3_engine(**opts)
+def run_dialogue(e, dialogue, cuts):
+    """Feed (direction, bytes) items to the engine e, each cut at the given
+    offsets; after each server piece the client's held bytes are offered
+    again (as the stream engine does when a reply arrives)."""
     for d, data in dialogue:
         pos = 0
         for c in sorted(x for x in cuts if 0 < x < len(data)) + [len(data)]:
@@ -552,6 +478,10 @@ def run_pop3(dialogue, cuts, **opts):
                 e.feed(CLIENT, b"")
             pos = c
     return e
+
+
+def run_pop3(dialogue, cuts, **opts):
+    return run_dialogue(pop3_engine(**opts), dialogue, cuts)
 
 
 SESSION = [(SERVER, GREET), (CLIENT, b"USER alice\r\n"), (SERVER, b"+OK\r\n"),
@@ -704,49 +634,51 @@ class Pop3Boundaries(unittest.TestCase):
         self.assertTrue(e.reset)
 
 
-class Pop3Server:
-    """A POP3 server that answers -ERR to any verb it does not know."""
+class MailServer(LineServer):
+    """A POP3 or IMAP server: records each command line it gets (without
+    its CRLF) in ``log`` and sends ``answer(line)``."""
+
+    terminator = b"\r\n"
 
     def __init__(self, log):
+        super().__init__()
         self.log = log
-        self.buf = b""
 
-    def connected(self, conn):
-        conn.send(GREET)
-
-    def received(self, conn, data):
-        self.buf += data
-        while b"\r\n" in self.buf:
-            line, self.buf = self.buf.split(b"\r\n", 1)
-            self.log.append(line)
-            verb = line.split(b" ")[0].upper()
-            if verb in (b"USER", b"PASS", b"STAT", b"QUIT", b"CAPA"):
-                conn.send(b"+OK\r\n" if verb != b"CAPA" else b"+OK\r\nUSER\r\nSTLS\r\n.\r\n")
-            else:
-                conn.send(b"-ERR unknown command\r\n")
+    def message(self, conn, line):
+        line = line[:-2]
+        self.log.append(line)
+        conn.send(self.answer(line))
 
 
-POP3_CONFIG = GENERIC.replace("ip inspect name IN-OUT https\n",
-                              "ip inspect name IN-OUT pop3 secure-login\n")
+class Pop3Server(MailServer):
+    """A POP3 server that answers -ERR to any verb it does not know."""
+
+    greeting = GREET
+
+    def answer(self, line):
+        verb = line.split(b" ")[0].upper()
+        if verb in (b"USER", b"PASS", b"STAT", b"QUIT", b"CAPA"):
+            return b"+OK\r\n" if verb != b"CAPA" else b"+OK\r\nUSER\r\nSTLS\r\n.\r\n"
+        return b"-ERR unknown command\r\n"
 
 
-class Pop3ThroughAppliance(unittest.TestCase):
-    nat = True
+POP3_INSPECT = GENERIC.replace("ip inspect name IN-OUT https\n",
+                               "ip inspect name IN-OUT pop3 secure-login\n")
+
+
+class MailServerCase(ApplianceCase):
+    """The outside host runs ``mail_server(self.seen)`` on ``port``
+    (``self.seen``: the lines it got)."""
 
     def setUp(self):
-        cfg = POP3_CONFIG
-        if self.nat:
-            cfg = cfg.format(nat_out=" ip nat outside", nat_in=" ip nat inside",
-                             nat_rules="ip nat inside source list 1 interface "
-                                       "Ethernet2/0 overload")
-        else:
-            cfg = cfg.format(nat_out="", nat_in="", nat_rules="")
-        self.net = Net(config=cfg)
-        self.addCleanup(self.net.stop)
-        self.client = self.net.host(INSIDE, INSIDE_CLIENT_IP, 2)
-        self.server = self.net.host(OUTSIDE, REMOTE, 1)
+        super().setUp()
         self.seen = []
-        self.server.listen(110, lambda: Pop3Server(self.seen))
+        self.server.listen(self.port, lambda: self.mail_server(self.seen))
+
+
+class Pop3ThroughAppliance(MailServerCase):
+    inspect = POP3_INSPECT
+    port, mail_server = 110, Pop3Server
 
     def test_clear_text_login_refused_with_err_and_alert(self):
         from twisted.logger import globalLogPublisher
@@ -754,8 +686,7 @@ class Pop3ThroughAppliance(unittest.TestCase):
         globalLogPublisher.addObserver(lines.append)
         self.addCleanup(globalLogPublisher.removeObserver, lines.append)
         app = Recorder()
-        c = self.client.connect(REMOTE, 110, sport=41000, app=app)
-        self.net.pump()
+        c = self.connect(self.client, REMOTE, 110, 41000, app)
         self.assertEqual(bytes(app.data), GREET)
         c.send(b"CAPA\r\n")
         self.net.pump()
@@ -783,22 +714,11 @@ from cbac.inspect import imap  # noqa: E402
 
 
 def imap_engine(**opts):
-    rule = InspectProtocol("imap", **opts)
-    ctx = InspectContext(client_addr=0x0A0A0A02, client_port=40000, server_addr=0xAC160101,
-                         server_port=143, rule=rule)
-    return Engine(imap.factory(ctx))
+    return mail_engine("imap", imap.factory, 143, **opts)
 
 
 def run_imap(dialogue, cuts, **opts):
-    e = imap_engine(**opts)
-    for d, data in dialogue:
-        pos = 0
-        for c in sorted(x for x in cuts if 0 < x < len(data)) + [len(data)]:
-            e.feed(d, data[pos:c])
-            if d == SERVER and e.inp[CLIENT][e.rel[CLIENT]:]:
-                e.feed(CLIENT, b"")
-            pos = c
-    return e
+    return run_dialogue(imap_engine(**opts), dialogue, cuts)
 
 
 IMAP_SESSION = [
@@ -944,52 +864,29 @@ class ImapBoundaries(unittest.TestCase):
         self.assertTrue(e.reset)
 
 
-class ImapServer:
-    def __init__(self, log):
-        self.log = log
-        self.buf = b""
+class ImapServer(MailServer):
+    """An IMAP server that answers BAD to any command it does not know."""
 
-    def connected(self, conn):
-        conn.send(b"* OK IMAP ready\r\n")
+    greeting = b"* OK IMAP ready\r\n"
 
-    def received(self, conn, data):
-        self.buf += data
-        while b"\r\n" in self.buf:
-            line, self.buf = self.buf.split(b"\r\n", 1)
-            self.log.append(line)
-            tag, verb = (line.split(b" ") + [b""])[:2]
-            if verb.upper() in (b"LOGIN", b"CAPABILITY", b"NOOP", b"LOGOUT"):
-                conn.send(tag + b" OK done\r\n")
-            else:
-                conn.send(tag + b" BAD unknown command\r\n")
+    def answer(self, line):
+        tag, verb = (line.split(b" ") + [b""])[:2]
+        if verb.upper() in (b"LOGIN", b"CAPABILITY", b"NOOP", b"LOGOUT"):
+            return tag + b" OK done\r\n"
+        return tag + b" BAD unknown command\r\n"
 
 
-IMAP_CONFIG = GENERIC.replace("ip inspect name IN-OUT https\n",
-                              "ip inspect name IN-OUT imap secure-login\n")
+IMAP_INSPECT = GENERIC.replace("ip inspect name IN-OUT https\n",
+                               "ip inspect name IN-OUT imap secure-login\n")
 
 
-class ImapThroughAppliance(unittest.TestCase):
-    nat = True
-
-    def setUp(self):
-        cfg = IMAP_CONFIG
-        if self.nat:
-            cfg = cfg.format(nat_out=" ip nat outside", nat_in=" ip nat inside",
-                             nat_rules="ip nat inside source list 1 interface "
-                                       "Ethernet2/0 overload")
-        else:
-            cfg = cfg.format(nat_out="", nat_in="", nat_rules="")
-        self.net = Net(config=cfg)
-        self.addCleanup(self.net.stop)
-        self.client = self.net.host(INSIDE, INSIDE_CLIENT_IP, 2)
-        self.server = self.net.host(OUTSIDE, REMOTE, 1)
-        self.seen = []
-        self.server.listen(143, lambda: ImapServer(self.seen))
+class ImapThroughAppliance(MailServerCase):
+    inspect = IMAP_INSPECT
+    port, mail_server = 143, ImapServer
 
     def test_clear_text_login_gets_bad_with_its_tag(self):
         app = Recorder()
-        c = self.client.connect(REMOTE, 143, sport=41001, app=app)
-        self.net.pump()
+        c = self.connect(self.client, REMOTE, 143, 41001, app)
         c.send(b"a1 NOOP\r\n")
         self.net.pump()
         c.send(b"a2 LOGIN alice secret\r\n")

@@ -10,11 +10,12 @@ from cbac.config.model import InspectProtocol
 from cbac.config.parser import parse_config
 from cbac.inspect import rtsp
 from cbac.inspect.api import CLIENT, SERVER, InspectContext
-from tests.hosts import INSIDE, INSIDE_CLIENT_IP, OUTSIDE, Net
+from tests.apphost import EVE, REMOTE, ApplianceCase
+from tests.hosts import OUTSIDE, LineServer
 from tests.test_ftp import Engine
 from tests.test_sip import released
 
-SERVER_IP = "172.22.1.1"
+SERVER_IP = REMOTE
 
 SETUP = (b"SETUP rtsp://172.22.1.1/movie/trackID=1 RTSP/1.0\r\nCSeq: 3\r\n"
          b"Transport: RTP/AVP;unicast;client_port=5000-5001\r\n\r\n")
@@ -102,78 +103,40 @@ class RtspInspector(unittest.TestCase):
         self.assertEqual(e.expect, [])
 
 
-RTSP_CONFIG = """hostname cbac
-ip inspect name IN-OUT rtsp
-interface Ethernet2/0
- ip address 172.22.1.16 255.255.255.0
- ip access-group 101 in
-{nat_out}
-interface Ethernet2/1
- ip address 10.10.10.1 255.255.255.0
-{nat_in}
- ip inspect IN-OUT in
-ip route 0.0.0.0 0.0.0.0 172.22.1.1
-{nat_rules}
-access-list 1 permit 10.10.10.0 0.0.0.255
-access-list 101 deny ip any any
-end
-"""
+class RtspServer(LineServer):
+    """Records each request (up to its empty line) and answers 200 OK."""
 
+    terminator = b"\r\n\r\n"
 
-class RtspServer:
     def __init__(self):
-        self.buf = bytearray()
+        super().__init__()
         self.got = []
 
-    def connected(self, conn):
-        pass
-
-    def received(self, conn, data):
-        self.buf += data
-        while b"\r\n\r\n" in self.buf:
-            i = self.buf.index(b"\r\n\r\n") + 4
-            req = bytes(self.buf[:i])
-            del self.buf[:i]
-            self.got.append(req)
-            cseq = [ln for ln in req.split(b"\r\n") if ln.startswith(b"CSeq")][0]
-            if req.startswith(b"SETUP"):
-                tr = [ln for ln in req.split(b"\r\n") if ln.startswith(b"Transport")][0]
-                conn.send(b"RTSP/1.0 200 OK\r\n" + cseq + b"\r\nSession: 12345678\r\n" + tr
-                          + b";server_port=6970-6971\r\n\r\n")
-            else:
-                conn.send(b"RTSP/1.0 200 OK\r\n" + cseq + b"\r\n\r\n")
+    def message(self, conn, req):
+        self.got.append(req)
+        cseq = [ln for ln in req.split(b"\r\n") if ln.startswith(b"CSeq")][0]
+        if req.startswith(b"SETUP"):
+            tr = [ln for ln in req.split(b"\r\n") if ln.startswith(b"Transport")][0]
+            conn.send(b"RTSP/1.0 200 OK\r\n" + cseq + b"\r\nSession: 12345678\r\n" + tr
+                      + b";server_port=6970-6971\r\n\r\n")
+        else:
+            conn.send(b"RTSP/1.0 200 OK\r\n" + cseq + b"\r\n\r\n")
 
 
-class RtspThroughAppliance(unittest.TestCase):
-    nat = True
-
-    zbf = False
+class RtspThroughAppliance(ApplianceCase):
+    inspect = "ip inspect name IN-OUT rtsp\n"
+    hosts = dict(ApplianceCase.hosts, eve=(OUTSIDE, EVE, 3))
 
     def setUp(self):
-        nat = self.nat
-        cfg = RTSP_CONFIG.format(
-            nat_out=" ip nat outside" if nat else "", nat_in=" ip nat inside" if nat else "",
-            nat_rules="ip nat inside source list 1 interface Ethernet2/0 overload" if nat else "")
-        if self.zbf:
-            cfg = ZBF_CONFIG % "rtsp"
-        self.net = Net(config=cfg)
-        self.addCleanup(self.net.stop)
-        self.client = self.net.host(INSIDE, INSIDE_CLIENT_IP, 2)
-        self.server = self.net.host(OUTSIDE, SERVER_IP, 1)
-        self.eve = self.net.host(OUTSIDE, "172.22.1.66", 3)
+        super().setUp()
         self.app = RtspServer()
         self.server.listen(554, lambda: self.app)
-        self.me = "172.22.1.16" if nat else INSIDE_CLIENT_IP
 
     def media(self, host=None, sport=6970, dport=5000):
-        n = len(self.client.udp)
-        (host or self.server).send_udp(self.me, sport, dport, b"\x80" * 50)
-        self.net.pump()
-        return self.client.udp[n:]
+        return self.udp(host or self.server, self.me, sport, dport, b"\x80" * 50, self.client)
 
     def test_setup_play_teardown(self):
-        c = self.client.connect(SERVER_IP, 554, sport=40000)
-        self.net.pump()
+        c = self.connect(self.client, SERVER_IP, 554, 40000)
         self.assertEqual(self.media(), [])                     # nothing before SETUP
         c.send(SETUP)
         self.net.pump()
@@ -191,8 +154,7 @@ class RtspThroughAppliance(unittest.TestCase):
 
 
     def test_setup_one_byte_per_segment(self):
-        c = self.client.connect(SERVER_IP, 554, sport=40002)
-        self.net.pump()
+        c = self.connect(self.client, SERVER_IP, 554, 40002)
         for i in range(len(SETUP)):
             c.send(SETUP[i:i + 1])
             self.net.pump()
@@ -201,8 +163,7 @@ class RtspThroughAppliance(unittest.TestCase):
         self.assertEqual(len(self.media()), 1)
 
     def test_malformed_setup_resets_and_opens_nothing(self):
-        c = self.client.connect(SERVER_IP, 554, sport=40003)
-        self.net.pump()
+        c = self.connect(self.client, SERVER_IP, 554, 40003)
         c.send(SETUP.replace(b"client_port=5000-5001", b"client_port=22-23"))
         self.net.pump()
         self.assertTrue(c.reset)
@@ -214,36 +175,9 @@ class RtspThroughApplianceNoNat(RtspThroughAppliance):
     nat = False
 
 
-ZBF_CONFIG = """hostname cbac
-class-map type inspect match-any LAN-WAN
- match protocol %s
-policy-map type inspect LAN-WAN-POLICY
- class type inspect LAN-WAN
-  inspect
- class class-default
-  drop
-zone security LAN
-zone security WAN
-zone-pair security LAN-WAN source LAN destination WAN
- service-policy type inspect LAN-WAN-POLICY
-interface Ethernet2/0
- ip address 172.22.1.16 255.255.255.0
- ip nat outside
- zone-member security WAN
-interface Ethernet2/1
- ip address 10.10.10.1 255.255.255.0
- ip nat inside
- zone-member security LAN
-ip route 0.0.0.0 0.0.0.0 172.22.1.1
-ip nat inside source list 1 interface Ethernet2/0 overload
-access-list 1 permit 10.10.10.0 0.0.0.255
-end
-"""
-
-
 class RtspThroughZoneBasedFirewall(RtspThroughAppliance):
     """``match protocol rtsp`` in a LAN-WAN zone pair (nothing WAN-LAN)."""
-    zbf = True
+    zbf = "rtsp"
 
 
 class RtspConfig(unittest.TestCase):

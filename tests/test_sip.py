@@ -8,37 +8,16 @@ from cbac.config.model import InspectProtocol
 from cbac.config.parser import parse_config
 from cbac.inspect import sip
 from cbac.inspect.api import CLIENT, SERVER, InspectContext
-from tests.hosts import INSIDE, INSIDE_CLIENT_IP, OUTSIDE, Net
+from tests.apphost import EVE, GLOBAL, REMOTE, ApplianceCase
+from tests.hosts import INSIDE, INSIDE_CLIENT_IP, OUTSIDE, Recorder
 from tests.test_ftp import Engine
 
 ALICE = INSIDE_CLIENT_IP          # 10.10.10.2, inside
-BOB = "172.22.1.1"                # outside UA / registrar
-GLOBAL = "172.22.1.16"
+BOB = REMOTE                      # 172.22.1.1, outside UA / registrar
 
-SIP_CONFIG = """hostname cbac
-ip inspect name IN-OUT sip audit-trail on
-interface Ethernet2/0
- ip address 172.22.1.16 255.255.255.0
- ip access-group 101 in
-{nat_out}
-interface Ethernet2/1
- ip address 10.10.10.1 255.255.255.0
-{nat_in}
- ip inspect IN-OUT in
-ip route 0.0.0.0 0.0.0.0 172.22.1.1
-{nat_rules}
-access-list 1 permit 10.10.10.0 0.0.0.255
-access-list 101 deny ip any any
-end
-"""
-
-
-def sip_config(nat):
-    if nat:
-        return SIP_CONFIG.format(nat_out=" ip nat outside", nat_in=" ip nat inside",
-                                 nat_rules="ip nat inside source list 1 interface "
-                                           "Ethernet2/0 overload")
-    return SIP_CONFIG.format(nat_out="", nat_in="", nat_rules="")
+SIP_INSPECT = "ip inspect name IN-OUT sip audit-trail on\n"
+#: the two user agents (ApplianceCase.hosts)
+PHONES = {"alice": (INSIDE, ALICE, 2), "bob": (OUTSIDE, BOB, 1)}
 
 
 def sdp(addr, port, sess="2890844526"):
@@ -77,31 +56,15 @@ def parse(data):
     return head.split("\r\n")[0], hdrs, data[end:]
 
 
-class SipThroughAppliance(unittest.TestCase):
-    nat = True
-
-    def setUp(self):
-        self.net = Net(config=sip_config(self.nat))
-        self.addCleanup(self.net.stop)
-        self.alice = self.net.host(INSIDE, ALICE, 2)
-        self.bob = self.net.host(OUTSIDE, BOB, 1)
-        self.eve = self.net.host(OUTSIDE, "172.22.1.66", 3)
-        self.me = GLOBAL if self.nat else ALICE
+class SipThroughAppliance(ApplianceCase):
+    inspect = SIP_INSPECT
+    hosts = dict(PHONES, eve=(OUTSIDE, EVE, 3))
 
     def a2b(self, data, sport=5060, dport=5060):
-        n = len(self.bob.udp)
-        self.alice.send_udp(BOB, sport, dport, data)
-        self.net.pump()
-        return [u for u in self.bob.udp[n:]]
+        return self.udp(self.alice, BOB, sport, dport, data, self.bob)
 
     def b2a(self, data, dst=None, sport=5060, dport=5060, host=None):
-        n = len(self.alice.udp)
-        (host or self.bob).send_udp(dst or self.me, sport, dport, data)
-        self.net.pump()
-        return [u for u in self.alice.udp[n:]]
-
-    def drops(self, reason):
-        return self.net.app.sessions.stats.drops.get(reason, 0)
+        return self.udp(host or self.bob, dst or self.me, sport, dport, data, self.alice)
 
     def invite(self, call_id="a84b4c76e66710", port=49170):
         m = msg("INVITE sip:bob@%s SIP/2.0" % BOB, ALICE, call_id=call_id,
@@ -378,17 +341,12 @@ class SipThroughAppliance(unittest.TestCase):
                       "dropped -- initiator %s:5060 responder %s:5060" % (ALICE, BOB), lines)
 
 
-class SipOptions(unittest.TestCase):
+class SipOptions(ApplianceCase):
     """``alert off`` silences SIP_MALFORMED (the drop stays); ``timeout N``
     is the signalling session's idle time."""
 
-    def setUp(self):
-        cfg = sip_config(True).replace("ip inspect name IN-OUT sip audit-trail on",
-                                       "ip inspect name IN-OUT sip alert off timeout 90")
-        self.net = Net(config=cfg)
-        self.addCleanup(self.net.stop)
-        self.alice = self.net.host(INSIDE, ALICE, 2)
-        self.bob = self.net.host(OUTSIDE, BOB, 1)
+    inspect = "ip inspect name IN-OUT sip alert off timeout 90\n"
+    hosts = PHONES
 
     def test_alert_off_and_timeout(self):
         from tests.test_sessions import capture_logs
@@ -405,45 +363,12 @@ class SipOptions(unittest.TestCase):
         self.assertNotIn(" sip ", self.net.show("sessions"))
 
 
-ZBF_SIP = """hostname cbac
-class-map type inspect match-any LAN-WAN
- match protocol sip
-policy-map type inspect LAN-WAN-POLICY
- class type inspect LAN-WAN
-  inspect
- class class-default
-  drop
-zone security LAN
-zone security WAN
-zone-pair security LAN-WAN source LAN destination WAN
- service-policy type inspect LAN-WAN-POLICY
-interface Ethernet2/0
- ip address 172.22.1.16 255.255.255.0
- ip nat outside
- zone-member security WAN
-interface Ethernet2/1
- ip address 10.10.10.1 255.255.255.0
- ip nat inside
- zone-member security LAN
-ip route 0.0.0.0 0.0.0.0 172.22.1.1
-ip nat inside source list 1 interface Ethernet2/0 overload
-access-list 1 permit 10.10.10.0 0.0.0.255
-end
-"""
-
-
 class SipThroughZoneBasedFirewall(SipThroughAppliance):
     """``class-map type inspect`` / ``match protocol sip``: the same call
     flows through a LAN-WAN zone pair (no WAN-LAN policy: only sessions and
     their pinholes let anything in)."""
 
-    def setUp(self):
-        self.net = Net(config=ZBF_SIP)
-        self.addCleanup(self.net.stop)
-        self.alice = self.net.host(INSIDE, ALICE, 2)
-        self.bob = self.net.host(OUTSIDE, BOB, 1)
-        self.eve = self.net.host(OUTSIDE, "172.22.1.66", 3)
-        self.me = GLOBAL
+    zbf = "sip"
 
     def test_show_and_audit_trail(self):
         pass                       # ip inspect name only
@@ -452,23 +377,21 @@ class SipThroughZoneBasedFirewall(SipThroughAppliance):
         pass                       # the ZBF drops non-SIP UDP to 5060 before SIP sees it
 
 
-class SipTcpThroughAppliance(unittest.TestCase):
+class SipTcpThroughAppliance(ApplianceCase):
     """SIP over TCP through PAT: the INVITE grows (10.10.10.2 ->
     172.22.1.16 in Via, Contact, o=, c=), the engine moves the sequence
     numbers, and later messages both ways arrive intact."""
 
+    inspect = SIP_INSPECT
+    hosts = PHONES
+
     def setUp(self):
-        from tests.hosts import Recorder
-        self.net = Net(config=sip_config(True))
-        self.addCleanup(self.net.stop)
-        self.alice = self.net.host(INSIDE, ALICE, 2)
-        self.bob = self.net.host(OUTSIDE, BOB, 1)
+        super().setUp()
         self.srv = Recorder()
         self.bob.listen(5060, lambda: self.srv)
 
     def test_call_over_tcp(self):
-        c = self.alice.connect(BOB, 5060, sport=40000)
-        self.net.pump()
+        c = self.connect(self.alice, BOB, 5060, 40000)
         inv = msg("INVITE sip:bob@%s SIP/2.0" % BOB, ALICE, 40000, transport="TCP",
                   contact="alice@%s:40000;transport=tcp" % ALICE, body=sdp(ALICE, 49170))
         for i in range(0, len(inv), 100):         # several segments
