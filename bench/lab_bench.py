@@ -275,16 +275,18 @@ def parse_wrk(out):
 
 
 def _proc_cpu(pid):
-    """(CPU seconds, voluntary + involuntary context switches) of ``pid``."""
+    """(CPU seconds, voluntary + involuntary context switches, system CPU
+    seconds) of ``pid``."""
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tck = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / tck
     switches = 0
     with open("/proc/%d/status" % pid) as f:
         for line in f:
             if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
                 switches += int(line.split()[1])
-    return cpu, switches
+    return cpu, switches, int(fields[12]) / tck
 
 
 def _rss_kb(pid: int) -> int:
@@ -478,6 +480,7 @@ class Bench:
                 n = max(1, res["requests"])
                 res["cbac_cpu_pct"] = 100.0 * (cpu1[0] - cpu0[0]) / wall
                 res["cbac_us_per_conn"] = 1e6 * (cpu1[0] - cpu0[0]) / n
+                res["cbac_sys_us_per_conn"] = 1e6 * (cpu1[2] - cpu0[2]) / n
                 res["switches_per_conn"] = (cpu1[1] - cpu0[1]) / n
                 if frames0 is not None:
                     res["frames_per_conn"] = (self._frames_in() - frames0) / n
@@ -698,6 +701,8 @@ def table(results) -> str:
         lines.append(row("  cbac's CPU", lambda r: r["wrk"][i]["cbac_cpu_pct"], "% of a core",
                          "%12.0f"))
         lines.append(row("  cbac's CPU per connection", lambda r: r["wrk"][i]["cbac_us_per_conn"],
+                         "us", "%12.0f"))
+        lines.append(row("    of which system (kernel) time", lambda r: r["wrk"][i]["cbac_sys_us_per_conn"],
                          "us", "%12.0f"))
         lines.append(row("  frames reaching Python per connection",
                          lambda r: r["wrk"][i]["frames_per_conn"], "", "%12.2f"))

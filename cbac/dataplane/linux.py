@@ -44,6 +44,7 @@ from cbac.dataplane.ring import CURRENT as _RING_CURRENT
 from cbac.dataplane.ring import PENDING as _TX_PENDING
 from cbac.dataplane.ring import flush_pending as _flush_pending
 from cbac.dataplane.ring import open_ring
+from cbac.dataplane.txbatch import COPY_MAX as _COPY_MAX
 from cbac.dataplane.port import (
     VIRTIO_NET_HDR_F_NEEDS_CSUM,
     VNET_HDR_LEN,
@@ -423,6 +424,13 @@ class LinuxPort:
                 if not tx.n:
                     _TX_PENDING.append(tx)
                 tx.add(_RING_CURRENT[1], _RING_CURRENT[2], vnet)
+                return
+            if _RING_CURRENT[0] is not None and len(frame) <= _COPY_MAX:
+                # made or copied while a ring frame is handled (the slow
+                # path): a copy joins the batch, sent before the drain ends
+                if not tx.n:
+                    _TX_PENDING.append(tx)
+                tx.add_copy(frame, vnet)
                 return
             if tx.n:
                 _flush_pending()        # keep this port's order (never raises)
