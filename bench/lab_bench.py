@@ -47,14 +47,33 @@ ip nat translation max-entries all-host 200000
 """
 
 
-def bench_config(tmp):
-    """The seed configuration with :data:`BENCH_LIMITS`, written to ``tmp``."""
+#: the memory figure holds every flow at once: UDP sessions (and their
+#: translations) outlive the whole run instead of the 30 s default, so the
+#: table holds all of them when the RSS is read
+MEMORY_CONFIG = """ip inspect udp idle-time 3600
+ip nat translation udp-timeout 3600
+"""
+#: the seed's PAT rule (removed for the memory figure without translation)
+PAT_LINE = "ip nat inside source list 1 interface Ethernet2/0 overload"
+#: UDP ports one global address has for PAT (1024-65535: PAT keeps the
+#: port's IOS range), so at most this many UDP flows of one inside host to
+#: one server through PAT at once
+PAT_UDP_PORTS = 65535 - 1024 + 1
+
+
+def bench_config(tmp, extra="", pat=True):
+    """The seed configuration with :data:`BENCH_LIMITS` (and ``extra``),
+    written to ``tmp``; without the PAT rule if not ``pat``."""
     with open(SEED) as f:
         text = f.read()
+    if not pat:
+        assert PAT_LINE in text
+        text = text.replace(PAT_LINE + "\n", "")
     head, sep, tail = text.rpartition("\nend")
     path = os.path.join(tmp, "router.conf")
+    limits = BENCH_LIMITS + extra
     with open(path, "w") as f:
-        f.write(head + "\n!\n" + BENCH_LIMITS + sep + tail if sep else text + BENCH_LIMITS)
+        f.write(head + "\n!\n" + limits + sep + tail if sep else text + limits)
     return path
 
 TCP_RR = r"""
@@ -105,13 +124,15 @@ import socket, sys, time
 n, dst = int(sys.argv[1]), sys.argv[2]
 socks = []
 sent = 0
-for base in range(0, n, 500):
-    for i in range(base, min(n, base + 500)):
+for base in range(0, n, 20):
+    for i in range(base, min(n, base + 20)):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind(("10.10.10.2", 0))
+        # a distinct 4-tuple for each of up to 50,000 x 100 flows
+        s.bind(("10.10.10.2", 20000 + i // 50000))
         s.sendto(b"x", (dst, 10000 + i % 50000))
         s.close(); sent += 1
-    time.sleep(0.1)     # at most 5,000 new flows per second: cbac keeps up
+    time.sleep(0.01)    # at most 2,000 new flows per second in bursts of 20: cbac keeps up
+                        # (500 at once overflowed its receive ring, 5,000/s its CPU)
 print(sent)
 """
 
@@ -201,6 +222,73 @@ while True:
 """
 
 
+#: runs its arguments (wrk) and prints the CPU time they used (user, system
+#: seconds) on the last line: whether the client is the bottleneck
+CPU_OF = r"""
+import resource, subprocess, sys
+r = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+sys.stdout.write(r.stdout); sys.stderr.write(r.stderr)
+u = resource.getrusage(resource.RUSAGE_CHILDREN)
+print("CPU %.3f %.3f" % (u.ru_utime, u.ru_stime))
+sys.exit(r.returncode)
+"""
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def _ms(text):
+    """wrk's '4.90ms' / '812.00us' / '1.02s' in milliseconds."""
+    for unit in ("us", "ms", "s", "m"):
+        if text.endswith(unit) and text[:-len(unit)].replace(".", "", 1).isdigit():
+            return float(text[:-len(unit)]) * _UNITS[unit]
+    return None
+
+
+def parse_wrk(out):
+    """Requests, rate, p50/p99 latency (ms), socket errors and non-2xx
+    responses from ``wrk --latency`` output."""
+    res = {"requests": 0, "rate": 0.0, "p50_ms": None, "p99_ms": None, "errors": 0,
+           "error_kinds": "", "non2xx": 0, "wrk_cpu_s": None}
+    for line in out.splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        if parts[0] == "50%":
+            res["p50_ms"] = _ms(parts[1])
+        elif parts[0] == "99%":
+            res["p99_ms"] = _ms(parts[1])
+        elif len(parts) > 2 and parts[1] == "requests" and parts[2] == "in":
+            res["requests"] = int(parts[0])
+        elif line.startswith("Requests/sec:"):
+            res["rate"] = float(parts[1])
+        elif line.strip().startswith("Socket errors:"):
+            # "Socket errors: connect 0, read 12, write 0, timeout 3"
+            kinds = line.split(":", 1)[1].replace(",", "").split()
+            counts = dict(zip(kinds[0::2], (int(x) for x in kinds[1::2])))
+            res["errors"] = sum(counts.values())
+            res["error_kinds"] = " ".join("%s %d" % kv for kv in counts.items() if kv[1])
+        elif line.strip().startswith("Non-2xx or 3xx responses:"):
+            res["non2xx"] = int(parts[-1])
+        elif parts[0] == "CPU" and len(parts) == 3:
+            res["wrk_cpu_s"] = float(parts[1]) + float(parts[2])
+    return res
+
+
+def _proc_cpu(pid):
+    """(CPU seconds, voluntary + involuntary context switches, system CPU
+    seconds) of ``pid``."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tck = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / tck
+    switches = 0
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                switches += int(line.split()[1])
+    return cpu, switches, int(fields[12]) / tck
+
+
 def _rss_kb(pid: int) -> int:
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -222,7 +310,10 @@ def _twistd_pid(lab) -> int | None:
 
 
 class Bench:
-    def __init__(self, mode: str, secs: float = 5.0, quick: bool = False, offload: bool = True):
+    def __init__(self, mode: str, secs: float = 5.0, quick: bool = False, offload: bool = True,
+                 extra_config="", pat=True):
+        self.extra_config = extra_config
+        self.pat = pat
         self.mode = mode
         self.offload = offload
         self.secs = secs
@@ -237,7 +328,7 @@ class Bench:
             log = open(os.path.join(self.tmp, "cbac.log"), "w")
             self.logpath = log.name
             env = dict(os.environ, CBAC_OFFLOAD="1" if self.offload else "0")
-            self.proc = self.lab.spawn_cbac(bench_config(self.tmp), ["--state-dir", os.path.join(self.tmp, "state"),
+            self.proc = self.lab.spawn_cbac(bench_config(self.tmp, self.extra_config, self.pat), ["--state-dir", os.path.join(self.tmp, "state"),
                                                    "--listen", "tcp:2222:interface=127.0.0.1"],
                                             stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp,
                                             env=env)
@@ -353,6 +444,51 @@ class Bench:
             out.append(res)
         return out
 
+    def _frames_in(self):
+        """Frames that reached cbac's Python (the ports' packets input)."""
+        n = 0
+        for line in self.console("show interfaces").splitlines():
+            if "packets input" in line:
+                n += int(line.split()[0])
+        return n
+
+    def wrk_rate(self, batches=3, secs=10, threads=2, connections=32, cost=True):
+        """Sustained new connections with ``wrk`` (C, epoll; ``Connection:
+        close``: one TCP connection per request) against nginx outside,
+        ``batches`` runs of ``secs`` seconds back to back.  Per batch: rate,
+        p50/p99 latency (wrk's: from the request's write to the response,
+        without the connect), wrk's socket errors and non-2xx responses,
+        wrk's own CPU time; for cbac also its CPU time, context switches
+        (wake-ups) and the frames that reached Python, per connection."""
+        pid = _twistd_pid(self.lab) if self.mode == "cbac" else None
+        out = []
+        for _ in range(batches):
+            frames0 = self._frames_in() if (pid and cost) else None
+            cpu0 = _proc_cpu(pid) if pid else None
+            t0 = time.monotonic()
+            r = self.lab.exec("in", [sys.executable, "-c", CPU_OF, "wrk", "-t", str(threads),
+                                     "-c", str(connections), "-d", "%ds" % secs, "--latency",
+                                     "--timeout", "5s", "-H", "Connection: close",
+                                     "http://172.22.1.1:8080/"], timeout=secs + 60)
+            wall = time.monotonic() - t0
+            res = parse_wrk(r.stdout)
+            res["threads"], res["connections"], res["secs"] = threads, connections, secs
+            if res["wrk_cpu_s"] is not None:
+                res["wrk_cpu_pct"] = 100.0 * res["wrk_cpu_s"] / wall
+            if cpu0 is not None:
+                cpu1 = _proc_cpu(pid)
+                n = max(1, res["requests"])
+                res["cbac_cpu_pct"] = 100.0 * (cpu1[0] - cpu0[0]) / wall
+                res["cbac_us_per_conn"] = 1e6 * (cpu1[0] - cpu0[0]) / n
+                res["cbac_sys_us_per_conn"] = 1e6 * (cpu1[2] - cpu0[2]) / n
+                res["switches_per_conn"] = (cpu1[1] - cpu0[1]) / n
+                if frames0 is not None:
+                    res["frames_per_conn"] = (self._frames_in() - frames0) / n
+            if r.returncode != 0 and not res["rate"]:
+                res["error"] = (r.stderr or r.stdout).strip()[-200:]
+            out.append(res)
+        return out
+
     def _syn_count(self):
         r = self.lab.exec("in", ["nft", "list", "table", "netdev", "benchcount"])
         for line in r.stdout.splitlines():
@@ -423,20 +559,30 @@ class Bench:
         return self.console("show cbac fastpath")
 
     def session_memory(self, n=100000):
+        """RSS growth of a fresh daemon over ``n`` answered UDP flows from
+        the inside, all held at once (:data:`MEMORY_CONFIG`), divided by the
+        sessions in the table at the end."""
         pid = _twistd_pid(self.lab) if self.mode == "cbac" else None
         before = _rss_kb(pid) if pid else 0
-        self.lab.exec("in", [sys.executable, "-c", UDP_FLOWS, str(n), "172.22.1.1"], timeout=600)
-        time.sleep(1.0)
+        t0 = time.monotonic()
+        self.lab.exec("in", [sys.executable, "-c", UDP_FLOWS, str(n), "172.22.1.1"], timeout=900)
+        time.sleep(2.0)
         after = _rss_kb(pid) if pid else 0
-        sessions = None
+        res = {"flows": n, "rss_before_kb": before, "rss_after_kb": after, "sessions": None,
+               "peak": None, "translations": None, "bytes_per_session": None, "pat": self.pat,
+               "secs": time.monotonic() - t0}
         if pid:
             import re
-            # the peak: memory of expired sessions is reused by later ones
-            m = re.search(r"Session table: \d+ sessions \(limit \d+\), peak (\d+)",
-                          self.console("show ip inspect statistics"))
-            sessions = int(m.group(1)) if m else None
-        return {"flows": n, "rss_before_kb": before, "rss_after_kb": after, "sessions": sessions,
-                "bytes_per_session": (after - before) * 1024.0 / sessions if sessions else None}
+            st = self.console("show ip inspect statistics")
+            m = re.search(r"Session table: (\d+) sessions \(limit \d+\), peak (\d+)", st)
+            if m:
+                res["sessions"], res["peak"] = int(m.group(1)), int(m.group(2))
+            m = re.search(r"Total active translations: (\d+)",
+                          self.console("show ip nat statistics"))
+            res["translations"] = int(m.group(1)) if m else None
+            if res["sessions"]:
+                res["bytes_per_session"] = (after - before) * 1024.0 / res["sessions"]
+        return res
 
 
 def _pcts(values):
@@ -451,29 +597,49 @@ def _pcts(values):
 MODES = (("kernel", "kernel", False), ("cbac-python", "cbac", False), ("cbac", "cbac", True))
 
 
-def run(quick=False, secs=None):
+#: the parts of a run, in order (``--parts`` picks some)
+PARTS = ("tcp", "udp", "latency", "connect", "ab", "wrk", "flood", "memory")
+
+
+def run(quick=False, secs=None, parts=PARTS):
     secs = secs or (2.0 if quick else 5.0)
-    results = {}
+    results = {"load": [os.getloadavg()]}
     for name, mode, offload in MODES:
-        with Bench(mode, secs, quick, offload=offload) as b:
-            res = results[name] = {}
-            res["tcp_1"] = b.iperf(1)
-            res["tcp_8"] = b.iperf(8)
-            res["udp64"] = b.iperf(1, udp=True)
-            res["ping"] = b.ping_latency()
-            res["tcp_rr"] = b.tcp_rr()
-            res["connect"] = b.connect_rate()
-            res["ab"] = b.ab_rate(9000 if quick else 30000)
-            res["flood"] = b.flood_throughput()
-            res["fastpath"] = b.fastpath()
-        if mode == "cbac":
-            # a fresh daemon: after the other benchmarks the RSS growth
-            # hides in memory they freed
+        res = results[name] = {}
+        if set(parts) - {"memory"}:
             with Bench(mode, secs, quick, offload=offload) as b:
-                res["memory"] = b.session_memory(20000 if quick else 100000)
-        else:
-            res["memory"] = {"flows": 0, "rss_before_kb": 0, "rss_after_kb": 0,
-                             "sessions": None, "bytes_per_session": None}
+                if "tcp" in parts:
+                    res["tcp_1"] = b.iperf(1)
+                    res["tcp_8"] = b.iperf(8)
+                if "udp" in parts:
+                    res["udp64"] = b.iperf(1, udp=True)
+                if "latency" in parts:
+                    res["ping"] = b.ping_latency()
+                    res["tcp_rr"] = b.tcp_rr()
+                if "connect" in parts:
+                    res["connect"] = b.connect_rate()
+                if "ab" in parts:
+                    res["ab"] = b.ab_rate(9000 if quick else 30000)
+                if "wrk" in parts:
+                    res["wrk"] = b.wrk_rate(2 if quick else 3, 3 if quick else 10)
+                    if mode == "kernel":
+                        # the client's own limit: the same with twice the
+                        # connections (a client-bound figure would not move)
+                        res["wrk_more"] = b.wrk_rate(1, 3 if quick else 10, connections=128)
+                if "flood" in parts:
+                    res["flood"] = b.flood_throughput()
+                res["fastpath"] = b.fastpath()
+        res["memory"] = []
+        if "memory" in parts and mode == "cbac":
+            # a fresh daemon each: after the other benchmarks the RSS
+            # growth hides in memory they freed.  Through PAT one global
+            # address has PAT_UDP_PORTS ports for one server's flows
+            n = 20000 if quick else 100000
+            for pat, flows in ((True, min(n, 60000)), (False, n)):
+                with Bench(mode, secs, quick, offload=offload, extra_config=MEMORY_CONFIG,
+                           pat=pat) as b:
+                    res["memory"].append(b.session_memory(flows))
+        results["load"].append(os.getloadavg())
     return results
 
 
@@ -487,6 +653,8 @@ def table(results) -> str:
                 vals.append(get(r))
             except (KeyError, TypeError, IndexError):
                 vals.append(None)
+        if all(v is None for v in vals):
+            return None
         kv = vals[0]
         cells = [(fmt % v) if v is not None else "%12s" % "-" for v in vals]
         ratios = ["%6.2f" % (v / kv) if (v is not None and kv) else "%6s" % "-" for v in vals[1:]]
@@ -494,6 +662,8 @@ def table(results) -> str:
                                              ratios[1], unit)
 
     lines = ["no CPU pinning; the kernel and cbac (fast path off / on) measured in the same run",
+             "machine load average (1/5/15 min) at the start and after each column: " + "; ".join(
+                 "%.2f %.2f %.2f" % la for la in results.get("load", ())),
              "%-40s %12s %12s %12s  %6s %6s" % ("benchmark", "kernel", "cbac-python", "cbac-offload",
                                                 "py/k", "off/k")]
     lines.append(row("bulk TCP, 1 flow", lambda r: r["tcp_1"]["gbps"], "Gbit/s"))
@@ -504,7 +674,7 @@ def table(results) -> str:
     lines.append(row("new TCP sessions (8 Python clients)", lambda r: r["connect"]["conn_per_s"],
                      "per s"))
     lines.append(row("  failed connections", lambda r: r["connect"]["failed"], "", "%12d"))
-    nb = len(k["ab"])
+    nb = len(k.get("ab", ()))
     for i in range(nb):
         lines.append(row("ab -c 32 batch %d of %d: rate" % (i + 1, nb), lambda r: r["ab"][i]["rate"],
                          "conn/s"))
@@ -513,6 +683,42 @@ def table(results) -> str:
         lines.append(row("", lambda r: r["ab"][i]["p99_ms"], "ms (p99)", "%12.0f"))
         lines.append(row("  failed requests", lambda r: r["ab"][i]["failed"] + r["ab"][i]["non2xx"],
                          "of %d" % k["ab"][i]["requests"], "%12d"))
+    nw = len(k.get("wrk", ()))
+    for i in range(nw):
+        w = k["wrk"][i]
+        lines.append(row("wrk -t%d -c%d %ds batch %d of %d: rate" % (
+            w["threads"], w["connections"], w["secs"], i + 1, nw),
+            lambda r: r["wrk"][i]["rate"], "conn/s"))
+        lines.append(row("  latency p50 / p99 (without connect)", lambda r: r["wrk"][i]["p50_ms"],
+                         "ms", "%12.2f"))
+        lines.append(row("", lambda r: r["wrk"][i]["p99_ms"], "ms (p99)", "%12.2f"))
+        lines.append(row("  connections", lambda r: r["wrk"][i]["requests"], "", "%12d"))
+        lines.append(row("  failed: socket errors", lambda r: r["wrk"][i]["errors"], "", "%12d"))
+        lines.append(row("  failed: non-2xx responses", lambda r: r["wrk"][i]["non2xx"], "",
+                         "%12d"))
+        lines.append(row("  wrk's CPU", lambda r: r["wrk"][i]["wrk_cpu_pct"], "% of a core",
+                         "%12.0f"))
+        lines.append(row("  cbac's CPU", lambda r: r["wrk"][i]["cbac_cpu_pct"], "% of a core",
+                         "%12.0f"))
+        lines.append(row("  cbac's CPU per connection", lambda r: r["wrk"][i]["cbac_us_per_conn"],
+                         "us", "%12.0f"))
+        lines.append(row("    of which system (kernel) time", lambda r: r["wrk"][i]["cbac_sys_us_per_conn"],
+                         "us", "%12.0f"))
+        lines.append(row("  frames reaching Python per connection",
+                         lambda r: r["wrk"][i]["frames_per_conn"], "", "%12.2f"))
+        lines.append(row("  cbac context switches per connection",
+                         lambda r: r["wrk"][i]["switches_per_conn"], "", "%12.2f"))
+    if k.get("wrk_more"):
+        w = k["wrk_more"][0]
+        lines.append("kernel with wrk -t%d -c%d (client check): %.0f conn/s, wrk's CPU %.0f%% of a "
+                     "core, p99 %s ms, %d failed" % (
+                         w["threads"], w["connections"], w["rate"], w.get("wrk_cpu_pct") or 0,
+                         "%.2f" % w["p99_ms"] if w["p99_ms"] is not None else "?",
+                         w["errors"] + w["non2xx"]))
+    for name, r in (("kernel", k), ("cbac-python", p), ("cbac", c)):
+        for i, w in enumerate(r.get("wrk", ())):
+            if w.get("error_kinds"):
+                lines.append("%s wrk batch %d socket errors: %s" % (name, i + 1, w["error_kinds"]))
     lines.append(row("ping RTT median", lambda r: r["ping"]["median_us"], "us"))
     lines.append(row("ping RTT p99", lambda r: r["ping"]["p99_us"], "us"))
     lines.append(row("TCP round trip median", lambda r: r["tcp_rr"]["median_us"], "us"))
@@ -529,15 +735,19 @@ def table(results) -> str:
     lines.append(row("  half-open sessions during the flood", lambda r: r["flood"]["half_open"], "",
                      "%12d"))
     for name, r in (("cbac-python", p), ("cbac", c)):
+        if "ping" not in r or "tcp_rr" not in r:
+            continue
         lines.append("latency added by %s (median): ping %.0f us, TCP round trip %.0f us" % (
             name, (r["ping"]["median_us"] or 0) - (k["ping"]["median_us"] or 0),
             (r["tcp_rr"]["median_us"] or 0) - (k["tcp_rr"]["median_us"] or 0)))
-        mem = r["memory"]
-        lines.append("memory per session (%s, %d UDP flows, peak %s sessions in the table): "
-                     "%s bytes (RSS %d -> %d KB)" % (
-                         name, mem["flows"], mem.get("sessions"),
-                         "%.0f" % mem["bytes_per_session"] if mem["bytes_per_session"] else "?",
-                         mem["rss_before_kb"], mem["rss_after_kb"]))
+    for name, r in (("cbac-python", p), ("cbac", c)):
+        for mem in r.get("memory", ()):
+            lines.append("memory per session (%s, %s, %d UDP flows held, %s sessions and %s "
+                         "translations in the table at the end, peak %s): %s bytes (RSS %d -> %d KB)"
+                         % (name, "with PAT" if mem["pat"] else "no NAT", mem["flows"],
+                            mem["sessions"], mem["translations"], mem["peak"],
+                            "%.0f" % mem["bytes_per_session"] if mem["bytes_per_session"] else "?",
+                            mem["rss_before_kb"], mem["rss_after_kb"]))
     for name, r in (("kernel", k), ("cbac-python", p), ("cbac", c)):
         for what, v in r.items():
             if isinstance(v, dict) and v.get("error"):
@@ -545,10 +755,36 @@ def table(results) -> str:
     if c.get("fastpath"):
         lines.append("show cbac fastpath (offload run, at the end):")
         lines.extend("  " + x for x in c["fastpath"].splitlines())
-    return "\n".join(lines)
+    return "\n".join(x for x in lines if x is not None)
+
+
+def main(argv):
+    """``python -m bench.lab_bench [--quick] [--parts wrk,memory,...]``:
+    some parts only (see :data:`PARTS`), the table printed and written to
+    bench/results/ like ``python -m bench lab``."""
+    import argparse
+    import datetime
+    from bench.__main__ import machine
+    ap = argparse.ArgumentParser(prog="python -m bench.lab_bench")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--parts", default=",".join(PARTS),
+                    help="comma-separated, of: " + ", ".join(PARTS))
+    a = ap.parse_args(argv)
+    parts = [x for x in a.parts.split(",") if x]
+    bad = set(parts) - set(PARTS)
+    if bad:
+        ap.error("unknown parts: " + ", ".join(sorted(bad)))
+    text = "%s\n\n== lab (%s%s) ==\n%s" % (machine(), ",".join(parts),
+                                         ", quick" if a.quick else "",
+                                         table(run(quick=a.quick, parts=parts)))
+    print(text)
+    d = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, datetime.datetime.utcnow().strftime("%Y%m%d-%H%M") + "-lab.txt")
+    with open(path, "w") as f:
+        f.write(text + "\n")
+    print("\nresults written to %s" % os.path.relpath(path))
 
 
 if __name__ == "__main__":
-    quick = "--quick" in sys.argv
-    res = run(quick=quick)
-    print(table(res))
+    main(sys.argv[1:])

@@ -118,6 +118,11 @@ class RxRing:
             except BufferError:
                 pass        # a view still exported: unmapped when it dies
 
+    def ready(self) -> bool:
+        """A frame waits in the next slot."""
+        mv = self.mv
+        return mv is not None and bool(mv[self.offsets[self.head]] & TP_STATUS_USER)
+
     def drain(self, port, receiver, counters, limit):
         """Hand up to ``limit`` ready frames to ``receiver(port, frame,
         vnet)``.  A slot goes back to the kernel only after the frames

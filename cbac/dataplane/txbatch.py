@@ -9,9 +9,14 @@ kernel (the kernel copies each frame into an skb during the call, so the
 slot may be reused after it).  One system call then carries up to
 :data:`MAX_BATCH` frames instead of one ``sendmsg`` each.
 
-Order is kept per egress port: a frame sent any other way (the slow path's
-``bytearray``, an ICMP error, an ARP reply, a timer) first flushes what is
-queued on that port.  Errors are counted per frame as ``send`` counts them
+A frame the router made or copied while it handles a ring frame (the slow
+path's ``bytearray``: a SYN, a FIN, a translated reply, an ICMP error, an
+ARP reply) of at most :data:`COPY_MAX` bytes is copied into the batch's own
+buffer and queued in the same way (:meth:`TxBatch.add_copy`): a short
+connection's frames, most of which take the slow path, then cost no system
+call each either.  Order is kept per egress port: a frame sent any other
+way (larger, or outside the handling of a ring frame: a timer, the ARP
+queue) first flushes what is queued.  Errors are counted per frame as ``send`` counts them
 (EAGAIN/ENOBUFS: tx drops; EMSGSIZE and the rest: tx errors).
 
 Used only where ``libc`` has ``sendmmsg`` (glibc >= 2.14) and the port has
@@ -26,6 +31,10 @@ import errno
 import struct
 
 MAX_BATCH = 64
+#: the largest frame :meth:`TxBatch.add_copy` queues (larger ones, GSO
+#: super-frames, are sent at once: copying them would cost more than the
+#: system call)
+COPY_MAX = 2048
 MSG_DONTWAIT = 0x40
 VNET_LEN = 10
 
@@ -93,6 +102,11 @@ class TxBatch:
             h.iovlen = 2
         self._msgs_addr = ctypes.addressof(self._msgs)
         self._msg_size = ctypes.sizeof(_MMsgHdr)
+        # add_copy's frames: slot i of the batch owns copy slot i
+        self._copy = ctypes.create_string_buffer(COPY_MAX * MAX_BATCH)
+        self._copy_mv = memoryview(self._copy).cast("B")
+        self._copy_addr = ctypes.addressof(self._copy)
+        self.copies = 0         # frames queued by add_copy
 
     def add(self, addr: int, length: int, vnet) -> None:
         i = self.n
@@ -107,6 +121,15 @@ class TxBatch:
         self.n = i + 1
         if self.n == MAX_BATCH:
             self.flush()
+
+    def add_copy(self, frame, vnet) -> None:
+        """Queue a copy of ``frame`` (at most :data:`COPY_MAX` bytes): the
+        caller may reuse or keep the original."""
+        n = len(frame)
+        o = COPY_MAX * self.n
+        self._copy_mv[o:o + n] = frame
+        self.copies += 1
+        self.add(self._copy_addr + o, n, vnet)
 
     def discard(self) -> None:
         """The socket is gone: what is queued is dropped."""
