@@ -26,8 +26,9 @@ class Thresholds:
     def __init__(self, table):
         self.table = table
         self.half = {}                  # half-open TCP+UDP sessions, oldest first
-        self.host_half = {}             # host -> {session: None} (TCP)
-        self.group_half = {}            # (proto, responder) -> {session: None} (TCP+UDP)
+        # (proto, responder) -> {session: None} (TCP+UDP); a host's half-open
+        # TCP sessions are group_half[(6, host)] (no second per-host dict)
+        self.group_half = {}
         self.per_src = {}               # initiator address -> sessions
         self.src_logged = {}            # initiator address -> last limit log time
         self.per_dst = {}               # responder address (real) -> sessions
@@ -51,7 +52,7 @@ class Thresholds:
 
     def host_half_open(self, host) -> int:
         """Half-open TCP sessions to ``host``."""
-        return len(self.host_half.get(host) or ())
+        return len(self.group_half.get((6, host)) or ())
 
     def blocked_until(self, host):
         """The time ``host`` is blocked until, or None."""
@@ -114,11 +115,6 @@ class Thresholds:
         heavy = self.group_half.get(self.heavy)
         if heavy is None or len(gh) > len(heavy):
             self.heavy = gk
-        if s.proto == 6:
-            hh = self.host_half.get(s.host)
-            if hh is None:
-                hh = self.host_half[s.host] = {}
-            hh[s] = None
 
     def remove_half(self, s) -> None:
         """The session is no longer half-open."""
@@ -129,13 +125,8 @@ class Thresholds:
             gh.pop(s, None)
             if not gh:
                 del self.group_half[gk]
-        if s.proto == 6:
-            hh = self.host_half.get(s.host)
-            if hh is not None:
-                hh.pop(s, None)
-                if not hh:
-                    del self.host_half[s.host]
-                    self.host_alerted.discard(s.host)
+                if gk[0] == 6:
+                    self.host_alerted.discard(gk[1])
 
     def victim(self):
         """The half-open session to delete when the table or aggressive
@@ -164,7 +155,7 @@ class Thresholds:
                 table.stats.drop("host-blocked")
                 return False
             self.unblock(host)
-        hh = self.host_half.get(host)
+        hh = self.group_half.get((6, host))
         n = len(hh) if hh else 0
         limit = g.tcp_max_incomplete_host
         if n < limit:
@@ -238,6 +229,10 @@ class Thresholds:
         self.rate += 1
 
     def one_minute_rate(self, now) -> int:
+        """Connection attempts in the last 60 seconds: O(1) (within the
+        same second no bucket moves; otherwise at most 60 are cleared)."""
+        if self.rate_sec == int(now):
+            return self.rate
         self.rate_advance(now)
         return self.rate
 
