@@ -804,7 +804,7 @@ class SessionTable:
             ios.log.failure("cbac: {protocol} inspector factory failed", protocol=protocol)
             return False
         st = s.stream = Stream(self, s, insp, ctx, category)
-        st.dirs[CLIENT].isn = t.isn[0]
+        st.dirs[CLIENT].isn = t.isn0
         st.dirs[SERVER].mss = t.mss
         s.inspector = insp
         return True
