@@ -503,12 +503,12 @@ class SessionTable:
         it arrived, before NAT."""
         if translation is None:
             return c_out
-        for name in ("forward", "reverse"):
-            rw = getattr(translation, name, None)
-            if rw is None:
-                continue
-            if tuple(rw.new) == c_out:
-                return tuple(rw.old)
+        rw = getattr(translation, "forward", None)
+        if rw is not None and tuple(rw.new) == c_out:
+            return tuple(rw.old)
+        rw = getattr(translation, "reverse", None)
+        if rw is not None and tuple(rw.new) == c_out:
+            return tuple(rw.old)
         return c_out
 
     @staticmethod
@@ -636,18 +636,19 @@ class SessionTable:
             # inspected from now on: never again a remembered uninspected one
             self.uninspected.forget(*c_out)
         host = c_in[1]
+        model = self.model
         # per-source limit (cbac session-limit host; pf max-src-states)
         src = c_in[0]
-        if th.per_src.get(src, 0) >= self.model.session_limit_host:
+        if th.per_src.get(src, 0) >= model.session_limit_host:
             stats.drop("source-limit")
-            th.log_source_limit(src, now, self.model.session_limit_host)
+            th.log_source_limit(src, now, model.session_limit_host)
             return None
         # per-destination limit (cbac session-limit destination; a cbac
         # extension): the real responder, after NAT
         dst = c_out[1]
-        if th.per_dst.get(dst, 0) >= self.model.session_limit_dest:
+        if th.per_dst.get(dst, 0) >= model.session_limit_dest:
             stats.drop("destination-limit")
-            th.log_dest_limit(dst, now, self.model.session_limit_dest)
+            th.log_dest_limit(dst, now, model.session_limit_dest)
             return None
         # per-host half-open limit (TCP)
         if proto == 6 and not th.host_check(host, now, g):
@@ -655,7 +656,7 @@ class SessionTable:
             return None
         # ZBF: sessions maximum of the class's parameter-map
         rname = rule_name if pinhole is None else parent.rule_name
-        cap = getattr(self.model.inspect_rules.get(rname), "sessions_maximum", None) \
+        cap = getattr(model.inspect_rules.get(rname), "sessions_maximum", None) \
             if rname is not None and ":" in rname else None
         if cap is not None and self._rule_live.get(rname, 0) >= cap:
             stats.drop("class-sessions-maximum")
@@ -668,7 +669,7 @@ class SessionTable:
                             "configured sessions maximum value %d" % (zp, cls, cap))
             return None
         # table cap
-        if len(self.sessions) >= self.model.session_limit:
+        if len(self.sessions) >= model.session_limit:
             if th.half:
                 victim = th.victim()
                 self.stats.drop("evicted-table-full")
@@ -753,10 +754,11 @@ class SessionTable:
         if nat is not None and translation is not None and nat.created is translation:
             nat.adopt(translation, s)        # made for this session: dies with it
         if s.half_open:
-            th.add_half(s)
+            th.add_half(s, host)
         if counts:
             th.check_aggressive(s, g)
-        self._schedule(s, self._deadline(s))
+        # (a new TCP session's deadline is its synwait: no RST challenge yet)
+        self._schedule(s, s.fixed if proto == 6 else self._deadline(s))
         if s.audit:
             ios.message("FW", 6, "SESS_AUDIT_TRAIL_START",
                         _zbf_prefix(s.rule_name) +

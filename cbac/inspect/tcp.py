@@ -185,8 +185,10 @@ def init_client(t: TcpTrack, pkt) -> None:
     """Seed the tracker from the initiator's SYN."""
     seq = pkt.tcp_seq
     t.isn0 = seq
-    t.end0 = t.maxend0 = (seq + 1 + pkt.payload_len) & M32
-    t.rcvd0 = (seq + 1) & M32
+    r = t.rcvd0 = (seq + 1) & M32
+    plen = pkt.payload_len
+    # one int object for the three when the SYN carries no data
+    t.end0 = t.maxend0 = (r + plen) & M32 if plen else r
     t.maxwin0 = pkt.tcp_win or 1
     if pkt.tcp_doff > 20:
         mss, ws, _sack = parse_options(pkt.frame, pkt.l4, pkt.tcp_doff)

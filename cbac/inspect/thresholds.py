@@ -104,10 +104,11 @@ class Thresholds:
 
     # -- half-open sessions ----------------------------------------------
 
-    def add_half(self, s) -> None:
-        """A new half-open session (TCP or UDP)."""
+    def add_half(self, s, host=None) -> None:
+        """A new half-open session (TCP or UDP); ``host`` is ``s.host``
+        when the caller has it at hand."""
         self.half[s] = None
-        gk = (s.proto, s.host)
+        gk = (s.proto, s.host if host is None else host)
         gh = self.group_half.get(gk)
         if gh is None:
             gh = self.group_half[gk] = {}
@@ -224,8 +225,10 @@ class Thresholds:
         self.rate_sec = sec
 
     def rate_add(self, now) -> None:
-        self.rate_advance(now)
-        self.rate_buckets[int(now) % 60] += 1
+        sec = int(now)
+        if sec != self.rate_sec:
+            self.rate_advance(now)
+        self.rate_buckets[sec % 60] += 1
         self.rate += 1
 
     def one_minute_rate(self, now) -> int:
