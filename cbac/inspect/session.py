@@ -153,6 +153,36 @@ class _Pair:
         return repr(list(self))
 
 
+class Profile:
+    """What the sessions of one inspection rule, protocol and interface
+    pair have in common, shared by them (read-only: assigning one of these
+    attributes on a session gives that session its own copy)."""
+
+    __slots__ = ("protocol", "rule_name", "rule", "alert", "audit", "in_if", "out_if")
+
+    def __init__(self, protocol, rule_name, rule, alert, audit, in_if, out_if):
+        self.protocol = protocol
+        self.rule_name = rule_name
+        self.rule = rule
+        self.alert = alert
+        self.audit = audit
+        self.in_if = in_if
+        self.out_if = out_if
+
+
+def _shared(name):
+    def get(self):
+        return getattr(self.prof, name)
+
+    def set_(self, value):
+        p = self.prof
+        if getattr(p, name) is not value:
+            q = Profile(p.protocol, p.rule_name, p.rule, p.alert, p.audit, p.in_if, p.out_if)
+            setattr(q, name, value)
+            self.prof = q
+    return property(get, set_, doc="(the session's Profile)")
+
+
 _KEY = Struct("!IIHH")       # TCP/UDP key: src, dst, sport, dport
 _IKEY = Struct("!IIH")       # ICMP query key: src, dst, identifier
 
@@ -172,24 +202,28 @@ class Session:
     kept on the session."""
 
     __slots__ = (
-        "sid", "proto", "protocol", "rule_name", "rule", "alert", "audit",
+        "sid", "proto", "prof",
         "idle", "sis", "created", "last", "fixed", "slot", "b0", "b1", "p0", "p1",
         "kc", "ks", "rw", "route", "translation", "tcp", "stream", "app_state", "half_open",
-        "parent", "pinholes", "dead", "in_if", "out_if", "dns", "icmp_req",
-        "inspector",
+        "parent", "pinholes", "dead", "dns", "icmp_req", "inspector",
     )
 
-    def __init__(self, sid, proto, protocol, rule_name, rule, alert, audit, now,
-                 kc, ks, rw, translation, parent, in_if, out_if):
+    protocol = _shared("protocol")
+    rule_name = _shared("rule_name")
+    rule = _shared("rule")
+    alert = _shared("alert")
+    audit = _shared("audit")
+    in_if = _shared("in_if")
+    out_if = _shared("out_if")
+
+    def __init__(self, sid, proto, prof, now, kc, ks, rw, translation, parent):
         """A new session in its first state (SIS_OPENING, half-open; the
-        table sets ICMP's and the protocol's own fields after this)."""
+        table sets ICMP's and the protocol's own fields after this).
+        ``prof``: its :class:`Profile` (protocol, rule, alert, audit-trail,
+        interfaces)."""
         self.sid = sid
         self.proto = proto
-        self.protocol = protocol
-        self.rule_name = rule_name
-        self.rule = rule
-        self.alert = alert
-        self.audit = audit
+        self.prof = prof
         self.created = self.last = now
         self.b0 = self.b1 = self.p1 = 0
         self.p0 = 1
@@ -206,8 +240,6 @@ class Session:
         self.pinholes = None
         self.dead = False
         self.slot = None
-        self.in_if = in_if
-        self.out_if = out_if
         self.dns = False
         self.icmp_req = 0
         self.fixed = None
@@ -367,6 +399,7 @@ class SessionTable:
         self._last_full_log = None
         self._log_last = {}              # log_due(): line -> when last logged
         self._pcache = {}
+        self._profiles = {}              # build_session: shared session Profiles
         self._backlog = False
         self._rule_live = {}             # ZBF class rule name -> live sessions
         self._rule_full_log = {}
@@ -392,6 +425,7 @@ class SessionTable:
         thresholds, timers and the cap of the new one apply from now on)."""
         self.model = router_model
         self._pcache.clear()
+        self._profiles.clear()
 
     reload = reconfigure
 
@@ -553,6 +587,15 @@ class SessionTable:
         g = self.model.inspect
         alert = rp.alert if rp is not None else None
         audit = rp.audit_trail if rp is not None else None
+        alert = (not g.alert_off) if alert is None else alert
+        audit = g.audit_trail if audit is None else audit
+        pk = (protocol, rule_name, id(rp), alert, audit, in_if, out_if)
+        prof = self._profiles.get(pk)
+        if prof is None or prof.rule is not rp:
+            if len(self._profiles) >= 4096:
+                self._profiles.clear()
+            prof = self._profiles[pk] = Profile(protocol, rule_name, rp, alert, audit,
+                                                in_if, out_if)
         if c_in != c_out:
             s_in = self._rev(c_out, proto)
             s_out = self._rev(c_in, proto)
@@ -560,10 +603,7 @@ class SessionTable:
                 (Rewrite(proto, c_in, c_out), Rewrite(proto, s_in, s_out))
         else:
             rw = _NO_REWRITE
-        return Session(sid, proto, protocol, rule_name, rp,
-                       (not g.alert_off) if alert is None else alert,
-                       g.audit_trail if audit is None else audit, now,
-                       keys[0], keys[1], rw, translation, parent, in_if, out_if)
+        return Session(sid, proto, prof, now, keys[0], keys[1], rw, translation, parent)
 
     def create(self, pkt, in_if, out_if, rule_name, translation=None, pinhole=None):
         """Create a session for the first packet of a flow (the packet has
