@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from cbac.nat.translation import FLOW, Translation, make_rewrites
 from cbac.inspect.session import SIS_CLOSING, SIS_OPEN, SIS_OPENING
-from cbac.inspect.tcp import CLOSING, ESTABLISHED, SYN_SENT, TcpTrack
+from cbac.inspect.tcp import CLOSING, ESTABLISHED, SYN_SENT
 from cbac.log import ios
 
 #: the record format this cbac writes
@@ -296,7 +296,7 @@ def install_session(table, rec: dict, translation, now: float, owned: bool = Fal
     s.half_open = s.sis == SIS_OPENING and proto != 1
     if proto == 6:
         tr = rec["tcp"]
-        t = s.tcp = TcpTrack()
+        t = s.tcp                        # a TcpSession is its own tracker
         t.state = tr["st"]
         t.v[:] = tr["v"]
         t.fin = tr["fin"]

@@ -33,7 +33,8 @@ from cbac.inspect.icmp import error_lookup, icmp_process
 from cbac.inspect.stream import Stream
 from cbac.inspect import normalise
 from cbac.inspect.tcp import (CLOSED, CLOSING, ESTABLISHED, RST_CHALLENGE, RST_EXACT,
-                              SYN_RECV, TcpTrack, init_client, new_bytes, parse_options, track)
+                              SYN_RECV, TRACK_SLOTS, TrackFields, init_client, new_bytes,
+                              parse_options, track)
 from cbac.config.model import PORT_NAMES
 from cbac.inspect.dns import DROP as DNS_DROP, DnsGuard
 from cbac.inspect import tftp
@@ -204,7 +205,7 @@ class Session:
     __slots__ = (
         "sid", "proto", "prof",
         "idle", "sis", "created", "last", "fixed", "slot", "b0", "b1", "p0", "p1",
-        "kc", "ks", "rw", "route", "translation", "tcp", "stream", "app_state", "half_open",
+        "kc", "ks", "rw", "route", "translation", "stream", "app_state", "half_open",
         "parent", "pinholes", "dead", "dns", "icmp_req", "inspector",
     )
 
@@ -232,7 +233,6 @@ class Session:
         self.kc = kc
         self.ks = ks
         self.rw = rw
-        self.tcp = None
         self.stream = None
         self.inspector = None
         self.app_state = ""
@@ -335,9 +335,25 @@ class Session:
         r = self.responder
         return "(%s:%d)=>(%s:%d)" % (ip_str(i[0]), i[1], ip_str(r[0]), r[1])
 
+    #: the TCP tracker (None: not TCP; a TcpSession is its own)
+    tcp = None
+
+
+class TcpSession(Session, TrackFields):
+    """A TCP session: the session and its TCP tracker in one object
+    (``s.tcp is s``; the tracker's slots and accessors are
+    :class:`cbac.inspect.tcp.TrackFields`', so ``s.tcp.state`` is the
+    tracker state, SYN_SENT ... CLOSED, and ``s.sis`` the IOS state)."""
+
+    __slots__ = TRACK_SLOTS
+
+    def __init__(self, sid, proto, prof, now, kc, ks, rw, translation, parent):
+        Session.__init__(self, sid, proto, prof, now, kc, ks, rw, translation, parent)
+        self.init_track()
+
     @property
-    def state(self) -> str:
-        return self.sis
+    def tcp(self):
+        return self
 
 
 class Pinhole:
@@ -603,7 +619,8 @@ class SessionTable:
                 (Rewrite(proto, c_in, c_out), Rewrite(proto, s_in, s_out))
         else:
             rw = _NO_REWRITE
-        return Session(sid, proto, prof, now, keys[0], keys[1], rw, translation, parent)
+        return (TcpSession if proto == 6 else Session)(sid, proto, prof, now, keys[0], keys[1],
+                                                       rw, translation, parent)
 
     def create(self, pkt, in_if, out_if, rule_name, translation=None, pinhole=None):
         """Create a session for the first packet of a flow (the packet has
@@ -740,7 +757,7 @@ class SessionTable:
             if proto == 6:
                 s.idle = rp.timeout if (rp is not None and rp.timeout is not None) \
                     else g.tcp_idle_time
-                t = s.tcp = TcpTrack()
+                t = s                    # its own tracker
                 init_client(t, pkt)
                 w = rp.synwait if rp is not None and rp.synwait is not None \
                     else g.tcp_synwait_time
@@ -952,7 +969,7 @@ class SessionTable:
             return False
         proto = s.proto
         if proto == 6:
-            t = s.tcp
+            t = s                        # a TcpSession is its own tracker
             if s.stream is not None or t.state != ESTABLISHED or t.chal:
                 return False
             seq, ack, off, flags, win = _FAST_TCP.unpack_from(frame, 38)
@@ -1048,7 +1065,7 @@ class SessionTable:
         return True
 
     def _tcp(self, s, d, pkt, now):
-        t = s.tcp
+        t = s                            # a TcpSession is its own tracker
         st = s.stream
         flags = pkt.tcp_flags
         ack = pkt.tcp_ack
@@ -1312,8 +1329,8 @@ class SessionTable:
     def _deadline(self, s) -> float:
         f = s.fixed
         dl = f if f is not None else s.last + s.idle * self.adaptive()
-        if s.proto == 6 and s.tcp.chal and s.tcp.chal < dl:
-            return s.tcp.chal
+        if s.proto == 6 and s.chal and s.chal < dl:
+            return s.chal
         return dl
 
     #: adaptive timeouts (pf's adaptive.start/end): above 60% of

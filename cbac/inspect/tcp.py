@@ -121,27 +121,34 @@ class _TrackView:
         return repr(list(self))
 
 
-class TcpTrack:
-    """Per-session TCP tracking state, one slot per value (memory: no list
-    and no per-session container besides this object).  Per direction d
-    (0 client, 1 server): ``isn<d>``, ``end<d>`` (highest seq + len sent),
-    ``maxend<d>`` (highest ack + window the peer advertised),
-    ``maxwin<d>`` (largest window d advertised, scaled), ``scale<d>``
-    (window scale; -1 until d's SYN showed whether it carries the option),
-    ``rcvd<d>`` (highest acknowledgement the peer sent for d's bytes).
-    ``v`` is a list-like view of them in that order (``v[ISN + d]`` ...).
-    ``fin`` has bit d set once d sent a FIN.  ``chal`` is the deadline of
-    an RST challenge (0: none), ``chald`` the direction the challenged RST
-    came from."""
+#: the slots of a tracker (TcpTrack, and the TCP session that is its own tracker)
+TRACK_SLOTS = ("state", "fin", "mss", "chal", "chald") + _V_NAMES
 
-    __slots__ = ("state", "fin", "mss", "chal", "chald") + _V_NAMES
 
-    def __init__(self):
+class TrackFields:
+    """The tracker's accessors (no slots of its own: mixed into
+    :class:`TcpTrack` and into the session table's TCP sessions, which
+    carry the tracker's slots themselves).  Per direction d (0 client, 1
+    server): ``isn<d>``, ``end<d>`` (highest seq + len sent), ``maxend<d>``
+    (highest ack + window the peer advertised), ``maxwin<d>`` (largest
+    window d advertised, scaled), ``scale<d>`` (window scale; -1 until d's
+    SYN showed whether it carries the option), ``rcvd<d>`` (highest
+    acknowledgement the peer sent for d's bytes).  ``v`` is a list-like
+    view of them in that order (``v[ISN + d]`` ...).  ``state`` is the
+    tracker state (SYN_SENT ... CLOSED), ``fin`` has bit d set once d sent
+    a FIN, ``mss`` is the initiator's MSS (for the stream engine), ``chal``
+    the deadline of an RST challenge (0: none), ``chald`` the direction the
+    challenged RST came from."""
+
+    __slots__ = ()
+
+    def init_track(self) -> None:
+        """The state before the initiator's SYN is seen."""
         self.state = SYN_SENT
         self.isn0 = self.isn1 = self.end0 = self.end1 = self.maxend0 = self.maxend1 = 0
         self.maxwin0 = self.maxwin1 = self.scale0 = self.scale1 = self.rcvd0 = self.rcvd1 = 0
         self.fin = 0
-        self.mss = 536          # the initiator's MSS (for the stream engine)
+        self.mss = 536
         self.chal = 0
         self.chald = 0
 
@@ -169,6 +176,18 @@ class TcpTrack:
     @property
     def scale(self):
         return [self.scale0, self.scale1]
+
+
+class TcpTrack(TrackFields):
+    """Per-session TCP tracking state, one slot per value (see
+    :class:`TrackFields`).  The session table's TCP sessions are their own
+    trackers (``session.tcp is session``); this class is the stand-alone
+    form of the same state."""
+
+    __slots__ = TRACK_SLOTS
+
+    def __init__(self):
+        self.init_track()
 
 
 def parse_options(frame, l4: int, doff: int):
@@ -406,6 +425,6 @@ def is_partial(pkt) -> bool:
     return bool(v) and (v[0] & 1) == 1
 
 
-__all__ = ["TcpTrack", "track", "RST_EXACT", "RST_CHALLENGE", "init_client", "new_bytes", "parse_options", "build_tcp",
+__all__ = ["TcpTrack", "TrackFields", "TRACK_SLOTS", "track", "RST_EXACT", "RST_CHALLENGE", "init_client", "new_bytes", "parse_options", "build_tcp",
            "fix_tcp_checksum", "fix_ip_header", "is_partial", "VALID", "SYN_SENT", "SYN_RECV",
            "ESTABLISHED", "CLOSING", "CLOSED", "STATE_NAMES", "PSH"]
