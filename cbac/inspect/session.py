@@ -200,7 +200,14 @@ class Session:
     derives the four tuples, ``keys``, ``host`` and ``hexid`` from them
     when asked; its counters are four slots (``bytes``/``pkts`` are views
     of them); the table's dict values ``(session, direction)`` are not
-    kept on the session."""
+    kept on the session; what the sessions of a rule share is one
+    :class:`Profile`; a TCP session is its own tracker (:class:`TcpSession`).
+    Measured (``python -m bench sessions``, 50,000 half-open TCP sessions,
+    tracemalloc, bytes each): the session with its tracker 384, the two
+    dict values 112, the tcp dict's slots about 105, the route cache list
+    72, the two keys 90, the sessions dict 52, the half-open dicts 105,
+    the timer-wheel entry 41, its id 32, the synwait deadline 24, and the
+    sequence numbers it keeps of its SYN.""" 
 
     __slots__ = (
         "sid", "proto", "prof",
