@@ -33,7 +33,7 @@ from cbac.inspect.icmp import error_lookup, icmp_process
 from cbac.inspect.stream import Stream
 from cbac.inspect import normalise
 from cbac.inspect.tcp import (CLOSED, CLOSING, ESTABLISHED, RST_CHALLENGE, RST_EXACT,
-                              SYN_RECV, TRACK_SLOTS, TrackFields, init_client, new_bytes,
+                              SYN_RECV, SYN_SENT, TRACK_SLOTS, TrackFields, init_client, new_bytes,
                               parse_options, track)
 from cbac.config.model import PORT_NAMES
 from cbac.inspect.dns import DROP as DNS_DROP, DnsGuard
@@ -355,8 +355,30 @@ class TcpSession(Session, TrackFields):
     __slots__ = TRACK_SLOTS
 
     def __init__(self, sid, proto, prof, now, kc, ks, rw, translation, parent):
-        Session.__init__(self, sid, proto, prof, now, kc, ks, rw, translation, parent)
-        self.init_track()
+        # Session.__init__ and TrackFields.init_track in one call (set-up cost)
+        self.sid = sid
+        self.proto = proto
+        self.prof = prof
+        self.created = self.last = now
+        self.b0 = self.b1 = self.p1 = 0
+        self.p0 = 1
+        self.route = [None, None]
+        self.translation = translation
+        self.kc = kc
+        self.ks = ks
+        self.rw = rw
+        self.stream = self.inspector = self.pinholes = self.slot = self.fixed = None
+        self.app_state = ""
+        self.parent = parent
+        self.dead = self.dns = False
+        self.icmp_req = self.idle = 0
+        self.sis = SIS_OPENING
+        self.half_open = True
+        self.state = SYN_SENT
+        self.isn0 = self.isn1 = self.end0 = self.end1 = self.maxend0 = self.maxend1 = 0
+        self.maxwin0 = self.maxwin1 = self.scale0 = self.scale1 = self.rcvd0 = self.rcvd1 = 0
+        self.fin = self.chal = self.chald = 0
+        self.mss = 536
 
     @property
     def tcp(self):
@@ -690,9 +712,13 @@ class SessionTable:
         if counts:
             # the one-minute rate counts connection attempts, refused ones too
             th.rate_add(now)
-        c_in = self.arrival_form(translation, c_out, proto)
+        c_in = c_out if translation is None else self.arrival_form(translation, c_out, proto)
         table = self._by_proto[proto]
-        kc, ks = self.keys_of(proto, c_in, c_out)
+        if proto == 1:
+            kc, ks = self.keys_of(proto, c_in, c_out)
+        else:
+            kc = _KEY.pack(c_in[0], c_in[1], c_in[2], c_in[3])
+            ks = _KEY.pack(c_out[1], c_out[0], c_out[3], c_out[2])
         if kc in table or ks in table:
             stats.drop("key-collision")
             return None
@@ -1382,7 +1408,7 @@ class SessionTable:
         if old is not None and old <= slot:
             return                       # lazy: the later deadline is checked when due
         self._wheel.add(s, slot)
-        self._ensure_timer()
+        self._wheel.ensure(self.TICK)   # _ensure_timer
 
     def _ensure_timer(self) -> None:
         self._wheel.ensure(self.TICK)
