@@ -25,7 +25,7 @@ import heapq
 class TimerWheel:
     """Slots of items and the one timer of their owner."""
 
-    __slots__ = ("clock", "run", "slots", "heap", "timer", "timer_at")
+    __slots__ = ("clock", "run", "slots", "heap", "timer", "timer_at", "_slot_int")
 
     def __init__(self, clock, run):
         self.clock = clock
@@ -34,6 +34,7 @@ class TimerWheel:
         self.heap = []                  # slot numbers with a dict in slots
         self.timer = None
         self.timer_at = None
+        self._slot_int = None           # the last slot number filed (one int object for all)
 
     # -- filing ----------------------------------------------------------
 
@@ -45,6 +46,12 @@ class TimerWheel:
             b = self.slots.get(old)
             if b is not None:
                 b.pop(item, None)
+        # items filed in the same slot share one int object (a slot number
+        # is a large int: 32 bytes per item otherwise)
+        if slot == self._slot_int:
+            slot = self._slot_int
+        else:
+            self._slot_int = slot
         item.slot = slot
         b = self.slots.get(slot)
         if b is None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from cbac.nat.translation import FLOW, Translation, make_rewrites
 from cbac.inspect.session import SIS_CLOSING, SIS_OPEN, SIS_OPENING
-from cbac.inspect.tcp import CLOSING, ESTABLISHED, SYN_SENT, TcpTrack
+from cbac.inspect.tcp import CLOSING, ESTABLISHED, SYN_SENT
 from cbac.log import ios
 
 #: the record format this cbac writes
@@ -262,18 +262,12 @@ def install_session(table, rec: dict, translation, now: float, owned: bool = Fal
     (:mod:`cbac.continuity.resume`).  Returns the Session; raises
     StateError when it cannot be installed (a key collision, an inspect
     rule gone)."""
-    from cbac.inspect.session import _k, _ki
     proto = rec["p"]
     c_in, c_out = rec["ci"], rec["co"]
     tab = table.proto_table(proto)
     if tab is None:
         raise StateError("protocol %r is not inspected" % (proto,))
-    if proto == 1:
-        kc = _ki(c_in[0], c_in[1], c_in[2])
-        ks = _ki(c_out[1], c_out[0], c_out[2])
-    else:
-        kc = _k(*c_in)
-        ks = _k(c_out[1], c_out[0], c_out[3], c_out[2])
+    kc, ks = table.keys_of(proto, c_in, c_out)
     if kc in tab or ks in tab:
         raise StateError("key collision")
     sid = rec["id"]
@@ -302,7 +296,7 @@ def install_session(table, rec: dict, translation, now: float, owned: bool = Fal
     s.half_open = s.sis == SIS_OPENING and proto != 1
     if proto == 6:
         tr = rec["tcp"]
-        t = s.tcp = TcpTrack()
+        t = s.tcp                        # a TcpSession is its own tracker
         t.state = tr["st"]
         t.v[:] = tr["v"]
         t.fin = tr["fin"]
@@ -314,8 +308,8 @@ def install_session(table, rec: dict, translation, now: float, owned: bool = Fal
         elif t.state >= CLOSING:
             s.fixed = now + (rp.finwait if rp is not None and rp.finwait is not None
                              else g.tcp_finwait_time)
-    tab[kc] = s.entries[0]
-    tab[ks] = s.entries[1]
+    tab[kc] = (s, 0)                 # (session, direction): CLIENT
+    tab[ks] = (s, 1)                 # SERVER
     table.sessions[sid] = s
     src, dst = c_in[0], c_out[1]
     th = table.thresholds

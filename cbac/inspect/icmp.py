@@ -33,7 +33,10 @@ def icmp_process(table, s, d: int, pkt) -> bool:
     elif t != REPLY_OF[s.icmp_req]:
         table.drop(s, "icmp-unexpected-type")
         return False
-    s.bytes[d] += pkt.payload_len
+    if d:
+        s.b1 += pkt.payload_len
+    else:
+        s.b0 += pkt.payload_len
     if table.debug_enabled:
         table.debug_line("icmp", "CBAC sis %s ICMP type %d code %d id %d (%s) %s" % (
             s.hexid, t, pkt.icmp_code, pkt.icmp_id, "initiator" if d == 0 else "responder",

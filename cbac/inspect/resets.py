@@ -30,11 +30,11 @@ def session_rsts(s):
             out.append(build_tcp(ss, sd, ssp, sdp, seq, ack_c, RST | ACK))
         return out
     if t.state >= SYN_RECV:
-        out.append(build_tcp(cs, cd, csp, cdp, t.end[0], t.end[1], RST | ACK))
-        out.append(build_tcp(ss, sd, ssp, sdp, t.end[1], t.end[0], RST | ACK))
+        out.append(build_tcp(cs, cd, csp, cdp, t.end0, t.end1, RST | ACK))
+        out.append(build_tcp(ss, sd, ssp, sdp, t.end1, t.end0, RST | ACK))
     else:
-        out.append(build_tcp(cs, cd, csp, cdp, t.end[0], 0, RST))
-        out.append(build_tcp(ss, sd, ssp, sdp, 0, t.end[0], RST | ACK))
+        out.append(build_tcp(cs, cd, csp, cdp, t.end0, 0, RST))
+        out.append(build_tcp(ss, sd, ssp, sdp, 0, t.end0, RST | ACK))
     return out
 
 

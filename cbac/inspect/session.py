@@ -33,7 +33,8 @@ from cbac.inspect.icmp import error_lookup, icmp_process
 from cbac.inspect.stream import Stream
 from cbac.inspect import normalise
 from cbac.inspect.tcp import (CLOSED, CLOSING, ESTABLISHED, RST_CHALLENGE, RST_EXACT,
-                              SYN_RECV, TcpTrack, init_client, new_bytes, parse_options, track)
+                              SYN_RECV, SYN_SENT, TRACK_SLOTS, TrackFields, init_client, new_bytes,
+                              parse_options, track)
 from cbac.config.model import PORT_NAMES
 from cbac.inspect.dns import DROP as DNS_DROP, DnsGuard
 from cbac.inspect import tftp
@@ -106,58 +107,146 @@ class Stats:
         self.__init__()
 
 
-class Session:
-    """One inspected flow.  ``c_in``/``c_out`` are the client->server
-    packet's 4-tuple as it arrives and as it leaves the firewall;
-    ``s_in``/``s_out`` the same for server->client packets.  For ICMP the
-    tuple is (src, dst, identifier, 0).  ``initiator``/``responder`` are
-    ``(addr, port)`` as the initiator sent them (shown in ``show``)."""
+class _Pair:
+    """``session.bytes`` / ``session.pkts``: a live view of two counter
+    slots, indexed by direction like the list it stands for (``v[d] += n``
+    works).  Made on each read of the attribute: the per-packet paths of
+    the table use the slots themselves."""
 
-    __slots__ = (
-        "sid", "_hexid", "proto", "protocol", "rule_name", "rule", "alert", "audit",
-        "idle", "sis", "created", "last", "fixed", "slot", "bytes", "pkts",
-        "c_in", "c_out", "s_in", "s_out", "rw", "keys",
-        "entries", "route", "translation", "tcp", "stream", "app_state", "half_open",
-        "host", "parent", "pinholes", "dead", "in_if", "out_if", "dns", "icmp_req",
-        "inspector",
-    )
+    __slots__ = ("s", "a", "b")
 
-    def __init__(self, sid, proto, protocol, rule_name, rule, alert, audit, now,
-                 c_in, c_out, s_in, s_out, rw, keys, translation, host, parent,
-                 in_if, out_if):
-        """A new session in its first state (SIS_OPENING, half-open; the
-        table sets ICMP's and the protocol's own fields after this)."""
-        self.sid = sid
-        self._hexid = None
-        self.proto = proto
+    def __init__(self, s, a, b):
+        self.s = s
+        self.a = a
+        self.b = b
+
+    def __getitem__(self, i):
+        if i.__class__ is slice:
+            return list(self)[i]
+        if i == 0 or i == -2:
+            return getattr(self.s, self.a)
+        if i == 1 or i == -1:
+            return getattr(self.s, self.b)
+        raise IndexError(i)
+
+    def __setitem__(self, i, v):
+        if i == 0 or i == -2:
+            setattr(self.s, self.a, v)
+        elif i == 1 or i == -1:
+            setattr(self.s, self.b, v)
+        else:
+            raise IndexError(i)
+
+    def __len__(self):
+        return 2
+
+    def __iter__(self):
+        s = self.s
+        return iter((getattr(s, self.a), getattr(s, self.b)))
+
+    def __eq__(self, other):
+        try:
+            return list(self) == list(other)
+        except TypeError:
+            return NotImplemented
+
+    def __repr__(self):
+        return repr(list(self))
+
+
+class Profile:
+    """What the sessions of one inspection rule, protocol and interface
+    pair have in common, shared by them (read-only: assigning one of these
+    attributes on a session gives that session its own copy)."""
+
+    __slots__ = ("protocol", "rule_name", "rule", "alert", "audit", "in_if", "out_if")
+
+    def __init__(self, protocol, rule_name, rule, alert, audit, in_if, out_if):
         self.protocol = protocol
         self.rule_name = rule_name
         self.rule = rule
         self.alert = alert
         self.audit = audit
+        self.in_if = in_if
+        self.out_if = out_if
+
+
+def _shared(name):
+    def get(self):
+        return getattr(self.prof, name)
+
+    def set_(self, value):
+        p = self.prof
+        if getattr(p, name) is not value:
+            q = Profile(p.protocol, p.rule_name, p.rule, p.alert, p.audit, p.in_if, p.out_if)
+            setattr(q, name, value)
+            self.prof = q
+    return property(get, set_, doc="(the session's Profile)")
+
+
+_KEY = Struct("!IIHH")       # TCP/UDP key: src, dst, sport, dport
+_IKEY = Struct("!IIH")       # ICMP query key: src, dst, identifier
+
+
+class Session:
+    """One inspected flow.  ``c_in``/``c_out`` are the client->server
+    packet's 4-tuple as it arrives and as it leaves the firewall;
+    ``s_in``/``s_out`` the same for server->client packets.  For ICMP the
+    tuple is (src, dst, identifier, 0).  ``initiator``/``responder`` are
+    ``(addr, port)`` as the initiator sent them (shown in ``show``).
+
+    Memory (issue 21): a session stores its two table keys (``kc``: the
+    client side's, ``ks``: the server side's, as packets arrive there) and
+    derives the four tuples, ``keys``, ``host`` and ``hexid`` from them
+    when asked; its counters are four slots (``bytes``/``pkts`` are views
+    of them); the table's dict values ``(session, direction)`` are not
+    kept on the session; what the sessions of a rule share is one
+    :class:`Profile`; a TCP session is its own tracker (:class:`TcpSession`).
+    Measured (``python -m bench sessions``, 50,000 half-open TCP sessions,
+    tracemalloc, bytes each): the session with its tracker 384, the two
+    dict values 112, the tcp dict's slots about 105, the route cache list
+    72, the two keys 90, the sessions dict 52, the half-open dicts 105,
+    the timer-wheel entry 41, its id 32, the synwait deadline 24, and the
+    sequence numbers it keeps of its SYN.""" 
+
+    __slots__ = (
+        "sid", "proto", "prof",
+        "idle", "sis", "created", "last", "fixed", "slot", "b0", "b1", "p0", "p1",
+        "kc", "ks", "rw", "route", "translation", "stream", "app_state", "half_open",
+        "parent", "pinholes", "dead", "dns", "icmp_req", "inspector",
+    )
+
+    protocol = _shared("protocol")
+    rule_name = _shared("rule_name")
+    rule = _shared("rule")
+    alert = _shared("alert")
+    audit = _shared("audit")
+    in_if = _shared("in_if")
+    out_if = _shared("out_if")
+
+    def __init__(self, sid, proto, prof, now, kc, ks, rw, translation, parent):
+        """A new session in its first state (SIS_OPENING, half-open; the
+        table sets ICMP's and the protocol's own fields after this).
+        ``prof``: its :class:`Profile` (protocol, rule, alert, audit-trail,
+        interfaces)."""
+        self.sid = sid
+        self.proto = proto
+        self.prof = prof
         self.created = self.last = now
-        self.bytes = [0, 0]
-        self.pkts = [1, 0]
+        self.b0 = self.b1 = self.p1 = 0
+        self.p0 = 1
         self.route = [None, None]
         self.translation = translation
-        self.c_in = c_in
-        self.c_out = c_out
-        self.s_in = s_in
-        self.s_out = s_out
+        self.kc = kc
+        self.ks = ks
         self.rw = rw
-        self.keys = keys
-        self.entries = ((self, CLIENT), (self, SERVER))
-        self.tcp = None
         self.stream = None
         self.inspector = None
         self.app_state = ""
-        self.host = host
         self.parent = parent
         self.pinholes = None
         self.dead = False
         self.slot = None
-        self.in_if = in_if
-        self.out_if = out_if
         self.dns = False
         self.icmp_req = 0
         self.fixed = None
@@ -165,38 +254,135 @@ class Session:
         self.sis = SIS_OPENING
         self.half_open = True
 
+    # -- derived from the keys -------------------------------------------
+
+    @property
+    def keys(self):
+        """(client side's key, server side's key) in the table."""
+        return (self.kc, self.ks)
+
+    @property
+    def c_in(self):
+        if self.proto == 1:
+            a, b, i = _IKEY.unpack(self.kc)
+            return (a, b, i, 0)
+        return _KEY.unpack(self.kc)
+
+    @property
+    def c_out(self):
+        if self.proto == 1:
+            a, b, i = _IKEY.unpack(self.ks)
+            return (b, a, i, 0)
+        a, b, x, y = _KEY.unpack(self.ks)
+        return (b, a, y, x)
+
+    @property
+    def s_in(self):
+        if self.proto == 1:
+            a, b, i = _IKEY.unpack(self.ks)
+            return (a, b, i, 0)
+        return _KEY.unpack(self.ks)
+
+    @property
+    def s_out(self):
+        if self.proto == 1:
+            a, b, i = _IKEY.unpack(self.kc)
+            return (b, a, i, 0)
+        a, b, x, y = _KEY.unpack(self.kc)
+        return (b, a, y, x)
+
+    @property
+    def host(self):
+        """The responder's address as the initiator sent it (c_in[1])."""
+        return int.from_bytes(self.kc[4:8], "big")
+
+    @property
+    def bytes(self):
+        """[initiator's, responder's] payload bytes (a view: see _Pair)."""
+        return _Pair(self, "b0", "b1")
+
+    @bytes.setter
+    def bytes(self, v):
+        self.b0, self.b1 = v
+
+    @property
+    def pkts(self):
+        """[initiator's, responder's] packets (a view: see _Pair)."""
+        return _Pair(self, "p0", "p1")
+
+    @pkts.setter
+    def pkts(self, v):
+        self.p0, self.p1 = v
+
     @property
     def initiator(self):
         """(address, port) of the initiator as it sent the first packet
         (ICMP: the request type as the port)."""
-        c = self.c_in
-        return (c[0], self.icmp_req if self.proto == 1 else c[2])
+        kc = self.kc
+        return (int.from_bytes(kc[0:4], "big"),
+                self.icmp_req if self.proto == 1 else (kc[8] << 8) | kc[9])
 
     @property
     def responder(self):
-        c = self.c_in
-        return (c[1], 0 if self.proto == 1 else c[3])
+        kc = self.kc
+        return (int.from_bytes(kc[4:8], "big"), 0 if self.proto == 1 else (kc[10] << 8) | kc[11])
 
     @property
     def hexid(self) -> str:
         """The session id shown by ``show ip inspect sessions`` (IOS shows a
         memory address; cbac a stable pseudo-address derived from the
         creation number)."""
-        h = self._hexid
-        if h is None:
-            h = self._hexid = "%X" % ((0x62000000 + self.sid * 0x1C8) & 0xFFFFFFFF)
-        return h
+        return "%X" % ((0x62000000 + self.sid * 0x1C8) & 0xFFFFFFFF)
 
     def __repr__(self):
         return "<Session %s %s %s>" % (self.hexid, self.protocol, self.flow_text())
 
     def flow_text(self) -> str:
-        return "(%s:%d)=>(%s:%d)" % (ip_str(self.initiator[0]), self.initiator[1],
-                                     ip_str(self.responder[0]), self.responder[1])
+        i = self.initiator
+        r = self.responder
+        return "(%s:%d)=>(%s:%d)" % (ip_str(i[0]), i[1], ip_str(r[0]), r[1])
+
+    #: the TCP tracker (None: not TCP; a TcpSession is its own)
+    tcp = None
+
+
+class TcpSession(Session, TrackFields):
+    """A TCP session: the session and its TCP tracker in one object
+    (``s.tcp is s``; the tracker's slots and accessors are
+    :class:`cbac.inspect.tcp.TrackFields`', so ``s.tcp.state`` is the
+    tracker state, SYN_SENT ... CLOSED, and ``s.sis`` the IOS state)."""
+
+    __slots__ = TRACK_SLOTS
+
+    def __init__(self, sid, proto, prof, now, kc, ks, rw, translation, parent):
+        # Session.__init__ and TrackFields.init_track in one call (set-up cost)
+        self.sid = sid
+        self.proto = proto
+        self.prof = prof
+        self.created = self.last = now
+        self.b0 = self.b1 = self.p1 = 0
+        self.p0 = 1
+        self.route = [None, None]
+        self.translation = translation
+        self.kc = kc
+        self.ks = ks
+        self.rw = rw
+        self.stream = self.inspector = self.pinholes = self.slot = self.fixed = None
+        self.app_state = ""
+        self.parent = parent
+        self.dead = self.dns = False
+        self.icmp_req = self.idle = 0
+        self.sis = SIS_OPENING
+        self.half_open = True
+        self.state = SYN_SENT
+        self.isn0 = self.isn1 = self.end0 = self.end1 = self.maxend0 = self.maxend1 = 0
+        self.maxwin0 = self.maxwin1 = self.scale0 = self.scale1 = self.rcvd0 = self.rcvd1 = 0
+        self.fin = self.chal = self.chald = 0
+        self.mss = 536
 
     @property
-    def state(self) -> str:
-        return self.sis
+    def tcp(self):
+        return self
 
 
 class Pinhole:
@@ -258,6 +444,7 @@ class SessionTable:
         self._last_full_log = None
         self._log_last = {}              # log_due(): line -> when last logged
         self._pcache = {}
+        self._profiles = {}              # build_session: shared session Profiles
         self._backlog = False
         self._rule_live = {}             # ZBF class rule name -> live sessions
         self._rule_full_log = {}
@@ -283,6 +470,7 @@ class SessionTable:
         thresholds, timers and the cap of the new one apply from now on)."""
         self.model = router_model
         self._pcache.clear()
+        self._profiles.clear()
 
     reload = reconfigure
 
@@ -394,12 +582,12 @@ class SessionTable:
         it arrived, before NAT."""
         if translation is None:
             return c_out
-        for name in ("forward", "reverse"):
-            rw = getattr(translation, name, None)
-            if rw is None:
-                continue
-            if tuple(rw.new) == c_out:
-                return tuple(rw.old)
+        rw = getattr(translation, "forward", None)
+        if rw is not None and tuple(rw.new) == c_out:
+            return tuple(rw.old)
+        rw = getattr(translation, "reverse", None)
+        if rw is not None and tuple(rw.new) == c_out:
+            return tuple(rw.old)
         return c_out
 
     @staticmethod
@@ -413,9 +601,9 @@ class SessionTable:
         if f is None or r is None:
             return None
         if f.old == c_in and f.new == c_out and r.old == s_in and r.new == s_out:
-            return [f, r]
+            return (f, r)
         if r.old == c_in and r.new == c_out and f.old == s_in and f.new == s_out:
-            return [r, f]
+            return (r, f)
         return None
 
     @staticmethod
@@ -424,27 +612,44 @@ class SessionTable:
             return (t[1], t[0], t[2], 0)
         return (t[1], t[0], t[3], t[2])
 
+    @staticmethod
+    def keys_of(proto, c_in, c_out):
+        """(kc, ks): the table keys of a session whose client->server
+        packets arrive as ``c_in`` and leave as ``c_out``."""
+        if proto == 1:
+            return (_IKEY.pack(c_in[0], c_in[1], c_in[2]),
+                    _IKEY.pack(c_out[1], c_out[0], c_out[2]))
+        return (_KEY.pack(c_in[0], c_in[1], c_in[2], c_in[3]),
+                _KEY.pack(c_out[1], c_out[0], c_out[3], c_out[2]))
+
     def build_session(self, sid, proto, protocol, rule_name, rp, now, c_in, c_out, keys,
                       translation, host, parent, in_if, out_if) -> "Session":
-        """A :class:`Session` with its reversed tuples, its NAT rewrites
-        (shared with its translation where possible) and the rule's
-        alert/audit-trail settings: :meth:`create`'s and continuity's
-        restore's one way to make one (nothing is registered)."""
+        """A :class:`Session` with its NAT rewrites (shared with its
+        translation where possible) and the rule's alert/audit-trail
+        settings: :meth:`create`'s and continuity's restore's one way to
+        make one (nothing is registered).  ``host`` is c_in[1] (kept for
+        the callers; the session derives it from its key)."""
         g = self.model.inspect
         alert = rp.alert if rp is not None else None
         audit = rp.audit_trail if rp is not None else None
-        s_in = self._rev(c_out, proto)
-        s_out = self._rev(c_in, proto) if c_in != c_out else s_in
+        alert = (not g.alert_off) if alert is None else alert
+        audit = g.audit_trail if audit is None else audit
+        pk = (protocol, rule_name, id(rp), alert, audit, in_if, out_if)
+        prof = self._profiles.get(pk)
+        if prof is None or prof.rule is not rp:
+            if len(self._profiles) >= 4096:
+                self._profiles.clear()
+            prof = self._profiles[pk] = Profile(protocol, rule_name, rp, alert, audit,
+                                                in_if, out_if)
         if c_in != c_out:
+            s_in = self._rev(c_out, proto)
+            s_out = self._rev(c_in, proto)
             rw = self._shared_rewrites(translation, c_in, c_out, s_in, s_out) or \
-                [Rewrite(proto, c_in, c_out), Rewrite(proto, s_in, s_out)]
+                (Rewrite(proto, c_in, c_out), Rewrite(proto, s_in, s_out))
         else:
             rw = _NO_REWRITE
-        return Session(sid, proto, protocol, rule_name, rp,
-                       (not g.alert_off) if alert is None else alert,
-                       g.audit_trail if audit is None else audit, now,
-                       c_in, c_out, s_in, s_out, rw, keys, translation, host, parent,
-                       in_if, out_if)
+        return (TcpSession if proto == 6 else Session)(sid, proto, prof, now, keys[0], keys[1],
+                                                       rw, translation, parent)
 
     def create(self, pkt, in_if, out_if, rule_name, translation=None, pinhole=None):
         """Create a session for the first packet of a flow (the packet has
@@ -507,14 +712,13 @@ class SessionTable:
         if counts:
             # the one-minute rate counts connection attempts, refused ones too
             th.rate_add(now)
-        c_in = self.arrival_form(translation, c_out, proto)
+        c_in = c_out if translation is None else self.arrival_form(translation, c_out, proto)
         table = self._by_proto[proto]
         if proto == 1:
-            kc = _ki(c_in[0], c_in[1], c_in[2])
-            ks = _ki(c_out[1], c_out[0], c_out[2])
+            kc, ks = self.keys_of(proto, c_in, c_out)
         else:
-            kc = _k(*c_in)
-            ks = _k(c_out[1], c_out[0], c_out[3], c_out[2])
+            kc = _KEY.pack(c_in[0], c_in[1], c_in[2], c_in[3])
+            ks = _KEY.pack(c_out[1], c_out[0], c_out[3], c_out[2])
         if kc in table or ks in table:
             stats.drop("key-collision")
             return None
@@ -522,18 +726,19 @@ class SessionTable:
             # inspected from now on: never again a remembered uninspected one
             self.uninspected.forget(*c_out)
         host = c_in[1]
+        model = self.model
         # per-source limit (cbac session-limit host; pf max-src-states)
         src = c_in[0]
-        if th.per_src.get(src, 0) >= self.model.session_limit_host:
+        if th.per_src.get(src, 0) >= model.session_limit_host:
             stats.drop("source-limit")
-            th.log_source_limit(src, now, self.model.session_limit_host)
+            th.log_source_limit(src, now, model.session_limit_host)
             return None
         # per-destination limit (cbac session-limit destination; a cbac
         # extension): the real responder, after NAT
         dst = c_out[1]
-        if th.per_dst.get(dst, 0) >= self.model.session_limit_dest:
+        if th.per_dst.get(dst, 0) >= model.session_limit_dest:
             stats.drop("destination-limit")
-            th.log_dest_limit(dst, now, self.model.session_limit_dest)
+            th.log_dest_limit(dst, now, model.session_limit_dest)
             return None
         # per-host half-open limit (TCP)
         if proto == 6 and not th.host_check(host, now, g):
@@ -541,7 +746,7 @@ class SessionTable:
             return None
         # ZBF: sessions maximum of the class's parameter-map
         rname = rule_name if pinhole is None else parent.rule_name
-        cap = getattr(self.model.inspect_rules.get(rname), "sessions_maximum", None) \
+        cap = getattr(model.inspect_rules.get(rname), "sessions_maximum", None) \
             if rname is not None and ":" in rname else None
         if cap is not None and self._rule_live.get(rname, 0) >= cap:
             stats.drop("class-sessions-maximum")
@@ -554,7 +759,7 @@ class SessionTable:
                             "configured sessions maximum value %d" % (zp, cls, cap))
             return None
         # table cap
-        if len(self.sessions) >= self.model.session_limit:
+        if len(self.sessions) >= model.session_limit:
             if th.half:
                 victim = th.victim()
                 self.stats.drop("evicted-table-full")
@@ -580,17 +785,16 @@ class SessionTable:
             s.sis = SIS_OPEN
             s.half_open = False
             s.app_state = ICMP_NAMES[pkt.icmp_type]
-            s.bytes[0] = pkt.payload_len
+            s.b0 = pkt.payload_len
         else:
             if proto == 6:
                 s.idle = rp.timeout if (rp is not None and rp.timeout is not None) \
                     else g.tcp_idle_time
-                t = s.tcp = TcpTrack()
+                t = s                    # its own tracker
                 init_client(t, pkt)
                 w = rp.synwait if rp is not None and rp.synwait is not None \
                     else g.tcp_synwait_time
                 s.fixed = now + w * self.adaptive()
-                s.bytes[0] = 0
                 if protocol in self.factories and pinhole is None:
                     if pkt.payload_len:
                         stats.drop("syn-with-data")
@@ -609,9 +813,9 @@ class SessionTable:
                 if guard is not None:
                     s.inspector = guard
                     s.app_state = guard.state_summary()
-                s.bytes[0] = pkt.payload_len
-        table[kc] = s.entries[0]
-        table[ks] = s.entries[1]
+                s.b0 = pkt.payload_len
+        table[kc] = (s, CLIENT)
+        table[ks] = (s, SERVER)
         self.sessions[s.sid] = s
         th.count(src, dst)
         if cap is not None:
@@ -640,10 +844,11 @@ class SessionTable:
         if nat is not None and translation is not None and nat.created is translation:
             nat.adopt(translation, s)        # made for this session: dies with it
         if s.half_open:
-            th.add_half(s)
+            th.add_half(s, host)
         if counts:
             th.check_aggressive(s, g)
-        self._schedule(s, self._deadline(s))
+        # (a new TCP session's deadline is its synwait: no RST challenge yet)
+        self._schedule(s, s.fixed if proto == 6 else self._deadline(s))
         if s.audit:
             ios.message("FW", 6, "SESS_AUDIT_TRAIL_START",
                         _zbf_prefix(s.rule_name) +
@@ -691,7 +896,7 @@ class SessionTable:
             ios.log.failure("cbac: {protocol} inspector factory failed", protocol=protocol)
             return False
         st = s.stream = Stream(self, s, insp, ctx, category)
-        st.dirs[CLIENT].isn = t.isn[0]
+        st.dirs[CLIENT].isn = t.isn0
         st.dirs[SERVER].mss = t.mss
         s.inspector = insp
         return True
@@ -797,7 +1002,7 @@ class SessionTable:
             return False
         proto = s.proto
         if proto == 6:
-            t = s.tcp
+            t = s                        # a TcpSession is its own tracker
             if s.stream is not None or t.state != ESTABLISHED or t.chal:
                 return False
             seq, ack, off, flags, win = _FAST_TCP.unpack_from(frame, 38)
@@ -813,11 +1018,10 @@ class SessionTable:
             nb = new_bytes(t, d, seq, plen) if plen > 0 else 0
             if track(t, d, fp, ack) is not None:
                 return False
-            s.bytes[d] += nb
         elif proto == 17:
             if s.half_open or s.dns or s.inspector is not None:    # guards: slow path
                 return False
-            s.bytes[d] += ((frame[38] << 8) | frame[39]) - 8
+            nb = ((frame[38] << 8) | frame[39]) - 8
         elif proto == 1:
             # an echo/timestamp request of the initiator or the matching
             # reply of the responder (icmp_process's check); no error
@@ -825,13 +1029,18 @@ class SessionTable:
             ip_len = (frame[16] << 8) | frame[17]
             if ip_len < 28 or frame[34] != (s.icmp_req if d == 0 else _ICMP_REPLY_OF[s.icmp_req]):
                 return False
-            s.bytes[d] += ip_len - 28
+            nb = ip_len - 28
         else:
             return False
         if now - s.last >= 1.0 and s.translation is not None and self.nat is not None:
             self.nat.touch(s.translation, now, ACK if proto == 6 else None)
         s.last = now
-        s.pkts[d] += 1
+        if d:
+            s.b1 += nb
+            s.p1 += 1
+        else:
+            s.b0 += nb
+            s.p0 += 1
         rw = s.rw[d]
         if rw is not None:
             rw.apply(frame, 14, 34, bool(vnet) and (vnet[0] & 1) == 1, True)
@@ -863,7 +1072,10 @@ class SessionTable:
         elif not icmp_process(self, s, direction, pkt):
             return False
         s.last = now
-        s.pkts[direction] += 1
+        if direction:
+            s.p1 += 1
+        else:
+            s.p0 += 1
         rw = s.rw[direction]
         if rw is not None:
             v = pkt.vnet
@@ -886,7 +1098,7 @@ class SessionTable:
         return True
 
     def _tcp(self, s, d, pkt, now):
-        t = s.tcp
+        t = s                            # a TcpSession is its own tracker
         st = s.stream
         flags = pkt.tcp_flags
         ack = pkt.tcp_ack
@@ -934,7 +1146,10 @@ class SessionTable:
                 return None
             if st.inspector is None and not extras and st.plain:
                 s.stream = None          # opaque and nothing pending: plain TCP
-        s.bytes[d] += nb
+        if d:
+            s.b1 += nb
+        else:
+            s.b0 += nb
         return extras
 
     def _tcp_transition(self, s, old, new, now) -> None:
@@ -1017,13 +1232,17 @@ class SessionTable:
             self.observer.session_closed(s)
         self.resuming.pop(s, None)
         table = self._by_proto[s.proto]
-        kc, ks = s.keys
-        if table.get(kc) is s.entries[0]:
+        kc = s.kc
+        ks = s.ks
+        e = table.get(kc)
+        if e is not None and e[0] is s:
             del table[kc]
-        if table.get(ks) is s.entries[1]:
+        e = table.get(ks)
+        if e is not None and e[0] is s:
             del table[ks]
         self.sessions.pop(s.sid, None)
-        self.thresholds.uncount(s.c_in[0], s.c_out[1])
+        # initiator (c_in[0]) and real responder (c_out[1] = ks[0:4])
+        self.thresholds.uncount(int.from_bytes(kc[0:4], "big"), int.from_bytes(ks[0:4], "big"))
         if s.slot is not None:
             # out of the timer wheel now (O(1)): a deleted session must not
             # stay referenced until its old deadline (a SYN flood's victims
@@ -1048,8 +1267,8 @@ class SessionTable:
                         _zbf_prefix(s.rule_name) +
                         "Stop %s session: initiator (%s:%d) sent %d bytes -- responder "
                         "(%s:%d) sent %d bytes" % (
-                            s.protocol, ip_str(s.initiator[0]), s.initiator[1], s.bytes[0],
-                            ip_str(s.responder[0]), s.responder[1], s.bytes[1]))
+                            s.protocol, ip_str(s.initiator[0]), s.initiator[1], s.b0,
+                            ip_str(s.responder[0]), s.responder[1], s.b1))
         if self.debug_enabled:
             self.debug_line("object-deletion", "CBAC OBJ_DELETE: delete sis %s (%s)" % (
                 s.hexid, reason))
@@ -1143,8 +1362,8 @@ class SessionTable:
     def _deadline(self, s) -> float:
         f = s.fixed
         dl = f if f is not None else s.last + s.idle * self.adaptive()
-        if s.proto == 6 and s.tcp.chal and s.tcp.chal < dl:
-            return s.tcp.chal
+        if s.proto == 6 and s.chal and s.chal < dl:
+            return s.chal
         return dl
 
     #: adaptive timeouts (pf's adaptive.start/end): above 60% of
@@ -1189,7 +1408,7 @@ class SessionTable:
         if old is not None and old <= slot:
             return                       # lazy: the later deadline is checked when due
         self._wheel.add(s, slot)
-        self._ensure_timer()
+        self._wheel.ensure(self.TICK)   # _ensure_timer
 
     def _ensure_timer(self) -> None:
         self._wheel.ensure(self.TICK)

@@ -71,48 +71,123 @@ ISN, END, MAXEND, MAXWIN, SCALE, RCVD = 0, 2, 4, 6, 8, 10
 RST_EXACT = "rst-exact"
 RST_CHALLENGE = "rst-challenge"
 
+#: the slot of v[i]
+_V_NAMES = ("isn0", "isn1", "end0", "end1", "maxend0", "maxend1", "maxwin0", "maxwin1",
+            "scale0", "scale1", "rcvd0", "rcvd1")
 
-class TcpTrack:
-    """Per-session TCP tracking state in one flat list ``v`` (memory):
-    ``v[ISN + d]``, ``v[END + d]`` (highest seq + len sent),
-    ``v[MAXEND + d]`` (highest ack + window the peer advertised),
-    ``v[MAXWIN + d]`` (largest window d advertised, scaled), ``v[SCALE + d]``
-    (window scale; -1 until d's SYN showed whether it carries the option),
-    ``v[RCVD + d]`` (highest acknowledgement the peer sent for d's bytes).
-    d = 0 client, 1 server.  ``fin`` has bit d set once d sent a FIN.
-    ``chal`` is the deadline of an RST challenge (0: none), ``chald`` the
-    direction the challenged RST came from."""
 
-    __slots__ = ("state", "v", "fin", "mss", "chal", "chald")
+class _TrackView:
+    """``TcpTrack.v``: the twelve window values as a live list-like view
+    (index, slice, assignment), for code that reads or writes them by
+    index (the kernel offload, continuity).  :func:`track` uses the slots."""
 
-    def __init__(self):
+    __slots__ = ("t",)
+
+    def __init__(self, t):
+        self.t = t
+
+    def __getitem__(self, i):
+        if i.__class__ is slice:
+            t = self.t
+            return [getattr(t, n) for n in _V_NAMES[i]]
+        return getattr(self.t, _V_NAMES[i])
+
+    def __setitem__(self, i, value):
+        if i.__class__ is slice:
+            names = _V_NAMES[i]
+            value = list(value)
+            if len(value) != len(names):
+                raise ValueError("TcpTrack.v holds %d values" % len(names))
+            t = self.t
+            for n, x in zip(names, value):
+                setattr(t, n, x)
+            return
+        setattr(self.t, _V_NAMES[i], value)
+
+    def __len__(self):
+        return 12
+
+    def __iter__(self):
+        t = self.t
+        return iter([getattr(t, n) for n in _V_NAMES])
+
+    def __eq__(self, other):
+        try:
+            return list(self) == list(other)
+        except TypeError:
+            return NotImplemented
+
+    def __repr__(self):
+        return repr(list(self))
+
+
+#: the slots of a tracker (TcpTrack, and the TCP session that is its own tracker)
+TRACK_SLOTS = ("state", "fin", "mss", "chal", "chald") + _V_NAMES
+
+
+class TrackFields:
+    """The tracker's accessors (no slots of its own: mixed into
+    :class:`TcpTrack` and into the session table's TCP sessions, which
+    carry the tracker's slots themselves).  Per direction d (0 client, 1
+    server): ``isn<d>``, ``end<d>`` (highest seq + len sent), ``maxend<d>``
+    (highest ack + window the peer advertised), ``maxwin<d>`` (largest
+    window d advertised, scaled), ``scale<d>`` (window scale; -1 until d's
+    SYN showed whether it carries the option), ``rcvd<d>`` (highest
+    acknowledgement the peer sent for d's bytes).  ``v`` is a list-like
+    view of them in that order (``v[ISN + d]`` ...).  ``state`` is the
+    tracker state (SYN_SENT ... CLOSED), ``fin`` has bit d set once d sent
+    a FIN, ``mss`` is the initiator's MSS (for the stream engine), ``chal``
+    the deadline of an RST challenge (0: none), ``chald`` the direction the
+    challenged RST came from."""
+
+    __slots__ = ()
+
+    def init_track(self) -> None:
+        """The state before the initiator's SYN is seen."""
         self.state = SYN_SENT
-        self.v = [0] * 12
+        self.isn0 = self.isn1 = self.end0 = self.end1 = self.maxend0 = self.maxend1 = 0
+        self.maxwin0 = self.maxwin1 = self.scale0 = self.scale1 = self.rcvd0 = self.rcvd1 = 0
         self.fin = 0
-        self.mss = 536          # the initiator's MSS (for the stream engine)
+        self.mss = 536
         self.chal = 0
         self.chald = 0
+
+    @property
+    def v(self):
+        return _TrackView(self)
 
     # read-only views for the slow path and tests
     @property
     def isn(self):
-        return self.v[0:2]
+        return [self.isn0, self.isn1]
 
     @property
     def end(self):
-        return self.v[2:4]
+        return [self.end0, self.end1]
 
     @property
     def maxend(self):
-        return self.v[4:6]
+        return [self.maxend0, self.maxend1]
 
     @property
     def maxwin(self):
-        return self.v[6:8]
+        return [self.maxwin0, self.maxwin1]
 
     @property
     def scale(self):
-        return self.v[8:10]
+        return [self.scale0, self.scale1]
+
+
+class TcpTrack(TrackFields):
+    """Per-session TCP tracking state, one slot per value (see
+    :class:`TrackFields`).  The session table's TCP sessions are their own
+    trackers (``session.tcp is session``); this class is the stand-alone
+    form of the same state."""
+
+    __slots__ = TRACK_SLOTS
+
+    def __init__(self):
+        self.init_track()
 
 
 def parse_options(frame, l4: int, doff: int):
@@ -127,35 +202,35 @@ def parse_options(frame, l4: int, doff: int):
 
 def init_client(t: TcpTrack, pkt) -> None:
     """Seed the tracker from the initiator's SYN."""
-    v = t.v
     seq = pkt.tcp_seq
-    v[ISN] = seq
-    v[END] = v[MAXEND] = (seq + 1 + pkt.payload_len) & M32
-    v[RCVD] = (seq + 1) & M32
-    v[MAXWIN] = pkt.tcp_win or 1
+    t.isn0 = seq
+    r = t.rcvd0 = (seq + 1) & M32
+    plen = pkt.payload_len
+    # one int object for the three when the SYN carries no data
+    t.end0 = t.maxend0 = (r + plen) & M32 if plen else r
+    t.maxwin0 = pkt.tcp_win or 1
     if pkt.tcp_doff > 20:
         mss, ws, _sack = parse_options(pkt.frame, pkt.l4, pkt.tcp_doff)
         t.mss = mss or 536
-        v[SCALE] = -1 if ws is None else ws
+        t.scale0 = -1 if ws is None else ws
     else:
-        v[SCALE] = -1
+        t.scale0 = -1
 
 
 def _init_server(t: TcpTrack, pkt) -> None:
-    v = t.v
     seq = pkt.tcp_seq
-    v[ISN + 1] = seq
-    v[END + 1] = v[MAXEND + 1] = v[RCVD + 1] = (seq + 1) & M32
-    v[MAXWIN + 1] = pkt.tcp_win or 1
+    t.isn1 = seq
+    t.end1 = t.maxend1 = t.rcvd1 = (seq + 1) & M32
+    t.maxwin1 = pkt.tcp_win or 1
     ws = None
     if pkt.tcp_doff > 20:
         ws = parse_options(pkt.frame, pkt.l4, pkt.tcp_doff)[1]
-    if ws is None or v[SCALE] < 0:
-        v[SCALE] = v[SCALE + 1] = 0
+    if ws is None or t.scale0 < 0:
+        t.scale0 = t.scale1 = 0
     else:
-        v[SCALE + 1] = ws
+        t.scale1 = ws
     # the SYN/ACK tells what the client may send (SYN windows are unscaled)
-    v[MAXEND] = (pkt.tcp_ack + (pkt.tcp_win or 1)) & M32
+    t.maxend0 = (pkt.tcp_ack + (pkt.tcp_win or 1)) & M32
 
 
 def track(t: TcpTrack, d: int, pkt, ack: int):
@@ -170,86 +245,107 @@ def track(t: TcpTrack, d: int, pkt, ack: int):
     if not VALID[f]:
         return "invalid-flags"
     state = t.state
-    v = t.v
-    o = 1 - d
     seq = pkt.tcp_seq
     if f & SYN:
         if f & ACK:
             if d != 1:
                 return "synack-from-initiator"
             if state == SYN_SENT:
-                if ack != v[END]:
+                if ack != t.end0:
                     return "synack-bad-ack"
                 _init_server(t, pkt)
                 t.state = SYN_RECV
                 return None
-            if seq == v[ISN + 1] and state < CLOSING:
+            if seq == t.isn1 and state < CLOSING:
                 return None                 # retransmitted SYN/ACK
             return "unexpected-synack"
         if d == 0:
             if state == SYN_SENT:
-                if seq != v[ISN]:
+                if seq != t.isn0:
                     init_client(t, pkt)     # the client restarted with a new ISN
                 return None
-            if state == SYN_RECV and seq == v[ISN]:
+            if state == SYN_RECV and seq == t.isn0:
                 return None                 # retransmitted SYN (the SYN/ACK got lost)
         return "unexpected-syn"
+    # the sender's (s_) and the receiver's (r_) values
+    if d:
+        s_end = t.end1
+        s_maxend = t.maxend1
+        s_maxwin = t.maxwin1
+        r_end = t.end0
+        r_maxwin = t.maxwin0
+    else:
+        s_end = t.end0
+        s_maxend = t.maxend0
+        s_maxwin = t.maxwin0
+        r_end = t.end1
+        r_maxwin = t.maxwin1
     if f & RST:
         if state == SYN_SENT:
             if d == 1:
-                if not (f & ACK) or ack != v[END]:
+                if not (f & ACK) or ack != t.end0:
                     return "rst-bad-ack"
-            elif seq != v[END]:
+            elif seq != t.end0:
                 return "rst-out-of-window"
             t.state = CLOSED
             return None
         # within [sender.end - receiver.maxwin, sender.maxend]
-        if ((v[MAXEND + d] - seq) & M32) >= H32 or \
-                ((seq - ((v[END + d] - v[MAXWIN + o]) & M32)) & M32) >= H32:
+        if ((s_maxend - seq) & M32) >= H32 or \
+                ((seq - ((s_end - r_maxwin) & M32)) & M32) >= H32:
             return "rst-out-of-window"
         # RFC 5961 3.2: the receiver accepts only seq == RCV.NXT, which
         # lies between what it acknowledged and what the sender sent; below
         # what it acknowledged it drops the RST without a word; above what
         # was sent it answers with a challenge ACK.  The caller decides
         # (the state is not changed here).
-        if ((seq - v[RCVD + d]) & M32) >= H32:
+        if ((seq - (t.rcvd1 if d else t.rcvd0)) & M32) >= H32:
             return "rst-below-ack"
-        if ((v[END + d] - seq) & M32) < H32:
+        if ((s_end - seq) & M32) < H32:
             return RST_EXACT
         return RST_CHALLENGE
     # ACK (with data and/or FIN)
     if state == SYN_SENT:
         return "ack-before-synack"
     end = (seq + pkt.payload_len + (1 if f & FIN else 0)) & M32
-    s_end = v[END + d]
-    r_end = v[END + o]
     # (I) seq <= sender.maxend
-    if ((v[MAXEND + d] - seq) & M32) >= H32:
+    if ((s_maxend - seq) & M32) >= H32:
         return "seq-above-window"
     # (II) end >= sender.end - receiver.maxwin
-    if ((end - ((s_end - v[MAXWIN + o]) & M32)) & M32) >= H32:
+    if ((end - ((s_end - r_maxwin) & M32)) & M32) >= H32:
         return "seq-below-window"
     # (III) ack <= receiver.end
     if ((r_end - ack) & M32) >= H32:
         return "ack-above-window"
     # (IV) ack >= receiver.end - max(66000, sender.maxwin)
-    mw = v[MAXWIN + d]
-    maxack = mw if mw > MAXACKWINCONST else MAXACKWINCONST
+    maxack = s_maxwin if s_maxwin > MAXACKWINCONST else MAXACKWINCONST
     if ((ack - ((r_end - maxack) & M32)) & M32) >= H32:
         return "ack-below-window"
-    sc = v[SCALE + d]
-    win = pkt.tcp_win << sc if sc > 0 else pkt.tcp_win
-    if mw < win:
-        v[MAXWIN + d] = win
-    if ((end - s_end) & M32) < H32:
-        v[END + d] = end
-    if ((ack - v[RCVD + o]) & M32) < H32:
-        v[RCVD + o] = ack
-    right = (ack + (win or 1)) & M32
-    if ((right - v[MAXEND + o]) & M32) < H32:
-        v[MAXEND + o] = right
-    if state == SYN_RECV and d == 0 and ack == v[END + 1]:
-        t.state = state = ESTABLISHED
+    if d:
+        sc = t.scale1
+        win = pkt.tcp_win << sc if sc > 0 else pkt.tcp_win
+        if s_maxwin < win:
+            t.maxwin1 = win
+        if ((end - s_end) & M32) < H32:
+            t.end1 = end
+        if ((ack - t.rcvd0) & M32) < H32:
+            t.rcvd0 = ack
+        right = (ack + (win or 1)) & M32
+        if ((right - t.maxend0) & M32) < H32:
+            t.maxend0 = right
+    else:
+        sc = t.scale0
+        win = pkt.tcp_win << sc if sc > 0 else pkt.tcp_win
+        if s_maxwin < win:
+            t.maxwin0 = win
+        if ((end - s_end) & M32) < H32:
+            t.end0 = end
+        if ((ack - t.rcvd1) & M32) < H32:
+            t.rcvd1 = ack
+        right = (ack + (win or 1)) & M32
+        if ((right - t.maxend1) & M32) < H32:
+            t.maxend1 = right
+        if state == SYN_RECV and ack == t.end1:
+            t.state = state = ESTABLISHED
     if f & FIN:
         t.fin |= 1 << d
         if t.fin == 3 and state < CLOSING:
@@ -262,7 +358,7 @@ def new_bytes(t: TcpTrack, d: int, seq: int, plen: int) -> int:
     (call before :func:`track` updates ``end``)."""
     if not plen:
         return 0
-    adv = (seq + plen - t.v[END + d]) & M32
+    adv = (seq + plen - (t.end1 if d else t.end0)) & M32
     if adv >= H32:
         return 0
     return plen if adv > plen else adv
@@ -329,6 +425,6 @@ def is_partial(pkt) -> bool:
     return bool(v) and (v[0] & 1) == 1
 
 
-__all__ = ["TcpTrack", "track", "RST_EXACT", "RST_CHALLENGE", "init_client", "new_bytes", "parse_options", "build_tcp",
+__all__ = ["TcpTrack", "TrackFields", "TRACK_SLOTS", "track", "RST_EXACT", "RST_CHALLENGE", "init_client", "new_bytes", "parse_options", "build_tcp",
            "fix_tcp_checksum", "fix_ip_header", "is_partial", "VALID", "SYN_SENT", "SYN_RECV",
            "ESTABLISHED", "CLOSING", "CLOSED", "STATE_NAMES", "PSH"]

@@ -26,8 +26,9 @@ class Thresholds:
     def __init__(self, table):
         self.table = table
         self.half = {}                  # half-open TCP+UDP sessions, oldest first
-        self.host_half = {}             # host -> {session: None} (TCP)
-        self.group_half = {}            # (proto, responder) -> {session: None} (TCP+UDP)
+        # (proto, responder) -> {session: None} (TCP+UDP); a host's half-open
+        # TCP sessions are group_half[(6, host)] (no second per-host dict)
+        self.group_half = {}
         self.per_src = {}               # initiator address -> sessions
         self.src_logged = {}            # initiator address -> last limit log time
         self.per_dst = {}               # responder address (real) -> sessions
@@ -51,7 +52,7 @@ class Thresholds:
 
     def host_half_open(self, host) -> int:
         """Half-open TCP sessions to ``host``."""
-        return len(self.host_half.get(host) or ())
+        return len(self.group_half.get((6, host)) or ())
 
     def blocked_until(self, host):
         """The time ``host`` is blocked until, or None."""
@@ -103,10 +104,11 @@ class Thresholds:
 
     # -- half-open sessions ----------------------------------------------
 
-    def add_half(self, s) -> None:
-        """A new half-open session (TCP or UDP)."""
+    def add_half(self, s, host=None) -> None:
+        """A new half-open session (TCP or UDP); ``host`` is ``s.host``
+        when the caller has it at hand."""
         self.half[s] = None
-        gk = (s.proto, s.host)
+        gk = (s.proto, s.host if host is None else host)
         gh = self.group_half.get(gk)
         if gh is None:
             gh = self.group_half[gk] = {}
@@ -114,11 +116,6 @@ class Thresholds:
         heavy = self.group_half.get(self.heavy)
         if heavy is None or len(gh) > len(heavy):
             self.heavy = gk
-        if s.proto == 6:
-            hh = self.host_half.get(s.host)
-            if hh is None:
-                hh = self.host_half[s.host] = {}
-            hh[s] = None
 
     def remove_half(self, s) -> None:
         """The session is no longer half-open."""
@@ -129,13 +126,8 @@ class Thresholds:
             gh.pop(s, None)
             if not gh:
                 del self.group_half[gk]
-        if s.proto == 6:
-            hh = self.host_half.get(s.host)
-            if hh is not None:
-                hh.pop(s, None)
-                if not hh:
-                    del self.host_half[s.host]
-                    self.host_alerted.discard(s.host)
+                if gk[0] == 6:
+                    self.host_alerted.discard(gk[1])
 
     def victim(self):
         """The half-open session to delete when the table or aggressive
@@ -164,7 +156,7 @@ class Thresholds:
                 table.stats.drop("host-blocked")
                 return False
             self.unblock(host)
-        hh = self.host_half.get(host)
+        hh = self.group_half.get((6, host))
         n = len(hh) if hh else 0
         limit = g.tcp_max_incomplete_host
         if n < limit:
@@ -233,11 +225,17 @@ class Thresholds:
         self.rate_sec = sec
 
     def rate_add(self, now) -> None:
-        self.rate_advance(now)
-        self.rate_buckets[int(now) % 60] += 1
+        sec = int(now)
+        if sec != self.rate_sec:
+            self.rate_advance(now)
+        self.rate_buckets[sec % 60] += 1
         self.rate += 1
 
     def one_minute_rate(self, now) -> int:
+        """Connection attempts in the last 60 seconds: O(1) (within the
+        same second no bucket moves; otherwise at most 60 are cleared)."""
+        if self.rate_sec == int(now):
+            return self.rate
         self.rate_advance(now)
         return self.rate
 

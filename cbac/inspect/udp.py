@@ -65,7 +65,10 @@ def udp_process(table, s, d: int, pkt) -> bool:
         if table.debug_enabled:
             table.debug_line("udp", "CBAC sis %s UDP reply: session open (%s)" % (
                 s.hexid, s.flow_text()))
-    s.bytes[d] += pkt.payload_len
+    if d:
+        s.b1 += pkt.payload_len
+    else:
+        s.b0 += pkt.payload_len
     if guard is not None:
         s.app_state = guard.state_summary()
         if getattr(guard, "keep", None) is not None:
@@ -170,7 +173,7 @@ def udp_guard_start(table, s, pkt) -> bool:
     _apply_effects(table, s, guard)
     if verdict == EDIT:
         replace_payload(pkt, guard.out)
-        s.bytes[0] = pkt.payload_len
+        s.b0 = pkt.payload_len
     s.app_state = guard.state_summary()
     _keep(table, s, guard)
     return True
