@@ -395,14 +395,14 @@ class Nat:
         if ol is not None:
             return ol
         b = self.obind_by_global.get(og)
-        return b.outside_local[0] if b is not None else og
+        return b.ol if b is not None else og
 
     def _og_for(self, ol: int) -> int:
         og = self.st_out_by_local.get(ol)
         if og is not None:
             return og
         b = self.obind_by_local.get(ol)
-        return b.outside_global[0] if b is not None else ol
+        return b.og if b is not None else ol
 
     def _in_out_pool(self, a) -> bool:
         for lo, hi in self.out_pool_ranges:
@@ -413,7 +413,7 @@ class Nat:
     def outside_routes(self):
         """(outside local, outside global) of the live outside bindings
         whose rule has ``add-route``."""
-        return [(b.outside_local[0], b.outside_global[0]) for b in self.obind_by_local.values()
+        return [(b.ol, b.og) for b in self.obind_by_local.values()
                 if b.rule is not None and b.rule.add_route and not b.dead]
 
     # ------------------------------------------------------------------
@@ -457,7 +457,7 @@ class Nat:
             self.hits += 1
         self._touch(t, pkt.tcp_flags)
         if rewrite:
-            rw = t.forward if outbound else t.reverse
+            rw = t.rw[0 if outbound else 1]
             if "nat" in debugging.enabled:
                 self._debug(pkt, rw)
             self._apply(pkt, rw)
@@ -505,7 +505,7 @@ class Nat:
                     and t.inside_global == d.inside_global:
                 # the packet that used an FTP/SIP door was dropped later
                 # (a zone policy): the door is still owed to the real peer
-                self.reserve(d.proto, d.inside_local[0], d.inside_local[1],
+                self.reserve(d.proto, d.il, d.ilp,
                              remote=d.remote)
             b = self.created_obind
             if b is not None and b is t.oparent and b.refcount <= 0:
@@ -603,7 +603,7 @@ class Nat:
             g = self.st_in_by_local.get(pkt.src)
             if g is None:
                 b = self.bind_by_local.get(pkt.src)
-                g = b.inside_global[0] if b is not None else None
+                g = b.ig if b is not None else None
             og = self._og_for(pkt.dst)
             if og == pkt.dst and self.out_pool_ranges and self._in_out_pool(pkt.dst):
                 return DROP             # an outside pool address nobody holds
@@ -621,7 +621,7 @@ class Nat:
             loc = self.st_in_by_global.get(pkt.dst)
             if loc is None:
                 b = self.bind_by_global.get(pkt.dst)
-                loc = b.inside_local[0] if b is not None else None
+                loc = b.il if b is not None else None
             ol = self._ol_for(pkt.src)
             if ol == pkt.src:
                 for r in self.out_rules:
@@ -661,7 +661,7 @@ class Nat:
         if og is None:
             oparent = self.obind_by_local.get(dst)
             if oparent is not None:
-                og = oparent.outside_global[0]
+                og = oparent.og
             elif self.out_pool_ranges and self._in_out_pool(dst):
                 return DROP         # an outside pool address nobody holds
             else:
@@ -683,7 +683,7 @@ class Nat:
             if b is not None:
                 if ported and not self._limits_ok(src, True):
                     return DROP
-                ig, parent, rule = b.inside_global[0], b, b.rule
+                ig, parent, rule = b.ig, b, b.rule
         if ig is None:
             for r in self.rules:
                 acl = self.acls.get(r.acl)
@@ -703,7 +703,7 @@ class Nat:
                     if b is None:
                         self._alloc_failed(r)
                         return DROP
-                    ig, parent = b.inside_global[0], b
+                    ig, parent = b.ig, b
                 rule = r
                 break
             else:
@@ -737,7 +737,7 @@ class Nat:
                 oparent = self._outside_bind(pkt, proto)
                 if oparent is DROP:
                     return DROP
-            ol = oparent.outside_local[0] if oparent is not None else src
+            ol = oparent.ol if oparent is not None else src
         t = self._create_inbound2(pkt, proto, sp, dp, ol, oparent)
         b = self.created_obind
         if b is not None and (t is None or t is DROP):
@@ -813,7 +813,7 @@ class Nat:
         if il is None:
             b = self.bind_by_global.get(dst)
             if b is not None:
-                il, parent, rule = b.inside_local[0], b, b.rule
+                il, parent, rule = b.il, b, b.rule
         if il is None and self.doors:
             d = self.doors.get((proto, dst, dp))
             if d is not None and not d.dead and (d.remote is None or d.remote == src):
@@ -855,7 +855,7 @@ class Nat:
         nowhere."""
         t = Translation(FLOW, proto, (il, ilp), (ig, igp), (ol, olp), (og, ogp),
                         self.clock.seconds())
-        t.forward, t.reverse = make_rewrites(proto, il, ilp, ig, igp, ol, olp, og, ogp)
+        t.rw = make_rewrites(proto, il, ilp, ig, igp, ol, olp, og, ogp)
         t.outside_xlat = ol != og
         return t
 
@@ -875,7 +875,7 @@ class Nat:
             if t is not None:
                 return t
         t = Translation(FLOW, proto, (il, None), (ig, None), (ol, None), (og, None), now)
-        t.forward, t.reverse = make_rewrites(proto, il, 0, ig, 0, ol, 0, og, 0)
+        t.rw = make_rewrites(proto, il, 0, ig, 0, ol, 0, og, 0)
         t.outside_xlat = ol != og
         if key is not None:
             if len(self._stateless) >= 4096:
@@ -1006,7 +1006,7 @@ class Nat:
                 self._port_release(proto, ig, igp, pat_key)
             return DROP
         t = Translation(FLOW, proto, cols[0], cols[1], cols[2], cols[3], now)
-        t.forward, t.reverse = make_rewrites(proto, il, ilp, ig, igp, ol, olp, og, ogp)
+        t.rw = make_rewrites(proto, il, ilp, ig, igp, ol, olp, og, ogp)
         t.in_key, t.out_key = in_key, out_key
         t.outside_xlat = ol != og
         t.parent = parent
@@ -1153,9 +1153,7 @@ class Nat:
     def _reserve_time_wait(self, t):
         """A PAT TCP translation closed: keep its 4-tuple for the remote's
         TIME_WAIT (see :data:`PAT_TIME_WAIT`)."""
-        ig, igp = t.inside_global
-        og, ogp = t.outside_global
-        key = (ig, igp, og, ogp)
+        key = (t.ig, t.igp, t.og, t.ogp)
         until = self.clock.seconds() + PAT_TIME_WAIT
         tw = self.time_wait
         order = self._tw_order
@@ -1248,10 +1246,10 @@ class Nat:
             return g, local_port
         b = self.bind_by_local.get(local_addr)
         if b is not None:
-            return b.inside_global[0], local_port
+            return b.ig, local_port
         rule = None
         if like is not None and like.rule is not None and like.rule.overload \
-                and like.inside_local[0] == local_addr:
+                and like.il == local_addr:
             rule = like.rule
         else:
             for r in self.rules:
@@ -1264,15 +1262,15 @@ class Nat:
             return local_addr, local_port
         if not rule.overload:
             b = self._bind(rule, local_addr)
-            return (b.inside_global[0], local_port) if b is not None else (local_addr, local_port)
+            return (b.ig, local_port) if b is not None else (local_addr, local_port)
         if not self._limits_ok(local_addr, True):
             # an FTP door counts in its host's limit: PORT commands cannot
             # take the PAT ports the per-host limit protects
             return local_addr, local_port
-        if like is not None and like.inside_global[0] in rule.addresses:
+        if like is not None and like.ig in rule.addresses:
             # same global address as the control connection
             a = self._pat_alloc(rule, proto, local_addr, local_port,
-                                prefer=like.inside_global[0])
+                                prefer=like.ig)
         else:
             a = self._pat_alloc(rule, proto, local_addr, local_port)
         if a is None:
@@ -1310,7 +1308,7 @@ class Nat:
                 self.host_count.pop(h, None)
         if not keep_port:
             if d.pat_key is not None:
-                self._port_release(d.proto, d.inside_global[0], d.inside_global[1], d.pat_key)
+                self._port_release(d.proto, d.ig, d.igp, d.pat_key)
             if d.rule is not None:
                 d.rule.refcount -= 1
 
@@ -1385,7 +1383,7 @@ class Nat:
             if self.flows_out.get(t.out_key) is t:
                 del self.flows_out[t.out_key]
             if t.pat_key is not None:
-                self._port_release(t.proto, t.inside_global[0], t.inside_global[1], t.pat_key)
+                self._port_release(t.proto, t.ig, t.igp, t.pat_key)
                 if t.proto == 6:
                     self._reserve_time_wait(t)
             h = t.host
@@ -1400,8 +1398,8 @@ class Nat:
                     p.refcount -= 1
                     if t.last_use > p.last_use:
                         p.last_use = t.last_use
-        elif t.kind == BINDING and t.inside_local is None:
-            ol, og = t.outside_local[0], t.outside_global[0]
+        elif t.kind == BINDING and t.il is None:
+            ol, og = t.ol, t.og
             if self.obind_by_local.get(ol) is t:
                 del self.obind_by_local[ol]
             if self.obind_by_global.get(og) is t:
@@ -1419,10 +1417,10 @@ class Nat:
                         from twisted.logger import Logger
                         Logger(namespace="cbac.nat").failure("NAT route removal failed")
         elif t.kind == BINDING:
-            a = t.inside_local[0]
+            a = t.il
             if self.bind_by_local.get(a) is t:
                 del self.bind_by_local[a]
-            g = t.inside_global[0]
+            g = t.ig
             if self.bind_by_global.get(g) is t:
                 del self.bind_by_global[g]
             if t.rule is not None:
@@ -1481,7 +1479,7 @@ class Nat:
                 osrc = self.st_in_by_local.get(pkt.src)
                 if osrc is None:
                     b = self.bind_by_local.get(pkt.src)
-                    osrc = b.inside_global[0] if b is not None else pkt.src
+                    osrc = b.ig if b is not None else pkt.src
             odst = og if pkt.dst == ol else self._og_for(pkt.dst)
         if qp == 1:
             nsp = nsp if direction == INBOUND else ndp    # the inside/global identifier
@@ -1537,7 +1535,7 @@ class Nat:
         n = 0
         for f in self.entries.values():
             if f.kind == FLOW and f.parent is None and f.rule is None and \
-                    t.inside_local is not None and f.inside_local[0] == t.inside_local[0]:
+                    t.inside_local is not None and f.il == t.il:
                 n += 1
         return n
 

@@ -21,11 +21,15 @@ class Translation:
     """A translation.
 
     ``inside_local``, ``inside_global``, ``outside_local``,
-    ``outside_global`` are ``(addr, port)`` (ints); for ICMP the port is the
-    echo identifier as seen on that side.  ``forward`` rewrites packets
-    going inside -> outside (``(IL, OL) -> (IG, OG)``), ``reverse`` packets
-    going outside -> inside.  Both are :class:`Rewrite`s (possibly
-    identity); static and binding entries have none (they are templates).
+    ``outside_global`` are ``(addr, port)`` (ints; None where a side has
+    none); for ICMP the port is the echo identifier as seen on that side.
+    They are kept as eight fields (``il``, ``ilp``, ``ig``, ``igp``, ``ol``,
+    ``olp``, ``og``, ``ogp``: no tuple per column) and read as pairs.
+    ``forward`` rewrites packets going inside -> outside (``(IL, OL) ->
+    (IG, OG)``), ``reverse`` packets going outside -> inside.  Both are
+    :class:`Rewrite`s (possibly identity), held as one pair ``rw`` that a
+    session made for the flow shares (:mod:`cbac.inspect.session`); static
+    and binding entries have none (they are templates).
 
     ``in_key`` is the key of this flow's packets as they arrive on the
     inside (``(proto, src, sport, dst, dport)``, for ICMP
@@ -34,20 +38,20 @@ class Translation:
     or cleared): a session holding it must stop using its rewrites.
     """
 
-    __slots__ = ("kind", "proto", "inside_local", "inside_global", "outside_local",
-                 "outside_global", "forward", "reverse", "in_key", "out_key",
+    __slots__ = ("kind", "proto", "il", "ilp", "ig", "igp", "ol", "olp", "og", "ogp",
+                 "rw", "in_key", "out_key",
                  "created", "last_use", "timeout", "tcp_state", "parent", "refcount",
                  "rule", "pat_key", "slot", "dead", "outside_xlat", "door_key",
-                 "remote", "static_cfg", "owner", "host", "oparent", "__weakref__")
+                 "remote", "static_cfg", "owner", "host", "oparent")
 
     def __init__(self, kind, proto, il, ig, ol, og, now):
         self.kind = kind
         self.proto = proto
-        self.inside_local = il
-        self.inside_global = ig
-        self.outside_local = ol
-        self.outside_global = og
-        self.forward = self.reverse = None
+        self.il, self.ilp = (None, None) if il is None else il
+        self.ig, self.igp = (None, None) if ig is None else ig
+        self.ol, self.olp = (None, None) if ol is None else ol
+        self.og, self.ogp = (None, None) if og is None else og
+        self.rw = None
         self.in_key = self.out_key = None
         self.created = self.last_use = now
         self.timeout = None
@@ -66,13 +70,73 @@ class Translation:
         self.host = None           # the inside local address counted in per-host limits
         self.oparent = None        # the outside dynamic binding (ip nat outside source list)
 
+    # the four columns as pairs ---------------------------------------------
+
+    @property
+    def inside_local(self):
+        a = self.il
+        return None if a is None else (a, self.ilp)
+
+    @inside_local.setter
+    def inside_local(self, v):
+        self.il, self.ilp = (None, None) if v is None else v
+
+    @property
+    def inside_global(self):
+        a = self.ig
+        return None if a is None else (a, self.igp)
+
+    @inside_global.setter
+    def inside_global(self, v):
+        self.ig, self.igp = (None, None) if v is None else v
+
+    @property
+    def outside_local(self):
+        a = self.ol
+        return None if a is None else (a, self.olp)
+
+    @outside_local.setter
+    def outside_local(self, v):
+        self.ol, self.olp = (None, None) if v is None else v
+
+    @property
+    def outside_global(self):
+        a = self.og
+        return None if a is None else (a, self.ogp)
+
+    @outside_global.setter
+    def outside_global(self, v):
+        self.og, self.ogp = (None, None) if v is None else v
+
+    # the rewrites ------------------------------------------------------------
+
+    @property
+    def forward(self):
+        rw = self.rw
+        return None if rw is None else rw[0]
+
+    @forward.setter
+    def forward(self, v):
+        rw = self.rw
+        self.rw = (v, None if rw is None else rw[1])
+
+    @property
+    def reverse(self):
+        rw = self.rw
+        return None if rw is None else rw[1]
+
+    @reverse.setter
+    def reverse(self, v):
+        rw = self.rw
+        self.rw = (None if rw is None else rw[0], v)
+
     def __repr__(self):
         return "<Translation %s %s %s>" % (self.kind, self.proto, self.columns())
 
     @property
     def extended(self) -> bool:
         return self.proto in (1, 6, 17) and self.kind in (FLOW, STATIC, DOOR) and \
-            self.inside_global is not None and self.inside_global[1] is not None
+            self.ig is not None and self.igp is not None
 
     def columns(self):
         """The four address columns of ``show ip nat translations``."""
