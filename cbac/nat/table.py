@@ -29,7 +29,7 @@ import math
 from collections import deque
 
 from cbac.nat.translation import (BINDING, DOOR, FLOW, STATIC, T_EST, T_FINRST, T_SYN,
-                                  Translation, ios_duration, make_rewrites)
+                                  Translation, ios_duration, make_rewrites, new_flow)
 from cbac.log import ios
 from cbac.log.ios import debugging
 from cbac.packet.icmp import rewrite_error
@@ -104,7 +104,9 @@ class _PortMap:
         """``want`` if free, else the next free port of its range, or None."""
         used = self.used
         if not used[want]:
-            self.take(want)
+            used[want] = 1                  # take(want), inline
+            if want >= self.first:
+                self.free[0 if want < 512 else (1 if want < 1024 else 2)] -= 1
             return want
         r = self._r(want)
         if self.free[r] <= 0:
@@ -986,51 +988,62 @@ class Nat:
     def _make(self, proto, il, ilp, ig, igp, ol, olp, og, ogp, parent, rule, pat_key,
               oparent=None):
         now = self.clock.seconds()
-        if proto == 1:
-            in_key = (1, il, ilp, ol, 0)
-            out_key = (1, og, igp, ig, 0)
-            cols = ((il, ilp), (ig, igp), (ol, ilp), (og, igp))
-        elif proto in (6, 17):
+        if proto == 6 or proto == 17:
             in_key = (proto, il, ilp, ol, olp)
             out_key = (proto, og, ogp, ig, igp)
-            cols = ((il, ilp), (ig, igp), (ol, olp), (og, ogp))
+            cols = (ilp, igp, olp, ogp)
+        elif proto == 1:
+            in_key = (1, il, ilp, ol, 0)
+            out_key = (1, og, igp, ig, 0)
+            cols = (ilp, igp, ilp, igp)
+            olp = ogp = 0
         else:
             ilp = igp = olp = ogp = 0
             in_key = (proto, il, 0, ol, 0)
             out_key = (proto, og, 0, ig, 0)
-            cols = ((il, None), (ig, None), (ol, None), (og, None))
-        if out_key in self.flows_out or in_key in self.flows_in:
+            cols = (None, None, None, None)
+        flows_in, flows_out = self.flows_in, self.flows_out
+        if out_key in flows_out or in_key in flows_in:
             # the global side is taken by another flow (a static port or an
             # address-only translation of another host): cannot translate.
             if pat_key is not None:
                 self._port_release(proto, ig, igp, pat_key)
             return DROP
-        t = Translation(FLOW, proto, cols[0], cols[1], cols[2], cols[3], now)
-        t.rw = make_rewrites(proto, il, ilp, ig, igp, ol, olp, og, ogp)
-        t.in_key, t.out_key = in_key, out_key
-        t.outside_xlat = ol != og
-        t.parent = parent
-        t.rule = rule
-        t.pat_key = pat_key
+        t = new_flow(proto, il, cols[0], ig, cols[1], ol, cols[2], og, cols[3],
+                     make_rewrites(proto, il, ilp, ig, igp, ol, olp, og, ogp),
+                     in_key, out_key, now)
         if rule is not None:
+            t.rule = rule
             t.host = il
-            self.host_count[il] = self.host_count.get(il, 0) + 1
+            hc = self.host_count
+            hc[il] = hc.get(il, 0) + 1
+            rule.refcount += 1
+            t.pat_key = pat_key
+        elif pat_key is not None:
+            t.pat_key = pat_key
         if parent is not None:
+            t.parent = parent
             parent.refcount += 1
             parent.last_use = now
         if oparent is not None:
             t.oparent = oparent
             oparent.refcount += 1
             oparent.last_use = now
-        if rule is not None:
-            rule.refcount += 1
-        t.timeout = self._timeout_for(proto, ilp, olp)
-        self.flows_in[in_key] = t
-        self.flows_out[out_key] = t
-        self.entries[id(t)] = t
-        self._schedule(t)
+        t.timeout = to = self._timeout_for(proto, ilp, olp)
+        flows_in[in_key] = t
+        flows_out[out_key] = t
+        entries = self.entries
+        entries[id(t)] = t
+        if to is not None:
+            # _schedule for an entry in no slot yet
+            b = int(math.ceil(now + to * self.adaptive()))
+            if self.wheel.add(t, b) and not self._sweeping:
+                self.wheel.call_at(b)
         self.created = t
-        self._note_peak(now)
+        n = len(entries) + len(self.statics)          # _note_peak
+        if n > self.peak:
+            self.peak = n
+            self.peak_at = now
         if self.observer is not None:
             self.observer.translation_created(t)
         return t

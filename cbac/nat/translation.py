@@ -157,16 +157,48 @@ class Translation:
 
 def make_rewrites(proto, il, ilp, ig, igp, ol, olp, og, ogp):
     """(forward, reverse) rewrites.  For ICMP the identifier travels in the
-    ``sport`` slot in both directions (see :mod:`cbac.packet.rewrite`)."""
-    if proto in (6, 17):
-        fwd = Rewrite(proto, (il, ol, ilp, olp), (ig, og, igp, ogp))
-        return fwd, fwd.inverse()
+    ``sport`` slot in both directions (see :mod:`cbac.packet.rewrite`).
+    The reverse is the forward's :meth:`Rewrite.inverse`, written out."""
+    if proto == 6 or proto == 17:
+        return (Rewrite(proto, (il, ol, ilp, olp), (ig, og, igp, ogp)),
+                Rewrite(proto, (og, ig, ogp, igp), (ol, il, olp, ilp)))
     if proto == 1:
-        fwd = Rewrite(1, (il, ol, ilp, 0), (ig, og, igp, 0))
-        rev = Rewrite(1, (og, ig, igp, 0), (ol, il, ilp, 0))
-        return fwd, rev
-    fwd = Rewrite(proto, (il, ol, 0, 0), (ig, og, 0, 0))
-    return fwd, fwd.inverse()
+        return (Rewrite(1, (il, ol, ilp, 0), (ig, og, igp, 0)),
+                Rewrite(1, (og, ig, igp, 0), (ol, il, ilp, 0)))
+    return (Rewrite(proto, (il, ol, 0, 0), (ig, og, 0, 0)),
+            Rewrite(proto, (og, ig, 0, 0), (ol, il, 0, 0)))
+
+
+def new_flow(proto, il, ilp, ig, igp, ol, olp, og, ogp, rw, in_key, out_key, now):
+    """A :data:`FLOW` entry with its fields, rewrites and keys (the
+    columns' ports as given: None for protocols without ports), every slot
+    set once (the set-up path of every translated connection)."""
+    t = _new(Translation)
+    t.kind = FLOW
+    t.proto = proto
+    t.il = il
+    t.ilp = ilp
+    t.ig = ig
+    t.igp = igp
+    t.ol = ol
+    t.olp = olp
+    t.og = og
+    t.ogp = ogp
+    t.rw = rw
+    t.in_key = in_key
+    t.out_key = out_key
+    t.created = t.last_use = now
+    t.timeout = None
+    t.tcp_state = T_SYN
+    t.parent = t.rule = t.pat_key = t.slot = None
+    t.refcount = 0
+    t.dead = False
+    t.outside_xlat = ol != og
+    t.door_key = t.remote = t.static_cfg = t.owner = t.host = t.oparent = None
+    return t
+
+
+_new = object.__new__
 
 
 def ios_duration(seconds: float) -> str:
