@@ -19,6 +19,15 @@ from cbac.packet.checksum import apply_delta, apply_delta_partial
 
 _L4_CSUM_OFFSET = {6: 16, 17: 6, 1: 2}
 
+#: Shared values.  The connections of one inside host to one server
+#: through PAT have the same address bytes and (ports kept) the same
+#: checksum deltas in each direction: one object each, not one per
+#: connection.  Deltas are 0..0xFFFF (at most 65,536 ints); the address
+#: cache is bounded (cleared when full, as the NAT's own caches are).
+_DELTAS: dict = {}
+_ADDRS: dict = {}
+_ADDRS_MAX = 4096
+
 
 class Rewrite:
     """One direction's rewrite: ``old`` and ``new`` are the 4-tuples before
@@ -34,21 +43,27 @@ class Rewrite:
         self.new = new
         osrc, odst, osp, odp = old
         nsrc, ndst, nsp, ndp = new
-        self.addrs = ((nsrc << 32) | ndst).to_bytes(8, "big")
+        k = (nsrc << 32) | ndst
+        a = _ADDRS.get(k)
+        if a is None:
+            if len(_ADDRS) >= _ADDRS_MAX:
+                _ADDRS.clear()
+            a = _ADDRS[k] = k.to_bytes(8, "big")
+        self.addrs = a
         # delta32(osrc, nsrc) + delta32(odst, ndst), folded (RFC 1624),
         # inlined: a translation makes two of these per connection
         s = ((~osrc >> 16 & 0xFFFF) + (~osrc & 0xFFFF) + (nsrc >> 16) + (nsrc & 0xFFFF)
              + (~odst >> 16 & 0xFFFF) + (~odst & 0xFFFF) + (ndst >> 16) + (ndst & 0xFFFF))
         while s >> 16:
             s = (s & 0xFFFF) + (s >> 16)
-        self.ip_delta = s
+        s = self.ip_delta = _DELTAS.setdefault(s, s)
         self.csum_off = _L4_CSUM_OFFSET.get(proto)
         if proto == 1:
             self.ports = nsp.to_bytes(2, "big")
             d = (~osp & 0xFFFF) + nsp
             while d >> 16:
                 d = (d & 0xFFFF) + (d >> 16)
-            self.l4_delta = d
+            self.l4_delta = _DELTAS.setdefault(d, d)
             self.l4_pdelta = 0
         else:
             self.ports = ((nsp << 16) | ndp).to_bytes(4, "big")
@@ -64,7 +79,7 @@ class Rewrite:
             s += d + e
             while s >> 16:
                 s = (s & 0xFFFF) + (s >> 16)
-            self.l4_delta = s
+            self.l4_delta = _DELTAS.setdefault(s, s)
 
     @property
     def identity(self) -> bool:
