@@ -233,7 +233,7 @@ def install_translation(nat, rec, now: float):
     t.timeout = None if to is None else _num(to)
     nat.flows_in[in_key] = t
     nat.flows_out[out_key] = t
-    nat.entries[id(t)] = t
+    nat.entries[t] = t
     nat._schedule(t)
     nat._note_peak(now)
     return t

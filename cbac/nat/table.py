@@ -181,7 +181,7 @@ class Nat:
         # flow entries
         self.flows_in: dict[tuple, Translation] = {}
         self.flows_out: dict[tuple, Translation] = {}
-        self.entries: dict[int, Translation] = {}        # id -> flow/binding, creation order
+        self.entries: dict = {}          # flow/binding -> itself, creation order
         self.doors: dict[tuple, Translation] = {}        # (proto, IG, IGp) -> door
         self.frags: dict[tuple, tuple] = {}              # first-fragment map
         # PAT ports: (proto, IG, IGp) -> [IL, ILp, refs]; statics hold refs=-1
@@ -787,7 +787,7 @@ class Nat:
                 b.timeout = self.timeouts.timeout
                 self.obind_by_local[a] = b
                 self.obind_by_global[og] = b
-                self.entries[id(b)] = b
+                self.entries[b] = b
                 self._note_peak(now)
                 rule.allocated += 1
                 rule.refcount += 1
@@ -1033,7 +1033,7 @@ class Nat:
         flows_in[in_key] = t
         flows_out[out_key] = t
         entries = self.entries
-        entries[id(t)] = t
+        entries[t] = t
         if to is not None:
             # _schedule for an entry in no slot yet
             b = int(math.ceil(now + to * self.adaptive()))
@@ -1231,7 +1231,7 @@ class Nat:
                 b.timeout = self.timeouts.timeout
                 self.bind_by_local[il] = b
                 self.bind_by_global[a] = b
-                self.entries[id(b)] = b
+                self.entries[b] = b
                 self._note_peak(now)
                 rule.allocated += 1
                 rule.refcount += 1
@@ -1389,7 +1389,7 @@ class Nat:
             return
         t.dead = True
         t.owner = None
-        self.entries.pop(id(t), None)
+        self.entries.pop(t, None)
         if t.kind == FLOW:
             if self.flows_in.get(t.in_key) is t:
                 del self.flows_in[t.in_key]
