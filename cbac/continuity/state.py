@@ -211,7 +211,7 @@ def install_translation(nat, rec, now: float):
         else:
             raise StateError("PAT port %d is held by another inside address" % igp)
         if len(pat_key) == 4:
-            nat.pat_by_local.setdefault(pat_key, (ig[0], igp))
+            nat.pat_by_local.setdefault(pat_key, k)
     else:
         # a static: its global side must still be configured as it was
         if ig[0] != il[0] and not nat.is_global_address(ig[0]):

@@ -186,7 +186,8 @@ class Nat:
         self.frags: dict[tuple, tuple] = {}              # first-fragment map
         # PAT ports: (proto, IG, IGp) -> [IL, ILp, refs]; statics hold refs=-1
         self.ports: dict[tuple, list] = {}
-        self.pat_by_local: dict[tuple, tuple] = {}       # (proto, IL, ILp, rule id) -> (IG, IGp)
+        # (proto, IL, ILp, rule id) -> (proto, IG, IGp): the very key of its port in ports
+        self.pat_by_local: dict[tuple, tuple] = {}
         self.portmaps: dict[tuple, _PortMap] = {}          # (proto, IG) -> _PortMap
         # closed TCP PAT 4-tuples in the remote's TIME_WAIT:
         # (IG, IGp, OG, OGp) -> until, and (until, key) in closing order
@@ -1093,10 +1094,10 @@ class Nat:
         tw = None
         if proto == 6 and self.time_wait:
             tw = self._time_wait_now()
-        if m is not None and (tw is None or (m[0], m[1], og, ogp) not in tw):
+        if m is not None and (tw is None or (m[1], m[2], og, ogp) not in tw):
             if not dry:
-                self.ports[(proto, m[0], m[1])][2] += 1
-            return m[0], m[1], pk
+                self.ports[m][2] += 1
+            return m[1], m[2], pk
         addrs = rule.addresses
         if prefer is not None:
             addrs = itertools.chain((prefer,), (x for x in addrs if x != prefer))
@@ -1115,8 +1116,9 @@ class Nat:
             p = self._alloc_port(proto, ig, ilp, tw, og, ogp, dry)
             if p is not None:
                 if not dry:
-                    self.ports[(proto, ig, p)] = [il, ilp, 1]
-                    self.pat_by_local[pk] = (ig, p)
+                    k = (proto, ig, p)
+                    self.ports[k] = [il, ilp, 1]
+                    self.pat_by_local[pk] = k
                 return ig, p, pk
         return None
 
@@ -1210,7 +1212,7 @@ class Nat:
             m = self.portmaps.get((proto, ig))
             if m is not None:
                 m.give(igp)
-            if self.pat_by_local.get(pk) == (ig, igp):
+            if self.pat_by_local.get(pk) == k:
                 del self.pat_by_local[pk]
 
     # -- dynamic simple bindings --------------------------------------------
