@@ -29,7 +29,8 @@ import math
 from collections import deque
 
 from cbac.nat.translation import (BINDING, DOOR, FLOW, STATIC, T_EST, T_FINRST, T_SYN,
-                                  Translation, ios_duration, make_rewrites, new_flow)
+                                  Translation, flow_key, ios_duration, make_rewrites,
+                                  new_flow)
 from cbac.log import ios
 from cbac.log.ios import debugging
 from cbac.packet.icmp import rewrite_error
@@ -179,8 +180,9 @@ class Nat:
         self.peak = 0
         self.peak_at = None
         # flow entries
-        self.flows_in: dict[tuple, Translation] = {}
-        self.flows_out: dict[tuple, Translation] = {}
+        # flow_key(proto, src, sport, dst, dport) -> Translation
+        self.flows_in: dict[int, Translation] = {}
+        self.flows_out: dict[int, Translation] = {}
         self.entries: dict = {}          # flow/binding -> itself, creation order
         self.doors: dict[tuple, Translation] = {}        # (proto, IG, IGp) -> door
         self.frags: dict[tuple, tuple] = {}              # first-fragment map
@@ -449,7 +451,7 @@ class Nat:
         else:
             sp, dp = pkt.sport, pkt.dport
         flows = self.flows_in if outbound else self.flows_out
-        t = flows.get((proto, pkt.src, sp, pkt.dst, dp))
+        t = flows.get(proto << 96 | pkt.src << 64 | sp << 48 | pkt.dst << 16 | dp)   # flow_key
         if t is None:
             self.misses += 1
             create = self._create_outbound if outbound else self._create_inbound
@@ -990,18 +992,18 @@ class Nat:
               oparent=None):
         now = self.clock.seconds()
         if proto == 6 or proto == 17:
-            in_key = (proto, il, ilp, ol, olp)
-            out_key = (proto, og, ogp, ig, igp)
+            in_key = proto << 96 | il << 64 | ilp << 48 | ol << 16 | olp     # flow_key
+            out_key = proto << 96 | og << 64 | ogp << 48 | ig << 16 | igp
             cols = (ilp, igp, olp, ogp)
         elif proto == 1:
-            in_key = (1, il, ilp, ol, 0)
-            out_key = (1, og, igp, ig, 0)
+            in_key = flow_key(1, il, ilp, ol, 0)
+            out_key = flow_key(1, og, igp, ig, 0)
             cols = (ilp, igp, ilp, igp)
             olp = ogp = 0
         else:
             ilp = igp = olp = ogp = 0
-            in_key = (proto, il, 0, ol, 0)
-            out_key = (proto, og, 0, ig, 0)
+            in_key = flow_key(proto, il, 0, ol, 0)
+            out_key = flow_key(proto, og, 0, ig, 0)
             cols = (None, None, None, None)
         flows_in, flows_out = self.flows_in, self.flows_out
         if out_key in flows_out or in_key in flows_in:
@@ -1086,7 +1088,7 @@ class Nat:
         if proto not in (1, 6, 17):
             # no ports: address-only, one inside host per (global, remote)
             for ig in rule.addresses:
-                if (proto, og, 0, ig, 0) not in self.flows_out:
+                if flow_key(proto, og, 0, ig, 0) not in self.flows_out:
                     return ig, 0, None
             return None
         pk = (proto, il, ilp, rule.id)
@@ -1466,11 +1468,13 @@ class Nat:
             return None
         qp = q.proto
         if qp == 1:
-            key = (1, q.dst, q.icmp_id, q.src, 0)
+            if q.icmp_id < 0:
+                return None             # a non-initial fragment: no identifier
+            key = flow_key(1, q.dst, q.icmp_id, q.src, 0)
         elif qp in (6, 17):
-            key = (qp, q.dst, q.dport, q.src, q.sport)
+            key = flow_key(qp, q.dst, q.dport, q.src, q.sport)
         else:
-            key = (qp, q.dst, 0, q.src, 0)
+            key = flow_key(qp, q.dst, 0, q.src, 0)
         t = translation
         if t is None:
             t = (self.flows_out if direction == INBOUND else self.flows_in).get(key)
@@ -1707,4 +1711,4 @@ class Nat:
         proto = pkt.proto
         sp, dp = (pkt.icmp_id, 0) if proto == 1 else (pkt.sport, pkt.dport)
         d = self.flows_in if inside else self.flows_out
-        return d.get((proto, pkt.src, sp, pkt.dst, dp))
+        return d.get(flow_key(proto, pkt.src, sp, pkt.dst, dp))
