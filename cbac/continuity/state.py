@@ -219,8 +219,6 @@ def install_translation(nat, rec, now: float):
             raise StateError("the static translation is no longer configured")
     t = Translation(FLOW, proto, il, ig, ol, og, now - _num(rec.get("ac", 0)))
     t.forward, t.reverse = make_rewrites(proto, il[0], ilp, ig[0], igp, ol[0], olp, og[0], ogp)
-    t.in_key, t.out_key = in_key, out_key
-    t.outside_xlat = ol[0] != og[0]
     t.rule = rule
     t.pat_key = pat_key
     t.last_use = now

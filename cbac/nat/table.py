@@ -861,7 +861,6 @@ class Nat:
         t = Translation(FLOW, proto, (il, ilp), (ig, igp), (ol, olp), (og, ogp),
                         self.clock.seconds())
         t.rw = make_rewrites(proto, il, ilp, ig, igp, ol, olp, og, ogp)
-        t.outside_xlat = ol != og
         return t
 
     def _portless(self, proto, il, ig, ol, og, parent):
@@ -881,7 +880,6 @@ class Nat:
                 return t
         t = Translation(FLOW, proto, (il, None), (ig, None), (ol, None), (og, None), now)
         t.rw = make_rewrites(proto, il, 0, ig, 0, ol, 0, og, 0)
-        t.outside_xlat = ol != og
         if key is not None:
             if len(self._stateless) >= 4096:
                 self._stateless.clear()
@@ -1013,8 +1011,7 @@ class Nat:
                 self._port_release(proto, ig, igp, pat_key)
             return DROP
         t = new_flow(proto, il, cols[0], ig, cols[1], ol, cols[2], og, cols[3],
-                     make_rewrites(proto, il, ilp, ig, igp, ol, olp, og, ogp),
-                     in_key, out_key, now)
+                     make_rewrites(proto, il, ilp, ig, igp, ol, olp, og, ogp), now)
         if rule is not None:
             t.rule = rule
             t.host = il
@@ -1300,7 +1297,6 @@ class Nat:
         d.rule = rule
         d.pat_key = pk
         d.timeout = self.timeouts.syn_timeout
-        d.door_key = (proto, ig, igp)
         old = self.doors.get(d.door_key)
         if old is not None:
             self._drop_door(old, keep_port=False)
@@ -1395,10 +1391,12 @@ class Nat:
         t.owner = None
         self.entries.pop(t, None)
         if t.kind == FLOW:
-            if self.flows_in.get(t.in_key) is t:
-                del self.flows_in[t.in_key]
-            if self.flows_out.get(t.out_key) is t:
-                del self.flows_out[t.out_key]
+            k = t.in_key
+            if self.flows_in.get(k) is t:
+                del self.flows_in[k]
+            k = t.out_key
+            if self.flows_out.get(k) is t:
+                del self.flows_out[k]
             if t.pat_key is not None:
                 self._port_release(t.proto, t.ig, t.igp, t.pat_key)
                 if t.proto == 6:

@@ -31,7 +31,7 @@ class Translation:
     session made for the flow shares (:mod:`cbac.inspect.session`); static
     and binding entries have none (they are templates).
 
-    ``in_key`` is the key of this flow's packets as they arrive on the
+    ``in_key`` (derived from the fields) is the key of this flow's packets as they arrive on the
     inside (:func:`flow_key` of ``(proto, src, sport, dst, dport)``, for
     ICMP ``(1, src, id, dst, 0)``); ``out_key`` the same for packets
     arriving on the outside.  ``dead`` becomes True when the entry is removed (expired
@@ -39,10 +39,8 @@ class Translation:
     """
 
     __slots__ = ("kind", "proto", "il", "ilp", "ig", "igp", "ol", "olp", "og", "ogp",
-                 "rw", "in_key", "out_key",
-                 "created", "last_use", "timeout", "tcp_state", "parent", "refcount",
-                 "rule", "pat_key", "slot", "dead", "outside_xlat", "door_key",
-                 "remote", "static_cfg", "owner", "host", "oparent")
+                 "rw", "created", "last_use", "timeout", "tcp_state", "parent", "refcount",
+                 "rule", "pat_key", "slot", "dead", "owner", "host", "oparent", "_x")
 
     def __init__(self, kind, proto, il, ig, ol, og, now):
         self.kind = kind
@@ -52,7 +50,6 @@ class Translation:
         self.ol, self.olp = (None, None) if ol is None else ol
         self.og, self.ogp = (None, None) if og is None else og
         self.rw = None
-        self.in_key = self.out_key = None
         self.created = self.last_use = now
         self.timeout = None
         self.tcp_state = T_SYN
@@ -62,10 +59,7 @@ class Translation:
         self.pat_key = None
         self.slot = None
         self.dead = False
-        self.outside_xlat = False
-        self.door_key = None
-        self.remote = None
-        self.static_cfg = None
+        self._x = None             # a door's remote, a static's configuration
         self.owner = None          # the session this flow entry lives and dies with
         self.host = None           # the inside local address counted in per-host limits
         self.oparent = None        # the outside dynamic binding (ip nat outside source list)
@@ -107,6 +101,65 @@ class Translation:
     @outside_global.setter
     def outside_global(self, v):
         self.og, self.ogp = (None, None) if v is None else v
+
+    # derived from the fields (no slot of their own) --------------------------
+
+    @property
+    def in_key(self):
+        """:func:`flow_key` of the flow's packets as they arrive on the inside
+        (flow entries; None for templates and doors)."""
+        if self.kind != FLOW:
+            return None
+        p = self.proto
+        if p == 6 or p == 17:
+            return flow_key(p, self.il, self.ilp, self.ol, self.olp)
+        if p == 1:
+            return flow_key(1, self.il, self.ilp, self.ol, 0)
+        return flow_key(p, self.il, 0, self.ol, 0)
+
+    @property
+    def out_key(self):
+        """The same for packets arriving on the outside."""
+        if self.kind != FLOW:
+            return None
+        p = self.proto
+        if p == 6 or p == 17:
+            return flow_key(p, self.og, self.ogp, self.ig, self.igp)
+        if p == 1:
+            return flow_key(1, self.og, self.igp, self.ig, 0)
+        return flow_key(p, self.og, 0, self.ig, 0)
+
+    @property
+    def outside_xlat(self) -> bool:
+        """A flow whose outside addresses are translated too."""
+        return self.kind == FLOW and self.ol != self.og
+
+    @property
+    def door_key(self):
+        """A door's key in ``Nat.doors``: ``(proto, IG, IGp)``."""
+        return (self.proto, self.ig, self.igp) if self.kind == DOOR else None
+
+    @property
+    def remote(self):
+        """The peer a door waits for (None: any)."""
+        return self._x if self.kind == DOOR else None
+
+    @remote.setter
+    def remote(self, v):
+        if self.kind != DOOR:
+            raise AttributeError("only a door has a remote")
+        self._x = v
+
+    @property
+    def static_cfg(self):
+        """The configuration line of a static entry."""
+        return self._x if self.kind == STATIC else None
+
+    @static_cfg.setter
+    def static_cfg(self, v):
+        if self.kind != STATIC:
+            raise AttributeError("only a static entry has a configuration")
+        self._x = v
 
     # the rewrites ------------------------------------------------------------
 
@@ -177,7 +230,7 @@ def make_rewrites(proto, il, ilp, ig, igp, ol, olp, og, ogp):
             Rewrite(proto, (og, ig, 0, 0), (ol, il, 0, 0)))
 
 
-def new_flow(proto, il, ilp, ig, igp, ol, olp, og, ogp, rw, in_key, out_key, now):
+def new_flow(proto, il, ilp, ig, igp, ol, olp, og, ogp, rw, now):
     """A :data:`FLOW` entry with its fields, rewrites and keys (the
     columns' ports as given: None for protocols without ports), every slot
     set once (the set-up path of every translated connection)."""
@@ -193,16 +246,13 @@ def new_flow(proto, il, ilp, ig, igp, ol, olp, og, ogp, rw, in_key, out_key, now
     t.og = og
     t.ogp = ogp
     t.rw = rw
-    t.in_key = in_key
-    t.out_key = out_key
     t.created = t.last_use = now
     t.timeout = None
     t.tcp_state = T_SYN
     t.parent = t.rule = t.pat_key = t.slot = None
     t.refcount = 0
     t.dead = False
-    t.outside_xlat = ol != og
-    t.door_key = t.remote = t.static_cfg = t.owner = t.host = t.oparent = None
+    t.owner = t.host = t.oparent = t._x = None
     return t
 
 
