@@ -889,7 +889,7 @@ class Nat:
     # -- limits --------------------------------------------------------------
 
     #: ``ip nat translation max-entries`` when none is configured (IOS: no
-    #: limit).  About 2 KB per entry (docs/nat-order.md); with the session
+    #: limit).  About 1.5 KB per entry (docs/nat-order.md); with the session
     #: table's default limit the appliance stays under 256 MB.
     DEFAULT_MAX_ENTRIES = 25000
     #: ``ip nat translation max-entries all-host`` when none is configured:
