@@ -678,8 +678,7 @@ class SharedPairTests(unittest.TestCase):
         self.assertIsNotNone(s)
         self.assertIs(s.rw, t.rw)
         self.assertEqual((s.c_in, s.c_out), (t.forward.old, t.forward.new))
-        self.assertIs(s.c_in, t.forward.old)
-        self.assertIs(s.s_out, t.reverse.new)
+        self.assertEqual((s.s_in, s.s_out), (t.reverse.old, t.reverse.new))
         ig, igp = t.inside_global
         sa = frame(IP(src="192.0.2.9", dst=G) / TCP(sport=80, dport=igp, flags="SA", seq=5000,
                                                      ack=1))
