@@ -1,6 +1,6 @@
 """Run the benchmarks, print a table, keep the results in bench/results/.
 
-    python -m bench [--quick] [engine] [lab] [acl] [sessions] [config] [attack]
+    python -m bench [--quick] [engine] [lab] [acl] [sessions] [nat] [config] [attack]
 
 With no names, all run.  Each result file starts with a description of the
 machine, since figures only compare within one machine and one run.
@@ -40,7 +40,8 @@ def machine() -> str:
 
 def main(argv):
     quick = "--quick" in argv
-    names = [a for a in argv if not a.startswith("-")] or ["engine", "acl", "sessions", "config", "attack",
+    names = [a for a in argv if not a.startswith("-")] or ["engine", "acl", "sessions", "nat", "config",
+                                                          "attack",
                                                           "lab"]
     out = io.StringIO()
     print(machine(), file=out)
@@ -63,6 +64,9 @@ def main(argv):
             elif name == "sessions":
                 from bench import bench_sessions
                 bench_sessions.main(quick=quick)
+            elif name == "nat":
+                from bench import bench_nat
+                bench_nat.main(quick=quick)
             elif name == "attack":
                 from bench import bench_attack
                 bench_attack.main(quick=quick)

@@ -97,6 +97,7 @@ def _ip(s):
 
 def run_attack(name, n):
     """In this process: run one attack, return the figures."""
+    from cbac.nat.translation import flow_key
     from cbac.packet import build
     app, clock, pin, pout = _appliance()
     fr = app.router.frameReceived
@@ -135,7 +136,7 @@ def run_attack(name, n):
         for port, f in chunk:
             if isinstance(f, tuple):
                 h, dst, sp, dport = f
-                t = nat.flows_in.get((6, _ip(h), sp, _ip(dst), dport))
+                t = nat.flows_in.get(flow_key(6, _ip(h), sp, _ip(dst), dport))
                 if t is None:
                     continue
                 g, gp = t.inside_global

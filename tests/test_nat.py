@@ -658,3 +658,43 @@ class NatInvariants(unittest.TestCase):
         self.assertEqual(nat.entries, {})
         self.assertEqual([v for v in nat.ports.values() if v[2] >= 0], [])
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class SharedPairTests(unittest.TestCase):
+    """One Rewrite pair per connection: the session made for a translated
+    flow uses the translation's own pair, and it still translates the
+    replies (bytes on the wire and checksums)."""
+
+    def test_session_uses_the_translation_pair(self):
+        from tests.test_sessions import send, table
+        clock = Clock()
+        nat = Nat(parse(CONFIG), clock)
+        self.addCleanup(nat.stop)
+        self.addCleanup(nat.acls.stop)
+        _c, sessions = table(clock=clock, testcase=self)
+        syn = tcp("10.0.0.2", "192.0.2.9", 40000, 80)
+        t = nat.outbound(syn, IN_IF, OUT_IF)
+        s = sessions.create(syn, IN_IF, OUT_IF, "R", t, None)
+        self.assertIsNotNone(s)
+        self.assertIs(s.rw, t.rw)
+        self.assertEqual((s.c_in, s.c_out), (t.forward.old, t.forward.new))
+        self.assertEqual((s.s_in, s.s_out), (t.reverse.old, t.reverse.new))
+        ig, igp = t.inside_global
+        sa = frame(IP(src="192.0.2.9", dst=G) / TCP(sport=80, dport=igp, flags="SA", seq=5000,
+                                                     ack=1))
+        self.assertTrue(send(sessions, sa))
+        r = sc(sa)
+        self.assertEqual((r[IP].dst, r[TCP].dport), ("10.0.0.2", 40000))
+        assert_checksums(self, sa)
+
+    def test_flow_keys_are_distinct(self):
+        from cbac.nat.translation import flow_key
+        u16 = st.integers(0, 0xFFFF)
+        u32 = st.integers(0, 0xFFFFFFFF)
+        five = st.tuples(st.integers(0, 255), u32, u16, u32, u16)
+
+        @settings(max_examples=300, deadline=None)
+        @given(five, five)
+        def distinct(a, b):
+            self.assertEqual(flow_key(*a) == flow_key(*b), a == b)
+        distinct()

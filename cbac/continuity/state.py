@@ -21,7 +21,7 @@ the process that wrote it.
 
 from __future__ import annotations
 
-from cbac.nat.translation import FLOW, Translation, make_rewrites
+from cbac.nat.translation import FLOW, Translation, flow_key, make_rewrites
 from cbac.inspect.session import SIS_CLOSING, SIS_OPEN, SIS_OPENING
 from cbac.inspect.tcp import CLOSING, ESTABLISHED, SYN_SENT
 from cbac.log import ios
@@ -188,9 +188,10 @@ def install_translation(nat, rec, now: float):
         raise StateError("translations of dynamic pools without overload are not restored")
     ilp, igp, olp, ogp = il[1] or 0, ig[1] or 0, ol[1] or 0, og[1] or 0
     if proto == 1:
-        in_key, out_key = (1, il[0], ilp, ol[0], 0), (1, og[0], igp, ig[0], 0)
+        in_key, out_key = flow_key(1, il[0], ilp, ol[0], 0), flow_key(1, og[0], igp, ig[0], 0)
     elif proto in (6, 17):
-        in_key, out_key = (proto, il[0], ilp, ol[0], olp), (proto, og[0], ogp, ig[0], igp)
+        in_key = flow_key(proto, il[0], ilp, ol[0], olp)
+        out_key = flow_key(proto, og[0], ogp, ig[0], igp)
     else:
         raise StateError("translation of protocol %d not restored" % proto)
     if in_key in nat.flows_in or out_key in nat.flows_out:
@@ -211,15 +212,13 @@ def install_translation(nat, rec, now: float):
         else:
             raise StateError("PAT port %d is held by another inside address" % igp)
         if len(pat_key) == 4:
-            nat.pat_by_local.setdefault(pat_key, (ig[0], igp))
+            nat.pat_by_local.setdefault(pat_key, k)
     else:
         # a static: its global side must still be configured as it was
         if ig[0] != il[0] and not nat.is_global_address(ig[0]):
             raise StateError("the static translation is no longer configured")
     t = Translation(FLOW, proto, il, ig, ol, og, now - _num(rec.get("ac", 0)))
     t.forward, t.reverse = make_rewrites(proto, il[0], ilp, ig[0], igp, ol[0], olp, og[0], ogp)
-    t.in_key, t.out_key = in_key, out_key
-    t.outside_xlat = ol[0] != og[0]
     t.rule = rule
     t.pat_key = pat_key
     t.last_use = now
@@ -233,7 +232,7 @@ def install_translation(nat, rec, now: float):
     t.timeout = None if to is None else _num(to)
     nat.flows_in[in_key] = t
     nat.flows_out[out_key] = t
-    nat.entries[id(t)] = t
+    nat.entries[t] = t
     nat._schedule(t)
     nat._note_peak(now)
     return t

@@ -24,6 +24,7 @@ interfaces``, ``show processes cpu``): ``acl-in``, ``nat``, ``no-route``...
 from __future__ import annotations
 
 from cbac.dataplane.arp import mac_dotted
+from cbac.nat.translation import flow_key
 from cbac.packet import build
 from cbac.packet.errors import MalformedPacket
 from cbac.packet.view import ETH_P_IP, PROTO_ICMP, PROTO_TCP, PROTO_UDP, ip_str, parse_frame
@@ -814,8 +815,9 @@ def predict_inbound(nat, pkt):
         if lim is not None:
             return lim
     new_il, new_p = il, (ilp if ilp is not None else dp)
-    out_key = (proto, src, sp, dst, dp) if proto != PROTO_ICMP else (1, src, sp, dst, 0)
-    in_key = (proto, new_il, new_p if proto != PROTO_ICMP else sp, ol, sp if proto != PROTO_ICMP else 0)
+    out_key = flow_key(proto, src, sp, dst, dp) if proto != PROTO_ICMP else flow_key(1, src, sp, dst, 0)
+    in_key = flow_key(proto, new_il, new_p if proto != PROTO_ICMP else sp, ol,
+                      sp if proto != PROTO_ICMP else 0)
     if out_key in nat.flows_out or in_key in nat.flows_in:
         return "drop", "collision", "the translated flow is taken by another translation"
     return kind, cfg, (new_il, new_p if proto in (6, 17) else None)
@@ -937,11 +939,11 @@ def predict_outbound(nat, pkt):
         if lim is not None:
             return lim
     if proto in (6, 17):
-        out_key = (proto, og, dp, ig, igp)
+        out_key = flow_key(proto, og, dp, ig, igp)
     elif proto == PROTO_ICMP:
-        out_key = (1, og, igp, ig, 0)
+        out_key = flow_key(1, og, igp, ig, 0)
     else:
-        out_key = (proto, og, 0, ig, 0)
+        out_key = flow_key(proto, og, 0, ig, 0)
     if out_key in nat.flows_out:
         return "drop", "collision", "the translated flow is taken by another translation"
     return kind, cfg, (ig, igp if proto in (1, 6, 17) else None)

@@ -594,14 +594,15 @@ class SessionTable:
     def _shared_rewrites(translation, c_in, c_out, s_in, s_out):
         """The translation's own (forward, reverse) rewrites when they are
         exactly the session's (the usual case): no second pair per
-        connection.  Rewrites are read-only."""
+        connection, and for a session in the translation's direction its
+        very pair (``translation.rw``).  Rewrites are read-only."""
         if translation is None:
             return None
         f, r = translation.forward, translation.reverse
         if f is None or r is None:
             return None
         if f.old == c_in and f.new == c_out and r.old == s_in and r.new == s_out:
-            return (f, r)
+            return getattr(translation, "rw", None) or (f, r)
         if r.old == c_in and r.new == c_out and f.old == s_in and f.new == s_out:
             return (r, f)
         return None

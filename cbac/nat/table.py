@@ -29,7 +29,8 @@ import math
 from collections import deque
 
 from cbac.nat.translation import (BINDING, DOOR, FLOW, STATIC, T_EST, T_FINRST, T_SYN,
-                                  Translation, ios_duration, make_rewrites)
+                                  Translation, flow_key, ios_duration, make_rewrites,
+                                  new_flow)
 from cbac.log import ios
 from cbac.log.ios import debugging
 from cbac.packet.icmp import rewrite_error
@@ -104,7 +105,9 @@ class _PortMap:
         """``want`` if free, else the next free port of its range, or None."""
         used = self.used
         if not used[want]:
-            self.take(want)
+            used[want] = 1                  # take(want), inline
+            if want >= self.first:
+                self.free[0 if want < 512 else (1 if want < 1024 else 2)] -= 1
             return want
         r = self._r(want)
         if self.free[r] <= 0:
@@ -177,14 +180,16 @@ class Nat:
         self.peak = 0
         self.peak_at = None
         # flow entries
-        self.flows_in: dict[tuple, Translation] = {}
-        self.flows_out: dict[tuple, Translation] = {}
-        self.entries: dict[int, Translation] = {}        # id -> flow/binding, creation order
+        # flow_key(proto, src, sport, dst, dport) -> Translation
+        self.flows_in: dict[int, Translation] = {}
+        self.flows_out: dict[int, Translation] = {}
+        self.entries: dict = {}          # flow/binding -> itself, creation order
         self.doors: dict[tuple, Translation] = {}        # (proto, IG, IGp) -> door
         self.frags: dict[tuple, tuple] = {}              # first-fragment map
         # PAT ports: (proto, IG, IGp) -> [IL, ILp, refs]; statics hold refs=-1
         self.ports: dict[tuple, list] = {}
-        self.pat_by_local: dict[tuple, tuple] = {}       # (proto, IL, ILp, rule id) -> (IG, IGp)
+        # (proto, IL, ILp, rule id) -> (proto, IG, IGp): the very key of its port in ports
+        self.pat_by_local: dict[tuple, tuple] = {}
         self.portmaps: dict[tuple, _PortMap] = {}          # (proto, IG) -> _PortMap
         # closed TCP PAT 4-tuples in the remote's TIME_WAIT:
         # (IG, IGp, OG, OGp) -> until, and (until, key) in closing order
@@ -395,14 +400,14 @@ class Nat:
         if ol is not None:
             return ol
         b = self.obind_by_global.get(og)
-        return b.outside_local[0] if b is not None else og
+        return b.ol if b is not None else og
 
     def _og_for(self, ol: int) -> int:
         og = self.st_out_by_local.get(ol)
         if og is not None:
             return og
         b = self.obind_by_local.get(ol)
-        return b.outside_global[0] if b is not None else ol
+        return b.og if b is not None else ol
 
     def _in_out_pool(self, a) -> bool:
         for lo, hi in self.out_pool_ranges:
@@ -413,7 +418,7 @@ class Nat:
     def outside_routes(self):
         """(outside local, outside global) of the live outside bindings
         whose rule has ``add-route``."""
-        return [(b.outside_local[0], b.outside_global[0]) for b in self.obind_by_local.values()
+        return [(b.ol, b.og) for b in self.obind_by_local.values()
                 if b.rule is not None and b.rule.add_route and not b.dead]
 
     # ------------------------------------------------------------------
@@ -446,7 +451,7 @@ class Nat:
         else:
             sp, dp = pkt.sport, pkt.dport
         flows = self.flows_in if outbound else self.flows_out
-        t = flows.get((proto, pkt.src, sp, pkt.dst, dp))
+        t = flows.get(proto << 96 | pkt.src << 64 | sp << 48 | pkt.dst << 16 | dp)   # flow_key
         if t is None:
             self.misses += 1
             create = self._create_outbound if outbound else self._create_inbound
@@ -457,7 +462,7 @@ class Nat:
             self.hits += 1
         self._touch(t, pkt.tcp_flags)
         if rewrite:
-            rw = t.forward if outbound else t.reverse
+            rw = t.rw[0 if outbound else 1]
             if "nat" in debugging.enabled:
                 self._debug(pkt, rw)
             self._apply(pkt, rw)
@@ -505,7 +510,7 @@ class Nat:
                     and t.inside_global == d.inside_global:
                 # the packet that used an FTP/SIP door was dropped later
                 # (a zone policy): the door is still owed to the real peer
-                self.reserve(d.proto, d.inside_local[0], d.inside_local[1],
+                self.reserve(d.proto, d.il, d.ilp,
                              remote=d.remote)
             b = self.created_obind
             if b is not None and b is t.oparent and b.refcount <= 0:
@@ -603,7 +608,7 @@ class Nat:
             g = self.st_in_by_local.get(pkt.src)
             if g is None:
                 b = self.bind_by_local.get(pkt.src)
-                g = b.inside_global[0] if b is not None else None
+                g = b.ig if b is not None else None
             og = self._og_for(pkt.dst)
             if og == pkt.dst and self.out_pool_ranges and self._in_out_pool(pkt.dst):
                 return DROP             # an outside pool address nobody holds
@@ -621,7 +626,7 @@ class Nat:
             loc = self.st_in_by_global.get(pkt.dst)
             if loc is None:
                 b = self.bind_by_global.get(pkt.dst)
-                loc = b.inside_local[0] if b is not None else None
+                loc = b.il if b is not None else None
             ol = self._ol_for(pkt.src)
             if ol == pkt.src:
                 for r in self.out_rules:
@@ -661,7 +666,7 @@ class Nat:
         if og is None:
             oparent = self.obind_by_local.get(dst)
             if oparent is not None:
-                og = oparent.outside_global[0]
+                og = oparent.og
             elif self.out_pool_ranges and self._in_out_pool(dst):
                 return DROP         # an outside pool address nobody holds
             else:
@@ -683,7 +688,7 @@ class Nat:
             if b is not None:
                 if ported and not self._limits_ok(src, True):
                     return DROP
-                ig, parent, rule = b.inside_global[0], b, b.rule
+                ig, parent, rule = b.ig, b, b.rule
         if ig is None:
             for r in self.rules:
                 acl = self.acls.get(r.acl)
@@ -703,7 +708,7 @@ class Nat:
                     if b is None:
                         self._alloc_failed(r)
                         return DROP
-                    ig, parent = b.inside_global[0], b
+                    ig, parent = b.ig, b
                 rule = r
                 break
             else:
@@ -737,7 +742,7 @@ class Nat:
                 oparent = self._outside_bind(pkt, proto)
                 if oparent is DROP:
                     return DROP
-            ol = oparent.outside_local[0] if oparent is not None else src
+            ol = oparent.ol if oparent is not None else src
         t = self._create_inbound2(pkt, proto, sp, dp, ol, oparent)
         b = self.created_obind
         if b is not None and (t is None or t is DROP):
@@ -785,7 +790,7 @@ class Nat:
                 b.timeout = self.timeouts.timeout
                 self.obind_by_local[a] = b
                 self.obind_by_global[og] = b
-                self.entries[id(b)] = b
+                self.entries[b] = b
                 self._note_peak(now)
                 rule.allocated += 1
                 rule.refcount += 1
@@ -813,7 +818,7 @@ class Nat:
         if il is None:
             b = self.bind_by_global.get(dst)
             if b is not None:
-                il, parent, rule = b.inside_local[0], b, b.rule
+                il, parent, rule = b.il, b, b.rule
         if il is None and self.doors:
             d = self.doors.get((proto, dst, dp))
             if d is not None and not d.dead and (d.remote is None or d.remote == src):
@@ -855,8 +860,7 @@ class Nat:
         nowhere."""
         t = Translation(FLOW, proto, (il, ilp), (ig, igp), (ol, olp), (og, ogp),
                         self.clock.seconds())
-        t.forward, t.reverse = make_rewrites(proto, il, ilp, ig, igp, ol, olp, og, ogp)
-        t.outside_xlat = ol != og
+        t.rw = make_rewrites(proto, il, ilp, ig, igp, ol, olp, og, ogp)
         return t
 
     def _portless(self, proto, il, ig, ol, og, parent):
@@ -875,8 +879,7 @@ class Nat:
             if t is not None:
                 return t
         t = Translation(FLOW, proto, (il, None), (ig, None), (ol, None), (og, None), now)
-        t.forward, t.reverse = make_rewrites(proto, il, 0, ig, 0, ol, 0, og, 0)
-        t.outside_xlat = ol != og
+        t.rw = make_rewrites(proto, il, 0, ig, 0, ol, 0, og, 0)
         if key is not None:
             if len(self._stateless) >= 4096:
                 self._stateless.clear()
@@ -886,7 +889,7 @@ class Nat:
     # -- limits --------------------------------------------------------------
 
     #: ``ip nat translation max-entries`` when none is configured (IOS: no
-    #: limit).  About 2 KB per entry (docs/nat-order.md); with the session
+    #: limit).  About 1.5 KB per entry (docs/nat-order.md); with the session
     #: table's default limit the appliance stays under 256 MB.
     DEFAULT_MAX_ENTRIES = 25000
     #: ``ip nat translation max-entries all-host`` when none is configured:
@@ -986,51 +989,61 @@ class Nat:
     def _make(self, proto, il, ilp, ig, igp, ol, olp, og, ogp, parent, rule, pat_key,
               oparent=None):
         now = self.clock.seconds()
-        if proto == 1:
-            in_key = (1, il, ilp, ol, 0)
-            out_key = (1, og, igp, ig, 0)
-            cols = ((il, ilp), (ig, igp), (ol, ilp), (og, igp))
-        elif proto in (6, 17):
-            in_key = (proto, il, ilp, ol, olp)
-            out_key = (proto, og, ogp, ig, igp)
-            cols = ((il, ilp), (ig, igp), (ol, olp), (og, ogp))
+        if proto == 6 or proto == 17:
+            in_key = proto << 96 | il << 64 | ilp << 48 | ol << 16 | olp     # flow_key
+            out_key = proto << 96 | og << 64 | ogp << 48 | ig << 16 | igp
+            cols = (ilp, igp, olp, ogp)
+        elif proto == 1:
+            in_key = flow_key(1, il, ilp, ol, 0)
+            out_key = flow_key(1, og, igp, ig, 0)
+            cols = (ilp, igp, ilp, igp)
+            olp = ogp = 0
         else:
             ilp = igp = olp = ogp = 0
-            in_key = (proto, il, 0, ol, 0)
-            out_key = (proto, og, 0, ig, 0)
-            cols = ((il, None), (ig, None), (ol, None), (og, None))
-        if out_key in self.flows_out or in_key in self.flows_in:
+            in_key = flow_key(proto, il, 0, ol, 0)
+            out_key = flow_key(proto, og, 0, ig, 0)
+            cols = (None, None, None, None)
+        flows_in, flows_out = self.flows_in, self.flows_out
+        if out_key in flows_out or in_key in flows_in:
             # the global side is taken by another flow (a static port or an
             # address-only translation of another host): cannot translate.
             if pat_key is not None:
                 self._port_release(proto, ig, igp, pat_key)
             return DROP
-        t = Translation(FLOW, proto, cols[0], cols[1], cols[2], cols[3], now)
-        t.forward, t.reverse = make_rewrites(proto, il, ilp, ig, igp, ol, olp, og, ogp)
-        t.in_key, t.out_key = in_key, out_key
-        t.outside_xlat = ol != og
-        t.parent = parent
-        t.rule = rule
-        t.pat_key = pat_key
+        t = new_flow(proto, il, cols[0], ig, cols[1], ol, cols[2], og, cols[3],
+                     make_rewrites(proto, il, ilp, ig, igp, ol, olp, og, ogp), now)
         if rule is not None:
+            t.rule = rule
             t.host = il
-            self.host_count[il] = self.host_count.get(il, 0) + 1
+            hc = self.host_count
+            hc[il] = hc.get(il, 0) + 1
+            rule.refcount += 1
+            t.pat_key = pat_key
+        elif pat_key is not None:
+            t.pat_key = pat_key
         if parent is not None:
+            t.parent = parent
             parent.refcount += 1
             parent.last_use = now
         if oparent is not None:
             t.oparent = oparent
             oparent.refcount += 1
             oparent.last_use = now
-        if rule is not None:
-            rule.refcount += 1
-        t.timeout = self._timeout_for(proto, ilp, olp)
-        self.flows_in[in_key] = t
-        self.flows_out[out_key] = t
-        self.entries[id(t)] = t
-        self._schedule(t)
+        t.timeout = to = self._timeout_for(proto, ilp, olp)
+        flows_in[in_key] = t
+        flows_out[out_key] = t
+        entries = self.entries
+        entries[t] = t
+        if to is not None:
+            # _schedule for an entry in no slot yet
+            b = int(math.ceil(now + to * self.adaptive()))
+            if self.wheel.add(t, b) and not self._sweeping:
+                self.wheel.call_at(b)
         self.created = t
-        self._note_peak(now)
+        n = len(entries) + len(self.statics)          # _note_peak
+        if n > self.peak:
+            self.peak = n
+            self.peak_at = now
         if self.observer is not None:
             self.observer.translation_created(t)
         return t
@@ -1072,7 +1085,7 @@ class Nat:
         if proto not in (1, 6, 17):
             # no ports: address-only, one inside host per (global, remote)
             for ig in rule.addresses:
-                if (proto, og, 0, ig, 0) not in self.flows_out:
+                if flow_key(proto, og, 0, ig, 0) not in self.flows_out:
                     return ig, 0, None
             return None
         pk = (proto, il, ilp, rule.id)
@@ -1080,10 +1093,10 @@ class Nat:
         tw = None
         if proto == 6 and self.time_wait:
             tw = self._time_wait_now()
-        if m is not None and (tw is None or (m[0], m[1], og, ogp) not in tw):
+        if m is not None and (tw is None or (m[1], m[2], og, ogp) not in tw):
             if not dry:
-                self.ports[(proto, m[0], m[1])][2] += 1
-            return m[0], m[1], pk
+                self.ports[m][2] += 1
+            return m[1], m[2], pk
         addrs = rule.addresses
         if prefer is not None:
             addrs = itertools.chain((prefer,), (x for x in addrs if x != prefer))
@@ -1102,8 +1115,9 @@ class Nat:
             p = self._alloc_port(proto, ig, ilp, tw, og, ogp, dry)
             if p is not None:
                 if not dry:
-                    self.ports[(proto, ig, p)] = [il, ilp, 1]
-                    self.pat_by_local[pk] = (ig, p)
+                    k = (proto, ig, p)
+                    self.ports[k] = [il, ilp, 1]
+                    self.pat_by_local[pk] = k
                 return ig, p, pk
         return None
 
@@ -1153,9 +1167,7 @@ class Nat:
     def _reserve_time_wait(self, t):
         """A PAT TCP translation closed: keep its 4-tuple for the remote's
         TIME_WAIT (see :data:`PAT_TIME_WAIT`)."""
-        ig, igp = t.inside_global
-        og, ogp = t.outside_global
-        key = (ig, igp, og, ogp)
+        key = (t.ig, t.igp, t.og, t.ogp)
         until = self.clock.seconds() + PAT_TIME_WAIT
         tw = self.time_wait
         order = self._tw_order
@@ -1199,7 +1211,7 @@ class Nat:
             m = self.portmaps.get((proto, ig))
             if m is not None:
                 m.give(igp)
-            if self.pat_by_local.get(pk) == (ig, igp):
+            if self.pat_by_local.get(pk) == k:
                 del self.pat_by_local[pk]
 
     # -- dynamic simple bindings --------------------------------------------
@@ -1220,7 +1232,7 @@ class Nat:
                 b.timeout = self.timeouts.timeout
                 self.bind_by_local[il] = b
                 self.bind_by_global[a] = b
-                self.entries[id(b)] = b
+                self.entries[b] = b
                 self._note_peak(now)
                 rule.allocated += 1
                 rule.refcount += 1
@@ -1248,10 +1260,10 @@ class Nat:
             return g, local_port
         b = self.bind_by_local.get(local_addr)
         if b is not None:
-            return b.inside_global[0], local_port
+            return b.ig, local_port
         rule = None
         if like is not None and like.rule is not None and like.rule.overload \
-                and like.inside_local[0] == local_addr:
+                and like.il == local_addr:
             rule = like.rule
         else:
             for r in self.rules:
@@ -1264,15 +1276,15 @@ class Nat:
             return local_addr, local_port
         if not rule.overload:
             b = self._bind(rule, local_addr)
-            return (b.inside_global[0], local_port) if b is not None else (local_addr, local_port)
+            return (b.ig, local_port) if b is not None else (local_addr, local_port)
         if not self._limits_ok(local_addr, True):
             # an FTP door counts in its host's limit: PORT commands cannot
             # take the PAT ports the per-host limit protects
             return local_addr, local_port
-        if like is not None and like.inside_global[0] in rule.addresses:
+        if like is not None and like.ig in rule.addresses:
             # same global address as the control connection
             a = self._pat_alloc(rule, proto, local_addr, local_port,
-                                prefer=like.inside_global[0])
+                                prefer=like.ig)
         else:
             a = self._pat_alloc(rule, proto, local_addr, local_port)
         if a is None:
@@ -1285,7 +1297,6 @@ class Nat:
         d.rule = rule
         d.pat_key = pk
         d.timeout = self.timeouts.syn_timeout
-        d.door_key = (proto, ig, igp)
         old = self.doors.get(d.door_key)
         if old is not None:
             self._drop_door(old, keep_port=False)
@@ -1310,7 +1321,7 @@ class Nat:
                 self.host_count.pop(h, None)
         if not keep_port:
             if d.pat_key is not None:
-                self._port_release(d.proto, d.inside_global[0], d.inside_global[1], d.pat_key)
+                self._port_release(d.proto, d.ig, d.igp, d.pat_key)
             if d.rule is not None:
                 d.rule.refcount -= 1
 
@@ -1378,14 +1389,16 @@ class Nat:
             return
         t.dead = True
         t.owner = None
-        self.entries.pop(id(t), None)
+        self.entries.pop(t, None)
         if t.kind == FLOW:
-            if self.flows_in.get(t.in_key) is t:
-                del self.flows_in[t.in_key]
-            if self.flows_out.get(t.out_key) is t:
-                del self.flows_out[t.out_key]
+            k = t.in_key
+            if self.flows_in.get(k) is t:
+                del self.flows_in[k]
+            k = t.out_key
+            if self.flows_out.get(k) is t:
+                del self.flows_out[k]
             if t.pat_key is not None:
-                self._port_release(t.proto, t.inside_global[0], t.inside_global[1], t.pat_key)
+                self._port_release(t.proto, t.ig, t.igp, t.pat_key)
                 if t.proto == 6:
                     self._reserve_time_wait(t)
             h = t.host
@@ -1400,8 +1413,8 @@ class Nat:
                     p.refcount -= 1
                     if t.last_use > p.last_use:
                         p.last_use = t.last_use
-        elif t.kind == BINDING and t.inside_local is None:
-            ol, og = t.outside_local[0], t.outside_global[0]
+        elif t.kind == BINDING and t.il is None:
+            ol, og = t.ol, t.og
             if self.obind_by_local.get(ol) is t:
                 del self.obind_by_local[ol]
             if self.obind_by_global.get(og) is t:
@@ -1419,10 +1432,10 @@ class Nat:
                         from twisted.logger import Logger
                         Logger(namespace="cbac.nat").failure("NAT route removal failed")
         elif t.kind == BINDING:
-            a = t.inside_local[0]
+            a = t.il
             if self.bind_by_local.get(a) is t:
                 del self.bind_by_local[a]
-            g = t.inside_global[0]
+            g = t.ig
             if self.bind_by_global.get(g) is t:
                 del self.bind_by_global[g]
             if t.rule is not None:
@@ -1453,11 +1466,13 @@ class Nat:
             return None
         qp = q.proto
         if qp == 1:
-            key = (1, q.dst, q.icmp_id, q.src, 0)
+            if q.icmp_id < 0:
+                return None             # a non-initial fragment: no identifier
+            key = flow_key(1, q.dst, q.icmp_id, q.src, 0)
         elif qp in (6, 17):
-            key = (qp, q.dst, q.dport, q.src, q.sport)
+            key = flow_key(qp, q.dst, q.dport, q.src, q.sport)
         else:
-            key = (qp, q.dst, 0, q.src, 0)
+            key = flow_key(qp, q.dst, 0, q.src, 0)
         t = translation
         if t is None:
             t = (self.flows_out if direction == INBOUND else self.flows_in).get(key)
@@ -1481,7 +1496,7 @@ class Nat:
                 osrc = self.st_in_by_local.get(pkt.src)
                 if osrc is None:
                     b = self.bind_by_local.get(pkt.src)
-                    osrc = b.inside_global[0] if b is not None else pkt.src
+                    osrc = b.ig if b is not None else pkt.src
             odst = og if pkt.dst == ol else self._og_for(pkt.dst)
         if qp == 1:
             nsp = nsp if direction == INBOUND else ndp    # the inside/global identifier
@@ -1537,7 +1552,7 @@ class Nat:
         n = 0
         for f in self.entries.values():
             if f.kind == FLOW and f.parent is None and f.rule is None and \
-                    t.inside_local is not None and f.inside_local[0] == t.inside_local[0]:
+                    t.inside_local is not None and f.il == t.il:
                 n += 1
         return n
 
@@ -1694,4 +1709,4 @@ class Nat:
         proto = pkt.proto
         sp, dp = (pkt.icmp_id, 0) if proto == 1 else (pkt.sport, pkt.dport)
         d = self.flows_in if inside else self.flows_out
-        return d.get((proto, pkt.src, sp, pkt.dst, dp))
+        return d.get(flow_key(proto, pkt.src, sp, pkt.dst, dp))

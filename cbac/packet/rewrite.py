@@ -15,15 +15,27 @@ only: addresses enter it, ports do not, and it is not inverted.
 
 from __future__ import annotations
 
-from cbac.packet.checksum import apply_delta, apply_delta_partial, delta16, delta32, fold
+from cbac.packet.checksum import apply_delta, apply_delta_partial
 
 _L4_CSUM_OFFSET = {6: 16, 17: 6, 1: 2}
 
+#: Shared values.  The connections of one inside host to one server
+#: through PAT have the same address bytes and (ports kept) the same
+#: checksum deltas in each direction: one object each, not one per
+#: connection.  Deltas are 0..0xFFFF (at most 65,536 ints); the address
+#: cache is bounded (cleared when full, as the NAT's own caches are).
+_DELTAS: dict = {}
+_ADDRS: dict = {}
+_ADDRS_MAX = 4096
+
 
 class Rewrite:
+    """One direction's rewrite: ``old`` and ``new`` are the 4-tuples before
+    and after; the rest is pre-computed for :meth:`apply`.  Read-only once
+    made (a session and its NAT translation share the same pair)."""
+
     __slots__ = ("proto", "old", "new", "addrs", "ports", "ip_delta",
-                 "l4_delta", "l4_pdelta", "csum_off", "change_src",
-                 "change_dst", "change_ports")
+                 "l4_delta", "l4_pdelta", "csum_off")
 
     def __init__(self, proto: int, old: tuple, new: tuple):
         self.proto = proto
@@ -31,21 +43,43 @@ class Rewrite:
         self.new = new
         osrc, odst, osp, odp = old
         nsrc, ndst, nsp, ndp = new
-        self.addrs = nsrc.to_bytes(4, "big") + ndst.to_bytes(4, "big")
-        self.change_src = osrc != nsrc
-        self.change_dst = odst != ndst
-        self.ip_delta = fold(delta32(osrc, nsrc) + delta32(odst, ndst))
+        k = (nsrc << 32) | ndst
+        a = _ADDRS.get(k)
+        if a is None:
+            if len(_ADDRS) >= _ADDRS_MAX:
+                _ADDRS.clear()
+            a = _ADDRS[k] = k.to_bytes(8, "big")
+        self.addrs = a
+        # delta32(osrc, nsrc) + delta32(odst, ndst), folded (RFC 1624),
+        # inlined: a translation makes two of these per connection
+        s = ((~osrc >> 16 & 0xFFFF) + (~osrc & 0xFFFF) + (nsrc >> 16) + (nsrc & 0xFFFF)
+             + (~odst >> 16 & 0xFFFF) + (~odst & 0xFFFF) + (ndst >> 16) + (ndst & 0xFFFF))
+        while s >> 16:
+            s = (s & 0xFFFF) + (s >> 16)
+        s = self.ip_delta = _DELTAS.setdefault(s, s)
         self.csum_off = _L4_CSUM_OFFSET.get(proto)
         if proto == 1:
             self.ports = nsp.to_bytes(2, "big")
-            self.change_ports = osp != nsp
-            self.l4_delta = delta16(osp, nsp)
+            d = (~osp & 0xFFFF) + nsp
+            while d >> 16:
+                d = (d & 0xFFFF) + (d >> 16)
+            self.l4_delta = _DELTAS.setdefault(d, d)
             self.l4_pdelta = 0
         else:
-            self.ports = nsp.to_bytes(2, "big") + ndp.to_bytes(2, "big")
-            self.change_ports = osp != nsp or odp != ndp
-            self.l4_pdelta = self.ip_delta
-            self.l4_delta = fold(self.ip_delta + delta16(osp, nsp) + delta16(odp, ndp))
+            self.ports = ((nsp << 16) | ndp).to_bytes(4, "big")
+            self.l4_pdelta = s
+            # fold(ip_delta + delta16(osp, nsp) + delta16(odp, ndp)): a fold of
+            # the unfolded terms gives the same value (ones' complement sums)
+            d = (~osp & 0xFFFF) + nsp
+            while d >> 16:
+                d = (d & 0xFFFF) + (d >> 16)
+            e = (~odp & 0xFFFF) + ndp
+            while e >> 16:
+                e = (e & 0xFFFF) + (e >> 16)
+            s += d + e
+            while s >> 16:
+                s = (s & 0xFFFF) + (s >> 16)
+            self.l4_delta = _DELTAS.setdefault(s, s)
 
     @property
     def identity(self) -> bool:
