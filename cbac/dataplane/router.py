@@ -512,6 +512,11 @@ class Router:
                 hit = sessions.lookup_icmp_error(pkt)
                 if hit is not None:
                     session, direction = hit
+                    if pkt.ttl <= 1:
+                        # not forwarded with TTL 0 (RFC 1812 5.3.1); no
+                        # time exceeded about an ICMP error
+                        self._drop(ri, "ttl-exceeded")
+                        return
                     if sessions.process(session, direction, pkt):
                         self._route_out(ri, pkt, None, direction)
                     else:
