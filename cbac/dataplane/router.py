@@ -716,7 +716,14 @@ class Router:
             self._fragment(out, pkt, next_hop)
             return
         self.forwarded += 1
-        self._send_ip(out, frame, vnet, next_hop)
+        # _send_ip, inline for a resolved next hop
+        e = self.arp.entries.get((out.name, next_hop))
+        if e is not None and (e.expires is None or e.expires > self.clock.seconds()):
+            frame[0:6] = e.mac
+            frame[6:12] = out.mac
+            out.port.send(frame, vnet)
+        else:
+            self._send_ip(out, frame, vnet, next_hop)
 
     def _fragment(self, out, pkt, next_hop) -> None:
         """Forward a packet larger than the egress MTU without DF as

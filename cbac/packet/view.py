@@ -124,7 +124,10 @@ def parse_frame(frame, vnet: bytes = b"", verify_ip: bool = False) -> Packet:
     p.ethertype = ETH_P_IP
     p.l3 = l3
     p.in_port = p.out_port = p.meta = None
-    _parse_ip(p, frame, l3, n, verify_ip)
+    if n - l3 >= 40 and frame[l3] == 0x45 and frame[l3 + 9] == PROTO_TCP:
+        _parse_tcp20(p, frame, l3, n, verify_ip)        # (_parse_ip, inline)
+    else:
+        _parse_ip_any(p, frame, l3, n, verify_ip)
     return p
 
 
