@@ -397,15 +397,18 @@ class Router:
         if hop is None or frame[22] <= 1 or frame[0:6] != ri.mac:
             return False
         out, nh = hop
-        mac = self.arp.lookup(out.name, nh)
-        if mac is None:
+        # ArpCache.lookup, inline (an expired entry: the slow path's business)
+        now = self.clock.seconds()
+        e = self.arp.entries.get((out.name, nh))
+        if e is None or (e.expires is not None and e.expires <= now):
             return False
+        mac = e.mac
         if vnet and vnet[1]:
             if (vnet[4] | (vnet[5] << 8)) + 20 + ((frame[46] >> 4) << 2 if frame[23] == 6 else 8) > out.mtu:
                 return False
         elif ((frame[16] << 8) | frame[17]) > out.mtu:
             return False
-        if not self.sessions.fast_process(s, d, frame, vnet, self.clock.seconds()):
+        if not self.sessions.fast_process(s, d, frame, vnet, now):
             return False
         if off is not None:
             # before the send: the reply may reach the kernel at once
@@ -543,7 +546,7 @@ class Router:
         if nat is not None:
             nat.created = None
         if ri.nat == "outside" and nat is not None:
-            quote = bytes(frame[l3:l3 + pkt.ihl + 8])
+            quote = frame[l3:l3 + pkt.ihl + 8]      # (a copy)
             translation = self.nat.inbound(pkt, ri.name)        # rewrites pkt
             if translation is NAT_DROP:
                 self._drop(ri, "nat")
@@ -603,7 +606,7 @@ class Router:
         if (translation is None and nat is not None and ri.nat == "inside"
                 and out.nat == "outside"):
             # an error about the packet quotes (and goes to) its inside form
-            quote = bytes(frame[l3:l3 + pkt.ihl + 8])
+            quote = frame[l3:l3 + pkt.ihl + 8]      # (a copy)
             translation = nat.outbound(pkt, ri.name, out.name)   # rewrites pkt
             if translation is NAT_DROP:
                 self._drop(ri, "nat")
