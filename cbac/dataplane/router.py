@@ -371,45 +371,45 @@ class Router:
         rewrite and its cached route.  False (nothing changed): take the
         slow path.  The IPv4 header checksum is not verified here: the
         incremental updates keep a wrong checksum wrong (RFC 1624), so the
-        receiver still discards a damaged header."""
+        receiver still discards a damaged header.
+
+        Declining a TCP or UDP frame, it leaves its lookup for the slow
+        path (:meth:`_decline`); every False return sets ``_pre_frame``."""
         proto = frame[23]
         table = self._fast_tables.get(proto)
         if table is None:
             self._pre_frame = None
             return False
         if proto == 1:
-            self._pre_frame = None
             # ICMP query sessions are keyed by addresses + identifier
             entry = table.get(bytes(frame[26:34]) + bytes(frame[38:40]))
         else:
             # sessions.lookup's key for this frame (l3 14, ihl 20, not a
-            # fragment): the slow path takes the answer from here
+            # fragment)
             entry = table.get(bytes(frame[26:38]))
-            self._pre_frame = frame
-            self._pre_hit = entry
         if entry is None:
-            return False
+            return self._decline(frame, proto, None)
         s, d = entry
         off = self.offload
         if off is not None and s in off.flows:
             off.sync(s)                 # queued before the offload, or a decision
         hop = s.route[d]
         if hop is None or frame[22] <= 1 or frame[0:6] != ri.mac:
-            return False
+            return self._decline(frame, proto, entry)
         out, nh = hop
         # ArpCache.lookup, inline (an expired entry: the slow path's business)
         now = self.clock.seconds()
         e = self.arp.entries.get((out.name, nh))
         if e is None or (e.expires is not None and e.expires <= now):
-            return False
+            return self._decline(frame, proto, entry)
         mac = e.mac
         if vnet and vnet[1]:
             if (vnet[4] | (vnet[5] << 8)) + 20 + ((frame[46] >> 4) << 2 if frame[23] == 6 else 8) > out.mtu:
-                return False
+                return self._decline(frame, proto, entry)
         elif ((frame[16] << 8) | frame[17]) > out.mtu:
-            return False
+            return self._decline(frame, proto, entry)
         if not self.sessions.fast_process(s, d, frame, vnet, now):
-            return False
+            return self._decline(frame, proto, entry)
         if off is not None:
             # before the send: the reply may reach the kernel at once
             if s in off.flows:
@@ -428,6 +428,18 @@ class Router:
         self.forwarded += 1
         out.port.send(frame, vnet)
         return True
+
+    def _decline(self, frame, proto, entry) -> bool:
+        """The fast path hands ``frame`` to the slow path: for TCP and UDP
+        with its session lookup (``entry``: the ``(session, direction)`` or
+        None), which ``sessions.lookup`` would give for it (the same key,
+        and fast_process changes nothing when it declines)."""
+        if proto == 1:
+            self._pre_frame = None
+        else:
+            self._pre_frame = frame
+            self._pre_hit = entry
+        return False
 
     def _drop(self, ri, reason: str) -> None:
         self.drops[reason] += 1
