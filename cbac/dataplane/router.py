@@ -423,8 +423,7 @@ class Router:
         c = ~c & 0xFFFF
         frame[24] = c >> 8
         frame[25] = c & 0xFF
-        frame[0:6] = mac
-        frame[6:12] = out.mac
+        frame[0:12] = mac + out.mac     # both MACs (one slice assignment)
         self.forwarded += 1
         out.port.send(frame, vnet)
         return True
@@ -734,8 +733,7 @@ class Router:
         # _send_ip, inline for a resolved next hop
         e = self.arp.entries.get((out.name, next_hop))
         if e is not None and (e.expires is None or e.expires > self.clock.seconds()):
-            frame[0:6] = e.mac
-            frame[6:12] = out.mac
+            frame[0:12] = e.mac + out.mac
             out.port.send(frame, vnet)
         else:
             self._send_ip(out, frame, vnet, next_hop)
@@ -772,8 +770,7 @@ class Router:
             if not arp.enqueue(out.name, next_hop, (frame, vnet)):
                 self._drop(out, "arp-queue-full")
             return
-        frame[0:6] = mac
-        frame[6:12] = out.mac
+        frame[0:12] = mac + out.mac
         out.port.send(frame, vnet)
 
     def send_local(self, ip_packet) -> None:
