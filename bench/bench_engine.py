@@ -139,8 +139,18 @@ def new_flows(n=20000, journal=False):
     return n, dt, len(app.sessions.sessions)
 
 
+def interpreter() -> str:
+    """Which Python and Twisted ran the figures (they differ by 10-30 %
+    between builds: the Debian package runs /usr/bin/python3)."""
+    import platform
+    import twisted
+    return "%s %s (%s), Twisted %s" % (platform.python_implementation(), platform.python_version(),
+                                       sys.executable, twisted.__version__)
+
+
 def main(quick=False, out=sys.stdout):
     rounds = 50 if quick else 300
+    print("interpreter: %s" % interpreter(), file=out)
     rows = []
     n, dt, _ = established(rounds=rounds)
     rows.append(("established TCP, 18-byte segments + ACKs", n, dt))

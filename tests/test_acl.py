@@ -99,6 +99,24 @@ class AclTestCase(unittest.TestCase):
         self.assertEqual(self.events.msgs,
                          ["%SEC-6-IPACCESSLOGS: list 1 denied 10.20.0.1 1 packet"])
 
+    def test_standard_list_repeated_and_many_sources(self):
+        """A standard list remembers its answer per source address: the
+        same answers and hits however often a source comes back,
+        for fragments and every protocol, and past the remembered limit."""
+        a = self.acls.get("1")
+        self.patch(type(a), "SOURCE_CACHE", 8)
+        srcs = ["10.10.10.%d" % i for i in range(1, 13)] + ["10.20.0.1", "192.0.2.%d" % 9]
+        for _round in range(3):
+            for src in srcs:
+                want = src != "10.20.0.1"
+                self.assertIs(a.check(tcp(src, "1.1.1.1", 1, 2)), want)
+                self.assertIs(a.check(icmp(src, "1.1.1.1")), want)
+                self.assertIs(a.check(tcp(src, "1.1.1.1", 1, 2, frag=100)), want)
+                self.assertIs(a.check_fields(0, ip_int(src)), want)
+        self.assertLessEqual(len(a.by_source), 8)
+        self.assertEqual([x.hits for x in a.aces], [3 * 4 * 12, 3 * 4, 3 * 4])
+        self.assertIsNone(self.acls.get("101").by_source)     # extended: no such shortcut
+
     def test_extended_matching(self):
         a = self.acls.get("101")
         S = "172.22.1.16"
@@ -328,3 +346,8 @@ class CompiledVersusNaive(unittest.TestCase):
                 continue
             got = c.lookup_fields(proto, src, dst, sp, dpt, it, ic, fl, nf)
             self.assertIs(got, want.model if want is not None else None)
+            # check_fields (a standard list answers from its per-source
+            # memory once it has seen a source)
+            for _ in range(2):
+                self.assertEqual(c.check_fields(proto, src, dst, sp, dpt, it, ic, fl, nf),
+                                 want is not None and want.permit)

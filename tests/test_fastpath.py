@@ -141,6 +141,31 @@ class FastPathTests(unittest.TestCase):
         self.assertEqual((e[IP].src, e[IP].dst, e[IP].payload.type), ("10.10.10.1", "10.10.10.2", 11))
         self.assertEqual(e[IP].payload.payload.src, "10.10.10.2")     # the quote as sent
 
+    def test_slow_path_looks_up_a_reused_frame_buffer_afresh(self):
+        """The fast path hands its session lookup of a frame it declines to
+        the slow path; a buffer it declined once and that comes back with
+        other contents (a caller reusing its bytearray) is looked up
+        again.  Here: a segment of an established flow is declined (wrong
+        MAC, dropped), the session is cleared, and the same buffer brings
+        a new SYN of that 4-tuple with IP options (not for the fast path):
+        it opens a new session and is forwarded, not judged by the old one."""
+        self.establish()
+        [old] = self.app.sessions.sessions.values()
+        buf = bytearray(raw(Ether(src=H_IN, dst="02:00:00:00:00:99") /
+                            IP(src="10.10.10.2", dst="172.22.1.1") /
+                            TCP(sport=40000, dport=8080, flags="A", seq=101, ack=5001)))
+        self.r.frameReceived(self.pin, buf, b"")
+        self.assertEqual(self.r.drops["not-our-mac"], 1)
+        self.app.sessions.delete(old)
+        buf[:] = raw(Ether(src=H_IN, dst=R_IN) /
+                     IP(src="10.10.10.2", dst="172.22.1.1", options=b"\x01\x01\x01\x00") /
+                     TCP(sport=40000, dport=8080, flags="S", seq=7000, window=65535))
+        self.r.frameReceived(self.pin, buf, b"")
+        [out] = self.sent(self.pout)
+        self.assertEqual((Ether(out)[TCP].flags, Ether(out)[TCP].seq), ("S", 7000))
+        [new] = self.app.sessions.sessions.values()
+        self.assertIsNot(new, old)
+
     def test_udp_reply_opens_then_fast_path(self):
         for i in range(3):
             self.inject(self.pin, Ether(src=H_IN, dst=R_IN) / IP(src="10.10.10.2", dst="172.22.1.1") /

@@ -52,7 +52,9 @@ def udp_summing_to_zero(sport, dport):
     return bytes(b)
 
 
-class IcmpErrorThroughPatTests(unittest.TestCase):
+class PatAppliance:
+    """The seed appliance on memory ports, both hosts' MACs learnt."""
+
     def setUp(self):
         model, _ = parse_file(SEED_CONFIG)
         self.clock = Clock()
@@ -93,6 +95,8 @@ class IcmpErrorThroughPatTests(unittest.TestCase):
         self.assertEqual((e[IP].src, e[IP].dst), (OUTSIDE, INSIDE))
         return bytes(e[ICMP].payload)
 
+
+class IcmpErrorThroughPatTests(PatAppliance, unittest.TestCase):
     def test_quoted_udp_checksum_that_updates_to_zero_is_sent_as_ffff(self):
         sent = udp_summing_to_zero(40000, 5353)
         quote = self.round_trip(sent)
@@ -156,3 +160,31 @@ class RewriteErrorTests(unittest.TestCase):
         q = pkt.inner
         self.assertEqual(bytes(pkt.frame[q.l4 + 6:q.l4 + 8]), b"\xff\xff")
         self.check(pkt)
+
+
+class IcmpErrorTtlTests(PatAppliance, unittest.TestCase):
+    """An ICMP error about a session's datagram is forwarded like any
+    packet: TTL - 1, and never with TTL 0 (RFC 1812 5.3.1).  Before, TTL 1
+    went out as 0 and TTL 0 raised inside the router (a logged traceback
+    and an ``internal-error`` drop for each such packet)."""
+
+    def error_about_flow(self, sport, ttl):
+        self.inject(self.pin, Ether(src=H_IN, dst=R_IN) / IP(src=INSIDE, dst=OUTSIDE) /
+                    UDP(sport=sport, dport=53) / b"query")
+        [out] = self.sent(self.pout)
+        received = bytes(Ether(out)[IP])
+        self.inject(self.pout, Ether(src=H_OUT, dst=R_OUT) / IP(src=OUTSIDE, dst=GLOBAL, ttl=ttl) /
+                    ICMP(type=3, code=3) / received)
+        return self.sent(self.pin), self.sent(self.pout)
+
+    def test_forwarded_with_ttl_decremented(self):
+        back, _ = self.error_about_flow(40010, 64)
+        self.assertEqual([Ether(b)[IP].ttl for b in back], [63])
+
+    def test_ttl_one_and_zero_are_dropped_and_counted(self):
+        for i, ttl in enumerate((1, 0)):
+            back, answers = self.error_about_flow(40020 + i, ttl)
+            self.assertEqual((back, answers), ([], []))      # no time exceeded either
+        self.assertEqual(self.r.drops["ttl-exceeded"], 2)
+        self.assertNotIn("internal-error", self.r.drops)
+        self.assertEqual(self.flushLoggedErrors(), [])

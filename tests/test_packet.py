@@ -276,3 +276,78 @@ class FragmentedUdpTests(unittest.TestCase):
                          fragsize=1400)
         p = parse_frame(bytearray(raw(Ether() / frags[0])))
         self.assertEqual((p.sport, p.dport, p.mf), (53, 4000, True))
+
+
+def _rfc1071_sum(data) -> int:
+    """RFC 1071 the slow way: 16-bit words added with end-around carry."""
+    data = bytes(data)
+    if len(data) & 1:
+        data += b"\0"
+    s = 0
+    for i in range(0, len(data), 2):
+        s += (data[i] << 8) | data[i + 1]
+        s = (s & 0xFFFF) + (s >> 16)
+    return s
+
+
+class ChecksumVerification(unittest.TestCase):
+    """The router's checksum checks (one integer over the span, reduced
+    modulo 0xFFFF) give the verdict of RFC 1071's word-by-word sum on good
+    and damaged headers and segments of every length and parity."""
+
+    def _ref_l4_ok(self, pkt) -> bool:
+        f = pkt.frame
+        l4, end = pkt.l4, pkt.l3 + pkt.ip_len
+        if pkt.proto == 1:
+            return _rfc1071_sum(f[l4:end]) in (0, 0xFFFF)
+        if pkt.proto == 17 and f[l4 + 6] == 0 and f[l4 + 7] == 0:
+            return True
+        pseudo = (pkt.src.to_bytes(4, "big") + pkt.dst.to_bytes(4, "big")
+                  + bytes((0, pkt.proto)) + (end - l4).to_bytes(2, "big"))
+        return _rfc1071_sum(pseudo + bytes(f[l4:end])) == 0xFFFF
+
+    def test_same_verdict_as_rfc1071(self):
+        import random
+        from cbac.packet import checksum as ck
+        rnd = random.Random(21)
+        builders = [
+            lambda pl: build.tcp_frame("10.10.10.2", "172.22.1.1", rnd.randrange(65536),
+                                       rnd.randrange(65536), seq=rnd.randrange(2 ** 32),
+                                       flags=rnd.choice((2, 0x12, 0x10, 0x18)), payload=pl),
+            lambda pl: build.udp_frame("10.10.10.2", "172.22.1.1", rnd.randrange(65536),
+                                       rnd.randrange(65536), pl),
+            lambda pl: build.echo_frame("10.10.10.2", "172.22.1.1", rnd.randrange(65536),
+                                        rnd.randrange(65536), pl),
+        ]
+        seen = {True: 0, False: 0}
+        for n in list(range(0, 40)) + [575, 576, 1471, 1472, 1480]:
+            for make in builders:
+                pl = bytes(rnd.randrange(256) for _ in range(n))
+                for damage in (None, "ip", "l4", "l4-zero", "l4-ffff"):
+                    f = bytearray(make(pl))
+                    p = parse_frame(f)
+                    if damage == "ip":
+                        f[22] ^= 1 << rnd.randrange(8)
+                    elif damage == "l4":
+                        i = rnd.randrange(p.l4, len(f))
+                        f[i] ^= 1 << rnd.randrange(8)
+                    elif damage in ("l4-zero", "l4-ffff"):
+                        off = {6: 16, 17: 6, 1: 2}[p.proto]
+                        f[p.l4 + off:p.l4 + off + 2] = b"\0\0" if damage == "l4-zero" else b"\xff\xff"
+                    ip_ref = _rfc1071_sum(f[14:34]) in (0, 0xFFFF)
+                    self.assertEqual(ck.ip_checksum_ok(f, 14, 20), ip_ref)
+                    l4_ref = self._ref_l4_ok(p)
+                    self.assertEqual(ck.l4_checksum_ok(p), l4_ref, (n, p, damage))
+                    seen[l4_ref] += 1
+                    self.assertEqual(ck.ones_sum(f, p.l4, len(f)) % 0xFFFF,
+                                     _rfc1071_sum(f[p.l4:]) % 0xFFFF)
+        self.assertTrue(seen[True] > 100 and seen[False] > 100, seen)
+
+    def test_all_zero_and_all_ones(self):
+        from cbac.packet import checksum as ck
+        self.assertEqual(ck.ones_sum(bytes(20)), 0)
+        self.assertEqual(ck.ones_sum(b"\xff\xff" * 10), 0xFFFF)
+        self.assertEqual(ck.ones_sum(b"\xff"), 0xFF00)
+        self.assertTrue(ck.ip_checksum_ok(bytes(20), 0, 20))
+        self.assertTrue(ck.ip_checksum_ok(b"\xff" * 20, 0, 20))
+        self.assertFalse(ck.ip_checksum_ok(b"\x45" + bytes(19), 0, 20))

@@ -24,7 +24,11 @@ class CompiledAcl:
     ``log`` entries; ``lookup*`` have no side effects."""
 
     __slots__ = ("name", "kind", "standard", "aces", "matcher", "logger",
-                 "implicit_deny_hits", "model")
+                 "implicit_deny_hits", "model", "by_source")
+
+    #: entries in a standard list's cache of first matches by source
+    #: address (cleared when full: a flood of sources costs a lookup each)
+    SOURCE_CACHE = 4096
 
     def __init__(self, model, logger):
         self.model = model
@@ -37,18 +41,38 @@ class CompiledAcl:
         self.matcher = Matcher(self.aces, self.standard)
         self.logger = logger
         self.implicit_deny_hits = 0
+        # A standard list whose entries all match any protocol (every one
+        # the parser makes) answers from the source address alone: no
+        # destination, ports, ICMP, established or fragments keyword, so
+        # a non-initial fragment meets the same first match too.  The
+        # answers are kept by source (the list is never changed in place:
+        # a reconfiguration compiles a new one).
+        self.by_source = ({} if self.standard and all(a.proto is None for a in self.aces)
+                          else None)
 
     # -- matching -------------------------------------------------------
+    def _first_by_source(self, src: int) -> int:
+        cache = self.by_source
+        i = cache.get(src)
+        if i is None:
+            i = self.matcher.first(0, src, 0)
+            if len(cache) >= self.SOURCE_CACHE:
+                cache.clear()
+            cache[src] = i
+        return i
+
     def check(self, pkt) -> bool:
         """Permit (True) or deny (False) a parsed packet."""
-        nonfirst = pkt.frag != 0
         proto = pkt.proto
         if proto == 1:
             itype, icode = pkt.icmp_type, pkt.icmp_code
         else:
             itype = icode = -1
-        i = self.matcher.first(proto, pkt.src, pkt.dst, pkt.sport, pkt.dport,
-                               itype, icode, pkt.tcp_flags, nonfirst)
+        if self.by_source is not None:
+            i = self._first_by_source(pkt.src)
+        else:
+            i = self.matcher.first(proto, pkt.src, pkt.dst, pkt.sport, pkt.dport,
+                                   itype, icode, pkt.tcp_flags, pkt.frag != 0)
         if i < 0:
             self.implicit_deny_hits += 1
             return False
@@ -66,8 +90,11 @@ class CompiledAcl:
                      tcp_flags: int = 0, nonfirst: bool = False,
                      in_if: str | None = None) -> bool:
         """:meth:`check` on fields instead of a packet."""
-        i = self.matcher.first(proto, src, dst, sport, dport, icmp_type, icmp_code,
-                               tcp_flags, nonfirst)
+        if self.by_source is not None:
+            i = self._first_by_source(src)
+        else:
+            i = self.matcher.first(proto, src, dst, sport, dport, icmp_type, icmp_code,
+                                   tcp_flags, nonfirst)
         if i < 0:
             self.implicit_deny_hits += 1
             return False

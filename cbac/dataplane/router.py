@@ -54,6 +54,9 @@ ICMP_RATE = 10.0          # tokens per second
 
 SWEEP_INTERVAL = 1.0
 
+#: "the fast path made no session lookup for this frame" (Router._pre_hit)
+_NO_LOOKUP = object()
+
 
 def _starts_session(pkt) -> bool:
     """Can this packet open an inspection session?"""
@@ -140,6 +143,10 @@ class Router:
         # (a stream's extra segments after the segment they follow)
         self._holding = False
         self._held = []
+        # the fast path's session lookup of the frame being handled (TCP,
+        # UDP), for the slow path: (_pre_frame is the frame) -> _pre_hit
+        self._pre_frame = None
+        self._pre_hit = None
         self.apply_config(model)
 
     def _nat_route(self, add: bool, ol: int, og: int) -> None:
@@ -309,27 +316,36 @@ class Router:
             return
         try:
             # Fast path: an untagged IPv4 frame with a 20-byte header, not a
-            # fragment, of a known session (docs/performance.md).
+            # fragment, of a known session (docs/performance.md).  For TCP and
+            # UDP it leaves its session lookup in _pre_frame/_pre_hit, so the
+            # slow path does not look the same key up again.
             if (self.sessions is not None and len(frame) >= 54 and frame[14] == 0x45
                     and frame[12] == 8 and frame[13] == 0
-                    and not (frame[20] & 0x3F or frame[21])
-                    and self._fast(ri, frame, vnet)):
-                return
+                    and not (frame[20] & 0x3F or frame[21])):
+                if self._fast(ri, frame, vnet):
+                    return
+            else:
+                self._pre_frame = None
             if frame.__class__ is not bytearray:
                 # a view of a receive-ring slot (valid during this call):
                 # the slow path keeps frames (ARP queue, reassembly)
-                frame = bytearray(frame)
+                copy = bytearray(frame)
+                if self._pre_frame is frame:
+                    self._pre_frame = copy
+                frame = copy
             if len(frame) < 14:
                 self._drop(ri, "malformed-truncated")
                 return
-            et = ethertype(frame)           # after an 802.1Q tag
-            dst = bytes(frame[0:6])
-            if et == ETH_P_ARP:
-                self._arp_received(ri, frame)
-                return
-            if et == ETH_P_IPV6:
-                self._drop(ri, "ipv6")
-                return
+            if frame[12] == 8 and frame[13] == 0:
+                et = ETH_P_IP                # untagged IPv4: the usual case
+            else:
+                et = ethertype(frame)       # after an 802.1Q tag
+                if et == ETH_P_ARP:
+                    self._arp_received(ri, frame)
+                    return
+                if et == ETH_P_IPV6:
+                    self._drop(ri, "ipv6")
+                    return
             if self.dhcp and et == ETH_P_IP:
                 from cbac.dataplane.dhcpport import dhcp_input
                 if dhcp_input(self, ri, frame, vnet):     # ip address dhcp: the server's replies
@@ -337,7 +353,7 @@ class Router:
             if et != ETH_P_IP:
                 self._drop(ri, "unknown-ethertype")
                 return
-            if dst != ri.mac:
+            if frame[0:6] != ri.mac:
                 # Not addressed to us (broadcast/multicast IP is not routed).
                 self._drop(ri, "not-our-mac")
                 return
@@ -355,34 +371,45 @@ class Router:
         rewrite and its cached route.  False (nothing changed): take the
         slow path.  The IPv4 header checksum is not verified here: the
         incremental updates keep a wrong checksum wrong (RFC 1624), so the
-        receiver still discards a damaged header."""
+        receiver still discards a damaged header.
+
+        Declining a TCP or UDP frame, it leaves its lookup for the slow
+        path (:meth:`_decline`); every False return sets ``_pre_frame``."""
         proto = frame[23]
         table = self._fast_tables.get(proto)
         if table is None:
+            self._pre_frame = None
             return False
-        # ICMP query sessions are keyed by addresses + identifier
-        entry = table.get(bytes(frame[26:38]) if proto != 1
-                          else bytes(frame[26:34]) + bytes(frame[38:40]))
+        if proto == 1:
+            # ICMP query sessions are keyed by addresses + identifier
+            entry = table.get(bytes(frame[26:34]) + bytes(frame[38:40]))
+        else:
+            # sessions.lookup's key for this frame (l3 14, ihl 20, not a
+            # fragment)
+            entry = table.get(bytes(frame[26:38]))
         if entry is None:
-            return False
+            return self._decline(frame, proto, None)
         s, d = entry
         off = self.offload
         if off is not None and s in off.flows:
             off.sync(s)                 # queued before the offload, or a decision
         hop = s.route[d]
         if hop is None or frame[22] <= 1 or frame[0:6] != ri.mac:
-            return False
+            return self._decline(frame, proto, entry)
         out, nh = hop
-        mac = self.arp.lookup(out.name, nh)
-        if mac is None:
-            return False
+        # ArpCache.lookup, inline (an expired entry: the slow path's business)
+        now = self.clock.seconds()
+        e = self.arp.entries.get((out.name, nh))
+        if e is None or (e.expires is not None and e.expires <= now):
+            return self._decline(frame, proto, entry)
+        mac = e.mac
         if vnet and vnet[1]:
             if (vnet[4] | (vnet[5] << 8)) + 20 + ((frame[46] >> 4) << 2 if frame[23] == 6 else 8) > out.mtu:
-                return False
+                return self._decline(frame, proto, entry)
         elif ((frame[16] << 8) | frame[17]) > out.mtu:
-            return False
-        if not self.sessions.fast_process(s, d, frame, vnet, self.clock.seconds()):
-            return False
+            return self._decline(frame, proto, entry)
+        if not self.sessions.fast_process(s, d, frame, vnet, now):
+            return self._decline(frame, proto, entry)
         if off is not None:
             # before the send: the reply may reach the kernel at once
             if s in off.flows:
@@ -396,11 +423,22 @@ class Router:
         c = ~c & 0xFFFF
         frame[24] = c >> 8
         frame[25] = c & 0xFF
-        frame[0:6] = mac
-        frame[6:12] = out.mac
+        frame[0:12] = mac + out.mac     # both MACs (one slice assignment)
         self.forwarded += 1
         out.port.send(frame, vnet)
         return True
+
+    def _decline(self, frame, proto, entry) -> bool:
+        """The fast path hands ``frame`` to the slow path: for TCP and UDP
+        with its session lookup (``entry``: the ``(session, direction)`` or
+        None), which ``sessions.lookup`` would give for it (the same key,
+        and fast_process changes nothing when it declines)."""
+        if proto == 1:
+            self._pre_frame = None
+        else:
+            self._pre_frame = frame
+            self._pre_hit = entry
+        return False
 
     def _drop(self, ri, reason: str) -> None:
         self.drops[reason] += 1
@@ -422,9 +460,13 @@ class Router:
                 self._send_held()
 
     def _ip_pipeline(self, ri: RouterInterface, frame, vnet) -> None:
+        # the fast path's session lookup of this very frame, if it made one
+        pre_hit = self._pre_hit if self._pre_frame is frame else _NO_LOOKUP
+        self._pre_frame = None
         pkt = parse_frame(frame, vnet)
         l3 = pkt.l3
-        if not ck.ip_checksum_ok(frame, l3, pkt.ihl):
+        # the IPv4 header checksum (ck.ip_checksum_ok, inline)
+        if int.from_bytes(frame[l3:l3 + pkt.ihl], "big") % 0xFFFF:
             self._drop(ri, "malformed-ip-checksum")
             return
         if pkt.ihl > 20:
@@ -458,7 +500,7 @@ class Router:
 
         # 1. Session table (ACL bypass): one lookup, either side of NAT.
         if sessions is not None:
-            hit = sessions.lookup(pkt)
+            hit = sessions.lookup(pkt) if pre_hit is _NO_LOOKUP else pre_hit
             if hit is not None:
                 session, direction = hit
                 if self.offload is not None and session in self.offload.flows:
@@ -484,6 +526,11 @@ class Router:
                 hit = sessions.lookup_icmp_error(pkt)
                 if hit is not None:
                     session, direction = hit
+                    if pkt.ttl <= 1:
+                        # not forwarded with TTL 0 (RFC 1812 5.3.1); no
+                        # time exceeded about an ICMP error
+                        self._drop(ri, "ttl-exceeded")
+                        return
                     if sessions.process(session, direction, pkt):
                         self._route_out(ri, pkt, None, direction)
                     else:
@@ -510,7 +557,7 @@ class Router:
         if nat is not None:
             nat.created = None
         if ri.nat == "outside" and nat is not None:
-            quote = bytes(frame[l3:l3 + pkt.ihl + 8])
+            quote = frame[l3:l3 + pkt.ihl + 8]      # (a copy)
             translation = self.nat.inbound(pkt, ri.name)        # rewrites pkt
             if translation is NAT_DROP:
                 self._drop(ri, "nat")
@@ -570,7 +617,7 @@ class Router:
         if (translation is None and nat is not None and ri.nat == "inside"
                 and out.nat == "outside"):
             # an error about the packet quotes (and goes to) its inside form
-            quote = bytes(frame[l3:l3 + pkt.ihl + 8])
+            quote = frame[l3:l3 + pkt.ihl + 8]      # (a copy)
             translation = nat.outbound(pkt, ri.name, out.name)   # rewrites pkt
             if translation is NAT_DROP:
                 self._drop(ri, "nat")
@@ -628,9 +675,12 @@ class Router:
             self.nat.discard(translation)
 
     def _inspect_rule(self, ri, out, pkt, sessions):
-        for name in (ri.inspect_in, out.inspect_out):
-            if name is not None and sessions.rule_matches(name, pkt):
-                return name
+        name = ri.inspect_in
+        if name is not None and sessions.rule_matches(name, pkt):
+            return name
+        name = out.inspect_out
+        if name is not None and sessions.rule_matches(name, pkt):
+            return name
         return None
 
     def _route_out(self, ri, pkt, session, direction) -> None:
@@ -663,11 +713,13 @@ class Router:
         size = pkt.ip_len
         if vnet and vnet[1] & 0x7F:
             size = (vnet[4] | (vnet[5] << 8)) + (pkt.payload - l3)
-        # TTL - 1 with an incremental checksum (RFC 1624).
-        ttl = frame[l3 + 8]
-        old = (ttl << 8) | frame[l3 + 9]
-        frame[l3 + 8] = ttl - 1
-        c = ck.update16((frame[l3 + 10] << 8) | frame[l3 + 11], old, old - 256)
+        # TTL - 1 with an incremental checksum: RFC 1624 eqn. 3 with the
+        # word (TTL, protocol) going from m to m - 256,
+        # ~(~HC + ~m + m') = ~(~HC + 0xFEFF) (ck.update16, inline)
+        frame[l3 + 8] -= 1
+        c = (~((frame[l3 + 10] << 8) | frame[l3 + 11]) & 0xFFFF) + 0xFEFF
+        c = (c & 0xFFFF) + (c >> 16)
+        c = ~c & 0xFFFF
         frame[l3 + 10] = c >> 8
         frame[l3 + 11] = c & 0xFF
         if size > out.mtu:
@@ -678,7 +730,13 @@ class Router:
             self._fragment(out, pkt, next_hop)
             return
         self.forwarded += 1
-        self._send_ip(out, frame, vnet, next_hop)
+        # _send_ip, inline for a resolved next hop
+        e = self.arp.entries.get((out.name, next_hop))
+        if e is not None and (e.expires is None or e.expires > self.clock.seconds()):
+            frame[0:12] = e.mac + out.mac
+            out.port.send(frame, vnet)
+        else:
+            self._send_ip(out, frame, vnet, next_hop)
 
     def _fragment(self, out, pkt, next_hop) -> None:
         """Forward a packet larger than the egress MTU without DF as
@@ -701,13 +759,18 @@ class Router:
             self._send_ip(out, f, b"", next_hop)
 
     def _send_ip(self, out: RouterInterface, frame, vnet, next_hop: int) -> None:
-        mac = self.arp.lookup(out.name, next_hop)
+        arp = self.arp
+        # ArpCache.lookup, inline; an expired entry is its business
+        e = arp.entries.get((out.name, next_hop))
+        if e is not None and (e.expires is None or e.expires > self.clock.seconds()):
+            mac = e.mac
+        else:
+            mac = arp.lookup(out.name, next_hop)
         if mac is None:
-            if not self.arp.enqueue(out.name, next_hop, (frame, vnet)):
+            if not arp.enqueue(out.name, next_hop, (frame, vnet)):
                 self._drop(out, "arp-queue-full")
             return
-        frame[0:6] = mac
-        frame[6:12] = out.mac
+        frame[0:12] = mac + out.mac
         out.port.send(frame, vnet)
 
     def send_local(self, ip_packet) -> None:

@@ -31,13 +31,16 @@ def ones_sum(data, start: int = 0, end: int | None = None) -> int:
     (an odd trailing byte is padded with zero)."""
     if end is None:
         end = len(data)
-    b = bytes(data[start:end])
-    if len(b) & 1:
-        b += b"\0"
-    # int.from_bytes(...) % 0xFFFF is the ones'-complement sum (0 maps to 0,
-    # a sum of 0xFFFF also maps to 0: both are "zero" in ones' complement).
-    s = int.from_bytes(b, "big") % 0xFFFF
-    if s == 0 and b.strip(b"\0"):
+    # int.from_bytes(...) % 0xFFFF is the ones'-complement sum (2**16 is 1
+    # modulo 0xFFFF; 0 maps to 0, a sum of 0xFFFF also maps to 0: both are
+    # "zero" in ones' complement).  One conversion over the span is the
+    # fastest sum in CPython for 20-1500 bytes (faster than summing a
+    # memoryview cast to 16-bit words).
+    x = int.from_bytes(data[start:end], "big")
+    s = x % 0xFFFF
+    if (end - start) & 1:
+        s = (s << 8) % 0xFFFF       # (x << 8) % 0xFFFF on a small number
+    if s == 0 and x:
         s = 0xFFFF      # a non-zero sum that folds to all ones
     return s
 
@@ -114,7 +117,13 @@ def put16(buf, off: int, value: int) -> None:
 
 
 def ip_checksum_ok(buf, off: int, ihl_bytes: int) -> bool:
-    return fold(ones_sum(buf, off, off + ihl_bytes)) in (0xFFFF, 0)
+    """The IPv4 header checksum of buf[off:off + ihl_bytes] verifies: the
+    ones'-complement sum of the header, checksum field included, is zero
+    (0x0000 or 0xFFFF), i.e. its value as one big-endian integer is a
+    multiple of 0xFFFF."""
+    # (an odd length would be padded with a zero byte: a shift by 8, which
+    # keeps a multiple of 0xFFFF one and a non-multiple not one)
+    return not int.from_bytes(buf[off:off + ihl_bytes], "big") % 0xFFFF
 
 
 def l4_checksum_ok(pkt) -> bool:
@@ -124,7 +133,14 @@ def l4_checksum_ok(pkt) -> bool:
     packet's L4 header (the field holds the pseudo-header sum of a packet
     the local kernel built; there is nothing to verify yet) and
     ``DATA_VALID`` (the kernel or NIC verified it).  A UDP checksum of 0
-    means "none".  Other protocols are not checked (True)."""
+    means "none".  Other protocols are not checked (True).
+
+    One integer over the segment, reduced modulo 0xFFFF: the pseudo-header
+    adds ``src + dst + proto + length`` (a 32-bit address is congruent to
+    the sum of its two 16-bit words, since 2**16 is 1 modulo 0xFFFF).  The
+    segment verifies when the total is a multiple of 0xFFFF; the
+    pseudo-header is never zero, so this is exactly RFC 1071's "the folded
+    sum is all ones"."""
     v = pkt.vnet
     l4 = pkt.l4
     if v:
@@ -138,10 +154,12 @@ def l4_checksum_ok(pkt) -> bool:
     if proto == 6 or proto == 17:
         if proto == 17 and frame[l4 + 6] == 0 and frame[l4 + 7] == 0:
             return True
-        src = pkt.src
-        dst = pkt.dst
-        s = fold(ones_sum(frame, l4, end) + pseudo_header_sum(src, dst, proto, end - l4))
-        return s == 0xFFFF
+        n = end - l4
+        r = int.from_bytes(frame[l4:end], "big") % 0xFFFF
+        if n & 1:
+            r <<= 8                 # the odd last byte is padded with zero
+        return not (r + pkt.src + pkt.dst + proto + n) % 0xFFFF
     if proto == 1:
-        return fold(ones_sum(frame, l4, end)) in (0xFFFF, 0)
+        # a multiple of 0xFFFF stays one after padding (a shift by 8)
+        return not int.from_bytes(frame[l4:end], "big") % 0xFFFF
     return True
