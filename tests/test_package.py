@@ -115,6 +115,27 @@ class DebianPackageTests(unittest.TestCase):
         r = run(["/usr/bin/twistd3", "--help"], cwd="/")
         self.assertNotIn(" cbac ", r.stdout)
 
+    @staticmethod
+    def _children(pid):
+        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+        return [int(x) for x in out.split()]
+
+    def _stop(self, daemon):
+        """Stop the daemon and wait until it and its children are gone."""
+        if daemon.poll() is not None:
+            return
+        kids = self._children(daemon.pid)
+        daemon.terminate()
+        try:
+            daemon.wait(20)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait(10)
+        for _ in range(100):
+            if not any(os.path.exists("/proc/%d" % k) for k in kids):
+                break
+            time.sleep(0.1)
+
     def _forwarding_check(self):
         """The installed code, under Debian's Twisted, forwards in the lab."""
         from cbac.lab import Lab, unavailable_reason
@@ -133,9 +154,14 @@ class DebianPackageTests(unittest.TestCase):
         self.addCleanup(log.close)
         state = tempfile.mkdtemp(prefix="cbac-state-")
         self.addCleanup(shutil.rmtree, state, True)
-        lab.popen("fw", ["/usr/bin/twistd3", "-n", "--pidfile=", "cbac", "-c", "/etc/cbac/router.conf",
-                         "--state-dir", state],
-                  env=CLEAN_ENV, cwd="/", stdout=log, stderr=subprocess.STDOUT)
+        daemon = lab.popen("fw", ["/usr/bin/twistd3", "-n", "--pidfile=", "cbac", "-c",
+                                  "/etc/cbac/router.conf", "--state-dir", state],
+                           env=CLEAN_ENV, cwd="/", stdout=log, stderr=subprocess.STDOUT)
+        # stopped before the purge, with its management process: a daemon
+        # still running while dpkg removes its files restarts the management
+        # process, whose imports write __pycache__ directories into the
+        # package's tree as it goes (the purge then leaves them behind)
+        self.addCleanup(self._stop, daemon)
         ok = False
         for _ in range(30):
             r = lab.exec("in", ["ping", "-c", "1", "-W", "1", "172.22.1.1"])
@@ -159,3 +185,5 @@ class DebianPackageTests(unittest.TestCase):
             time.sleep(0.5)
         self.assertRegex(text, r"management process started \(pid \d+, uid \d+ gid \d+\)")
         self.assertNotIn("does not exist", text)
+        # down before the purge (see _stop)
+        self._stop(daemon)
