@@ -307,8 +307,8 @@ def install_session(table, rec: dict, translation, now: float, owned: bool = Fal
         elif t.state >= CLOSING:
             s.fixed = now + (rp.finwait if rp is not None and rp.finwait is not None
                              else g.tcp_finwait_time)
-    tab[kc] = (s, 0)                 # (session, direction): CLIENT
-    tab[ks] = (s, 1)                 # SERVER
+    tab[kc] = s                      # the key dicts' values are the sessions
+    tab[ks] = s
     table.sessions[sid] = s
     src, dst = c_in[0], c_out[1]
     th = table.thresholds

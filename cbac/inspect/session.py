@@ -72,6 +72,12 @@ class _FastSegment:
 
     __slots__ = ("tcp_seq", "tcp_ack", "tcp_flags", "tcp_win", "payload_len")
 _NO_REWRITE = (None, None)
+#: ``session.route`` of a session with no route cached: the router's
+#: route cache is a ``(hop of direction 0, hop of direction 1)`` tuple,
+#: replaced (never changed in place) when a hop is cached, and shared by
+#: the sessions with the same hops (Router._route_out); a list there
+#: (continuity's NoRouteCache, a GRE call's) is assigned item by item
+NO_ROUTE = (None, None)
 
 
 def _k(src: int, dst: int, a: int, b: int) -> bytes:
@@ -81,6 +87,16 @@ def _k(src: int, dst: int, a: int, b: int) -> bytes:
 
 def _ki(src: int, dst: int, ident: int) -> bytes:
     return src.to_bytes(4, "big") + dst.to_bytes(4, "big") + ident.to_bytes(2, "big")
+
+
+def direction_of(s, key) -> int:
+    """The direction of a packet whose table key is ``key`` in session
+    ``s``'s entry (the key dicts' values are the sessions themselves):
+    SERVER (1) when it is the server side's key ``ks``, else CLIENT (0).
+    (A session whose two keys are equal, ``kc == ks``, is found as
+    SERVER, as when the dict values were ``(session, direction)`` pairs
+    and the server side's was stored last.)"""
+    return 1 if key == s.ks else 0
 
 
 def hms(seconds: float) -> str:
@@ -235,7 +251,7 @@ class Session:
         self.created = self.last = now
         self.b0 = self.b1 = self.p1 = 0
         self.p0 = 1
-        self.route = [None, None]
+        self.route = NO_ROUTE
         self.translation = translation
         self.kc = kc
         self.ks = ks
@@ -362,7 +378,7 @@ class TcpSession(Session, TrackFields):
         self.created = self.last = now
         self.b0 = self.b1 = self.p1 = 0
         self.p0 = 1
-        self.route = [None, None]
+        self.route = NO_ROUTE
         self.translation = translation
         self.kc = kc
         self.ks = ks
@@ -539,16 +555,23 @@ class SessionTable:
             return None
         if proto == 6:
             l4 = pkt.l4
-            return self.tcp.get(bytes(frame[l3 + 12:l3 + 20] + frame[l4:l4 + 4]))
-        if proto == 17:
+            k = bytes(frame[l3 + 12:l3 + 20] + frame[l4:l4 + 4])
+            s = self.tcp.get(k)
+        elif proto == 17:
             l4 = pkt.l4
-            return self.udp.get(bytes(frame[l3 + 12:l3 + 20] + frame[l4:l4 + 4]))
-        if proto == 1 and pkt.inner is None and pkt.icmp_type in (0, 8, 13, 14):
+            k = bytes(frame[l3 + 12:l3 + 20] + frame[l4:l4 + 4])
+            s = self.udp.get(k)
+        elif proto == 1 and pkt.inner is None and pkt.icmp_type in (0, 8, 13, 14):
             l4 = pkt.l4
-            return self.icmp.get(bytes(frame[l3 + 12:l3 + 20] + frame[l4 + 4:l4 + 6]))
-        if proto == 47 and self.gre is not None:
+            k = bytes(frame[l3 + 12:l3 + 20] + frame[l4 + 4:l4 + 6])
+            s = self.icmp.get(k)
+        elif proto == 47 and self.gre is not None:
             return self.gre.lookup(pkt)          # a PPTP call's GRE (cbac/inspect/gre.py)
-        return None
+        else:
+            return None
+        if s is None:
+            return None
+        return (s, direction_of(s, k))
 
     def lookup_icmp_error(self, pkt):
         """For an ICMP error: ``(session, direction)`` when the quoted header
@@ -815,8 +838,8 @@ class SessionTable:
                     s.inspector = guard
                     s.app_state = guard.state_summary()
                 s.b0 = pkt.payload_len
-        table[kc] = (s, CLIENT)
-        table[ks] = (s, SERVER)
+        table[kc] = s
+        table[ks] = s
         self.sessions[s.sid] = s
         th.count(src, dst)
         if cap is not None:
@@ -1235,11 +1258,9 @@ class SessionTable:
         table = self._by_proto[s.proto]
         kc = s.kc
         ks = s.ks
-        e = table.get(kc)
-        if e is not None and e[0] is s:
+        if table.get(kc) is s:
             del table[kc]
-        e = table.get(ks)
-        if e is not None and e[0] is s:
+        if table.get(ks) is s:
             del table[ks]
         self.sessions.pop(s.sid, None)
         # initiator (c_in[0]) and real responder (c_out[1] = ks[0:4])
