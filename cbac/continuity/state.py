@@ -288,8 +288,9 @@ def install_session(table, rec: dict, translation, now: float, owned: bool = Fal
     s.bytes = list(rec["by"])
     s.pkts = list(rec["pk"])
     s.app_state = rec["as"]
-    s.dns = bool(rec.get("dns"))
-    s.icmp_req = rec["ir"]
+    if proto != 6:                   # (a TCP session has neither: False, 0)
+        s.dns = bool(rec.get("dns"))
+        s.icmp_req = rec["ir"]
     s.idle = rec["idle"]
     s.sis = rec["sis"]
     s.half_open = s.sis == SIS_OPENING and proto != 1

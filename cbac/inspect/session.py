@@ -229,8 +229,13 @@ class Session:
         "sid", "proto", "prof",
         "idle", "sis", "created", "last", "fixed", "slot", "b0", "b1", "p0", "p1",
         "kc", "ks", "rw", "route", "translation", "stream", "app_state", "half_open",
-        "parent", "pinholes", "dead", "dns", "icmp_req", "inspector",
+        "parent", "pinholes", "dead", "inspector",
     )
+
+    #: a UDP session under DNS inspection (slot of DatagramSession)
+    dns = False
+    #: the request type of an ICMP session (slot of DatagramSession)
+    icmp_req = 0
 
     protocol = _shared("protocol")
     rule_name = _shared("rule_name")
@@ -263,8 +268,6 @@ class Session:
         self.pinholes = None
         self.dead = False
         self.slot = None
-        self.dns = False
-        self.icmp_req = 0
         self.fixed = None
         self.idle = 0
         self.sis = SIS_OPENING
@@ -362,6 +365,19 @@ class Session:
     tcp = None
 
 
+class DatagramSession(Session):
+    """A UDP or ICMP session: a :class:`Session` with the slots only they
+    use (``dns``, ``icmp_req``; a TCP session reads them as the class's
+    False and 0, and has no room to set them)."""
+
+    __slots__ = ("dns", "icmp_req")
+
+    def __init__(self, sid, proto, prof, now, kc, ks, rw, translation, parent):
+        Session.__init__(self, sid, proto, prof, now, kc, ks, rw, translation, parent)
+        self.dns = False
+        self.icmp_req = 0
+
+
 class TcpSession(Session, TrackFields):
     """A TCP session: the session and its TCP tracker in one object
     (``s.tcp is s``; the tracker's slots and accessors are
@@ -386,8 +402,8 @@ class TcpSession(Session, TrackFields):
         self.stream = self.inspector = self.pinholes = self.slot = self.fixed = None
         self.app_state = ""
         self.parent = parent
-        self.dead = self.dns = False
-        self.icmp_req = self.idle = 0
+        self.dead = False
+        self.idle = 0
         self.sis = SIS_OPENING
         self.half_open = True
         self.state = SYN_SENT
@@ -672,8 +688,8 @@ class SessionTable:
                 (Rewrite(proto, c_in, c_out), Rewrite(proto, s_in, s_out))
         else:
             rw = _NO_REWRITE
-        return (TcpSession if proto == 6 else Session)(sid, proto, prof, now, keys[0], keys[1],
-                                                       rw, translation, parent)
+        return (TcpSession if proto == 6 else DatagramSession)(sid, proto, prof, now, keys[0],
+                                                               keys[1], rw, translation, parent)
 
     def create(self, pkt, in_if, out_if, rule_name, translation=None, pinhole=None):
         """Create a session for the first packet of a flow (the packet has
@@ -1538,5 +1554,5 @@ def addr(text: str) -> int:
     return int(IPv4Address(text))
 
 
-__all__ = ["SessionTable", "Session", "Pinhole", "Stats", "SIS_OPENING", "SIS_OPEN",
+__all__ = ["SessionTable", "Session", "DatagramSession", "TcpSession", "Pinhole", "Stats", "SIS_OPENING", "SIS_OPEN",
            "SIS_CLOSING", "APP_BY_PORT", "hms"]
