@@ -80,6 +80,19 @@ _NO_REWRITE = (None, None)
 NO_ROUTE = (None, None)
 
 
+class AfterCreated(int):
+    """``session.fixed`` of a new TCP session whose synwait was not
+    scaled (adaptive timeouts off): the deadline is ``created + self``
+    seconds, the same float ``now + w * 1.0`` was (SessionTable._deadline).
+    One shared object per synwait value instead of a float per session;
+    every other ``fixed`` is an absolute time."""
+
+    __slots__ = ()
+
+
+_AFTER_CREATED = {}                      # synwait seconds -> its AfterCreated
+
+
 def _k(src: int, dst: int, a: int, b: int) -> bytes:
     return (src.to_bytes(4, "big") + dst.to_bytes(4, "big") + a.to_bytes(2, "big")
             + b.to_bytes(2, "big"))
@@ -834,7 +847,17 @@ class SessionTable:
                 init_client(t, pkt)
                 w = rp.synwait if rp is not None and rp.synwait is not None \
                     else g.tcp_synwait_time
-                s.fixed = now + w * self.adaptive()
+                a = self.adaptive()
+                if a == 1.0 and w.__class__ is int:
+                    # created + w (_deadline): no float per session
+                    f = _AFTER_CREATED.get(w)
+                    if f is None:
+                        if len(_AFTER_CREATED) >= 256:
+                            _AFTER_CREATED.clear()
+                        f = _AFTER_CREATED[w] = AfterCreated(w)
+                    s.fixed = f
+                else:
+                    s.fixed = now + w * a
                 if protocol in self.factories and pinhole is None:
                     if pkt.payload_len:
                         stats.drop("syn-with-data")
@@ -888,7 +911,7 @@ class SessionTable:
         if counts:
             th.check_aggressive(s, g)
         # (a new TCP session's deadline is its synwait: no RST challenge yet)
-        self._schedule(s, s.fixed if proto == 6 else self._deadline(s))
+        self._schedule(s, self._deadline(s))
         if s.audit:
             ios.message("FW", 6, "SESS_AUDIT_TRAIL_START",
                         _zbf_prefix(s.rule_name) +
@@ -1399,7 +1422,12 @@ class SessionTable:
 
     def _deadline(self, s) -> float:
         f = s.fixed
-        dl = f if f is not None else s.last + s.idle * self.adaptive()
+        if f is None:
+            dl = s.last + s.idle * self.adaptive()
+        elif f.__class__ is AfterCreated:
+            dl = s.created + f           # a new TCP session's synwait
+        else:
+            dl = f
         if s.proto == 6 and s.chal and s.chal < dl:
             return s.chal
         return dl
