@@ -109,6 +109,30 @@ class FastPathTests(unittest.TestCase):
         self.assertIn("Bytes sent (initiator:responder) [5:6]",
                       self.app.show_ip_inspect("sessions detail"))
 
+    def test_sessions_on_the_same_hops_share_one_route_cache(self):
+        """Memory (issue 21): the route a session caches per direction is
+        one tuple shared by the sessions with the same hops, and each
+        still takes the fast path with it."""
+        self.establish()
+        sp = 40001
+        self.inject(self.pin, Ether(src=H_IN, dst=R_IN) / IP(src="10.10.10.2", dst="172.22.1.1") /
+                    TCP(sport=sp, dport=8080, flags="S", seq=300, window=65535))
+        self.inject(self.pout, Ether(src=H_OUT, dst=R_OUT) / IP(src="172.22.1.1", dst="172.22.1.16") /
+                    TCP(sport=8080, dport=sp, flags="SA", seq=7000, ack=301, window=65535))
+        self.inject(self.pin, Ether(src=H_IN, dst=R_IN) / IP(src="10.10.10.2", dst="172.22.1.1") /
+                    TCP(sport=sp, dport=8080, flags="A", seq=301, ack=7001, window=65535))
+        a, b = self.app.sessions.sessions.values()
+        self.assertIsNot(a, b)
+        self.assertIs(a.route, b.route)
+        self.assertEqual([h[0].name for h in a.route], ["Ethernet2/0", "Ethernet2/1"])
+        self.assertEqual(len(self.sent(self.pout)), 2)
+        fast_before = self.r.forwarded
+        self.inject(self.pin, Ether(src=H_IN, dst=R_IN) / IP(src="10.10.10.2", dst="172.22.1.1") /
+                    TCP(sport=sp, dport=8080, flags="PA", seq=301, ack=7001, window=65535) / b"hi")
+        self.inject(self.pin, self.c2s("PA", 101, 5001, b"hello"))
+        self.assertEqual(self.r.forwarded - fast_before, 2)
+        self.assertEqual(len(self.sent(self.pout)), 2)
+
     def test_out_of_window_segment_is_dropped_on_the_fast_path_too(self):
         self.establish()
         self.inject(self.pin, self.c2s("PA", 101 + 10_000_000, 5001, b"x"))

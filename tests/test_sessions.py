@@ -133,7 +133,7 @@ class KeysTests(unittest.TestCase):
         self.assertEqual(t.lookup(fwd), (s, 0))
         self.assertEqual(t.lookup(rev), (s, 1))
         # the fast path slice of an untagged IHL=5 frame is the key
-        self.assertIs(t.tcp[bytes(fwd.frame[26:38])][0], s)
+        self.assertIs(t.tcp[bytes(fwd.frame[26:38])], s)
         self.assertIsNone(t.lookup(tcp(A, B, 40001, 23, "A")))
 
     def test_nat_both_sides_and_rewrite(self):

@@ -188,6 +188,37 @@ class TimerTests(unittest.TestCase):
         c.advance(2)
         self.assertTrue(s.dead)
 
+    def test_synwait_counts_from_a_fractional_creation_time(self):
+        # created at 0.6 with synwait 5: due at 5.6, so alive at the 5.5
+        # tick and gone (reset) at the 6.5 one
+        c, t = table(model(tcp_synwait_time=5), testcase=self)
+        c.advance(0.5)
+        t.create(tcp(A, B, 1, 80, "S", seq=7), "in", "out", "R", None, None)   # the timer ticks at .5
+        c.advance(0.1)
+        s = t.create(tcp(A, B, 1234, 80, "S", seq=100), "in", "out", "R", None, None)
+        c.advance(4.9)
+        self.assertFalse(s.dead)
+        c.advance(1)
+        self.assertTrue(s.dead)
+        self.assertEqual(t.stats.deleted.get("synwait"), 2)
+
+    def test_synwait_is_scaled_as_the_table_fills(self):
+        # adaptive timeouts: above 60% of cbac session-limit a new session's
+        # synwait is scaled by (120% - n) / (120% - 60%)
+        m = model()
+        m.session_limit = 10
+        c, t = table(m, testcase=self)
+        ss = [t.create(tcp(A, B, 1000 + i, 80, "S", seq=100), "in", "out", "R", None, None)
+              for i in range(10)]
+        c.advance(16)                    # the 10th (n = 9 before it): 15 s
+        self.assertEqual([s.dead for s in ss], [False] * 9 + [True])
+        c.advance(5)                     # the 9th: 20 s
+        self.assertEqual([s.dead for s in ss], [False] * 8 + [True] * 2)
+        c.advance(5)                     # the 8th: 25 s
+        self.assertEqual([s.dead for s in ss], [False] * 7 + [True] * 3)
+        c.advance(5)                     # the others: synwait 30 s
+        self.assertTrue(all(s.dead for s in ss))
+
     def test_idle_timeout_and_activity(self):
         c, t = table(model(tcp_idle_time=100), testcase=self)
         s = handshake(t)

@@ -50,6 +50,7 @@ from collections import deque
 
 from cbac.inspect.api import CLIENT, SERVER
 from cbac.inspect.tcp import (END, M32, MAXEND, MAXWIN, RCVD, SCALE, build_tcp)
+from cbac.inspect.session import NO_ROUTE
 from cbac.log import ios
 from cbac.packet.view import ACK, FIN, RST, SYN
 
@@ -228,7 +229,7 @@ def register(table, s, reset: bool, reason: str = "") -> None:
 
 def _done(table, s) -> None:
     table.resuming.pop(s, None)
-    s.route = [None, None]          # the fast path may cache its route again
+    s.route = NO_ROUTE              # the fast path may cache its route again
 
 
 def before(table, s, d: int, pkt) -> bool:

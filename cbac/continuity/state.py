@@ -288,8 +288,9 @@ def install_session(table, rec: dict, translation, now: float, owned: bool = Fal
     s.bytes = list(rec["by"])
     s.pkts = list(rec["pk"])
     s.app_state = rec["as"]
-    s.dns = bool(rec.get("dns"))
-    s.icmp_req = rec["ir"]
+    if proto != 6:                   # (a TCP session has neither: False, 0)
+        s.dns = bool(rec.get("dns"))
+        s.icmp_req = rec["ir"]
     s.idle = rec["idle"]
     s.sis = rec["sis"]
     s.half_open = s.sis == SIS_OPENING and proto != 1
@@ -307,8 +308,8 @@ def install_session(table, rec: dict, translation, now: float, owned: bool = Fal
         elif t.state >= CLOSING:
             s.fixed = now + (rp.finwait if rp is not None and rp.finwait is not None
                              else g.tcp_finwait_time)
-    tab[kc] = (s, 0)                 # (session, direction): CLIENT
-    tab[ks] = (s, 1)                 # SERVER
+    tab[kc] = s                      # the key dicts' values are the sessions
+    tab[ks] = s
     table.sessions[sid] = s
     src, dst = c_in[0], c_out[1]
     th = table.thresholds

@@ -79,7 +79,11 @@ def _forget_cached_routes(router, ri) -> None:
         for d in (0, 1):
             hop = route[d]
             if hop is not None and hop[0] is ri:
-                route[d] = None
+                if route.__class__ is tuple:
+                    # shared by sessions (Router._route_out): replaced, not changed
+                    route = sess.route = (None, route[1]) if d == 0 else (route[0], None)
+                else:
+                    route[d] = None
 
 
 __all__ = ["link_changed", "link_is_up"]

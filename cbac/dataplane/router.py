@@ -27,6 +27,7 @@ from cbac.dataplane.routes import RouteEntry, RouteTable
 from cbac.dataplane.reassembly import Reassembly, settings_from_interface
 from cbac.dataplane.show import RateMeter
 from cbac.inspect.normalise import no_session as inspect_no_session
+from cbac.inspect.session import NO_ROUTE
 from cbac.nat import DROP as NAT_DROP
 from cbac.packet import checksum as ck
 from cbac.packet.arp import build_gratuitous as arp_gratuitous
@@ -147,6 +148,9 @@ class Router:
         # UDP), for the slow path: (_pre_frame is the frame) -> _pre_hit
         self._pre_frame = None
         self._pre_hit = None
+        # the sessions' route caches: (hop 0, hop 1) -> that tuple, one
+        # per pair of hops (_route_out); cleared with the interfaces
+        self._route_pairs = {}
         self.apply_config(model)
 
     def _nat_route(self, add: bool, ol: int, og: int) -> None:
@@ -230,8 +234,12 @@ class Router:
         self._fast_tables = ({6: self.sessions.tcp, 17: self.sessions.udp, 1: self.sessions.icmp}
                              if self.sessions else {})
         if self.sessions is not None:
+            self._route_pairs.clear()
             for sess in self.sessions.sessions.values():
-                sess.route = [None, None]          # interfaces are rebuilt
+                if sess.route.__class__ is tuple:
+                    sess.route = NO_ROUTE          # interfaces are rebuilt
+                else:
+                    sess.route[:] = [None, None]   # (continuity's NoRouteCache)
         self.interfaces = interfaces
         if self.reassembly is not None:
             for name, ri in interfaces.items():
@@ -382,34 +390,37 @@ class Router:
             return False
         if proto == 1:
             # ICMP query sessions are keyed by addresses + identifier
-            entry = table.get(bytes(frame[26:34]) + bytes(frame[38:40]))
+            k = bytes(frame[26:34]) + bytes(frame[38:40])
         else:
             # sessions.lookup's key for this frame (l3 14, ihl 20, not a
             # fragment)
-            entry = table.get(bytes(frame[26:38]))
-        if entry is None:
-            return self._decline(frame, proto, None)
-        s, d = entry
+            k = bytes(frame[26:38])
+        s = table.get(k)
+        if s is None:
+            return self._decline(frame, proto, None, 0)
+        # the dict value is the session; the server side's key is ks
+        # (session.direction_of, inline)
+        d = 1 if k == s.ks else 0
         off = self.offload
         if off is not None and s in off.flows:
             off.sync(s)                 # queued before the offload, or a decision
         hop = s.route[d]
         if hop is None or frame[22] <= 1 or frame[0:6] != ri.mac:
-            return self._decline(frame, proto, entry)
+            return self._decline(frame, proto, s, d)
         out, nh = hop
         # ArpCache.lookup, inline (an expired entry: the slow path's business)
         now = self.clock.seconds()
         e = self.arp.entries.get((out.name, nh))
         if e is None or (e.expires is not None and e.expires <= now):
-            return self._decline(frame, proto, entry)
+            return self._decline(frame, proto, s, d)
         mac = e.mac
         if vnet and vnet[1]:
             if (vnet[4] | (vnet[5] << 8)) + 20 + ((frame[46] >> 4) << 2 if frame[23] == 6 else 8) > out.mtu:
-                return self._decline(frame, proto, entry)
+                return self._decline(frame, proto, s, d)
         elif ((frame[16] << 8) | frame[17]) > out.mtu:
-            return self._decline(frame, proto, entry)
+            return self._decline(frame, proto, s, d)
         if not self.sessions.fast_process(s, d, frame, vnet, now):
-            return self._decline(frame, proto, entry)
+            return self._decline(frame, proto, s, d)
         if off is not None:
             # before the send: the reply may reach the kernel at once
             if s in off.flows:
@@ -428,16 +439,16 @@ class Router:
         out.port.send(frame, vnet)
         return True
 
-    def _decline(self, frame, proto, entry) -> bool:
+    def _decline(self, frame, proto, s, d) -> bool:
         """The fast path hands ``frame`` to the slow path: for TCP and UDP
-        with its session lookup (``entry``: the ``(session, direction)`` or
+        with its session lookup (session ``s`` and direction ``d``, or
         None), which ``sessions.lookup`` would give for it (the same key,
         and fast_process changes nothing when it declines)."""
         if proto == 1:
             self._pre_frame = None
         else:
             self._pre_frame = frame
-            self._pre_hit = entry
+            self._pre_hit = (s, d) if s is not None else None
         return False
 
     def _drop(self, ri, reason: str) -> None:
@@ -699,7 +710,19 @@ class Router:
                 return
             hop = (out, r[1])
             if session is not None:
-                session.route[direction] = hop
+                cached = session.route
+                if cached.__class__ is tuple:
+                    # a session's route cache is a tuple shared by the
+                    # sessions with the same hops (session.NO_ROUTE)
+                    pair = (cached[0], hop) if direction else (hop, cached[1])
+                    shared = self._route_pairs.get(pair)
+                    if shared is None:
+                        if len(self._route_pairs) >= 4096:
+                            self._route_pairs.clear()
+                        shared = self._route_pairs[pair] = pair
+                    session.route = shared
+                else:
+                    cached[direction] = hop     # a list (NoRouteCache: not kept)
         self._egress(hop[0], pkt, hop[1])
 
     # ------------------------------------------------------------------

@@ -60,11 +60,12 @@ def error_lookup(table, pkt):
         key = (frame[q.l3 + 16:q.l3 + 20] + frame[q.l3 + 12:q.l3 + 16]
                + frame[q.l4 + 2:q.l4 + 4] + frame[q.l4:q.l4 + 2])
         d_ = table.tcp if q.proto == PROTO_TCP else table.udp
-    hit = d_.get(bytes(key))
-    if hit is None:
+    key = bytes(key)
+    s = d_.get(key)                      # the dict value is the session
+    if s is None:
         table.stats.drop("icmp-error-no-session")
         return None
-    s, direction = hit
+    direction = 1 if key == s.ks else 0  # session.direction_of
     if pkt.dst != q.src:
         table.stats.drop("icmp-error-outer-mismatch")
         return None

@@ -9,8 +9,9 @@ See ``docs/inspection.md`` for the behaviour; the router's contract is in
   ``frame[l3+12:l3+20] + frame[l4:l4+4]``, i.e. ``frame[26:38]`` for an
   untagged IHL=5 frame) in :attr:`SessionTable.tcp` / :attr:`SessionTable.udp`,
   and ``src + dst + identifier`` for ICMP queries in
-  :attr:`SessionTable.icmp`.  A dict value is ``(session, direction)``, so
-  one dict lookup finds the session and the direction from either side.
+  :attr:`SessionTable.icmp`.  A dict value is the session itself; the
+  direction is SERVER when the key is the session's ``ks``, else CLIENT
+  (:func:`direction_of`), so one dict lookup finds both from either side.
 * Timers come from the injected clock.  Per packet the engine only stores
   ``now`` in ``session.last``; a lazy timing wheel (one-second slots)
   checks the real deadline when a slot comes due and re-files sessions
@@ -72,6 +73,25 @@ class _FastSegment:
 
     __slots__ = ("tcp_seq", "tcp_ack", "tcp_flags", "tcp_win", "payload_len")
 _NO_REWRITE = (None, None)
+#: ``session.route`` of a session with no route cached: the router's
+#: route cache is a ``(hop of direction 0, hop of direction 1)`` tuple,
+#: replaced (never changed in place) when a hop is cached, and shared by
+#: the sessions with the same hops (Router._route_out); a list there
+#: (continuity's NoRouteCache, a GRE call's) is assigned item by item
+NO_ROUTE = (None, None)
+
+
+class AfterCreated(int):
+    """``session.fixed`` of a new TCP session whose synwait was not
+    scaled (adaptive timeouts off): the deadline is ``created + self``
+    seconds, the same float ``now + w * 1.0`` was (SessionTable._deadline).
+    One shared object per synwait value instead of a float per session;
+    every other ``fixed`` is an absolute time."""
+
+    __slots__ = ()
+
+
+_AFTER_CREATED = {}                      # synwait seconds -> its AfterCreated
 
 
 def _k(src: int, dst: int, a: int, b: int) -> bytes:
@@ -81,6 +101,16 @@ def _k(src: int, dst: int, a: int, b: int) -> bytes:
 
 def _ki(src: int, dst: int, ident: int) -> bytes:
     return src.to_bytes(4, "big") + dst.to_bytes(4, "big") + ident.to_bytes(2, "big")
+
+
+def direction_of(s, key) -> int:
+    """The direction of a packet whose table key is ``key`` in session
+    ``s``'s entry (the key dicts' values are the sessions themselves):
+    SERVER (1) when it is the server side's key ``ks``, else CLIENT (0).
+    (A session whose two keys are equal, ``kc == ks``, is found as
+    SERVER, as when the dict values were ``(session, direction)`` pairs
+    and the server side's was stored last.)"""
+    return 1 if key == s.ks else 0
 
 
 def hms(seconds: float) -> str:
@@ -199,22 +229,31 @@ class Session:
     client side's, ``ks``: the server side's, as packets arrive there) and
     derives the four tuples, ``keys``, ``host`` and ``hexid`` from them
     when asked; its counters are four slots (``bytes``/``pkts`` are views
-    of them); the table's dict values ``(session, direction)`` are not
-    kept on the session; what the sessions of a rule share is one
-    :class:`Profile`; a TCP session is its own tracker (:class:`TcpSession`).
-    Measured (``python -m bench sessions``, 50,000 half-open TCP sessions,
-    tracemalloc, bytes each): the session with its tracker 384, the two
-    dict values 112, the tcp dict's slots about 105, the route cache list
-    72, the two keys 90, the sessions dict 52, the half-open dicts 105,
-    the timer-wheel entry 41, its id 32, the synwait deadline 24, and the
-    sequence numbers it keeps of its SYN.""" 
+    of them); the table's key dicts hold the session itself (no
+    ``(session, direction)`` pair); its route cache is a tuple shared by
+    the sessions with the same hops (:data:`NO_ROUTE` when empty); what
+    the sessions of a rule share is one :class:`Profile`; a TCP session is
+    its own tracker (:class:`TcpSession`) and has no ``dns``/``icmp_req``
+    slots (:class:`DatagramSession`); a new TCP session's synwait deadline
+    is a shared :class:`AfterCreated`, not a float of its own.
+    Measured (``python -m bench sessions``, 100,000 half-open TCP
+    sessions, tracemalloc, bytes each): the session with its tracker 368,
+    the tcp dict's slots about 105, the half-open dicts 105, the two keys
+    90, the sessions dict 52, the timer-wheel entry 41, its id 32, and the
+    sequence numbers and window it keeps of its SYN; 887 in all (RSS
+    growth 954), 980 established.""" 
 
     __slots__ = (
         "sid", "proto", "prof",
         "idle", "sis", "created", "last", "fixed", "slot", "b0", "b1", "p0", "p1",
         "kc", "ks", "rw", "route", "translation", "stream", "app_state", "half_open",
-        "parent", "pinholes", "dead", "dns", "icmp_req", "inspector",
+        "parent", "pinholes", "dead", "inspector",
     )
+
+    #: a UDP session under DNS inspection (slot of DatagramSession)
+    dns = False
+    #: the request type of an ICMP session (slot of DatagramSession)
+    icmp_req = 0
 
     protocol = _shared("protocol")
     rule_name = _shared("rule_name")
@@ -235,7 +274,7 @@ class Session:
         self.created = self.last = now
         self.b0 = self.b1 = self.p1 = 0
         self.p0 = 1
-        self.route = [None, None]
+        self.route = NO_ROUTE
         self.translation = translation
         self.kc = kc
         self.ks = ks
@@ -247,8 +286,6 @@ class Session:
         self.pinholes = None
         self.dead = False
         self.slot = None
-        self.dns = False
-        self.icmp_req = 0
         self.fixed = None
         self.idle = 0
         self.sis = SIS_OPENING
@@ -346,6 +383,19 @@ class Session:
     tcp = None
 
 
+class DatagramSession(Session):
+    """A UDP or ICMP session: a :class:`Session` with the slots only they
+    use (``dns``, ``icmp_req``; a TCP session reads them as the class's
+    False and 0, and has no room to set them)."""
+
+    __slots__ = ("dns", "icmp_req")
+
+    def __init__(self, sid, proto, prof, now, kc, ks, rw, translation, parent):
+        Session.__init__(self, sid, proto, prof, now, kc, ks, rw, translation, parent)
+        self.dns = False
+        self.icmp_req = 0
+
+
 class TcpSession(Session, TrackFields):
     """A TCP session: the session and its TCP tracker in one object
     (``s.tcp is s``; the tracker's slots and accessors are
@@ -362,7 +412,7 @@ class TcpSession(Session, TrackFields):
         self.created = self.last = now
         self.b0 = self.b1 = self.p1 = 0
         self.p0 = 1
-        self.route = [None, None]
+        self.route = NO_ROUTE
         self.translation = translation
         self.kc = kc
         self.ks = ks
@@ -370,8 +420,8 @@ class TcpSession(Session, TrackFields):
         self.stream = self.inspector = self.pinholes = self.slot = self.fixed = None
         self.app_state = ""
         self.parent = parent
-        self.dead = self.dns = False
-        self.icmp_req = self.idle = 0
+        self.dead = False
+        self.idle = 0
         self.sis = SIS_OPENING
         self.half_open = True
         self.state = SYN_SENT
@@ -539,16 +589,23 @@ class SessionTable:
             return None
         if proto == 6:
             l4 = pkt.l4
-            return self.tcp.get(bytes(frame[l3 + 12:l3 + 20] + frame[l4:l4 + 4]))
-        if proto == 17:
+            k = bytes(frame[l3 + 12:l3 + 20] + frame[l4:l4 + 4])
+            s = self.tcp.get(k)
+        elif proto == 17:
             l4 = pkt.l4
-            return self.udp.get(bytes(frame[l3 + 12:l3 + 20] + frame[l4:l4 + 4]))
-        if proto == 1 and pkt.inner is None and pkt.icmp_type in (0, 8, 13, 14):
+            k = bytes(frame[l3 + 12:l3 + 20] + frame[l4:l4 + 4])
+            s = self.udp.get(k)
+        elif proto == 1 and pkt.inner is None and pkt.icmp_type in (0, 8, 13, 14):
             l4 = pkt.l4
-            return self.icmp.get(bytes(frame[l3 + 12:l3 + 20] + frame[l4 + 4:l4 + 6]))
-        if proto == 47 and self.gre is not None:
+            k = bytes(frame[l3 + 12:l3 + 20] + frame[l4 + 4:l4 + 6])
+            s = self.icmp.get(k)
+        elif proto == 47 and self.gre is not None:
             return self.gre.lookup(pkt)          # a PPTP call's GRE (cbac/inspect/gre.py)
-        return None
+        else:
+            return None
+        if s is None:
+            return None
+        return (s, direction_of(s, k))
 
     def lookup_icmp_error(self, pkt):
         """For an ICMP error: ``(session, direction)`` when the quoted header
@@ -649,8 +706,8 @@ class SessionTable:
                 (Rewrite(proto, c_in, c_out), Rewrite(proto, s_in, s_out))
         else:
             rw = _NO_REWRITE
-        return (TcpSession if proto == 6 else Session)(sid, proto, prof, now, keys[0], keys[1],
-                                                       rw, translation, parent)
+        return (TcpSession if proto == 6 else DatagramSession)(sid, proto, prof, now, keys[0],
+                                                               keys[1], rw, translation, parent)
 
     def create(self, pkt, in_if, out_if, rule_name, translation=None, pinhole=None):
         """Create a session for the first packet of a flow (the packet has
@@ -795,7 +852,17 @@ class SessionTable:
                 init_client(t, pkt)
                 w = rp.synwait if rp is not None and rp.synwait is not None \
                     else g.tcp_synwait_time
-                s.fixed = now + w * self.adaptive()
+                a = self.adaptive()
+                if a == 1.0 and w.__class__ is int:
+                    # created + w (_deadline): no float per session
+                    f = _AFTER_CREATED.get(w)
+                    if f is None:
+                        if len(_AFTER_CREATED) >= 256:
+                            _AFTER_CREATED.clear()
+                        f = _AFTER_CREATED[w] = AfterCreated(w)
+                    s.fixed = f
+                else:
+                    s.fixed = now + w * a
                 if protocol in self.factories and pinhole is None:
                     if pkt.payload_len:
                         stats.drop("syn-with-data")
@@ -815,8 +882,8 @@ class SessionTable:
                     s.inspector = guard
                     s.app_state = guard.state_summary()
                 s.b0 = pkt.payload_len
-        table[kc] = (s, CLIENT)
-        table[ks] = (s, SERVER)
+        table[kc] = s
+        table[ks] = s
         self.sessions[s.sid] = s
         th.count(src, dst)
         if cap is not None:
@@ -849,7 +916,7 @@ class SessionTable:
         if counts:
             th.check_aggressive(s, g)
         # (a new TCP session's deadline is its synwait: no RST challenge yet)
-        self._schedule(s, s.fixed if proto == 6 else self._deadline(s))
+        self._schedule(s, self._deadline(s))
         if s.audit:
             ios.message("FW", 6, "SESS_AUDIT_TRAIL_START",
                         _zbf_prefix(s.rule_name) +
@@ -1235,11 +1302,9 @@ class SessionTable:
         table = self._by_proto[s.proto]
         kc = s.kc
         ks = s.ks
-        e = table.get(kc)
-        if e is not None and e[0] is s:
+        if table.get(kc) is s:
             del table[kc]
-        e = table.get(ks)
-        if e is not None and e[0] is s:
+        if table.get(ks) is s:
             del table[ks]
         self.sessions.pop(s.sid, None)
         # initiator (c_in[0]) and real responder (c_out[1] = ks[0:4])
@@ -1362,7 +1427,12 @@ class SessionTable:
 
     def _deadline(self, s) -> float:
         f = s.fixed
-        dl = f if f is not None else s.last + s.idle * self.adaptive()
+        if f is None:
+            dl = s.last + s.idle * self.adaptive()
+        elif f.__class__ is AfterCreated:
+            dl = s.created + f           # a new TCP session's synwait
+        else:
+            dl = f
         if s.proto == 6 and s.chal and s.chal < dl:
             return s.chal
         return dl
@@ -1517,5 +1587,5 @@ def addr(text: str) -> int:
     return int(IPv4Address(text))
 
 
-__all__ = ["SessionTable", "Session", "Pinhole", "Stats", "SIS_OPENING", "SIS_OPEN",
+__all__ = ["SessionTable", "Session", "DatagramSession", "TcpSession", "Pinhole", "Stats", "SIS_OPENING", "SIS_OPEN",
            "SIS_CLOSING", "APP_BY_PORT", "hms"]
