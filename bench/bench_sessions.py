@@ -9,7 +9,8 @@ rate for established TCP packets, and the timer sweep cost.
 The memory passes count whole sessions as the table holds them (the
 session, its keys, the table's dict entries and values, the half-open
 and timer-wheel bookkeeping): the clock runs at an epoch-like time (so
-timer slots and deadlines are the large numbers a daemon has) and each
+timer slots and deadlines are the large numbers a daemon has) and moves
+on between sessions (so each has its own timestamps), and each
 frame is parsed inside the measured loop and dropped after it, so what a
 session keeps of its packets (addresses, sequence numbers) is counted
 too.  Half-open: N SYNs.  Established: each SYN followed by its SYN/ACK
@@ -105,14 +106,19 @@ def _fill(t, frames, established: bool) -> None:
     """Create the sessions; each frame is parsed here and dropped after
     use (what a session keeps of it is the session's)."""
     create = t.create
+    # the clock moves on by 10 us a session, as a daemon's does between
+    # connections: each session has its own creation and last-seen times
+    advance = t.clock.advance
     if not established:
         for f in frames:
+            advance(1e-5)
             create(parse_frame(f), "in", "out", "R", None, None)
         assert len(t.sessions) == len(frames)
         return
     lookup = t.lookup
     process = t.process
     for f0, f1, f2 in frames:
+        advance(1e-5)
         create(parse_frame(f0), "in", "out", "R", None, None)
         for f in (f1, f2):
             p = parse_frame(f)
