@@ -625,8 +625,9 @@ def _gc_quiet_begin():
 
 def _gc_quiet_end(result, quiet):
     """After the swap or a failed build: thresholds and switch interval
-    restored.  (Not ``gc.freeze()``: a session is a reference cycle, so a
-    session frozen for good would never be freed after it ends.)"""
+    restored.  (Not ``gc.freeze()``: a session that is part of a reference
+    cycle (one with an application inspector or pinholes may be) would,
+    frozen for good, never be freed after it ends.)"""
     import gc
     old, sw = quiet
     gc.set_threshold(*old)
