@@ -92,33 +92,41 @@ def nat_memory(n, mode):
     """Bytes per translation held by the NAT table at ``n`` translations
     (``mode`` "tracemalloc" or "rss"); the packets are made and dropped one
     by one (only what the table keeps stays)."""
-    import tracemalloc
     nat = _nat(n)
     _syn(0)                 # imports and caches warm
+    out = nat.outbound
+
+    def fill():
+        for i in range(n):
+            out(_syn(i))
+    grown = _grown(mode, fill)
+    assert len(nat.entries) == n, (len(nat.entries), n)
+    return grown / n
+
+
+def _grown(mode, fill):
+    """Bytes the process gained while ``fill()`` ran, after a collection
+    on both sides: tracemalloc's count or the RSS growth (``mode``)."""
+    import tracemalloc
     gc.collect()
     if mode == "tracemalloc":
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]
     else:
         before = _rss()
-    out = nat.outbound
-    for i in range(n):
-        out(_syn(i))
+    fill()
     gc.collect()
     if mode == "tracemalloc":
         after = tracemalloc.get_traced_memory()[0]
         tracemalloc.stop()
     else:
         after = _rss()
-    assert len(nat.entries) == n, (len(nat.entries), n)
-    return (after - before) / n
+    return after - before
 
 
 def engine_memory(n, mode):
     """Bytes per session + translation for ``n`` TCP connections through the
     appliance (3-way handshakes, seed configuration, limits lifted)."""
-    import tracemalloc
-
     from bench import bench_engine as be
     app, pin, pout = be.appliance()
     m = app.model
@@ -136,25 +144,16 @@ def engine_memory(n, mode):
         fr(pin, bytearray(frame(be.H_IN, be.R_IN, be.IN_IP, be.OUT_IP, sp, dp, "A", 1001, 5001)),
            b"")
     conn(n + 1)             # warm: imports, caches, the route and ARP entries
-    gc.collect()
     base_s, base_t = len(app.sessions.sessions), len(app.nat.entries)
-    if mode == "tracemalloc":
-        tracemalloc.start()
-        before = tracemalloc.get_traced_memory()[0]
-    else:
-        before = _rss()
-    for i in range(n):
-        conn(i)
-    gc.collect()
-    if mode == "tracemalloc":
-        after = tracemalloc.get_traced_memory()[0]
-        tracemalloc.stop()
-    else:
-        after = _rss()
+
+    def fill():
+        for i in range(n):
+            conn(i)
+    grown = _grown(mode, fill)
     made_s = len(app.sessions.sessions) - base_s
     made_t = len(app.nat.entries) - base_t
     assert made_s == n and made_t == n, (made_s, made_t, n, dict(app.router.drops))
-    return (after - before) / n
+    return grown / n
 
 
 def _child(what, n, mode):

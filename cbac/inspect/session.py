@@ -35,7 +35,7 @@ from cbac.inspect.stream import Stream
 from cbac.inspect import normalise
 from cbac.inspect.tcp import (CLOSED, CLOSING, ESTABLISHED, RST_CHALLENGE, RST_EXACT,
                               SYN_RECV, SYN_SENT, TRACK_SLOTS, TrackFields, init_client, new_bytes,
-                              parse_options, track)
+                              SlotView, parse_options, track)
 from cbac.config.model import PORT_NAMES
 from cbac.inspect.dns import DROP as DNS_DROP, DnsGuard
 from cbac.inspect import tftp
@@ -137,51 +137,9 @@ class Stats:
         self.__init__()
 
 
-class _Pair:
-    """``session.bytes`` / ``session.pkts``: a live view of two counter
-    slots, indexed by direction like the list it stands for (``v[d] += n``
-    works).  Made on each read of the attribute: the per-packet paths of
-    the table use the slots themselves."""
-
-    __slots__ = ("s", "a", "b")
-
-    def __init__(self, s, a, b):
-        self.s = s
-        self.a = a
-        self.b = b
-
-    def __getitem__(self, i):
-        if i.__class__ is slice:
-            return list(self)[i]
-        if i == 0 or i == -2:
-            return getattr(self.s, self.a)
-        if i == 1 or i == -1:
-            return getattr(self.s, self.b)
-        raise IndexError(i)
-
-    def __setitem__(self, i, v):
-        if i == 0 or i == -2:
-            setattr(self.s, self.a, v)
-        elif i == 1 or i == -1:
-            setattr(self.s, self.b, v)
-        else:
-            raise IndexError(i)
-
-    def __len__(self):
-        return 2
-
-    def __iter__(self):
-        s = self.s
-        return iter((getattr(s, self.a), getattr(s, self.b)))
-
-    def __eq__(self, other):
-        try:
-            return list(self) == list(other)
-        except TypeError:
-            return NotImplemented
-
-    def __repr__(self):
-        return repr(list(self))
+#: a session's counter slots by direction (``session.bytes``/``pkts``)
+_BYTES = ("b0", "b1")
+_PKTS = ("p0", "p1")
 
 
 class Profile:
@@ -298,35 +256,37 @@ class Session:
         """(client side's key, server side's key) in the table."""
         return (self.kc, self.ks)
 
+    def _as_sent(self, key):
+        """A table key as the 4-tuple (src, dst, sport, dport) it stands
+        for (ICMP: the identifier and 0 as the ports)."""
+        if self.proto == 1:
+            a, b, i = _IKEY.unpack(key)
+            return (a, b, i, 0)
+        return _KEY.unpack(key)
+
+    def _reversed(self, key):
+        """The 4-tuple of a key's other direction."""
+        if self.proto == 1:
+            a, b, i = _IKEY.unpack(key)
+            return (b, a, i, 0)
+        a, b, x, y = _KEY.unpack(key)
+        return (b, a, y, x)
+
     @property
     def c_in(self):
-        if self.proto == 1:
-            a, b, i = _IKEY.unpack(self.kc)
-            return (a, b, i, 0)
-        return _KEY.unpack(self.kc)
+        return self._as_sent(self.kc)
 
     @property
     def c_out(self):
-        if self.proto == 1:
-            a, b, i = _IKEY.unpack(self.ks)
-            return (b, a, i, 0)
-        a, b, x, y = _KEY.unpack(self.ks)
-        return (b, a, y, x)
+        return self._reversed(self.ks)
 
     @property
     def s_in(self):
-        if self.proto == 1:
-            a, b, i = _IKEY.unpack(self.ks)
-            return (a, b, i, 0)
-        return _KEY.unpack(self.ks)
+        return self._as_sent(self.ks)
 
     @property
     def s_out(self):
-        if self.proto == 1:
-            a, b, i = _IKEY.unpack(self.kc)
-            return (b, a, i, 0)
-        a, b, x, y = _KEY.unpack(self.kc)
-        return (b, a, y, x)
+        return self._reversed(self.kc)
 
     @property
     def host(self):
@@ -335,8 +295,8 @@ class Session:
 
     @property
     def bytes(self):
-        """[initiator's, responder's] payload bytes (a view: see _Pair)."""
-        return _Pair(self, "b0", "b1")
+        """[initiator's, responder's] payload bytes (a view: see tcp.SlotView)."""
+        return SlotView(self, _BYTES)
 
     @bytes.setter
     def bytes(self, v):
@@ -344,8 +304,8 @@ class Session:
 
     @property
     def pkts(self):
-        """[initiator's, responder's] packets (a view: see _Pair)."""
-        return _Pair(self, "p0", "p1")
+        """[initiator's, responder's] packets (a view: see tcp.SlotView)."""
+        return SlotView(self, _PKTS)
 
     @pkts.setter
     def pkts(self, v):

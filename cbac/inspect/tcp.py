@@ -76,40 +76,45 @@ _V_NAMES = ("isn0", "isn1", "end0", "end1", "maxend0", "maxend1", "maxwin0", "ma
             "scale0", "scale1", "rcvd0", "rcvd1")
 
 
-class _TrackView:
-    """``TcpTrack.v``: the twelve window values as a live list-like view
-    (index, slice, assignment), for code that reads or writes them by
-    index (the kernel offload, continuity).  :func:`track` uses the slots."""
+class SlotView:
+    """A live list-like view of some slots of an object (index, slice,
+    assignment, len, iteration, comparison with a list), for code that
+    reads or writes by index what is stored in slots: ``TcpTrack.v`` (the
+    twelve window values, for the kernel offload and continuity; :func:`track`
+    uses the slots) and a session's ``bytes``/``pkts`` (two counter slots,
+    indexed by direction: ``v[d] += n`` works).  Made on each read of the
+    attribute; the per-packet paths use the slots themselves."""
 
-    __slots__ = ("t",)
+    __slots__ = ("o", "names")
 
-    def __init__(self, t):
-        self.t = t
+    def __init__(self, o, names):
+        self.o = o
+        self.names = names
 
     def __getitem__(self, i):
         if i.__class__ is slice:
-            t = self.t
-            return [getattr(t, n) for n in _V_NAMES[i]]
-        return getattr(self.t, _V_NAMES[i])
+            o = self.o
+            return [getattr(o, n) for n in self.names[i]]
+        return getattr(self.o, self.names[i])
 
     def __setitem__(self, i, value):
         if i.__class__ is slice:
-            names = _V_NAMES[i]
+            names = self.names[i]
             value = list(value)
             if len(value) != len(names):
-                raise ValueError("TcpTrack.v holds %d values" % len(names))
-            t = self.t
+                raise ValueError("the view holds %d values" % len(names))
+            o = self.o
             for n, x in zip(names, value):
-                setattr(t, n, x)
+                setattr(o, n, x)
             return
-        setattr(self.t, _V_NAMES[i], value)
+        setattr(self.o, self.names[i], value)
 
     def __len__(self):
-        return 12
+        return len(self.names)
 
     def __iter__(self):
-        t = self.t
-        return iter([getattr(t, n) for n in _V_NAMES])
+        o = self.o
+        return iter([getattr(o, n) for n in self.names])
 
     def __eq__(self, other):
         try:
@@ -154,7 +159,7 @@ class TrackFields:
 
     @property
     def v(self):
-        return _TrackView(self)
+        return SlotView(self, _V_NAMES)
 
     # read-only views for the slow path and tests
     @property
