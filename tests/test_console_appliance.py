@@ -68,6 +68,33 @@ def commands(tree):
     return out
 
 
+def sample_line(syntax, conf):
+    """A command line for a command's syntax, with sample arguments
+    (``ARGS``, or ``x``), ``configure replace`` of ``conf``, and a
+    packet-tracer of a real flow."""
+    args = list(ARGS.get(syntax, []))
+    words = []
+    for tok in syntax.split():
+        if tok == "WORD" or tok == "LINE":
+            words.append(args.pop(0) if args else "x")
+        elif tok.startswith("<"):
+            words.append(tok[1:].split("-")[0])
+        elif tok == "A.B.C.D":
+            words.append("10.10.10.2")
+        else:
+            words.append(tok)
+    line = " ".join(words)
+    if syntax.startswith("configure replace"):
+        line = "configure replace %s force" % conf
+    if syntax.startswith("packet-tracer"):
+        line = "packet-tracer input Ethernet2/1 %s %s" % (
+            syntax.split()[3],
+            "10.10.10.2 8 0 172.22.1.1" if " icmp " in syntax else "10.10.10.2 40001 172.22.1.1 80")
+        if syntax.endswith("detailed"):
+            line += " detailed"
+    return line
+
+
 #: Values for the parameters of commands, by syntax (else by token).
 ARGS = {
     "show ip inspect name WORD": ["OUT-IN"],
@@ -130,26 +157,7 @@ class SmokeTests(unittest.TestCase):
     def test_every_command(self):
         done = []
         for syntax, node in commands(build_tree()):
-            args = list(ARGS.get(syntax, []))
-            words = []
-            for tok in syntax.split():
-                if tok == "WORD" or tok == "LINE":
-                    words.append(args.pop(0) if args else "x")
-                elif tok.startswith("<"):
-                    words.append(tok[1:].split("-")[0])
-                elif tok == "A.B.C.D":
-                    words.append("10.10.10.2")
-                else:
-                    words.append(tok)
-            line = " ".join(words)
-            if syntax.startswith("configure replace"):
-                line = "configure replace %s force" % self.conf
-            if syntax.startswith("packet-tracer"):
-                line = "packet-tracer input Ethernet2/1 %s %s" % (
-                    syntax.split()[3],
-                    "10.10.10.2 8 0 172.22.1.1" if " icmp " in syntax else "10.10.10.2 40001 172.22.1.1 80")
-                if syntax.endswith("detailed"):
-                    line += " detailed"
+            line = sample_line(syntax, self.conf)
             r = self.run_cmd(line)
             done.append(line)
             self.assertNotIn("% Command failed", r.text, line)

@@ -22,7 +22,7 @@ from cbac.log import ios
 from cbac.privsep import engine as E
 from cbac.privsep import protocol as P
 from cbac.privsep.remote import MgmtProtocol, RemoteAppliance
-from tests.test_console_appliance import ARGS, EXEC_REFUSED, commands, real_appliance
+from tests.test_console_appliance import EXEC_REFUSED, commands, real_appliance, sample_line
 
 
 class Pair:
@@ -101,25 +101,7 @@ class RemoteApplianceTests(unittest.TestCase):
     def test_every_command_through_amp(self):
         done = 0
         for syntax, node in commands(build_tree()):
-            args = list(ARGS.get(syntax, []))
-            words = []
-            for tok in syntax.split():
-                if tok in ("WORD", "LINE"):
-                    words.append(args.pop(0) if args else "x")
-                elif tok.startswith("<"):
-                    words.append(tok[1:].split("-")[0])
-                elif tok == "A.B.C.D":
-                    words.append("10.10.10.2")
-                else:
-                    words.append(tok)
-            line = " ".join(words)
-            if syntax.startswith("configure replace"):
-                line = "configure replace %s force" % self.p.conf
-            if syntax.startswith("packet-tracer"):
-                line = "packet-tracer input Ethernet2/1 %s %s" % (
-                    syntax.split()[3],
-                    "10.10.10.2 8 0 172.22.1.1" if " icmp " in syntax
-                    else "10.10.10.2 40001 172.22.1.1 80")
+            line = sample_line(syntax, self.p.conf)
             r = self.p.run(line)
             done += 1
             self.assertNotIn("% Command failed", r.text, line)

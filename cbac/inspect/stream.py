@@ -44,7 +44,7 @@ from struct import Struct
 
 from cbac.inspect import normalise
 from cbac.inspect.api import CLIENT, SERVER, Edit, LogEvent, Verdict
-from cbac.inspect.tcp import M32, fix_ip_header, fix_tcp_checksum, is_partial
+from cbac.inspect.tcp import M32, fix_tcp_checksum, is_partial, set_ip_payload
 from cbac.packet.errors import MalformedPacket
 from cbac.packet.tcp import parse_options
 from cbac.packet.view import ACK, FIN, PSH, RST, SYN, URG
@@ -490,21 +490,8 @@ class Stream:
     def _finish(self, pkt, data, replace: bool) -> None:
         """Write data as the payload (when replace) and fix lengths and
         checksums."""
-        frame = pkt.frame
-        l3 = pkt.l3
-        l4 = pkt.l4
-        p = pkt.payload
-        end = l3 + pkt.ip_len
-        if replace:
-            if len(frame) > end:
-                del frame[end:]          # Ethernet padding
-            frame[p:end] = data
-            n = len(data)
-            pkt.payload_len = n
-            pkt.ip_len = p - l3 + n
-            fix_ip_header(frame, l3, pkt.ihl, pkt.ip_len)
-            end = l3 + pkt.ip_len
-        fix_tcp_checksum(frame, l3, l4, end, is_partial(pkt))
+        end = set_ip_payload(pkt, data) if replace else pkt.l3 + pkt.ip_len
+        fix_tcp_checksum(pkt.frame, pkt.l3, pkt.l4, end, is_partial(pkt))
 
     @staticmethod
     def _fix_sack(frame, l4: int, doff: int, od: StreamDir) -> bool:

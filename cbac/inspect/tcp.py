@@ -414,6 +414,24 @@ def fix_tcp_checksum(frame, l3: int, l4: int, end: int, partial: bool) -> None:
     frame[l4 + 17] = v & 0xFF
 
 
+def set_ip_payload(pkt, data) -> int:
+    """Replace the L4 payload of ``pkt.frame`` (a bytearray) with ``data``:
+    Ethernet padding cut, ``pkt.payload_len``/``pkt.ip_len`` and the IP
+    header (total length, checksum) fixed.  Returns the IP datagram's end
+    in the frame; the L4 length and checksum are the caller's."""
+    frame = pkt.frame
+    l3 = pkt.l3
+    p = pkt.payload
+    end = l3 + pkt.ip_len
+    if len(frame) > end:
+        del frame[end:]              # Ethernet padding
+    frame[p:end] = data
+    pkt.payload_len = len(data)
+    pkt.ip_len = p - l3 + len(data)
+    fix_ip_header(frame, l3, pkt.ihl, pkt.ip_len)
+    return l3 + pkt.ip_len
+
+
 def fix_ip_header(frame, l3: int, ihl: int, total: int) -> None:
     """Store a new IP total length and recompute the header checksum."""
     frame[l3 + 2] = total >> 8

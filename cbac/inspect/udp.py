@@ -28,7 +28,7 @@ expiry, a call in progress).
 from __future__ import annotations
 
 from cbac.inspect.dns import ANSWERED_V, DROP
-from cbac.inspect.tcp import fix_ip_header, is_partial
+from cbac.inspect.tcp import is_partial, set_ip_payload
 from cbac.packet.checksum import pseudo_header_sum
 from cbac.packet.udp import udp_checksum
 
@@ -123,16 +123,8 @@ def replace_payload(pkt, data) -> None:
     frame = pkt.frame
     l3 = pkt.l3
     l4 = pkt.l4
-    p = pkt.payload
-    end = l3 + pkt.ip_len
-    if len(frame) > end:
-        del frame[end:]              # Ethernet padding
-    frame[p:end] = data
-    n = len(data)
-    pkt.payload_len = n
-    pkt.ip_len = p - l3 + n
-    fix_ip_header(frame, l3, pkt.ihl, pkt.ip_len)
-    ulen = p - l4 + n
+    end = set_ip_payload(pkt, data)
+    ulen = end - l4
     frame[l4 + 4] = ulen >> 8
     frame[l4 + 5] = ulen & 0xFF
     if is_partial(pkt):
@@ -140,7 +132,7 @@ def replace_payload(pkt, data) -> None:
         dst = int.from_bytes(frame[l3 + 16:l3 + 20], "big")
         c = pseudo_header_sum(src, dst, 17, ulen)
     else:
-        c = udp_checksum(frame, l3, l4, l3 + pkt.ip_len)
+        c = udp_checksum(frame, l3, l4, end)
     frame[l4 + 6] = c >> 8
     frame[l4 + 7] = c & 0xFF
 
