@@ -188,3 +188,19 @@ class IcmpErrorTtlTests(PatAppliance, unittest.TestCase):
         self.assertEqual(self.r.drops["ttl-exceeded"], 2)
         self.assertNotIn("internal-error", self.r.drops)
         self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_packet_tracer_shows_the_drop(self):
+        """packet-tracer of such an error says it is dropped, as the router
+        does, and forwarded with TTL 2."""
+        from cbac.dataplane.trace import trace_frame
+        self.inject(self.pin, Ether(src=H_IN, dst=R_IN) / IP(src=INSIDE, dst=OUTSIDE) /
+                    UDP(sport=40030, dport=53) / b"query")
+        [out] = self.sent(self.pout)
+        received = bytes(Ether(out)[IP])
+        for ttl, action in ((1, "drop"), (2, "allow")):
+            err = Ether(src=H_OUT, dst=R_OUT) / IP(src=OUTSIDE, dst=GLOBAL, ttl=ttl) / \
+                ICMP(type=3, code=3) / received
+            t = trace_frame(self.r, "Ethernet2/0", bytearray(raw(err)))
+            self.assertEqual(t.action, action, t.render(self.r))
+        self.assertEqual(t.drop_reason, None)
+        self.assertEqual(self.r.drops["ttl-exceeded"], 0)     # the trace changed nothing

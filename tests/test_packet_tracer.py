@@ -4,7 +4,7 @@ trace, and the real pipeline doing what the trace said."""
 import copy
 import re
 
-from scapy.all import ARP, IP, TCP, Ether, raw
+from scapy.all import ARP, ICMP, IP, TCP, Ether, raw
 from twisted.trial import unittest
 
 from cbac.console.cli import Context, run_line
@@ -293,6 +293,29 @@ class PacketTracerTests(unittest.TestCase):
         self.assertIn("translate tcp 172.22.1.1/80 -> 172.22.1.16/40000 to "
                       "tcp 172.22.1.1/80 -> 10.10.10.2/40000 (the session's translation)", lines)
         self.assertIn("packet: tcp 172.22.1.1/80 -> 172.22.1.16/40000 ttl 64", lines)
+
+    def test_existing_session_with_ttl_one(self):
+        """A session's packet with TTL 1 is not forwarded (the router drops
+        it and answers time exceeded): the trace says so instead of showing
+        it leave."""
+        from cbac.dataplane.trace import trace_frame
+        synack = Ether(src=H_OUT, dst=R_OUT) / IP(src="172.22.1.1", dst="172.22.1.16", ttl=1) / TCP(
+            sport=80, dport=40000, flags="SA", seq=5000, ack=1001)
+        before = state(self.app)
+        t = trace_frame(self.app.router, "Ethernet2/0", bytearray(raw(synack)))
+        self.assertEqual(state(self.app), before)
+        text = t.render(self.app.router)
+        self.assertIn("found session", text)
+        self.assertIn("TTL 1: time exceeded", text)
+        self.assertIn("Action: drop", text)
+        self.assertEqual(t.drop_reason, "ttl-exceeded")
+        self.pin.sent.clear()
+        self.pout.sent.clear()
+        self.pout.inject(bytearray(raw(synack)))
+        self.assertEqual(self.pin.sent, [])                    # as traced: not forwarded
+        self.assertEqual(self.app.router.drops["ttl-exceeded"], 1)
+        [err] = [Ether(x) for x, _ in self.pout.sent]
+        self.assertEqual((err[ICMP].type, err[ICMP].code), (11, 0))
 
     def test_router_itself_and_no_route(self):
         r = self.tracer("packet-tracer input Ethernet2/1 tcp 10.10.10.2 40000 10.10.10.1 23")

@@ -287,6 +287,13 @@ class _Tracer:
             if pkt.inner is not None:
                 err = sessions.lookup_icmp_error(pkt)
                 if err is not None:
+                    if pkt.ttl <= 1:
+                        # router.py 2: not forwarded with TTL 0, no error about an error
+                        p.result = "DROP"
+                        p.info.append("ICMP error about session %s with TTL %d: dropped "
+                                      "(no time exceeded about an ICMP error)"
+                                      % (err[0].hexid, pkt.ttl))
+                        return self.t.drop("ttl-exceeded")
                     p.info.append("ICMP error about session %s: forwarded for it" % err[0].hexid)
                     return self.egress_of(self.route_for(pkt))
             p.info.append("no session for %s: the first packet of a flow" % _flow(pkt))
@@ -358,6 +365,11 @@ class _Tracer:
         p.info.append("found session %s %s %s %s (from the %s)" % (
             s.hexid, s.protocol, s.flow_text(), getattr(s, "sis", ""), side))
         p.info.append("ACL bypass: the access lists are not evaluated for its packets")
+        if pkt.ttl <= 1:
+            # router.py 1: before any rewrite, the error quotes what was sent
+            p.result = "DROP"
+            p.info.append("TTL %d: time exceeded" % pkt.ttl)
+            return self.t.drop("ttl-exceeded")
         if self.t.detailed:
             p.info.append("rule %s, created on %s, out %s, packets %d/%d, bytes %d/%d" % (
                 s.rule_name, s.in_if, s.out_if, s.pkts[0], s.pkts[1], s.bytes[0], s.bytes[1]))
