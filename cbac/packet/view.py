@@ -131,6 +131,25 @@ def parse_frame(frame, vnet: bytes = b"", verify_ip: bool = False) -> Packet:
     return p
 
 
+def parse_plain(frame, vnet: bytes = b"") -> Packet:
+    """:func:`parse_frame` for the router's fast path's frames: untagged
+    IPv4 (``frame[12:14]`` is 08 00) with a 20-byte header
+    (``frame[14] == 0x45``), 54 bytes or more.  The same checks, fields and
+    exceptions, without the dispatch on the ethertype."""
+    p = Packet()
+    p.frame = frame
+    p.vnet = vnet
+    p.vlan = False
+    p.ethertype = ETH_P_IP
+    p.l3 = 14
+    p.in_port = p.out_port = p.meta = None
+    if frame[23] == PROTO_TCP:
+        _parse_tcp20(p, frame, 14, len(frame), False)
+    else:
+        _parse_ip_any(p, frame, 14, len(frame), False)
+    return p
+
+
 def parse_ip_packet(packet, vnet: bytes = b"", verify_ip: bool = False) -> Packet:
     """Parse a bare IPv4 packet (no Ethernet header; ``l3 == 0``,
     ``vlan`` False).  Same checks and exception as :func:`parse_frame`."""
