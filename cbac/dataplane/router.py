@@ -373,9 +373,14 @@ class Router:
 
         A TCP or UDP frame it does not forward (no session, or one
         ``fast_process`` declines: a half-open TCP session, a SYN, FIN,
-        RST...) goes on to the slow path's stages from here with that
-        lookup (:meth:`_slow`): True.  False (nothing changed): an ICMP
-        frame or ``ip address dhcp``: :meth:`frameReceived` takes it."""
+        RST...) goes on from here to the slow path with that lookup:
+        :meth:`frameReceived`'s remaining checks for such a frame (the copy
+        of a ring slot, the MAC address), then :meth:`_ip_received` with
+        the session and direction (or None), which ``sessions.lookup``
+        would give for it (the same key, and fast_process changes nothing
+        when it declines): True.  False (nothing changed): an ICMP frame,
+        or ``ip address dhcp`` (its replies are taken before the MAC
+        check): frameReceived's own path."""
         proto = frame[23]
         table = self._fast_tables.get(proto)
         if table is None:
@@ -388,60 +393,45 @@ class Router:
             # fragment)
             k = bytes(frame[26:38])
         s = table.get(k)
-        if s is None:
-            return proto != 1 and self._slow(ri, frame, vnet, None, 0)
-        # the dict value is the session; the server side's key is ks
-        # (session.direction_of, inline)
-        d = 1 if k == s.ks else 0
-        off = self.offload
-        if off is not None and s in off.flows:
-            off.sync(s)                 # queued before the offload, or a decision
-        hop = s.route[d]
-        if hop is None or frame[22] <= 1 or frame[0:6] != ri.mac:
-            return proto != 1 and self._slow(ri, frame, vnet, s, d)
-        out, nh = hop
-        # ArpCache.lookup, inline (an expired entry: the slow path's business)
-        now = self.clock.seconds()
-        e = self.arp.entries.get((out.name, nh))
-        if e is None or (e.expires is not None and e.expires <= now):
-            return proto != 1 and self._slow(ri, frame, vnet, s, d)
-        mac = e.mac
-        if vnet and vnet[1]:
-            if (vnet[4] | (vnet[5] << 8)) + 20 + ((frame[46] >> 4) << 2 if frame[23] == 6 else 8) > out.mtu:
-                return proto != 1 and self._slow(ri, frame, vnet, s, d)
-        elif ((frame[16] << 8) | frame[17]) > out.mtu:
-            return proto != 1 and self._slow(ri, frame, vnet, s, d)
-        if not self.sessions.fast_process(s, d, frame, vnet, now):
-            return proto != 1 and self._slow(ri, frame, vnet, s, d)
-        if off is not None:
-            # before the send: the reply may reach the kernel at once
-            if s in off.flows:
-                off.push(s, d)          # the kernel's window follows Python's
-            elif off.enabled:
-                off.consider(s)
-        # TTL - 1 with RFC 1624 eqn. 3: ~(~HC + ~m + m') = ~(~HC + 0xFEFF)
-        frame[22] -= 1
-        c = (~((frame[24] << 8) | frame[25]) & 0xFFFF) + 0xFEFF
-        c = (c & 0xFFFF) + (c >> 16)
-        c = ~c & 0xFFFF
-        frame[24] = c >> 8
-        frame[25] = c & 0xFF
-        frame[0:12] = mac + out.mac     # both MACs (one slice assignment)
-        self.forwarded += 1
-        out.port.send(frame, vnet)
-        return True
-
-    def _slow(self, ri, frame, vnet, s, d) -> bool:
-        """The slow path of a TCP or UDP frame the fast path looked up
-        (untagged IPv4, a 20-byte header, not a fragment, 54 bytes or more):
-        :meth:`frameReceived`'s remaining checks for such a frame (the
-        copy of a ring slot, the MAC address), then :meth:`_ip_received`
-        with session ``s`` and direction ``d`` (``s`` None: no session),
-        which ``sessions.lookup`` would give for it (the same key, and
-        fast_process changes nothing when it declines).  False, with
-        ``ip address dhcp`` (its replies are taken before the MAC check):
-        frameReceived's own path."""
-        if self.dhcp:
+        d = 0
+        if s is not None:
+            # the dict value is the session; the server side's key is ks
+            # (session.direction_of, inline)
+            if k == s.ks:
+                d = 1
+            off = self.offload
+            if off is not None and s in off.flows:
+                off.sync(s)                 # queued before the offload, or a decision
+            hop = s.route[d]
+            if hop is not None and frame[22] > 1 and frame[0:6] == ri.mac:
+                out, nh = hop
+                # ArpCache.lookup, inline (an expired entry: the slow path's business)
+                now = self.clock.seconds()
+                e = self.arp.entries.get((out.name, nh))
+                if (e is not None and (e.expires is None or e.expires > now)
+                        and ((vnet[4] | (vnet[5] << 8)) + 20
+                             + ((frame[46] >> 4) << 2 if proto == 6 else 8)
+                             if vnet and vnet[1] else (frame[16] << 8) | frame[17]) <= out.mtu
+                        and self.sessions.fast_process(s, d, frame, vnet, now)):
+                    if off is not None:
+                        # before the send: the reply may reach the kernel at once
+                        if s in off.flows:
+                            off.push(s, d)          # the kernel's window follows Python's
+                        elif off.enabled:
+                            off.consider(s)
+                    # TTL - 1 with RFC 1624 eqn. 3: ~(~HC + ~m + m') = ~(~HC + 0xFEFF)
+                    frame[22] -= 1
+                    c = (~((frame[24] << 8) | frame[25]) & 0xFFFF) + 0xFEFF
+                    c = (c & 0xFFFF) + (c >> 16)
+                    c = ~c & 0xFFFF
+                    frame[24] = c >> 8
+                    frame[25] = c & 0xFF
+                    frame[0:12] = e.mac + out.mac     # both MACs (one slice assignment)
+                    self.forwarded += 1
+                    out.port.send(frame, vnet)
+                    return True
+        # the slow path
+        if proto == 1 or self.dhcp:
             return False
         if frame.__class__ is not bytearray:
             # a view of a receive-ring slot (valid during this call):
@@ -474,8 +464,9 @@ class Router:
                 self._send_held()
 
     def _ip_pipeline(self, ri: RouterInterface, frame, vnet, s=_NO_LOOKUP, d=0) -> None:
-        """``s``: the fast path's session lookup of this frame (a session
-        or None; see :meth:`_slow`), or _NO_LOOKUP."""
+        """``s``, ``d``: the fast path's session lookup of this frame (a
+        session and its direction, or None; see :meth:`_fast`), or
+        _NO_LOOKUP."""
         if s is _NO_LOOKUP:
             pkt = parse_frame(frame, vnet)
             l3 = pkt.l3
@@ -532,8 +523,24 @@ class Router:
                     s, d = hit
                 else:
                     s = None
-            if s is not None and self._in_session(ri, pkt, s, d, sessions):
-                return
+            if s is not None:
+                off = self.offload
+                if off is not None and s in off.flows:
+                    off.reclaim(s, "slow-path")
+                if pkt.ttl <= 1:
+                    # before any rewrite: the error quotes what the sender sent
+                    self._drop(ri, "ttl-exceeded")
+                    self._icmp_error(ri, pkt, 11, 0)
+                    return
+                if sessions.process(s, d, pkt):
+                    self._route_out(ri, pkt, s, d)
+                    return
+                if not sessions.reopened:
+                    self._drop(ri, "inspect")
+                    return
+                # the old session of this 4-tuple is gone: the SYN goes on
+                # as the first packet of a new connection
+                sessions.reopened = False
             # 2. ICMP errors only for sessions they belong to.
             if pkt.inner is not None:
                 hit = sessions.lookup_icmp_error(pkt)
@@ -681,30 +688,6 @@ class Router:
 
         # 10. Egress.
         self._egress(out, pkt, hop[1])
-
-    def _in_session(self, ri, pkt, session, direction, sessions) -> bool:
-        """Stage 1 for a packet of ``session``: inspect it and forward it on
-        the session's route.  False: the session was gone for a SYN that
-        reopens its 4-tuple (``sessions.reopened``): the packet goes on as
-        the first packet of a new connection."""
-        off = self.offload
-        if off is not None and session in off.flows:
-            off.reclaim(session, "slow-path")
-        if pkt.ttl <= 1:
-            # before any rewrite: the error quotes what the sender sent
-            self._drop(ri, "ttl-exceeded")
-            self._icmp_error(ri, pkt, 11, 0)
-            return True
-        if sessions.process(session, direction, pkt):
-            self._route_out(ri, pkt, session, direction)
-        elif sessions.reopened:
-            # the old session of this 4-tuple is gone: the SYN goes on as
-            # the first packet of a new connection
-            sessions.reopened = False
-            return False
-        else:
-            self._drop(ri, "inspect")
-        return True
 
     def _nat_discard(self, translation) -> None:
         """The packet is dropped: a NAT entry it created goes too."""
