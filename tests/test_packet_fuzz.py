@@ -167,7 +167,7 @@ class TcpFastParse(unittest.TestCase):
         for fast in (True, False):
             try:
                 if fast:
-                    p = view._parse_tcp20(data, b"", 14, len(data), verify_ip)
+                    p = view.parse_tcp20(data, b"", 14, len(data), verify_ip)
                 else:
                     p = view.Packet()
                     p.vnet = b""

@@ -42,7 +42,7 @@ from cbac.packet.vnet import finish_checksum
 from cbac.packet.vnet import segment as vnet_segment
 from cbac.packet.view import (ETH_P_ARP, ETH_P_IP, ETH_P_IPV6,
                               PROTO_ICMP, PROTO_TCP, PROTO_UDP, ip_str,
-                              parse_frame, parse_plain)
+                              parse_frame, parse_plain, parse_tcp20)
 
 log = Logger(namespace="cbac.router")
 
@@ -500,7 +500,8 @@ class Router:
         else:
             # from the fast path: untagged, a 20-byte header (no options),
             # not a fragment (no reassembly), TCP or UDP
-            pkt = parse_plain(frame, vnet)
+            pkt = (parse_tcp20(frame, vnet, 14, len(frame), False) if frame[23] == PROTO_TCP
+                   else parse_plain(frame, vnet))
             l3 = 14
             if int.from_bytes(frame[14:34], "big") % 0xFFFF:
                 self._drop(ri, "malformed-ip-checksum")
@@ -637,7 +638,8 @@ class Router:
         if (translation is None and nat is not None and ri.nat == "inside"
                 and out.nat == "outside"):
             # an error about the packet quotes (and goes to) its inside form
-            quote = frame[l3:l3 + pkt.ihl + 8]      # (a copy)
+            # (only the output ACL's, below, can still be sent)
+            quote = frame[l3:l3 + pkt.ihl + 8] if out.acl_out is not None else None  # (a copy)
             translation = nat.outbound(pkt, ri.name, out.name)   # rewrites pkt
             if translation is NAT_DROP:
                 self._drop(ri, "nat")

@@ -117,7 +117,7 @@ def parse_frame(frame, vnet: bytes = b"", verify_ip: bool = False) -> Packet:
         if et != ETH_P_IP:
             raise MalformedPacket("not-ipv4", "ethertype 0x%04x" % et)
     if n - l3 >= 40 and frame[l3] == 0x45 and frame[l3 + 9] == PROTO_TCP:
-        return _parse_tcp20(frame, vnet, l3, n, verify_ip)
+        return parse_tcp20(frame, vnet, l3, n, verify_ip)
     p = Packet()
     p.frame = frame
     p.vnet = vnet
@@ -135,7 +135,7 @@ def parse_plain(frame, vnet: bytes = b"") -> Packet:
     (``frame[14] == 0x45``), 54 bytes or more.  The same checks, fields and
     exceptions, without the dispatch on the ethertype."""
     if frame[23] == PROTO_TCP:
-        return _parse_tcp20(frame, vnet, 14, len(frame), False)
+        return parse_tcp20(frame, vnet, 14, len(frame), False)
     p = Packet()
     p.frame = frame
     p.vnet = vnet
@@ -152,7 +152,7 @@ def parse_ip_packet(packet, vnet: bytes = b"", verify_ip: bool = False) -> Packe
     ``vlan`` False).  Same checks and exception as :func:`parse_frame`."""
     n = len(packet)
     if n >= 40 and packet[0] == 0x45 and packet[9] == PROTO_TCP:
-        return _parse_tcp20(packet, vnet, 0, n, verify_ip)
+        return parse_tcp20(packet, vnet, 0, n, verify_ip)
     p = Packet()
     p.frame = packet
     p.vnet = vnet
@@ -165,7 +165,7 @@ def parse_ip_packet(packet, vnet: bytes = b"", verify_ip: bool = False) -> Packe
 
 
 def _parse_ip_any(p: Packet, frame, l3: int, n: int, verify_ip: bool = False) -> None:
-    """Any IPv4 packet (the reference for :func:`_parse_tcp20`)."""
+    """Any IPv4 packet (the reference for :func:`parse_tcp20`)."""
     if n - l3 < 20:
         raise MalformedPacket("truncated", "ip header")
     vihl, _tos, tot, ipid, fo, ttl, proto, _ck, src, dst = _IP.unpack_from(frame, l3)
@@ -242,7 +242,7 @@ def _parse_ip_any(p: Packet, frame, l3: int, n: int, verify_ip: bool = False) ->
             p.icmp_id = _U16.unpack_from(frame, l4 + 4)[0]
 
 
-def _parse_tcp20(frame, vnet, l3: int, n: int, verify_ip: bool) -> Packet:
+def parse_tcp20(frame, vnet, l3: int, n: int, verify_ip: bool) -> Packet:
     """:func:`_parse_ip_any` for the usual TCP segment: a 20-byte IPv4 header
     (``frame[l3] == 0x45``, protocol 6) and at least 40 bytes from ``l3``
     in the frame, unpacked at once.  The same checks in the same order, the
