@@ -190,6 +190,78 @@ class FastPathTests(unittest.TestCase):
         [new] = self.app.sessions.sessions.values()
         self.assertIsNot(new, old)
 
+    def half_open(self):
+        """A SYN through PAT: the session is half-open (its SYN/ACK and ACK
+        are found by the fast path's lookup and declined)."""
+        self.inject(self.pin, self.c2s("S", 100, 0))
+        [syn] = self.sent(self.pout)
+        [s] = self.app.sessions.sessions.values()
+        return s
+
+    def test_half_open_session_packets_keep_every_ingress_check(self):
+        """The SYN/ACK of a half-open session goes from the fast path's
+        lookup straight to the slow path's stages: a damaged IP header, a
+        damaged TCP checksum, a frame for another MAC, a truncated frame
+        and TTL 1 are each dropped and counted as on the slow path, the
+        session is not touched, and the good SYN/ACK then passes."""
+        s = self.half_open()
+        drops_before = dict(self.r.drops)
+        bad_ip = bytearray(raw(self.s2c("SA", 5000, 101)))
+        bad_ip[24] ^= 0x01                         # IP header checksum
+        self.r.frameReceived(self.pout, bad_ip, b"")
+        bad_tcp = bytearray(raw(self.s2c("SA", 5000, 101)))
+        bad_tcp[50] ^= 0x01                        # TCP checksum
+        self.r.frameReceived(self.pout, bad_tcp, b"")
+        other_mac = self.s2c("SA", 5000, 101)
+        other_mac[Ether].dst = "02:00:00:00:00:99"
+        self.inject(self.pout, other_mac)
+        truncated = bytearray(raw(self.s2c("SA", 5000, 101, b"x" * 20)))[:-10]
+        self.r.frameReceived(self.pout, truncated, b"")
+        ttl1 = self.s2c("SA", 5000, 101)
+        ttl1[IP].ttl = 1
+        self.inject(self.pout, ttl1)
+        got = {k: v - drops_before.get(k, 0) for k, v in self.r.drops.items()
+               if v != drops_before.get(k, 0)}
+        self.assertEqual(got, {"malformed-ip-checksum": 1, "bad-l4-checksum": 1,
+                               "not-our-mac": 1, "malformed-truncated": 1,
+                               "ttl-exceeded": 1})
+        self.assertEqual(self.app.sessions.stats.drops.get("bad-checksum"), 1)
+        self.assertEqual(self.sent(self.pin), [])
+        [e] = [Ether(f) for f in self.sent(self.pout)]      # time exceeded, to the server
+        self.assertEqual((e[IP].src, e[IP].dst, e[IP].payload.type), ("172.22.1.16", "172.22.1.1", 11))
+        self.assertEqual((s.p0, s.p1), (1, 0))
+        # the good SYN/ACK, from a receive-ring view (not kept), and the ACK
+        self.r.frameReceived(self.pout, memoryview(bytearray(raw(self.s2c("SA", 5000, 101)))), b"")
+        [f] = self.sent(self.pin)
+        self.assertEqual((Ether(f)[TCP].flags, Ether(f)[TCP].dport, Ether(f)[IP].ttl), ("SA", 40000, 63))
+        self.assertTrue(checksums_ok(f))
+        self.inject(self.pin, self.c2s("A", 101, 5001))
+        [f] = self.sent(self.pout)
+        self.assertEqual((Ether(f)[TCP].flags, Ether(f)[IP].src), ("A", "172.22.1.16"))
+        self.assertTrue(checksums_ok(f))
+        self.assertEqual((s.p0, s.p1), (2, 1))
+
+    def test_segment_without_session_keeps_every_ingress_check(self):
+        """A SYN (no session: the fast path's lookup misses) to a broadcast
+        or multicast address, with a bad checksum or for another MAC is
+        dropped and counted as on the slow path, without a session or a
+        translation."""
+        nat_before = self.app.show_ip_nat_translations()
+        p = self.c2s("S", 100, 0)
+        p[IP].dst = "224.0.0.5"
+        self.inject(self.pin, p)
+        bad = bytearray(raw(self.c2s("S", 100, 0)))
+        bad[50] ^= 0x01
+        self.r.frameReceived(self.pin, bad, b"")
+        p = self.c2s("S", 100, 0)
+        p[Ether].dst = "02:00:00:00:00:99"
+        self.inject(self.pin, p)
+        self.assertEqual((self.r.drops["broadcast-multicast"], self.r.drops["bad-l4-checksum"],
+                          self.r.drops["not-our-mac"]), (1, 1, 1))
+        self.assertEqual((self.sent(self.pout), self.sent(self.pin)), ([], []))
+        self.assertEqual(len(self.app.sessions.sessions), 0)
+        self.assertEqual(self.app.show_ip_nat_translations(), nat_before)
+
     def test_udp_reply_opens_then_fast_path(self):
         for i in range(3):
             self.inject(self.pin, Ether(src=H_IN, dst=R_IN) / IP(src="10.10.10.2", dst="172.22.1.1") /

@@ -164,11 +164,14 @@ class TcpFastParse(unittest.TestCase):
     def both(self, data, verify_ip):
         from cbac.packet import view
         out = []
-        for fn in (view._parse_tcp20, view._parse_ip_any):
-            p = view.Packet()
-            p.vnet = b""
+        for fast in (True, False):
             try:
-                fn(p, data, 14, len(data), verify_ip)
+                if fast:
+                    p = view.parse_tcp20(data, b"", 14, len(data), verify_ip)
+                else:
+                    p = view.Packet()
+                    p.vnet = b""
+                    view._parse_ip_any(p, data, 14, len(data), verify_ip)
             except MalformedPacket as e:
                 out.append(("raised", e.reason))
                 continue

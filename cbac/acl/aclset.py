@@ -68,8 +68,12 @@ class CompiledAcl:
             itype, icode = pkt.icmp_type, pkt.icmp_code
         else:
             itype = icode = -1
-        if self.by_source is not None:
-            i = self._first_by_source(pkt.src)
+        cache = self.by_source
+        if cache is not None:
+            # _first_by_source, its cache hit inline
+            i = cache.get(pkt.src)
+            if i is None:
+                i = self._first_by_source(pkt.src)
         else:
             i = self.matcher.first(proto, pkt.src, pkt.dst, pkt.sport, pkt.dport,
                                    itype, icode, pkt.tcp_flags, pkt.frag != 0)
@@ -275,7 +279,7 @@ class AclSet:
         access-group permits everything)."""
         if name is None:
             return None
-        c = self.lists.get(str(name))
+        c = self.lists.get(name if name.__class__ is str else str(name))
         if c is None or not c.aces:
             return None
         return c

@@ -42,7 +42,7 @@ from cbac.packet.vnet import finish_checksum
 from cbac.packet.vnet import segment as vnet_segment
 from cbac.packet.view import (ETH_P_ARP, ETH_P_IP, ETH_P_IPV6,
                               PROTO_ICMP, PROTO_TCP, PROTO_UDP, ip_str,
-                              parse_frame)
+                              parse_frame, parse_plain, parse_tcp20)
 
 log = Logger(namespace="cbac.router")
 
@@ -55,7 +55,7 @@ ICMP_RATE = 10.0          # tokens per second
 
 SWEEP_INTERVAL = 1.0
 
-#: "the fast path made no session lookup for this frame" (Router._pre_hit)
+#: "the fast path made no session lookup for this frame" (Router._ip_pipeline)
 _NO_LOOKUP = object()
 
 
@@ -144,10 +144,6 @@ class Router:
         # (a stream's extra segments after the segment they follow)
         self._holding = False
         self._held = []
-        # the fast path's session lookup of the frame being handled (TCP,
-        # UDP), for the slow path: (_pre_frame is the frame) -> _pre_hit
-        self._pre_frame = None
-        self._pre_hit = None
         # the sessions' route caches: (hop 0, hop 1) -> that tuple, one
         # per pair of hops (_route_out); cleared with the interfaces
         self._route_pairs = {}
@@ -324,23 +320,18 @@ class Router:
             return
         try:
             # Fast path: an untagged IPv4 frame with a 20-byte header, not a
-            # fragment, of a known session (docs/performance.md).  For TCP and
-            # UDP it leaves its session lookup in _pre_frame/_pre_hit, so the
-            # slow path does not look the same key up again.
+            # fragment, of a known session (docs/performance.md).  It takes
+            # a TCP or UDP frame it declines on to the slow path's stages
+            # itself, with its session lookup (_fast).
             if (self.sessions is not None and len(frame) >= 54 and frame[14] == 0x45
                     and frame[12] == 8 and frame[13] == 0
                     and not (frame[20] & 0x3F or frame[21])):
                 if self._fast(ri, frame, vnet):
                     return
-            else:
-                self._pre_frame = None
             if frame.__class__ is not bytearray:
                 # a view of a receive-ring slot (valid during this call):
                 # the slow path keeps frames (ARP queue, reassembly)
-                copy = bytearray(frame)
-                if self._pre_frame is frame:
-                    self._pre_frame = copy
-                frame = copy
+                frame = bytearray(frame)
             if len(frame) < 14:
                 self._drop(ri, "malformed-truncated")
                 return
@@ -376,17 +367,23 @@ class Router:
     def _fast(self, ri, frame, vnet) -> bool:
         """Forward a packet of an established session with one dict lookup
         on a key sliced from the frame, the session's pre-computed NAT
-        rewrite and its cached route.  False (nothing changed): take the
-        slow path.  The IPv4 header checksum is not verified here: the
-        incremental updates keep a wrong checksum wrong (RFC 1624), so the
-        receiver still discards a damaged header.
+        rewrite and its cached route.  The IPv4 header checksum is not
+        verified here: the incremental updates keep a wrong checksum wrong
+        (RFC 1624), so the receiver still discards a damaged header.
 
-        Declining a TCP or UDP frame, it leaves its lookup for the slow
-        path (:meth:`_decline`); every False return sets ``_pre_frame``."""
+        A TCP or UDP frame it does not forward (no session, or one
+        ``fast_process`` declines: a half-open TCP session, a SYN, FIN,
+        RST...) goes on from here to the slow path with that lookup:
+        :meth:`frameReceived`'s remaining checks for such a frame (the copy
+        of a ring slot, the MAC address), then :meth:`_ip_received` with
+        the session and direction (or None), which ``sessions.lookup``
+        would give for it (the same key, and fast_process changes nothing
+        when it declines): True.  False (nothing changed): an ICMP frame,
+        or ``ip address dhcp`` (its replies are taken before the MAC
+        check): frameReceived's own path."""
         proto = frame[23]
         table = self._fast_tables.get(proto)
         if table is None:
-            self._pre_frame = None
             return False
         if proto == 1:
             # ICMP query sessions are keyed by addresses + identifier
@@ -396,60 +393,56 @@ class Router:
             # fragment)
             k = bytes(frame[26:38])
         s = table.get(k)
-        if s is None:
-            return self._decline(frame, proto, None, 0)
-        # the dict value is the session; the server side's key is ks
-        # (session.direction_of, inline)
-        d = 1 if k == s.ks else 0
-        off = self.offload
-        if off is not None and s in off.flows:
-            off.sync(s)                 # queued before the offload, or a decision
-        hop = s.route[d]
-        if hop is None or frame[22] <= 1 or frame[0:6] != ri.mac:
-            return self._decline(frame, proto, s, d)
-        out, nh = hop
-        # ArpCache.lookup, inline (an expired entry: the slow path's business)
-        now = self.clock.seconds()
-        e = self.arp.entries.get((out.name, nh))
-        if e is None or (e.expires is not None and e.expires <= now):
-            return self._decline(frame, proto, s, d)
-        mac = e.mac
-        if vnet and vnet[1]:
-            if (vnet[4] | (vnet[5] << 8)) + 20 + ((frame[46] >> 4) << 2 if frame[23] == 6 else 8) > out.mtu:
-                return self._decline(frame, proto, s, d)
-        elif ((frame[16] << 8) | frame[17]) > out.mtu:
-            return self._decline(frame, proto, s, d)
-        if not self.sessions.fast_process(s, d, frame, vnet, now):
-            return self._decline(frame, proto, s, d)
-        if off is not None:
-            # before the send: the reply may reach the kernel at once
-            if s in off.flows:
-                off.push(s, d)          # the kernel's window follows Python's
-            elif off.enabled:
-                off.consider(s)
-        # TTL - 1 with RFC 1624 eqn. 3: ~(~HC + ~m + m') = ~(~HC + 0xFEFF)
-        frame[22] -= 1
-        c = (~((frame[24] << 8) | frame[25]) & 0xFFFF) + 0xFEFF
-        c = (c & 0xFFFF) + (c >> 16)
-        c = ~c & 0xFFFF
-        frame[24] = c >> 8
-        frame[25] = c & 0xFF
-        frame[0:12] = mac + out.mac     # both MACs (one slice assignment)
-        self.forwarded += 1
-        out.port.send(frame, vnet)
+        d = 0
+        if s is not None:
+            # the dict value is the session; the server side's key is ks
+            # (session.direction_of, inline)
+            if k == s.ks:
+                d = 1
+            off = self.offload
+            if off is not None and s in off.flows:
+                off.sync(s)                 # queued before the offload, or a decision
+            hop = s.route[d]
+            if hop is not None and frame[22] > 1 and frame[0:6] == ri.mac:
+                out, nh = hop
+                # ArpCache.lookup, inline (an expired entry: the slow path's business)
+                now = self.clock.seconds()
+                e = self.arp.entries.get((out.name, nh))
+                if (e is not None and (e.expires is None or e.expires > now)
+                        and ((vnet[4] | (vnet[5] << 8)) + 20
+                             + ((frame[46] >> 4) << 2 if proto == 6 else 8)
+                             if vnet and vnet[1] else (frame[16] << 8) | frame[17]) <= out.mtu
+                        and self.sessions.fast_process(s, d, frame, vnet, now)):
+                    if off is not None:
+                        # before the send: the reply may reach the kernel at once
+                        if s in off.flows:
+                            off.push(s, d)          # the kernel's window follows Python's
+                        elif off.enabled:
+                            off.consider(s)
+                    # TTL - 1 with RFC 1624 eqn. 3: ~(~HC + ~m + m') = ~(~HC + 0xFEFF)
+                    frame[22] -= 1
+                    c = (~((frame[24] << 8) | frame[25]) & 0xFFFF) + 0xFEFF
+                    c = (c & 0xFFFF) + (c >> 16)
+                    c = ~c & 0xFFFF
+                    frame[24] = c >> 8
+                    frame[25] = c & 0xFF
+                    frame[0:12] = e.mac + out.mac     # both MACs (one slice assignment)
+                    self.forwarded += 1
+                    out.port.send(frame, vnet)
+                    return True
+        # the slow path
+        if proto == 1 or self.dhcp:
+            return False
+        if frame.__class__ is not bytearray:
+            # a view of a receive-ring slot (valid during this call):
+            # the slow path keeps frames (ARP queue, reassembly)
+            frame = bytearray(frame)
+        if frame[0:6] != ri.mac:
+            # Not addressed to us (broadcast/multicast IP is not routed).
+            self._drop(ri, "not-our-mac")
+            return True
+        self._ip_received(ri, frame, vnet, s, d)
         return True
-
-    def _decline(self, frame, proto, s, d) -> bool:
-        """The fast path hands ``frame`` to the slow path: for TCP and UDP
-        with its session lookup (session ``s`` and direction ``d``, or
-        None), which ``sessions.lookup`` would give for it (the same key,
-        and fast_process changes nothing when it declines)."""
-        if proto == 1:
-            self._pre_frame = None
-        else:
-            self._pre_frame = frame
-            self._pre_hit = (s, d) if s is not None else None
-        return False
 
     def _drop(self, ri, reason: str) -> None:
         self.drops[reason] += 1
@@ -458,51 +451,65 @@ class Router:
     # ------------------------------------------------------------------
     # the IPv4 pipeline
 
-    def _ip_received(self, ri: RouterInterface, frame, vnet) -> None:
+    def _ip_received(self, ri: RouterInterface, frame, vnet, s=_NO_LOOKUP, d=0) -> None:
         if self._holding:                # a frame looped back while handling one
-            self._ip_pipeline(ri, frame, vnet)
+            self._ip_pipeline(ri, frame, vnet, s, d)
             return
         self._holding = True
         try:
-            self._ip_pipeline(ri, frame, vnet)
+            self._ip_pipeline(ri, frame, vnet, s, d)
         finally:
             self._holding = False
             if self._held:
                 self._send_held()
 
-    def _ip_pipeline(self, ri: RouterInterface, frame, vnet) -> None:
-        # the fast path's session lookup of this very frame, if it made one
-        pre_hit = self._pre_hit if self._pre_frame is frame else _NO_LOOKUP
-        self._pre_frame = None
-        pkt = parse_frame(frame, vnet)
-        l3 = pkt.l3
-        # the IPv4 header checksum (ck.ip_checksum_ok, inline)
-        if int.from_bytes(frame[l3:l3 + pkt.ihl], "big") % 0xFFFF:
-            self._drop(ri, "malformed-ip-checksum")
-            return
-        if pkt.ihl > 20:
-            # IP options: source routes, ip options drop (ipoptions.py);
-            # malformed options raise MalformedPacket
-            why = ip_options_verdict(frame, l3, self.ip_options)
-            if why is not None:
-                self._drop(ri, why)
+    def _ip_pipeline(self, ri: RouterInterface, frame, vnet, s=_NO_LOOKUP, d=0) -> None:
+        """``s``, ``d``: the fast path's session lookup of this frame (a
+        session and its direction, or None; see :meth:`_fast`), or
+        _NO_LOOKUP."""
+        if s is _NO_LOOKUP:
+            pkt = parse_frame(frame, vnet)
+            l3 = pkt.l3
+            # the IPv4 header checksum (ck.ip_checksum_ok, inline)
+            if int.from_bytes(frame[l3:l3 + pkt.ihl], "big") % 0xFFFF:
+                self._drop(ri, "malformed-ip-checksum")
                 return
-        if (pkt.frag or pkt.mf) and self.reassembly is not None:
-            whole = self.reassembly.add(ri.name, pkt)
-            if whole is None:
-                return                      # held until the datagram is complete
-            if isinstance(whole, str):
-                self._drop(ri, whole)
+            if pkt.ihl > 20:
+                # IP options: source routes, ip options drop (ipoptions.py);
+                # malformed options raise MalformedPacket
+                why = ip_options_verdict(frame, l3, self.ip_options)
+                if why is not None:
+                    self._drop(ri, why)
+                    return
+            if (pkt.frag or pkt.mf) and self.reassembly is not None:
+                whole = self.reassembly.add(ri.name, pkt)
+                if whole is None:
+                    return                      # held until the datagram is complete
+                if isinstance(whole, str):
+                    self._drop(ri, whole)
+                    return
+                frame = bytearray(frame[0:l3]) + whole
+                pkt = parse_frame(frame, b"")
+            # Verify before you believe: no state from a damaged packet
+            # (cbac/inspect/normalise.py).
+            if not (pkt.frag or pkt.mf) and not ck.l4_checksum_ok(pkt):
+                self._drop(ri, "bad-l4-checksum")
+                if self.sessions is not None:
+                    self.sessions.stats.drop("bad-checksum")
                 return
-            frame = bytearray(frame[0:l3]) + whole
-            pkt = parse_frame(frame, b"")
-        # Verify before you believe: no state from a damaged packet
-        # (cbac/inspect/normalise.py).
-        if not (pkt.frag or pkt.mf) and not ck.l4_checksum_ok(pkt):
-            self._drop(ri, "bad-l4-checksum")
-            if self.sessions is not None:
+        else:
+            # from the fast path: untagged, a 20-byte header (no options),
+            # not a fragment (no reassembly), TCP or UDP
+            pkt = (parse_tcp20(frame, vnet, 14, len(frame), False) if frame[23] == PROTO_TCP
+                   else parse_plain(frame, vnet))
+            l3 = 14
+            if int.from_bytes(frame[14:34], "big") % 0xFFFF:
+                self._drop(ri, "malformed-ip-checksum")
+                return
+            if not ck.l4_checksum_ok(pkt):
+                self._drop(ri, "bad-l4-checksum")
                 self.sessions.stats.drop("bad-checksum")
-            return
+                return
         pkt.in_port = ri
         if pkt.dst == 0xFFFFFFFF or (pkt.dst >> 28) == 0xE:
             self._drop(ri, "broadcast-multicast")
@@ -511,27 +518,30 @@ class Router:
 
         # 1. Session table (ACL bypass): one lookup, either side of NAT.
         if sessions is not None:
-            hit = sessions.lookup(pkt) if pre_hit is _NO_LOOKUP else pre_hit
-            if hit is not None:
-                session, direction = hit
-                if self.offload is not None and session in self.offload.flows:
-                    self.offload.reclaim(session, "slow-path")
+            if s is _NO_LOOKUP:
+                hit = sessions.lookup(pkt)
+                if hit is not None:
+                    s, d = hit
+                else:
+                    s = None
+            if s is not None:
+                off = self.offload
+                if off is not None and s in off.flows:
+                    off.reclaim(s, "slow-path")
                 if pkt.ttl <= 1:
                     # before any rewrite: the error quotes what the sender sent
                     self._drop(ri, "ttl-exceeded")
                     self._icmp_error(ri, pkt, 11, 0)
                     return
-                if sessions.process(session, direction, pkt):
-                    self._route_out(ri, pkt, session, direction)
-                elif sessions.reopened:
-                    # the old session of this 4-tuple is gone: the SYN goes
-                    # on as the first packet of a new connection
-                    sessions.reopened = False
-                    hit = None
-                else:
-                    self._drop(ri, "inspect")
-                if hit is not None:
+                if sessions.process(s, d, pkt):
+                    self._route_out(ri, pkt, s, d)
                     return
+                if not sessions.reopened:
+                    self._drop(ri, "inspect")
+                    return
+                # the old session of this 4-tuple is gone: the SYN goes on
+                # as the first packet of a new connection
+                sessions.reopened = False
             # 2. ICMP errors only for sessions they belong to.
             if pkt.inner is not None:
                 hit = sessions.lookup_icmp_error(pkt)
@@ -628,7 +638,8 @@ class Router:
         if (translation is None and nat is not None and ri.nat == "inside"
                 and out.nat == "outside"):
             # an error about the packet quotes (and goes to) its inside form
-            quote = frame[l3:l3 + pkt.ihl + 8]      # (a copy)
+            # (only the output ACL's, below, can still be sent)
+            quote = frame[l3:l3 + pkt.ihl + 8] if out.acl_out is not None else None  # (a copy)
             translation = nat.outbound(pkt, ri.name, out.name)   # rewrites pkt
             if translation is NAT_DROP:
                 self._drop(ri, "nat")

@@ -104,9 +104,7 @@ def parse_frame(frame, vnet: bytes = b"", verify_ip: bool = False) -> Packet:
     n = len(frame)
     if n < 14:
         raise MalformedPacket("truncated", "ethernet")
-    p = Packet()
     if frame[12] == 8 and frame[13] == 0:       # untagged IPv4: the usual case
-        p.vlan = False
         l3 = 14
     else:
         et = (frame[12] << 8) | frame[13]
@@ -118,22 +116,43 @@ def parse_frame(frame, vnet: bytes = b"", verify_ip: bool = False) -> Packet:
             l3 = 18
         if et != ETH_P_IP:
             raise MalformedPacket("not-ipv4", "ethertype 0x%04x" % et)
-        p.vlan = l3 == 18
+    if n - l3 >= 40 and frame[l3] == 0x45 and frame[l3 + 9] == PROTO_TCP:
+        return parse_tcp20(frame, vnet, l3, n, verify_ip)
+    p = Packet()
     p.frame = frame
     p.vnet = vnet
+    p.vlan = l3 == 18
     p.ethertype = ETH_P_IP
     p.l3 = l3
     p.in_port = p.out_port = p.meta = None
-    if n - l3 >= 40 and frame[l3] == 0x45 and frame[l3 + 9] == PROTO_TCP:
-        _parse_tcp20(p, frame, l3, n, verify_ip)        # (_parse_ip, inline)
-    else:
-        _parse_ip_any(p, frame, l3, n, verify_ip)
+    _parse_ip_any(p, frame, l3, n, verify_ip)
+    return p
+
+
+def parse_plain(frame, vnet: bytes = b"") -> Packet:
+    """:func:`parse_frame` for the router's fast path's frames: untagged
+    IPv4 (``frame[12:14]`` is 08 00) with a 20-byte header
+    (``frame[14] == 0x45``), 54 bytes or more.  The same checks, fields and
+    exceptions, without the dispatch on the ethertype."""
+    if frame[23] == PROTO_TCP:
+        return parse_tcp20(frame, vnet, 14, len(frame), False)
+    p = Packet()
+    p.frame = frame
+    p.vnet = vnet
+    p.vlan = False
+    p.ethertype = ETH_P_IP
+    p.l3 = 14
+    p.in_port = p.out_port = p.meta = None
+    _parse_ip_any(p, frame, 14, len(frame), False)
     return p
 
 
 def parse_ip_packet(packet, vnet: bytes = b"", verify_ip: bool = False) -> Packet:
     """Parse a bare IPv4 packet (no Ethernet header; ``l3 == 0``,
     ``vlan`` False).  Same checks and exception as :func:`parse_frame`."""
+    n = len(packet)
+    if n >= 40 and packet[0] == 0x45 and packet[9] == PROTO_TCP:
+        return parse_tcp20(packet, vnet, 0, n, verify_ip)
     p = Packet()
     p.frame = packet
     p.vnet = vnet
@@ -141,19 +160,12 @@ def parse_ip_packet(packet, vnet: bytes = b"", verify_ip: bool = False) -> Packe
     p.ethertype = ETH_P_IP
     p.l3 = 0
     p.in_port = p.out_port = p.meta = None
-    _parse_ip(p, packet, 0, len(packet), verify_ip)
+    _parse_ip_any(p, packet, 0, n, verify_ip)
     return p
 
 
-def _parse_ip(p: Packet, frame, l3: int, n: int, verify_ip: bool = False) -> None:
-    if n - l3 >= 40 and frame[l3] == 0x45 and frame[l3 + 9] == PROTO_TCP:
-        _parse_tcp20(p, frame, l3, n, verify_ip)
-    else:
-        _parse_ip_any(p, frame, l3, n, verify_ip)
-
-
 def _parse_ip_any(p: Packet, frame, l3: int, n: int, verify_ip: bool = False) -> None:
-    """Any IPv4 packet (the reference for :func:`_parse_tcp20`)."""
+    """Any IPv4 packet (the reference for :func:`parse_tcp20`)."""
     if n - l3 < 20:
         raise MalformedPacket("truncated", "ip header")
     vihl, _tos, tot, ipid, fo, ttl, proto, _ck, src, dst = _IP.unpack_from(frame, l3)
@@ -230,11 +242,12 @@ def _parse_ip_any(p: Packet, frame, l3: int, n: int, verify_ip: bool = False) ->
             p.icmp_id = _U16.unpack_from(frame, l4 + 4)[0]
 
 
-def _parse_tcp20(p: Packet, frame, l3: int, n: int, verify_ip: bool) -> None:
+def parse_tcp20(frame, vnet, l3: int, n: int, verify_ip: bool) -> Packet:
     """:func:`_parse_ip_any` for the usual TCP segment: a 20-byte IPv4 header
     (``frame[l3] == 0x45``, protocol 6) and at least 40 bytes from ``l3``
     in the frame, unpacked at once.  The same checks in the same order, the
-    same fields and exceptions as the general path."""
+    same fields and exceptions as the general path; a new :class:`Packet`
+    with every field set (``vlan``: ``l3 == 18``)."""
     (_vihl, _tos, tot, ipid, fo, ttl, _proto, _ck, src, dst,
      sport, dport, seq, ack, off, flags, win) = _IP_TCP.unpack_from(frame, l3)
     if tot < 20:
@@ -243,34 +256,42 @@ def _parse_tcp20(p: Packet, frame, l3: int, n: int, verify_ip: bool) -> None:
         raise MalformedPacket("truncated", "ip total length %d > %d" % (tot, n - l3))
     if verify_ip and int.from_bytes(frame[l3:l3 + 20], "big") % 0xFFFF:
         raise MalformedPacket("bad-ip-checksum")
+    frag = (fo & 0x1FFF) * 8
+    avail = tot - 20
+    l4 = l3 + 20
+    if frag:
+        if frag == 8:
+            raise MalformedPacket("bad-fragment", "tcp fragment offset 8 (RFC 1858)")
+        # non-initial fragment: no L4 header
+        sport = dport = seq = ack = flags = win = doff = 0
+        payload = l4
+    else:
+        if avail < 20:
+            raise MalformedPacket("truncated", "tcp header")
+        doff = (off >> 4) * 4
+        if doff < 20 or doff > avail:
+            raise MalformedPacket("bad-tcp-offset", str(doff))
+        payload = l4 + doff
+        avail -= doff
+    p = Packet()
+    p.frame = frame
+    p.vnet = vnet
+    p.vlan = l3 == 18
+    p.ethertype = ETH_P_IP
+    p.l3 = l3
+    p.in_port = p.out_port = p.meta = p.inner = None
     p.ihl = 20
     p.ip_len = tot
     p.ip_id = ipid
-    p.frag = frag = (fo & 0x1FFF) * 8
+    p.frag = frag
     p.mf = (fo & 0x2000) != 0
     p.df = (fo & 0x4000) != 0
     p.ttl = ttl
     p.proto = PROTO_TCP
     p.src = src
     p.dst = dst
-    l4 = l3 + 20
     p.l4 = l4
     p.icmp_type = p.icmp_code = p.icmp_id = -1
-    p.inner = None
-    avail = tot - 20
-    if frag:
-        if frag == 8:
-            raise MalformedPacket("bad-fragment", "tcp fragment offset 8 (RFC 1858)")
-        p.sport = p.dport = 0             # non-initial fragment: no L4 header
-        p.tcp_seq = p.tcp_ack = p.tcp_flags = p.tcp_win = p.tcp_doff = 0
-        p.payload = l4
-        p.payload_len = avail
-        return
-    if avail < 20:
-        raise MalformedPacket("truncated", "tcp header")
-    doff = (off >> 4) * 4
-    if doff < 20 or doff > avail:
-        raise MalformedPacket("bad-tcp-offset", str(doff))
     p.sport = sport
     p.dport = dport
     p.tcp_seq = seq
@@ -278,8 +299,9 @@ def _parse_tcp20(p: Packet, frame, l3: int, n: int, verify_ip: bool) -> None:
     p.tcp_flags = flags
     p.tcp_win = win
     p.tcp_doff = doff
-    p.payload = l4 + doff
-    p.payload_len = avail - doff
+    p.payload = payload
+    p.payload_len = avail
+    return p
 
 
 def _parse_inner(frame, off: int, end: int):
