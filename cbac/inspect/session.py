@@ -728,14 +728,19 @@ class SessionTable:
         th = self.thresholds
         counts = proto != 1
         if counts:
-            # the one-minute rate counts connection attempts, refused ones too
-            th.rate_add(now)
+            # the one-minute rate counts connection attempts, refused ones
+            # too (Thresholds.rate_add, inline)
+            sec = int(now)
+            if sec != th.rate_sec:
+                th.rate_advance(now)
+            th.rate_buckets[sec % 60] += 1
+            th.rate += 1
         c_in = c_out if translation is None else self.arrival_form(translation, c_out, proto)
         table = self._by_proto[proto]
         if proto == 1:
             kc, ks = self.keys_of(proto, c_in, c_out)
         else:
-            kc = _KEY.pack(c_in[0], c_in[1], c_in[2], c_in[3])
+            kc = _KEY.pack(*c_in)
             ks = _KEY.pack(c_out[1], c_out[0], c_out[3], c_out[2])
         if kc in table or ks in table:
             stats.drop("key-collision")
@@ -758,10 +763,14 @@ class SessionTable:
             stats.drop("destination-limit")
             th.log_dest_limit(dst, now, model.session_limit_dest)
             return None
-        # per-host half-open limit (TCP)
-        if proto == 6 and not th.host_check(host, now, g):
-            th.check_aggressive(None, g)
-            return None
+        # per-host half-open limit (TCP): Thresholds.host_check, called
+        # when it may refuse (a host blocked, the host at its limit)
+        if proto == 6:
+            hh = th.tcp_half.get(host)
+            if (th.blocked or (hh is not None and len(hh) >= g.tcp_max_incomplete_host)) \
+                    and not th.host_check(host, now, g):
+                th.check_aggressive(None, g)
+                return None
         # ZBF: sessions maximum of the class's parameter-map
         rname = rule_name if pinhole is None else parent.rule_name
         cap = getattr(model.inspect_rules.get(rname), "sessions_maximum", None) \
@@ -812,7 +821,9 @@ class SessionTable:
                 init_client(t, pkt)
                 w = rp.synwait if rp is not None and rp.synwait is not None \
                     else g.tcp_synwait_time
-                a = self.adaptive()
+                # self.adaptive(), inline below its start
+                a = 1.0 if len(self.sessions) <= model.session_limit * self.ADAPTIVE_START \
+                    else self.adaptive()
                 if a == 1.0 and w.__class__ is int:
                     # created + w (_deadline): no float per session
                     f = _AFTER_CREATED.get(w)
@@ -844,14 +855,20 @@ class SessionTable:
                 s.b0 = pkt.payload_len
         table[kc] = s
         table[ks] = s
-        self.sessions[s.sid] = s
-        th.count(src, dst)
+        sessions = self.sessions
+        sessions[s.sid] = s
+        # th.count(src, dst), inline
+        per = th.per_src
+        per[src] = per.get(src, 0) + 1
+        per = th.per_dst
+        per[dst] = per.get(dst, 0) + 1
         if cap is not None:
             self._rule_live[rname] = self._rule_live.get(rname, 0) + 1
-        n = len(self.sessions)
+        n = len(sessions)
         if n > stats.peak:
             stats.peak = n
-        stats.created[protocol] = stats.created.get(protocol, 0) + 1
+        cr = stats.created
+        cr[protocol] = cr.get(protocol, 0) + 1
         if pinhole is not None:
             self._consume_pinhole(pinhole)
             if pinhole.group is not None:
@@ -874,10 +891,23 @@ class SessionTable:
         if s.half_open:
             th.add_half(s, host)
         if counts:
-            th.check_aggressive(s, g)
-        # (a new TCP session's deadline is its synwait: no RST challenge yet)
-        self._schedule(s, self._deadline(s))
-        if s.audit:
+            if th.aggressive:
+                th.check_calm(g)         # (check_aggressive's other half)
+            else:
+                th.check_aggressive(s, g)
+        # (a new TCP session's deadline is its synwait: no RST challenge
+        # yet; self._schedule(s, self._deadline(s)) inline for one not yet
+        # filed)
+        if proto == 6 and s.slot is None:
+            f = s.fixed
+            wheel = self._wheel
+            wheel.add(s, int(s.created + f if f.__class__ is AfterCreated else f) + 1)
+            t = wheel.timer
+            if t is None or not t.active():
+                wheel.ensure(self.TICK)
+        else:
+            self._schedule(s, self._deadline(s))
+        if s.prof.audit:
             ios.message("FW", 6, "SESS_AUDIT_TRAIL_START",
                         _zbf_prefix(s.rule_name) +
                         "Start %s session: initiator (%s:%d) -- responder (%s:%d)" % (

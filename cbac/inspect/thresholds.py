@@ -298,7 +298,9 @@ class Thresholds:
         if not self.aggressive:
             return
         half = len(self.half)
-        rate = self.one_minute_rate(self.table.clock.seconds())
+        now = self.table.clock.seconds()
+        # one_minute_rate(now), inline within the same second
+        rate = self.rate if self.rate_sec == int(now) else self.one_minute_rate(now)
         if half < g.max_incomplete_low and rate < g.one_minute_low:
             self.aggressive = False
             if not g.alert_off:
