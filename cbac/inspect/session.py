@@ -1192,7 +1192,8 @@ class SessionTable:
         if self.debug_enabled:
             self._debug_tcp(s, d, pkt)
         new = t.state
-        if new != old:
+        if new != old and (new != SYN_RECV or self.debug_enabled):
+            # (SYN_SENT -> SYN_RECV changes nothing but a debug line)
             self._tcp_transition(s, old, new, now)
         extras = _EMPTY
         if st is not None:
@@ -1211,11 +1212,23 @@ class SessionTable:
         return extras
 
     def _tcp_transition(self, s, old, new, now) -> None:
-        g = self.model.inspect
         if new == ESTABLISHED:
-            self.set_open(s)
+            # self.set_open(s), inline
+            if s.half_open:
+                s.half_open = False
+                self.thresholds.remove_half(s)
+            if s.sis == SIS_OPENING:
+                s.sis = SIS_OPEN
+            if self.observer is not None and not s.dead:
+                self.observer.session_changed(s)
             s.fixed = None
-            self._schedule(s, s.last + s.idle)
+            # the idle deadline: filed now only when the session's slot is
+            # later (self._schedule's test, inline: the synwait slot is
+            # earlier, and the timer re-files it when it comes due)
+            dl = s.last + s.idle
+            slot = s.slot
+            if slot is None or slot > int(dl) + 1:
+                self._schedule(s, dl)
             if self.debug_enabled:
                 self.debug_line("events", "CBAC sis %s SIS_OPEN: established %s" % (
                     s.hexid, s.flow_text()))
@@ -1225,7 +1238,7 @@ class SessionTable:
             s.sis = SIS_CLOSING
             rp = s.rule
             s.fixed = now + (rp.finwait if rp is not None and rp.finwait is not None
-                             else g.tcp_finwait_time)
+                             else self.model.inspect.tcp_finwait_time)
             self._schedule(s, s.fixed)
             if self.observer is not None:
                 self.observer.session_changed(s)
