@@ -65,6 +65,7 @@ _EMPTY = ()
 # seq, ack, data offset, flags, window of a TCP header at l4 + 4
 _FAST_TCP = Struct("!IIBBH")
 _NO_FAST = SYN | FIN | RST | 0x20        # SYN FIN RST URG take the slow path
+_SARF = SYN | ACK | RST | FIN             # of these, a SYN opens a connection
 
 
 class _FastSegment:
@@ -694,7 +695,7 @@ class SessionTable:
                 stats.drop("no-inspect-protocol")
                 return None
         if proto == 6:
-            if pkt.tcp_flags & (SYN | ACK | RST | FIN) != SYN:
+            if pkt.tcp_flags & _SARF != SYN:
                 stats.drop("tcp-no-syn")
                 return None
             c_out = (pkt.src, pkt.dst, pkt.sport, pkt.dport)
@@ -1163,7 +1164,7 @@ class SessionTable:
         if st is not None and flags & ACK:
             ack = st.ack_translate(d, ack)
         old = t.state
-        if d == CLIENT and flags & (SYN | ACK | RST | FIN) == SYN and old >= CLOSING:
+        if old >= CLOSING and d == CLIENT and flags & _SARF == SYN:
             # a new connection on the same 4-tuple: delete the old session
             # and let the router handle this SYN as a new connection (as
             # conntrack does; dropping it cost the client a 1 s SYN

@@ -136,6 +136,8 @@ class Thresholds:
         else:
             gh[s] = None
         hp = self.heavy_proto
+        if hp == proto and self.heavy_host == host:
+            return                       # gh is the heaviest group already
         if hp is not None:
             heavy = (self.tcp_half if hp == 6 else self._hosts(hp)).get(self.heavy_host)
             if heavy is not None and len(gh) <= len(heavy):
