@@ -616,11 +616,15 @@ class SessionTable:
         very pair (``translation.rw``).  Rewrites are read-only."""
         if translation is None:
             return None
-        f, r = translation.forward, translation.reverse
+        pair = getattr(translation, "rw", None)
+        if pair is not None and pair.__class__ is tuple:
+            f, r = pair                  # (translation.forward, translation.reverse)
+        else:
+            f, r = translation.forward, translation.reverse
         if f is None or r is None:
             return None
         if f.old == c_in and f.new == c_out and r.old == s_in and r.new == s_out:
-            return getattr(translation, "rw", None) or (f, r)
+            return pair or (f, r)
         if r.old == c_in and r.new == c_out and f.old == s_in and f.new == s_out:
             return (r, f)
         return None
@@ -661,8 +665,13 @@ class SessionTable:
             prof = self._profiles[pk] = Profile(protocol, rule_name, rp, alert, audit,
                                                 in_if, out_if)
         if c_in != c_out:
-            s_in = self._rev(c_out, proto)
-            s_out = self._rev(c_in, proto)
+            # self._rev(c_out, proto), self._rev(c_in, proto)
+            if proto == 1:
+                s_in = (c_out[1], c_out[0], c_out[2], 0)
+                s_out = (c_in[1], c_in[0], c_in[2], 0)
+            else:
+                s_in = (c_out[1], c_out[0], c_out[3], c_out[2])
+                s_out = (c_in[1], c_in[0], c_in[3], c_in[2])
             rw = self._shared_rewrites(translation, c_in, c_out, s_in, s_out) or \
                 (Rewrite(proto, c_in, c_out), Rewrite(proto, s_in, s_out))
         else:
