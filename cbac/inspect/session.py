@@ -777,7 +777,7 @@ class SessionTable:
         # when it may refuse (a host blocked, the host at its limit)
         if proto == 6:
             hh = th.tcp_half.get(host)
-            if (th.blocked or (hh is not None and len(hh) >= g.tcp_max_incomplete_host)) \
+            if (th.blocked or (len(hh) if hh else 0) >= g.tcp_max_incomplete_host) \
                     and not th.host_check(host, now, g):
                 th.check_aggressive(None, g)
                 return None
