@@ -70,6 +70,39 @@ class AggressiveModeTests(unittest.TestCase):
         self.assertRegex(fw(logs)[-1], r"^%FW-4-ALERT_OFF: calming down, count \(0/400\) "
                                        r"current 1-min rate: \d$")
 
+    def test_completed_handshakes_by_rate_stay_open(self):
+        # the engine benchmark's case: each connection completes before the
+        # next SYN, the one-minute rate alone turns aggressive mode on (the
+        # clock stands still) and nothing is half-open to cut back: every
+        # session stays, opens and gets its idle timer
+        logs = capture_logs(self)
+        c, t = table(model(one_minute_high=10, one_minute_low=5), testcase=self)
+        ss = []
+        for i in range(30):
+            s = t.create(tcp(A, B, 1000 + i, 80, "S", seq=1), "in", "out", "R", None, None)
+            self.assertIsNotNone(s)
+            self.assertEqual((t.half_open_count, t.host_half_open(s.host)), (1, 1))
+            self.assertTrue(send(t, tcp(B, A, 80, 1000 + i, "SA", seq=1, ack=2)))
+            self.assertTrue(send(t, tcp(A, B, 1000 + i, 80, "A", seq=2, ack=2)))
+            self.assertEqual((s.sis, t.half_open_count, t.host_half_open(s.host)),
+                             ("SIS_OPEN", 0, 0))
+            ss.append(s)
+        self.assertTrue(t.aggressive)
+        self.assertEqual(t.one_minute_rate(), 30)
+        self.assertEqual(fw(logs), ["%FW-4-ALERT_ON: getting aggressive, count (1/500) "
+                                    "current 1-min rate: 11"])
+        self.assertEqual(t.sent, [])
+        self.assertFalse(any(s.dead for s in ss))
+        self.assertIn("Aggressive mode is on (entered 1 time)", t.show_statistics())
+        # synwait (30 s) passes: established sessions stay; the rate falls
+        # out of its minute and aggressive mode ends on a tick
+        c.pump([1] * 61)
+        self.assertFalse(t.aggressive)
+        self.assertEqual(fw(logs)[-1], "%FW-4-ALERT_OFF: calming down, count (0/400) "
+                                       "current 1-min rate: 0")
+        self.assertEqual(len(t.sessions), 30)
+        self.assertEqual(t.sent, [])
+
     def test_alert_off_silences(self):
         logs = capture_logs(self)
         c, t = table(model(max_incomplete_high=2, max_incomplete_low=1, alert_off=True),

@@ -65,6 +65,7 @@ _EMPTY = ()
 # seq, ack, data offset, flags, window of a TCP header at l4 + 4
 _FAST_TCP = Struct("!IIBBH")
 _NO_FAST = SYN | FIN | RST | 0x20        # SYN FIN RST URG take the slow path
+_SARF = SYN | ACK | RST | FIN             # of these, a SYN opens a connection
 
 
 class _FastSegment:
@@ -615,11 +616,15 @@ class SessionTable:
         very pair (``translation.rw``).  Rewrites are read-only."""
         if translation is None:
             return None
-        f, r = translation.forward, translation.reverse
+        pair = getattr(translation, "rw", None)
+        if pair is not None and pair.__class__ is tuple:
+            f, r = pair                  # (translation.forward, translation.reverse)
+        else:
+            f, r = translation.forward, translation.reverse
         if f is None or r is None:
             return None
         if f.old == c_in and f.new == c_out and r.old == s_in and r.new == s_out:
-            return getattr(translation, "rw", None) or (f, r)
+            return pair or (f, r)
         if r.old == c_in and r.new == c_out and f.old == s_in and f.new == s_out:
             return (r, f)
         return None
@@ -660,8 +665,13 @@ class SessionTable:
             prof = self._profiles[pk] = Profile(protocol, rule_name, rp, alert, audit,
                                                 in_if, out_if)
         if c_in != c_out:
-            s_in = self._rev(c_out, proto)
-            s_out = self._rev(c_in, proto)
+            # self._rev(c_out, proto), self._rev(c_in, proto)
+            if proto == 1:
+                s_in = (c_out[1], c_out[0], c_out[2], 0)
+                s_out = (c_in[1], c_in[0], c_in[2], 0)
+            else:
+                s_in = (c_out[1], c_out[0], c_out[3], c_out[2])
+                s_out = (c_in[1], c_in[0], c_in[3], c_in[2])
             rw = self._shared_rewrites(translation, c_in, c_out, s_in, s_out) or \
                 (Rewrite(proto, c_in, c_out), Rewrite(proto, s_in, s_out))
         else:
@@ -694,7 +704,7 @@ class SessionTable:
                 stats.drop("no-inspect-protocol")
                 return None
         if proto == 6:
-            if pkt.tcp_flags & (SYN | ACK | RST | FIN) != SYN:
+            if pkt.tcp_flags & _SARF != SYN:
                 stats.drop("tcp-no-syn")
                 return None
             c_out = (pkt.src, pkt.dst, pkt.sport, pkt.dport)
@@ -728,14 +738,19 @@ class SessionTable:
         th = self.thresholds
         counts = proto != 1
         if counts:
-            # the one-minute rate counts connection attempts, refused ones too
-            th.rate_add(now)
+            # the one-minute rate counts connection attempts, refused ones
+            # too (Thresholds.rate_add, inline)
+            sec = int(now)
+            if sec != th.rate_sec:
+                th.rate_advance(now)
+            th.rate_buckets[sec % 60] += 1
+            th.rate += 1
         c_in = c_out if translation is None else self.arrival_form(translation, c_out, proto)
         table = self._by_proto[proto]
         if proto == 1:
             kc, ks = self.keys_of(proto, c_in, c_out)
         else:
-            kc = _KEY.pack(c_in[0], c_in[1], c_in[2], c_in[3])
+            kc = _KEY.pack(*c_in)
             ks = _KEY.pack(c_out[1], c_out[0], c_out[3], c_out[2])
         if kc in table or ks in table:
             stats.drop("key-collision")
@@ -758,10 +773,14 @@ class SessionTable:
             stats.drop("destination-limit")
             th.log_dest_limit(dst, now, model.session_limit_dest)
             return None
-        # per-host half-open limit (TCP)
-        if proto == 6 and not th.host_check(host, now, g):
-            th.check_aggressive(None, g)
-            return None
+        # per-host half-open limit (TCP): Thresholds.host_check, called
+        # when it may refuse (a host blocked, the host at its limit)
+        if proto == 6:
+            hh = th.tcp_half.get(host)
+            if (th.blocked or (len(hh) if hh else 0) >= g.tcp_max_incomplete_host) \
+                    and not th.host_check(host, now, g):
+                th.check_aggressive(None, g)
+                return None
         # ZBF: sessions maximum of the class's parameter-map
         rname = rule_name if pinhole is None else parent.rule_name
         cap = getattr(model.inspect_rules.get(rname), "sessions_maximum", None) \
@@ -812,7 +831,9 @@ class SessionTable:
                 init_client(t, pkt)
                 w = rp.synwait if rp is not None and rp.synwait is not None \
                     else g.tcp_synwait_time
-                a = self.adaptive()
+                # self.adaptive(), inline below its start
+                a = 1.0 if len(self.sessions) <= model.session_limit * self.ADAPTIVE_START \
+                    else self.adaptive()
                 if a == 1.0 and w.__class__ is int:
                     # created + w (_deadline): no float per session
                     f = _AFTER_CREATED.get(w)
@@ -844,14 +865,20 @@ class SessionTable:
                 s.b0 = pkt.payload_len
         table[kc] = s
         table[ks] = s
-        self.sessions[s.sid] = s
-        th.count(src, dst)
+        sessions = self.sessions
+        sessions[s.sid] = s
+        # th.count(src, dst), inline
+        per = th.per_src
+        per[src] = per.get(src, 0) + 1
+        per = th.per_dst
+        per[dst] = per.get(dst, 0) + 1
         if cap is not None:
             self._rule_live[rname] = self._rule_live.get(rname, 0) + 1
-        n = len(self.sessions)
+        n = len(sessions)
         if n > stats.peak:
             stats.peak = n
-        stats.created[protocol] = stats.created.get(protocol, 0) + 1
+        cr = stats.created
+        cr[protocol] = cr.get(protocol, 0) + 1
         if pinhole is not None:
             self._consume_pinhole(pinhole)
             if pinhole.group is not None:
@@ -874,10 +901,23 @@ class SessionTable:
         if s.half_open:
             th.add_half(s, host)
         if counts:
-            th.check_aggressive(s, g)
-        # (a new TCP session's deadline is its synwait: no RST challenge yet)
-        self._schedule(s, self._deadline(s))
-        if s.audit:
+            if th.aggressive:
+                th.check_calm(g)         # (check_aggressive's other half)
+            else:
+                th.check_aggressive(s, g)
+        # (a new TCP session's deadline is its synwait: no RST challenge
+        # yet; self._schedule(s, self._deadline(s)) inline for one not yet
+        # filed)
+        if proto == 6 and s.slot is None:
+            f = s.fixed
+            wheel = self._wheel
+            wheel.add(s, int(s.created + f if f.__class__ is AfterCreated else f) + 1)
+            t = wheel.timer
+            if t is None or not t.active():
+                wheel.ensure(self.TICK)
+        else:
+            self._schedule(s, self._deadline(s))
+        if s.prof.audit:
             ios.message("FW", 6, "SESS_AUDIT_TRAIL_START",
                         _zbf_prefix(s.rule_name) +
                         "Start %s session: initiator (%s:%d) -- responder (%s:%d)" % (
@@ -1133,7 +1173,7 @@ class SessionTable:
         if st is not None and flags & ACK:
             ack = st.ack_translate(d, ack)
         old = t.state
-        if d == CLIENT and flags & (SYN | ACK | RST | FIN) == SYN and old >= CLOSING:
+        if old >= CLOSING and d == CLIENT and flags & _SARF == SYN:
             # a new connection on the same 4-tuple: delete the old session
             # and let the router handle this SYN as a new connection (as
             # conntrack does; dropping it cost the client a 1 s SYN
@@ -1162,7 +1202,8 @@ class SessionTable:
         if self.debug_enabled:
             self._debug_tcp(s, d, pkt)
         new = t.state
-        if new != old:
+        if new != old and (new != SYN_RECV or self.debug_enabled):
+            # (SYN_SENT -> SYN_RECV changes nothing but a debug line)
             self._tcp_transition(s, old, new, now)
         extras = _EMPTY
         if st is not None:
@@ -1181,11 +1222,23 @@ class SessionTable:
         return extras
 
     def _tcp_transition(self, s, old, new, now) -> None:
-        g = self.model.inspect
         if new == ESTABLISHED:
-            self.set_open(s)
+            # self.set_open(s), inline
+            if s.half_open:
+                s.half_open = False
+                self.thresholds.remove_half(s)
+            if s.sis == SIS_OPENING:
+                s.sis = SIS_OPEN
+            if self.observer is not None and not s.dead:
+                self.observer.session_changed(s)
             s.fixed = None
-            self._schedule(s, s.last + s.idle)
+            # the idle deadline: filed now only when the session's slot is
+            # later (self._schedule's test, inline: the synwait slot is
+            # earlier, and the timer re-files it when it comes due)
+            dl = s.last + s.idle
+            slot = s.slot
+            if slot is None or slot > int(dl) + 1:
+                self._schedule(s, dl)
             if self.debug_enabled:
                 self.debug_line("events", "CBAC sis %s SIS_OPEN: established %s" % (
                     s.hexid, s.flow_text()))
@@ -1195,7 +1248,7 @@ class SessionTable:
             s.sis = SIS_CLOSING
             rp = s.rule
             s.fixed = now + (rp.finwait if rp is not None and rp.finwait is not None
-                             else g.tcp_finwait_time)
+                             else self.model.inspect.tcp_finwait_time)
             self._schedule(s, s.fixed)
             if self.observer is not None:
                 self.observer.session_changed(s)

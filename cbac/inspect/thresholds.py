@@ -15,8 +15,13 @@ sessions through the table (``table._delete``) and logs the IOS
 
 from __future__ import annotations
 
+from struct import Struct
+
 from cbac.log import ios
 from cbac.packet.view import ip_str
+
+#: the responder's address in a session's client-side key (``s.host``)
+_HOST = Struct("!I").unpack_from
 
 
 class Thresholds:
@@ -26,14 +31,20 @@ class Thresholds:
     def __init__(self, table):
         self.table = table
         self.half = {}                  # half-open TCP+UDP sessions, oldest first
-        # (proto, responder) -> {session: None} (TCP+UDP); a host's half-open
-        # TCP sessions are group_half[(6, host)] (no second per-host dict)
-        self.group_half = {}
+        # proto -> responder -> {session: None} (TCP+UDP): the half-open
+        # sessions of one (protocol, responder) group; a host's half-open
+        # TCP sessions are tcp_half[host] (no second per-host dict, no
+        # tuple key per connection)
+        self.tcp_half = {}
+        self.group_half = {6: self.tcp_half, 17: {}}
         self.per_src = {}               # initiator address -> sessions
         self.src_logged = {}            # initiator address -> last limit log time
         self.per_dst = {}               # responder address (real) -> sessions
         self.dst_logged = {}            # responder address -> last limit log time
-        self.heavy = None               # the group that grew largest last
+        # the group that grew largest last: its protocol (None: none yet)
+        # and responder
+        self.heavy_proto = None
+        self.heavy_host = None
         self.host_alerted = set()
         self.blocked = {}               # host -> unblock time
         self.aggressive = False
@@ -52,7 +63,7 @@ class Thresholds:
 
     def host_half_open(self, host) -> int:
         """Half-open TCP sessions to ``host``."""
-        return len(self.group_half.get((6, host)) or ())
+        return len(self.tcp_half.get(host) or ())
 
     def blocked_until(self, host):
         """The time ``host`` is blocked until, or None."""
@@ -104,30 +115,49 @@ class Thresholds:
 
     # -- half-open sessions ----------------------------------------------
 
+    def _hosts(self, proto):
+        """responder -> {session: None} of the half-open sessions of ``proto``."""
+        hosts = self.group_half.get(proto)
+        if hosts is None:
+            hosts = self.group_half[proto] = {}
+        return hosts
+
     def add_half(self, s, host=None) -> None:
         """A new half-open session (TCP or UDP); ``host`` is ``s.host``
         when the caller has it at hand."""
         self.half[s] = None
-        gk = (s.proto, s.host if host is None else host)
-        gh = self.group_half.get(gk)
+        proto = s.proto
+        if host is None:
+            host = _HOST(s.kc, 4)[0]
+        hosts = self.tcp_half if proto == 6 else self._hosts(proto)
+        gh = hosts.get(host)
         if gh is None:
-            gh = self.group_half[gk] = {}
-        gh[s] = None
-        heavy = self.group_half.get(self.heavy)
-        if heavy is None or len(gh) > len(heavy):
-            self.heavy = gk
+            gh = hosts[host] = {s: None}
+        else:
+            gh[s] = None
+        hp = self.heavy_proto
+        if hp == proto and self.heavy_host == host:
+            return                       # gh is the heaviest group already
+        if hp is not None:
+            heavy = (self.tcp_half if hp == 6 else self._hosts(hp)).get(self.heavy_host)
+            if heavy is not None and len(gh) <= len(heavy):
+                return
+        self.heavy_proto = proto
+        self.heavy_host = host
 
     def remove_half(self, s) -> None:
         """The session is no longer half-open."""
         self.half.pop(s, None)
-        gk = (s.proto, s.host)
-        gh = self.group_half.get(gk)
+        proto = s.proto
+        host = _HOST(s.kc, 4)[0]         # s.host
+        hosts = self.tcp_half if proto == 6 else self._hosts(proto)
+        gh = hosts.get(host)
         if gh is not None:
             gh.pop(s, None)
             if not gh:
-                del self.group_half[gk]
-                if gk[0] == 6:
-                    self.host_alerted.discard(gk[1])
+                del hosts[host]
+                if proto == 6 and self.host_alerted:
+                    self.host_alerted.discard(host)
 
     def victim(self):
         """The half-open session to delete when the table or aggressive
@@ -138,7 +168,8 @@ class Thresholds:
         oldest half-open session (IOS).  So a legitimate connection
         waiting for its SYN/ACK is not pushed out by a flood aimed
         elsewhere."""
-        g = self.group_half.get(self.heavy)
+        hp = self.heavy_proto
+        g = None if hp is None else self._hosts(hp).get(self.heavy_host)
         if g and 4 * len(g) >= len(self.half):
             return next(iter(g))
         return next(iter(self.half))
@@ -156,7 +187,7 @@ class Thresholds:
                 table.stats.drop("host-blocked")
                 return False
             self.unblock(host)
-        hh = self.group_half.get((6, host))
+        hh = self.tcp_half.get(host)
         n = len(hh) if hh else 0
         limit = g.tcp_max_incomplete_host
         if n < limit:
@@ -269,7 +300,9 @@ class Thresholds:
         if not self.aggressive:
             return
         half = len(self.half)
-        rate = self.one_minute_rate(self.table.clock.seconds())
+        now = self.table.clock.seconds()
+        # one_minute_rate(now), inline within the same second
+        rate = self.rate if self.rate_sec == int(now) else self.one_minute_rate(now)
         if half < g.max_incomplete_low and rate < g.one_minute_low:
             self.aggressive = False
             if not g.alert_off:
