@@ -124,3 +124,75 @@ class Rewrite:
                 v = 0xFFFF
         frame[c] = v >> 8
         frame[c + 1] = v & 0xFF
+
+
+#: (osrc, odst, nsrc, ndst) of a flow's forward direction -> the address
+#: parts of both directions' rewrites: (forward addrs, forward ip_delta,
+#: reverse addrs, reverse ip_delta).  The connections of one inside host to
+#: one server through PAT share them; bounded as ``_ADDRS``.
+_PAIRS: dict = {}
+_PAIRS_MAX = 4096
+_new = object.__new__
+
+
+def _addr_part(osrc, odst, nsrc, ndst):
+    """(addrs, ip_delta) of a rewrite from (osrc, odst) to (nsrc, ndst),
+    exactly as :class:`Rewrite` computes them (and shared the same way)."""
+    k = (nsrc << 32) | ndst
+    a = _ADDRS.get(k)
+    if a is None:
+        if len(_ADDRS) >= _ADDRS_MAX:
+            _ADDRS.clear()
+        a = _ADDRS[k] = k.to_bytes(8, "big")
+    s = ((~osrc >> 16 & 0xFFFF) + (~osrc & 0xFFFF) + (nsrc >> 16) + (nsrc & 0xFFFF)
+         + (~odst >> 16 & 0xFFFF) + (~odst & 0xFFFF) + (ndst >> 16) + (ndst & 0xFFFF))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return a, _DELTAS.setdefault(s, s)
+
+
+def port_pair(proto, il, ilp, ig, igp, ol, olp, og, ogp):
+    """The (forward, reverse) :class:`Rewrite` pair of a TCP or UDP flow
+    translated from (il:ilp -> ol:olp) to (ig:igp -> og:ogp): the same
+    objects as ``(Rewrite(proto, (il, ol, ilp, olp), (ig, og, igp, ogp)),
+    Rewrite(proto, (og, ig, ogp, igp), (ol, il, olp, ilp)))``, made for
+    the set-up path of every translated connection: the address parts
+    (the bytes and the IP checksum delta of each direction) are looked up
+    per (inside host, server) pair, only the port part is per flow.
+    Ports are 0..0xFFFF."""
+    k = (il, ol, ig, og)
+    a = _PAIRS.get(k)
+    if a is None:
+        if len(_PAIRS) >= _PAIRS_MAX:
+            _PAIRS.clear()
+        a = _PAIRS[k] = _addr_part(il, ol, ig, og) + _addr_part(og, ig, ol, il)
+    fa, fd, ra, rd = a
+    off = _L4_CSUM_OFFSET[proto]
+    # fold(ip_delta + delta16(osp, nsp) + delta16(odp, ndp)), as Rewrite:
+    # one fold of the unfolded terms gives the same value (the sum is 0 only
+    # when every term is); the terms are < 2**18, two folds suffice
+    f = _new(Rewrite)
+    f.proto = proto
+    f.old = (il, ol, ilp, olp)
+    f.new = (ig, og, igp, ogp)
+    f.addrs = fa
+    f.ports = ((igp << 16) | ogp).to_bytes(4, "big")
+    f.ip_delta = f.l4_pdelta = fd
+    s = fd + (ilp ^ 0xFFFF) + igp + (olp ^ 0xFFFF) + ogp
+    s = (s & 0xFFFF) + (s >> 16)
+    s = (s & 0xFFFF) + (s >> 16)
+    f.l4_delta = _DELTAS.setdefault(s, s)
+    f.csum_off = off
+    r = _new(Rewrite)
+    r.proto = proto
+    r.old = (og, ig, ogp, igp)
+    r.new = (ol, il, olp, ilp)
+    r.addrs = ra
+    r.ports = ((olp << 16) | ilp).to_bytes(4, "big")
+    r.ip_delta = r.l4_pdelta = rd
+    s = rd + (ogp ^ 0xFFFF) + olp + (igp ^ 0xFFFF) + ilp
+    s = (s & 0xFFFF) + (s >> 16)
+    s = (s & 0xFFFF) + (s >> 16)
+    r.l4_delta = _DELTAS.setdefault(s, s)
+    r.csum_off = off
+    return f, r
