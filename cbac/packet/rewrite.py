@@ -15,8 +15,6 @@ only: addresses enter it, ports do not, and it is not inverted.
 
 from __future__ import annotations
 
-from cbac.packet.checksum import apply_delta, apply_delta_partial
-
 _L4_CSUM_OFFSET = {6: 16, 17: 6, 1: 2}
 
 #: Shared values.  The connections of one inside host to one server
@@ -99,32 +97,40 @@ class Rewrite:
               first_fragment: bool = True) -> None:
         """Rewrite one packet in place.  ``partial``: the L4 checksum field
         holds a NEEDS_CSUM pseudo-header sum.  ``first_fragment`` False for
-        non-initial fragments (no L4 header to touch)."""
+        non-initial fragments (no L4 header to touch).  (The per-packet
+        path of every translated flow: apply_delta and apply_delta_partial
+        of :mod:`cbac.packet.checksum` inline.)"""
         frame[l3 + 12:l3 + 20] = self.addrs
         c = l3 + 10
-        v = apply_delta((frame[c] << 8) | frame[c + 1], self.ip_delta)
-        frame[c] = v >> 8
-        frame[c + 1] = v & 0xFF
-        if not first_fragment or self.csum_off is None:
+        s = (~((frame[c] << 8) | frame[c + 1]) & 0xFFFF) + self.ip_delta
+        s = (s & 0xFFFF) + (s >> 16)
+        s = ~((s & 0xFFFF) + (s >> 16)) & 0xFFFF
+        frame[c] = s >> 8
+        frame[c + 1] = s & 0xFF
+        off = self.csum_off
+        if off is None or not first_fragment:
             return
         proto = self.proto
         if proto == 1:
             frame[l4 + 4:l4 + 6] = self.ports
         else:
             frame[l4:l4 + 4] = self.ports
-        c = l4 + self.csum_off
+        c = l4 + off
         old = (frame[c] << 8) | frame[c + 1]
-        if proto == 17 and old == 0 and not partial:
-            return                      # UDP without checksum stays so
         if partial:
-            v = apply_delta_partial(old, self.l4_pdelta)
+            s = old + self.l4_pdelta
+            s = (s & 0xFFFF) + (s >> 16)
+            s = (s & 0xFFFF) + (s >> 16)
         else:
-            v = apply_delta(old, self.l4_delta)
-            if proto == 17 and v == 0:
-                v = 0xFFFF
-        frame[c] = v >> 8
-        frame[c + 1] = v & 0xFF
-
+            if proto == 17 and old == 0:
+                return                  # UDP without checksum stays so
+            s = (~old & 0xFFFF) + self.l4_delta
+            s = (s & 0xFFFF) + (s >> 16)
+            s = ~((s & 0xFFFF) + (s >> 16)) & 0xFFFF
+            if proto == 17 and s == 0:
+                s = 0xFFFF
+        frame[c] = s >> 8
+        frame[c + 1] = s & 0xFF
 
 #: (osrc, odst, nsrc, ndst) of a flow's forward direction -> the address
 #: parts of both directions' rewrites: (forward addrs, forward ip_delta,
