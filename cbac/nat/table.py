@@ -426,21 +426,10 @@ class Nat:
     # ------------------------------------------------------------------
     # the packet path
 
-    def outbound(self, pkt, in_if=None, out_if=None, rewrite=True):
-        """A packet from an inside interface routed to an outside one.
-        Returns the Translation (the packet is rewritten to global
-        addresses when ``rewrite``), None (no NAT applies: forward as is)
-        or :data:`DROP`."""
-        return self._translate(pkt, True, rewrite)
-
-    def inbound(self, pkt, in_if=None, rewrite=True):
-        """A packet arriving on an outside interface (before routing).
-        Returns the Translation (the packet is rewritten to local addresses
-        when ``rewrite``), None (no entry, no static: not translated) or
-        :data:`DROP`."""
-        return self._translate(pkt, False, rewrite)
-
-    def _translate(self, pkt, outbound: bool, rewrite: bool):
+    def _translate(self, pkt, in_if=None, out_if=None, rewrite=True, outbound=True):
+        """:meth:`outbound` (the very function: one call less on the path
+        of every translated connection) and, with ``outbound`` False,
+        :meth:`inbound`."""
         proto = pkt.proto
         if pkt.frag:
             return self._fragment(pkt, outbound, rewrite)
@@ -487,6 +476,19 @@ class Nat:
             self._note_fragment(outbound, pkt, t)
         return t
 
+    #: ``outbound(pkt, in_if=None, out_if=None, rewrite=True)``: a packet
+    #: from an inside interface routed to an outside one.  Returns the
+    #: Translation (the packet is rewritten to global addresses when
+    #: ``rewrite``), None (no NAT applies: forward as is) or :data:`DROP`.
+    outbound = _translate
+
+    def inbound(self, pkt, in_if=None, rewrite=True):
+        """A packet arriving on an outside interface (before routing).
+        Returns the Translation (the packet is rewritten to local addresses
+        when ``rewrite``), None (no entry, no static: not translated) or
+        :data:`DROP`."""
+        return self._translate(pkt, in_if, None, rewrite, False)
+
     @staticmethod
     def _debug(pkt, rw):
         """``debug ip nat``: ``NAT: s=10.0.0.2->203.0.113.1, d=192.0.2.9 [4242]``."""
@@ -505,6 +507,19 @@ class Nat:
         for its handshake is moved to ``tcp-timeout`` so that it never
         expires under a live session."""
         self.hits += 1
+        if t.owner is not None:
+            # lives and dies with its session (every packet of an inspected
+            # connection after the first): _touch's last-use part, inline
+            if now is None:
+                now = self.clock.seconds()
+            t.last_use = now
+            p = t.parent
+            if p is not None:
+                p.last_use = now
+            p = t.oparent
+            if p is not None:
+                p.last_use = now
+            return
         if tcp_flags is None:
             if t.proto == 6 and t.tcp_state == T_SYN:
                 tcp_flags = ACK
@@ -541,7 +556,7 @@ class Nat:
         session's translation dies with it at synwait."""
         t.owner = owner
         t.timeout = None
-        self._unbucket(t)
+        self.wheel.remove(t)                # _unbucket
 
     def release(self, t, owner) -> None:
         """``owner``, which adopted ``t``, is gone: so is ``t``."""
