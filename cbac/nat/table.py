@@ -1203,11 +1203,13 @@ class Nat:
             return None
         portmaps = self.portmaps
         for ig in addrs:
+            # _alloc_port, inline
             pm = portmaps.get((proto, ig))
-            if pm is not None and tw is None:
-                p = pm.alloc(ilp)               # _alloc_port's answer without TIME_WAIT
-            else:
-                p = self._alloc_port(proto, ig, ilp, tw, og, ogp)
+            if pm is None:
+                pm = self._portmap(proto, ig)
+            p = pm.alloc(ilp)
+            if tw is not None and p is not None and (ig, p, og, ogp) in tw:
+                p = self._skip_time_wait(pm, p, ig, ilp, tw, og, ogp)
             if p is not None:
                 k = (proto, ig, p)
                 self.ports[k] = [il, ilp, 1]
@@ -1285,6 +1287,12 @@ class Nat:
         p = pm.alloc(want)
         if tw is None or p is None or (ig, p, og, ogp) not in tw:
             return p
+        return self._skip_time_wait(pm, p, ig, want, tw, og, ogp)
+
+    def _skip_time_wait(self, pm, p, ig, want, tw, og, ogp):
+        """:meth:`_alloc_port` after port ``p`` of ``pm`` (taken) turned out
+        to be in the remote's TIME_WAIT: the next ports of the range, at
+        most :data:`TIME_WAIT_SKIP` passed over (and given back)."""
         skipped = []
         while p is not None and (ig, p, og, ogp) in tw and len(skipped) < self.TIME_WAIT_SKIP:
             skipped.append(p)
