@@ -442,11 +442,12 @@ class Nat:
         else:
             sp, dp = pkt.sport, pkt.dport
         flows = self.flows_in if outbound else self.flows_out
-        t = flows.get(proto << 96 | pkt.src << 64 | sp << 48 | pkt.dst << 16 | dp)   # flow_key
+        key = proto << 96 | pkt.src << 64 | sp << 48 | pkt.dst << 16 | dp     # flow_key
+        t = flows.get(key)
         if t is None:
             self.misses += 1
             create = self._create_outbound if outbound else self._create_inbound
-            t = create(pkt, proto, sp, dp)
+            t = create(pkt, proto, sp, dp, key)
             if t is None or t is DROP:
                 return t
             if t is not self.created or pkt.tcp_flags & _ACK_RST_FIN:
@@ -691,7 +692,8 @@ class Nat:
 
     # -- creation ----------------------------------------------------------
 
-    def _create_outbound(self, pkt, proto, sp, dp):
+    def _create_outbound(self, pkt, proto, sp, dp, key=None):
+        """``key``: the packet's flow_key (the entry's ``in_key``)."""
         src, dst = pkt.src, pkt.dst
         og = self.st_out_by_local.get(dst)
         oparent = None
@@ -760,9 +762,10 @@ class Nat:
         if rule is None and not self._limits_ok(src, False):
             return DROP
         return self._make(proto, src, sp, ig, igp, dst, dp, og, dp, parent, rule, pat_key,
-                          oparent)
+                          oparent, key)
 
-    def _create_inbound(self, pkt, proto, sp, dp):
+    def _create_inbound(self, pkt, proto, sp, dp, key=None):
+        """``key``: the packet's flow_key (the entry's ``out_key``)."""
         self.created_obind = None
         self.created_door = None
         src = pkt.src
@@ -775,7 +778,7 @@ class Nat:
                 if oparent is DROP:
                     return DROP
             ol = oparent.ol if oparent is not None else src
-        t = self._create_inbound2(pkt, proto, sp, dp, ol, oparent)
+        t = self._create_inbound2(pkt, proto, sp, dp, ol, oparent, key)
         b = self.created_obind
         if b is not None and (t is None or t is DROP):
             # the binding this packet made serves nothing: no state before proof
@@ -832,7 +835,7 @@ class Nat:
                 return b
         return None
 
-    def _create_inbound2(self, pkt, proto, sp, dp, ol, oparent):
+    def _create_inbound2(self, pkt, proto, sp, dp, ol, oparent, key=None):
         src, dst = pkt.src, pkt.dst
         if oparent is not None:
             oparent.last_use = self.clock.seconds()
@@ -885,7 +888,7 @@ class Nat:
             return self._make(1, il, ilp, dst, sp, ol, 0, src, 0, parent, rule, pat_key,
                               oparent)
         return self._make(proto, il, ilp, dst, dp, ol, sp, src, sp, parent, rule, pat_key,
-                          oparent)
+                          oparent, None, key)
 
     def _unregistered(self, proto, il, ilp, ig, igp, ol, olp, og, ogp):
         """A translation used for one packet only (its rewrites), kept
@@ -1031,14 +1034,18 @@ class Nat:
                         % (limit, ip_str(host)))
 
     def _make(self, proto, il, ilp, ig, igp, ol, olp, og, ogp, parent, rule, pat_key,
-              oparent=None):
+              oparent=None, in_key=None, out_key=None):
+        """A flow entry, registered.  ``in_key``/``out_key``: its keys when
+        the caller has them (the creating packet's own flow_key), TCP/UDP."""
         now = self.clock.seconds()
         flows_in, flows_out = self.flows_in, self.flows_out
         if proto == 6 or proto == 17:
             # the set-up path of every TCP and UDP connection: flow_key,
             # make_rewrites, new_flow and _timeout_for, inline
-            in_key = proto << 96 | il << 64 | ilp << 48 | ol << 16 | olp
-            out_key = proto << 96 | og << 64 | ogp << 48 | ig << 16 | igp
+            if in_key is None:
+                in_key = proto << 96 | il << 64 | ilp << 48 | ol << 16 | olp
+            if out_key is None:
+                out_key = proto << 96 | og << 64 | ogp << 48 | ig << 16 | igp
             if out_key in flows_out or in_key in flows_in:
                 # the global side is taken by another flow (a static port or
                 # an address-only translation of another host): cannot translate.
