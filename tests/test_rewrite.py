@@ -150,9 +150,14 @@ class PortPair(unittest.TestCase):
 
     @settings(max_examples=300, deadline=None)
     @given(st.sampled_from([6, 17]), edge_addrs, edge_ports, edge_addrs, edge_ports,
-           edge_addrs, edge_ports, edge_addrs, edge_ports)
-    def test_same_as_rewrite(self, proto, il, ilp, ig, igp, ol, olp, og, ogp):
+           edge_addrs, edge_ports, edge_addrs, edge_ports, st.booleans(), st.booleans())
+    def test_same_as_rewrite(self, proto, il, ilp, ig, igp, ol, olp, og, ogp, keep_in,
+                             keep_out):
         from cbac.packet.rewrite import port_pair
+        if keep_in:
+            igp = ilp                   # PAT kept the inside port
+        if keep_out:
+            ogp = olp
         want = (Rewrite(proto, (il, ol, ilp, olp), (ig, og, igp, ogp)),
                 Rewrite(proto, (og, ig, ogp, igp), (ol, il, olp, ilp)))
         for _ in range(2):              # made, then from the address cache
@@ -165,6 +170,8 @@ class PortPair(unittest.TestCase):
     @given(st.sampled_from([6, 17]), addrs, addrs, ports, ports, addrs, ports, payloads)
     def test_pat_both_ways_vs_scapy(self, proto, il, ol, ilp, olp, ig, igp, data):
         from cbac.packet.rewrite import port_pair
+        if igp % 2:
+            igp = ilp                   # PAT kept the inside port
         fwd, rev = port_pair(proto, il, ilp, ig, igp, ol, olp, ol, olp)
         f = make(proto, il, ol, ilp, olp, data)
         s = assert_checksums_ok(self, rewrite(fwd, f))

@@ -15,6 +15,8 @@ only: addresses enter it, ports do not, and it is not inverted.
 
 from __future__ import annotations
 
+import struct
+
 _L4_CSUM_OFFSET = {6: 16, 17: 6, 1: 2}
 
 #: Shared values.  The connections of one inside host to one server
@@ -134,11 +136,13 @@ class Rewrite:
 
 #: (osrc, odst, nsrc, ndst) of a flow's forward direction -> the address
 #: parts of both directions' rewrites: (forward addrs, forward ip_delta,
-#: reverse addrs, reverse ip_delta).  The connections of one inside host to
-#: one server through PAT share them; bounded as ``_ADDRS``.
+#: reverse addrs, reverse ip_delta, forward l4_delta, reverse l4_delta), the
+#: l4 deltas of a flow whose ports are not translated.  The connections of
+#: one inside host to one server through PAT share them; bounded as ``_ADDRS``.
 _PAIRS: dict = {}
 _PAIRS_MAX = 4096
 _new = object.__new__
+_HH = struct.Struct("!HH").pack
 
 
 def _addr_part(osrc, odst, nsrc, ndst):
@@ -157,48 +161,63 @@ def _addr_part(osrc, odst, nsrc, ndst):
     return a, _DELTAS.setdefault(s, s)
 
 
+def _same_ports_delta(d):
+    """The l4_delta of a rewrite with ip_delta ``d`` whose ports stay:
+    delta16(p, p) is 0xFFFF for any p (``(p ^ 0xFFFF) + p``)."""
+    s = d + 0x1FFFE
+    s = (s & 0xFFFF) + (s >> 16)
+    s = (s & 0xFFFF) + (s >> 16)
+    return _DELTAS.setdefault(s, s)
+
+
 def port_pair(proto, il, ilp, ig, igp, ol, olp, og, ogp):
     """The (forward, reverse) :class:`Rewrite` pair of a TCP or UDP flow
     translated from (il:ilp -> ol:olp) to (ig:igp -> og:ogp): the same
     objects as ``(Rewrite(proto, (il, ol, ilp, olp), (ig, og, igp, ogp)),
     Rewrite(proto, (og, ig, ogp, igp), (ol, il, olp, ilp)))``, made for
     the set-up path of every translated connection: the address parts
-    (the bytes and the IP checksum delta of each direction) are looked up
-    per (inside host, server) pair, only the port part is per flow.
-    Ports are 0..0xFFFF."""
+    (the bytes and the IP checksum delta of each direction, and the L4
+    delta when the ports stay, as PAT keeps a free port) are looked up
+    per (inside host, server) pair; only the ports' bytes, and the L4
+    delta of a flow whose ports change, are per flow.  Ports are 0..0xFFFF."""
     k = (il, ol, ig, og)
     a = _PAIRS.get(k)
     if a is None:
         if len(_PAIRS) >= _PAIRS_MAX:
             _PAIRS.clear()
-        a = _PAIRS[k] = _addr_part(il, ol, ig, og) + _addr_part(og, ig, ol, il)
-    fa, fd, ra, rd = a
+        fa, fd = _addr_part(il, ol, ig, og)
+        ra, rd = _addr_part(og, ig, ol, il)
+        a = _PAIRS[k] = (fa, fd, ra, rd, _same_ports_delta(fd), _same_ports_delta(rd))
+    fa, fd, ra, rd, fl, rl = a
+    if ilp != igp or olp != ogp:
+        # fold(ip_delta + delta16(osp, nsp) + delta16(odp, ndp)), as Rewrite:
+        # one fold of the unfolded terms gives the same value (the sum is 0
+        # only when every term is); the terms are < 2**18, two folds suffice
+        s = fd + (ilp ^ 0xFFFF) + igp + (olp ^ 0xFFFF) + ogp
+        s = (s & 0xFFFF) + (s >> 16)
+        s = (s & 0xFFFF) + (s >> 16)
+        fl = _DELTAS.setdefault(s, s)
+        s = rd + (ogp ^ 0xFFFF) + olp + (igp ^ 0xFFFF) + ilp
+        s = (s & 0xFFFF) + (s >> 16)
+        s = (s & 0xFFFF) + (s >> 16)
+        rl = _DELTAS.setdefault(s, s)
     off = _L4_CSUM_OFFSET[proto]
-    # fold(ip_delta + delta16(osp, nsp) + delta16(odp, ndp)), as Rewrite:
-    # one fold of the unfolded terms gives the same value (the sum is 0 only
-    # when every term is); the terms are < 2**18, two folds suffice
     f = _new(Rewrite)
     f.proto = proto
     f.old = (il, ol, ilp, olp)
     f.new = (ig, og, igp, ogp)
     f.addrs = fa
-    f.ports = ((igp << 16) | ogp).to_bytes(4, "big")
+    f.ports = _HH(igp, ogp)
     f.ip_delta = f.l4_pdelta = fd
-    s = fd + (ilp ^ 0xFFFF) + igp + (olp ^ 0xFFFF) + ogp
-    s = (s & 0xFFFF) + (s >> 16)
-    s = (s & 0xFFFF) + (s >> 16)
-    f.l4_delta = _DELTAS.setdefault(s, s)
+    f.l4_delta = fl
     f.csum_off = off
     r = _new(Rewrite)
     r.proto = proto
     r.old = (og, ig, ogp, igp)
     r.new = (ol, il, olp, ilp)
     r.addrs = ra
-    r.ports = ((olp << 16) | ilp).to_bytes(4, "big")
+    r.ports = _HH(olp, ilp)
     r.ip_delta = r.l4_pdelta = rd
-    s = rd + (ogp ^ 0xFFFF) + olp + (igp ^ 0xFFFF) + ilp
-    s = (s & 0xFFFF) + (s >> 16)
-    s = (s & 0xFFFF) + (s >> 16)
-    r.l4_delta = _DELTAS.setdefault(s, s)
+    r.l4_delta = rl
     r.csum_off = off
     return f, r
