@@ -102,11 +102,16 @@ class Rewrite:
         non-initial fragments (no L4 header to touch).  (The per-packet
         path of every translated flow: apply_delta and apply_delta_partial
         of :mod:`cbac.packet.checksum` inline.)"""
+        # apply_delta: with a checksum and a delta both 0..0xFFFF, the sum
+        # takes at most one end-around carry, and ~x & 0xFFFF is 0xFFFF - x
+        # (int additions, subtractions and comparisons: the interpreter's
+        # fast operations, where shifts and masks are not)
         frame[l3 + 12:l3 + 20] = self.addrs
         c = l3 + 10
-        s = (~((frame[c] << 8) | frame[c + 1]) & 0xFFFF) + self.ip_delta
-        s = (s & 0xFFFF) + (s >> 16)
-        s = ~((s & 0xFFFF) + (s >> 16)) & 0xFFFF
+        s = 0xFFFF - (frame[c] * 256 + frame[c + 1]) + self.ip_delta
+        if s > 0xFFFF:
+            s -= 0xFFFF
+        s = 0xFFFF - s
         frame[c] = s >> 8
         frame[c + 1] = s & 0xFF
         off = self.csum_off
@@ -118,21 +123,23 @@ class Rewrite:
         else:
             frame[l4:l4 + 4] = self.ports
         c = l4 + off
-        old = (frame[c] << 8) | frame[c + 1]
+        old = frame[c] * 256 + frame[c + 1]
         if partial:
-            s = old + self.l4_pdelta
-            s = (s & 0xFFFF) + (s >> 16)
-            s = (s & 0xFFFF) + (s >> 16)
+            s = old + self.l4_pdelta            # apply_delta_partial
+            if s > 0xFFFF:
+                s -= 0xFFFF
         else:
             if proto == 17 and old == 0:
                 return                  # UDP without checksum stays so
-            s = (~old & 0xFFFF) + self.l4_delta
-            s = (s & 0xFFFF) + (s >> 16)
-            s = ~((s & 0xFFFF) + (s >> 16)) & 0xFFFF
+            s = 0xFFFF - old + self.l4_delta
+            if s > 0xFFFF:
+                s -= 0xFFFF
+            s = 0xFFFF - s
             if proto == 17 and s == 0:
                 s = 0xFFFF
         frame[c] = s >> 8
         frame[c + 1] = s & 0xFF
+
 
 #: (osrc, odst, nsrc, ndst) of a flow's forward direction -> the address
 #: parts of both directions' rewrites: (forward addrs, forward ip_delta,
