@@ -29,6 +29,34 @@ _ADDRS: dict = {}
 _ADDRS_MAX = 4096
 
 
+def _addr_part(osrc, odst, nsrc, ndst):
+    """(addrs, ip_delta) of a rewrite from (osrc, odst) to (nsrc, ndst): the
+    new addresses' bytes (shared through ``_ADDRS``) and delta32(osrc, nsrc)
+    + delta32(odst, ndst), folded (RFC 1624; shared through ``_DELTAS``)."""
+    k = (nsrc << 32) | ndst
+    a = _ADDRS.get(k)
+    if a is None:
+        if len(_ADDRS) >= _ADDRS_MAX:
+            _ADDRS.clear()
+        a = _ADDRS[k] = k.to_bytes(8, "big")
+    s = ((~osrc >> 16 & 0xFFFF) + (~osrc & 0xFFFF) + (nsrc >> 16) + (nsrc & 0xFFFF)
+         + (~odst >> 16 & 0xFFFF) + (~odst & 0xFFFF) + (ndst >> 16) + (ndst & 0xFFFF))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return a, _DELTAS.setdefault(s, s)
+
+
+def _ports_delta(s, osp, nsp, odp, ndp):
+    """fold(s + delta16(osp, nsp) + delta16(odp, ndp)), shared as ``_DELTAS``:
+    the L4 delta of a rewrite with IP delta ``s``.  One fold of the unfolded
+    terms gives the value folding each delta first would (ones' complement
+    sums; the sum is 0 only when every term is)."""
+    s += (~osp & 0xFFFF) + nsp + (~odp & 0xFFFF) + ndp
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return _DELTAS.setdefault(s, s)
+
+
 class Rewrite:
     """One direction's rewrite: ``old`` and ``new`` are the 4-tuples before
     and after; the rest is pre-computed for :meth:`apply`.  Read-only once
@@ -43,20 +71,8 @@ class Rewrite:
         self.new = new
         osrc, odst, osp, odp = old
         nsrc, ndst, nsp, ndp = new
-        k = (nsrc << 32) | ndst
-        a = _ADDRS.get(k)
-        if a is None:
-            if len(_ADDRS) >= _ADDRS_MAX:
-                _ADDRS.clear()
-            a = _ADDRS[k] = k.to_bytes(8, "big")
-        self.addrs = a
-        # delta32(osrc, nsrc) + delta32(odst, ndst), folded (RFC 1624),
-        # inlined: a translation makes two of these per connection
-        s = ((~osrc >> 16 & 0xFFFF) + (~osrc & 0xFFFF) + (nsrc >> 16) + (nsrc & 0xFFFF)
-             + (~odst >> 16 & 0xFFFF) + (~odst & 0xFFFF) + (ndst >> 16) + (ndst & 0xFFFF))
-        while s >> 16:
-            s = (s & 0xFFFF) + (s >> 16)
-        s = self.ip_delta = _DELTAS.setdefault(s, s)
+        self.addrs, s = _addr_part(osrc, odst, nsrc, ndst)
+        self.ip_delta = s
         self.csum_off = _L4_CSUM_OFFSET.get(proto)
         if proto == 1:
             self.ports = nsp.to_bytes(2, "big")
@@ -68,18 +84,7 @@ class Rewrite:
         else:
             self.ports = ((nsp << 16) | ndp).to_bytes(4, "big")
             self.l4_pdelta = s
-            # fold(ip_delta + delta16(osp, nsp) + delta16(odp, ndp)): a fold of
-            # the unfolded terms gives the same value (ones' complement sums)
-            d = (~osp & 0xFFFF) + nsp
-            while d >> 16:
-                d = (d & 0xFFFF) + (d >> 16)
-            e = (~odp & 0xFFFF) + ndp
-            while e >> 16:
-                e = (e & 0xFFFF) + (e >> 16)
-            s += d + e
-            while s >> 16:
-                s = (s & 0xFFFF) + (s >> 16)
-            self.l4_delta = _DELTAS.setdefault(s, s)
+            self.l4_delta = _ports_delta(s, osp, nsp, odp, ndp)
 
     @property
     def identity(self) -> bool:
@@ -152,31 +157,6 @@ _new = object.__new__
 _HH = struct.Struct("!HH").pack
 
 
-def _addr_part(osrc, odst, nsrc, ndst):
-    """(addrs, ip_delta) of a rewrite from (osrc, odst) to (nsrc, ndst),
-    exactly as :class:`Rewrite` computes them (and shared the same way)."""
-    k = (nsrc << 32) | ndst
-    a = _ADDRS.get(k)
-    if a is None:
-        if len(_ADDRS) >= _ADDRS_MAX:
-            _ADDRS.clear()
-        a = _ADDRS[k] = k.to_bytes(8, "big")
-    s = ((~osrc >> 16 & 0xFFFF) + (~osrc & 0xFFFF) + (nsrc >> 16) + (nsrc & 0xFFFF)
-         + (~odst >> 16 & 0xFFFF) + (~odst & 0xFFFF) + (ndst >> 16) + (ndst & 0xFFFF))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return a, _DELTAS.setdefault(s, s)
-
-
-def _same_ports_delta(d):
-    """The l4_delta of a rewrite with ip_delta ``d`` whose ports stay:
-    delta16(p, p) is 0xFFFF for any p (``(p ^ 0xFFFF) + p``)."""
-    s = d + 0x1FFFE
-    s = (s & 0xFFFF) + (s >> 16)
-    s = (s & 0xFFFF) + (s >> 16)
-    return _DELTAS.setdefault(s, s)
-
-
 def port_pair(proto, il, ilp, ig, igp, ol, olp, og, ogp):
     """The (forward, reverse) :class:`Rewrite` pair of a TCP or UDP flow
     translated from (il:ilp -> ol:olp) to (ig:igp -> og:ogp): the same
@@ -194,20 +174,13 @@ def port_pair(proto, il, ilp, ig, igp, ol, olp, og, ogp):
             _PAIRS.clear()
         fa, fd = _addr_part(il, ol, ig, og)
         ra, rd = _addr_part(og, ig, ol, il)
-        a = _PAIRS[k] = (fa, fd, ra, rd, _same_ports_delta(fd), _same_ports_delta(rd))
+        # ports that stay: delta16(p, p) is 0xFFFF for any p, as delta16(0, 0)
+        a = _PAIRS[k] = (fa, fd, ra, rd, _ports_delta(fd, 0, 0, 0, 0),
+                         _ports_delta(rd, 0, 0, 0, 0))
     fa, fd, ra, rd, fl, rl = a
     if ilp != igp or olp != ogp:
-        # fold(ip_delta + delta16(osp, nsp) + delta16(odp, ndp)), as Rewrite:
-        # one fold of the unfolded terms gives the same value (the sum is 0
-        # only when every term is); the terms are < 2**18, two folds suffice
-        s = fd + (ilp ^ 0xFFFF) + igp + (olp ^ 0xFFFF) + ogp
-        s = (s & 0xFFFF) + (s >> 16)
-        s = (s & 0xFFFF) + (s >> 16)
-        fl = _DELTAS.setdefault(s, s)
-        s = rd + (ogp ^ 0xFFFF) + olp + (igp ^ 0xFFFF) + ilp
-        s = (s & 0xFFFF) + (s >> 16)
-        s = (s & 0xFFFF) + (s >> 16)
-        rl = _DELTAS.setdefault(s, s)
+        fl = _ports_delta(fd, ilp, igp, olp, ogp)
+        rl = _ports_delta(rd, ogp, olp, igp, ilp)
     off = _L4_CSUM_OFFSET[proto]
     f = _new(Rewrite)
     f.proto = proto
