@@ -28,6 +28,11 @@ _DELTAS: dict = {}
 _ADDRS: dict = {}
 _ADDRS_MAX = 4096
 
+# Rewrite.apply's copies of the address and port bytes into the frame
+_put8 = struct.Struct("8s").pack_into
+_put4 = struct.Struct("4s").pack_into
+_put2 = struct.Struct("2s").pack_into
+
 
 def _addr_part(osrc, odst, nsrc, ndst):
     """(addrs, ip_delta) of a rewrite from (osrc, odst) to (nsrc, ndst): the
@@ -111,7 +116,7 @@ class Rewrite:
         # takes at most one end-around carry, and ~x & 0xFFFF is 0xFFFF - x
         # (int additions, subtractions and comparisons: the interpreter's
         # fast operations, where shifts and masks are not)
-        frame[l3 + 12:l3 + 20] = self.addrs
+        _put8(frame, l3 + 12, self.addrs)        # (a slice assignment costs twice)
         c = l3 + 10
         s = 0xFFFF - (frame[c] * 256 + frame[c + 1]) + self.ip_delta
         if s > 0xFFFF:
@@ -124,9 +129,9 @@ class Rewrite:
             return
         proto = self.proto
         if proto == 1:
-            frame[l4 + 4:l4 + 6] = self.ports
+            _put2(frame, l4 + 4, self.ports)
         else:
-            frame[l4:l4 + 4] = self.ports
+            _put4(frame, l4, self.ports)
         c = l4 + off
         old = frame[c] * 256 + frame[c + 1]
         if partial:
