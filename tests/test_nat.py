@@ -125,6 +125,27 @@ class NatTestCase(unittest.TestCase):
         self.assertIn("10 permit 10.0.0.0, wildcard bits 0.0.0.255 (1 match)",
                       self.nat.acls.show("1"))
 
+    def test_pat_entry_made_by_any_segment_takes_its_state_at_once(self):
+        """The packet that makes a PAT entry moves its TCP state as a later
+        packet would: a SYN leaves it in syn-timeout, an ACK makes it
+        established (tcp-timeout), a FIN or RST timing out (finrst)."""
+        made = {f: self.out(tcp("10.0.0.2", "192.0.2.9", 41000 + i, 80, flags=f))
+                for i, f in enumerate(("S", "A", "FA", "R"))}
+        v = self.nat.show_translations(verbose=True).splitlines()
+
+        def line(t):
+            return v[v.index(next(x for x in v if ":%d " % t.igp in x)) + 1]
+        self.assertIn("timeout:60, left 00:01:00, flags: extended, use_count: 0",
+                      line(made["S"]))
+        self.assertIn("timeout:86400, left 1d00h, flags: extended, use_count: 0",
+                      line(made["A"]))
+        for f in ("FA", "R"):
+            self.assertIn("timeout:60, left 00:01:00, flags: extended, timing out",
+                          line(made[f]))
+        self.clock.advance(61)
+        self.assertEqual([made[f].dead for f in ("S", "A", "FA", "R")],
+                         [True, False, True, True])
+
     def test_pat_port_in_use_gets_another_port_of_same_range(self):
         a = self.out(tcp("10.0.0.2", "192.0.2.9", 40000, 80))
         b = self.out(tcp("10.0.0.3", "192.0.2.9", 40000, 80))

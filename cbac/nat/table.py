@@ -34,7 +34,7 @@ from cbac.nat.translation import (BINDING, DOOR, FLOW, STATIC, T_EST, T_FINRST, 
 from cbac.log import ios
 from cbac.log.ios import debugging
 from cbac.packet.icmp import rewrite_error
-from cbac.packet.rewrite import Rewrite
+from cbac.packet.rewrite import Rewrite, port_pair
 from cbac.packet.view import ACK, FIN, RST, SYN, ip_str
 from cbac.timerwheel import TimerWheel
 
@@ -53,6 +53,8 @@ PORT_RANGES = ((0, 511), (512, 1023), (1024, 65535))
 _FRAG_LIFETIME = 30.0
 _FRAG_MAX = 4096            # first fragments remembered at most
 _SYN_ACK_RST_FIN = SYN | ACK | RST | FIN
+_ACK_RST_FIN = ACK | RST | FIN
+_new = object.__new__
 _ICMP_ERRORS = frozenset((3, 4, 5, 11, 12))
 
 
@@ -424,21 +426,10 @@ class Nat:
     # ------------------------------------------------------------------
     # the packet path
 
-    def outbound(self, pkt, in_if=None, out_if=None, rewrite=True):
-        """A packet from an inside interface routed to an outside one.
-        Returns the Translation (the packet is rewritten to global
-        addresses when ``rewrite``), None (no NAT applies: forward as is)
-        or :data:`DROP`."""
-        return self._translate(pkt, True, rewrite)
-
-    def inbound(self, pkt, in_if=None, rewrite=True):
-        """A packet arriving on an outside interface (before routing).
-        Returns the Translation (the packet is rewritten to local addresses
-        when ``rewrite``), None (no entry, no static: not translated) or
-        :data:`DROP`."""
-        return self._translate(pkt, False, rewrite)
-
-    def _translate(self, pkt, outbound: bool, rewrite: bool):
+    def _translate(self, pkt, in_if=None, out_if=None, rewrite=True, outbound=True):
+        """:meth:`outbound` (the very function: one call less on the path
+        of every translated connection) and, with ``outbound`` False,
+        :meth:`inbound`."""
         proto = pkt.proto
         if pkt.frag:
             return self._fragment(pkt, outbound, rewrite)
@@ -451,24 +442,53 @@ class Nat:
         else:
             sp, dp = pkt.sport, pkt.dport
         flows = self.flows_in if outbound else self.flows_out
-        t = flows.get(proto << 96 | pkt.src << 64 | sp << 48 | pkt.dst << 16 | dp)   # flow_key
+        key = proto << 96 | pkt.src << 64 | sp << 48 | pkt.dst << 16 | dp     # flow_key
+        t = flows.get(key)
         if t is None:
             self.misses += 1
             create = self._create_outbound if outbound else self._create_inbound
-            t = create(pkt, proto, sp, dp)
+            t = create(pkt, proto, sp, dp, key)
             if t is None or t is DROP:
                 return t
+            if t is not self.created or pkt.tcp_flags & _ACK_RST_FIN:
+                self._touch(t, pkt.tcp_flags)
+            # else: an entry _make just made (last_use, its parents' too, set
+            # now) for a packet that moves no TCP state: _touch would do nothing
         else:
             self.hits += 1
-        self._touch(t, pkt.tcp_flags)
+            self._touch(t, pkt.tcp_flags)
         if rewrite:
             rw = t.rw[0 if outbound else 1]
             if "nat" in debugging.enabled:
                 self._debug(pkt, rw)
-            self._apply(pkt, rw)
+            # _apply, inline (not a fragment: pkt.frag is 0 here)
+            v = pkt.vnet
+            rw.apply(pkt.frame, pkt.l3, pkt.l4,
+                     (proto == 6 or proto == 17) and bool(v) and bool(v[0] & 1), True)
+            src, dst, sp, dp = rw.new
+            pkt.src = src
+            pkt.dst = dst
+            if proto == 1:
+                pkt.icmp_id = sp
+            elif proto == 6 or proto == 17:
+                pkt.sport = sp
+                pkt.dport = dp
         if pkt.mf:
             self._note_fragment(outbound, pkt, t)
         return t
+
+    #: ``outbound(pkt, in_if=None, out_if=None, rewrite=True)``: a packet
+    #: from an inside interface routed to an outside one.  Returns the
+    #: Translation (the packet is rewritten to global addresses when
+    #: ``rewrite``), None (no NAT applies: forward as is) or :data:`DROP`.
+    outbound = _translate
+
+    def inbound(self, pkt, in_if=None, rewrite=True):
+        """A packet arriving on an outside interface (before routing).
+        Returns the Translation (the packet is rewritten to local addresses
+        when ``rewrite``), None (no entry, no static: not translated) or
+        :data:`DROP`."""
+        return self._translate(pkt, in_if, None, rewrite, False)
 
     @staticmethod
     def _debug(pkt, rw):
@@ -488,6 +508,19 @@ class Nat:
         for its handshake is moved to ``tcp-timeout`` so that it never
         expires under a live session."""
         self.hits += 1
+        if t.owner is not None:
+            # lives and dies with its session (every packet of an inspected
+            # connection after the first): _touch's last-use part, inline
+            if now is None:
+                now = self.clock.seconds()
+            t.last_use = now
+            p = t.parent
+            if p is not None:
+                p.last_use = now
+            p = t.oparent
+            if p is not None:
+                p.last_use = now
+            return
         if tcp_flags is None:
             if t.proto == 6 and t.tcp_state == T_SYN:
                 tcp_flags = ACK
@@ -524,7 +557,7 @@ class Nat:
         session's translation dies with it at synwait."""
         t.owner = owner
         t.timeout = None
-        self._unbucket(t)
+        self.wheel.remove(t)                # _unbucket
 
     def release(self, t, owner) -> None:
         """``owner``, which adopted ``t``, is gone: so is ``t``."""
@@ -659,7 +692,8 @@ class Nat:
 
     # -- creation ----------------------------------------------------------
 
-    def _create_outbound(self, pkt, proto, sp, dp):
+    def _create_outbound(self, pkt, proto, sp, dp, key=None):
+        """``key``: the packet's flow_key (the entry's ``in_key``)."""
         src, dst = pkt.src, pkt.dst
         og = self.st_out_by_local.get(dst)
         oparent = None
@@ -728,9 +762,10 @@ class Nat:
         if rule is None and not self._limits_ok(src, False):
             return DROP
         return self._make(proto, src, sp, ig, igp, dst, dp, og, dp, parent, rule, pat_key,
-                          oparent)
+                          oparent, key)
 
-    def _create_inbound(self, pkt, proto, sp, dp):
+    def _create_inbound(self, pkt, proto, sp, dp, key=None):
+        """``key``: the packet's flow_key (the entry's ``out_key``)."""
         self.created_obind = None
         self.created_door = None
         src = pkt.src
@@ -743,7 +778,7 @@ class Nat:
                 if oparent is DROP:
                     return DROP
             ol = oparent.ol if oparent is not None else src
-        t = self._create_inbound2(pkt, proto, sp, dp, ol, oparent)
+        t = self._create_inbound2(pkt, proto, sp, dp, ol, oparent, key)
         b = self.created_obind
         if b is not None and (t is None or t is DROP):
             # the binding this packet made serves nothing: no state before proof
@@ -800,7 +835,7 @@ class Nat:
                 return b
         return None
 
-    def _create_inbound2(self, pkt, proto, sp, dp, ol, oparent):
+    def _create_inbound2(self, pkt, proto, sp, dp, ol, oparent, key=None):
         src, dst = pkt.src, pkt.dst
         if oparent is not None:
             oparent.last_use = self.clock.seconds()
@@ -853,7 +888,7 @@ class Nat:
             return self._make(1, il, ilp, dst, sp, ol, 0, src, 0, parent, rule, pat_key,
                               oparent)
         return self._make(proto, il, ilp, dst, dp, ol, sp, src, sp, parent, rule, pat_key,
-                          oparent)
+                          oparent, None, key)
 
     def _unregistered(self, proto, il, ilp, ig, igp, ol, olp, og, ogp):
         """A translation used for one packet only (its rewrites), kept
@@ -959,6 +994,18 @@ class Nat:
     def _limits_ok(self, host, dynamic) -> bool:
         """Room for one more entry (:meth:`limit_reached`).  A refusal is
         counted and logged (once a minute per limit and host)."""
+        to = self.timeouts
+        m = to.max_entries
+        if len(self.entries) < (self.DEFAULT_MAX_ENTRIES if m is None else m):
+            # room in the table: limit_reached's answer without a call when
+            # no per-host or list limit is configured (host_max is then
+            # all-host's)
+            if not dynamic:
+                return True
+            if not to.max_entries_host and not to.max_entries_list:
+                m = to.max_entries_all_host
+                if self.host_count.get(host, 0) < (self.DEFAULT_HOST_MAX if m is None else m):
+                    return True
         hit = self.limit_reached(host, dynamic, count=True)
         if hit is None:
             return True
@@ -987,60 +1034,104 @@ class Nat:
                         % (limit, ip_str(host)))
 
     def _make(self, proto, il, ilp, ig, igp, ol, olp, og, ogp, parent, rule, pat_key,
-              oparent=None):
+              oparent=None, in_key=None, out_key=None):
+        """A flow entry, registered.  ``in_key``/``out_key``: its keys when
+        the caller has them (the creating packet's own flow_key), TCP/UDP."""
         now = self.clock.seconds()
-        if proto == 6 or proto == 17:
-            in_key = proto << 96 | il << 64 | ilp << 48 | ol << 16 | olp     # flow_key
-            out_key = proto << 96 | og << 64 | ogp << 48 | ig << 16 | igp
-            cols = (ilp, igp, olp, ogp)
-        elif proto == 1:
-            in_key = flow_key(1, il, ilp, ol, 0)
-            out_key = flow_key(1, og, igp, ig, 0)
-            cols = (ilp, igp, ilp, igp)
-            olp = ogp = 0
-        else:
-            ilp = igp = olp = ogp = 0
-            in_key = flow_key(proto, il, 0, ol, 0)
-            out_key = flow_key(proto, og, 0, ig, 0)
-            cols = (None, None, None, None)
         flows_in, flows_out = self.flows_in, self.flows_out
-        if out_key in flows_out or in_key in flows_in:
-            # the global side is taken by another flow (a static port or an
-            # address-only translation of another host): cannot translate.
-            if pat_key is not None:
-                self._port_release(proto, ig, igp, pat_key)
-            return DROP
-        t = new_flow(proto, il, cols[0], ig, cols[1], ol, cols[2], og, cols[3],
-                     make_rewrites(proto, il, ilp, ig, igp, ol, olp, og, ogp), now)
+        if proto == 6 or proto == 17:
+            # the set-up path of every TCP and UDP connection: flow_key,
+            # make_rewrites, new_flow and _timeout_for, inline
+            if in_key is None:
+                in_key = proto << 96 | il << 64 | ilp << 48 | ol << 16 | olp
+            if out_key is None:
+                out_key = proto << 96 | og << 64 | ogp << 48 | ig << 16 | igp
+            if out_key in flows_out or in_key in flows_in:
+                # the global side is taken by another flow (a static port or
+                # an address-only translation of another host): cannot translate.
+                if pat_key is not None:
+                    self._port_release(proto, ig, igp, pat_key)
+                return DROP
+            t = _new(Translation)
+            t.kind = FLOW
+            t.proto = proto
+            t.il = il
+            t.ilp = ilp
+            t.ig = ig
+            t.igp = igp
+            t.ol = ol
+            t.olp = olp
+            t.og = og
+            t.ogp = ogp
+            t.rw = port_pair(proto, il, ilp, ig, igp, ol, olp, og, ogp)
+            t.created = t.last_use = now
+            t.tcp_state = T_SYN
+            t.slot = None
+            t.refcount = 0
+            t.dead = False
+            t.owner = t._x = None
+            to = self.timeouts
+            if proto == 6:
+                to = to.syn_timeout
+            elif ilp == 53 or olp == 53:
+                to = to.dns_timeout
+            else:
+                to = to.udp_timeout
+        else:
+            if proto == 1:
+                in_key = flow_key(1, il, ilp, ol, 0)
+                out_key = flow_key(1, og, igp, ig, 0)
+                cols = (ilp, igp, ilp, igp)
+                olp = ogp = 0
+            else:
+                ilp = igp = olp = ogp = 0
+                in_key = flow_key(proto, il, 0, ol, 0)
+                out_key = flow_key(proto, og, 0, ig, 0)
+                cols = (None, None, None, None)
+            if out_key in flows_out or in_key in flows_in:
+                if pat_key is not None:
+                    self._port_release(proto, ig, igp, pat_key)
+                return DROP
+            t = new_flow(proto, il, cols[0], ig, cols[1], ol, cols[2], og, cols[3],
+                         make_rewrites(proto, il, ilp, ig, igp, ol, olp, og, ogp), now)
+            to = self._timeout_for(proto, ilp, olp)
+        t.rule = rule
+        t.pat_key = pat_key
         if rule is not None:
-            t.rule = rule
             t.host = il
             hc = self.host_count
             hc[il] = hc.get(il, 0) + 1
             rule.refcount += 1
-            t.pat_key = pat_key
-        elif pat_key is not None:
-            t.pat_key = pat_key
+        else:
+            t.host = None
+        t.parent = parent
         if parent is not None:
-            t.parent = parent
             parent.refcount += 1
             parent.last_use = now
+        t.oparent = oparent
         if oparent is not None:
-            t.oparent = oparent
             oparent.refcount += 1
             oparent.last_use = now
-        t.timeout = to = self._timeout_for(proto, ilp, olp)
+        t.timeout = to
         flows_in[in_key] = t
         flows_out[out_key] = t
         entries = self.entries
         entries[t] = t
+        n = len(entries)
         if to is not None:
-            # _schedule for an entry in no slot yet
-            b = int(math.ceil(now + to * self.adaptive()))
+            # _schedule for an entry in no slot yet, adaptive() inline
+            m = self.timeouts.max_entries
+            lim = self.DEFAULT_MAX_ENTRIES if m is None else m
+            start = lim * self.ADAPTIVE_START
+            if n > start:
+                end = lim * self.ADAPTIVE_END
+                b = int(math.ceil(now + to * max(0.0, (end - n) / (end - start))))
+            else:
+                b = int(math.ceil(now + to))
             if self.wheel.add(t, b) and not self._sweeping:
                 self.wheel.call_at(b)
         self.created = t
-        n = len(entries) + len(self.statics)          # _note_peak
+        n += len(self.statics)          # _note_peak
         if n > self.peak:
             self.peak = n
             self.peak_at = now
@@ -1111,13 +1202,25 @@ class Nat:
                         self.ports[(proto, ig, p)] = [il, ilp, 1]
                     return ig, p, (proto, il, ilp, rule.id, p)
             return None
+        if dry:
+            for ig in addrs:
+                p = self._alloc_port(proto, ig, ilp, tw, og, ogp, True)
+                if p is not None:
+                    return ig, p, pk
+            return None
+        portmaps = self.portmaps
         for ig in addrs:
-            p = self._alloc_port(proto, ig, ilp, tw, og, ogp, dry)
+            # _alloc_port, inline
+            pm = portmaps.get((proto, ig))
+            if pm is None:
+                pm = self._portmap(proto, ig)
+            p = pm.alloc(ilp)
+            if tw is not None and p is not None and (ig, p, og, ogp) in tw:
+                p = self._skip_time_wait(pm, p, ig, ilp, tw, og, ogp)
             if p is not None:
-                if not dry:
-                    k = (proto, ig, p)
-                    self.ports[k] = [il, ilp, 1]
-                    self.pat_by_local[pk] = k
+                k = (proto, ig, p)
+                self.ports[k] = [il, ilp, 1]
+                self.pat_by_local[pk] = k
                 return ig, p, pk
         return None
 
@@ -1191,6 +1294,12 @@ class Nat:
         p = pm.alloc(want)
         if tw is None or p is None or (ig, p, og, ogp) not in tw:
             return p
+        return self._skip_time_wait(pm, p, ig, want, tw, og, ogp)
+
+    def _skip_time_wait(self, pm, p, ig, want, tw, og, ogp):
+        """:meth:`_alloc_port` after port ``p`` of ``pm`` (taken) turned out
+        to be in the remote's TIME_WAIT: the next ports of the range, at
+        most :data:`TIME_WAIT_SKIP` passed over (and given back)."""
         skipped = []
         while p is not None and (ig, p, og, ogp) in tw and len(skipped) < self.TIME_WAIT_SKIP:
             skipped.append(p)
