@@ -8,8 +8,10 @@ nothing.  Figures, in packets per second and microseconds per packet:
   through the fast path (one lookup, window check, PAT rewrite, route);
 * established flows with 64 KB GSO super-frames (what bulk TCP looks
   like with PACKET_VNET_HDR): the per-frame cost spread over 64 KB;
-* new flows: SYNs of distinct flows (ACL, routing, PAT allocation,
-  session creation);
+* new flows: whole handshakes of distinct flows (ACL, routing, PAT
+  allocation, session creation);
+* short connections: the 10 frames of a ``wrk`` connection with
+  ``Connection: close`` (the lab's connection-rate benchmark), no I/O;
 * the slow path for comparison (the fast path switched off).
 
 Run: ``python -m bench engine`` or ``python bench/bench_engine.py``.
@@ -61,7 +63,7 @@ def appliance(journal=False):
     return app, pin, pout
 
 
-_FLAGS = {"S": 0x02, "SA": 0x12, "A": 0x10}
+_FLAGS = {"S": 0x02, "SA": 0x12, "A": 0x10, "PA": 0x18, "FA": 0x11}
 
 
 def frame(src_mac, dst_mac, src, dst, sport, dport, flags, seq, ack, payload=b""):
@@ -139,6 +141,39 @@ def new_flows(n=20000, journal=False):
     return n, dt, len(app.sessions.sessions)
 
 
+_REQUEST = b"GET / HTTP/1.1\r\nHost: server\r\nConnection: close\r\n\r\n"
+_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+
+
+def short_connections(n=20000):
+    """Whole short connections as ``wrk`` with ``Connection: close`` makes
+    them in the lab: SYN, SYN/ACK, ACK, request, its ACK, response, the
+    server's FIN, the client's ACK and FIN, the last ACK (10 frames, PAT,
+    a session each).  Returns (connections, seconds)."""
+    app, pin, pout = appliance()
+    q, r = _REQUEST, _RESPONSE
+    frames = []
+    for i in range(n):
+        sp, dp = 10000 + i % 50000, 8000 + i // 50000
+        c, s = 1000, 5000
+        for side, flags, seq, ack, payload in (
+                (0, "S", c, 0, b""), (1, "SA", s, c + 1, b""), (0, "A", c + 1, s + 1, b""),
+                (0, "PA", c + 1, s + 1, q), (1, "A", s + 1, c + 1 + len(q), b""),
+                (1, "PA", s + 1, c + 1 + len(q), r), (1, "FA", s + 1 + len(r), c + 1 + len(q), b""),
+                (0, "A", c + 1 + len(q), s + 2 + len(r), b""), (0, "FA", c + 1 + len(q), s + 2 + len(r), b""),
+                (1, "A", s + 2 + len(r), c + 2 + len(q), b"")):
+            if side == 0:
+                f = frame(H_IN, R_IN, IN_IP, OUT_IP, sp, dp, flags, seq, ack, payload)
+            else:
+                f = frame(H_OUT, R_OUT, OUT_IP, GLOBAL, dp, sp, flags, seq, ack, payload)
+            frames.append((pout if side else pin, f, b""))
+    before = pout.counters.tx_packets + pin.counters.tx_packets
+    dt = timed(app.router.frameReceived, frames)
+    sent = pout.counters.tx_packets + pin.counters.tx_packets - before
+    assert sent == len(frames), (sent, len(frames), dict(app.router.drops))
+    return n, dt
+
+
 def interpreter() -> str:
     """Which Python and Twisted ran the figures (they differ by 10-30 %
     between builds: the Debian package runs /usr/bin/python3)."""
@@ -161,6 +196,7 @@ def main(quick=False, out=sys.stdout):
     rows.append(("  the same with the --state-dir journal", n, dt))
     nflows, fdt, created = new_flows(5000 if quick else 20000)
     jflows, jdt, _ = new_flows(5000 if quick else 20000, journal=True)
+    sconns, sdt = short_connections(5000 if quick else 20000)
     print("%-44s %10s %10s %9s" % ("engine only (no I/O)", "packets", "pps", "us/pkt"), file=out)
     for name, n, dt in rows:
         print("%-44s %10d %10.0f %9.2f" % (name, n, n / dt, dt / n * 1e6), file=out)
@@ -169,6 +205,9 @@ def main(quick=False, out=sys.stdout):
           "(%d sessions created)" % (nflows / fdt, created), file=out)
     print("  the same with the --state-dir journal (continuity): %.0f per second "
           "(%.1f us more per connection)" % (jflows / jdt, (jdt / jflows - fdt / nflows) * 1e6),
+          file=out)
+    print("short connections as wrk makes them (handshake, request, response, FINs: 10 frames, "
+          "PAT, session): %.0f per second (%.1f us per connection)" % (sconns / sdt, sdt / sconns * 1e6),
           file=out)
 
 
