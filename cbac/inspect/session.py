@@ -1223,14 +1223,7 @@ class SessionTable:
 
     def _tcp_transition(self, s, old, new, now) -> None:
         if new == ESTABLISHED:
-            # self.set_open(s), inline
-            if s.half_open:
-                s.half_open = False
-                self.thresholds.remove_half(s)
-            if s.sis == SIS_OPENING:
-                s.sis = SIS_OPEN
-            if self.observer is not None and not s.dead:
-                self.observer.session_changed(s)
+            self.set_open(s)
             s.fixed = None
             # the idle deadline: filed now only when the session's slot is
             # later (self._schedule's test, inline: the synwait slot is

@@ -54,7 +54,6 @@ _FRAG_LIFETIME = 30.0
 _FRAG_MAX = 4096            # first fragments remembered at most
 _SYN_ACK_RST_FIN = SYN | ACK | RST | FIN
 _ACK_RST_FIN = ACK | RST | FIN
-_new = object.__new__
 _ICMP_ERRORS = frozenset((3, 4, 5, 11, 12))
 
 
@@ -1041,7 +1040,7 @@ class Nat:
         flows_in, flows_out = self.flows_in, self.flows_out
         if proto == 6 or proto == 17:
             # the set-up path of every TCP and UDP connection: flow_key,
-            # make_rewrites, new_flow and _timeout_for, inline
+            # make_rewrites (port_pair) and _timeout_for, inline
             if in_key is None:
                 in_key = proto << 96 | il << 64 | ilp << 48 | ol << 16 | olp
             if out_key is None:
@@ -1052,24 +1051,8 @@ class Nat:
                 if pat_key is not None:
                     self._port_release(proto, ig, igp, pat_key)
                 return DROP
-            t = _new(Translation)
-            t.kind = FLOW
-            t.proto = proto
-            t.il = il
-            t.ilp = ilp
-            t.ig = ig
-            t.igp = igp
-            t.ol = ol
-            t.olp = olp
-            t.og = og
-            t.ogp = ogp
-            t.rw = port_pair(proto, il, ilp, ig, igp, ol, olp, og, ogp)
-            t.created = t.last_use = now
-            t.tcp_state = T_SYN
-            t.slot = None
-            t.refcount = 0
-            t.dead = False
-            t.owner = t._x = None
+            t = new_flow(proto, il, ilp, ig, igp, ol, olp, og, ogp,
+                         port_pair(proto, il, ilp, ig, igp, ol, olp, og, ogp), now)
             to = self.timeouts
             if proto == 6:
                 to = to.syn_timeout
