@@ -118,15 +118,7 @@ def parse_frame(frame, vnet: bytes = b"", verify_ip: bool = False) -> Packet:
             raise MalformedPacket("not-ipv4", "ethertype 0x%04x" % et)
     if n - l3 >= 40 and frame[l3] == 0x45 and frame[l3 + 9] == PROTO_TCP:
         return parse_tcp20(frame, vnet, l3, n, verify_ip)
-    p = Packet()
-    p.frame = frame
-    p.vnet = vnet
-    p.vlan = l3 == 18
-    p.ethertype = ETH_P_IP
-    p.l3 = l3
-    p.in_port = p.out_port = p.meta = None
-    _parse_ip_any(p, frame, l3, n, verify_ip)
-    return p
+    return _ipv4_packet(frame, vnet, l3, n, verify_ip)
 
 
 def parse_plain(frame, vnet: bytes = b"") -> Packet:
@@ -136,7 +128,7 @@ def parse_plain(frame, vnet: bytes = b"") -> Packet:
     exceptions, without the dispatch on the ethertype."""
     if frame[23] == PROTO_TCP:
         return parse_tcp20(frame, vnet, 14, len(frame), False)
-    return _untagged(frame, vnet, 14, len(frame), False)
+    return _ipv4_packet(frame, vnet, 14, len(frame), False)
 
 
 def parse_ip_packet(packet, vnet: bytes = b"", verify_ip: bool = False) -> Packet:
@@ -145,16 +137,16 @@ def parse_ip_packet(packet, vnet: bytes = b"", verify_ip: bool = False) -> Packe
     n = len(packet)
     if n >= 40 and packet[0] == 0x45 and packet[9] == PROTO_TCP:
         return parse_tcp20(packet, vnet, 0, n, verify_ip)
-    return _untagged(packet, vnet, 0, n, verify_ip)
+    return _ipv4_packet(packet, vnet, 0, n, verify_ip)
 
 
-def _untagged(frame, vnet, l3: int, n: int, verify_ip: bool) -> Packet:
-    """The Packet of an untagged IPv4 packet at ``l3`` (any protocol and
-    header length), as :func:`_parse_ip_any` reads it."""
+def _ipv4_packet(frame, vnet, l3: int, n: int, verify_ip: bool) -> Packet:
+    """The Packet of an IPv4 packet at ``l3`` (18: after an 802.1Q tag; any
+    protocol and header length), as :func:`_parse_ip_any` reads it."""
     p = Packet()
     p.frame = frame
     p.vnet = vnet
-    p.vlan = False
+    p.vlan = l3 == 18
     p.ethertype = ETH_P_IP
     p.l3 = l3
     p.in_port = p.out_port = p.meta = None
