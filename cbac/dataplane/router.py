@@ -469,47 +469,39 @@ class Router:
         _NO_LOOKUP."""
         if s is _NO_LOOKUP:
             pkt = parse_frame(frame, vnet)
-            l3 = pkt.l3
-            # the IPv4 header checksum (ck.ip_checksum_ok, inline)
-            if int.from_bytes(frame[l3:l3 + pkt.ihl], "big") % 0xFFFF:
-                self._drop(ri, "malformed-ip-checksum")
-                return
-            if pkt.ihl > 20:
-                # IP options: source routes, ip options drop (ipoptions.py);
-                # malformed options raise MalformedPacket
-                why = ip_options_verdict(frame, l3, self.ip_options)
-                if why is not None:
-                    self._drop(ri, why)
-                    return
-            if (pkt.frag or pkt.mf) and self.reassembly is not None:
-                whole = self.reassembly.add(ri.name, pkt)
-                if whole is None:
-                    return                      # held until the datagram is complete
-                if isinstance(whole, str):
-                    self._drop(ri, whole)
-                    return
-                frame = bytearray(frame[0:l3]) + whole
-                pkt = parse_frame(frame, b"")
-            # Verify before you believe: no state from a damaged packet
-            # (cbac/inspect/normalise.py).
-            if not (pkt.frag or pkt.mf) and not ck.l4_checksum_ok(pkt):
-                self._drop(ri, "bad-l4-checksum")
-                if self.sessions is not None:
-                    self.sessions.stats.drop("bad-checksum")
-                return
         else:
             # from the fast path: untagged, a 20-byte header (no options),
             # not a fragment (no reassembly), TCP or UDP
             pkt = (parse_tcp20(frame, vnet, 14, len(frame), False) if frame[23] == PROTO_TCP
                    else parse_plain(frame, vnet))
-            l3 = 14
-            if int.from_bytes(frame[14:34], "big") % 0xFFFF:
-                self._drop(ri, "malformed-ip-checksum")
+        l3 = pkt.l3
+        # the IPv4 header checksum (ck.ip_checksum_ok, inline)
+        if int.from_bytes(frame[l3:l3 + pkt.ihl], "big") % 0xFFFF:
+            self._drop(ri, "malformed-ip-checksum")
+            return
+        if pkt.ihl > 20:
+            # IP options: source routes, ip options drop (ipoptions.py);
+            # malformed options raise MalformedPacket
+            why = ip_options_verdict(frame, l3, self.ip_options)
+            if why is not None:
+                self._drop(ri, why)
                 return
-            if not ck.l4_checksum_ok(pkt):
-                self._drop(ri, "bad-l4-checksum")
+        if (pkt.frag or pkt.mf) and self.reassembly is not None:
+            whole = self.reassembly.add(ri.name, pkt)
+            if whole is None:
+                return                      # held until the datagram is complete
+            if isinstance(whole, str):
+                self._drop(ri, whole)
+                return
+            frame = bytearray(frame[0:l3]) + whole
+            pkt = parse_frame(frame, b"")
+        # Verify before you believe: no state from a damaged packet
+        # (cbac/inspect/normalise.py).
+        if not (pkt.frag or pkt.mf) and not ck.l4_checksum_ok(pkt):
+            self._drop(ri, "bad-l4-checksum")
+            if self.sessions is not None:
                 self.sessions.stats.drop("bad-checksum")
-                return
+            return
         pkt.in_port = ri
         if pkt.dst == 0xFFFFFFFF or (pkt.dst >> 28) == 0xE:
             self._drop(ri, "broadcast-multicast")
